@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine: installs what the project needs, then runs a job.
+#   ./dev.sh demo [args...]   the main job on the embedded chain
+#   ./dev.sh test [pytest args...]   ruff, mypy --strict and the whole test suite
+# Needs only Python >= 3.11, Node.js/npm and git. Everything else lands in .venv/ and .tools/.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+SOLCJS_VERSION="0.8.37"
+ANVIL_VERSION="1.7.1"
+PYTHON="${PYTHON:-python3}"
+
+log() { printf '[dev.sh] %s\n' "$*" >&2; }
+
+ensure_venv() {
+  if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), sys.version' \
+      || { log "Python >= 3.11 is required"; exit 1; }
+    log "creating .venv"
+    "$PYTHON" -m venv .venv
+  fi
+  local stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+  if [ ! -f "$stamp" ]; then
+    log "installing Python packages (first run only)"
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -e '.[dev]'
+    rm -f .venv/.installed-*
+    touch "$stamp"
+  fi
+}
+
+# The Solidity compiler (solcjs, pinned) and anvil come from npm: this machine reaches no other
+# binary source. They are needed by the tests only; the demo uses the committed contract artifacts.
+ensure_node_tools() {
+  local stamp=.tools/.installed-solc-${SOLCJS_VERSION}-anvil-${ANVIL_VERSION}
+  if [ ! -f "$stamp" ]; then
+    command -v npm >/dev/null || { log "npm is required for the test tools"; exit 1; }
+    log "installing solc@${SOLCJS_VERSION} and anvil@${ANVIL_VERSION} from npm (first run only)"
+    mkdir -p .tools
+    npm install --prefix .tools --no-audit --no-fund --no-save --loglevel=error \
+      "solc@${SOLCJS_VERSION}" "@foundry-rs/anvil-linux-amd64@${ANVIL_VERSION}" >/dev/null
+    rm -f .tools/.installed-*
+    touch "$stamp"
+  fi
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  demo)
+    ensure_venv
+    exec .venv/bin/jointledger demo "$@"
+    ;;
+  test)
+    ensure_venv
+    ensure_node_tools
+    log "ruff"
+    .venv/bin/ruff check ledger_node api scripts tests
+    log "mypy --strict"
+    .venv/bin/mypy ledger_node api
+    log "pytest"
+    exec .venv/bin/pytest "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh demo [args...] | ./dev.sh test [pytest args...]" >&2
+    exit 2
+    ;;
+esac

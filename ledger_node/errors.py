@@ -1,0 +1,82 @@
+"""The exception hierarchy: one root, :class:`LedgerError`, and a few domain subclasses.
+
+Callers catch the specific type; the HTTP layer maps each to an RFC 9457 problem response.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class InvalidRecord(LedgerError, ValueError):
+    """A payment record (or one of its fields) is not acceptable.
+
+    ``field`` names the offending field, ``reason`` says why.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"invalid record field {field!r}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class InvalidOpening(LedgerError, ValueError):
+    """An opening or single-field disclosure does not match its commitment."""
+
+
+class InvalidProof(LedgerError, ValueError):
+    """A Merkle inclusion or consistency proof is malformed or does not verify."""
+
+
+class RootMismatchError(InvalidProof):
+    """A proof is well formed but computes a root other than the expected one."""
+
+    def __init__(self, expected: bytes, calculated: bytes) -> None:
+        super().__init__(
+            f"root mismatch: expected {expected.hex()}, calculated {calculated.hex()}"
+        )
+        self.expected = expected
+        self.calculated = calculated
+
+
+class CryptoError(LedgerError):
+    """Root of cryptographic failures."""
+
+
+class InvalidKey(CryptoError, ValueError):
+    """A key (PEM, DER, raw point or scalar) is malformed or not on the SM2 curve."""
+
+
+class InvalidSignature(CryptoError):
+    """An SM2 signature is malformed or does not verify."""
+
+
+class DecryptionFailed(CryptoError):
+    """A ciphertext could not be decrypted or failed authentication."""
+
+
+class CompilerError(LedgerError):
+    """The Solidity compiler could not be found or failed to compile the contracts."""
+
+
+class ArtifactError(LedgerError):
+    """Compiled contract artifacts are missing, malformed or stale."""
+
+
+class ChainError(LedgerError):
+    """Talking to the chain failed (connection, transaction, unexpected state)."""
+
+
+class ContractRevert(ChainError):
+    """A contract call reverted with a custom error; ``name`` is its Solidity name."""
+
+    def __init__(self, name: str, args: tuple[object, ...] = ()) -> None:
+        super().__init__(f"contract reverted: {name}{args!r}" if args else f"contract reverted: {name}")
+        self.name = name
+        self.args_ = args
+
+
+class DeploymentError(ChainError):
+    """A deployment file is missing, malformed or points at a chain without the contract."""
