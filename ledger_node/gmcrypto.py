@@ -341,19 +341,23 @@ def sign(private_key: SM2PrivateKey, message: bytes, user_id: bytes = DEFAULT_US
     Raises ``ValueError`` only for an over-long ``user_id``.
     """
     e = _digest(private_key.public_key(), message, user_id)
-    d = private_key.d
-    inv = pow(1 + d, -1, SM2_N)
     while True:
-        k = secrets.randbelow(SM2_N - 1) + 1
-        point = _mul_base(k)
-        assert point is not None
-        r = (e + point[0]) % SM2_N
-        if r == 0 or r + k == SM2_N:
-            continue
-        s = (inv * (k - r * d)) % SM2_N
-        if s == 0:
-            continue
-        return encode_signature(r, s)
+        rs = _sign_with_k(private_key.d, e, secrets.randbelow(SM2_N - 1) + 1)
+        if rs is not None:
+            return encode_signature(*rs)
+
+
+def _sign_with_k(d: int, e: int, k: int) -> tuple[int, int] | None:
+    """GB/T 32918.2 steps A4-A6 for a given nonce; ``None`` means "draw another k"."""
+    point = _mul_base(k)
+    assert point is not None  # k in [1, n-1]
+    r = (e + point[0]) % SM2_N
+    if r == 0 or r + k == SM2_N:
+        return None
+    s = (pow(1 + d, -1, SM2_N) * (k - r * d)) % SM2_N
+    if s == 0:
+        return None
+    return r, s
 
 
 def encode_signature(r: int, s: int) -> bytes:
@@ -439,22 +443,25 @@ def encrypt(public_key: SM2PublicKey, plaintext: bytes) -> bytes:
     if not plaintext:
         raise CryptoError("SM2 cannot encrypt an empty message")
     msg = bytes(plaintext)
-    target = (public_key.x, public_key.y)
     while True:
-        k = secrets.randbelow(SM2_N - 1) + 1
-        c1 = _mul_base(k)
-        shared = _mul_generic(k, target)
-        assert c1 is not None and shared is not None  # k in [1, n-1], key of order n
-        x2 = shared[0].to_bytes(32, "big")
-        y2 = shared[1].to_bytes(32, "big")
-        t = _kdf(x2 + y2, len(msg))
-        if not any(t):
-            continue
-        c2 = _xor(msg, t)
-        c3 = sm3(x2 + msg + y2)
-        return _der_sequence(
-            _der_integer(c1[0]), _der_integer(c1[1]), _der_octets(c3), _der_octets(c2)
-        )
+        sealed = _encrypt_with_k(public_key, msg, secrets.randbelow(SM2_N - 1) + 1)
+        if sealed is not None:
+            return sealed
+
+
+def _encrypt_with_k(public_key: SM2PublicKey, msg: bytes, k: int) -> bytes | None:
+    """GB/T 32918.4 steps A2-A8 for a given k; ``None`` means "draw another k"."""
+    c1 = _mul_base(k)
+    shared = _mul_generic(k, (public_key.x, public_key.y))
+    assert c1 is not None and shared is not None  # k in [1, n-1], key of order n
+    x2 = shared[0].to_bytes(32, "big")
+    y2 = shared[1].to_bytes(32, "big")
+    t = _kdf(x2 + y2, len(msg))
+    if not any(t):
+        return None
+    c2 = _xor(msg, t)
+    c3 = sm3(x2 + msg + y2)
+    return _der_sequence(_der_integer(c1[0]), _der_integer(c1[1]), _der_octets(c3), _der_octets(c2))
 
 
 def decrypt(private_key: SM2PrivateKey, ciphertext: bytes) -> bytes:
