@@ -73,10 +73,15 @@ class ContractRevert(ChainError):
     """A contract call reverted with a custom error; ``name`` is its Solidity name."""
 
     def __init__(self, name: str, args: tuple[object, ...] = ()) -> None:
-        super().__init__(f"contract reverted: {name}{args!r}" if args else f"contract reverted: {name}")
+        detail = f"{name}{args!r}" if args else name
+        super().__init__(f"contract reverted: {detail}")
         self.name = name
-        self.args_ = args
+        self.error_args = args
 
 
 class DeploymentError(ChainError):
     """A deployment file is missing, malformed or points at a chain without the contract."""
+
+
+class InvalidCheckpoint(LedgerError, ValueError):
+    """A checkpoint (or its JSON form) is malformed: bad sizes, names or values."""
