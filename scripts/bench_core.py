@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Benchmark the ledger core and print a table (PROTOCOL §3–§5; issue "Ledger core").
+
+Figures, not assertions: run it on a quiet machine and copy the table into
+docs/performance.md with the machine it ran on. Single-threaded throughout ("one core").
+
+    .venv/bin/python scripts/bench_core.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from gmssl import func as gm_func
+from gmssl import sm3 as gm_sm3
+
+from ledger_node import gmcrypto, hashes, merkle
+from ledger_node.commitment import new_salt, record_commitment
+from ledger_node.record import Channel, PaymentRecord
+
+
+def rate(operation: Callable[[], object], *, seconds: float = 1.0) -> float:
+    """Return operations per second of ``operation``, run for about ``seconds``."""
+    count, batch = 0, 1
+    start = time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for _ in range(batch):
+            operation()
+        count += batch
+        batch = min(batch * 2, 4096)
+    return count / elapsed
+
+
+def row(name: str, value: str, goal: str = "", verdict: str = "") -> None:
+    print(f"| {name} | {value} | {goal} | {verdict} |", flush=True)
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def bench_hashes(seconds: float) -> None:
+    data = secrets.token_bytes(64)
+    ours = rate(lambda: hashes.sm3(data), seconds=seconds)
+    # gmssl pads the list it is given in place: hand it a fresh one each call.
+    theirs = rate(lambda: gm_sm3.sm3_hash(gm_func.bytes_to_list(data)), seconds=seconds)
+    row("SM3, 64-byte messages, `cryptography` (OpenSSL)", f"{ours:,.0f} /s")
+    row("SM3, 64-byte messages, `gmssl` (pure Python)", f"{theirs:,.0f} /s")
+    row("SM3 speed-up of OpenSSL over gmssl", f"{ours / theirs:,.0f}x")
+
+
+def sample_record() -> PaymentRecord:
+    return PaymentRecord(
+        platform="unionpay",
+        local_tx_id="UP20261127-000001",
+        payer_identity="110101199003077777",
+        payer_account="tok_payer_1",
+        payee_identity="91110000MA01ABCD2X",
+        payee_account="tok_merchant_9",
+        amount_fen=12_345,
+        currency="CNY",
+        time=datetime(2026, 11, 27, 3, 0, tzinfo=UTC),
+        channel=Channel.QR,
+        cross_border=False,
+        clearing_ref="CUP-REF-0001",
+    )
+
+
+def bench_commitments(seconds: float) -> None:
+    record = sample_record()
+    per_second = rate(lambda: record_commitment(record, new_salt()), seconds=seconds)
+    row("record commitments (fresh salt each)", f"{per_second:,.0f} /s", ">= 25,000 /s",
+        met(per_second >= 25_000))
+
+
+def bench_merkle(leaf_count: int, seconds: float) -> None:
+    leaves = [secrets.token_bytes(32) for _ in range(leaf_count)]
+    start = time.perf_counter()
+    log = merkle.MerkleLog.from_leaves(merkle.SM3_HASHER, leaves)
+    root = log.root()
+    build = time.perf_counter() - start
+    goal = "<= 5 s" if leaf_count == 1_000_000 else "(goal is for 1,000,000 leaves)"
+    row(f"root of a {leaf_count:,}-leaf SM3 tree (bulk build)", f"{build:.2f} s", goal,
+        met(build <= 5) if leaf_count == 1_000_000 else "")
+
+    appender = merkle.MerkleLog(merkle.SM3_HASHER)
+    start = time.perf_counter()
+    for leaf in leaves[:100_000]:
+        appender.append(leaf)
+    append_rate = 100_000 / (time.perf_counter() - start)
+    row("incremental appends (SM3)", f"{append_rate:,.0f} /s")
+
+    indices = [secrets.randbelow(leaf_count) for _ in range(2_000)]
+    start = time.perf_counter()
+    proofs = [log.inclusion_proof(i) for i in indices]
+    proof_rate = len(indices) / (time.perf_counter() - start)
+    row(f"inclusion proofs generated in the {leaf_count:,}-leaf log", f"{proof_rate:,.0f} /s")
+
+    leaf_hashes = [merkle.SM3_HASHER.hash_leaf(leaves[i]) for i in indices]
+    cursor = 0
+
+    def verify_one() -> None:
+        nonlocal cursor
+        proof, leaf_hash = proofs[cursor], leaf_hashes[cursor]
+        merkle.verify_inclusion(
+            merkle.SM3_HASHER, proof.index, proof.size, leaf_hash, proof.path, root
+        )
+        cursor = (cursor + 1) % len(proofs)
+
+    verify_rate = rate(verify_one, seconds=seconds)
+    row(f"inclusion-proof verifications ({leaf_count:,}-leaf tree)", f"{verify_rate:,.0f} /s",
+        ">= 20,000 /s", met(verify_rate >= 20_000))
+
+
+def bench_sm2(seconds: float) -> None:
+    key = gmcrypto.generate_private_key()
+    public = key.public_key()
+    message = secrets.token_bytes(120)
+    signature = gmcrypto.sign(key, message)
+    signs = rate(lambda: gmcrypto.sign(key, message), seconds=seconds)
+    verifies = rate(lambda: gmcrypto.verify(public, message, signature), seconds=seconds)
+    row("SM2 sign (SM3, default user ID)", f"{signs:,.0f} /s")
+    row("SM2 verify", f"{verifies:,.0f} /s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100,000 leaves and short runs")
+    args = parser.parse_args(argv)
+    seconds = 0.3 if args.quick else 2.0
+    leaf_count = 100_000 if args.quick else 1_000_000
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, {platform.platform()}")
+    print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
+    print("| measure | figure | goal | verdict |")
+    print("|---|---|---|---|")
+    bench_hashes(seconds)
+    bench_commitments(seconds)
+    bench_merkle(leaf_count, seconds)
+    bench_sm2(seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
