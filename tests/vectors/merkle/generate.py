@@ -62,8 +62,7 @@ def inclusion_cases(ref: dict[str, Any]) -> dict[str, dict[str, Any]]:
         }
         add = partial(_add, out, f"inclusion-{index}-{size}", base)
         add("happy-path", f"published proof for leaf {index} of {size}", None)
-        add("wrong-leaf", "hash of another leaf", MISMATCH,
-            leaf_hash=leaf_hashes[(index + 1) % 8])
+        add("wrong-leaf", "hash of another leaf", MISMATCH, leaf_hash=leaf_hashes[(index + 1) % 8])
         add("wrong-leaf-length", "leaf hash of the wrong length", MALFORMED, leaf_hash=GARBAGE)
         add("wrong-root", "root of another tree size", MISMATCH, root=other_root)
         add("empty-root", "root of the empty tree", MISMATCH, root=ref["empty_root"])
@@ -81,16 +80,28 @@ def inclusion_cases(ref: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for i in range(len(proof)):
             modified = list(proof)
             modified[i] = _flip(proof[i], 3)
-            add(f"modified-proof-{i}-bit-3", f"bit 3 of proof[{i}] flipped", MISMATCH,
-                proof=modified)
+            add(
+                f"modified-proof-{i}-bit-3",
+                f"bit 3 of proof[{i}] flipped",
+                MISMATCH,
+                proof=modified,
+            )
         if proof:
             add("truncated", "last element removed", MALFORMED, proof=proof[:-1])
             add("empty-proof", "proof emptied", MALFORMED, proof=[])
         if len(proof) > 1:
-            add("reordered", "first two elements swapped", MISMATCH,
-                proof=[proof[1], proof[0], *proof[2:]])
-            add("inserted-component", "an element inserted after proof[0]", MALFORMED,
-                proof=[proof[0], other_root, *proof[1:]])
+            add(
+                "reordered",
+                "first two elements swapped",
+                MISMATCH,
+                proof=[proof[1], proof[0], *proof[2:]],
+            )
+            add(
+                "inserted-component",
+                "an element inserted after proof[0]",
+                MALFORMED,
+                proof=[proof[0], other_root, *proof[1:]],
+            )
     return out
 
 
@@ -148,11 +159,19 @@ def consistency_cases(ref: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for i in range(len(proof)):
             modified = list(proof)
             modified[i] = _flip(proof[i], 4)
-            add(f"modified-proof-{i}-bit-4", f"bit 4 of proof[{i}] flipped", MISMATCH,
-                proof=modified)
+            add(
+                f"modified-proof-{i}-bit-4",
+                f"bit 4 of proof[{i}] flipped",
+                MISMATCH,
+                proof=modified,
+            )
         if len(proof) > 1:
-            add("reordered", "first two elements swapped", MISMATCH,
-                proof=[proof[1], proof[0], *proof[2:]])
+            add(
+                "reordered",
+                "first two elements swapped",
+                MISMATCH,
+                proof=[proof[1], proof[0], *proof[2:]],
+            )
     return out
 
 
