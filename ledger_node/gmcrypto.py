@@ -150,6 +150,22 @@ def _from_hex(h: object) -> Point | None:
     return int(h[:64], 16), int(h[64:], 16)
 
 
+def _to_affine(jacobian: object) -> Point | None:
+    """Normalise a gmssl Jacobian point string (X, Y, Z) to affine; ``None`` if Z = 0.
+
+    gmssl's own ``_convert_jacb_to_nor`` inverts Z by Fermat (``pow(z, p - 2, p)``), which
+    costs ~200 µs; Python's ``pow(z, -1, p)`` gives the same inverse in ~7 µs.
+    """
+    if not isinstance(jacobian, str) or len(jacobian) < 129:
+        return None
+    x, y, z = int(jacobian[:64], 16), int(jacobian[64:128], 16), int(jacobian[128:], 16)
+    if z % SM2_P == 0:
+        return None
+    z_inv = pow(z, -1, SM2_P)
+    z_inv2 = z_inv * z_inv % SM2_P
+    return x * z_inv2 % SM2_P, y * z_inv2 * z_inv % SM2_P
+
+
 def _mul_generic(k: int, point: Point) -> Point | None:
     """Return k·P via gmssl's double-and-add; ``None`` for the point at infinity."""
     k %= SM2_N
@@ -167,51 +183,81 @@ def _add(p1: Point | None, p2: Point | None) -> Point | None:
     if p1[0] == p2[0]:
         if p1[1] != p2[1]:
             return None  # P + (−P)
-        return _from_hex(_ENGINE._convert_jacb_to_nor(_ENGINE._double_point(_hex(p1) + "1")))
-    return _from_hex(_ENGINE._convert_jacb_to_nor(_ENGINE._add_point(_hex(p1) + "1", _hex(p2))))
+        return _to_affine(_ENGINE._double_point(_hex(p1) + "1"))
+    return _to_affine(_ENGINE._add_point(_hex(p1) + "1", _hex(p2)))
 
 
-# Fixed-base comb for k·G: _COMB[i][j] = j · 16^i · G (affine), so k·G is at most 64 mixed
+# Fixed-base comb: table[i][j] = j · 16^i · P (affine hex), so k·P costs at most 64 mixed
 # additions through gmssl's ``_add_point`` instead of 256 doublings and ~128 additions.
+# Building a table costs ~1000 additions (~40 ms), about four plain multiplications, so one is
+# kept for G and, after a few uses, for each of the (few) public keys a ledger node verifies.
 _WINDOW: Final = 4
-_COMB: list[list[str]] = []
+_ROWS: Final = 256 // _WINDOW
+_TABLE_AFTER_USES: Final = 3
+CombTable = tuple[tuple[str, ...], ...]
 
 
-def _comb_table() -> list[list[str]]:
-    if not _COMB:
-        base: Point | None = _G
-        for _ in range(256 // _WINDOW):
-            assert base is not None
-            row = [""]
-            acc: Point | None = None
-            for _j in range(1, 1 << _WINDOW):
-                acc = _add(acc, base)
-                assert acc is not None
-                row.append(_hex(acc))
-            _COMB.append(row)
-            base = _add(acc, base)  # 16 · base
-    return _COMB
+def _build_comb(point: Point) -> CombTable:
+    rows: list[tuple[str, ...]] = []
+    base: Point | None = point
+    for _ in range(_ROWS):
+        assert base is not None  # P has prime order n > 16^64
+        row = [""]
+        acc: Point | None = None
+        for _j in range(1, 1 << _WINDOW):
+            acc = _add(acc, base)
+            assert acc is not None
+            row.append(_hex(acc))
+        rows.append(tuple(row))
+        base = _add(acc, base)  # 16 · base
+    return tuple(rows)
 
 
-def _mul_base(k: int) -> Point | None:
-    """Return k·G; ``None`` for the point at infinity."""
+@functools.cache
+def _base_table() -> CombTable:
+    return _build_comb(_G)
+
+
+@functools.lru_cache(maxsize=64)
+def _key_table(point: Point) -> CombTable:
+    return _build_comb(point)
+
+
+_uses: dict[Point, int] = {}
+
+
+def _comb_mul(table: CombTable, k: int, point: Point) -> Point | None:
     k %= SM2_N
     if k == 0:
         return None
-    table = _comb_table()
     acc: str | None = None
-    for i in range(256 // _WINDOW):
+    for i in range(_ROWS):
         digit = (k >> (_WINDOW * i)) & ((1 << _WINDOW) - 1)
         if digit:
             entry = table[i][digit]
             acc = entry + "1" if acc is None else _ENGINE._add_point(acc, entry)
-    assert acc is not None
-    result = _from_hex(_ENGINE._convert_jacb_to_nor(acc))
+    result = _to_affine(acc)
     if result is None:
         # An intermediate sum hit a doubling or P + (−P) that the mixed-addition formula does
         # not handle (probability ~2^-250): fall back to plain double-and-add.
-        return _mul_generic(k, _G)
+        return _mul_generic(k, point)
     return result
+
+
+def _mul_base(k: int) -> Point | None:
+    """Return k·G; ``None`` for the point at infinity."""
+    return _comb_mul(_base_table(), k, _G)
+
+
+def _mul_key(k: int, point: Point) -> Point | None:
+    """Return k·P for a long-lived public key P, switching to a cached comb once P recurs."""
+    uses = _uses.get(point, 0) + 1
+    if uses < _TABLE_AFTER_USES:
+        if len(_uses) >= 4096:
+            _uses.clear()  # bound the memory spent on one-off keys
+        _uses[point] = uses
+        return _mul_generic(k, point)
+    return _comb_mul(_key_table(point), k, point)
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,7 +452,7 @@ def verify(
     t = (r + s) % SM2_N
     if t == 0:
         raise InvalidSignature("SM2 signature does not verify")
-    point = _add(_mul_base(s), _mul_generic(t, (public_key.x, public_key.y)))
+    point = _add(_mul_base(s), _mul_key(t, (public_key.x, public_key.y)))
     if point is None:
         raise InvalidSignature("SM2 signature does not verify")
     expected = (e + point[0]) % SM2_N
@@ -452,7 +498,7 @@ def encrypt(public_key: SM2PublicKey, plaintext: bytes) -> bytes:
 def _encrypt_with_k(public_key: SM2PublicKey, msg: bytes, k: int) -> bytes | None:
     """GB/T 32918.4 steps A2-A8 for a given k; ``None`` means "draw another k"."""
     c1 = _mul_base(k)
-    shared = _mul_generic(k, (public_key.x, public_key.y))
+    shared = _mul_key(k, (public_key.x, public_key.y))
     assert c1 is not None and shared is not None  # k in [1, n-1], key of order n
     x2 = shared[0].to_bytes(32, "big")
     y2 = shared[1].to_bytes(32, "big")

@@ -644,3 +644,34 @@ def test_openssl_ciphertext_decrypts_in_project(
             "-in", tmp_path / "msg",
         )  # fmt: skip
         assert gm.decrypt(private, ciphertext) == plaintext
+
+
+# ------------------------------------------------------------------------------------------
+# Scalar multiplication paths (comb tables vs gmssl's double-and-add)
+# ------------------------------------------------------------------------------------------
+
+
+@FEW
+@given(k=st.integers(min_value=0, max_value=2**256 - 1))
+def test_comb_multiplication_matches_gmssl_double_and_add(k: int) -> None:
+    point = gm.SM2PrivateKey(LSTRIP_KEYS["x-starts-04"]).public_key()
+    p = (point.x, point.y)
+    assert gm._mul_base(k) == gm._mul_generic(k, gm._G)
+    assert gm._comb_mul(gm._key_table(p), k, p) == gm._mul_generic(k, p)
+
+
+def test_small_and_edge_scalars() -> None:
+    for k in (1, 2, 15, 16, 17, 255, 256, N - 2, N - 1, N, N + 1):
+        assert gm._mul_base(k) == gm._mul_generic(k, gm._G)
+    assert gm._mul_base(0) is None and gm._mul_base(N) is None
+    assert gm._mul_generic(N - 1, gm._G) == (gm.SM2_GX, gm.SM2_P - gm.SM2_GY)  # −G
+
+
+def test_verify_is_stable_once_a_key_table_is_cached() -> None:
+    private = gm.generate_private_key()
+    signatures = [gm.sign(private, bytes([i])) for i in range(6)]
+    for i, signature in enumerate(signatures):  # the first uses go through gmssl's _kg
+        gm.verify(private.public_key(), bytes([i]), signature)
+        with pytest.raises(InvalidSignature):
+            gm.verify(private.public_key(), bytes([i + 1]), signature)
+    assert (private.public_key().x, private.public_key().y) in gm._uses
