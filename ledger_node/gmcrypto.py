@@ -276,7 +276,7 @@ class SM2PublicKey:
     y: int
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.x, int) and isinstance(self.y, int)):
+        if type(self.x) is not int or type(self.y) is not int:
             raise InvalidKey("SM2 public key coordinates must be integers")
         if not _on_curve(self.x, self.y):
             raise InvalidKey("SM2 public key point is not on the SM2 curve")
@@ -317,7 +317,7 @@ class SM2PrivateKey:
     _public: SM2PublicKey = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.d, int) or not 1 <= self.d <= SM2_N - 2:
+        if type(self.d) is not int or not 1 <= self.d <= SM2_N - 2:
             raise InvalidKey("SM2 private scalar out of range [1, n-2]")
         point = _mul_base(self.d)
         assert point is not None  # d is in [1, n-1]

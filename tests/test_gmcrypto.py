@@ -222,6 +222,8 @@ def test_sm2_private_key_range() -> None:
     assert gm.SM2PrivateKey(1).public_key() == gm.SM2PublicKey(gm.SM2_GX, gm.SM2_GY)
     gm.SM2PrivateKey(N - 2)
     with pytest.raises(InvalidKey):
+        gm.SM2PrivateKey(True)
+    with pytest.raises(InvalidKey):
         gm.SM2PrivateKey.from_bytes(b"\x01" * 31)
     assert gm.SM2PrivateKey.from_bytes(STD_D.to_bytes(32, "big")).d == STD_D
 
@@ -325,6 +327,12 @@ def test_sm2_sign_verify_round_trip(key: gm.SM2PrivateKey, message: bytes) -> No
     gm.verify(key.public_key(), message, signature)
     with pytest.raises(InvalidSignature):
         gm.verify(key.public_key(), message + b"\x00", signature)
+
+
+def test_sm2_user_id_length_limit(key: gm.SM2PrivateKey) -> None:
+    gm.verify(key.public_key(), b"m", gm.sign(key, b"m", user_id=b"u" * 8191), user_id=b"u" * 8191)
+    with pytest.raises(ValueError):
+        gm.sign(key, b"m", user_id=b"u" * 8192)
 
 
 def test_sm2_signatures_are_randomised(key: gm.SM2PrivateKey) -> None:
