@@ -632,6 +632,9 @@ class MerkleLog:
         """
         get = self._store.get
         width = hi - lo
+        if not width & (width - 1):  # a complete subtree: one stored node
+            level = width.bit_length() - 1
+            return get(level, lo >> level)
         parts: list[bytes] = []
         for bit in range(width.bit_length() - 1, -1, -1):
             if width >> bit & 1:
