@@ -8,15 +8,15 @@ import {Membership} from "./Membership.sol";
  * @title Checkpoints
  * @notice Anchors signed Merkle-log checkpoints, per log, with strictly increasing tree sizes.
  * @dev A log is named by a `bytes32` id; its first checkpoint binds it to the anchoring
- * platform, which may own several logs (sharded intake). The full history is kept: an array
- * per log in anchoring (= size) order plus a size -> index map. The SM2 signature is only
- * carried in the `CheckpointAnchored` event (calldata is cheaper than storage).
+ * platform, which may own several logs (sharded intake). The full history is kept as one
+ * array per log; sizes strictly increase along it, so lookups by size binary-search it
+ * instead of paying for a size -> index map on every anchor. The SM2 signature is only
+ * carried in the `CheckpointAnchored` event (log data is far cheaper than storage).
  */
 abstract contract Checkpoints is Membership {
     mapping(bytes32 logId => address) private _logOwners;
     mapping(address platform => bytes32[]) private _platformLogs;
     mapping(bytes32 logId => Checkpoint[]) private _history;
-    mapping(bytes32 logId => mapping(uint64 treeSize => uint256 indexPlusOne)) private _bySize;
 
     /// @inheritdoc IJointLedger
     function anchorCheckpoint(
@@ -46,7 +46,6 @@ abstract contract Checkpoints is Membership {
                 root: root
             })
         );
-        _bySize[logId][treeSize] = history.length;
         emit CheckpointAnchored(logId, msg.sender, treeSize, root, timestamp, signature);
     }
 
@@ -59,9 +58,18 @@ abstract contract Checkpoints is Membership {
 
     /// @inheritdoc IJointLedger
     function checkpointAt(bytes32 logId, uint64 treeSize) external view returns (Checkpoint memory) {
-        uint256 indexPlusOne = _bySize[logId][treeSize];
-        if (indexPlusOne == 0) revert Checkpoint_UnknownTreeSize(logId, treeSize);
-        return _history[logId][indexPlusOne - 1];
+        Checkpoint[] storage history = _history[logId];
+        uint256 low = 0;
+        uint256 high = history.length;
+        while (low < high) {
+            uint256 mid = (low + high) / 2;
+            if (history[mid].treeSize < treeSize) low = mid + 1;
+            else high = mid;
+        }
+        if (low == history.length || history[low].treeSize != treeSize) {
+            revert Checkpoint_UnknownTreeSize(logId, treeSize);
+        }
+        return history[low];
     }
 
     /// @inheritdoc IJointLedger

@@ -1,0 +1,911 @@
+"""The chain seam: :class:`LedgerChain`, the only code that talks to an Ethereum chain.
+
+It wraps a :class:`web3.Web3` and the deployed ``JointLedger`` contract, and speaks typed
+Python (frozen dataclasses, :class:`Role`, bytes) in and out. The embedded eth-tester chain
+and any JSON-RPC node (anvil, Besu, GoQuorum) differ only in the provider given to the
+constructor; nothing above this module branches on the backend.
+
+Every transaction is signed locally with the sender's own ``eth_account`` key and sent raw
+(``eth_sendRawTransaction``): no node ever holds or unlocks a member's key. Reverts come back
+as :class:`~ledger_node.errors.ContractRevert` carrying the Solidity custom error's name and
+decoded arguments.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, Final, NoReturn
+
+from eth_abi.abi import decode as abi_decode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import TimeExhausted, Web3Exception
+from web3.providers.eth_tester import EthereumTesterProvider
+from web3.types import TxReceipt
+
+from ledger_node.contracts import ContractArtifact, load_artifact
+from ledger_node.errors import ChainError, ContractRevert, DeploymentError
+
+Address = str
+"""A checksummed 20-byte Ethereum address in hex, e.g. ``0x7E5F...5Bdf``."""
+
+ETH_TESTER_FAUCET_KEY: Final = "0x" + "00" * 31 + "01"
+"""eth-tester's first pre-funded account (its default keys are 1, 2, ..., 10)."""
+
+ANVIL_FAUCET_KEY: Final = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+"""anvil's (and Hardhat's) first pre-funded development account."""
+
+DEV_FAUCET_KEYS: Final = (ETH_TESTER_FAUCET_KEY, ANVIL_FAUCET_KEY)
+
+_GAS_MARGIN_NUM: Final = 6  # send 6/5 of the estimate: state may move between estimate and mining
+_GAS_MARGIN_DEN: Final = 5
+_SELECTOR_ERROR_STRING: Final = bytes.fromhex("08c379a0")  # Error(string)
+_SELECTOR_PANIC: Final = bytes.fromhex("4e487b71")  # Panic(uint256)
+_BYTES_LITERAL: Final = re.compile(r"""b(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+
+
+class Role(IntEnum):
+    """A member's role; the values are the Solidity ``IJointLedger.Role`` enum's."""
+
+    NONE = 0
+    PLATFORM = 1
+    REGULATOR = 2
+    AUDITOR = 3
+
+
+class ProposalKind(IntEnum):
+    """What a governance proposal does; the values are ``IJointLedger.ProposalKind``'s."""
+
+    ADD_MEMBER = 0
+    REMOVE_MEMBER = 1
+    ROTATE_KEY = 2
+    CHANGE_THRESHOLD = 3
+
+
+@dataclass(frozen=True)
+class Member:
+    """A consortium member: chain address, role, display name and raw 64-byte SM2 key."""
+
+    address: Address
+    role: Role
+    name: str
+    public_key: bytes
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A governance proposal; only the fields its ``kind`` uses are meaningful.
+
+    ``approvals`` counts the approvers that are active voters now, which is what execution
+    compares with the threshold in force.
+    """
+
+    id: int
+    kind: ProposalKind
+    proposer: Address
+    account: Address
+    role: Role
+    name: str
+    public_key: bytes
+    new_threshold: int
+    approvers: tuple[Address, ...]
+    approvals: int
+    executed: bool
+
+
+@dataclass(frozen=True)
+class AnchoredCheckpoint:
+    """A checkpoint as anchored on chain.
+
+    ``signature`` and ``tx_hash`` are known only when read from the ``CheckpointAnchored``
+    events (:meth:`LedgerChain.checkpoints`); contract views leave them ``None``.
+    """
+
+    log_id: bytes
+    tree_size: int
+    root: bytes
+    timestamp: int
+    block_number: int
+    block_time: int
+    signature: bytes | None = None
+    tx_hash: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    """One decoded contract event: its Solidity name and arguments (bytes, ints, addresses)."""
+
+    name: str
+    args: Mapping[str, Any]
+    block_number: int
+    tx_hash: bytes
+    log_index: int
+
+
+@dataclass(frozen=True)
+class TxOutcome:
+    """A mined, successful transaction and the contract events it emitted."""
+
+    tx_hash: bytes
+    block_number: int
+    gas_used: int
+    events: tuple[ChainEvent, ...] = ()
+
+    def event_names(self) -> list[str]:
+        """The names of the emitted events, in order."""
+        return [e.name for e in self.events]
+
+    def event(self, name: str) -> ChainEvent:
+        """The first emitted event called ``name``; raise ``KeyError`` if there is none."""
+        for e in self.events:
+            if e.name == name:
+                return e
+        raise KeyError(f"no {name} event in transaction {self.tx_hash.hex()}")
+
+
+@dataclass(frozen=True)
+class CommitmentRecord:
+    """Who recorded a direct commitment, and in which block."""
+
+    commitment: bytes
+    platform: Address
+    block_number: int
+
+
+@dataclass(frozen=True)
+class DisclosureRequest:
+    """A regulator's disclosure request and, once fulfilled, the platform's answer digest."""
+
+    id: int
+    regulator: Address
+    platform: Address
+    commitment: bytes
+    case_id: bytes
+    requested_block: int
+    fulfilled: bool
+    fulfilled_block: int
+    response_digest: bytes
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where a ``JointLedger`` lives: chain, address, deployment block and ABI version."""
+
+    chain_id: int
+    address: Address
+    deploy_block: int
+    abi_sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The deployment file's JSON object."""
+        return {
+            "chainId": self.chain_id,
+            "address": self.address,
+            "deployBlock": self.deploy_block,
+            "abiSha256": self.abi_sha256,
+        }
+
+    def save(self, path: Path) -> None:
+        """Write the deployment to ``path`` as JSON."""
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Deployment:
+        """Read a deployment file; raise :class:`DeploymentError` if missing or malformed."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                chain_id=int(data["chainId"]),
+                address=Web3.to_checksum_address(str(data["address"])),
+                deploy_block=int(data["deployBlock"]),
+                abi_sha256=str(data["abiSha256"]),
+            )
+        except FileNotFoundError:
+            raise DeploymentError(f"no deployment file at {path}") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DeploymentError(f"malformed deployment file {path}: {exc!r}") from exc
+
+
+class _NonceBook:
+    """Per-sender nonce allocation shared by every :class:`LedgerChain` on one ``Web3``.
+
+    A sender's nonces are handed out under its lock, from the larger of the node's pending
+    count and the last nonce this process used + 1, so one sender may fire transactions
+    back to back (or from several threads) without waiting for each to be mined.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._next: dict[str, int] = {}
+
+    def lock(self, address: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(address, threading.Lock())
+
+    def peek(self, address: str, pending_count: int) -> int:
+        """The nonce to use next (call with the sender's lock held)."""
+        return max(pending_count, self._next.get(address, 0))
+
+    def used(self, address: str, nonce: int) -> None:
+        """Record that ``nonce`` was accepted by the node."""
+        self._next[address] = nonce + 1
+
+    def forget(self, address: str) -> None:
+        """Drop the cached nonce, e.g. after a rejected send, to re-read it from the node."""
+        self._next.pop(address, None)
+
+
+def _canonical_type(param: Mapping[str, Any]) -> str:
+    """The ABI type of ``param`` as used in signatures (tuples spelt out)."""
+    typ = str(param["type"])
+    if typ.startswith("tuple"):
+        inner = ",".join(_canonical_type(c) for c in param["components"])
+        return f"({inner}){typ[len('tuple'):]}"
+    return typ
+
+
+def _normalise(value: Any) -> Any:
+    """ABI-decoded values as plain Python: checksummed addresses, tuples for arrays."""
+    if isinstance(value, str) and Web3.is_address(value) and value.startswith("0x"):
+        return Web3.to_checksum_address(value)
+    if isinstance(value, list | tuple):
+        return tuple(_normalise(v) for v in value)
+    if isinstance(value, HexBytes):
+        return bytes(value)
+    return value
+
+
+def _revert_data(exc: BaseException) -> bytes | None:
+    """The raw revert data carried by a web3 / eth-tester exception chain, if any.
+
+    web3 puts it in ``ContractLogicError.data`` (hex) for JSON-RPC nodes; the eth-tester
+    provider only keeps it in the message, as a Python bytes literal
+    (``execution reverted: b'...'``), which is parsed safely with ``ast.literal_eval``.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        data = getattr(current, "data", None)
+        if isinstance(data, str) and data.startswith("0x"):
+            return bytes.fromhex(data[2:])
+        if isinstance(data, bytes):
+            return data
+        for arg in current.args:
+            if isinstance(arg, bytes):
+                return arg
+            if isinstance(arg, str):
+                match = _BYTES_LITERAL.search(arg)
+                if match:
+                    literal = ast.literal_eval(match.group(0))
+                    if isinstance(literal, bytes):
+                        return literal
+            if isinstance(arg, Mapping):
+                nested = arg.get("data")
+                if isinstance(nested, str) and nested.startswith("0x"):
+                    return bytes.fromhex(nested[2:])
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class LedgerChain:
+    """A client of one ``JointLedger`` contract on one chain, acting as one member (or none).
+
+    Build one with :meth:`embedded` (in-process eth-tester chain), :meth:`from_rpc` (any
+    JSON-RPC node) or directly from a ``Web3``. :meth:`deploy` or :meth:`attach` binds it to a
+    contract; :meth:`with_account` gives the same chain and contract seen by another sender.
+    Writes need an account; reads do not. Writes return once the transaction is mined.
+    """
+
+    def __init__(
+        self,
+        w3: Web3,
+        *,
+        account: LocalAccount | None = None,
+        artifact: ContractArtifact | None = None,
+        receipt_timeout: float = 120.0,
+        _nonces: _NonceBook | None = None,
+        _deployment: Deployment | None = None,
+    ) -> None:
+        """Wrap ``w3``; ``artifact`` defaults to the committed ``JointLedger`` artifact.
+
+        Raises :class:`~ledger_node.errors.ArtifactError` if the artifact cannot be loaded.
+        """
+        self._w3 = w3
+        self._account = account
+        self._artifact = artifact if artifact is not None else load_artifact()
+        self._timeout = receipt_timeout
+        self._nonces = _nonces if _nonces is not None else _NonceBook()
+        self._deployment: Deployment | None = None
+        self._contract: Contract | None = None
+        self._errors = self._error_table(self._artifact.abi)
+        self._events_by_topic = {
+            keccak(text=f"{e['name']}({','.join(_canonical_type(i) for i in e['inputs'])})"): str(
+                e["name"]
+            )
+            for e in self._artifact.abi
+            if e.get("type") == "event"
+        }
+        if _deployment is not None:
+            self._bind(_deployment)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def embedded(
+        cls, account: LocalAccount | None = None, *, artifact: ContractArtifact | None = None
+    ) -> LedgerChain:
+        """A fresh in-memory eth-tester (py-evm) chain; its faucet is ETH_TESTER_FAUCET_KEY."""
+        return cls(Web3(EthereumTesterProvider()), account=account, artifact=artifact)
+
+    @classmethod
+    def from_rpc(
+        cls,
+        url: str,
+        account: LocalAccount | None = None,
+        *,
+        artifact: ContractArtifact | None = None,
+        request_timeout: float = 30.0,
+    ) -> LedgerChain:
+        """A JSON-RPC node at ``url`` (http or https).
+
+        Raises :class:`ChainError` if the node does not answer.
+        """
+        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": request_timeout}))
+        try:
+            _ = w3.eth.chain_id
+        except Exception as exc:  # requests' ConnectionError, timeouts, bad JSON ...
+            raise ChainError(f"JSON-RPC node at {url} does not answer: {exc}") from exc
+        return cls(w3, account=account, artifact=artifact)
+
+    def with_account(self, account: LocalAccount) -> LedgerChain:
+        """The same chain and contract, sending as ``account``."""
+        return LedgerChain(
+            self._w3,
+            account=account,
+            artifact=self._artifact,
+            receipt_timeout=self._timeout,
+            _nonces=self._nonces,
+            _deployment=self._deployment,
+        )
+
+    def attach(self, deployment: Deployment) -> LedgerChain:
+        """The same chain and sender, bound to the contract of ``deployment``.
+
+        Raises :class:`DeploymentError` if the chain id differs, there is no code at the
+        address, or the deployment was made from a different ABI than the loaded artifact.
+        """
+        chain = self.with_account(self._account) if self._account else LedgerChain(
+            self._w3, artifact=self._artifact, receipt_timeout=self._timeout, _nonces=self._nonces
+        )
+        chain._bind(deployment)
+        return chain
+
+    def _bind(self, deployment: Deployment) -> None:
+        if deployment.chain_id != self.chain_id:
+            raise DeploymentError(
+                f"deployment is on chain {deployment.chain_id}, connected to {self.chain_id}"
+            )
+        address = Web3.to_checksum_address(deployment.address)
+        if not self._w3.eth.get_code(address):
+            raise DeploymentError(f"no contract code at {address} on chain {self.chain_id}")
+        if deployment.abi_sha256 != self._artifact.abi_sha256:
+            raise DeploymentError(
+                f"deployment ABI {deployment.abi_sha256[:16]} differs from the artifact's "
+                f"{self._artifact.abi_sha256[:16]}: rebuild or redeploy"
+            )
+        self._deployment = deployment
+        self._contract = self._w3.eth.contract(address=address, abi=list(self._artifact.abi))
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def w3(self) -> Web3:
+        """The underlying ``Web3`` (for tools and tests; domain code should not need it)."""
+        return self._w3
+
+    @property
+    def account(self) -> LocalAccount | None:
+        """The sending account, if any."""
+        return self._account
+
+    @property
+    def address(self) -> Address:
+        """The sending account's address; raise :class:`ChainError` without an account."""
+        return str(self._require_account().address)
+
+    @property
+    def deployment(self) -> Deployment:
+        """The bound deployment; raise :class:`ChainError` before deploy/attach."""
+        if self._deployment is None:
+            raise ChainError("no JointLedger deployment bound: call deploy() or attach()")
+        return self._deployment
+
+    @property
+    def chain_id(self) -> int:
+        """The chain id reported by the node."""
+        return int(self._w3.eth.chain_id)
+
+    def block_number(self) -> int:
+        """The latest block number."""
+        return int(self._w3.eth.block_number)
+
+    def balance(self, address: Address) -> int:
+        """The ether balance of ``address`` in wei."""
+        return int(self._w3.eth.get_balance(Web3.to_checksum_address(address)))
+
+    def dev_faucet(self) -> LocalAccount:
+        """The first well-known development key with funds on this chain (eth-tester, anvil).
+
+        For tests, demos and deploy scripts on development chains only. Raises
+        :class:`ChainError` when none of DEV_FAUCET_KEYS holds ether here.
+        """
+        for key in DEV_FAUCET_KEYS:
+            account: LocalAccount = Account.from_key(key)
+            if self.balance(account.address) > 0:
+                return account
+        raise ChainError("no funded development faucet account on this chain")
+
+    def fund(self, to: Address, amount_wei: int, faucet: LocalAccount | None = None) -> TxOutcome:
+        """Send ``amount_wei`` to ``to`` from ``faucet`` (default: :meth:`dev_faucet`).
+
+        Raises :class:`ChainError` if the transfer fails.
+        """
+        sender = faucet if faucet is not None else self.dev_faucet()
+        tx: dict[str, Any] = {
+            "to": Web3.to_checksum_address(to),
+            "value": amount_wei,
+            "from": sender.address,
+            "chainId": self.chain_id,
+            "gas": 21_000,
+        }
+        fee = self._fee_fields()
+        tx.update(fee)
+        return self._sign_and_send(sender, tx, contract_events=False)[0]
+
+    # ------------------------------------------------------------------ deployment
+
+    def deploy(self, members: Sequence[Member], threshold: int) -> Deployment:
+        """Deploy ``JointLedger`` with ``members`` and ``threshold``, sent by this account.
+
+        Binds this object to the new contract and returns its :class:`Deployment`. Raises
+        :class:`ContractRevert` for invalid members or threshold (e.g.
+        ``Governance_InvalidThreshold``), :class:`ChainError` on other failures.
+        """
+        account = self._require_account()
+        factory = self._w3.eth.contract(
+            abi=list(self._artifact.abi), bytecode=HexBytes(self._artifact.bytecode)
+        )
+        initial = [
+            (Web3.to_checksum_address(m.address), int(m.role), m.name, m.public_key)
+            for m in members
+        ]
+        outcome, receipt = self._transact(account, factory.constructor(initial, threshold))
+        address = receipt["contractAddress"]
+        if address is None:
+            raise ChainError("deployment receipt carries no contract address")
+        deployment = Deployment(
+            chain_id=self.chain_id,
+            address=Web3.to_checksum_address(address),
+            deploy_block=outcome.block_number,
+            abi_sha256=self._artifact.abi_sha256,
+        )
+        self._bind(deployment)
+        return deployment
+
+    # ------------------------------------------------------------------ membership
+
+    def member(self, address: Address) -> Member:
+        """The member record of ``address`` (role NONE, inactive if never a member)."""
+        raw = self._call(self._fn("member", Web3.to_checksum_address(address)))
+        role, active, name, key = raw
+        return Member(Web3.to_checksum_address(address), Role(role), name, bytes(key), active)
+
+    def members(self) -> list[Member]:
+        """Every address ever admitted, with its current record, in admission order."""
+        return [self.member(a) for a in self._call(self._fn("members"))]
+
+    def threshold(self) -> int:
+        """The number of approvals a proposal needs now."""
+        return int(self._call(self._fn("threshold")))
+
+    def active_voter_count(self) -> int:
+        """The number of active platforms and regulators."""
+        return int(self._call(self._fn("activeVoterCount")))
+
+    # ------------------------------------------------------------------ governance
+
+    def propose_add_member(
+        self, address: Address, role: Role, name: str, public_key: bytes
+    ) -> tuple[int, TxOutcome]:
+        """Propose admitting a member; return the proposal id and the outcome.
+
+        The proposer's approval counts; with threshold 1 the proposal executes at once.
+        """
+        fn = self._fn(
+            "proposeAddMember", Web3.to_checksum_address(address), int(role), name, public_key
+        )
+        return self._proposal_tx(fn)
+
+    def propose_remove_member(self, address: Address) -> tuple[int, TxOutcome]:
+        """Propose removing (deactivating) a member; return the proposal id and outcome."""
+        return self._proposal_tx(
+            self._fn("proposeRemoveMember", Web3.to_checksum_address(address))
+        )
+
+    def propose_rotate_key(self, address: Address, new_key: bytes) -> tuple[int, TxOutcome]:
+        """Propose replacing a member's SM2 key; return the proposal id and outcome."""
+        return self._proposal_tx(
+            self._fn("proposeRotateKey", Web3.to_checksum_address(address), new_key)
+        )
+
+    def propose_threshold_change(self, new_threshold: int) -> tuple[int, TxOutcome]:
+        """Propose a new approval threshold; return the proposal id and outcome."""
+        return self._proposal_tx(self._fn("proposeThresholdChange", new_threshold))
+
+    def approve(self, proposal_id: int) -> TxOutcome:
+        """Approve a proposal; it executes in the same transaction if that reaches M."""
+        return self._send(self._fn("approve", proposal_id))
+
+    def execute(self, proposal_id: int) -> TxOutcome:
+        """Execute a proposal whose still-valid approvals reach the current threshold."""
+        return self._send(self._fn("execute", proposal_id))
+
+    def proposal(self, proposal_id: int) -> Proposal:
+        """Proposal ``proposal_id``; ContractRevert ``Governance_UnknownProposal`` if none."""
+        raw = self._call(self._fn("proposal", proposal_id))
+        kind, proposer, account, role, name, key, new_m, approvers, approvals, executed = raw
+        return Proposal(
+            id=proposal_id,
+            kind=ProposalKind(kind),
+            proposer=Web3.to_checksum_address(proposer),
+            account=Web3.to_checksum_address(account),
+            role=Role(role),
+            name=name,
+            public_key=bytes(key),
+            new_threshold=int(new_m),
+            approvers=tuple(Web3.to_checksum_address(a) for a in approvers),
+            approvals=int(approvals),
+            executed=bool(executed),
+        )
+
+    def proposal_count(self) -> int:
+        """The number of proposals ever made (= the latest id)."""
+        return int(self._call(self._fn("proposalCount")))
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def anchor_checkpoint(
+        self, log_id: bytes, tree_size: int, root: bytes, timestamp: int, signature: bytes
+    ) -> TxOutcome:
+        """Anchor a checkpoint of log ``log_id`` (32 bytes) in one transaction.
+
+        ``signature`` and ``timestamp`` are carried as given (the SM2 signature is verified
+        off chain). Raises :class:`ContractRevert` (``Membership_NotPlatform``,
+        ``Checkpoint_NotLogOwner``, ``Checkpoint_TreeSizeNotIncreasing``).
+        """
+        return self._send(
+            self._fn("anchorCheckpoint", log_id, tree_size, root, timestamp, signature)
+        )
+
+    def latest_checkpoint(self, log_id: bytes) -> AnchoredCheckpoint | None:
+        """The newest checkpoint of ``log_id``, or ``None`` if it has none."""
+        if self.checkpoint_count(log_id) == 0:
+            return None
+        return self._checkpoint(log_id, self._call(self._fn("latestCheckpoint", log_id)))
+
+    def checkpoint_at(self, log_id: bytes, tree_size: int) -> AnchoredCheckpoint:
+        """The checkpoint of ``log_id`` at ``tree_size``.
+
+        Raises :class:`ContractRevert` ``Checkpoint_UnknownTreeSize`` if there is none.
+        """
+        return self._checkpoint(log_id, self._call(self._fn("checkpointAt", log_id, tree_size)))
+
+    def checkpoint_count(self, log_id: bytes) -> int:
+        """How many checkpoints ``log_id`` has."""
+        return int(self._call(self._fn("checkpointCount", log_id)))
+
+    def log_owner(self, log_id: bytes) -> Address | None:
+        """The platform owning ``log_id``, or ``None`` before its first checkpoint."""
+        owner = str(self._call(self._fn("logOwner", log_id)))
+        return None if int(owner, 16) == 0 else Web3.to_checksum_address(owner)
+
+    def logs_of(self, platform: Address) -> list[bytes]:
+        """The log ids ``platform`` has opened, in order."""
+        raw = self._call(self._fn("logsOf", Web3.to_checksum_address(platform)))
+        return [bytes(x) for x in raw]
+
+    def checkpoints(self, log_id: bytes) -> list[AnchoredCheckpoint]:
+        """The full history of ``log_id``, oldest first, from ``CheckpointAnchored`` events.
+
+        Unlike the views, these carry the SM2 signature and the anchoring transaction.
+        """
+        events = self.events("CheckpointAnchored", logId=log_id)
+        times: dict[int, int] = {}
+        history = []
+        for e in events:
+            if e.block_number not in times:
+                times[e.block_number] = int(self._w3.eth.get_block(e.block_number)["timestamp"])
+            history.append(
+                AnchoredCheckpoint(
+                    log_id=bytes(e.args["logId"]),
+                    tree_size=int(e.args["treeSize"]),
+                    root=bytes(e.args["root"]),
+                    timestamp=int(e.args["timestamp"]),
+                    block_number=e.block_number,
+                    block_time=times[e.block_number],
+                    signature=bytes(e.args["signature"]),
+                    tx_hash=e.tx_hash,
+                )
+            )
+        return history
+
+    # ------------------------------------------------------------------ direct commitments
+
+    def commit(self, commitment: bytes) -> TxOutcome:
+        """Record one 32-byte commitment on chain at once (direct mode).
+
+        Raises :class:`ContractRevert` ``Membership_NotPlatform`` or
+        ``Commitment_AlreadyRecorded``.
+        """
+        return self._send(self._fn("commit", commitment))
+
+    def is_committed(self, commitment: bytes) -> bool:
+        """Whether ``commitment`` was recorded directly."""
+        return bool(self._call(self._fn("isCommitted", commitment)))
+
+    def commitment_record(self, commitment: bytes) -> CommitmentRecord | None:
+        """Who recorded ``commitment`` and when, or ``None`` if nobody did."""
+        if not self.is_committed(commitment):
+            return None
+        platform, block = self._call(self._fn("commitmentRecord", commitment))
+        return CommitmentRecord(commitment, Web3.to_checksum_address(platform), int(block))
+
+    def commitment_count(self) -> int:
+        """How many commitments were recorded directly."""
+        return int(self._call(self._fn("commitmentCount")))
+
+    # ------------------------------------------------------------------ disclosures
+
+    def request_disclosure(
+        self, platform: Address, commitment: bytes, case_id: bytes
+    ) -> tuple[int, TxOutcome]:
+        """As a regulator, log a request that ``platform`` open ``commitment`` for a case.
+
+        Returns the request id and outcome. Raises :class:`ContractRevert`
+        (``Membership_NotRegulator``, ``Disclosure_TargetNotPlatform``).
+        """
+        outcome = self._send(
+            self._fn(
+                "requestDisclosure", Web3.to_checksum_address(platform), commitment, case_id
+            )
+        )
+        return int(outcome.event("DisclosureRequested").args["requestId"]), outcome
+
+    def fulfil_disclosure(self, request_id: int, response_digest: bytes) -> TxOutcome:
+        """As the addressed platform, log the digest of the opening sent off chain.
+
+        Raises :class:`ContractRevert` (``Membership_NotPlatform``,
+        ``Disclosure_UnknownRequest``, ``Disclosure_NotAddressee``,
+        ``Disclosure_AlreadyFulfilled``).
+        """
+        return self._send(self._fn("fulfilDisclosure", request_id, response_digest))
+
+    def disclosure_request(self, request_id: int) -> DisclosureRequest:
+        """Request ``request_id``; ContractRevert ``Disclosure_UnknownRequest`` if none."""
+        raw = self._call(self._fn("disclosureRequest", request_id))
+        regulator, requested, platform, fulfilled_block, fulfilled, c, case, digest = raw
+        return DisclosureRequest(
+            id=request_id,
+            regulator=Web3.to_checksum_address(regulator),
+            platform=Web3.to_checksum_address(platform),
+            commitment=bytes(c),
+            case_id=bytes(case),
+            requested_block=int(requested),
+            fulfilled=bool(fulfilled),
+            fulfilled_block=int(fulfilled_block),
+            response_digest=bytes(digest),
+        )
+
+    def disclosure_request_count(self) -> int:
+        """How many disclosure requests were ever made (= the latest id)."""
+        return int(self._call(self._fn("disclosureRequestCount")))
+
+    def disclosure_requests(self) -> list[DisclosureRequest]:
+        """Every disclosure request, oldest first."""
+        return [self.disclosure_request(i) for i in range(1, self.disclosure_request_count() + 1)]
+
+    # ------------------------------------------------------------------ events
+
+    def events(
+        self, name: str, from_block: int | None = None, **argument_filters: Any
+    ) -> list[ChainEvent]:
+        """Contract events called ``name`` since ``from_block`` (default: deployment block).
+
+        ``argument_filters`` match indexed arguments by their Solidity names, e.g.
+        ``events("CheckpointAnchored", logId=log_id)``.
+        """
+        contract = self._require_contract()
+        start = self.deployment.deploy_block if from_block is None else from_block
+        raw = contract.events[name]().get_logs(
+            from_block=start, to_block="latest", argument_filters=argument_filters or None
+        )
+        return [self._event(name, log) for log in raw]
+
+    # ------------------------------------------------------------------ internals
+
+    def _require_account(self) -> LocalAccount:
+        if self._account is None:
+            raise ChainError("this LedgerChain has no account: use with_account() to send")
+        return self._account
+
+    def _require_contract(self) -> Contract:
+        if self._contract is None:
+            raise ChainError("no JointLedger deployment bound: call deploy() or attach()")
+        return self._contract
+
+    def _fn(self, name: str, *args: Any) -> ContractFunction:
+        return self._require_contract().functions[name](*args)
+
+    def _call(self, fn: ContractFunction) -> Any:
+        """``eth_call`` ``fn``; reverts become :class:`ContractRevert`."""
+        try:
+            return fn.call()
+        except Exception as exc:
+            self._raise_decoded(exc, f"call {fn.fn_name}")
+
+    def _send(self, fn: ContractFunction) -> TxOutcome:
+        return self._transact(self._require_account(), fn)[0]
+
+    def _proposal_tx(self, fn: ContractFunction) -> tuple[int, TxOutcome]:
+        outcome = self._send(fn)
+        return int(outcome.event("ProposalCreated").args["id"]), outcome
+
+    def _fee_fields(self) -> dict[str, int]:
+        """EIP-1559 fee fields from the node's base fee and priority-fee suggestion."""
+        base = int(self._w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
+        tip = int(self._w3.eth.max_priority_fee)
+        return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base + tip}
+
+    def _transact(self, account: LocalAccount, fn: Any) -> tuple[TxOutcome, TxReceipt]:
+        """Estimate, sign, send and wait for ``fn`` (a contract function or constructor)."""
+        try:
+            tx = dict(fn.build_transaction({"from": account.address, "chainId": self.chain_id}))
+        except Exception as exc:  # estimate_gas ran the call and it reverted
+            self._raise_decoded(exc, "estimate gas")
+        tx["gas"] = int(tx["gas"]) * _GAS_MARGIN_NUM // _GAS_MARGIN_DEN
+        return self._sign_and_send(account, tx, contract_events=True)
+
+    def _sign_and_send(
+        self,
+        account: LocalAccount,
+        tx: dict[str, Any],
+        *,
+        contract_events: bool,
+    ) -> tuple[TxOutcome, TxReceipt]:
+        """Sign ``tx`` with a fresh nonce, send it raw and wait for a successful receipt."""
+        address = str(account.address)
+        with self._nonces.lock(address):
+            pending = int(self._w3.eth.get_transaction_count(account.address, "pending"))
+            nonce = self._nonces.peek(address, pending)
+            tx["nonce"] = nonce
+            signed = account.sign_transaction(tx)
+            try:
+                tx_hash = self._w3.eth.send_raw_transaction(signed.raw_transaction)
+            except Exception as exc:
+                self._nonces.forget(address)
+                self._raise_decoded(exc, "send transaction")
+            self._nonces.used(address, nonce)
+        try:
+            receipt = self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self._timeout)
+        except TimeExhausted as exc:
+            raise ChainError(f"transaction {tx_hash.hex()} not mined in {self._timeout}s") from exc
+        if receipt["status"] != 1:
+            self._explain_failure(tx, receipt)
+        events = self._receipt_events(receipt) if contract_events else ()
+        outcome = TxOutcome(
+            tx_hash=bytes(tx_hash),
+            block_number=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+            events=events,
+        )
+        return outcome, receipt
+
+    def _explain_failure(self, tx: Mapping[str, Any], receipt: TxReceipt) -> NoReturn:
+        """Replay a mined, failed transaction as a call on the state before its block."""
+        call = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
+        try:
+            self._w3.eth.call(call, int(receipt["blockNumber"]) - 1)  # type: ignore[arg-type]
+        except Exception as exc:
+            self._raise_decoded(exc, "transaction")
+        raise ChainError(f"transaction {receipt['transactionHash'].hex()} failed (status 0)")
+
+    def _raise_decoded(self, exc: Exception, what: str) -> NoReturn:
+        """Raise :class:`ContractRevert` for a decodable revert in ``exc``, else ChainError."""
+        if isinstance(exc, ChainError):
+            raise exc
+        data = _revert_data(exc)
+        if data is not None and len(data) >= 4:
+            raise self._decode_revert(data) from exc
+        if isinstance(exc, Web3Exception | ValueError | OSError) or data is not None:
+            raise ChainError(f"{what} failed: {exc}") from exc
+        raise ChainError(f"{what} failed unexpectedly: {exc!r}") from exc
+
+    @staticmethod
+    def _error_table(
+        abi: Iterable[Mapping[str, Any]],
+    ) -> dict[bytes, tuple[str, list[str]]]:
+        table: dict[bytes, tuple[str, list[str]]] = {
+            _SELECTOR_ERROR_STRING: ("Error", ["string"]),
+            _SELECTOR_PANIC: ("Panic", ["uint256"]),
+        }
+        for entry in abi:
+            if entry.get("type") == "error":
+                types = [_canonical_type(i) for i in entry["inputs"]]
+                selector = keccak(text=f"{entry['name']}({','.join(types)})")[:4]
+                table[selector] = (str(entry["name"]), types)
+        return table
+
+    def _decode_revert(self, data: bytes) -> ContractRevert | ChainError:
+        """The :class:`ContractRevert` for raw revert ``data`` (selector + ABI args)."""
+        known = self._errors.get(data[:4])
+        if known is None:
+            return ChainError(f"reverted with unknown error data 0x{data.hex()}")
+        name, types = known
+        try:
+            args = abi_decode(types, data[4:])
+        except Exception as exc:  # eth_abi DecodingError and friends
+            return ChainError(f"undecodable {name} revert data 0x{data.hex()}: {exc}")
+        return ContractRevert(name, tuple(_normalise(a) for a in args))
+
+    def _receipt_events(self, receipt: TxReceipt) -> tuple[ChainEvent, ...]:
+        contract = self._contract
+        found = []
+        for log in receipt["logs"]:
+            if contract is not None and log["address"] != contract.address:
+                continue
+            if not log["topics"]:
+                continue
+            name = self._events_by_topic.get(bytes(log["topics"][0]))
+            if name is None:
+                continue
+            if contract is None:  # constructor events: decode with a throwaway binding
+                contract = self._w3.eth.contract(
+                    address=log["address"], abi=list(self._artifact.abi)
+                )
+            found.append(self._event(name, contract.events[name]().process_log(log)))
+        return tuple(found)
+
+    def _event(self, name: str, log: Any) -> ChainEvent:
+        return ChainEvent(
+            name=name,
+            args={k: _normalise(v) for k, v in dict(log["args"]).items()},
+            block_number=int(log["blockNumber"]),
+            tx_hash=bytes(log["transactionHash"]),
+            log_index=int(log["logIndex"]),
+        )
+
+    def _checkpoint(self, log_id: bytes, raw: Sequence[Any]) -> AnchoredCheckpoint:
+        tree_size, timestamp, block_number, block_time, root = raw
+        return AnchoredCheckpoint(
+            log_id=bytes(log_id),
+            tree_size=int(tree_size),
+            root=bytes(root),
+            timestamp=int(timestamp),
+            block_number=int(block_number),
+            block_time=int(block_time),
+        )
