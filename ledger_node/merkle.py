@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from ledger_node.errors import InvalidProof, RootMismatchError
+from ledger_node.hashes import HashFunction, sm3
 
 Root = bytes
 LeafHash = bytes
@@ -130,7 +131,46 @@ class HashlibHasher:
         return out
 
 
-SM3_HASHER: Final[Hasher] = HashlibHasher("sm3")
+class FunctionHasher:
+    """A :class:`Hasher` over any one-shot hash function, such as ``ledger_node.hashes.sm3``.
+
+    Slower than :class:`HashlibHasher` (it concatenates the prefix and builds a context per
+    hash); used for SM3 only when the ``hashlib`` OpenSSL lacks it.
+    """
+
+    __slots__ = ("name", "digest_size", "_fn", "_empty")
+
+    def __init__(self, name: str, fn: HashFunction) -> None:
+        """Wrap ``fn`` (bytes -> digest) under ``name``."""
+        self.name = name
+        self._fn = fn
+        self._empty = fn(b"")
+        self.digest_size = len(self._empty)
+
+    def __repr__(self) -> str:
+        return f"FunctionHasher({self.name!r})"
+
+    def empty_root(self) -> Root:
+        """Return ``HASH("")``."""
+        return self._empty
+
+    def hash_leaf(self, data: bytes) -> LeafHash:
+        """Return ``HASH(0x00 || data)``."""
+        return self._fn(LEAF_PREFIX + data)
+
+    def hash_children(self, left: bytes, right: bytes) -> bytes:
+        """Return ``HASH(0x01 || left || right)``."""
+        return self._fn(NODE_PREFIX + left + right)
+
+
+def _sm3_hasher() -> Hasher:
+    try:
+        return HashlibHasher("sm3")
+    except ValueError:  # hashlib's OpenSSL built without SM3: cryptography's always has it
+        return FunctionHasher("sm3", sm3)
+
+
+SM3_HASHER: Final[Hasher] = _sm3_hasher()
 """SM3 (GB/T 32905) tree hasher, the project default."""
 
 SHA256_HASHER: Final[Hasher] = HashlibHasher("sha256")

@@ -21,6 +21,7 @@ from ledger_node.hashes import hash_function, sha256, sm3
 from ledger_node.merkle import (
     SHA256_HASHER,
     SM3_HASHER,
+    FunctionHasher,
     Hasher,
     HashlibHasher,
     MemoryLevelStore,
@@ -140,6 +141,17 @@ def test_sm3_known_answer() -> None:
     want = "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
     assert hashlib.new("sm3", b"abc").hexdigest() == want
     assert sm3(b"abc").hex() == want
+
+
+def test_function_hasher_equals_hashlib_hasher() -> None:
+    """The fallback used when hashlib's OpenSSL lacks SM3 builds the same trees."""
+    fallback = FunctionHasher("sm3", sm3)
+    assert fallback.digest_size == 32 and fallback.empty_root() == SM3_HASHER.empty_root()
+    log = MerkleLog.from_leaves(fallback, LEAVES[:77])
+    assert log.root() == roots("sm3")[77]
+    proof = log.inclusion_proof(40).path
+    assert list(proof) == list(big_log("sm3").inclusion_proof(40, 77).path)
+    verify_inclusion(SM3_HASHER, 40, 77, log.leaf_hash(40), proof, log.root())
 
 
 def test_hasher_for() -> None:
