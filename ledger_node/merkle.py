@@ -248,25 +248,6 @@ def consistency_proof_length(size1: TreeSize, size2: TreeSize) -> int:
     return seed + inner - shift + border
 
 
-def _inclusion_ranges(index: LeafIndex, size: TreeSize) -> list[tuple[int, int]]:
-    """Return the leaf ranges ``[lo, hi)`` whose hashes form PATH(index, D[0:size]).
-
-    Bottom-up, as in RFC 9162 §2.1.3.1: the RFC's recursion unrolled top-down, reversed.
-    """
-    out: list[tuple[int, int]] = []
-    lo, hi = 0, size
-    while hi - lo > 1:
-        k = _split(hi - lo)
-        if index < lo + k:
-            out.append((lo + k, hi))
-            hi = lo + k
-        else:
-            out.append((lo, lo + k))
-            lo += k
-    out.reverse()
-    return out
-
-
 def _consistency_ranges(size1: TreeSize, size2: TreeSize) -> list[tuple[int, int]]:
     """Return the leaf ranges whose hashes form PROOF(size1, D[0:size2]) (RFC 9162 §2.1.4.1)."""
     out: list[tuple[int, int]] = []
@@ -718,8 +699,25 @@ class MerkleLog:
         size = self._check_size(size)
         if not 0 <= index < size:
             raise ValueError(f"leaf index {index} is not in a tree of size {size}")
-        path = tuple(self._subtree(lo, hi) for lo, hi in _inclusion_ranges(index, size))
-        return InclusionProof(index, size, path)
+        # Below level `inner` the path holds the sibling of each ancestor (complete, or
+        # the ragged right edge once); above it the ancestors are on the tree's right
+        # border and the path holds their left siblings, one per set bit of index >> inner.
+        get = self._store.get
+        path: list[bytes] = []
+        inner = (index ^ (size - 1)).bit_length()
+        for level in range(inner):
+            sibling = (index >> level) ^ 1
+            if (sibling + 1) << level <= size:
+                path.append(get(level, sibling))
+            else:
+                path.append(self._subtree(sibling << level, size))
+        rest, level = index >> inner, inner
+        while rest:
+            if rest & 1:
+                path.append(get(level, rest ^ 1))
+            rest >>= 1
+            level += 1
+        return InclusionProof(index, size, tuple(path))
 
     def consistency_proof(self, size1: TreeSize, size2: TreeSize | None = None) -> ConsistencyProof:
         """Return the proof that the ``size2`` tree (default: now) extends the ``size1`` tree.
