@@ -393,9 +393,10 @@ def root_from_consistency_proof(
     are ``hasher.digest_size`` bytes. Raises :class:`InvalidProof`, or
     :class:`RootMismatchError` if the proof does not reproduce ``root1``.
     """
+    want = consistency_proof_length(size1, size2)
     if size1 == 0:
         raise InvalidProof("a consistency proof from the empty tree implies no root2")
-    _check_path(hasher, proof, consistency_proof_length(size1, size2))
+    _check_path(hasher, proof, want)
     _check_digest(hasher, "root1", root1)
     if size1 == size2:
         return root1
