@@ -1,0 +1,91 @@
+"""Shared fixtures: the embedded eth-tester chain and a real anvil JSON-RPC node.
+
+Both are session-scoped: each test deploys its own contract on them, so tests stay
+independent without paying for a new chain (or node process) each time.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger_node.chain import LedgerChain
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ANVIL_BINARY = (
+    REPO_ROOT / ".tools" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+)
+ANVIL_START_TIMEOUT_S = 20.0
+
+
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    """Whether a JSON-RPC node at ``url`` answers ``eth_chainId``."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
+    request = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=1) as response:
+            return "result" in json.loads(response.read())
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def anvil_url() -> Iterator[str]:
+    """Start the pinned anvil on a free local port, yield its URL, stop it afterwards.
+
+    Fails (never skips) when the binary is missing: ``./dev.sh test`` installs it.
+    """
+    if not ANVIL_BINARY.is_file():
+        pytest.fail(f"anvil binary not found at {ANVIL_BINARY}: run ./dev.sh test to install it")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [str(ANVIL_BINARY), "--port", str(port), "--host", "127.0.0.1", "--silent"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + ANVIL_START_TIMEOUT_S
+        while not _answers(url):
+            if process.poll() is not None:
+                stderr = process.stderr.read().decode() if process.stderr else ""
+                pytest.fail(f"anvil exited with {process.returncode}: {stderr}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"anvil did not answer on {url} within {ANVIL_START_TIMEOUT_S}s")
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def eth_tester_chain() -> LedgerChain:
+    """One in-process eth-tester (py-evm) chain for the whole session."""
+    return LedgerChain.embedded()
+
+
+@pytest.fixture(scope="session")
+def anvil_chain(anvil_url: str) -> LedgerChain:
+    """A client of the session's anvil node."""
+    return LedgerChain.from_rpc(anvil_url)
