@@ -841,9 +841,8 @@ class LedgerChain:
         data = _revert_data(exc)
         if data is not None and len(data) >= 4:
             raise self._decode_revert(data) from exc
-        if isinstance(exc, Web3Exception | ValueError | OSError) or data is not None:
-            raise ChainError(f"{what} failed: {exc}") from exc
-        raise ChainError(f"{what} failed unexpectedly: {exc!r}") from exc
+        kind = "" if isinstance(exc, Web3Exception | ValueError | OSError) else " unexpectedly"
+        raise ChainError(f"{what} failed{kind}: {exc!r}") from exc
 
     @staticmethod
     def _error_table(

@@ -515,6 +515,27 @@ class ContractBehaviour:
         with reverts("Disclosure_AlreadyFulfilled", rid):
             c.wechat.fulfil_disclosure(rid, b32("d2"))
 
+    def test_revert_of_a_mined_transaction_is_decoded(self, c: Consortium) -> None:
+        """A transaction that passes estimation but fails when mined (state moved meanwhile,
+        here forced by skipping estimation) is replayed to name its custom error."""
+        contract = c.outsider.w3.eth.contract(
+            address=c.deployment.address, abi=list(c.outsider._artifact.abi)
+        )
+        tx = {
+            "to": c.deployment.address,
+            "data": contract.encode_abi("commit", [b32("C")]),
+            "from": c.outsider.address,
+            "chainId": c.outsider.chain_id,
+            "gas": 100_000,
+            **c.outsider._fee_fields(),
+        }
+        account = c.outsider.account
+        assert account is not None
+        with reverts("Membership_NotPlatform", c.outsider.address):
+            c.outsider._sign_and_send(account, tx, contract_events=True)
+        c.unionpay.commit(b32("after"))  # the sender's nonce bookkeeping is still right
+        c.outsider.fund(c.spare.address, 1, c.outsider.account)
+
     # ------------------------------------------------------------------ gas
 
     def test_gas_per_anchor_and_per_commit(self, c: Consortium) -> None:
