@@ -1,0 +1,53 @@
+"""The ``jointledger`` command line: one sub-command per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ledger_node import __version__
+from ledger_node.errors import LedgerError
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jointledger",
+        description="Permissioned joint ledger of unlinkable, regulator-traceable payments.",
+    )
+    parser.add_argument("--version", action="version", version=f"jointledger {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="deploy on the embedded chain, anchor a checkpoint, verify it from the chain",
+        description="The ledger-core story, step by step; exits 1 if any check fails.",
+    )
+    demo.add_argument("--records", type=int, default=8, help="payment records (default 8)")
+    demo.add_argument("--out", type=Path, default=Path("out/demo"),
+                      help="directory for keys, deployment, checkpoint, proof (default out/demo)")
+    demo.add_argument("--rpc-url", help="use this JSON-RPC chain instead of the embedded one")
+    demo.add_argument("--seed", type=int, help="seed for the synthetic records")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the process exit status."""
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from ledger_node.demo import run_core_demo
+
+            if args.records < 1:
+                print("jointledger demo: --records must be at least 1", file=sys.stderr)
+                return 2
+            return run_core_demo(args.out, record_count=args.records, rpc_url=args.rpc_url,
+                                 seed=args.seed)
+    except LedgerError as exc:
+        print(f"jointledger {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    raise AssertionError(f"unhandled command {args.command!r}")  # argparse guarantees one
+
+
+if __name__ == "__main__":
+    sys.exit(main())
