@@ -426,6 +426,18 @@ class ContractBehaviour:
         assert c.outsider.latest_checkpoint(b32("never")) is None
         assert c.outsider.checkpoints(b32("never")) == []
 
+    def test_lookup_by_size_finds_every_anchored_size_and_no_other(self, c: Consortium) -> None:
+        log = b32("sparse")
+        sizes = [1, 2, 5, 6, 7, 13, 40, 41, 100]
+        for n in sizes:
+            c.unionpay.anchor_checkpoint(log, n, b32(f"root{n}"), n, b"")
+        for n in range(0, 102):
+            if n in sizes:
+                assert c.outsider.checkpoint_at(log, n).root == b32(f"root{n}")
+            else:
+                with reverts("Checkpoint_UnknownTreeSize", log, n):
+                    c.outsider.checkpoint_at(log, n)
+
     # ------------------------------------------------------------------ direct commitments
 
     def test_direct_commit_and_duplicates(self, c: Consortium) -> None:

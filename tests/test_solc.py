@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from ledger_node import contracts, solc
 from ledger_node.errors import ArtifactError, CompilerError
@@ -33,6 +34,15 @@ def test_solc_binary_env_wins_and_must_work(tmp_path: Path) -> None:
         solc.resolve_solc(env={"SOLC_BINARY": str(tmp_path / "no-such-solc")})
     found = solc.resolve_solc(env={"SOLC_BINARY": str(solc.SOLCJS_WRAPPER)})
     assert found.origin == "SOLC_BINARY"
+
+
+def test_solcx_installed_compiler_comes_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(solc.solcx, "get_installed_solc_versions", lambda: [Version("0.8.37")])
+    monkeypatch.setattr(solc.solcx.install, "get_executable", lambda v: solc.SOLCJS_WRAPPER)
+    assert solc.resolve_solc(env={}).origin == "py-solc-x"
+    assert solc.resolve_solc(env={"SOLC_BINARY": str(solc.SOLCJS_WRAPPER)}).origin == (
+        "SOLC_BINARY"
+    )
 
 
 def test_missing_compiler_error_names_all_three_options(monkeypatch: pytest.MonkeyPatch) -> None:
