@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -55,16 +56,19 @@ def anvil_url() -> Iterator[str]:
         pytest.fail(f"anvil binary not found at {ANVIL_BINARY}: run ./dev.sh test to install it")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
+    # stderr goes to a file, not a pipe: nobody drains a pipe while the tests run.
+    stderr_log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [str(ANVIL_BINARY), "--port", str(port), "--host", "127.0.0.1", "--silent"],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=stderr_log,
     )
     try:
         deadline = time.monotonic() + ANVIL_START_TIMEOUT_S
         while not _answers(url):
             if process.poll() is not None:
-                stderr = process.stderr.read().decode() if process.stderr else ""
+                stderr_log.seek(0)
+                stderr = stderr_log.read().decode(errors="replace")
                 pytest.fail(f"anvil exited with {process.returncode}: {stderr}")
             if time.monotonic() > deadline:
                 pytest.fail(f"anvil did not answer on {url} within {ANVIL_START_TIMEOUT_S}s")
@@ -77,6 +81,7 @@ def anvil_url() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        stderr_log.close()
 
 
 @pytest.fixture(scope="session")
