@@ -57,7 +57,11 @@ abstract contract Checkpoints is Membership {
     }
 
     /// @inheritdoc IJointLedger
-    function checkpointAt(bytes32 logId, uint64 treeSize) external view returns (Checkpoint memory) {
+    function checkpointAt(bytes32 logId, uint64 treeSize)
+        external
+        view
+        returns (Checkpoint memory)
+    {
         Checkpoint[] storage history = _history[logId];
         uint256 low = 0;
         uint256 high = history.length;
@@ -73,7 +77,11 @@ abstract contract Checkpoints is Membership {
     }
 
     /// @inheritdoc IJointLedger
-    function checkpointByIndex(bytes32 logId, uint256 index) external view returns (Checkpoint memory) {
+    function checkpointByIndex(bytes32 logId, uint256 index)
+        external
+        view
+        returns (Checkpoint memory)
+    {
         Checkpoint[] storage history = _history[logId];
         if (index >= history.length) revert Checkpoint_UnknownLog(logId);
         return history[index];

@@ -16,8 +16,11 @@ abstract contract DirectCommitments is Membership {
 
     /// @inheritdoc IJointLedger
     function commit(bytes32 commitment) external onlyPlatform {
-        if (_records[commitment].platform != address(0)) revert Commitment_AlreadyRecorded(commitment);
-        _records[commitment] = CommitmentRecord({platform: msg.sender, blockNumber: uint64(block.number)});
+        if (_records[commitment].platform != address(0)) {
+            revert Commitment_AlreadyRecorded(commitment);
+        }
+        _records[commitment] =
+            CommitmentRecord({platform: msg.sender, blockNumber: uint64(block.number)});
         ++_count;
         emit CommitmentRecorded(commitment, msg.sender);
     }

@@ -33,9 +33,13 @@ abstract contract Disclosures is Membership {
 
     /// @inheritdoc IJointLedger
     function fulfilDisclosure(uint256 requestId, bytes32 responseDigest) external onlyPlatform {
-        if (requestId == 0 || requestId > _requestCount) revert Disclosure_UnknownRequest(requestId);
+        if (requestId == 0 || requestId > _requestCount) {
+            revert Disclosure_UnknownRequest(requestId);
+        }
         DisclosureRequest storage r = _requests[requestId];
-        if (r.platform != msg.sender) revert Disclosure_NotAddressee(requestId, r.platform, msg.sender);
+        if (r.platform != msg.sender) {
+            revert Disclosure_NotAddressee(requestId, r.platform, msg.sender);
+        }
         if (r.fulfilled) revert Disclosure_AlreadyFulfilled(requestId);
         r.fulfilled = true;
         r.fulfilledBlock = uint64(block.number);
@@ -45,7 +49,9 @@ abstract contract Disclosures is Membership {
 
     /// @inheritdoc IJointLedger
     function disclosureRequest(uint256 requestId) external view returns (DisclosureRequest memory) {
-        if (requestId == 0 || requestId > _requestCount) revert Disclosure_UnknownRequest(requestId);
+        if (requestId == 0 || requestId > _requestCount) {
+            revert Disclosure_UnknownRequest(requestId);
+        }
         return _requests[requestId];
     }
 

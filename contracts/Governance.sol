@@ -36,7 +36,12 @@ abstract contract Governance is Membership {
     uint256 private _proposalCount;
 
     /// @inheritdoc IJointLedger
-    function proposeAddMember(address account, Role role, string calldata name, bytes calldata publicKey)
+    function proposeAddMember(
+        address account,
+        Role role,
+        string calldata name,
+        bytes calldata publicKey
+    )
         external
         onlyVoter
         returns (uint256 id)

@@ -212,9 +212,12 @@ interface IJointLedger {
      * The proposer's approval is counted; executes at once if that reaches the threshold.
      * @return id The new proposal's id (ids start at 1).
      */
-    function proposeAddMember(address account, Role role, string calldata name, bytes calldata publicKey)
-        external
-        returns (uint256 id);
+    function proposeAddMember(
+        address account,
+        Role role,
+        string calldata name,
+        bytes calldata publicKey
+    ) external returns (uint256 id);
 
     /**
      * @notice Proposes to deactivate `account`.
@@ -290,7 +293,10 @@ interface IJointLedger {
 
     /// @notice The `index`-th checkpoint of `logId` in anchoring order.
     /// @dev Reverts with `Checkpoint_UnknownLog` if `index` is out of range.
-    function checkpointByIndex(bytes32 logId, uint256 index) external view returns (Checkpoint memory);
+    function checkpointByIndex(bytes32 logId, uint256 index)
+        external
+        view
+        returns (Checkpoint memory);
 
     /// @notice The number of checkpoints anchored for `logId`.
     function checkpointCount(bytes32 logId) external view returns (uint256);

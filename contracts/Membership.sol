@@ -105,10 +105,12 @@ abstract contract Membership is IJointLedger {
     }
 
     /// @dev Reverts unless (`account`, `role`, `name`, `publicKey`) may be admitted now.
-    function _validateNewMember(address account, Role role, string memory name, bytes memory publicKey)
-        internal
-        view
-    {
+    function _validateNewMember(
+        address account,
+        Role role,
+        string memory name,
+        bytes memory publicKey
+    ) internal view {
         if (account == address(0)) revert Membership_InvalidAccount(account);
         if (_members[account].active) revert Membership_AlreadyMember(account);
         if (role == Role.None) revert Membership_InvalidRole();
