@@ -1,8 +1,9 @@
 """Record commitments and selective disclosure (PROTOCOL §4).
 
 ``C = SM3(tag_record ‖ h_1 ‖ … ‖ h_n)`` with ``h_f = SM3(tag_field ‖ name ‖ value ‖ s_f)``,
-every part length-prefixed. The per-field salts ``s_f`` are the SM4-CTR keystream under a
-fresh 32-byte record salt, so revealing one ``s_f`` reveals nothing about the others.
+every variable-length part length-prefixed. The per-field salts ``s_f`` are derived from a
+fresh 32-byte record salt with tagged SM3, so revealing one ``s_f`` reveals nothing about
+the others.
 
 - Hiding: without the salts, C and each h_f are SM3 outputs over 128-bit secrets.
 - Binding: a second opening of C needs an SM3 collision (the encoding is injective).
@@ -16,8 +17,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from ledger_node.encoding import domain_tag, length_prefixed
 from ledger_node.errors import InvalidOpening, InvalidRecord
 from ledger_node.hashes import DIGEST_SIZE, sm3_with_prefix
@@ -29,7 +28,6 @@ Salt = bytes
 SALT_SIZE: Final = 32
 FIELD_SALT_SIZE: Final = 16
 _FIELD_COUNT: Final = len(FIELD_SPECS)
-_ZERO_KEYSTREAM: Final = bytes(FIELD_SALT_SIZE * _FIELD_COUNT)
 
 # One pre-fed SM3 context per field name: the tag and the name are absorbed once.
 _FIELD_HASHERS: Final = {
@@ -38,6 +36,9 @@ _FIELD_HASHERS: Final = {
 }
 _FIELD_HASHER_LIST: Final = tuple(_FIELD_HASHERS[name] for name in FIELD_NAMES)
 _RECORD_HASHER: Final = sm3_with_prefix(domain_tag("record"))
+_SALT_HASHER: Final = sm3_with_prefix(domain_tag("field-salt"))
+_SALT_BLOCKS: Final = (_FIELD_COUNT * FIELD_SALT_SIZE + DIGEST_SIZE - 1) // DIGEST_SIZE
+_SALT_OFFSETS: Final = tuple(range(0, _FIELD_COUNT * FIELD_SALT_SIZE, FIELD_SALT_SIZE))
 
 
 def new_salt() -> Salt:
@@ -48,15 +49,16 @@ def new_salt() -> Salt:
 def field_salts(salt: Salt) -> tuple[bytes, ...]:
     """Return the 16-byte per-field salts derived from ``salt``, in field order.
 
-    They are consecutive blocks of SM4-CTR keystream (key ``salt[:16]``, initial counter
-    block ``salt[16:]``): one cipher call instead of one keyed hash per field.
+    Block ``i`` of ``SM3(tag_salt ‖ salt ‖ i)`` (one byte ``i``) gives the salts of fields
+    ``2i`` and ``2i+1``: six tagged SM3 calls for twelve fields.
     """
     _check_length("salt", salt, SALT_SIZE)
-    encryptor = Cipher(algorithms.SM4(salt[:16]), modes.CTR(salt[16:])).encryptor()
-    stream = encryptor.update(_ZERO_KEYSTREAM)
-    return tuple(
-        stream[i * FIELD_SALT_SIZE : (i + 1) * FIELD_SALT_SIZE] for i in range(_FIELD_COUNT)
-    )
+    return _derive_field_salts(salt)
+
+
+def _derive_field_salts(salt: Salt) -> tuple[bytes, ...]:
+    stream = b"".join(_SALT_HASHER(salt + bytes([i])) for i in range(_SALT_BLOCKS))
+    return tuple(stream[i : i + FIELD_SALT_SIZE] for i in _SALT_OFFSETS)
 
 
 def field_hash(name: str, value: bytes, field_salt: bytes) -> bytes:
@@ -86,18 +88,20 @@ def commitment_from_field_hashes(field_hashes: tuple[bytes, ...]) -> Commitment:
 
 def record_field_hashes(record: PaymentRecord, salt: Salt) -> tuple[bytes, ...]:
     """Return the field hashes of ``record`` under ``salt``, in field order."""
+    _check_length("salt", salt, SALT_SIZE)
     # Inlined field_hash (length prefix included): this loop is the commitment hot path.
     return tuple(
         hasher(len(value).to_bytes(4, "big") + value + s_f)
         for hasher, value, s_f in zip(
-            _FIELD_HASHER_LIST, record.encoded_fields(), field_salts(salt), strict=True
+            _FIELD_HASHER_LIST, record.encoded_fields(), _derive_field_salts(salt), strict=True
         )
     )
 
 
 def record_commitment(record: PaymentRecord, salt: Salt) -> Commitment:
     """Return the 32-byte commitment C to ``record`` under its 32-byte ``salt``."""
-    return commitment_from_field_hashes(record_field_hashes(record, salt))
+    # The field hashes are ours and well formed: skip commitment_from_field_hashes' checks.
+    return _RECORD_HASHER(b"".join(record_field_hashes(record, salt)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,10 +60,12 @@ def test_commitment_matches_the_documented_construction() -> None:
     record, salt = sample_record(), bytes(range(32))
     tag_field = b"\x00\x00\x00\x0bjl:v1:field"
     tag_record = b"\x00\x00\x00\x0cjl:v1:record"
+    tag_salt = b"\x00\x00\x00\x10jl:v1:field-salt"
+    stream = b"".join(sm3(tag_salt + salt + bytes([i])) for i in range(6))
+    expected_salts = tuple(stream[16 * i : 16 * (i + 1)] for i in range(12))
+    assert field_salts(salt) == expected_salts
     expected_hashes = []
-    for name, value, s_f in zip(
-        FIELD_NAMES, record.encoded_fields(), field_salts(salt), strict=True
-    ):
+    for name, value, s_f in zip(FIELD_NAMES, record.encoded_fields(), expected_salts, strict=True):
         encoded = (
             tag_field + len(name).to_bytes(4, "big") + name.encode()
             + len(value).to_bytes(4, "big") + value + s_f
