@@ -27,6 +27,7 @@ from ledger_node.chain import (
     Role,
     TxOutcome,
 )
+from ledger_node.contracts import load_artifact
 from ledger_node.errors import ChainError, ContractRevert, DeploymentError
 
 FUNDING_WEI = 10**20
@@ -437,6 +438,19 @@ class ContractBehaviour:
             else:
                 with reverts("Checkpoint_UnknownTreeSize", log, n):
                     c.outsider.checkpoint_at(log, n)
+
+    def test_raw_views_revert_for_unknown_logs_and_commitments(self, c: Consortium) -> None:
+        """The adapter checks counts before these views; other callers get the custom errors."""
+        contract = c.outsider.w3.eth.contract(
+            address=c.outsider.deployment.address, abi=list(load_artifact().abi)
+        )
+        log = b32("no-such-log")
+        with reverts("Checkpoint_UnknownLog", log):
+            c.outsider._call(contract.functions.latestCheckpoint(log))
+        with reverts("Checkpoint_UnknownLog", log):
+            c.outsider._call(contract.functions.checkpointByIndex(log, 0))
+        with reverts("Commitment_NotRecorded", b32("never-committed")):
+            c.outsider._call(contract.functions.commitmentRecord(b32("never-committed")))
 
     # ------------------------------------------------------------------ direct commitments
 
