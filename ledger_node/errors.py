@@ -85,3 +85,12 @@ class DeploymentError(ChainError):
 
 class InvalidCheckpoint(LedgerError, ValueError):
     """A checkpoint (or its JSON form) is malformed: bad sizes, names or values."""
+
+
+class InvalidLeaf(LedgerError, ValueError):
+    """A submitted leaf (or batch) is malformed; ``field`` names the part, ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"invalid leaf {field!r}: {reason}")
+        self.field = field
+        self.reason = reason

@@ -1,0 +1,126 @@
+"""Log leaves (PROTOCOL §5): a record commitment bound to its escrow and match tags.
+
+A leaf is what a platform submits and what its Merkle log holds:
+``leaf_data = tag("leaf") ‖ lp(C) ‖ lp(SM3(escrow)) ‖ lp(match_tag) ‖ lp(amount_tag)``,
+absent tags encoded as empty. The escrow itself (regulator-only ciphertext) is stored and
+served beside the log; only its digest is inside the tree, so the anchored root binds it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ledger_node.encoding import encode_parts
+from ledger_node.errors import InvalidLeaf
+from ledger_node.hashes import DIGEST_SIZE, sm3
+
+MAX_ESCROW_BYTES: Final = 4096
+_HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})*")
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """One submission: commitment C, the record's escrow, and optional match tags."""
+
+    commitment: bytes
+    escrow: bytes = b""
+    match_tag: bytes | None = None
+    amount_tag: bytes | None = None
+
+    def __post_init__(self) -> None:
+        _check_digest("commitment", self.commitment)
+        if not isinstance(self.escrow, bytes) or len(self.escrow) > MAX_ESCROW_BYTES:
+            raise InvalidLeaf("escrow", f"must be at most {MAX_ESCROW_BYTES} bytes")
+        for name in ("match_tag", "amount_tag"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_digest(name, value)
+        if (self.match_tag is None) != (self.amount_tag is None):
+            raise InvalidLeaf("amount_tag", "match_tag and amount_tag come together or not at all")
+
+    @property
+    def escrow_digest(self) -> bytes:
+        """SM3 of the escrow ciphertext: what the tree commits to."""
+        return sm3(self.escrow)
+
+    def leaf_data(self) -> bytes:
+        """The canonical bytes the Merkle log hashes as this leaf."""
+        return leaf_data(self.commitment, self.escrow_digest, self.match_tag, self.amount_tag)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form: lowercase hex, absent tags as ``null``."""
+        return {
+            "commitment": self.commitment.hex(),
+            "escrow": self.escrow.hex(),
+            "match_tag": self.match_tag.hex() if self.match_tag is not None else None,
+            "amount_tag": self.amount_tag.hex() if self.amount_tag is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> Leaf:
+        """Parse the :meth:`to_json` form; raise :class:`InvalidLeaf` naming the field."""
+        if not isinstance(data, dict):
+            raise InvalidLeaf("leaf", "must be a JSON object")
+        unknown = sorted(set(data) - {"commitment", "escrow", "match_tag", "amount_tag"})
+        if unknown:
+            raise InvalidLeaf(str(unknown[0]), "is not a leaf field")
+        if "commitment" not in data:
+            raise InvalidLeaf("commitment", "is missing")
+        return cls(
+            commitment=_hex("commitment", data["commitment"]),
+            escrow=_hex("escrow", data.get("escrow", "")),
+            match_tag=_optional_hex("match_tag", data.get("match_tag")),
+            amount_tag=_optional_hex("amount_tag", data.get("amount_tag")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LeafSummary:
+    """What anyone may see of a leaf without the escrow: the parts its hash is made of."""
+
+    commitment: bytes
+    escrow_digest: bytes
+    match_tag: bytes | None = None
+    amount_tag: bytes | None = None
+
+    @classmethod
+    def of(cls, leaf: Leaf) -> LeafSummary:
+        """The summary of ``leaf``."""
+        return cls(leaf.commitment, leaf.escrow_digest, leaf.match_tag, leaf.amount_tag)
+
+    def leaf_data(self) -> bytes:
+        """The same canonical bytes as :meth:`Leaf.leaf_data`."""
+        return leaf_data(self.commitment, self.escrow_digest, self.match_tag, self.amount_tag)
+
+
+def leaf_data(
+    commitment: bytes, escrow_digest: bytes, match_tag: bytes | None, amount_tag: bytes | None
+) -> bytes:
+    """Return the canonical leaf bytes from its public parts (absent tags encode as empty)."""
+    return encode_parts("leaf", commitment, escrow_digest, match_tag or b"", amount_tag or b"")
+
+
+def batch_digest(log_id: bytes, leaves: Sequence[Leaf]) -> bytes:
+    """Return the SM3 digest a platform signs for a batch of leaves submitted to ``log_id``."""
+    if not leaves:
+        raise InvalidLeaf("leaves", "a batch holds at least one leaf")
+    return sm3(encode_parts("batch", log_id, *(leaf.leaf_data() for leaf in leaves)))
+
+
+def _check_digest(name: str, value: object) -> None:
+    if not isinstance(value, bytes) or len(value) != DIGEST_SIZE:
+        size = len(value) if isinstance(value, bytes) else type(value).__name__
+        raise InvalidLeaf(name, f"must be {DIGEST_SIZE} bytes, got {size}")
+
+
+def _hex(name: str, value: object) -> bytes:
+    if not isinstance(value, str) or not _HEX.fullmatch(value):
+        raise InvalidLeaf(name, "must be a string of hex byte pairs")
+    return bytes.fromhex(value)
+
+
+def _optional_hex(name: str, value: object) -> bytes | None:
+    return None if value is None else _hex(name, value)
