@@ -28,7 +28,38 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="directory for keys, deployment, checkpoint, proof (default out/demo)")
     demo.add_argument("--rpc-url", help="use this JSON-RPC chain instead of the embedded one")
     demo.add_argument("--seed", type=int, help="seed for the synthetic records")
+
+    keys = commands.add_parser("keys", help="manage a member's key files")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    new_keys = key_commands.add_parser(
+        "new",
+        help="create NAME.sm2.pem, NAME.sm2.pub.pem and NAME.account.key",
+        description="Create a member's SM2 key pair (PEM, OpenSSL reads it) and chain account "
+        "key. Private key files are written with mode 0600; existing keys are never "
+        "overwritten.",
+    )
+    new_keys.add_argument("--name", required=True, help="member name, e.g. unionpay")
+    new_keys.add_argument("--dir", type=Path, default=Path("keys"),
+                          help="directory for the key files (default keys/)")
     return parser
+
+
+def _keys_new(name: str, directory: Path) -> int:
+    from ledger_node.keyfiles import key_paths, new_member_keys
+
+    try:
+        keys = new_member_keys(directory, name)
+    except FileExistsError as exc:
+        print(f"jointledger keys new: {exc}", file=sys.stderr)
+        return 1
+    private, public, account = key_paths(directory, name)
+    print(f"member {name}: chain address {keys.address}")
+    print(f"  SM2 private key  {private} (mode 0600)")
+    print(f"  SM2 public key   {public}")
+    print(f"  account key      {account} (mode 0600)")
+    print(f"  SM2 public key (raw x||y, as registered on chain): "
+          f"{keys.sm2_key.public_key().raw.hex()}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             return run_core_demo(args.out, record_count=args.records, rpc_url=args.rpc_url,
                                  seed=args.seed)
+        if args.command == "keys":
+            return _keys_new(args.name, args.dir)
     except LedgerError as exc:
         print(f"jointledger {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

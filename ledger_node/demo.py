@@ -37,6 +37,7 @@ from ledger_node.commitment import (
     verify_field_disclosure,
 )
 from ledger_node.errors import LedgerError
+from ledger_node.keyfiles import MemberKeys, write_member_keys
 from ledger_node.record import Channel, PaymentRecord
 
 Echo = Callable[[str], None]
@@ -248,10 +249,6 @@ def _holds(check: Callable[[], None]) -> bool:
 
 
 def _write_keys(directory: Path, party: Party) -> None:
-    """Write a party's SM2 key pair as PEM files OpenSSL reads (private key mode 0600)."""
-    private = directory / f"{party.name}.sm2.pem"
-    private.write_bytes(gmcrypto.private_key_to_pem(party.sm2_key))
-    private.chmod(0o600)
-    (directory / f"{party.name}.sm2.pub.pem").write_bytes(
-        gmcrypto.public_key_to_pem(party.sm2_key.public_key())
-    )
+    """Write a party's key files (SM2 PEM pair and chain account key; private ones 0600)."""
+    write_member_keys(directory, party.name, MemberKeys(party.sm2_key, party.account),
+                      overwrite=True)
