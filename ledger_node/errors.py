@@ -94,3 +94,43 @@ class InvalidLeaf(LedgerError, ValueError):
         super().__init__(f"invalid leaf {field!r}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class UnknownLeaf(LedgerError, LookupError):
+    """No leaf with this index (or leaf hash) is in the log."""
+
+
+class InvalidBatch(LedgerError, ValueError):
+    """A submitted batch is not acceptable (size, digest, signature); nothing was stored."""
+
+
+class StoreCorrupted(LedgerError):
+    """The node's store file is damaged, truncated or not a store of this schema."""
+
+
+class StoreMismatch(LedgerError, ValueError):
+    """The store was made for another log, platform or hash and must not be reused here."""
+
+
+class UnknownCheckpoint(LedgerError, LookupError):
+    """No anchored checkpoint of this log has the requested tree size."""
+
+
+class NodeStopped(LedgerError):
+    """The node is not running (not started yet, or stopping): it accepts no submissions."""
+
+
+class InvalidBundle(LedgerError, ValueError):
+    """A proof bundle (or its JSON form) is malformed; the message names the field."""
+
+
+class AuthError(LedgerError):
+    """Root of authentication and authorisation failures."""
+
+
+class Unauthenticated(AuthError):
+    """The caller could not be authenticated (HTTP 401)."""
+
+
+class Forbidden(AuthError):
+    """The caller is known but may not do this (HTTP 403)."""
