@@ -121,7 +121,16 @@ class NodeStopped(LedgerError):
 
 
 class InvalidBundle(LedgerError, ValueError):
-    """A proof bundle (or its JSON form) is malformed; the message names the field."""
+    """A proof bundle (or its JSON form) is malformed.
+
+    ``field`` names the offending part as a path (``"checkpoint.root"``, ``"path[3]"``),
+    ``reason`` says why.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"invalid proof bundle field {field!r}: {reason}")
+        self.field = field
+        self.reason = reason
 
 
 class AuthError(LedgerError):
