@@ -143,3 +143,7 @@ class Unauthenticated(AuthError):
 
 class Forbidden(AuthError):
     """The caller is known but may not do this (HTTP 403)."""
+
+
+class AnchorConflict(ChainError):
+    """The chain's checkpoint history of this log disagrees with the node's own store."""
