@@ -757,17 +757,24 @@ class LedgerChain:
     # ------------------------------------------------------------------ events
 
     def events(
-        self, name: str, from_block: int | None = None, **argument_filters: Any
+        self,
+        name: str,
+        from_block: int | None = None,
+        *,
+        to_block: int | None = None,
+        **argument_filters: Any,
     ) -> list[ChainEvent]:
-        """Contract events called ``name`` since ``from_block`` (default: deployment block).
+        """Contract events called ``name`` in ``from_block..to_block``.
 
+        The range defaults to the deployment block through the latest block.
         ``argument_filters`` match indexed arguments by their Solidity names, e.g.
         ``events("CheckpointAnchored", logId=log_id)``.
         """
         contract = self._require_contract()
         start = self.deployment.deploy_block if from_block is None else from_block
+        end: int | str = "latest" if to_block is None else to_block
         raw = contract.events[name]().get_logs(
-            from_block=start, to_block="latest", argument_filters=argument_filters or None
+            from_block=start, to_block=end, argument_filters=argument_filters or None
         )
         return [self._event(name, log) for log in raw]
 
