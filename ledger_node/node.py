@@ -1,0 +1,546 @@
+"""The platform node without HTTP: durable intake with group commit, the log, the sealer.
+
+:class:`PlatformNode` owns one platform's log (PROTOCOL §5, §9, §10):
+
+* :meth:`PlatformNode.submit` validates a signed batch in the caller's thread (size, digest,
+  the platform's SM2 signature with the key registered on chain, the signer being this
+  node's own active platform member), queues it and blocks until the single writer thread
+  has committed it. The writer drains everything queued into ONE SQLite transaction (one
+  fsync: group commit), then appends the new leaf hashes to the in-memory
+  :class:`~ledger_node.merkle.MerkleLog` and wakes the callers. An acknowledgement
+  (returned receipts) therefore means: on disk, in the log, and will be anchored.
+* Idempotency: a leaf already stored (same leaf hash), earlier in the same batch or in a
+  batch committed in the same group, gets the existing index with ``duplicate=True`` and is
+  not stored again.
+* The :class:`~ledger_node.sealer.Sealer` anchors signed checkpoints of the head; proof
+  bundles are served against the latest anchored checkpoint only.
+"""
+
+from __future__ import annotations
+
+import hmac
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from ledger_node import gmcrypto
+from ledger_node.bundle import ChainAnchor, ProofBundle
+from ledger_node.chain import LedgerChain, Member, Role
+from ledger_node.checkpoint import log_id_for
+from ledger_node.encoding import encode_parts
+from ledger_node.errors import (
+    ChainError,
+    Forbidden,
+    InvalidBatch,
+    InvalidCheckpoint,
+    InvalidKey,
+    InvalidLeaf,
+    InvalidSignature,
+    LedgerError,
+    NodeStopped,
+    UnknownCheckpoint,
+    UnknownLeaf,
+)
+from ledger_node.hashes import sm3
+from ledger_node.leaf import Leaf, LeafSummary
+from ledger_node.merkle import ConsistencyProof, MerkleLog, TreeHead, hasher_for
+from ledger_node.sealer import Sealer
+from ledger_node.store import BatchEvidence, NewBatch, SQLiteStore, StoredCheckpoint
+
+__all__ = [
+    "BatchEvidence",
+    "LeafStatus",
+    "NodeConfig",
+    "PlatformNode",
+    "Receipt",
+    "StoredCheckpoint",
+]
+
+_LATENCY_WINDOW: Final = 100_000  # latency samples kept for the p50/p99 summaries
+_GROUP_LEAF_CAP: Final = 50_000  # at most this many leaves per group commit
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Where a submitted leaf is in the log; ``duplicate``: seen before, nothing stored."""
+
+    index: int
+    leaf_hash: bytes
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class LeafStatus:
+    """A leaf's place and whether a proof bundle is available for it yet.
+
+    ``checkpoint_size`` is the size of the anchored checkpoint its bundle is made against
+    (the latest anchored one), ``None`` while the leaf is pending.
+    """
+
+    index: int
+    leaf_hash: bytes
+    anchored: bool
+    checkpoint_size: int | None
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A platform node's settings.
+
+    ``member_cache_ttl``: how long (seconds) a signer's membership read from the chain is
+    reused before it is read again (a removal or key rotation takes effect within it).
+    """
+
+    platform: str
+    store_path: Path
+    shard: int = 0
+    hash_name: str = "sm3"
+    seal_interval: float = 0.2
+    seal_size: int = 10_000
+    max_batch: int = 10_000
+    member_cache_ttl: float = 1.0
+
+
+@dataclass
+class _Pending:
+    """One validated batch waiting for the writer."""
+
+    leaves: tuple[Leaf, ...]
+    leaf_hashes: tuple[bytes, ...]
+    evidence: BatchEvidence
+    received_at: float  # wall clock, stored with the batch
+    started: float  # monotonic, when submit() was called (for the ack latency)
+    done: threading.Event = field(default_factory=threading.Event)
+    receipts: list[Receipt] | None = None
+    error: BaseException | None = None
+
+
+def _percentile(samples: Sequence[float], q: float) -> float:
+    """The ``q``-quantile (0..1) of ``samples`` by nearest rank; 0.0 when empty."""
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    rank = min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+class PlatformNode:
+    """One platform's node: durable store, in-memory Merkle log, writer and sealer threads."""
+
+    def __init__(self, config: NodeConfig, chain: LedgerChain, sm2_key: gmcrypto.SM2PrivateKey
+                 ) -> None:
+        """Open the store and rebuild the log from it; threads start with :meth:`start`.
+
+        ``chain`` must be attached to the deployment and send as this platform's own
+        account. Raises :class:`~ledger_node.errors.StoreCorrupted` /
+        :class:`~ledger_node.errors.StoreMismatch` for a bad store, :class:`ChainError` if
+        the chain has no deployment or account, ``ValueError`` for a bad configuration.
+        """
+        if not 1 <= config.max_batch:
+            raise ValueError(f"max_batch must be at least 1, got {config.max_batch}")
+        self.config = config
+        self.platform = config.platform
+        self.log_id = log_id_for(config.platform, config.shard)
+        self.hash_name = config.hash_name
+        self.chain = chain
+        self.platform_address = chain.address
+        self.deployment = chain.deployment
+        self.chain_lock = threading.Lock()
+        self._key = sm2_key
+        self._hasher = hasher_for(config.hash_name)
+        self._store = SQLiteStore(config.store_path, platform=config.platform,
+                                  log_id=self.log_id, hash_name=config.hash_name)
+        self._log = MerkleLog.from_leaf_hashes(self._hasher, self._store.leaf_hashes())
+        self._log_lock = threading.RLock()
+        anchored = self._store.checkpoints("anchored")
+        self._latest_anchored: StoredCheckpoint | None = anchored[-1] if anchored else None
+        self._anchored_sizes = {c.tree_size for c in anchored}
+        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._intake_open = False
+        self._intake_lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._members: dict[str, tuple[float, Member]] = {}
+        self._members_lock = threading.Lock()
+        self._metrics_lock = threading.Lock()
+        self._counts = {
+            "submissions": 0, "leaves": 0, "duplicates": 0, "rejected": 0, "commits": 0,
+            "committed_batches": 0, "store_errors": 0,
+        }
+        self._acks: deque[tuple[int, float]] = deque()  # (log size after batch, ack time)
+        self._ack_latency: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+        self._anchor_latency: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+        self._sealer = Sealer(
+            store=self._store, chain=chain, key=sm2_key, platform=config.platform,
+            log_id=self.log_id, hash_name=config.hash_name, head=self._head,
+            on_anchored=self._anchored_cb, chain_lock=self.chain_lock,
+            interval=config.seal_interval, seal_size=config.seal_size,
+        )
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Check this node's membership on chain, then start the writer and sealer threads.
+
+        Raises :class:`Forbidden` if the chain account is not an active platform whose
+        registered SM2 key is this node's key, or if another member owns this log.
+        """
+        if self._started:
+            return
+        with self.chain_lock:
+            me = self.chain.member(self.platform_address)
+            owner = self.chain.log_owner(self.log_id)
+        if me.role != Role.PLATFORM or not me.active:
+            raise Forbidden(f"{self.platform_address} is not an active platform member")
+        if me.public_key != self._key.public_key().raw:
+            raise Forbidden(
+                f"the SM2 key registered on chain for {self.platform_address} is not this "
+                "node's key"
+            )
+        if owner is not None and owner != self.platform_address:
+            raise Forbidden(f"log {self.log_id.hex()} is owned by {owner} on chain")
+        self._writer = threading.Thread(target=self._write_loop, name="jointledger-writer",
+                                        daemon=True)
+        self._writer.start()
+        self._sealer.start()
+        with self._intake_lock:
+            self._intake_open = True
+        self._started = True
+
+    def stop(self) -> None:
+        """Stop intake, commit what is queued, try a final seal, close the store."""
+        if not self._started:
+            self._store.close()
+            return
+        with self._intake_lock:
+            self._intake_open = False
+            self._queue.put(None)  # after every accepted batch: the writer drains, then exits
+        if self._writer is not None:
+            self._writer.join()
+        self._sealer.stop(final_seal=True)
+        self._store.close()
+        self._started = False
+
+    def __enter__(self) -> PlatformNode:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ intake
+
+    def size(self) -> int:
+        """The number of durably committed leaves in the log."""
+        return self._log.size
+
+    def submit(self, leaves: Sequence[Leaf], evidence: BatchEvidence) -> list[Receipt]:
+        """Append a signed batch; return one receipt per leaf, in order, once durable.
+
+        Returns only after the batch is committed to disk and appended to the log (group
+        commit with concurrent callers). Raises :class:`InvalidLeaf` / :class:`InvalidBatch`
+        for bad input, :class:`Forbidden` if the signer is not this node's active platform
+        member, :class:`NodeStopped` when the node is not running, and
+        :class:`~ledger_node.errors.StoreCorrupted` if the commit failed; nothing is stored
+        in any of these cases.
+        """
+        try:
+            pending = self._validate(leaves, evidence)
+        except LedgerError:
+            with self._metrics_lock:
+                self._counts["rejected"] += 1
+            raise
+        with self._intake_lock:
+            if not self._intake_open:
+                raise NodeStopped("the node is not accepting submissions (not started or stopping)")
+            self._queue.put(pending)
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.receipts is not None
+        return pending.receipts
+
+    def _validate(self, leaves: Sequence[Leaf], evidence: BatchEvidence) -> _Pending:
+        started, received = time.monotonic(), time.time()
+        if isinstance(leaves, (str, bytes)) or not isinstance(leaves, Sequence):
+            raise InvalidBatch("leaves must be a sequence of Leaf")
+        if not 1 <= len(leaves) <= self.config.max_batch:
+            raise InvalidBatch(
+                f"a batch holds 1..{self.config.max_batch} leaves, got {len(leaves)}"
+            )
+        for i, leaf in enumerate(leaves):
+            if not isinstance(leaf, Leaf):
+                raise InvalidLeaf(f"leaves[{i}]", f"must be a Leaf, got {type(leaf).__name__}")
+        if not isinstance(evidence, BatchEvidence):
+            raise InvalidBatch("evidence must be a BatchEvidence")
+        datas = [leaf.leaf_data() for leaf in leaves]
+        digest = sm3(encode_parts("batch", self.log_id, *datas))  # == leaf.batch_digest
+        if not isinstance(evidence.digest, bytes) or not hmac.compare_digest(
+            evidence.digest, digest
+        ):
+            raise InvalidBatch(
+                f"evidence digest does not match batch_digest(log_id {self.log_id.hex()[:16]}…,"
+                f" leaves): expected {digest.hex()}"
+            )
+        signer = evidence.signer
+        if not isinstance(signer, str) or signer.lower() != self.platform_address.lower():
+            raise Forbidden(
+                f"signer {signer!r} may not submit to log {self.log_id.hex()[:16]}…: it "
+                f"belongs to {self.platform} ({self.platform_address})"
+            )
+        member = self._member(self.platform_address)
+        if member.role != Role.PLATFORM or not member.active:
+            raise Forbidden(f"signer {signer} is not an active platform member on chain")
+        try:
+            public_key = gmcrypto.SM2PublicKey.from_raw(member.public_key)
+            if not isinstance(evidence.signature, bytes):
+                raise InvalidSignature("signature must be bytes")
+            gmcrypto.verify(public_key, digest, evidence.signature)
+        except (InvalidSignature, InvalidKey) as exc:
+            raise InvalidBatch(
+                f"batch signature does not verify with the SM2 key registered on chain for "
+                f"{signer}: {exc}"
+            ) from None
+        hash_leaf = self._hasher.hash_leaf
+        return _Pending(tuple(leaves), tuple(hash_leaf(d) for d in datas), evidence, received,
+                        started)
+
+    def _member(self, address: str) -> Member:
+        """The chain's membership record of ``address``, cached for ``member_cache_ttl``."""
+        now = time.monotonic()
+        with self._members_lock:
+            cached = self._members.get(address)
+        if cached is not None and now - cached[0] < self.config.member_cache_ttl:
+            return cached[1]
+        try:
+            with self.chain_lock:
+                member = self.chain.member(address)
+        except ChainError:
+            raise
+        with self._members_lock:
+            self._members[address] = (now, member)
+        return member
+
+    # ------------------------------------------------------------------ the writer
+
+    def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            group = [first]
+            leaves = len(first.leaves)
+            while leaves < _GROUP_LEAF_CAP:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                group.append(item)
+                leaves += len(item.leaves)
+            self._commit_group(group)
+
+    def _commit_group(self, group: list[_Pending]) -> None:
+        """Deduplicate, store in one transaction, extend the log, wake the callers."""
+        try:
+            existing = self._store.indexes_of(h for p in group for h in p.leaf_hashes)
+            next_index = self._log.size
+            new_batches: list[NewBatch] = []
+            results: list[list[Receipt]] = []
+            seen = dict(existing)
+            new_hashes: list[bytes] = []
+            for pending in group:
+                receipts: list[Receipt] = []
+                fresh_leaves: list[Leaf] = []
+                fresh_hashes: list[bytes] = []
+                for leaf, leaf_hash in zip(pending.leaves, pending.leaf_hashes, strict=True):
+                    index = seen.get(leaf_hash)
+                    if index is not None:
+                        receipts.append(Receipt(index, leaf_hash, True))
+                        continue
+                    seen[leaf_hash] = next_index
+                    receipts.append(Receipt(next_index, leaf_hash, False))
+                    fresh_leaves.append(leaf)
+                    fresh_hashes.append(leaf_hash)
+                    next_index += 1
+                results.append(receipts)
+                if fresh_leaves:
+                    new_batches.append(NewBatch(
+                        pending.evidence, pending.received_at,
+                        tuple(r.index for r in receipts), tuple(fresh_leaves),
+                        tuple(fresh_hashes),
+                    ))
+                    new_hashes.extend(fresh_hashes)
+            self._store.append_batches(new_batches)
+            with self._log_lock:
+                self._log.extend_leaf_hashes(new_hashes)
+        except BaseException as exc:  # the store refused: nobody is acknowledged
+            with self._metrics_lock:
+                self._counts["store_errors"] += 1
+            for pending in group:
+                pending.error = exc
+                pending.done.set()
+            return
+        now = time.monotonic()
+        with self._metrics_lock:
+            self._counts["commits"] += 1
+            self._counts["committed_batches"] += len(new_batches)
+            self._counts["submissions"] += len(group)
+            self._counts["leaves"] += len(new_hashes)
+            self._counts["duplicates"] += sum(r.duplicate for rs in results for r in rs)
+            for pending, receipts in zip(group, results, strict=True):
+                self._ack_latency.append(now - pending.started)
+                fresh = [r.index for r in receipts if not r.duplicate]
+                if fresh:  # ack→anchored is measured per batch that brought new leaves
+                    self._acks.append((max(fresh) + 1, now))
+        self._sealer.notify(len(new_hashes))
+        for pending, receipts in zip(group, results, strict=True):
+            pending.receipts = receipts
+            pending.done.set()
+
+    # ------------------------------------------------------------------ the log
+
+    def _head(self) -> TreeHead:
+        with self._log_lock:
+            return self._log.head()
+
+    def _anchored_cb(self, stored: StoredCheckpoint) -> None:
+        now = time.monotonic()
+        with self._metrics_lock:
+            self._latest_anchored = stored
+            self._anchored_sizes.add(stored.tree_size)
+            while self._acks and self._acks[0][0] <= stored.tree_size:
+                _, acked = self._acks.popleft()
+                self._anchor_latency.append(now - acked)
+
+    def find(self, leaf_hash: bytes) -> int | None:
+        """The index of the committed leaf with ``leaf_hash``, or ``None``."""
+        if not isinstance(leaf_hash, bytes) or len(leaf_hash) != self._hasher.digest_size:
+            return None
+        index = self._store.index_of(leaf_hash)
+        return index if index is not None and index < self._log.size else None
+
+    def _check_index(self, index: int) -> None:
+        if isinstance(index, bool) or not isinstance(index, int) or not (
+            0 <= index < self._log.size
+        ):
+            raise UnknownLeaf(f"no leaf at index {index!r} (log size {self._log.size})")
+
+    def leaf(self, index: int) -> Leaf:
+        """The leaf at ``index``; raise :class:`UnknownLeaf` if there is none."""
+        self._check_index(index)
+        return self._store.leaf(index)
+
+    def leaf_status(self, index: int) -> LeafStatus:
+        """Where leaf ``index`` is and whether it is anchored; raise :class:`UnknownLeaf`."""
+        self._check_index(index)
+        with self._log_lock:
+            leaf_hash = self._log.leaf_hash(index)
+        latest = self._latest_anchored
+        anchored = latest is not None and index < latest.tree_size
+        return LeafStatus(index, leaf_hash, anchored,
+                          latest.tree_size if anchored and latest is not None else None)
+
+    def proof_bundle(self, index: int) -> ProofBundle | None:
+        """The proof bundle of leaf ``index`` against the latest anchored checkpoint.
+
+        Returns ``None`` while the leaf is pending (not below an anchored checkpoint).
+        Raises :class:`UnknownLeaf` if there is no such leaf.
+        """
+        self._check_index(index)
+        latest = self._latest_anchored
+        if latest is None or index >= latest.tree_size:
+            return None
+        assert latest.tx_hash is not None and latest.block_number is not None
+        with self._log_lock:
+            proof = self._log.inclusion_proof(index, latest.tree_size)
+        leaf = self._store.leaf(index)
+        deployment = self.deployment
+        return ProofBundle(
+            hash_name=self.hash_name,
+            leaf=LeafSummary.of(leaf),
+            index=index,
+            tree_size=latest.tree_size,
+            path=proof.path,
+            checkpoint=latest.signed(),
+            anchor=ChainAnchor.of(deployment, latest.tx_hash, latest.block_number),
+        )
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        """The anchored checkpoints of this log, oldest first, with transaction and block."""
+        return self._store.checkpoints("anchored")
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The latest anchored checkpoint, or ``None`` before the first."""
+        return self._latest_anchored
+
+    def consistency_proof(self, size1: int, size2: int) -> ConsistencyProof:
+        """The RFC 9162 consistency proof between two anchored checkpoints of this log.
+
+        Raises :class:`InvalidCheckpoint` unless ``size1 <= size2`` and
+        :class:`UnknownCheckpoint` if either size is not an anchored checkpoint's.
+        """
+        for name, size in (("size1", size1), ("size2", size2)):
+            if isinstance(size, bool) or not isinstance(size, int):
+                raise InvalidCheckpoint(f"{name} must be an integer, got {size!r}")
+        if size1 > size2:
+            raise InvalidCheckpoint(f"size1 {size1} is larger than size2 {size2}")
+        with self._metrics_lock:
+            anchored = set(self._anchored_sizes)
+        for size in (size1, size2):
+            if size not in anchored:
+                raise UnknownCheckpoint(
+                    f"no anchored checkpoint of size {size} in log {self.log_id.hex()[:16]}…"
+                )
+        with self._log_lock:
+            return self._log.consistency_proof(size1, size2)
+
+    # ------------------------------------------------------------------ metrics
+
+    def metrics(self) -> dict[str, float]:
+        """Counters and latency summaries (seconds) for ``/metrics``."""
+        sealer = self._sealer.counters()
+        with self._metrics_lock:
+            counts = dict(self._counts)
+            acks = list(self._ack_latency)
+            anchors = list(self._anchor_latency)
+        latest = self._latest_anchored
+        out: dict[str, float] = {k: float(v) for k, v in counts.items()}
+        out.update({
+            "log_size": float(self._log.size),
+            "checkpoints_signed": float(sealer.checkpoints_signed),
+            "checkpoints_anchored": float(sealer.checkpoints_anchored),
+            "anchoring_failures": float(sealer.anchoring_failures),
+            "anchored_size": float(latest.tree_size if latest is not None else 0),
+            "pending_leaves": float(self._log.size - (latest.tree_size if latest else 0)),
+            "ack_latency_p50_seconds": _percentile(acks, 0.50),
+            "ack_latency_p99_seconds": _percentile(acks, 0.99),
+            "anchor_latency_p50_seconds": _percentile(anchors, 0.50),
+            "anchor_latency_p99_seconds": _percentile(anchors, 0.99),
+            "anchor_latency_samples": float(len(anchors)),
+        })
+        return out
+
+    def anchor_latencies(self) -> list[float]:
+        """The recorded ack→anchored latencies (seconds), one per committed batch group."""
+        with self._metrics_lock:
+            return list(self._anchor_latency)
+
+    def ack_latencies(self) -> list[float]:
+        """The recorded submit→ack latencies (seconds), one per submission."""
+        with self._metrics_lock:
+            return list(self._ack_latency)
+
+    @property
+    def store(self) -> SQLiteStore:
+        """The node's store (read access for tools and tests)."""
+        return self._store
+

@@ -1,0 +1,243 @@
+"""The sealer: turns the log's head into signed checkpoints and anchors them (PROTOCOL §5).
+
+A background thread wakes every ``interval`` seconds, or as soon as ``seal_size`` leaves are
+waiting, whichever comes first. When the log has grown past the last checkpoint it makes a
+:class:`~ledger_node.checkpoint.Checkpoint` of the current head, signs it with the node's
+SM2 key, saves it durably as ``"signed"`` and only then anchors it in one chain
+transaction, after which it marks it ``"anchored"`` with the transaction hash and block.
+
+Ordering and idempotency: at most one checkpoint is signed-but-unanchored at a time, and no
+new one is made before it is anchored, so sizes go to the chain strictly increasing and
+each once. A checkpoint whose anchoring may already have happened (a retry after a failure,
+or one found ``"signed"`` in the store at start, e.g. after a crash between the transaction
+and the store update) is first looked up on the chain; if the chain already holds that size
+with the same root it is only marked anchored. Failures (chain down, revert) are counted and
+retried with exponential backoff; they never stop the thread.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from ledger_node import gmcrypto
+from ledger_node.chain import LedgerChain
+from ledger_node.checkpoint import Checkpoint, sign_checkpoint
+from ledger_node.errors import AnchorConflict
+from ledger_node.merkle import TreeHead
+from ledger_node.store import LeafStore, StoredCheckpoint
+
+_log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S: Final = 5.0
+
+
+@dataclass(frozen=True)
+class SealerCounters:
+    """A snapshot of what the sealer did so far."""
+
+    checkpoints_signed: int
+    checkpoints_anchored: int
+    anchoring_failures: int
+    last_anchored_size: int
+    last_error: str | None
+
+
+class Sealer:
+    """The sealing thread of one platform log.
+
+    ``head`` returns the log's current size and root (called from the sealer thread);
+    ``on_anchored`` is told of every checkpoint once it is marked anchored. Chain calls are
+    made under ``chain_lock`` (shared with other users of the same chain client).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: LeafStore,
+        chain: LedgerChain,
+        key: gmcrypto.SM2PrivateKey,
+        platform: str,
+        log_id: bytes,
+        hash_name: str,
+        head: Callable[[], TreeHead],
+        on_anchored: Callable[[StoredCheckpoint], None],
+        chain_lock: threading.Lock,
+        interval: float = 0.2,
+        seal_size: int = 10_000,
+    ) -> None:
+        """Prepare the sealer; nothing runs before :meth:`start`."""
+        if interval <= 0:
+            raise ValueError(f"seal interval must be positive, got {interval}")
+        if seal_size < 1:
+            raise ValueError(f"seal size must be at least 1, got {seal_size}")
+        self._store = store
+        self._chain = chain
+        self._key = key
+        self._platform = platform
+        self._log_id = log_id
+        self._hash_name = hash_name
+        self._head = head
+        self._on_anchored = on_anchored
+        self._chain_lock = chain_lock
+        self._interval = interval
+        self._seal_size = seal_size
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._pending_leaves = 0
+        self._thread: threading.Thread | None = None
+        self._signed = 0
+        self._anchored = 0
+        self._failures = 0
+        self._last_error: str | None = None
+        anchored = store.checkpoints("anchored")
+        self._last_anchored_size = anchored[-1].tree_size if anchored else 0
+        pending = store.pending_checkpoints()
+        # At most one is pending by construction; if a store holds several, the oldest first.
+        self._unanchored: list[StoredCheckpoint] = pending
+        self._recheck = bool(pending)  # anchoring may have happened before a crash
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the sealing thread (re-anchoring any checkpoint left signed first)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="jointledger-sealer", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, final_seal: bool = True) -> None:
+        """Stop the thread; with ``final_seal`` try once more to seal and anchor the head.
+
+        The final attempt's failure is counted and logged, not raised: what is left signed
+        is re-anchored at the next start.
+        """
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if final_seal:
+            try:
+                self.seal_once()
+            except Exception as exc:  # the node must stop cleanly whatever the chain does
+                self._failed(exc)
+
+    def notify(self, new_leaves: int) -> None:
+        """Tell the sealer that ``new_leaves`` more leaves were committed to the log."""
+        with self._cond:
+            self._pending_leaves += new_leaves
+            if self._pending_leaves >= self._seal_size:
+                self._cond.notify_all()
+
+    def counters(self) -> SealerCounters:
+        """A snapshot of the sealer's counters."""
+        return SealerCounters(self._signed, self._anchored, self._failures,
+                              self._last_anchored_size, self._last_error)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            with self._cond:
+                delay = backoff if backoff else self._interval
+                if not self._stopping and (backoff or self._pending_leaves < self._seal_size):
+                    self._cond.wait(delay)
+                if self._stopping:
+                    return
+            try:
+                self.seal_once()
+                backoff = 0.0
+            except Exception as exc:  # chain down, revert, conflict: count, back off, retry
+                self._failed(exc)
+                backoff = min(MAX_BACKOFF_S, max(self._interval, backoff * 2))
+
+    def _failed(self, exc: BaseException) -> None:
+        self._failures += 1
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        _log.warning("anchoring failed (%d so far): %s", self._failures, self._last_error)
+
+    def seal_once(self) -> StoredCheckpoint | None:
+        """Anchor what is pending, then seal and anchor the head if it grew.
+
+        Returns the newest checkpoint anchored by this call, or ``None`` if nothing was to
+        be done. Raises whatever the chain or store raised (:class:`ChainError` and
+        subclasses, :class:`AnchorConflict`); the checkpoint then stays ``"signed"``.
+        """
+        done: StoredCheckpoint | None = None
+        while self._unanchored:
+            done = self._anchor(self._unanchored[0], recheck=self._recheck)
+            self._unanchored.pop(0)
+            self._recheck = False
+        with self._cond:
+            self._pending_leaves = 0
+        head = self._head()
+        if head.size <= self._last_anchored_size:
+            return done
+        checkpoint = Checkpoint(self._platform, self._log_id, head.size, head.root,
+                                int(time.time()), self._hash_name)
+        signed = sign_checkpoint(self._key, checkpoint)
+        stored = StoredCheckpoint(checkpoint, signed.signature, "signed", time.time())
+        self._store.save_checkpoint(stored)
+        self._signed += 1
+        self._unanchored.append(stored)
+        # A failure below may hide a transaction that did get mined: check before resending.
+        self._recheck = True
+        done = self._anchor(stored, recheck=False)
+        self._unanchored.pop(0)
+        self._recheck = False
+        return done
+
+    def _anchor(self, stored: StoredCheckpoint, *, recheck: bool) -> StoredCheckpoint:
+        """Anchor ``stored`` (unless the chain already has it) and mark it anchored."""
+        if recheck:
+            found = self._find_on_chain(stored)
+            if found is not None:
+                tx_hash, block_number = found
+                return self._mark(stored, tx_hash, block_number)
+        cp = stored.checkpoint
+        with self._chain_lock:
+            outcome = self._chain.anchor_checkpoint(
+                cp.log_id, cp.tree_size, cp.root, cp.timestamp, stored.signature
+            )
+        return self._mark(stored, outcome.tx_hash, outcome.block_number)
+
+    def _mark(self, stored: StoredCheckpoint, tx_hash: bytes, block: int) -> StoredCheckpoint:
+        marked = self._store.mark_anchored(stored.tree_size, tx_hash, block, time.time())
+        self._anchored += 1
+        self._last_anchored_size = marked.tree_size
+        self._on_anchored(marked)
+        return marked
+
+    def _find_on_chain(self, stored: StoredCheckpoint) -> tuple[bytes, int] | None:
+        """Where the chain already anchored ``stored``, or ``None`` if it has not.
+
+        Raises :class:`AnchorConflict` if the chain has passed that size without it or holds
+        another root at it: the chain's history of this log is not the store's.
+        """
+        with self._chain_lock:
+            latest = self._chain.latest_checkpoint(self._log_id)
+            if latest is None or latest.tree_size < stored.tree_size:
+                return None
+            history = self._chain.checkpoints(self._log_id)
+        for anchored in history:
+            if anchored.tree_size == stored.tree_size:
+                if not hmac.compare_digest(anchored.root, stored.root):
+                    raise AnchorConflict(
+                        f"the chain holds root {anchored.root.hex()} at size {stored.tree_size} "
+                        f"of log {self._log_id.hex()}, the store {stored.root.hex()}"
+                    )
+                if anchored.tx_hash is None:
+                    raise AnchorConflict(f"no anchoring event for size {stored.tree_size}")
+                return anchored.tx_hash, anchored.block_number
+        raise AnchorConflict(
+            f"the chain's log {self._log_id.hex()} is at size {latest.tree_size} without the "
+            f"store's checkpoint of size {stored.tree_size}"
+        )

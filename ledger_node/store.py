@@ -1,0 +1,564 @@
+"""The platform node's durable store: leaves, batch evidence and checkpoints (PROTOCOL §9, §10).
+
+:class:`LeafStore` is the small interface the node needs (append a group of batches in one
+durable transaction, look leaves up, save and mark checkpoints); :class:`SQLiteStore` is the
+default backend: one SQLite file in WAL mode with ``synchronous=FULL``, so that a committed
+transaction has been fsynced before :meth:`LeafStore.append_batches` returns.
+
+Schema (version 1)::
+
+    meta(key TEXT PRIMARY KEY, value TEXT)           schema_version, log_id, platform, hash
+    batches(id INTEGER PRIMARY KEY, signer TEXT, digest BLOB, signature BLOB,
+            received_at REAL, leaf_count INTEGER, indexes BLOB)
+    leaves(idx INTEGER PRIMARY KEY, leaf_hash BLOB UNIQUE, commitment BLOB, escrow BLOB,
+           match_tag BLOB NULL, amount_tag BLOB NULL, batch_id INTEGER)
+    checkpoints(tree_size INTEGER PRIMARY KEY, root BLOB, timestamp INTEGER, signature BLOB,
+                status TEXT, tx_hash BLOB NULL, block_number INTEGER NULL,
+                signed_at REAL, anchored_at REAL NULL)
+
+``batches.indexes`` lists the log index of every leaf of the signed batch, in order and
+duplicates included (8-byte big-endian each), so the signed digest can be recomputed from the
+store alone: the platform cannot later deny what it submitted.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from ledger_node.checkpoint import Checkpoint, SignedCheckpoint
+from ledger_node.errors import StoreCorrupted, StoreMismatch, UnknownCheckpoint, UnknownLeaf
+from ledger_node.leaf import Leaf
+
+SCHEMA_VERSION: Final = 1
+CheckpointStatus = Literal["signed", "anchored"]
+
+_LOOKUP_CHUNK: Final = 500  # bound parameters per IN (...) query (SQLite's limit is 32766)
+_TABLES: Final = {
+    "meta": ("key", "value"),
+    "batches": ("id", "signer", "digest", "signature", "received_at", "leaf_count", "indexes"),
+    "leaves": ("idx", "leaf_hash", "commitment", "escrow", "match_tag", "amount_tag",
+               "batch_id"),
+    "checkpoints": ("tree_size", "root", "timestamp", "signature", "status", "tx_hash",
+                    "block_number", "signed_at", "anchored_at"),
+}
+_SCHEMA: Final = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE batches (
+    id INTEGER PRIMARY KEY,
+    signer TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    received_at REAL NOT NULL,
+    leaf_count INTEGER NOT NULL,
+    indexes BLOB NOT NULL
+);
+CREATE TABLE leaves (
+    idx INTEGER PRIMARY KEY,
+    leaf_hash BLOB NOT NULL UNIQUE,
+    commitment BLOB NOT NULL,
+    escrow BLOB NOT NULL,
+    match_tag BLOB,
+    amount_tag BLOB,
+    batch_id INTEGER NOT NULL REFERENCES batches(id)
+);
+CREATE TABLE checkpoints (
+    tree_size INTEGER PRIMARY KEY,
+    root BLOB NOT NULL,
+    timestamp INTEGER NOT NULL,
+    signature BLOB NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('signed', 'anchored')),
+    tx_hash BLOB,
+    block_number INTEGER,
+    signed_at REAL NOT NULL,
+    anchored_at REAL
+);
+"""
+
+
+@dataclass(frozen=True)
+class BatchEvidence:
+    """Non-repudiation: the platform's SM2 signature over ``batch_digest(log_id, leaves)``."""
+
+    signer: str  # chain address of the signing platform member
+    digest: bytes  # batch_digest(log_id, leaves)
+    signature: bytes  # DER SM2
+
+
+@dataclass(frozen=True)
+class NewBatch:
+    """One accepted batch as the writer hands it to the store.
+
+    ``indexes`` holds the log index of every leaf of the signed batch in order (duplicates
+    by their existing index); ``leaves`` and ``leaf_hashes`` are only the new ones, which get
+    the next indexes of the log in order.
+    """
+
+    evidence: BatchEvidence
+    received_at: float
+    indexes: tuple[int, ...]
+    leaves: tuple[Leaf, ...]
+    leaf_hashes: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """A stored batch: its evidence, when it arrived and the log indexes it covers."""
+
+    id: int
+    evidence: BatchEvidence
+    received_at: float
+    indexes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A checkpoint the sealer signed, and where it was anchored once it was.
+
+    ``status`` is ``"signed"`` (durably saved, anchoring not yet confirmed) or
+    ``"anchored"`` (``tx_hash`` and ``block_number`` set).
+    """
+
+    checkpoint: Checkpoint
+    signature: bytes
+    status: CheckpointStatus
+    signed_at: float
+    tx_hash: bytes | None = None
+    block_number: int | None = None
+    anchored_at: float | None = None
+
+    @property
+    def tree_size(self) -> int:
+        """The checkpoint's tree size."""
+        return self.checkpoint.tree_size
+
+    @property
+    def root(self) -> bytes:
+        """The checkpoint's root."""
+        return self.checkpoint.root
+
+    @property
+    def anchored(self) -> bool:
+        """Whether the anchoring transaction is known."""
+        return self.status == "anchored"
+
+    def signed(self) -> SignedCheckpoint:
+        """The checkpoint with the platform's SM2 signature."""
+        return SignedCheckpoint(self.checkpoint, self.signature)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form: the checkpoint, its signature and its anchoring (hex for bytes)."""
+        return self.checkpoint.to_json() | {
+            "signature": self.signature.hex(),
+            "status": self.status,
+            "tx_hash": self.tx_hash.hex() if self.tx_hash is not None else None,
+            "block_number": self.block_number,
+        }
+
+
+class LeafStore(ABC):
+    """What the node needs from a durable store; any backend implements these."""
+
+    @abstractmethod
+    def size(self) -> int:
+        """The number of stored leaves (indexes are 0..size-1, contiguous)."""
+
+    @abstractmethod
+    def append_batches(self, batches: Sequence[NewBatch]) -> None:
+        """Store ``batches`` durably in ONE transaction (all or nothing).
+
+        The new leaves of each batch get the next indexes in order; their ``indexes``
+        must say so. Returns after the data is on disk. Raises :class:`StoreCorrupted` (or
+        the backend's I/O error) if the write fails, then nothing is stored.
+        """
+
+    @abstractmethod
+    def leaf(self, index: int) -> Leaf:
+        """The leaf at ``index``; raise :class:`UnknownLeaf` if there is none."""
+
+    @abstractmethod
+    def leaf_hash(self, index: int) -> bytes:
+        """The leaf hash at ``index``; raise :class:`UnknownLeaf` if there is none."""
+
+    @abstractmethod
+    def index_of(self, leaf_hash: bytes) -> int | None:
+        """The index of the leaf with ``leaf_hash``, or ``None``."""
+
+    @abstractmethod
+    def indexes_of(self, leaf_hashes: Iterable[bytes]) -> dict[bytes, int]:
+        """The indexes of those of ``leaf_hashes`` that are stored (others are absent)."""
+
+    @abstractmethod
+    def leaf_hashes(self) -> Iterator[bytes]:
+        """Every leaf hash in index order (to rebuild the Merkle log at start)."""
+
+    @abstractmethod
+    def batch_of(self, index: int) -> StoredBatch:
+        """The batch that brought leaf ``index``; raise :class:`UnknownLeaf` if none."""
+
+    @abstractmethod
+    def save_checkpoint(self, stored: StoredCheckpoint) -> None:
+        """Durably save a signed checkpoint (status ``"signed"``).
+
+        Raises :class:`StoreMismatch` if another checkpoint is stored at the same size.
+        """
+
+    @abstractmethod
+    def mark_anchored(
+        self, tree_size: int, tx_hash: bytes, block_number: int, anchored_at: float
+    ) -> StoredCheckpoint:
+        """Record the anchoring of the checkpoint at ``tree_size``; return it updated.
+
+        Raises :class:`UnknownCheckpoint` if no checkpoint of that size is stored.
+        """
+
+    @abstractmethod
+    def checkpoints(self, status: CheckpointStatus | None = None) -> list[StoredCheckpoint]:
+        """Stored checkpoints (optionally of one status), smallest tree size first."""
+
+    def pending_checkpoints(self) -> list[StoredCheckpoint]:
+        """Checkpoints saved as signed whose anchoring is not confirmed, oldest first."""
+        return self.checkpoints("signed")
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store's resources; later calls fail."""
+
+
+class SQLiteStore(LeafStore):
+    """:class:`LeafStore` on one SQLite file (WAL, ``synchronous=FULL``).
+
+    Thread-safe: writes go through one connection under a lock; each reading thread gets
+    its own connection, so reads proceed while the writer commits (WAL snapshot reads).
+    """
+
+    def __init__(self, path: Path, *, platform: str, log_id: bytes, hash_name: str) -> None:
+        """Open (or create) the store at ``path`` for ``platform``'s log ``log_id``.
+
+        Raises :class:`StoreCorrupted` if the file is damaged or has an unexpected schema,
+        and :class:`StoreMismatch` if it was made for another log, platform or hash.
+        """
+        self._path = Path(path)
+        self._meta = {
+            "schema_version": str(SCHEMA_VERSION),
+            "log_id": log_id.hex(),
+            "platform": platform,
+            "hash": hash_name,
+        }
+        self._write_lock = threading.Lock()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._local = threading.local()
+        self._closed = False
+        self._db = self._connect()
+        try:
+            self._open_checked()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreCorrupted(f"store {self._path} is damaged or not a store: {exc}") from exc
+        except BaseException:
+            self._db.close()
+            raise
+
+    # ------------------------------------------------------------------ opening
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreCorrupted(f"cannot open store {self._path}: {exc}") from exc
+        return db
+
+    def _open_checked(self) -> None:
+        db = self._db
+        db.execute("PRAGMA busy_timeout = 5000")
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreCorrupted(f"store {self._path} cannot use WAL mode (got {mode!r})")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA foreign_keys = ON")
+        problems = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise StoreCorrupted(
+                f"store {self._path} failed its integrity check: {'; '.join(problems[:5])}"
+            )
+        tables = {
+            str(r[0])
+            for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if not tables:
+            # executescript commits any open transaction first, so the script carries its own
+            # BEGIN/COMMIT: tables and meta appear together or not at all.
+            inserts = "".join(
+                f"INSERT INTO meta (key, value) VALUES ('{k}', '{v.replace(chr(39), '')}');"
+                for k, v in sorted(self._meta.items())
+            )
+            db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}{inserts}COMMIT;")
+            return
+        self._check_schema(tables)
+        self._check_meta()
+        count, top = db.execute("SELECT COUNT(*), MAX(idx) FROM leaves").fetchone()
+        if count and top != count - 1:
+            raise StoreCorrupted(
+                f"store {self._path} has {count} leaves but the largest index is {top}: "
+                "the leaf indexes are not contiguous"
+            )
+
+    def _check_schema(self, tables: set[str]) -> None:
+        missing = sorted(set(_TABLES) - tables)
+        if missing:
+            raise StoreCorrupted(f"store {self._path} lacks the table(s) {missing}")
+        for table, columns in _TABLES.items():
+            found = tuple(str(r[1]) for r in self._db.execute(f"PRAGMA table_info({table})"))
+            if found != columns:
+                raise StoreCorrupted(
+                    f"store {self._path}: table {table} has columns {found}, "
+                    f"expected {columns}"
+                )
+
+    def _check_meta(self) -> None:
+        meta = {str(k): str(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+        version = meta.get("schema_version")
+        if version != str(SCHEMA_VERSION):
+            raise StoreCorrupted(
+                f"store {self._path} has schema version {version!r}, "
+                f"this node reads version {SCHEMA_VERSION}"
+            )
+        for key in ("platform", "log_id", "hash"):
+            if meta.get(key) != self._meta[key]:
+                raise StoreMismatch(
+                    f"store {self._path} was made for {key} {meta.get(key)!r}, not "
+                    f"{self._meta[key]!r}: use another store path for this log"
+                )
+
+    # ------------------------------------------------------------------ plumbing
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self._db = db
+
+        def __enter__(self) -> None:
+            self._db.execute("BEGIN IMMEDIATE")
+
+        def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+            if exc_type is None:
+                self._db.execute("COMMIT")
+            else:
+                self._db.execute("ROLLBACK")
+
+    def _transaction(self) -> SQLiteStore._Tx:
+        return SQLiteStore._Tx(self._db)
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreCorrupted(f"store {self._path} is closed")
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA busy_timeout = 5000")
+            self._local.db = db
+            with self._readers_lock:
+                self._readers.append(db)
+        return db
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self._reader().execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorrupted(f"store {self._path}: read failed: {exc}") from exc
+
+    # ------------------------------------------------------------------ leaves
+
+    def size(self) -> int:
+        """The number of stored leaves."""
+        rows = self._query("SELECT MAX(idx) FROM leaves")
+        top = rows[0][0]
+        return 0 if top is None else int(top) + 1
+
+    def append_batches(self, batches: Sequence[NewBatch]) -> None:
+        """Store ``batches`` in one durable transaction; see :meth:`LeafStore.append_batches`."""
+        if not batches:
+            return
+        with self._write_lock:
+            if self._closed:
+                raise StoreCorrupted(f"store {self._path} is closed")
+            db = self._db
+            try:
+                with self._transaction():
+                    top = db.execute("SELECT MAX(idx) FROM leaves").fetchone()[0]
+                    next_index = 0 if top is None else int(top) + 1
+                    for batch in batches:
+                        cur = db.execute(
+                            "INSERT INTO batches (signer, digest, signature, received_at, "
+                            "leaf_count, indexes) VALUES (?, ?, ?, ?, ?, ?)",
+                            (batch.evidence.signer, batch.evidence.digest,
+                             batch.evidence.signature, batch.received_at, len(batch.indexes),
+                             b"".join(i.to_bytes(8, "big") for i in batch.indexes)),
+                        )
+                        batch_id = cur.lastrowid
+                        rows = []
+                        for leaf, leaf_hash in zip(batch.leaves, batch.leaf_hashes, strict=True):
+                            rows.append((next_index, leaf_hash, leaf.commitment, leaf.escrow,
+                                         leaf.match_tag, leaf.amount_tag, batch_id))
+                            next_index += 1
+                        db.executemany(
+                            "INSERT INTO leaves (idx, leaf_hash, commitment, escrow, match_tag,"
+                            " amount_tag, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            rows,
+                        )
+            except sqlite3.DatabaseError as exc:
+                raise StoreCorrupted(f"store {self._path}: write failed: {exc}") from exc
+
+    def leaf(self, index: int) -> Leaf:
+        """The leaf at ``index``; raise :class:`UnknownLeaf` if there is none."""
+        rows = self._query(
+            "SELECT commitment, escrow, match_tag, amount_tag FROM leaves WHERE idx = ?", (index,)
+        )
+        if not rows:
+            raise UnknownLeaf(f"no leaf at index {index}")
+        commitment, escrow, match_tag, amount_tag = rows[0]
+        return Leaf(bytes(commitment), bytes(escrow),
+                    None if match_tag is None else bytes(match_tag),
+                    None if amount_tag is None else bytes(amount_tag))
+
+    def leaf_hash(self, index: int) -> bytes:
+        """The leaf hash at ``index``; raise :class:`UnknownLeaf` if there is none."""
+        rows = self._query("SELECT leaf_hash FROM leaves WHERE idx = ?", (index,))
+        if not rows:
+            raise UnknownLeaf(f"no leaf at index {index}")
+        return bytes(rows[0][0])
+
+    def index_of(self, leaf_hash: bytes) -> int | None:
+        """The index of the leaf with ``leaf_hash``, or ``None``."""
+        rows = self._query("SELECT idx FROM leaves WHERE leaf_hash = ?", (leaf_hash,))
+        return int(rows[0][0]) if rows else None
+
+    def indexes_of(self, leaf_hashes: Iterable[bytes]) -> dict[bytes, int]:
+        """The indexes of those of ``leaf_hashes`` that are stored."""
+        wanted = list(dict.fromkeys(leaf_hashes))
+        found: dict[bytes, int] = {}
+        for start in range(0, len(wanted), _LOOKUP_CHUNK):
+            chunk = wanted[start:start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for leaf_hash, idx in self._query(
+                f"SELECT leaf_hash, idx FROM leaves WHERE leaf_hash IN ({marks})", chunk
+            ):
+                found[bytes(leaf_hash)] = int(idx)
+        return found
+
+    def leaf_hashes(self) -> Iterator[bytes]:
+        """Every leaf hash in index order."""
+        try:
+            cur = self._reader().execute("SELECT leaf_hash FROM leaves ORDER BY idx")
+            while True:
+                rows = cur.fetchmany(65536)
+                if not rows:
+                    return
+                for (leaf_hash,) in rows:
+                    yield bytes(leaf_hash)
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorrupted(f"store {self._path}: read failed: {exc}") from exc
+
+    def batch_of(self, index: int) -> StoredBatch:
+        """The batch that brought leaf ``index``; raise :class:`UnknownLeaf` if none."""
+        rows = self._query(
+            "SELECT b.id, b.signer, b.digest, b.signature, b.received_at, b.indexes "
+            "FROM leaves l JOIN batches b ON b.id = l.batch_id WHERE l.idx = ?", (index,)
+        )
+        if not rows:
+            raise UnknownLeaf(f"no leaf at index {index}")
+        batch_id, signer, digest, signature, received_at, raw = rows[0]
+        raw = bytes(raw)
+        indexes = tuple(int.from_bytes(raw[i:i + 8], "big") for i in range(0, len(raw), 8))
+        return StoredBatch(int(batch_id), BatchEvidence(str(signer), bytes(digest),
+                                                        bytes(signature)),
+                           float(received_at), indexes)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, stored: StoredCheckpoint) -> None:
+        """Durably save a signed checkpoint; see :meth:`LeafStore.save_checkpoint`."""
+        cp = stored.checkpoint
+        with self._write_lock:
+            try:
+                with self._transaction():
+                    self._db.execute(
+                        "INSERT INTO checkpoints (tree_size, root, timestamp, signature, status,"
+                        " tx_hash, block_number, signed_at, anchored_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (cp.tree_size, cp.root, cp.timestamp, stored.signature, stored.status,
+                         stored.tx_hash, stored.block_number, stored.signed_at,
+                         stored.anchored_at),
+                    )
+            except sqlite3.IntegrityError as exc:
+                raise StoreMismatch(
+                    f"a checkpoint of size {cp.tree_size} is already stored: {exc}"
+                ) from exc
+            except sqlite3.DatabaseError as exc:
+                raise StoreCorrupted(f"store {self._path}: write failed: {exc}") from exc
+
+    def mark_anchored(
+        self, tree_size: int, tx_hash: bytes, block_number: int, anchored_at: float
+    ) -> StoredCheckpoint:
+        """Record where the checkpoint at ``tree_size`` was anchored; return it updated."""
+        with self._write_lock:
+            try:
+                with self._transaction():
+                    cur = self._db.execute(
+                        "UPDATE checkpoints SET status = 'anchored', tx_hash = ?,"
+                        " block_number = ?, anchored_at = ? WHERE tree_size = ?",
+                        (tx_hash, block_number, anchored_at, tree_size),
+                    )
+                    if cur.rowcount != 1:
+                        raise UnknownCheckpoint(f"no stored checkpoint of size {tree_size}")
+            except sqlite3.DatabaseError as exc:
+                raise StoreCorrupted(f"store {self._path}: write failed: {exc}") from exc
+        return self.checkpoint_at(tree_size)
+
+    def checkpoint_at(self, tree_size: int) -> StoredCheckpoint:
+        """The stored checkpoint of ``tree_size``; raise :class:`UnknownCheckpoint` if none."""
+        found = self._checkpoint_rows("WHERE tree_size = ?", (tree_size,))
+        if not found:
+            raise UnknownCheckpoint(f"no stored checkpoint of size {tree_size}")
+        return found[0]
+
+    def checkpoints(self, status: CheckpointStatus | None = None) -> list[StoredCheckpoint]:
+        """Stored checkpoints (optionally of one status), smallest tree size first."""
+        if status is None:
+            return self._checkpoint_rows("", ())
+        return self._checkpoint_rows("WHERE status = ?", (status,))
+
+    def _checkpoint_rows(self, where: str, params: Sequence[Any]) -> list[StoredCheckpoint]:
+        meta = self._meta
+        log_id = bytes.fromhex(meta["log_id"])
+        out = []
+        for (size, root, ts, sig, status, tx, block, signed_at, anchored_at) in self._query(
+            "SELECT tree_size, root, timestamp, signature, status, tx_hash, block_number,"
+            f" signed_at, anchored_at FROM checkpoints {where} ORDER BY tree_size", params
+        ):
+            checkpoint = Checkpoint(meta["platform"], log_id, int(size), bytes(root), int(ts),
+                                    meta["hash"])
+            out.append(StoredCheckpoint(
+                checkpoint, bytes(sig), "anchored" if status == "anchored" else "signed",
+                float(signed_at), None if tx is None else bytes(tx),
+                None if block is None else int(block),
+                None if anchored_at is None else float(anchored_at),
+            ))
+        return out
+
+    def close(self) -> None:
+        """Close every connection of this store (idempotent)."""
+        with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
+            with self._readers_lock:
+                for db in self._readers:
+                    db.close()
+                self._readers.clear()
+            self._db.close()
