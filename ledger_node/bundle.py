@@ -13,20 +13,41 @@ bad bundle: every problem is a failed :class:`Check` with a reason.
 
 from __future__ import annotations
 
+import hmac
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
 from eth_utils.address import is_checksum_address
 
-from ledger_node.chain import Deployment
-from ledger_node.checkpoint import Checkpoint, SignedCheckpoint
-from ledger_node.errors import InvalidBundle, InvalidCheckpoint
+from ledger_node.chain import AnchoredCheckpoint, Deployment, LedgerChain
+from ledger_node.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
+from ledger_node.commitment import (
+    FieldDisclosure,
+    RecordOpening,
+    verify_field_disclosure,
+    verify_opening,
+)
+from ledger_node.errors import (
+    ChainError,
+    ContractRevert,
+    DeploymentError,
+    InvalidBundle,
+    InvalidCheckpoint,
+    InvalidSignature,
+    LedgerError,
+)
+from ledger_node.gmcrypto import SM2PublicKey
 from ledger_node.hashes import DIGEST_SIZE
 from ledger_node.leaf import Leaf, LeafSummary
-from ledger_node.merkle import MerkleLog
+from ledger_node.merkle import (
+    MerkleLog,
+    hasher_for,
+    inclusion_proof_length,
+    root_from_inclusion_proof,
+)
 
 BUNDLE_FORMAT: Final = "jointledger/proof-bundle/v1"
 """The ``format`` value of the JSON documents this module writes and reads."""
@@ -386,6 +407,17 @@ class Verdict:
         """The details of the checks that failed, in order (empty when valid)."""
         return [f"{c.name}: {c.detail}" for c in self.checks if c.status is CheckStatus.FAILED]
 
+    @property
+    def summary(self) -> str:
+        """One line for people: VALID / VALID (key-only, anchoring NOT checked) / INVALID."""
+        if not self.valid:
+            reasons = self.reasons
+            return "INVALID: " + (reasons[0] if reasons else "a check did not run")
+        if not self.anchoring_checked:
+            return ("VALID up to the signed checkpoint (key-only mode): the anchoring on chain "
+                    "was NOT checked")
+        return "VALID: the leaf is in the log at a checkpoint whose root was read from the chain"
+
     def check(self, name: str) -> Check:
         """The check called ``name``; raise ``KeyError`` if the verdict has none."""
         for c in self.checks:
@@ -397,9 +429,378 @@ class Verdict:
         """The JSON form: validity, mode, the root used, every check and the reasons."""
         return {
             "valid": self.valid,
+            "summary": self.summary,
             "anchoring_checked": self.anchoring_checked,
             "mode": self.mode,
             "root": None if self.root is None else self.root.hex(),
             "checks": [c.to_json() for c in self.checks],
             "reasons": self.reasons,
         }
+
+
+# --------------------------------------------------------------------------------------
+# Verification
+# --------------------------------------------------------------------------------------
+
+CHECK_STRUCTURE: Final = "structure"
+CHECK_INCLUSION: Final = "inclusion"
+CHECK_DEPLOYMENT: Final = "deployment"
+CHECK_CHECKPOINT_ON_CHAIN: Final = "checkpoint_on_chain"
+CHECK_LOG_OWNER: Final = "log_owner"
+CHECK_SIGNATURE: Final = "signature"
+CHECK_ANCHORING: Final = "anchoring"
+CHECK_OPENING: Final = "opening"
+CHECK_DISCLOSURE: Final = "disclosure"
+
+CHECK_NAMES: Final = (CHECK_STRUCTURE, CHECK_INCLUSION, CHECK_DEPLOYMENT,
+                      CHECK_CHECKPOINT_ON_CHAIN, CHECK_LOG_OWNER, CHECK_SIGNATURE,
+                      CHECK_ANCHORING)
+"""The checks every verdict lists, in order; ``opening``/``disclosure`` follow when asked."""
+
+MODE_CHAIN: Final = "chain"
+MODE_KEY_ONLY: Final = "key-only"
+MODE_UNTRUSTED: Final = "untrusted"
+
+
+class _Fail(Exception):
+    """A check's failure, with the reason to report."""
+
+
+class _Run:
+    """The checks of one verification, in order, and which passed (for dependencies)."""
+
+    def __init__(self) -> None:
+        self.checks: list[Check] = []
+        self.passed: set[str] = set()
+
+    def run(self, name: str, depends: Sequence[str], check: Callable[[], str]) -> bool:
+        """Run ``check`` unless a dependency did not pass; record and return the outcome.
+
+        ``check`` returns the detail of a pass and raises :class:`_Fail` (or a ledger error
+        about the bundle) for a failure. A :class:`ChainError` that is not about the bundle
+        (the chain cannot be read) propagates.
+        """
+        blocked = [d for d in depends if d not in self.passed]
+        if blocked:
+            self.checks.append(Check(name, False, f"not run: {blocked[0]} did not pass",
+                                     CheckStatus.NOT_RUN))
+            return False
+        try:
+            detail = check()
+        except _Fail as exc:
+            self.checks.append(Check(name, False, str(exc)))
+            return False
+        except ContractRevert as exc:
+            self.checks.append(Check(name, False, f"the contract refused: {exc.name}"
+                                                  f"{exc.error_args!r}"))
+            return False
+        except ChainError as exc:
+            if not isinstance(exc, DeploymentError):
+                raise
+            self.checks.append(Check(name, False, str(exc)))
+            return False
+        except (LedgerError, ValueError, TypeError) as exc:
+            self.checks.append(Check(name, False, str(exc) or type(exc).__name__))
+            return False
+        except Exception as exc:  # web3 / transport failures: the chain could not be read
+            raise ChainError(f"reading the chain failed during the {name} check: {exc!r}") from exc
+        self.checks.append(Check(name, True, detail))
+        self.passed.add(name)
+        return True
+
+    def not_checked(self, name: str, detail: str) -> None:
+        self.checks.append(Check(name, False, detail, CheckStatus.NOT_CHECKED))
+
+
+def verify_bundle(
+    bundle: ProofBundle,
+    *,
+    chain: LedgerChain | None = None,
+    checkpoint_key: SM2PublicKey | None = None,
+    opening: RecordOpening | None = None,
+    disclosure: FieldDisclosure | None = None,
+) -> Verdict:
+    """Verify ``bundle`` and return a :class:`Verdict` listing every check and its reason.
+
+    With ``chain`` (a :class:`LedgerChain` on the bundle's chain, any provider, bound or
+    not) the verifier attaches to the bundle's deployment itself and checks, in order:
+    ``structure`` (sizes, index, hash names, path length, field sizes), ``inclusion`` (the
+    leaf hash and path compute the checkpoint's root), ``deployment`` (chain id, contract
+    code, ABI), ``checkpoint_on_chain`` (the contract holds the same root and timestamp for
+    this log and size: the root trusted is the chain's), ``log_owner`` (the log's owner on
+    chain is the member named in the checkpoint; its SM2 key in force at the anchoring
+    block is read from the chain), ``signature`` (the checkpoint's SM2 signature under that
+    key) and ``anchoring`` (the stated transaction, in the stated block, emitted
+    ``CheckpointAnchored`` for this log, size, root and timestamp).
+
+    With only ``checkpoint_key`` (key-only mode) the signature is checked with that key and
+    the four chain checks are ``NOT_CHECKED``: ``anchoring_checked`` is false and the
+    ``anchoring`` check says that the anchoring was not checked. If both are given, the
+    chain's key is used and the given key must equal it. With neither, the verdict is not
+    valid: nothing anchors trust in the checkpoint. ``opening`` / ``disclosure``, if given,
+    must open the leaf's commitment (checks ``opening`` / ``disclosure``).
+
+    A check whose prerequisite failed is ``NOT_RUN``. Never raises for a bad bundle; raises
+    :class:`ChainError` only when the chain itself cannot be read (unreachable node).
+    """
+    run = _Run()
+    mode = MODE_CHAIN if chain is not None else (
+        MODE_KEY_ONLY if checkpoint_key is not None else MODE_UNTRUSTED)
+    signed = bundle.checkpoint
+    cp = signed.checkpoint
+    computed: list[bytes] = []  # the root the path computes (set by the inclusion check)
+
+    run.run(CHECK_STRUCTURE, (), lambda: _check_structure(bundle))
+    run.run(CHECK_INCLUSION, (CHECK_STRUCTURE,), lambda: _check_inclusion(bundle, computed))
+
+    root: bytes | None = None
+    if chain is not None:
+        ctx = _ChainContext(bundle)
+        run.run(CHECK_DEPLOYMENT, (CHECK_STRUCTURE,), lambda: ctx.attach(chain))
+        run.run(CHECK_CHECKPOINT_ON_CHAIN, (CHECK_DEPLOYMENT,), ctx.checkpoint_on_chain)
+        run.run(CHECK_LOG_OWNER, (CHECK_CHECKPOINT_ON_CHAIN,), ctx.log_owner)
+        run.run(CHECK_SIGNATURE, (CHECK_LOG_OWNER,), lambda: ctx.signature(checkpoint_key))
+        run.run(CHECK_ANCHORING, (CHECK_CHECKPOINT_ON_CHAIN,), ctx.anchoring)
+        if {CHECK_INCLUSION, CHECK_CHECKPOINT_ON_CHAIN} <= run.passed:
+            root = ctx.chain_root
+    else:
+        why = ("NOT CHECKED: no chain was given (key-only mode)" if checkpoint_key is not None
+               else "NOT CHECKED: no chain was given")
+        run.not_checked(CHECK_DEPLOYMENT, f"{why}; the contract {bundle.anchor.contract} on "
+                                          f"chain {bundle.anchor.chain_id} was not read")
+        run.not_checked(CHECK_CHECKPOINT_ON_CHAIN, f"{why}; the root is the bundle's own, not "
+                                                   "one read from the chain")
+        run.not_checked(CHECK_LOG_OWNER, f"{why}; the signing key is not matched with the "
+                                         "chain's membership")
+        if checkpoint_key is not None:
+            run.run(CHECK_SIGNATURE, (CHECK_STRUCTURE,),
+                    lambda: _check_signature(signed, checkpoint_key, "the given key"))
+        else:
+            run.run(CHECK_SIGNATURE, (CHECK_STRUCTURE,), _no_trust)
+        scope = ("a valid verdict proves inclusion up to a checkpoint signed by the given key, "
+                 "no more" if checkpoint_key is not None else "nothing anchors trust")
+        run.not_checked(CHECK_ANCHORING, f"{why}: the anchoring of this checkpoint on chain "
+                                         f"was NOT checked; {scope}")
+        if checkpoint_key is not None and {CHECK_INCLUSION, CHECK_SIGNATURE} <= run.passed:
+            root = cp.root
+
+    if opening is not None:
+        run.run(CHECK_OPENING, (CHECK_STRUCTURE,), lambda: _check_opening(bundle, opening))
+    if disclosure is not None:
+        run.run(CHECK_DISCLOSURE, (CHECK_STRUCTURE,),
+                lambda: _check_disclosure(bundle, disclosure))
+
+    checks = tuple(run.checks)
+    valid = mode != MODE_UNTRUSTED and all(
+        c.status in (CheckStatus.PASSED, CheckStatus.NOT_CHECKED) for c in checks)
+    return Verdict(valid=valid, anchoring_checked=chain is not None, checks=checks, mode=mode,
+                   root=root if valid else None)
+
+
+def _no_trust() -> str:
+    raise _Fail("no chain and no checkpoint key were given: nothing anchors trust in this "
+                "checkpoint, whose root and signature are only the bundle's own claim")
+
+
+def _is_bytes(value: object, size: int | None = None) -> bool:
+    return isinstance(value, bytes) and (size is None or len(value) == size)
+
+
+def _check_structure(bundle: ProofBundle) -> str:
+    """The bundle's fields are of the right kind and agree with each other."""
+    problems: list[str] = []
+    cp = bundle.checkpoint.checkpoint
+    if bundle.hash_name not in HASH_NAMES:
+        problems.append(f"hash {_show(bundle.hash_name)} is not one of {HASH_NAMES}")
+    elif cp.hash_name != bundle.hash_name:
+        problems.append(f"the bundle's hash is {bundle.hash_name}, its checkpoint's "
+                        f"{cp.hash_name}")
+    sizes_ok = (isinstance(bundle.index, int) and isinstance(bundle.tree_size, int)
+                and not isinstance(bundle.index, bool) and not isinstance(bundle.tree_size, bool))
+    if not sizes_ok:
+        problems.append("index and tree_size must be integers")
+    elif bundle.tree_size != cp.tree_size:
+        problems.append(f"tree_size {bundle.tree_size} differs from the checkpoint's "
+                        f"{cp.tree_size}")
+    elif not 0 <= bundle.index < bundle.tree_size:
+        problems.append(f"index {bundle.index} is not in a tree of size {bundle.tree_size}")
+    else:
+        want = inclusion_proof_length(bundle.index, bundle.tree_size)
+        if not isinstance(bundle.path, tuple | list) or len(bundle.path) != want:
+            got = len(bundle.path) if isinstance(bundle.path, tuple | list) else "no"
+            problems.append(f"path holds {got} hashes, leaf {bundle.index} of "
+                            f"{bundle.tree_size} needs exactly {want}")
+        elif not all(_is_bytes(p, DIGEST_SIZE) for p in bundle.path):
+            problems.append(f"every path element must be {DIGEST_SIZE} bytes")
+    leaf = bundle.leaf
+    if not (_is_bytes(leaf.commitment, DIGEST_SIZE) and _is_bytes(leaf.escrow_digest,
+                                                                  DIGEST_SIZE)):
+        problems.append(f"leaf commitment and escrow digest must be {DIGEST_SIZE} bytes")
+    tags = (leaf.match_tag, leaf.amount_tag)
+    if (tags[0] is None) != (tags[1] is None) or not all(
+            t is None or _is_bytes(t, DIGEST_SIZE) for t in tags):
+        problems.append(f"leaf match_tag and amount_tag must both be absent or both "
+                        f"{DIGEST_SIZE} bytes")
+    if not _is_bytes(bundle.checkpoint.signature) or not bundle.checkpoint.signature:
+        problems.append("the checkpoint signature must be non-empty bytes")
+    anchor = bundle.anchor
+    if not (isinstance(anchor.contract, str) and is_checksum_address(anchor.contract)):
+        problems.append(f"anchor contract {_show(anchor.contract)} is not a checksummed address")
+    if not _is_bytes(anchor.tx_hash, 32):
+        problems.append("anchor tx_hash must be 32 bytes")
+    numbers = (anchor.chain_id, anchor.deploy_block, anchor.block_number)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
+        problems.append("anchor chain_id, deploy_block and block_number must be integers >= 0")
+    elif anchor.block_number < anchor.deploy_block:
+        problems.append(f"anchoring block {anchor.block_number} precedes the deployment block "
+                        f"{anchor.deploy_block}")
+    if problems:
+        raise _Fail("; ".join(problems))
+    return (f"leaf {bundle.index} of {bundle.tree_size}, {bundle.hash_name}, path of "
+            f"{len(bundle.path)} hashes")
+
+
+def _check_inclusion(bundle: ProofBundle, computed: list[bytes]) -> str:
+    """The leaf hash and path compute the checkpoint's root."""
+    hasher = hasher_for(bundle.hash_name)
+    leaf_hash = hasher.hash_leaf(bundle.leaf.leaf_data())
+    root = root_from_inclusion_proof(hasher, bundle.index, bundle.tree_size, leaf_hash,
+                                     bundle.path)
+    expected = bundle.checkpoint.checkpoint.root
+    if not hmac.compare_digest(root, expected):
+        raise _Fail(f"the leaf hash and path compute root {root.hex()}, the checkpoint says "
+                    f"{expected.hex()}")
+    computed.append(root)
+    return f"leaf hash {leaf_hash.hex()} and path compute root {root.hex()}"
+
+
+def _check_signature(signed: SignedCheckpoint, key: SM2PublicKey, whose: str) -> str:
+    """The checkpoint's SM2 signature verifies under ``key``."""
+    try:
+        verify_checkpoint_signature(key, signed)
+    except InvalidSignature as exc:
+        raise _Fail(f"{exc} (key: {whose})") from None
+    return f"SM2 signature of {signed.checkpoint.platform} verifies with {whose}"
+
+
+def _check_opening(bundle: ProofBundle, opening: RecordOpening) -> str:
+    """The record and salt open the leaf's commitment, and the record is the log's platform's."""
+    verify_opening(bundle.leaf.commitment, opening)
+    platform = bundle.checkpoint.checkpoint.platform
+    if opening.record.platform != platform:
+        raise _Fail(f"the record is {opening.record.platform}'s, the log is {platform}'s")
+    return "the record and salt open the leaf's commitment"
+
+
+def _check_disclosure(bundle: ProofBundle, disclosure: FieldDisclosure) -> str:
+    """The disclosed field's value, salt and the other field hashes open the commitment."""
+    verify_field_disclosure(bundle.leaf.commitment, disclosure)
+    return f"field {disclosure.name!r} = {disclosure.value!r} is committed to by the leaf"
+
+
+class _ChainContext:
+    """The chain-mode checks of one bundle, sharing what they read from the chain."""
+
+    def __init__(self, bundle: ProofBundle) -> None:
+        self.bundle = bundle
+        self.chain: LedgerChain | None = None
+        self.anchored: AnchoredCheckpoint | None = None
+        self.key: SM2PublicKey | None = None
+        self.owner: str = ""
+
+    @property
+    def chain_root(self) -> bytes:
+        """The root the contract holds for the bundle's log and size."""
+        if self.anchored is None:
+            raise _Fail("checkpoint_on_chain has not passed")
+        return self.anchored.root
+
+    def _attached(self) -> LedgerChain:
+        if self.chain is None:
+            raise _Fail("deployment has not passed")
+        return self.chain
+
+    def attach(self, chain: LedgerChain) -> str:
+        anchor = self.bundle.anchor
+        connected = chain.chain_id
+        if connected != anchor.chain_id:
+            raise _Fail(f"the bundle is for chain {anchor.chain_id}, the chain given is "
+                        f"{connected}")
+        self.chain = chain.attach(anchor.deployment)
+        return (f"JointLedger {anchor.contract} on chain {anchor.chain_id} "
+                f"(ABI {anchor.abi_sha256[:16]}…)")
+
+    def checkpoint_on_chain(self) -> str:
+        cp = self.bundle.checkpoint.checkpoint
+        try:
+            anchored = self._attached().checkpoint_at(cp.log_id, cp.tree_size)
+        except ContractRevert as exc:
+            raise _Fail(f"the contract holds no checkpoint of log {cp.log_id.hex()} at size "
+                        f"{cp.tree_size} ({exc.name}): that size was never anchored here") from None
+        if not hmac.compare_digest(anchored.root, cp.root):
+            raise _Fail(f"the chain's root for size {cp.tree_size} is {anchored.root.hex()}, "
+                        f"the bundle's {cp.root.hex()}")
+        if anchored.timestamp != cp.timestamp:
+            raise _Fail(f"the chain's timestamp for size {cp.tree_size} is "
+                        f"{anchored.timestamp}, the bundle's {cp.timestamp}")
+        self.anchored = anchored
+        return (f"the contract holds root {anchored.root.hex()} for size {cp.tree_size}, "
+                f"anchored in block {anchored.block_number}")
+
+    def log_owner(self) -> str:
+        chain = self._attached()
+        cp = self.bundle.checkpoint.checkpoint
+        owner = chain.log_owner(cp.log_id)
+        if owner is None:
+            raise _Fail(f"log {cp.log_id.hex()} has no owner on chain")
+        member = chain.member(owner)
+        if member.name != cp.platform:
+            raise _Fail(f"log {cp.log_id.hex()[:16]}… belongs to {owner}, registered as "
+                        f"{member.name!r}; the checkpoint names {cp.platform!r}")
+        anchored_in = self.anchored.block_number if self.anchored is not None else 0
+        # The key in force when the checkpoint was anchored: the old key of the first
+        # rotation after that block, or the key registered now if there was none since.
+        rotations = chain.events("KeyRotated", from_block=anchored_in + 1, account=owner)
+        raw = bytes(rotations[0].args["oldKey"]) if rotations else member.public_key
+        self.key = SM2PublicKey.from_raw(raw)
+        self.owner = owner
+        rotated = f", key rotated {len(rotations)}× since" if rotations else ""
+        removed = "" if member.active else ", since removed"
+        return (f"log owner {owner} is member {member.name!r} ({member.role.name.lower()}"
+                f"{removed}{rotated}); its SM2 key in force at block {anchored_in} is read "
+                "from the chain")
+
+    def signature(self, given: SM2PublicKey | None) -> str:
+        if self.key is None:
+            raise _Fail("log_owner has not passed")
+        if given is not None and given.raw != self.key.raw:
+            raise _Fail(f"the given checkpoint key is not the key registered on chain for "
+                        f"{self.owner}")
+        return _check_signature(self.bundle.checkpoint, self.key,
+                                f"the key registered on chain for {self.owner}")
+
+    def anchoring(self) -> str:
+        chain = self._attached()
+        anchor = self.bundle.anchor
+        cp = self.bundle.checkpoint.checkpoint
+        if self.anchored is None:
+            raise _Fail("checkpoint_on_chain has not passed")
+        block = self.anchored.block_number
+        tx = "0x" + anchor.tx_hash.hex()
+        if anchor.block_number != block:
+            raise _Fail(f"the contract records size {cp.tree_size} as anchored in block "
+                        f"{block}, the bundle says block {anchor.block_number}")
+        events = chain.events("CheckpointAnchored", from_block=block, to_block=block,
+                              logId=cp.log_id)
+        found = [e for e in events if e.tx_hash == anchor.tx_hash]
+        if not found:
+            raise _Fail(f"transaction {tx} emitted no CheckpointAnchored for log "
+                        f"{cp.log_id.hex()[:16]}… in block {block}")
+        event = found[0]
+        stated = (int(event.args["treeSize"]), bytes(event.args["root"]),
+                  int(event.args["timestamp"]))
+        if stated != (cp.tree_size, cp.root, cp.timestamp):
+            raise _Fail(f"transaction {tx} anchored size {stated[0]} root {stated[1].hex()} "
+                        f"at {stated[2]}, not this checkpoint")
+        return (f"transaction {tx} in block {block} emitted CheckpointAnchored(log "
+                f"{cp.log_id.hex()[:16]}…, size {cp.tree_size}, root {cp.root.hex()[:16]}…)")
