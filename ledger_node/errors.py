@@ -147,3 +147,24 @@ class Forbidden(AuthError):
 
 class AnchorConflict(ChainError):
     """The chain's checkpoint history of this log disagrees with the node's own store."""
+
+
+class ApiError(LedgerError):
+    """A node's HTTP API answered with an RFC 9457 problem (raised by the SDK).
+
+    ``status`` is the HTTP status, ``problem_type`` the problem's type URI, ``detail`` what
+    went wrong; ``document`` is the whole problem document as received.
+    """
+
+    def __init__(self, status: int, problem_type: str, title: str, detail: str,
+                 document: dict[str, object] | None = None) -> None:
+        super().__init__(f"HTTP {status} {title}: {detail}")
+        self.status = status
+        self.problem_type = problem_type
+        self.title = title
+        self.detail = detail
+        self.document = document if document is not None else {}
+
+
+class ProofPending(LedgerError, TimeoutError):
+    """A leaf's proof bundle was still pending (not anchored) when the wait ran out."""
