@@ -249,6 +249,8 @@ class PlatformNode:
         :class:`~ledger_node.errors.StoreCorrupted` if the commit failed; nothing is stored
         in any of these cases.
         """
+        if not self._intake_open:
+            raise NodeStopped("the node is not accepting submissions (not started or stopping)")
         try:
             pending = self._validate(leaves, evidence)
         except LedgerError:

@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from ledger_node.checkpoint import Checkpoint, SignedCheckpoint
-from ledger_node.errors import StoreCorrupted, StoreMismatch, UnknownCheckpoint, UnknownLeaf
+from ledger_node.errors import (
+    InvalidBatch,
+    StoreCorrupted,
+    StoreMismatch,
+    UnknownCheckpoint,
+    UnknownLeaf,
+)
 from ledger_node.leaf import Leaf
 
 SCHEMA_VERSION: Final = 1
@@ -173,8 +179,9 @@ class LeafStore(ABC):
         """Store ``batches`` durably in ONE transaction (all or nothing).
 
         The new leaves of each batch get the next indexes in order; their ``indexes``
-        must say so. Returns after the data is on disk. Raises :class:`StoreCorrupted` (or
-        the backend's I/O error) if the write fails, then nothing is stored.
+        must say so. Returns after the data is on disk. Raises :class:`InvalidBatch` if a
+        leaf hash is already stored and :class:`StoreCorrupted` if the write fails; nothing
+        is stored then.
         """
 
     @abstractmethod
@@ -411,6 +418,8 @@ class SQLiteStore(LeafStore):
                             " amount_tag, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
                             rows,
                         )
+            except sqlite3.IntegrityError as exc:  # a caller bug: leaves must be deduplicated
+                raise InvalidBatch(f"leaf already stored, nothing written: {exc}") from exc
             except sqlite3.DatabaseError as exc:
                 raise StoreCorrupted(f"store {self._path}: write failed: {exc}") from exc
 
