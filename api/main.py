@@ -1,0 +1,88 @@
+"""``create_app``: the FastAPI application serving one platform node under ``/v1``.
+
+The app does not start or stop the node: whoever builds the node owns its lifecycle
+(:mod:`api.server` for ``jointledger serve``, fixtures in tests).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api.errors import ProblemException
+from api.middleware import BodyLimitMiddleware, HttpMetrics, MetricsMiddleware
+from api.problems import ProblemFactory, install_problem_handlers
+from api.routes import checkpoints, health, leaves, logs, metrics, verify
+from api.settings import Settings
+from ledger_node.auth import RequestAuthenticator
+from ledger_node.chain import Member
+from ledger_node.node import PlatformNode
+
+API_VERSION = "1.0.0"
+
+DESCRIPTION = """
+A JointLedger platform node: the platform's append-only Merkle log of record commitments,
+anchored on the consortium chain in SM2-signed checkpoints (PROTOCOL §5).
+
+* **Intake** — a platform submits batches of leaves signed with its own SM2 key.
+* **Proofs** — anyone fetches a leaf's self-contained proof bundle and verifies it against
+  the root read from the chain (`POST /v1/verify` does so against this node's chain).
+* **Errors** are RFC 9457 `application/problem+json` documents.
+* **Member-only reads** use SM2-signed requests (`X-JL-Member`, `X-JL-Timestamp`,
+  `X-JL-Nonce`, `X-JL-Signature`); the server holds no member secret.
+"""
+
+
+def create_app(
+    node: PlatformNode,
+    settings: Settings | None = None,
+    *,
+    authenticator: RequestAuthenticator | None = None,
+) -> FastAPI:
+    """Build the app serving ``node``.
+
+    ``authenticator`` defaults to one reading membership from ``node.chain`` (under the
+    node's chain lock), with the skew, nonce capacity and cache TTL of ``settings``.
+    """
+    settings = settings if settings is not None else Settings()
+    problems = ProblemFactory(settings.problem_base_uri)
+
+    def member_on_chain(address: str) -> Member:
+        with node.chain_lock:
+            return node.chain.member(address)
+
+    if authenticator is None:
+        authenticator = RequestAuthenticator(
+            member_on_chain,
+            skew_ms=settings.clock_skew_ms,
+            nonce_capacity=settings.nonce_capacity,
+            membership_ttl=settings.membership_ttl_s,
+        )
+    app = FastAPI(
+        title=f"JointLedger platform node ({node.platform})",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    app.state.node = node
+    app.state.settings = settings
+    app.state.authenticator = authenticator
+    app.state.problems = problems
+    app.state.http_metrics = HttpMetrics()
+
+    for module in (logs, leaves, checkpoints, verify, health, metrics):
+        app.include_router(module.router)
+
+    install_problem_handlers(app, problems)
+
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ProblemException)
+        return problems.response(exc.slug, exc.detail, request.url.path, headers=exc.headers)
+
+    app.add_exception_handler(ProblemException, on_problem)
+    # Added last = outermost: metrics see every response, including 413s.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, problems=problems)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.http_metrics)
+    return app

@@ -1,0 +1,229 @@
+"""RFC 9457 problem documents: the error types of the API and their central mapping.
+
+Every error response is ``application/problem+json`` with ``type`` (a URI naming the
+problem), ``title``, ``status``, ``detail`` (what exactly went wrong) and ``instance`` (the
+request path). :func:`install_problem_handlers` maps request validation errors, HTTP errors
+and every :class:`~ledger_node.errors.LedgerError` subclass to one of :data:`PROBLEMS`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ledger_node.errors import (
+    AuthError,
+    ChainError,
+    CryptoError,
+    Forbidden,
+    InvalidBatch,
+    InvalidBundle,
+    InvalidCheckpoint,
+    InvalidLeaf,
+    InvalidOpening,
+    InvalidProof,
+    InvalidRecord,
+    InvalidSignature,
+    LedgerError,
+    NodeStopped,
+    StoreCorrupted,
+    StoreMismatch,
+    Unauthenticated,
+    UnknownCheckpoint,
+    UnknownLeaf,
+)
+
+PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    """One kind of problem: its URI slug, title and HTTP status."""
+
+    slug: str
+    title: str
+    status: int
+
+
+PROBLEMS: Final = {
+    p.slug: p
+    for p in (
+        ProblemType("malformed-json", "Malformed JSON", 400),
+        ProblemType("bad-request", "Bad request", 400),
+        ProblemType("unauthenticated", "Authentication failed", 401),
+        ProblemType("forbidden", "Not allowed for this member", 403),
+        ProblemType("not-found", "No such resource", 404),
+        ProblemType("unknown-leaf", "Unknown leaf", 404),
+        ProblemType("unknown-log", "Unknown log", 404),
+        ProblemType("unknown-checkpoint", "Unknown checkpoint", 404),
+        ProblemType("method-not-allowed", "Method not allowed", 405),
+        ProblemType("body-too-large", "Request body too large", 413),
+        ProblemType("unsupported-media-type", "Unsupported media type", 415),
+        ProblemType("validation-error", "Request does not match the schema", 422),
+        ProblemType("invalid-leaf", "Invalid leaf", 422),
+        ProblemType("invalid-batch", "Invalid batch", 422),
+        ProblemType("invalid-bundle", "Invalid proof bundle", 422),
+        ProblemType("invalid-opening", "Invalid opening or disclosure", 422),
+        ProblemType("invalid-record", "Invalid payment record", 422),
+        ProblemType("invalid-proof-request", "Invalid proof request", 422),
+        ProblemType("invalid-checkpoint", "Invalid checkpoint", 422),
+        ProblemType("internal-error", "Internal server error", 500),
+        ProblemType("store-corrupted", "The node's store is corrupted", 500),
+        ProblemType("chain-unavailable", "The chain is unavailable", 503),
+        ProblemType("node-stopped", "The node is not accepting submissions", 503),
+        ProblemType("proof-pending", "Proof pending", 202),
+    )
+}
+
+# Most specific first: the first class the error is an instance of decides.
+_LEDGER_ERRORS: Final[tuple[tuple[type[LedgerError], str], ...]] = (
+    (Unauthenticated, "unauthenticated"),
+    (Forbidden, "forbidden"),
+    (AuthError, "unauthenticated"),
+    (UnknownLeaf, "unknown-leaf"),
+    (UnknownCheckpoint, "unknown-checkpoint"),
+    (NodeStopped, "node-stopped"),
+    (InvalidBatch, "invalid-batch"),
+    (InvalidLeaf, "invalid-leaf"),
+    (InvalidBundle, "invalid-bundle"),
+    (InvalidOpening, "invalid-opening"),
+    (InvalidRecord, "invalid-record"),
+    (InvalidProof, "invalid-proof-request"),
+    (InvalidCheckpoint, "invalid-checkpoint"),
+    (InvalidSignature, "unauthenticated"),
+    (CryptoError, "bad-request"),
+    (StoreCorrupted, "store-corrupted"),
+    (StoreMismatch, "store-corrupted"),
+    (ChainError, "chain-unavailable"),
+)
+
+_HTTP_STATUS_SLUGS: Final = {
+    400: "bad-request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "body-too-large",
+    415: "unsupported-media-type",
+    422: "validation-error",
+}
+
+
+def problem_slug_for(error: LedgerError) -> str:
+    """The problem slug a ledger error maps to (``internal-error`` when none fits)."""
+    for cls, slug in _LEDGER_ERRORS:
+        if isinstance(error, cls):
+            return slug
+    if isinstance(error, ValueError):
+        return "bad-request"
+    return "internal-error"
+
+
+class ProblemFactory:
+    """Builds problem responses with type URIs under one base URI."""
+
+    def __init__(self, base_uri: str) -> None:
+        """Problem types are ``base_uri + slug``."""
+        self.base_uri = base_uri
+
+    def type_uri(self, slug: str) -> str:
+        """The full type URI of ``slug``."""
+        return self.base_uri + slug
+
+    def document(self, slug: str, detail: str, instance: str,
+                 **extensions: Any) -> dict[str, Any]:
+        """The problem document for ``slug`` with ``detail`` about ``instance``."""
+        problem = PROBLEMS[slug]
+        return {
+            "type": self.type_uri(slug),
+            "title": problem.title,
+            "status": problem.status,
+            "detail": detail,
+            "instance": instance,
+            **extensions,
+        }
+
+    def response(self, slug: str, detail: str, instance: str,
+                 headers: dict[str, str] | None = None, **extensions: Any) -> JSONResponse:
+        """A ``application/problem+json`` response for ``slug``."""
+        document = self.document(slug, detail, instance, **extensions)
+        return JSONResponse(document, status_code=document["status"], headers=headers,
+                            media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _location(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def validation_problem(factory: ProblemFactory, exc: RequestValidationError,
+                       instance: str) -> JSONResponse:
+    """Map a request validation error to ``malformed-json`` (400) or ``validation-error`` (422).
+
+    The detail names the first offending field; ``errors`` lists every one.
+    """
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        first = next(e for e in errors if e.get("type") == "json_invalid")
+        reason = (first.get("ctx") or {}).get("error", "invalid JSON")
+        position = first.get("loc", ("body", "?"))[-1]
+        return factory.response("malformed-json",
+                                f"request body is not valid JSON: {reason} at offset {position}",
+                                instance)
+    listed = [
+        {"field": _location(e.get("loc", ())), "message": str(e.get("msg", "")),
+         "type": str(e.get("type", ""))}
+        for e in errors[:20]
+    ]
+    first_error = listed[0] if listed else {"field": "body", "message": "invalid request"}
+    detail = f"{first_error['field']}: {first_error['message']}"
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    return factory.response("validation-error", detail, instance, errors=listed)
+
+
+def install_problem_handlers(app: FastAPI, factory: ProblemFactory) -> None:
+    """Register the handlers that turn every error into a problem document."""
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return validation_problem(factory, exc, request.url.path)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        slug = _HTTP_STATUS_SLUGS.get(exc.status_code)
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if slug is None:
+            document = {"type": "about:blank", "title": detail, "status": exc.status_code,
+                        "detail": detail, "instance": request.url.path}
+            return JSONResponse(document, status_code=exc.status_code,
+                                headers=exc.headers, media_type=PROBLEM_MEDIA_TYPE)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route matches {request.method} {request.url.path}"
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        headers = dict(exc.headers) if exc.headers else None
+        return factory.response(slug, detail, request.url.path, headers=headers)
+
+    async def on_ledger(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, LedgerError)
+        slug = problem_slug_for(exc)
+        if PROBLEMS[slug].status >= 500:
+            _log.error("%s %s failed: %r", request.method, request.url.path, exc)
+        return factory.response(slug, str(exc), request.url.path)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        _log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return factory.response("internal-error", "the node failed to handle the request; "
+                                "it has been logged", request.url.path)
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(LedgerError, on_ledger)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,56 @@
+"""``/v1/checkpoints`` and ``/v1/consistency``: the log's anchored history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from api.deps import NodeDep
+from api.routes.common import checkpoint_json, problem_responses
+from api.schemas import CheckpointList, ConsistencyPublic
+from ledger_node.errors import InvalidCheckpoint
+
+router = APIRouter(prefix="/v1", tags=["checkpoints"])
+
+Size = Annotated[int, Query(ge=0, le=2**64 - 1)]
+
+
+@router.get("/checkpoints", response_model=CheckpointList,
+            responses=problem_responses(422), summary="Anchored checkpoints, oldest first")
+def list_checkpoints(
+    node: NodeDep,
+    after: Annotated[int, Query(ge=0, description="only checkpoints larger than this size")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """This log's checkpoints anchored on chain with their signatures and transactions."""
+    selected = [c for c in node.checkpoints() if c.tree_size > after][:limit]
+    return {"log_id": node.log_id.hex(), "checkpoints": [checkpoint_json(c) for c in selected]}
+
+
+@router.get("/consistency", response_model=ConsistencyPublic, response_model_by_alias=True,
+            responses=problem_responses(404, 422),
+            summary="Consistency proof between two anchored sizes")
+def consistency(
+    node: NodeDep,
+    size1: Annotated[int, Query(alias="from", ge=1, le=2**64 - 1)],
+    size2: Annotated[int, Query(alias="to", ge=1, le=2**64 - 1)],
+) -> dict[str, Any]:
+    """The RFC 9162 proof that the log at ``to`` extends the log at ``from``.
+
+    Both sizes must be anchored checkpoints' (404 ``unknown-checkpoint`` otherwise) and
+    ``from <= to`` (422).
+    """
+    if size1 > size2:
+        raise InvalidCheckpoint(f"from ({size1}) must not be larger than to ({size2})")
+    proof = node.consistency_proof(size1, size2)
+    roots = {c.tree_size: c.root for c in node.checkpoints() if c.tree_size in (size1, size2)}
+    return {
+        "log_id": node.log_id.hex(),
+        "hash": node.hash_name,
+        "from": proof.size1,
+        "to": proof.size2,
+        "root_from": roots[size1].hex(),
+        "root_to": roots[size2].hex(),
+        "path": [p.hex() for p in proof.path],
+    }

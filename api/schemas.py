@@ -1,0 +1,289 @@
+"""API schemas: the JSON shapes of requests and responses, apart from the domain dataclasses.
+
+Request models validate form (hex lengths, sizes, types) before any domain code runs, so
+malformed input becomes a 422 problem naming the field; the domain types
+(:class:`~ledger_node.leaf.Leaf`, :class:`~ledger_node.bundle.ProofBundle`) are built from
+them in the routes. Every model carries an example for the OpenAPI page at ``/docs``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ledger_node.leaf import MAX_ESCROW_BYTES, Leaf
+
+MAX_BATCH: Final = 10_000
+
+_EXAMPLE_DIGEST: Final = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+_EXAMPLE_ADDRESS: Final = "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"
+_EXAMPLE_SIGNATURE: Final = (
+    "3045022100c1d1a6f0e5b8e2d4a3f6c7b8a9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192"
+    "02203a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6071829"
+)
+
+Digest = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$",
+                              description="32 bytes as 64 hex digits",
+                              examples=[_EXAMPLE_DIGEST])]
+HexBytes = Annotated[str, Field(pattern=r"^(?:[0-9a-fA-F]{2})*$",
+                                description="bytes as hex digit pairs")]
+Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$",
+                               description="a 20-byte chain address, 0x-prefixed",
+                               examples=[_EXAMPLE_ADDRESS])]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LeafIn(_Strict):
+    """One leaf as submitted: public data only (a commitment, never a record)."""
+
+    commitment: Digest = Field(description="record commitment C (SM3)")
+    escrow: HexBytes = Field(default="", max_length=2 * MAX_ESCROW_BYTES,
+                             description="regulator escrow ciphertext (empty until escrow)")
+    match_tag: Digest | None = Field(default=None, description="cross-platform match tag")
+    amount_tag: Digest | None = Field(default=None, description="amount tag (with match_tag)")
+
+    def to_leaf(self) -> Leaf:
+        """The domain leaf; raises InvalidLeaf if the tags are not given together."""
+        return Leaf(
+            bytes.fromhex(self.commitment),
+            bytes.fromhex(self.escrow),
+            None if self.match_tag is None else bytes.fromhex(self.match_tag),
+            None if self.amount_tag is None else bytes.fromhex(self.amount_tag),
+        )
+
+
+class SubmissionCreate(_Strict):
+    """A batch of 1..10,000 leaves signed by the submitting platform."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{
+            "leaves": [{"commitment": _EXAMPLE_DIGEST, "escrow": "", "match_tag": None,
+                        "amount_tag": None}],
+            "signer": _EXAMPLE_ADDRESS,
+            "signature": _EXAMPLE_SIGNATURE,
+        }]},
+    )
+
+    leaves: list[LeafIn] = Field(min_length=1, max_length=MAX_BATCH)
+    signer: Address = Field(description="chain address of the platform member signing")
+    signature: HexBytes = Field(min_length=2, max_length=512,
+                                description="DER SM2 signature over batch_digest(log_id, leaves)")
+
+
+class ReceiptPublic(BaseModel):
+    """Where one submitted leaf sits in the log."""
+
+    index: int = Field(examples=[41])
+    leaf_hash: Digest
+    duplicate: bool = Field(description="true if the leaf was already in the log")
+
+
+class SubmissionReceipts(BaseModel):
+    """The receipts of a durably committed batch, in submission order."""
+
+    receipts: list[ReceiptPublic]
+
+
+class LeafSummaryPublic(BaseModel):
+    """The public parts a leaf's hash is made of."""
+
+    commitment: Digest
+    escrow_digest: Digest
+    match_tag: Digest | None = None
+    amount_tag: Digest | None = None
+
+
+class LeafStatusPublic(BaseModel):
+    """A leaf's place in the log and whether a checkpoint covering it is anchored."""
+
+    index: int
+    leaf_hash: Digest
+    anchored: bool
+    checkpoint_size: int | None = Field(
+        description="size of the first anchored checkpoint covering the leaf, if any")
+    leaf: LeafSummaryPublic
+    bundle: str = Field(description="path of the leaf's proof bundle",
+                        examples=["/v1/leaves/41/bundle"])
+
+
+class CheckpointPublic(BaseModel):
+    """A checkpoint of this log signed by the platform and anchored on chain."""
+
+    platform: str = Field(examples=["unionpay"])
+    log_id: Digest
+    tree_size: int
+    root: Digest
+    timestamp: int = Field(description="Unix seconds when the sealer made it")
+    hash: str = Field(examples=["sm3"])
+    signature: HexBytes = Field(description="platform's DER SM2 signature")
+    tx_hash: str | None = Field(description="anchoring transaction, 0x-prefixed")
+    block_number: int | None
+
+
+class CheckpointList(BaseModel):
+    """Anchored checkpoints, oldest first."""
+
+    log_id: Digest
+    checkpoints: list[CheckpointPublic]
+
+
+class ConsistencyPublic(BaseModel):
+    """RFC 9162 consistency proof between two anchored sizes of this log."""
+
+    log_id: Digest
+    hash: str
+    from_size: int = Field(alias="from")
+    to_size: int = Field(alias="to")
+    root_from: Digest
+    root_to: Digest
+    path: list[Digest]
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class CheckpointInBundle(BaseModel):
+    """The signed checkpoint inside a bundle."""
+
+    platform: str
+    log_id: Digest
+    tree_size: int
+    root: Digest
+    timestamp: int
+    hash: str
+    signature: HexBytes
+
+
+class AnchorPublic(BaseModel):
+    """Where a checkpoint was anchored."""
+
+    chain_id: int
+    contract: Address
+    deploy_block: int
+    abi_sha256: str
+    tx_hash: str
+    block_number: int
+
+
+_EXAMPLE_BUNDLE: Final[dict[str, Any]] = {
+    "format": "jointledger/proof-bundle/v1",
+    "hash": "sm3",
+    "leaf": {"commitment": _EXAMPLE_DIGEST, "escrow_digest": _EXAMPLE_DIGEST,
+             "match_tag": None, "amount_tag": None},
+    "index": 0,
+    "tree_size": 2,
+    "path": [_EXAMPLE_DIGEST],
+    "checkpoint": {"platform": "unionpay", "log_id": _EXAMPLE_DIGEST, "tree_size": 2,
+                   "root": _EXAMPLE_DIGEST, "timestamp": 1795770000, "hash": "sm3",
+                   "signature": _EXAMPLE_SIGNATURE},
+    "anchor": {"chain_id": 131277322940537, "contract": _EXAMPLE_ADDRESS,
+               "deploy_block": 1, "abi_sha256": _EXAMPLE_DIGEST,
+               "tx_hash": "0x" + _EXAMPLE_DIGEST, "block_number": 7},
+}
+
+
+class ProofBundlePublic(BaseModel):
+    """A self-contained proof that a leaf is in the log at an anchored checkpoint."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_BUNDLE]})
+
+    format: str
+    hash: str
+    leaf: LeafSummaryPublic
+    index: int
+    tree_size: int
+    path: list[Digest]
+    checkpoint: CheckpointInBundle
+    anchor: AnchorPublic
+
+
+class PendingProof(BaseModel):
+    """202 body while a leaf waits for its checkpoint to be anchored (problem-like)."""
+
+    type: str
+    title: str
+    status: Literal[202]
+    detail: str
+    instance: str
+    index: int
+    retry_after: int
+
+
+class VerifyRequest(_Strict):
+    """A bundle to verify against the chain, optionally with an opening or a disclosure."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "bundle": _EXAMPLE_BUNDLE,
+    }]})
+
+    bundle: dict[str, Any] = Field(description="a proof bundle document (see ProofBundlePublic)")
+    opening: dict[str, Any] | None = Field(
+        default=None, description='whole-record opening {"record": {...}, "salt": hex}')
+    disclosure: dict[str, Any] | None = Field(
+        default=None, description="single-field disclosure of the committed record")
+
+
+class CheckPublic(BaseModel):
+    """One verification step."""
+
+    name: str
+    status: str = Field(examples=["passed"])
+    passed: bool
+    detail: str
+
+
+class VerdictPublic(BaseModel):
+    """The verifier's verdict: valid only if every performed check passed."""
+
+    valid: bool
+    anchoring_checked: bool
+    mode: str
+    root: Digest | None
+    checks: list[CheckPublic]
+    reasons: list[str]
+
+
+class ChainHealth(BaseModel):
+    """The chain as this node sees it."""
+
+    reachable: bool
+    chain_id: int | None = None
+    block_number: int | None = None
+    contract: str | None = None
+    latest_anchored_size: int | None = None
+    error: str | None = None
+
+
+class Health(BaseModel):
+    """Liveness and the log's state."""
+
+    status: Literal["ok", "degraded"]
+    platform: str
+    log_id: Digest
+    hash: str
+    store_size: int
+    chain: ChainHealth
+    last_anchored: CheckpointPublic | None
+
+
+class ProblemPublic(BaseModel):
+    """An RFC 9457 problem document (``application/problem+json``)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "type": "https://jointledger.example/problems/invalid-leaf",
+        "title": "Invalid leaf",
+        "status": 422,
+        "detail": "invalid leaf 'amount_tag': match_tag and amount_tag come together or not "
+                  "at all",
+        "instance": "/v1/logs/9f86…/leaves",
+    }]})
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str

@@ -1,0 +1,324 @@
+"""The platform SDK: runs inside the platform's own process and talks to its node over HTTP.
+
+:class:`PlatformClient` turns payment records into leaves locally (fresh salt, commitment;
+the escrow stays empty until the regulator issue, match/amount tags may be passed in),
+signs each batch with the platform's SM2 key and submits it in chunks of at most 10,000
+leaves, retrying on connection errors and 5xx answers (safe: intake is idempotent per leaf).
+Only public data leaves the process: commitments, escrows, tags, signatures. The records
+and their salts stay with the caller, who needs them later to open or disclose a record.
+
+It also fetches proof bundles (waiting for anchoring), checkpoints, and asks the node to
+verify bundles; member-only endpoints are called with SM2-signed requests.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+
+from ledger_node import gmcrypto
+from ledger_node.auth import sign_batch, sign_request
+from ledger_node.bundle import Check, CheckStatus, ProofBundle, Verdict
+from ledger_node.checkpoint import log_id_for
+from ledger_node.commitment import (
+    FieldDisclosure,
+    RecordOpening,
+    Salt,
+    new_salt,
+    record_commitment,
+)
+from ledger_node.errors import ApiError, InvalidBatch, InvalidRecord, ProofPending
+from ledger_node.leaf import Leaf
+from ledger_node.node import Receipt
+from ledger_node.record import PaymentRecord
+
+MAX_CHUNK: Final = 10_000
+_RETRY_STATUSES: Final = frozenset({500, 502, 503, 504})
+Progress = Callable[[int, int], None]
+"""Called with (leaves acknowledged so far, total leaves) after each chunk."""
+
+
+@dataclass(frozen=True)
+class PreparedRecord:
+    """A record made ready to submit: its salt and leaf. Keep it; only the leaf is sent."""
+
+    record: PaymentRecord
+    salt: Salt
+    leaf: Leaf
+
+    @property
+    def opening(self) -> RecordOpening:
+        """The whole-record opening of the leaf's commitment (for a verifier, on request)."""
+        return RecordOpening(self.record, self.salt)
+
+
+@dataclass(frozen=True)
+class SubmittedRecord:
+    """A prepared record and the node's receipt for its leaf."""
+
+    prepared: PreparedRecord
+    receipt: Receipt
+
+
+class PlatformClient:
+    """A platform's client of its own node (see the module docstring)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        platform: str,
+        account: str,
+        sm2_key: gmcrypto.SM2PrivateKey,
+        log_id: bytes | None = None,
+        *,
+        shard: int = 0,
+        http: httpx.Client | None = None,
+        timeout: float = 60.0,
+        retries: int = 4,
+        backoff: float = 0.2,
+        chunk_size: int = MAX_CHUNK,
+    ) -> None:
+        """A client of the node at ``base_url`` acting as ``platform``.
+
+        ``account`` is the platform's chain address (the batch signer); ``sm2_key`` its SM2
+        private key, which never leaves this process. ``log_id`` defaults to the log of
+        (``platform``, ``shard``). ``http`` may be any ``httpx.Client`` (a FastAPI
+        ``TestClient`` in tests); otherwise one is made for ``base_url``. Failed requests are
+        retried ``retries`` times with exponential backoff starting at ``backoff`` seconds.
+        """
+        if not 1 <= chunk_size <= MAX_CHUNK:
+            raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK}")
+        self.platform = platform
+        self.account = account
+        self.log_id = log_id if log_id is not None else log_id_for(platform, shard)
+        self._key = sm2_key
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client(base_url=base_url,
+                                                               timeout=timeout)
+        self._retries = retries
+        self._backoff = backoff
+        self._chunk = chunk_size
+
+    def close(self) -> None:
+        """Close the HTTP client if this object made it."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> PlatformClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ local preparation
+
+    def prepare(
+        self,
+        record: PaymentRecord,
+        *,
+        salt: Salt | None = None,
+        match_tag: bytes | None = None,
+        amount_tag: bytes | None = None,
+        escrow: bytes = b"",
+    ) -> PreparedRecord:
+        """Commit to ``record`` under a fresh (or given) salt and build its leaf, locally.
+
+        Raises :class:`InvalidRecord` if the record is another platform's, and
+        :class:`~ledger_node.errors.InvalidLeaf` for malformed tags or escrow.
+        """
+        if record.platform != self.platform:
+            raise InvalidRecord("platform", f"record of {record.platform!r} submitted by "
+                                            f"{self.platform!r}")
+        salt = salt if salt is not None else new_salt()
+        leaf = Leaf(record_commitment(record, salt), escrow, match_tag, amount_tag)
+        return PreparedRecord(record, salt, leaf)
+
+    def sign_batch(self, leaves: Sequence[Leaf]) -> bytes:
+        """The platform's DER SM2 signature over ``batch_digest(log_id, leaves)``."""
+        return sign_batch(self._key, self.log_id, leaves)
+
+    # ------------------------------------------------------------------ intake
+
+    def submit_records(
+        self, records: Iterable[PaymentRecord], *, progress: Progress | None = None
+    ) -> list[SubmittedRecord]:
+        """Prepare and submit ``records``; return each with its salt, leaf and receipt."""
+        return self.submit_prepared([self.prepare(r) for r in records], progress=progress)
+
+    def submit_prepared(
+        self, prepared: Sequence[PreparedRecord], *, progress: Progress | None = None
+    ) -> list[SubmittedRecord]:
+        """Submit prepared records; return them with their receipts, in order."""
+        receipts = self.submit_leaves([p.leaf for p in prepared], progress=progress)
+        return [SubmittedRecord(p, r) for p, r in zip(prepared, receipts, strict=True)]
+
+    def submit_leaves(
+        self, leaves: Sequence[Leaf], *, progress: Progress | None = None
+    ) -> list[Receipt]:
+        """Submit ``leaves`` in signed chunks; return one receipt per leaf, in order.
+
+        Each chunk is acknowledged only once the node committed it durably. Raises
+        :class:`InvalidBatch` for an empty batch and :class:`ApiError` for a problem
+        answer (4xx, or 5xx after the retries).
+        """
+        if not leaves:
+            raise InvalidBatch("nothing to submit: a batch holds at least one leaf")
+        path = f"/v1/logs/{self.log_id.hex()}/leaves"
+        receipts: list[Receipt] = []
+        for start in range(0, len(leaves), self._chunk):
+            chunk = leaves[start:start + self._chunk]
+            body = {
+                "leaves": [leaf.to_json() for leaf in chunk],
+                "signer": self.account,
+                "signature": self.sign_batch(chunk).hex(),
+            }
+            content = json.dumps(body, separators=(",", ":")).encode()
+            answer = self._send("POST", path, content=content)
+            receipts.extend(
+                Receipt(int(r["index"]), bytes.fromhex(r["leaf_hash"]), bool(r["duplicate"]))
+                for r in answer.json()["receipts"]
+            )
+            if progress is not None:
+                progress(len(receipts), len(leaves))
+        return receipts
+
+    # ------------------------------------------------------------------ reads
+
+    def leaf_status(self, index: int) -> dict[str, Any]:
+        """The node's status document of leaf ``index`` (ApiError 404 if unknown)."""
+        data: dict[str, Any] = self._send("GET", f"/v1/leaves/{index}").json()
+        return data
+
+    def find(self, leaf_hash: bytes) -> int | None:
+        """The index of the leaf with ``leaf_hash``, or ``None`` if the node has none."""
+        try:
+            answer = self._send("GET", f"/v1/leaves/by-hash/{leaf_hash.hex()}")
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return int(answer.json()["index"])
+
+    def bundle_json(self, index: int, *, wait: bool = True, timeout: float = 30.0,
+                    poll: float = 0.05) -> dict[str, Any]:
+        """The proof bundle document of leaf ``index``.
+
+        With ``wait`` it polls while the node answers 202 (pending), at most ``timeout``
+        seconds, then raises :class:`ProofPending`; without it a 202 raises at once.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self._send("GET", f"/v1/leaves/{index}/bundle")
+            if answer.status_code == 200:
+                data: dict[str, Any] = answer.json()
+                return data
+            if not wait or time.monotonic() >= deadline:
+                raise ProofPending(f"leaf {index} is not anchored yet "
+                                   f"({answer.json().get('detail', '')})")
+            hint = float(answer.headers.get("Retry-After", poll))
+            time.sleep(max(0.0, min(hint, poll, deadline - time.monotonic())))
+
+    def bundle(self, index: int, *, wait: bool = True, timeout: float = 30.0) -> ProofBundle:
+        """The parsed proof bundle of leaf ``index`` (see :meth:`bundle_json`)."""
+        return ProofBundle.from_json(self.bundle_json(index, wait=wait, timeout=timeout))
+
+    def checkpoints(self, *, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Anchored checkpoints of the log larger than ``after``, oldest first."""
+        answer = self._send("GET", "/v1/checkpoints", params={"after": after, "limit": limit})
+        data: list[dict[str, Any]] = answer.json()["checkpoints"]
+        return data
+
+    def consistency(self, size1: int, size2: int) -> dict[str, Any]:
+        """The node's consistency proof between two anchored sizes."""
+        data: dict[str, Any] = self._send(
+            "GET", "/v1/consistency", params={"from": size1, "to": size2}).json()
+        return data
+
+    def verify(
+        self,
+        bundle: ProofBundle | dict[str, Any],
+        *,
+        opening: RecordOpening | None = None,
+        disclosure: FieldDisclosure | None = None,
+    ) -> Verdict:
+        """Ask the node to verify ``bundle`` against its chain.
+
+        For a verdict that does not trust the node at all, call
+        :func:`~ledger_node.bundle.verify_bundle` with your own chain client instead.
+        """
+        body: dict[str, Any] = {
+            "bundle": bundle.to_json() if isinstance(bundle, ProofBundle) else bundle}
+        if opening is not None:
+            body["opening"] = opening.to_json()
+        if disclosure is not None:
+            body["disclosure"] = disclosure.to_json()
+        data = self._send("POST", "/v1/verify",
+                          content=json.dumps(body).encode()).json()
+        return verdict_from_json(data)
+
+    def health(self) -> dict[str, Any]:
+        """The node's health document."""
+        data: dict[str, Any] = self._send("GET", "/v1/health").json()
+        return data
+
+    def evidence(self, index: int) -> dict[str, Any]:
+        """The signed batch evidence of leaf ``index`` (an SM2-signed, member-only request)."""
+        data: dict[str, Any] = self._send("GET", f"/v1/leaves/{index}/evidence",
+                                          signed=True).json()
+        return data
+
+    # ------------------------------------------------------------------ transport
+
+    def _send(self, method: str, path: str, *, content: bytes = b"",
+              params: dict[str, Any] | None = None, signed: bool = False) -> httpx.Response:
+        """Send one request, retrying connection errors and 5xx; raise ApiError for 4xx/5xx."""
+        headers = {"Content-Type": "application/json"} if content else {}
+        attempt = 0
+        while True:
+            request = self._http.build_request(method, path, content=content or None,
+                                               params=params, headers=headers)
+            if signed:  # a fresh timestamp and nonce on every attempt: retries are not replays
+                target = request.url.raw_path.decode("ascii")
+                request.headers.update(sign_request(self._key, self.account, method, target,
+                                                    content))
+            try:
+                response = self._http.send(request)
+            except httpx.TransportError:
+                if attempt >= self._retries:
+                    raise
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code not in _RETRY_STATUSES or attempt >= self._retries:
+                    raise _api_error(response)
+            time.sleep(self._backoff * 2**attempt)
+            attempt += 1
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        return ApiError(response.status_code, "about:blank", response.reason_phrase,
+                        response.text[:500])
+    return ApiError(response.status_code, str(document.get("type", "about:blank")),
+                    str(document.get("title", response.reason_phrase)),
+                    str(document.get("detail", "")), document)
+
+
+def verdict_from_json(data: dict[str, Any]) -> Verdict:
+    """Rebuild a :class:`~ledger_node.bundle.Verdict` from its JSON form."""
+    checks = tuple(
+        Check(str(c["name"]), bool(c["passed"]), str(c["detail"]), CheckStatus(c["status"]))
+        for c in data["checks"]
+    )
+    root = data.get("root")
+    return Verdict(bool(data["valid"]), bool(data["anchoring_checked"]), checks,
+                   str(data.get("mode", "chain")), None if root is None else bytes.fromhex(root))
