@@ -1,0 +1,283 @@
+"""SM2 member authentication: signed requests (headers, skew, replay, membership from the
+chain) and batch signatures, directly and through the API's evidence endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.settings import Settings
+from ledger_node import gmcrypto
+from ledger_node.auth import (
+    HEADER_NONCE,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    MembershipCache,
+    NonceCache,
+    RequestAuthenticator,
+    authenticate_batch,
+    sign_batch,
+    sign_request,
+)
+from ledger_node.chain import LedgerChain, Member, Role
+from ledger_node.demo import Party, new_party
+from ledger_node.errors import Forbidden, Unauthenticated
+from ledger_node.leaf import batch_digest
+from ledger_node.node import PlatformNode
+from tests.api_support import Consortium, make_consortium, make_node, random_leaves, submission
+from tests.test_api import assert_problem
+
+NOW = 1_800_000_000_000
+
+
+@pytest.fixture(scope="module")
+def consortium() -> Consortium:
+    return make_consortium(LedgerChain.embedded())
+
+
+def authenticator(consortium: Consortium, now: int = NOW, **kwargs: int) -> RequestAuthenticator:
+    return RequestAuthenticator(consortium.chain.member, clock_ms=lambda: now, **kwargs)
+
+
+def headers(party: Party, method: str = "GET", target: str = "/v1/x", body: bytes = b"",
+            **kwargs: object) -> dict[str, str]:
+    return sign_request(party.sm2_key, party.account.address, method, target, body,
+                        timestamp_ms=kwargs.get("timestamp_ms", NOW),  # type: ignore[arg-type]
+                        nonce=kwargs.get("nonce"))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- signed requests
+
+
+def test_a_signed_request_authenticates_its_member(consortium: Consortium) -> None:
+    auth = authenticator(consortium)
+    member = auth.authenticate("POST", "/v1/x?a=1", headers(consortium.pboc, "POST",
+                                                            "/v1/x?a=1", b"{}"), b"{}")
+    assert member.address == consortium.pboc.account.address and member.role is Role.REGULATOR
+    restricted = auth.authenticate("GET", "/v1/x", headers(consortium.unionpay), b"",
+                                   roles={Role.PLATFORM})
+    assert restricted.name == "unionpay"
+
+
+@pytest.mark.parametrize("change", ["method", "target", "body", "member", "timestamp", "nonce"])
+def test_any_change_to_the_signed_request_is_refused(consortium: Consortium,
+                                                     change: str) -> None:
+    signed = headers(consortium.pboc, "POST", "/v1/x?a=1", b"{}", nonce="n" * 20)
+    method, target, body = "POST", "/v1/x?a=1", b"{}"
+    if change == "method":
+        method = "PUT"
+    elif change == "target":
+        target = "/v1/x?a=2"
+    elif change == "body":
+        body = b"{ }"
+    elif change == "member":  # claims to be unionpay with pboc's signature
+        signed["X-JL-Member"] = consortium.unionpay.account.address
+    elif change == "timestamp":
+        signed[HEADER_TIMESTAMP] = str(NOW - 1)
+    else:
+        signed[HEADER_NONCE] = "m" * 20
+    with pytest.raises(Unauthenticated, match="does not verify"):
+        authenticator(consortium).authenticate(method, target, signed, body)
+
+
+def test_missing_and_malformed_headers(consortium: Consortium) -> None:
+    auth = authenticator(consortium)
+    good = headers(consortium.pboc)
+    with pytest.raises(Unauthenticated, match="missing authentication header"):
+        auth.authenticate("GET", "/v1/x", {}, b"")
+    for name, value, reason in (
+        ("X-JL-Member", "pboc", "20-byte address"),
+        (HEADER_TIMESTAMP, "yesterday", "milliseconds"),
+        (HEADER_NONCE, "short", "16..128"),
+        (HEADER_SIGNATURE, "not-hex", "hex DER"),
+    ):
+        with pytest.raises(Unauthenticated, match=reason):
+            auth.authenticate("GET", "/v1/x", good | {name: value}, b"")
+
+
+def test_clock_skew_window(consortium: Consortium) -> None:
+    auth = authenticator(consortium, skew_ms=30_000)
+    auth.authenticate("GET", "/v1/x", headers(consortium.pboc, timestamp_ms=NOW - 30_000), b"")
+    for stamp in (NOW - 30_001, NOW + 30_001):
+        with pytest.raises(Unauthenticated, match="from the server clock"):
+            auth.authenticate("GET", "/v1/x", headers(consortium.pboc, timestamp_ms=stamp), b"")
+
+
+def test_replayed_nonces_are_refused(consortium: Consortium) -> None:
+    auth = authenticator(consortium)
+    signed = headers(consortium.pboc)
+    auth.authenticate("GET", "/v1/x", signed, b"")
+    with pytest.raises(Unauthenticated, match="replayed"):
+        auth.authenticate("GET", "/v1/x", signed, b"")
+    # The same nonce from another member is not a replay of this one.
+    auth.authenticate("GET", "/v1/x", headers(consortium.unionpay, nonce=signed[HEADER_NONCE]),
+                      b"")
+
+
+def test_nonce_cache_is_bounded_without_opening_a_replay_window() -> None:
+    cache = NonceCache(capacity=3)
+    for i in range(3):
+        cache.remember("0xa", f"nonce-{i}", NOW + i, NOW + 60_000, NOW)
+    cache.remember("0xa", "nonce-3", NOW + 3, NOW + 60_000, NOW)  # evicts nonce-0
+    assert len(cache) == 3
+    with pytest.raises(Unauthenticated, match="older than the replay cache"):
+        cache.remember("0xa", "nonce-0", NOW + 0, NOW + 60_000, NOW)  # replay of evicted
+    with pytest.raises(Unauthenticated, match="replayed"):
+        cache.remember("0xa", "nonce-3", NOW + 3, NOW + 60_000, NOW)
+    cache.remember("0xa", "nonce-9", NOW + 9, NOW + 60_000, NOW + 70_000)  # others expired
+    assert len(cache) == 1
+
+
+def test_unknown_removed_and_mis_roled_members(consortium: Consortium) -> None:
+    stranger = new_party("stranger", Role.NONE)
+    auth = authenticator(consortium)
+    with pytest.raises(Unauthenticated, match="not a member"):
+        auth.authenticate("GET", "/v1/x", headers(stranger), b"")
+    with pytest.raises(Forbidden, match="auditor; only platform"):
+        auth.authenticate("GET", "/v1/x", headers(consortium.auditor), b"",
+                          roles={Role.PLATFORM})
+    # A member signing with a key other than its registered one is not authenticated.
+    impostor = Party("pboc", Role.REGULATOR, consortium.pboc.account,
+                     gmcrypto.generate_private_key())
+    with pytest.raises(Unauthenticated, match="does not verify"):
+        auth.authenticate("GET", "/v1/x", headers(impostor), b"")
+
+
+def test_membership_cache_expires(consortium: Consortium) -> None:
+    calls: list[str] = []
+    clock = [0.0]
+
+    def lookup(address: str) -> Member:
+        calls.append(address)
+        return consortium.chain.member(address)
+
+    cache = MembershipCache(lookup, ttl=2.0, clock=lambda: clock[0])
+    address = consortium.pboc.account.address
+    cache.get(address)
+    cache.get(address.lower())
+    assert len(calls) == 1
+    clock[0] = 2.5
+    cache.get(address)
+    assert len(calls) == 2
+    cache.invalidate(address)
+    cache.get(address)
+    assert len(calls) == 3
+
+
+# ---------------------------------------------------------------------- batch signatures
+
+
+def test_batch_authentication(consortium: Consortium) -> None:
+    log_id = b"\x07" * 32
+    leaves = random_leaves(2, seed=20)
+    members = MembershipCache(consortium.chain.member)
+    owner = consortium.unionpay.account.address
+
+    def check(party: Party, signature: bytes | None = None, verify: bool = True) -> None:
+        authenticate_batch(
+            members, platform_address=owner, log_id=log_id, leaves=leaves,
+            signer=party.account.address,
+            signature=signature if signature is not None else sign_batch(party.sm2_key, log_id,
+                                                                          leaves),
+            verify_signature=verify)
+
+    evidence = authenticate_batch(members, platform_address=owner, log_id=log_id, leaves=leaves,
+                                  signer=owner.lower(),
+                                  signature=sign_batch(consortium.unionpay.sm2_key, log_id,
+                                                       leaves))
+    assert evidence.signer == owner and evidence.digest == batch_digest(log_id, leaves)
+    with pytest.raises(Forbidden, match="regulator"):
+        check(consortium.pboc)
+    with pytest.raises(Forbidden, match="own log"):
+        check(consortium.wechatpay)
+    other = sign_batch(consortium.wechatpay.sm2_key, log_id, leaves)
+    with pytest.raises(Unauthenticated, match="does not verify"):
+        check(consortium.unionpay, other)
+    check(consortium.unionpay, other, verify=False)  # left to the node, which verifies
+
+
+# ---------------------------------------------------------------------- through the API
+
+
+@pytest.fixture(scope="module")
+def node(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[PlatformNode]:
+    node = make_node(consortium, tmp_path_factory.mktemp("auth") / "store.db")
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="module")
+def client(node: PlatformNode) -> Iterator[TestClient]:
+    with TestClient(create_app(node, Settings(membership_ttl_s=0.0))) as client:
+        yield client
+
+
+def evidence_headers(party: Party, index: int, **kwargs: object) -> dict[str, str]:
+    return sign_request(party.sm2_key, party.account.address, "GET",
+                        f"/v1/leaves/{index}/evidence", b"", **kwargs)  # type: ignore[arg-type]
+
+
+def test_evidence_endpoint_roles(client: TestClient, node: PlatformNode,
+                                 consortium: Consortium) -> None:
+    url = f"/v1/logs/{node.log_id.hex()}/leaves"
+    leaves = random_leaves(3, seed=21)
+    body = submission(consortium.unionpay, node.log_id, leaves)
+    index = client.post(url, json=body).json()["receipts"][1]["index"]
+    path = f"/v1/leaves/{index}/evidence"
+    for party in (consortium.unionpay, consortium.pboc):
+        answer = client.get(path, headers=evidence_headers(party, index))
+        assert answer.status_code == 200, answer.text
+        evidence = answer.json()
+        assert evidence["signer"] == consortium.unionpay.account.address
+        assert evidence["signature"] == body["signature"]
+        assert evidence["digest"] == batch_digest(node.log_id, leaves).hex()
+        assert evidence["leaf_count"] == 3
+    assert_problem(client.get(path, headers=evidence_headers(consortium.wechatpay, index)), 403,
+                   "forbidden", "only unionpay and regulators")
+    assert_problem(client.get(path, headers=evidence_headers(consortium.auditor, index)), 403,
+                   "forbidden", "auditor")
+    assert_problem(client.get(path), 401, "unauthenticated", "missing authentication header")
+    replay = evidence_headers(consortium.pboc, index)
+    assert client.get(path, headers=replay).status_code == 200
+    assert_problem(client.get(path, headers=replay), 401, "unauthenticated", "replayed")
+    stale = evidence_headers(consortium.pboc, index, timestamp_ms=NOW)
+    assert_problem(client.get(path, headers=stale), 401, "unauthenticated", "server clock")
+    other_path = evidence_headers(consortium.pboc, index + 1)
+    assert_problem(client.get(path, headers=other_path), 401, "unauthenticated", "not verify")
+    missing = node.size() + 5
+    assert_problem(client.get(f"/v1/leaves/{missing}/evidence",
+                              headers=evidence_headers(consortium.pboc, missing)), 404,
+                   "unknown-leaf")
+
+
+def test_removed_members_lose_access(tmp_path: Path) -> None:
+    consortium = make_consortium(LedgerChain.embedded())
+    node = make_node(consortium, tmp_path / "removal.db")
+    try:
+        with TestClient(create_app(node, Settings(membership_ttl_s=0.0))) as client:
+            url = f"/v1/logs/{node.log_id.hex()}/leaves"
+            leaves = random_leaves(2, seed=22)
+            index = client.post(url, json=submission(consortium.unionpay, node.log_id,
+                                                     leaves[:1])).json()["receipts"][0]["index"]
+            assert client.get(f"/v1/leaves/{index}/evidence", headers=evidence_headers(
+                consortium.unionpay, index)).status_code == 200
+            with node.chain_lock:  # wechatpay and pboc vote unionpay out (2 of 3)
+                wechat = consortium.as_party(consortium.wechatpay)
+                proposal, _ = wechat.propose_remove_member(consortium.unionpay.account.address)
+                consortium.chain.approve(proposal)
+                assert not consortium.chain.member(consortium.unionpay.account.address).active
+            assert_problem(client.get(f"/v1/leaves/{index}/evidence",
+                                      headers=evidence_headers(consortium.unionpay, index)),
+                           403, "forbidden", "removed")
+            size = node.size()
+            assert_problem(client.post(url, json=submission(consortium.unionpay, node.log_id,
+                                                            leaves[1:])),
+                           403, "forbidden", "removed")
+            assert node.size() == size
+    finally:
+        node.stop()
