@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from eth_utils.address import is_checksum_address
+from web3 import Web3
 
 from ledger_node.chain import AnchoredCheckpoint, Deployment, LedgerChain
 from ledger_node.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
@@ -393,7 +394,9 @@ class Verdict:
     check passed; checks marked ``NOT_CHECKED`` do not count against it. In key-only mode
     the anchoring checks are ``NOT_CHECKED`` and ``anchoring_checked`` is false: a valid
     verdict then proves inclusion up to a checkpoint signed by the given key, no more.
-    ``root`` is the root the leaf was proved against (in chain mode, the chain's).
+    ``root`` is the root the leaf was proved against (in chain mode, the chain's), set only
+    when the verdict is valid. ``deployment_pinned`` says whether the contract checked was
+    the one the verifier trusts (true) or merely the one the bundle names (false).
     """
 
     valid: bool
@@ -401,6 +404,7 @@ class Verdict:
     checks: tuple[Check, ...]
     mode: str = "chain"  # "chain" | "key-only" | "untrusted"
     root: bytes | None = None
+    deployment_pinned: bool = False  # the contract was the verifier's choice, not the bundle's
 
     @property
     def reasons(self) -> list[str]:
@@ -416,7 +420,10 @@ class Verdict:
         if not self.anchoring_checked:
             return ("VALID up to the signed checkpoint (key-only mode): the anchoring on chain "
                     "was NOT checked")
-        return "VALID: the leaf is in the log at a checkpoint whose root was read from the chain"
+        text = "VALID: the leaf is in the log at a checkpoint whose root was read from the chain"
+        if not self.deployment_pinned:
+            text += " (from the contract the bundle names: not pinned by the verifier)"
+        return text
 
     def check(self, name: str) -> Check:
         """The check called ``name``; raise ``KeyError`` if the verdict has none."""
@@ -432,6 +439,7 @@ class Verdict:
             "summary": self.summary,
             "anchoring_checked": self.anchoring_checked,
             "mode": self.mode,
+            "deployment_pinned": self.deployment_pinned,
             "root": None if self.root is None else self.root.hex(),
             "checks": [c.to_json() for c in self.checks],
             "reasons": self.reasons,
@@ -519,11 +527,17 @@ def verify_bundle(
     checkpoint_key: SM2PublicKey | None = None,
     opening: RecordOpening | None = None,
     disclosure: FieldDisclosure | None = None,
+    deployment: Deployment | None = None,
 ) -> Verdict:
     """Verify ``bundle`` and return a :class:`Verdict` listing every check and its reason.
 
-    With ``chain`` (a :class:`LedgerChain` on the bundle's chain, any provider, bound or
-    not) the verifier attaches to the bundle's deployment itself and checks, in order:
+    With ``chain`` (a :class:`LedgerChain` on the bundle's chain, any provider) the
+    verifier attaches to the bundle's deployment itself. The contract is *pinned* when the
+    verifier says which deployment it trusts, by ``deployment`` or by passing a ``chain``
+    already bound to one: the bundle must then name exactly that contract. Unpinned, the
+    contract is the one the bundle names (``Verdict.deployment_pinned`` is false, and the
+    ``deployment`` check says so): anyone can deploy a JointLedger of their own, so pin it
+    wherever the consortium's deployment is known. Then, in order, the checks are:
     ``structure`` (sizes, index, hash names, path length, field sizes), ``inclusion`` (the
     leaf hash and path compute the checkpoint's root), ``deployment`` (chain id, contract
     code, ABI), ``checkpoint_on_chain`` (the contract holds the same root and timestamp for
@@ -544,6 +558,7 @@ def verify_bundle(
     :class:`ChainError` only when the chain itself cannot be read (unreachable node).
     """
     run = _Run()
+    ctx = _ChainContext(bundle)
     mode = MODE_CHAIN if chain is not None else (
         MODE_KEY_ONLY if checkpoint_key is not None else MODE_UNTRUSTED)
     signed = bundle.checkpoint
@@ -555,8 +570,8 @@ def verify_bundle(
 
     root: bytes | None = None
     if chain is not None:
-        ctx = _ChainContext(bundle)
-        run.run(CHECK_DEPLOYMENT, (CHECK_STRUCTURE,), lambda: ctx.attach(chain))
+        trusted = deployment if deployment is not None else _bound_deployment(chain)
+        run.run(CHECK_DEPLOYMENT, (CHECK_STRUCTURE,), lambda: ctx.attach(chain, trusted))
         run.run(CHECK_CHECKPOINT_ON_CHAIN, (CHECK_DEPLOYMENT,), ctx.checkpoint_on_chain)
         run.run(CHECK_LOG_OWNER, (CHECK_CHECKPOINT_ON_CHAIN,), ctx.log_owner)
         run.run(CHECK_SIGNATURE, (CHECK_LOG_OWNER,), lambda: ctx.signature(checkpoint_key))
@@ -593,8 +608,17 @@ def verify_bundle(
     checks = tuple(run.checks)
     valid = mode != MODE_UNTRUSTED and all(
         c.status in (CheckStatus.PASSED, CheckStatus.NOT_CHECKED) for c in checks)
+    pinned = chain is not None and ctx.pinned
     return Verdict(valid=valid, anchoring_checked=chain is not None, checks=checks, mode=mode,
-                   root=root if valid else None)
+                   root=root if valid else None, deployment_pinned=pinned)
+
+
+def _bound_deployment(chain: LedgerChain) -> Deployment | None:
+    """The deployment ``chain`` is bound to, or ``None`` if it is not bound to any."""
+    try:
+        return chain.deployment
+    except ChainError:
+        return None
 
 
 def _no_trust() -> str:
@@ -707,6 +731,7 @@ class _ChainContext:
         self.anchored: AnchoredCheckpoint | None = None
         self.key: SM2PublicKey | None = None
         self.owner: str = ""
+        self.pinned = False
 
     @property
     def chain_root(self) -> bytes:
@@ -720,15 +745,28 @@ class _ChainContext:
             raise _Fail("deployment has not passed")
         return self.chain
 
-    def attach(self, chain: LedgerChain) -> str:
+    def attach(self, chain: LedgerChain, trusted: Deployment | None) -> str:
         anchor = self.bundle.anchor
         connected = chain.chain_id
         if connected != anchor.chain_id:
             raise _Fail(f"the bundle is for chain {anchor.chain_id}, the chain given is "
                         f"{connected}")
+        if trusted is not None:
+            if trusted.chain_id != anchor.chain_id:
+                raise _Fail(f"the bundle is for chain {anchor.chain_id}, the verifier trusts "
+                            f"the deployment on chain {trusted.chain_id}")
+            if Web3.to_checksum_address(trusted.address) != anchor.contract:
+                raise _Fail(f"the bundle names contract {anchor.contract}, the verifier trusts "
+                            f"{Web3.to_checksum_address(trusted.address)}")
+            if trusted.abi_sha256 != anchor.abi_sha256:
+                raise _Fail(f"the bundle names ABI {anchor.abi_sha256[:16]}…, the trusted "
+                            f"deployment has {trusted.abi_sha256[:16]}…")
         self.chain = chain.attach(anchor.deployment)
+        self.pinned = trusted is not None
+        whose = ("the deployment the verifier trusts" if trusted is not None
+                 else "named by the bundle, NOT pinned by the verifier")
         return (f"JointLedger {anchor.contract} on chain {anchor.chain_id} "
-                f"(ABI {anchor.abi_sha256[:16]}…)")
+                f"(ABI {anchor.abi_sha256[:16]}…): {whose}")
 
     def checkpoint_on_chain(self) -> str:
         cp = self.bundle.checkpoint.checkpoint

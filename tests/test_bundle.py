@@ -215,10 +215,46 @@ def test_a_good_bundle_verifies_against_the_chain(world: World) -> None:
     assert [c["status"] for c in document["checks"]] == ["passed"] * len(CHECK_NAMES)
 
 
-def test_the_verifier_attaches_whatever_the_chain_is_bound_to(world: World) -> None:
-    """A chain bound to another deployment (or with an account) is re-attached."""
-    other, _, _, _, _ = deploy_consortium(world.chain)
-    assert_all_passed(verify_bundle(world.bundle(0), chain=other))
+def test_an_unbound_chain_checks_the_contract_the_bundle_names(world: World) -> None:
+    verdict = verify_bundle(world.bundle(0), chain=world.chain)
+    assert verdict.valid and not verdict.deployment_pinned
+    assert "NOT pinned" in verdict.check("deployment").detail
+    assert "not pinned by the verifier" in verdict.summary
+
+
+def test_a_bound_chain_or_a_deployment_pins_the_contract(world: World) -> None:
+    bound = world.chain.attach(world.deployment).with_account(world.unionpay.account)
+    for verdict in (verify_bundle(world.bundle(0), chain=bound),
+                    verify_bundle(world.bundle(0), chain=world.chain,
+                                  deployment=world.deployment)):
+        assert_all_passed(verdict)
+        assert verdict.deployment_pinned and verdict.to_json()["deployment_pinned"] is True
+        assert "not pinned" not in verdict.summary
+    other, other_deployment, _, _, _ = deploy_consortium(world.chain)
+    for verdict in (verify_bundle(world.bundle(0), chain=other),
+                    verify_bundle(world.bundle(0), chain=world.chain,
+                                  deployment=other_deployment)):
+        assert_fails_at(verdict, "deployment", "the verifier trusts", other_deployment.address)
+    stale = replace(world.deployment, abi_sha256="11" * 32)
+    assert_fails_at(verify_bundle(world.bundle(0), chain=world.chain, deployment=stale),
+                    "deployment", "the trusted deployment has")
+    elsewhere = replace(world.deployment, chain_id=5)
+    assert_fails_at(verify_bundle(world.bundle(0), chain=world.chain, deployment=elsewhere),
+                    "deployment", "trusts the deployment on chain 5")
+
+
+def test_pinning_defeats_a_contract_of_the_attackers_own(world: World) -> None:
+    """Anyone may deploy a JointLedger naming itself "unionpay" and anchor a forged log."""
+    bound, rogue, fake_unionpay, _, _ = deploy_consortium(world.chain)
+    forged = [Leaf(os.urandom(32)) for _ in range(3)]
+    log = merkle.MerkleLog(merkle.SM3_HASHER)
+    log.extend(leaf.leaf_data() for leaf in forged)
+    signed, rogue_anchor = anchor(bound, fake_unionpay, UNIONPAY_LOG, log, 3, rogue)
+    bundle = build_bundle(forged[1], 1, signed, rogue_anchor, log=log)
+    unpinned = verify_bundle(bundle, chain=world.chain)
+    assert unpinned.valid and not unpinned.deployment_pinned  # the documented limit
+    pinned = verify_bundle(bundle, chain=world.chain, deployment=world.deployment)
+    assert_fails_at(pinned, "deployment", f"names contract {rogue.address}")
 
 
 def test_key_only_mode_verifies_up_to_the_signed_checkpoint(world: World) -> None:
@@ -283,8 +319,6 @@ Mutation = Callable[[World, ProofBundle], ProofBundle]
 def _forged_tree(world: World, bundle: ProofBundle) -> ProofBundle:
     """A node that lies: a fake leaf in a fake tree, self-consistent, old signature."""
     fake = Leaf(os.urandom(32))
-    log = merkle.MerkleLog(merkle.SM3_HASHER)
-    log.extend(leaf.leaf_data() for leaf in world.leaves)
     forged_leaves = [*world.leaves[:4], fake, *world.leaves[5:]]
     log = merkle.MerkleLog(merkle.SM3_HASHER)
     log.extend(leaf.leaf_data() for leaf in forged_leaves)
@@ -367,6 +401,8 @@ MUTATIONS: list[tuple[str, Mutation, str, tuple[str, ...]]] = [
     ("platform-name-signed-by-named", lambda w, b: with_checkpoint(
         b, w.wechatpay, platform="wechatpay"), "log_owner", ("the checkpoint names",)),
     ("another-contract", _another_contract, "checkpoint_on_chain", ("never anchored",)),
+    ("another-contract-pinned", _another_contract, "deployment",
+     ("the verifier trusts",)),
     ("contract-without-code", _anchor(contract=Web3.to_checksum_address("0x" + "ab" * 20)),
      "deployment", ("no contract code",)),
     ("another-chain-id", _anchor(chain_id=1), "deployment", ("the bundle is for chain 1",)),
@@ -395,12 +431,14 @@ MUTATIONS: list[tuple[str, Mutation, str, tuple[str, ...]]] = [
 @pytest.mark.parametrize(("mutate", "check", "words"),
                          [pytest.param(m, c, w, id=n) for n, m, c, w in MUTATIONS])
 def test_every_mutation_fails_at_its_check(world: World, mutate: Mutation, check: str,
-                                           words: tuple[str, ...]) -> None:
+                                           words: tuple[str, ...],
+                                           request: pytest.FixtureRequest) -> None:
     good = world.bundle(4)
     assert_all_passed(verify_bundle(good, chain=world.chain))
     bad = mutate(world, good)
     assert bad != good
-    verdict = verify_bundle(bad, chain=world.chain)
+    pin = world.deployment if request.node.callspec.id.endswith("-pinned") else None
+    verdict = verify_bundle(bad, chain=world.chain, deployment=pin)
     assert_fails_at(verdict, check, *words)
     assert verdict.check(check).detail in " ".join(verdict.reasons)
     # checks that depend on the failed one are reported as not run, never as passed
