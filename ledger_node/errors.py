@@ -168,3 +168,7 @@ class ApiError(LedgerError):
 
 class ProofPending(LedgerError, TimeoutError):
     """A leaf's proof bundle was still pending (not anchored) when the wait ran out."""
+
+
+class InvalidConfig(LedgerError, ValueError):
+    """A node's configuration file is missing, malformed or names unusable files or values."""
