@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from eth_utils.address import is_checksum_address
 from web3 import Web3
+from web3.exceptions import Web3Exception
 
 from ledger_node.chain import AnchoredCheckpoint, Deployment, LedgerChain
 from ledger_node.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
@@ -507,6 +508,8 @@ class _Run:
                 raise
             self.checks.append(Check(name, False, str(exc)))
             return False
+        except Web3Exception as exc:  # some are ValueErrors: an RPC failure is not a verdict
+            raise ChainError(f"reading the chain failed during the {name} check: {exc!r}") from exc
         except (LedgerError, ValueError, TypeError) as exc:
             self.checks.append(Check(name, False, str(exc) or type(exc).__name__))
             return False
@@ -798,7 +801,9 @@ class _ChainContext:
         anchored_in = self.anchored.block_number if self.anchored is not None else 0
         # The key in force when the checkpoint was anchored: the old key of the first
         # rotation after that block, or the key registered now if there was none since.
-        rotations = chain.events("KeyRotated", from_block=anchored_in + 1, account=owner)
+        later = anchored_in + 1
+        rotations = (chain.events("KeyRotated", from_block=later, account=owner)
+                     if later <= chain.block_number() else [])
         raw = bytes(rotations[0].args["oldKey"]) if rotations else member.public_key
         self.key = SM2PublicKey.from_raw(raw)
         self.owner = owner

@@ -852,6 +852,14 @@ def test_bundles_verify_on_anvil(anvil_url: str) -> None:
                     "signature")
     assert_fails_at(verify_bundle(_never_anchored_size(anvil_world, good), chain=reader),
                     "checkpoint_on_chain")
+    # anchored in the chain's latest block: nothing after it to scan for key rotations
+    extra = Leaf(os.urandom(32))
+    anvil_world.log.append(extra.leaf_data())
+    signed, latest = anchor(reader.attach(anvil_world.deployment), anvil_world.unionpay,
+                            UNIONPAY_LOG, anvil_world.log, LOG_SIZE + 1, anvil_world.deployment)
+    assert latest.block_number == reader.block_number()
+    fresh = build_bundle(extra, LOG_SIZE, signed, latest, log=anvil_world.log)
+    assert_all_passed(verify_bundle(fresh, chain=reader, deployment=anvil_world.deployment))
     # an anvil bundle checked against the embedded chain: another chain id
     assert_fails_at(verify_bundle(good, chain=LedgerChain.embedded()), "deployment",
                     f"the bundle is for chain {good.anchor.chain_id}")
