@@ -1,0 +1,267 @@
+"""Running a platform node with its HTTP API: the config file, the chain, uvicorn.
+
+``jointledger serve --role platform --name unionpay --config FILE`` calls
+:func:`load_serve_config` and :func:`serve_platform`. The config file is TOML::
+
+    [node]
+    platform = "unionpay"          # the platform's name; its log is (platform, shard)
+    shard = 0
+    store = "unionpay.db"          # SQLite store (WAL); relative paths: to the config file
+    hash = "sm3"                   # "sm3" | "sha256"
+    seal_interval = 0.2            # seconds between checkpoints at most
+    seal_size = 10000              # or as soon as this many leaves are pending
+    max_batch = 10000              # leaves per submission at most
+
+    [http]
+    host = "127.0.0.1"             # loopback only
+    port = 8700                    # 0: any free port
+    max_body_bytes = 33554432      # larger bodies get 413 before parsing
+    clock_skew_ms = 30000          # signed requests: allowed clock distance
+    membership_ttl_s = 2.0         # seconds a chain membership record is cached
+
+    [keys]
+    sm2 = "keys/unionpay.sm2.pem"          # the platform's SM2 private key (PEM)
+    account = "keys/unionpay.account.key"  # its chain account key (hex)
+
+    [chain]
+    deployment = "deployment.json" # the JointLedger deployment (chain id, address, ...)
+    rpc_url = "http://127.0.0.1:8545"  # JSON-RPC node; --rpc-url overrides it
+
+The chain is reached through ``rpc_url`` (``jointledger chain`` serves the embedded chain
+over JSON-RPC, so every member's node reaches the same one); tests and tools may hand an
+in-process :class:`~ledger_node.chain.LedgerChain` instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import uvicorn
+from fastapi import FastAPI
+
+from api.main import create_app
+from api.settings import Settings
+from ledger_node.chain import Deployment, LedgerChain
+from ledger_node.errors import InvalidConfig, InvalidKey
+from ledger_node.keyfiles import MemberKeys, load_member_keys
+from ledger_node.node import NodeConfig, PlatformNode
+
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+DEFAULT_PORT: Final = 8700
+_START_TIMEOUT_S: Final = 20.0
+_SECTIONS: Final = {
+    "node": {"platform", "shard", "store", "hash", "seal_interval", "seal_size", "max_batch",
+             "member_cache_ttl"},
+    "http": {"host", "port", "max_body_bytes", "clock_skew_ms", "membership_ttl_s",
+             "nonce_capacity", "retry_after_s"},
+    "keys": {"sm2", "account"},
+    "chain": {"deployment", "rpc_url"},
+}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything needed to run one platform node with its HTTP API."""
+
+    node: NodeConfig
+    sm2_key: Path
+    account_key: Path
+    deployment: Path
+    rpc_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    http: Settings = field(default_factory=Settings)
+
+    def __post_init__(self) -> None:
+        if self.host not in LOOPBACK_HOSTS:
+            raise InvalidConfig(f"http.host {self.host!r}: the node binds to loopback only "
+                                f"({', '.join(sorted(LOOPBACK_HOSTS))})")
+        if not 0 <= self.port <= 65535:
+            raise InvalidConfig(f"http.port {self.port} is not a TCP port")
+
+
+def _section(document: Mapping[str, Any], name: str, required: bool) -> dict[str, Any]:
+    value = document.get(name, {})
+    if not isinstance(value, dict):
+        raise InvalidConfig(f"[{name}] must be a table")
+    if required and not value:
+        raise InvalidConfig(f"[{name}] is missing")
+    unknown = sorted(set(value) - _SECTIONS[name])
+    if unknown:
+        raise InvalidConfig(f"[{name}] has unknown key {unknown[0]!r}")
+    return value
+
+
+def _typed(section: str, data: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
+           default: Any = None, *, required: bool = False) -> Any:
+    if key not in data:
+        if required:
+            raise InvalidConfig(f"{section}.{key} is missing")
+        return default
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise InvalidConfig(f"{section}.{key} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def load_serve_config(path: Path) -> ServeConfig:
+    """Read a TOML config file (format in the module docstring).
+
+    Relative paths in it are resolved against the file's directory. Raises
+    :class:`InvalidConfig` naming the offending key for a missing, unreadable or malformed
+    file.
+    """
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidConfig(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidConfig(f"{path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(document) - set(_SECTIONS))
+    if unknown:
+        raise InvalidConfig(f"unknown section [{unknown[0]}] in {path}")
+    base = path.resolve().parent
+    node = _section(document, "node", True)
+    http = _section(document, "http", False)
+    keys = _section(document, "keys", True)
+    chain = _section(document, "chain", True)
+
+    def file(section: str, data: Mapping[str, Any], key: str) -> Path:
+        return base / Path(_typed(section, data, key, str, required=True))
+
+    number = (int, float)
+    try:
+        node_config = NodeConfig(
+            platform=_typed("node", node, "platform", str, required=True),
+            store_path=file("node", node, "store"),
+            shard=_typed("node", node, "shard", int, 0),
+            hash_name=_typed("node", node, "hash", str, "sm3"),
+            seal_interval=float(_typed("node", node, "seal_interval", number, 0.2)),
+            seal_size=_typed("node", node, "seal_size", int, 10_000),
+            max_batch=_typed("node", node, "max_batch", int, 10_000),
+            member_cache_ttl=float(_typed("node", node, "member_cache_ttl", number, 1.0)),
+        )
+        settings_values = {k: v for k, v in http.items() if k not in {"host", "port"}}
+        settings = Settings(**settings_values)
+    except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise InvalidConfig(f"{path}: {exc}") from None
+    return ServeConfig(
+        node=node_config,
+        sm2_key=file("keys", keys, "sm2"),
+        account_key=file("keys", keys, "account"),
+        deployment=file("chain", chain, "deployment"),
+        rpc_url=_typed("chain", chain, "rpc_url", str),
+        host=_typed("http", http, "host", str, "127.0.0.1"),
+        port=_typed("http", http, "port", int, DEFAULT_PORT),
+        http=settings,
+    )
+
+
+def load_keys(config: ServeConfig) -> MemberKeys:
+    """The platform's SM2 key and chain account key; :class:`InvalidConfig` if unusable."""
+    try:
+        return load_member_keys(config.sm2_key, config.account_key)
+    except InvalidKey as exc:
+        raise InvalidConfig(f"key files: {exc}") from None
+
+
+def build_node(config: ServeConfig, *, chain: LedgerChain | None = None,
+               rpc_url: str | None = None) -> PlatformNode:
+    """A (not yet started) node for ``config``.
+
+    The chain is ``chain`` if given (any provider; re-bound to the platform's account and
+    the deployment file), else a JSON-RPC client of ``rpc_url`` or the config's ``rpc_url``.
+    Raises :class:`InvalidConfig` without a chain, :class:`~ledger_node.errors.ChainError`
+    / :class:`~ledger_node.errors.DeploymentError` if it cannot be reached or holds no
+    such deployment.
+    """
+    keys = load_keys(config)
+    deployment = Deployment.load(config.deployment)
+    if chain is None:
+        url = rpc_url or config.rpc_url
+        if url is None:
+            raise InvalidConfig("no chain: set chain.rpc_url in the config or pass --rpc-url")
+        chain = LedgerChain.from_rpc(url)
+    bound = chain.with_account(keys.account).attach(deployment)
+    return PlatformNode(config.node, bound, keys.sm2_key)
+
+
+class PlatformServer:
+    """A node's HTTP API served by uvicorn in a background thread (tests, tools, benches).
+
+    It does not own the node: start the node before and stop it after.
+    """
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Serve ``app`` on ``host``:``port`` (0: a free port) once :meth:`start` is called."""
+        if host not in LOOPBACK_HOSTS:
+            raise InvalidConfig(f"host {host!r}: serve on loopback only")
+        self._server = uvicorn.Server(uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+        ))
+        self._thread: threading.Thread | None = None
+        self.host = host
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` once started."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        """Start serving; return once the socket listens. Raises RuntimeError if it fails."""
+        self._thread = threading.Thread(target=self._server.run, name="jointledger-http",
+                                        daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"HTTP server on {self.host}:{self.port} failed to start")
+            if time.monotonic() > deadline:
+                raise RuntimeError("HTTP server did not start in time")
+            time.sleep(0.01)
+        sockets = self._server.servers[0].sockets if self._server.servers else ()
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+
+    def stop(self) -> None:
+        """Stop serving and wait for the server thread to end."""
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=_START_TIMEOUT_S)
+            self._thread = None
+
+
+def serve_platform(
+    config: ServeConfig,
+    *,
+    rpc_url: str | None = None,
+    chain: LedgerChain | None = None,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Run a platform node and its HTTP API until interrupted (SIGINT / SIGTERM).
+
+    Starts the node (store, writer, sealer), serves the API on ``config.host:port`` and, on
+    exit, stops the API, then drains and seals the node. Raises what :func:`build_node` and
+    :meth:`PlatformNode.start` raise.
+    """
+    node = build_node(config, chain=chain, rpc_url=rpc_url)
+    node.start()
+    try:
+        app = create_app(node, config.http)
+        server = uvicorn.Server(uvicorn.Config(
+            app, host=config.host, port=config.port, log_level="warning", access_log=False,
+            lifespan="off",
+        ))
+        echo(f"{node.platform} node: log {node.log_id.hex()} ({node.size()} leaves), "
+             f"chain {node.deployment.chain_id} contract {node.deployment.address}")
+        echo(f"serving on http://{config.host}:{config.port} (API docs at /docs)")
+        server.run()
+    finally:
+        node.stop()
