@@ -18,8 +18,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import queue
+import struct
 import threading
 import time
 from collections import deque
@@ -32,7 +34,7 @@ from ledger_node import gmcrypto
 from ledger_node.bundle import ChainAnchor, ProofBundle
 from ledger_node.chain import LedgerChain, Member, Role
 from ledger_node.checkpoint import log_id_for
-from ledger_node.encoding import encode_parts
+from ledger_node.encoding import domain_tag
 from ledger_node.errors import (
     ChainError,
     Forbidden,
@@ -46,7 +48,7 @@ from ledger_node.errors import (
     UnknownCheckpoint,
     UnknownLeaf,
 )
-from ledger_node.hashes import sm3
+from ledger_node.hashes import HashFunction, sm3
 from ledger_node.leaf import Leaf, LeafSummary
 from ledger_node.merkle import ConsistencyProof, MerkleLog, TreeHead, hasher_for
 from ledger_node.sealer import Sealer
@@ -93,7 +95,10 @@ class NodeConfig:
     """A platform node's settings.
 
     ``member_cache_ttl``: how long (seconds) a signer's membership read from the chain is
-    reused before it is read again (a removal or key rotation takes effect within it).
+    reused before it is read again (a removal or key rotation takes effect within it);
+    ``member_stale_limit``: how old an entry may be used while the chain cannot be read.
+    ``validation_threads``: how many submissions hash and verify signatures at once (the
+    rest queue): bounding it keeps the writer and sealer threads their share of the GIL.
     """
 
     platform: str
@@ -104,6 +109,8 @@ class NodeConfig:
     seal_size: int = 10_000
     max_batch: int = 10_000
     member_cache_ttl: float = 1.0
+    member_stale_limit: float = 60.0
+    validation_threads: int = 2
 
 
 @dataclass
@@ -118,6 +125,58 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     receipts: list[Receipt] | None = None
     error: BaseException | None = None
+
+
+_LEAF_TAG: Final = domain_tag("leaf")
+_BATCH_TAG: Final = domain_tag("batch")
+_LEN32: Final = struct.pack(">I", 32)
+_NO_TAGS: Final = struct.pack(">II", 0, 0)
+
+
+def _sm3_function() -> HashFunction:
+    """SM3 through hashlib's OpenSSL when it has it (copying a context is the cheapest way
+    to hash many short inputs), else through :func:`ledger_node.hashes.sm3`."""
+    try:
+        base = hashlib.new("sm3")
+    except ValueError:
+        return sm3
+
+    def digest(data: bytes) -> bytes:
+        ctx = base.copy()
+        ctx.update(data)
+        return ctx.digest()
+
+    return digest
+
+
+_SM3: Final = _sm3_function()
+
+
+def intake_leaf_data(leaves: Sequence[Leaf]) -> list[bytes]:
+    """``[leaf.leaf_data() for leaf in leaves]``, computed in one tight loop.
+
+    The same bytes as :func:`ledger_node.leaf.leaf_data` (tag, then each part length
+    prefixed; a commitment, escrow digest and match tags are 32 bytes, absent tags empty),
+    without its per-part generic encoding: intake spends most of its time here.
+    """
+    out: list[bytes] = []
+    put, h, join = out.append, _SM3, b"".join
+    for leaf in leaves:
+        match_tag = leaf.match_tag
+        tail = _NO_TAGS if match_tag is None else join(
+            (_LEN32, match_tag, _LEN32, leaf.amount_tag or b""))
+        put(join((_LEAF_TAG, _LEN32, leaf.commitment, _LEN32, h(leaf.escrow), tail)))
+    return out
+
+
+def intake_batch_digest(log_id: bytes, datas: Sequence[bytes]) -> bytes:
+    """:func:`ledger_node.leaf.batch_digest` from the leaves' data already encoded."""
+    pack = struct.Struct(">I").pack
+    parts = [_BATCH_TAG, pack(len(log_id)), log_id]
+    for data in datas:
+        parts.append(pack(len(data)))
+        parts.append(data)
+    return _SM3(b"".join(parts))
 
 
 def _percentile(samples: Sequence[float], q: float) -> float:
@@ -141,8 +200,8 @@ class PlatformNode:
         :class:`~ledger_node.errors.StoreMismatch` for a bad store, :class:`ChainError` if
         the chain has no deployment or account, ``ValueError`` for a bad configuration.
         """
-        if not 1 <= config.max_batch:
-            raise ValueError(f"max_batch must be at least 1, got {config.max_batch}")
+        if config.max_batch < 1 or config.validation_threads < 1:
+            raise ValueError("max_batch and validation_threads must be at least 1")
         self.config = config
         self.platform = config.platform
         self.log_id = log_id_for(config.platform, config.shard)
@@ -166,6 +225,8 @@ class PlatformNode:
         self._writer: threading.Thread | None = None
         self._members: dict[str, tuple[float, Member]] = {}
         self._members_lock = threading.Lock()
+        self._refreshing = threading.Lock()
+        self._cpu_slots = threading.BoundedSemaphore(config.validation_threads)
         self._metrics_lock = threading.Lock()
         self._counts = {
             "submissions": 0, "leaves": 0, "duplicates": 0, "rejected": 0, "commits": 0,
@@ -280,8 +341,13 @@ class PlatformNode:
                 raise InvalidLeaf(f"leaves[{i}]", f"must be a Leaf, got {type(leaf).__name__}")
         if not isinstance(evidence, BatchEvidence):
             raise InvalidBatch("evidence must be a BatchEvidence")
-        datas = [leaf.leaf_data() for leaf in leaves]
-        digest = sm3(encode_parts("batch", self.log_id, *datas))  # == leaf.batch_digest
+        with self._cpu_slots:
+            return self._validate_slot(leaves, evidence, started, received)
+
+    def _validate_slot(self, leaves: Sequence[Leaf], evidence: BatchEvidence, started: float,
+                       received: float) -> _Pending:
+        datas = intake_leaf_data(leaves)
+        digest = intake_batch_digest(self.log_id, datas)
         if not isinstance(evidence.digest, bytes) or not hmac.compare_digest(
             evidence.digest, digest
         ):
@@ -308,22 +374,42 @@ class PlatformNode:
                 f"batch signature does not verify with the SM2 key registered on chain for "
                 f"{signer}: {exc}"
             ) from None
-        hash_leaf = self._hasher.hash_leaf
-        return _Pending(tuple(leaves), tuple(hash_leaf(d) for d in datas), evidence, received,
-                        started)
+        return _Pending(tuple(leaves), self._leaf_hashes(datas), evidence, received, started)
+
+    def _leaf_hashes(self, datas: Sequence[bytes]) -> tuple[bytes, ...]:
+        bulk = getattr(self._hasher, "hash_leaves", None)
+        if bulk is None:
+            hash_leaf = self._hasher.hash_leaf
+            return tuple(hash_leaf(d) for d in datas)
+        joined = bytes(bulk(datas))
+        d = self._hasher.digest_size
+        return tuple(joined[i:i + d] for i in range(0, len(joined), d))
 
     def _member(self, address: str) -> Member:
-        """The chain's membership record of ``address``, cached for ``member_cache_ttl``."""
+        """The chain's membership record of ``address``, cached for ``member_cache_ttl``.
+
+        One thread refreshes an expired entry while the others keep using it; if the chain
+        cannot be read, an entry younger than ``member_stale_limit`` is used (intake goes on
+        while the chain is down) and an older or missing one raises :class:`ChainError`.
+        """
         now = time.monotonic()
         with self._members_lock:
             cached = self._members.get(address)
         if cached is not None and now - cached[0] < self.config.member_cache_ttl:
             return cached[1]
+        if cached is not None and not self._refreshing.acquire(blocking=False):
+            return cached[1]  # another thread is reading it from the chain right now
+        if cached is None:
+            self._refreshing.acquire()
         try:
             with self.chain_lock:
                 member = self.chain.member(address)
         except ChainError:
+            if cached is not None and now - cached[0] < self.config.member_stale_limit:
+                return cached[1]
             raise
+        finally:
+            self._refreshing.release()
         with self._members_lock:
             self._members[address] = (now, member)
         return member

@@ -145,13 +145,17 @@ class Sealer:
 
     def _run(self) -> None:
         backoff = 0.0
+        due = time.monotonic() + self._interval  # seals start every interval, not after one
         while True:
             with self._cond:
-                delay = backoff if backoff else self._interval
-                if not self._stopping and (backoff or self._pending_leaves < self._seal_size):
-                    self._cond.wait(delay)
+                while not self._stopping:
+                    wait = (due if not backoff else due + backoff) - time.monotonic()
+                    if wait <= 0 or (not backoff and self._pending_leaves >= self._seal_size):
+                        break
+                    self._cond.wait(wait)
                 if self._stopping:
                     return
+            due = time.monotonic() + self._interval
             try:
                 self.seal_once()
                 backoff = 0.0

@@ -289,6 +289,8 @@ class SQLiteStore(LeafStore):
             raise StoreCorrupted(f"store {self._path} cannot use WAL mode (got {mode!r})")
         db.execute("PRAGMA synchronous = FULL")
         db.execute("PRAGMA foreign_keys = ON")
+        # the leaf-hash index takes random inserts: keep its pages in memory (64 MiB)
+        db.execute("PRAGMA cache_size = -65536")
         problems = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
             raise StoreCorrupted(

@@ -36,7 +36,13 @@ from ledger_node.errors import (
 )
 from ledger_node.leaf import Leaf, batch_digest
 from ledger_node.merkle import SM3_HASHER, MerkleLog
-from ledger_node.node import BatchEvidence, NodeConfig, PlatformNode
+from ledger_node.node import (
+    BatchEvidence,
+    NodeConfig,
+    PlatformNode,
+    intake_batch_digest,
+    intake_leaf_data,
+)
 from ledger_node.store import NewBatch, SQLiteStore
 
 ETHER = 10**18
@@ -516,3 +522,11 @@ def test_proofs_in_a_large_log_come_from_the_levels(consortium: Consortium,
         assert counting.calls <= 2 * size.bit_length()  # O(log n): no rebuild
         merkle.verify_inclusion(SM3_HASHER, index, size, hashes[index], bundle.path, root)
     node.stop()
+
+
+def test_intake_encoding_matches_the_leaf_module() -> None:
+    batch = leaves(30) + [Leaf(b"\x05" * 32)]
+    datas = intake_leaf_data(batch)
+    assert datas == [leaf.leaf_data() for leaf in batch]
+    log_id = log_id_for("unionpay")
+    assert intake_batch_digest(log_id, datas) == batch_digest(log_id, batch)
