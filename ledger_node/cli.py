@@ -41,6 +41,24 @@ def _build_parser() -> argparse.ArgumentParser:
     new_keys.add_argument("--name", required=True, help="member name, e.g. unionpay")
     new_keys.add_argument("--dir", type=Path, default=Path("keys"),
                           help="directory for the key files (default keys/)")
+
+    verify = commands.add_parser(
+        "verify",
+        help="verify a proof bundle against the chain, with no node running",
+        description="Verify BUNDLE against the chain at --rpc-url (the root, the platform's "
+        "SM2 key and the anchoring transaction are read from the chain), or, with only "
+        "--checkpoint-key, up to the signed checkpoint (the anchoring is then NOT checked). "
+        "Exit status 0 when valid, 1 when not, 2 for unusable input.",
+    )
+    verify.add_argument("bundle", type=Path, help="proof bundle JSON file")
+    verify.add_argument("--rpc-url", help="JSON-RPC URL of the consortium chain")
+    verify.add_argument("--checkpoint-key", type=Path,
+                        help="the platform's SM2 public key (PEM), for key-only checks")
+    verify.add_argument("--deployment", type=Path,
+                        help="deployment file of the consortium's contract: pins the contract")
+    verify.add_argument("--opening", type=Path, help="whole-record opening JSON to check too")
+    verify.add_argument("--disclosure", type=Path, help="single-field disclosure JSON to check")
+    verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     return parser
 
 
@@ -62,6 +80,22 @@ def _keys_new(name: str, directory: Path) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from ledger_node.verify_command import run_verify
+
+    if not args.rpc_url and not args.checkpoint_key:
+        print("jointledger verify: give --rpc-url (full check) or --checkpoint-key "
+              "(key-only check)", file=sys.stderr)
+        return 2
+    try:
+        return run_verify(args.bundle, rpc_url=args.rpc_url, checkpoint_key=args.checkpoint_key,
+                          deployment=args.deployment, opening=args.opening,
+                          disclosure=args.disclosure, as_json=args.json)
+    except ValueError as exc:  # unreadable files and malformed documents (LedgerError too)
+        print(f"jointledger verify: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     args = _build_parser().parse_args(argv)
@@ -76,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                                  seed=args.seed)
         if args.command == "keys":
             return _keys_new(args.name, args.dir)
+        if args.command == "verify":
+            return _verify(args)
     except LedgerError as exc:
         print(f"jointledger {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -18,8 +18,9 @@ def test_demo_on_the_embedded_chain_passes_every_check(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["records"] == 5
     assert all(report["checks"].values()) and len(report["checks"]) == 4
-    proof = json.loads((tmp_path / "inclusion-proof.json").read_text())
-    assert proof["tree_size"] == 5 and proof["contract"] == report["contract"]
+    bundle = json.loads((tmp_path / "bundle.json").read_text())
+    assert bundle["tree_size"] == 5 and bundle["anchor"]["contract"] == report["contract"]
+    assert json.loads((tmp_path / "verdict.json").read_text())["valid"] is True
     assert any("4 of 4 checks passed" in line for line in lines)
     for name in ("unionpay", "wechatpay", "pboc", "auditor"):
         key = gmcrypto.private_key_from_pem((tmp_path / "keys" / f"{name}.sm2.pem").read_bytes())
