@@ -8,6 +8,9 @@ Waiting for the sealer polls a condition with a generous deadline; no test asser
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -530,3 +533,56 @@ def test_intake_encoding_matches_the_leaf_module() -> None:
     assert datas == [leaf.leaf_data() for leaf in batch]
     log_id = log_id_for("unionpay")
     assert intake_batch_digest(log_id, datas) == batch_digest(log_id, batch)
+
+
+_KILLED_CHILD = r"""
+import os, sys
+from pathlib import Path
+from ledger_node import gmcrypto
+from ledger_node.chain import LedgerChain, Role
+from ledger_node.demo import new_party
+from ledger_node.leaf import Leaf, batch_digest
+from ledger_node.node import BatchEvidence, NodeConfig, PlatformNode
+
+chain = LedgerChain.embedded()
+up, pboc = new_party("unionpay", Role.PLATFORM), new_party("pboc", Role.REGULATOR)
+faucet = chain.dev_faucet()
+for p in (up, pboc):
+    chain.fund(p.account.address, 10**19, faucet)
+deployment = chain.with_account(pboc.account).deploy([up.as_member(), pboc.as_member()], 1)
+node = PlatformNode(NodeConfig("unionpay", Path(sys.argv[1])),
+                    chain.with_account(up.account).attach(deployment), up.sm2_key)
+node.start()
+while True:
+    batch = [Leaf(os.urandom(32), os.urandom(20)) for _ in range(50)]
+    digest = batch_digest(node.log_id, batch)
+    for r in node.submit(batch, BatchEvidence(up.account.address, digest,
+                                              gmcrypto.sign(up.sm2_key, digest))):
+        print(r.index, r.leaf_hash.hex(), flush=True)
+"""
+
+
+def test_acknowledged_leaves_survive_kill_9(tmp_path: Path) -> None:
+    """A node process killed with SIGKILL mid-intake keeps every leaf it acknowledged."""
+    path = tmp_path / "node.db"
+    root = Path(__file__).resolve().parent.parent
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, str(path)], cwd=root,
+                             stdout=subprocess.PIPE, text=True)
+    acked: list[tuple[int, bytes]] = []
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            index, digest = line.split()
+            acked.append((int(index), bytes.fromhex(digest)))
+            if len(acked) >= 2_000:
+                break
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert len(acked) >= 2_000, f"child exited early with {child.returncode}"
+    store = SQLiteStore(path, platform="unionpay", log_id=log_id_for("unionpay"),
+                        hash_name="sm3")
+    assert store.size() >= len(acked)
+    for index, digest in acked:
+        assert store.leaf_hash(index) == digest
+    store.close()
