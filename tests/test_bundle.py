@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,6 +46,7 @@ from ledger_node.commitment import (
 )
 from ledger_node.demo import Party, new_party, sample_records
 from ledger_node.errors import ChainError, InvalidBundle, LedgerError
+from ledger_node.gmcrypto import SM2PublicKey
 from ledger_node.leaf import Leaf, LeafSummary
 from ledger_node.record import PaymentRecord
 
@@ -780,6 +782,38 @@ def test_fuzzed_documents_raise_only_invalid_bundle(world: World, where: str,
         return
     verdict = verify_bundle(bundle, checkpoint_key=world.unionpay.sm2_key.public_key())
     assert isinstance(verdict.valid, bool)
+
+
+# --------------------------------------------------------------------------------------
+# Vectors: key-only verification of stored documents (tests/vectors/bundles/generate.py)
+# --------------------------------------------------------------------------------------
+
+VECTORS = sorted((Path(__file__).parent / "vectors" / "bundles").glob("*.json"))
+
+
+def test_the_vectors_are_there() -> None:
+    assert len(VECTORS) >= 60
+    assert {v.name for v in VECTORS} >= {"sm3-happy-path.json", "sha256-happy-path.json",
+                                          "sm3-single-leaf-happy-path.json"}
+
+
+@pytest.mark.parametrize("path", VECTORS, ids=[v.stem for v in VECTORS])
+def test_vector(path: Path) -> None:
+    case = json.loads(path.read_text(encoding="utf-8"))
+    assert case["desc"]
+    key = SM2PublicKey.from_raw(bytes.fromhex(case["checkpoint_key"]))
+    if case["want_parse_error"] is not None:
+        with pytest.raises(InvalidBundle) as caught:
+            ProofBundle.from_json(case["bundle"])
+        assert caught.value.field == case["want_parse_error"]
+        return
+    bundle = ProofBundle.from_json(case["bundle"])
+    verdict = verify_bundle(bundle, checkpoint_key=key)
+    if case["want_failed_check"] is None:
+        assert verdict.valid and verdict.root == bundle.checkpoint.checkpoint.root
+        assert verdict.check("anchoring").status is CheckStatus.NOT_CHECKED
+    else:
+        assert_fails_at(verdict, case["want_failed_check"])
 
 
 # --------------------------------------------------------------------------------------
