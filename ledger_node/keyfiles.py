@@ -2,7 +2,8 @@
 
 Private keys stay with their owner: files are written with mode 0600 and never sent
 anywhere. ``NAME.sm2.pem`` / ``NAME.sm2.pub.pem`` hold the SM2 pair; ``NAME.account.key``
-holds the chain account's secp256k1 private key as hex (as Ethereum tools expect).
+holds the chain account's secp256k1 private key as hex (as Ethereum tools expect) and
+``NAME.address`` its public address, for consortium files.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def write_member_keys(
     _write_private(private, gmcrypto.private_key_to_pem(keys.sm2_key))
     public.write_bytes(gmcrypto.public_key_to_pem(keys.sm2_key.public_key()))
     _write_private(account_file, (keys.account.key.hex() + "\n").encode("ascii"))
+    (directory / f"{name}.address").write_text(keys.address + "\n", encoding="ascii")
 
 
 def load_member_keys(sm2_pem: Path, account_key: Path) -> MemberKeys:
