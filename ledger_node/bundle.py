@@ -482,12 +482,15 @@ class _Run:
         self.checks: list[Check] = []
         self.passed: set[str] = set()
 
-    def run(self, name: str, depends: Sequence[str], check: Callable[[], str]) -> bool:
+    def run(self, name: str, depends: Sequence[str], check: Callable[[], str], *,
+            reads_chain: bool = False) -> bool:
         """Run ``check`` unless a dependency did not pass; record and return the outcome.
 
         ``check`` returns the detail of a pass and raises :class:`_Fail` (or a ledger error
-        about the bundle) for a failure. A :class:`ChainError` that is not about the bundle
-        (the chain cannot be read) propagates.
+        about the bundle) for a failure. For a check that ``reads_chain``, a
+        :class:`ChainError` that is not about the bundle, or any unexpected exception (the
+        chain cannot be read), propagates as :class:`ChainError`; for the others, anything
+        raised is a failure of the bundle.
         """
         blocked = [d for d in depends if d not in self.passed]
         if blocked:
@@ -513,8 +516,12 @@ class _Run:
         except (LedgerError, ValueError, TypeError) as exc:
             self.checks.append(Check(name, False, str(exc) or type(exc).__name__))
             return False
-        except Exception as exc:  # web3 / transport failures: the chain could not be read
-            raise ChainError(f"reading the chain failed during the {name} check: {exc!r}") from exc
+        except Exception as exc:
+            if reads_chain:  # transport failures (requests, sockets): the chain was not read
+                raise ChainError(f"reading the chain failed during the {name} check: "
+                                 f"{exc!r}") from exc
+            self.checks.append(Check(name, False, f"{type(exc).__name__}: {exc}"))
+            return False
         self.checks.append(Check(name, True, detail))
         self.passed.add(name)
         return True
@@ -564,8 +571,6 @@ def verify_bundle(
     ctx = _ChainContext(bundle)
     mode = MODE_CHAIN if chain is not None else (
         MODE_KEY_ONLY if checkpoint_key is not None else MODE_UNTRUSTED)
-    signed = bundle.checkpoint
-    cp = signed.checkpoint
     computed: list[bytes] = []  # the root the path computes (set by the inclusion check)
 
     run.run(CHECK_STRUCTURE, (), lambda: _check_structure(bundle))
@@ -574,11 +579,13 @@ def verify_bundle(
     root: bytes | None = None
     if chain is not None:
         trusted = deployment if deployment is not None else _bound_deployment(chain)
-        run.run(CHECK_DEPLOYMENT, (CHECK_STRUCTURE,), lambda: ctx.attach(chain, trusted))
-        run.run(CHECK_CHECKPOINT_ON_CHAIN, (CHECK_DEPLOYMENT,), ctx.checkpoint_on_chain)
-        run.run(CHECK_LOG_OWNER, (CHECK_CHECKPOINT_ON_CHAIN,), ctx.log_owner)
+        run.run(CHECK_DEPLOYMENT, (CHECK_STRUCTURE,), lambda: ctx.attach(chain, trusted),
+                reads_chain=True)
+        run.run(CHECK_CHECKPOINT_ON_CHAIN, (CHECK_DEPLOYMENT,), ctx.checkpoint_on_chain,
+                reads_chain=True)
+        run.run(CHECK_LOG_OWNER, (CHECK_CHECKPOINT_ON_CHAIN,), ctx.log_owner, reads_chain=True)
         run.run(CHECK_SIGNATURE, (CHECK_LOG_OWNER,), lambda: ctx.signature(checkpoint_key))
-        run.run(CHECK_ANCHORING, (CHECK_CHECKPOINT_ON_CHAIN,), ctx.anchoring)
+        run.run(CHECK_ANCHORING, (CHECK_CHECKPOINT_ON_CHAIN,), ctx.anchoring, reads_chain=True)
         if {CHECK_INCLUSION, CHECK_CHECKPOINT_ON_CHAIN} <= run.passed:
             root = ctx.chain_root
     else:
@@ -592,7 +599,7 @@ def verify_bundle(
                                          "chain's membership")
         if checkpoint_key is not None:
             run.run(CHECK_SIGNATURE, (CHECK_STRUCTURE,),
-                    lambda: _check_signature(signed, checkpoint_key, "the given key"))
+                    lambda: _check_signature(bundle.checkpoint, checkpoint_key, "the given key"))
         else:
             run.run(CHECK_SIGNATURE, (CHECK_STRUCTURE,), _no_trust)
         scope = ("a valid verdict proves inclusion up to a checkpoint signed by the given key, "
@@ -600,7 +607,7 @@ def verify_bundle(
         run.not_checked(CHECK_ANCHORING, f"{why}: the anchoring of this checkpoint on chain "
                                          f"was NOT checked; {scope}")
         if checkpoint_key is not None and {CHECK_INCLUSION, CHECK_SIGNATURE} <= run.passed:
-            root = cp.root
+            root = bundle.checkpoint.checkpoint.root
 
     if opening is not None:
         run.run(CHECK_OPENING, (CHECK_STRUCTURE,), lambda: _check_opening(bundle, opening))
