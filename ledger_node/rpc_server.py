@@ -1,0 +1,1190 @@
+"""Standard Ethereum JSON-RPC over HTTP for the embedded (eth-tester / py-evm) chain.
+
+:class:`ChainServer` serves one in-process chain on 127.0.0.1 so that every member's node,
+the regulator, auditors, the offline verifier and ordinary Ethereum tools (``curl``, web3,
+ethers, cast) reach one and the same chain with ``--rpc-url``, exactly as they would reach a
+Besu node. The wire format is the one geth and anvil speak: quantities and data as 0x-hex,
+blocks, transactions, receipts and logs with the standard camelCase field names, reverts as
+error ``3`` / ``"execution reverted"`` carrying the raw revert data.
+
+Only an allow-list is served: read methods, ``eth_call``, ``eth_estimateGas``,
+``eth_getLogs`` and ``eth_sendRawTransaction`` (transactions signed by the caller's own key).
+Everything that would let a caller act as someone else (the tester's unlocked accounts,
+``eth_sendTransaction``, ``eth_sign*``, ``personal_*``) or rewrite the chain (``evm_*``,
+``testing_*``, ``debug_*``, ...) is refused with JSON-RPC error -32601 and a reason.
+
+The chain is not thread-safe: every call into it holds :attr:`ChainServer.lock`. In-process
+users of the same ``Web3`` must either go through :attr:`ChainServer.url` or hold that lock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any, Final
+
+from eth.exceptions import HeaderNotFound, Revert, VMError
+from eth.vm.spoof import SpoofTransaction
+from eth_bloom.bloom import BloomFilter
+from eth_tester import EthereumTester
+from eth_tester.exceptions import (
+    BlockNotFound,
+    TransactionFailed,
+    TransactionNotFound,
+)
+from eth_tester.exceptions import (
+    ValidationError as TesterValidationError,
+)
+from eth_utils.exceptions import ValidationError as EvmValidationError
+from web3 import Web3
+from web3.providers.eth_tester import EthereumTesterProvider
+
+__all__ = [
+    "DEFAULT_PORT",
+    "MAX_BATCH",
+    "MAX_BODY_BYTES",
+    "ChainRpc",
+    "ChainServer",
+    "serve_chain",
+]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_PORT: Final = 8545
+"""The conventional Ethereum JSON-RPC port, used by :func:`serve_chain` by default."""
+
+MAX_BODY_BYTES: Final = 5 * 1024 * 1024
+"""Largest request body accepted (geth's limit); larger ones get HTTP 413."""
+
+MAX_BATCH: Final = 1000
+"""Most calls accepted in one JSON-RPC batch (geth's default ``BatchRequestLimit``)."""
+
+MAX_FEE_HISTORY_BLOCKS: Final = 1024
+
+# JSON-RPC 2.0 and Ethereum error codes.
+PARSE_ERROR: Final = -32700
+INVALID_REQUEST: Final = -32600
+METHOD_NOT_FOUND: Final = -32601
+INVALID_PARAMS: Final = -32602
+INTERNAL_ERROR: Final = -32603
+SERVER_ERROR: Final = -32000  # geth: nonce too low, unknown block, ...
+EXECUTION_REVERTED: Final = 3  # geth / anvil: revert with data
+
+_PRIORITY_FEE_WEI: Final = 10**9  # what eth-tester's provider suggests, and the chain accepts
+_BLOCK_TAGS: Final = frozenset({"latest", "earliest", "pending", "safe", "finalized"})
+_LOOPBACK_NAMES: Final = frozenset({"localhost"})
+_IDLE_TIMEOUT_S: Final = 60.0
+
+
+@dataclass(frozen=True)
+class _CallRequest:
+    """The parts of an eth_call / eth_estimateGas transaction object that execution uses."""
+
+    sender: bytes
+    to: bytes  # b"" for a contract creation
+    gas: int | None
+    value: int
+    data: bytes
+    nonce: int | None
+
+
+class _RpcError(Exception):
+    """A JSON-RPC error object to send back: ``code``, ``message`` and optional ``data``."""
+
+    def __init__(self, code: int, message: str, data: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_json(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+# ---------------------------------------------------------------------- refusals
+
+_IMPERSONATION_REASON: Final = (
+    "this server holds no keys and never signs or sends for a caller: sign the transaction "
+    "with your own key and use eth_sendRawTransaction"
+)
+_REFUSED_METHODS: Final = {
+    "eth_sendTransaction": _IMPERSONATION_REASON,
+    "eth_sign": _IMPERSONATION_REASON,
+    "eth_signTransaction": _IMPERSONATION_REASON,
+    "eth_signTypedData": _IMPERSONATION_REASON,
+    "eth_signTypedData_v3": _IMPERSONATION_REASON,
+    "eth_signTypedData_v4": _IMPERSONATION_REASON,
+}
+_REFUSED_PREFIXES: Final = {
+    "personal_": "personal_* would unlock or use keys held by the server",
+    "evm_": "evm_* would mine, snapshot or rewind the shared chain",
+    "testing_": "testing_* would move the shared chain's clock",
+    "debug_": "debug_* is not part of the public API of this chain",
+    "admin_": "admin_* is not part of the public API of this chain",
+    "miner_": "miner_* would control block production",
+    "txpool_": "txpool_* is not part of the public API of this chain",
+    "anvil_": "anvil_* would rewrite the shared chain",
+    "hardhat_": "hardhat_* would rewrite the shared chain",
+}
+_FILTER_METHODS: Final = frozenset(
+    {
+        "eth_newFilter",
+        "eth_newBlockFilter",
+        "eth_newPendingTransactionFilter",
+        "eth_getFilterChanges",
+        "eth_getFilterLogs",
+        "eth_uninstallFilter",
+    }
+)
+
+
+def _refusal(method: str) -> _RpcError:
+    """The error for a method outside the allow-list, saying why it is refused."""
+    if method in _REFUSED_METHODS:
+        return _RpcError(METHOD_NOT_FOUND, f"{method} is refused: {_REFUSED_METHODS[method]}")
+    for prefix, reason in _REFUSED_PREFIXES.items():
+        if method.startswith(prefix):
+            return _RpcError(METHOD_NOT_FOUND, f"{method} is refused: {reason}")
+    if method in _FILTER_METHODS:
+        return _RpcError(
+            METHOD_NOT_FOUND,
+            f"{method} is not supported: server-side filters are not kept; use eth_getLogs",
+        )
+    return _RpcError(METHOD_NOT_FOUND, f"the method {method} does not exist/is not available")
+
+
+# ---------------------------------------------------------------------- parameter parsing
+
+
+def _invalid(what: str, value: Any, expected: str) -> _RpcError:
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return _RpcError(INVALID_PARAMS, f"invalid {what}: expected {expected}, got {shown}")
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _quantity(value: Any, what: str) -> int:
+    """A 0x-hex quantity (at most 256 bits) as an int; raise -32602 otherwise."""
+    if (
+        not isinstance(value, str)
+        or value[:2] not in ("0x", "0X")
+        or not 2 < len(value) <= 66
+        or not _is_hex(value[2:])
+    ):
+        raise _invalid(what, value, "a 0x-prefixed hex quantity")
+    return int(value, 16)
+
+
+def _data(value: Any, what: str, size: int | None = None) -> str:
+    """0x-hex data (``size`` bytes if given), lower-cased; raise -32602 otherwise."""
+    expected = f"{size} bytes of 0x-prefixed hex" if size else "0x-prefixed hex data"
+    if (
+        not isinstance(value, str)
+        or value[:2] not in ("0x", "0X")
+        or len(value) % 2
+        or not _is_hex(value[2:])
+        or (size is not None and len(value) != 2 + 2 * size)
+    ):
+        raise _invalid(what, value, expected)
+    return "0x" + value[2:].lower()
+
+
+def _address(value: Any, what: str) -> str:
+    """A 20-byte address in lower-case hex (eth-tester accepts it without a checksum)."""
+    return _data(value, what, 20)
+
+
+def _hash32(value: Any, what: str) -> str:
+    return _data(value, what, 32)
+
+
+def _boolean(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise _invalid(what, value, "true or false")
+    return value
+
+
+def _params(params: Sequence[Any], required: int, optional: int, method: str) -> list[Any]:
+    """``params`` padded with ``None`` to ``required + optional`` after checking the count."""
+    if not required <= len(params) <= required + optional:
+        expected = str(required) if not optional else f"{required} to {required + optional}"
+        raise _RpcError(
+            INVALID_PARAMS,
+            f"{method} takes {expected} parameters, got {len(params)}",
+        )
+    return list(params) + [None] * (required + optional - len(params))
+
+
+# ---------------------------------------------------------------------- result encoding
+
+_CAMEL: Final = {
+    "access_list": "accessList",
+    "authorization_list": "authorizationList",
+    "base_fee_per_gas": "baseFeePerGas",
+    "blob_gas_price": "blobGasPrice",
+    "blob_gas_used": "blobGasUsed",
+    "blob_versioned_hashes": "blobVersionedHashes",
+    "block_hash": "blockHash",
+    "block_number": "blockNumber",
+    "chain_id": "chainId",
+    "coinbase": "miner",
+    "contract_address": "contractAddress",
+    "cumulative_gas_used": "cumulativeGasUsed",
+    "effective_gas_price": "effectiveGasPrice",
+    "excess_blob_gas": "excessBlobGas",
+    "extra_data": "extraData",
+    "gas_limit": "gasLimit",
+    "gas_price": "gasPrice",
+    "gas_used": "gasUsed",
+    "log_index": "logIndex",
+    "logs_bloom": "logsBloom",
+    "max_fee_per_blob_gas": "maxFeePerBlobGas",
+    "max_fee_per_gas": "maxFeePerGas",
+    "max_priority_fee_per_gas": "maxPriorityFeePerGas",
+    "mix_hash": "mixHash",
+    "parent_beacon_block_root": "parentBeaconBlockRoot",
+    "parent_hash": "parentHash",
+    "receipts_root": "receiptsRoot",
+    "requests_hash": "requestsHash",
+    "sha3_uncles": "sha3Uncles",
+    "state_root": "stateRoot",
+    "storage_keys": "storageKeys",
+    "total_difficulty": "totalDifficulty",
+    "transaction_hash": "transactionHash",
+    "transaction_index": "transactionIndex",
+    "transactions_root": "transactionsRoot",
+    "validator_index": "validatorIndex",
+    "withdrawals_root": "withdrawalsRoot",
+    "y_parity": "yParity",
+}
+
+
+def _wire(value: Any) -> Any:
+    """An eth-tester output value in wire form: ints as quantities, hex lower-cased."""
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return hex(value)
+    if isinstance(value, str):
+        return value.lower() if value.startswith("0x") else value
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, Mapping):
+        return {_CAMEL.get(k, k): _wire(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_wire(v) for v in value]
+    raise TypeError(f"cannot encode {type(value).__name__} for JSON-RPC")
+
+
+def _bloom_hex(bloom: int) -> str:
+    return "0x" + bloom.to_bytes(256, "big").hex()
+
+
+def _encode_transaction(tx: Mapping[str, Any]) -> dict[str, Any]:
+    """A transaction object as geth / anvil send it (``input``, ``to`` null for creations)."""
+    out: dict[str, Any] = {}
+    for key, value in tx.items():
+        if key == "data":
+            out["input"] = _wire(value)
+        elif key == "to":
+            out["to"] = _wire(value) if value else None
+        else:
+            out[_CAMEL.get(key, key)] = _wire(value)
+    if "yParity" in out and out.get("type") not in (None, "0x0"):
+        out["v"] = out["yParity"]  # typed transactions: geth sends both, equal
+    return out
+
+
+def _encode_log(log: Mapping[str, Any]) -> dict[str, Any]:
+    """A log object; eth-tester's ``type: mined`` becomes the standard ``removed: false``."""
+    out = {_CAMEL.get(k, k): _wire(v) for k, v in log.items() if k != "type"}
+    out["removed"] = False
+    return out
+
+
+def _encode_receipt(receipt: Mapping[str, Any]) -> dict[str, Any]:
+    """A receipt with the standard fields, including the ``logsBloom`` eth-tester omits."""
+    out: dict[str, Any] = {}
+    bloom = BloomFilter()
+    for key, value in receipt.items():
+        if key == "state_root":  # post-Byzantium receipts carry status, not a state root
+            continue
+        if key == "logs":
+            out["logs"] = [_encode_log(log) for log in value]
+            for log in value:
+                bloom.add(bytes.fromhex(str(log["address"])[2:]))
+                for topic in log["topics"]:
+                    bloom.add(bytes.fromhex(str(topic)[2:]))
+        elif key == "to":
+            out["to"] = _wire(value) if value else None
+        else:
+            out[_CAMEL.get(key, key)] = _wire(value)
+    out["logsBloom"] = _bloom_hex(int(bloom))
+    return out
+
+
+def _encode_block(block: Mapping[str, Any]) -> dict[str, Any]:
+    """A block object; full transactions are encoded like ``eth_getTransactionByHash``."""
+    out: dict[str, Any] = {}
+    for key, value in block.items():
+        if key == "logs_bloom":
+            out["logsBloom"] = _bloom_hex(int(value))
+        elif key == "transactions":
+            out["transactions"] = [
+                _encode_transaction(tx) if isinstance(tx, Mapping) else _wire(tx) for tx in value
+            ]
+        else:
+            out[_CAMEL.get(key, key)] = _wire(value)
+    return out
+
+
+# ---------------------------------------------------------------------- dispatcher
+
+
+def _tester_of(w3: Web3) -> EthereumTester:
+    """The EthereumTester behind ``w3``; raise TypeError for any other provider."""
+    provider = w3.provider
+    tester = getattr(provider, "ethereum_tester", None)
+    if (
+        not isinstance(provider, EthereumTesterProvider)
+        or not isinstance(tester, EthereumTester)
+        or getattr(tester.backend, "chain", None) is None
+    ):
+        raise TypeError(
+            "ChainServer serves an in-process eth-tester chain: w3 must use an "
+            f"EthereumTesterProvider over a py-evm backend, not {type(provider).__name__}"
+        )
+    return tester
+
+
+class ChainRpc:
+    """The transport-free JSON-RPC 2.0 dispatcher over one :class:`EthereumTester`.
+
+    :meth:`handle` takes a request body and returns the response body (``None`` when the
+    request held only notifications). Every call into the chain holds ``lock``.
+    """
+
+    def __init__(self, tester: EthereumTester, chain_id: int, lock: threading.Lock) -> None:
+        self._tester = tester
+        self._chain: Any = tester.backend.chain  # py-evm Chain: calls and estimates
+        self._chain_id = chain_id
+        self._lock = lock
+        self._client_version = f"JointLedger/embedded-chain/eth-tester/py-evm/python{_py()}"
+        self._methods: dict[str, Callable[[Sequence[Any]], Any]] = {
+            "web3_clientVersion": self._client_version_method,
+            "net_version": self._net_version,
+            "net_listening": self._net_listening,
+            "eth_chainId": self._eth_chain_id,
+            "eth_accounts": self._eth_accounts,
+            "eth_blockNumber": self._eth_block_number,
+            "eth_syncing": self._eth_syncing,
+            "eth_gasPrice": self._eth_gas_price,
+            "eth_maxPriorityFeePerGas": self._eth_max_priority_fee,
+            "eth_feeHistory": self._eth_fee_history,
+            "eth_getBalance": self._eth_get_balance,
+            "eth_getCode": self._eth_get_code,
+            "eth_getStorageAt": self._eth_get_storage_at,
+            "eth_getTransactionCount": self._eth_get_transaction_count,
+            "eth_getBlockByNumber": self._eth_get_block_by_number,
+            "eth_getBlockByHash": self._eth_get_block_by_hash,
+            "eth_getTransactionByHash": self._eth_get_transaction_by_hash,
+            "eth_getTransactionReceipt": self._eth_get_transaction_receipt,
+            "eth_call": self._eth_call,
+            "eth_estimateGas": self._eth_estimate_gas,
+            "eth_getLogs": self._eth_get_logs,
+            "eth_sendRawTransaction": self._eth_send_raw_transaction,
+        }
+
+    @property
+    def methods(self) -> frozenset[str]:
+        """The names of the served (allow-listed) methods."""
+        return frozenset(self._methods)
+
+    # ------------------------------------------------------------------ envelope
+
+    def handle(self, body: bytes) -> bytes | None:
+        """Answer one HTTP request body (a call or a batch); ``None`` for notifications only.
+
+        Never raises for bad input: malformed JSON is -32700, a malformed call -32600, an
+        empty or oversized batch one -32600 error object.
+        """
+        try:
+            request = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _dump(_error_response(None, _RpcError(PARSE_ERROR, f"parse error: {exc}")))
+        if isinstance(request, list):
+            if not request:
+                return _dump(_error_response(None, _RpcError(INVALID_REQUEST, "empty batch")))
+            if len(request) > MAX_BATCH:
+                error = _RpcError(
+                    INVALID_REQUEST, f"batch of {len(request)} calls exceeds {MAX_BATCH}"
+                )
+                return _dump(_error_response(None, error))
+            answers = [a for a in (self.handle_call(item) for item in request) if a is not None]
+            return _dump(answers) if answers else None
+        answer = self.handle_call(request)
+        return None if answer is None else _dump(answer)
+
+    def handle_call(self, request: Any) -> dict[str, Any] | None:
+        """Answer one decoded call object; ``None`` for a well-formed notification."""
+        if not isinstance(request, dict):
+            return _error_response(None, _RpcError(INVALID_REQUEST, "a call must be an object"))
+        has_id = "id" in request
+        call_id = request.get("id")
+        if (
+            has_id
+            and not (call_id is None or isinstance(call_id, str | int | float))
+            or (isinstance(call_id, bool))
+        ):
+            return _error_response(
+                None, _RpcError(INVALID_REQUEST, "id must be a string, a number or null")
+            )
+        if request.get("jsonrpc") != "2.0":
+            return _error_response(call_id, _RpcError(INVALID_REQUEST, 'jsonrpc must be "2.0"'))
+        method = request.get("method")
+        if not isinstance(method, str) or not method:
+            return _error_response(
+                call_id, _RpcError(INVALID_REQUEST, "method must be a non-empty string")
+            )
+        params = request.get("params", [])
+        try:
+            if params is None:
+                params = []
+            if not isinstance(params, list):
+                raise _RpcError(INVALID_PARAMS, "params must be an array")
+            result = self.call(method, params)
+        except _RpcError as error:
+            return _error_response(call_id, error) if has_id else None
+        if not has_id:
+            return None
+        return {"jsonrpc": "2.0", "id": call_id, "result": result}
+
+    def call(self, method: str, params: Sequence[Any]) -> Any:
+        """Run one allow-listed method; raise :class:`_RpcError` for any failure."""
+        handler = self._methods.get(method)
+        if handler is None:
+            raise _refusal(method)
+        try:
+            with self._lock:
+                return handler(params)
+        except _RpcError:
+            raise
+        except (TesterValidationError, EvmValidationError) as exc:
+            raise _RpcError(INVALID_PARAMS, f"invalid params: {exc}") from exc
+        except BlockNotFound as exc:
+            raise _RpcError(SERVER_ERROR, f"header not found: {exc}") from exc
+        except Exception as exc:  # a bug or an eth-tester surprise: report, keep serving
+            _log.exception("JSON-RPC %s failed", method)
+            raise _RpcError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}") from exc
+
+    # ------------------------------------------------------------------ helpers
+
+    def _latest_number(self) -> int:
+        # py-evm's canonical head, without building the whole block (360 us -> 1 us)
+        return int(self._chain.get_canonical_head().block_number)
+
+    def _block_id(self, value: Any, what: str = "block", default: str = "latest") -> int | str:
+        """A block tag, quantity or EIP-1898 object as eth-tester's block identifier."""
+        if value is None:
+            return default
+        if isinstance(value, str) and value in _BLOCK_TAGS:
+            return value
+        if isinstance(value, dict):
+            if "blockHash" in value:
+                block_hash = _hash32(value["blockHash"], f"{what}.blockHash")
+                try:
+                    return int(self._tester.get_block_by_hash(block_hash)["number"])
+                except BlockNotFound:
+                    raise _RpcError(
+                        SERVER_ERROR, f"header for hash {block_hash} not found"
+                    ) from None
+            if "blockNumber" in value:
+                return self._block_id(value["blockNumber"], f"{what}.blockNumber")
+            raise _invalid(what, value, "an object with blockHash or blockNumber")
+        if isinstance(value, str) and value[:2] in ("0x", "0X"):
+            return _quantity(value, what)
+        raise _invalid(what, value, "a block number or one of " + "/".join(sorted(_BLOCK_TAGS)))
+
+    def _state_block(self, value: Any) -> int | str:
+        """A block id for state reads; ``pending`` is ``latest`` (eth-tester mines at once)."""
+        block = self._block_id(value)
+        if block == "pending":
+            return "latest"
+        if isinstance(block, int) and block > self._latest_number():
+            raise _RpcError(SERVER_ERROR, f"header not found: block {block} is in the future")
+        return block
+
+    def _call_request(self, value: Any, what: str) -> _CallRequest:
+        """A call / estimate transaction object, validated field by field."""
+        if not isinstance(value, dict):
+            raise _invalid(what, value, "a transaction object")
+        sender = _address(value["from"], f"{what}.from") if value.get("from") else None
+        to = _address(value["to"], f"{what}.to") if value.get("to") is not None else None
+        numbers: dict[str, int | None] = {}
+        for key in ("gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas", "value", "nonce"):
+            item = value.get(key)
+            numbers[key] = None if item is None else _quantity(item, f"{what}.{key}")
+        if numbers["gasPrice"] is not None and (
+            numbers["maxFeePerGas"] is not None or numbers["maxPriorityFeePerGas"] is not None
+        ):
+            raise _RpcError(
+                INVALID_PARAMS,
+                "both gasPrice and (maxFeePerGas or maxPriorityFeePerGas) specified",
+            )
+        data = value.get("data")
+        code = value.get("input")
+        if data is not None and code is not None and _data(data, "data") != _data(code, "input"):
+            raise _RpcError(INVALID_PARAMS, 'both "data" and "input" are set and not equal')
+        payload = code if code is not None else data
+        # Other fields (chainId, type, accessList, blob fields, unknown keys) are ignored,
+        # as geth ignores unknown fields; calls run costless, so fee fields only get checked.
+        return _CallRequest(
+            sender=bytes.fromhex(sender[2:]) if sender else bytes(20),
+            to=bytes.fromhex(to[2:]) if to else b"",
+            gas=numbers["gas"],
+            value=numbers["value"] or 0,
+            data=bytes.fromhex(_data(payload, f"{what}.input")[2:]) if payload else b"",
+            nonce=numbers["nonce"],
+        )
+
+    def _header(self, block: int | str) -> Any:
+        """The py-evm header a call at ``block`` runs on (its post-state)."""
+        chain = self._chain
+        if block == "earliest":
+            block = 0
+        if isinstance(block, int):
+            try:
+                return chain.get_canonical_block_header_by_number(block)
+            except HeaderNotFound:
+                raise _RpcError(SERVER_ERROR, f"header not found: block {block}") from None
+        return chain.get_canonical_head()
+
+    def _spoofed(self, request: _CallRequest, header: Any) -> SpoofTransaction:
+        """An unsigned, zero-price transaction from ``request.sender`` for a costless run."""
+        vm = self._chain.get_vm(header)
+        nonce = request.nonce
+        if nonce is None:
+            nonce = int(vm.state.get_nonce(request.sender))
+        gas = request.gas if request.gas is not None else int(header.gas_limit)
+        unsigned = vm.create_unsigned_transaction(
+            nonce=nonce, gas_price=0, gas=gas, to=request.to, value=request.value, data=request.data
+        )
+        return SpoofTransaction(unsigned, from_=request.sender)
+
+    # ------------------------------------------------------------------ methods
+
+    def _client_version_method(self, params: Sequence[Any]) -> str:
+        _params(params, 0, 0, "web3_clientVersion")
+        return self._client_version
+
+    def _net_version(self, params: Sequence[Any]) -> str:
+        _params(params, 0, 0, "net_version")
+        return str(self._chain_id)
+
+    def _net_listening(self, params: Sequence[Any]) -> bool:
+        _params(params, 0, 0, "net_listening")
+        return True
+
+    def _eth_chain_id(self, params: Sequence[Any]) -> str:
+        _params(params, 0, 0, "eth_chainId")
+        return hex(self._chain_id)
+
+    def _eth_accounts(self, params: Sequence[Any]) -> list[str]:
+        # The tester's unlocked accounts are never offered: nobody may act as them here.
+        _params(params, 0, 0, "eth_accounts")
+        return []
+
+    def _eth_block_number(self, params: Sequence[Any]) -> str:
+        _params(params, 0, 0, "eth_blockNumber")
+        return hex(self._latest_number())
+
+    def _eth_syncing(self, params: Sequence[Any]) -> bool:
+        _params(params, 0, 0, "eth_syncing")
+        return False
+
+    def _eth_gas_price(self, params: Sequence[Any]) -> str:
+        # geth's suggestion for legacy transactions: the head's base fee plus the tip.
+        _params(params, 0, 0, "eth_gasPrice")
+        base = int(self._tester.get_block_by_number("latest").get("base_fee_per_gas") or 0)
+        return hex(base + _PRIORITY_FEE_WEI)
+
+    def _eth_max_priority_fee(self, params: Sequence[Any]) -> str:
+        _params(params, 0, 0, "eth_maxPriorityFeePerGas")
+        return hex(_PRIORITY_FEE_WEI)
+
+    def _eth_fee_history(self, params: Sequence[Any]) -> dict[str, Any]:
+        count_raw, newest_raw, percentiles_raw = _params(params, 2, 1, "eth_feeHistory")
+        count = _quantity(count_raw, "blockCount")
+        if not 1 <= count <= MAX_FEE_HISTORY_BLOCKS:
+            raise _invalid("blockCount", count_raw, f"1..{MAX_FEE_HISTORY_BLOCKS}")
+        newest_id = self._state_block(newest_raw)
+        newest = int(self._tester.get_block_by_number(newest_id)["number"])
+        percentiles: list[float] = []
+        if percentiles_raw is not None:
+            if not isinstance(percentiles_raw, list) or not all(
+                isinstance(p, int | float) and not isinstance(p, bool) and 0 <= p <= 100
+                for p in percentiles_raw
+            ):
+                raise _invalid("rewardPercentiles", percentiles_raw, "numbers in 0..100")
+            if any(a > b for a, b in zip(percentiles_raw, percentiles_raw[1:], strict=False)):
+                raise _invalid("rewardPercentiles", percentiles_raw, "a non-decreasing list")
+            percentiles = [float(p) for p in percentiles_raw]
+        oldest = max(0, newest - count + 1)
+        base_fees: list[str] = []
+        ratios: list[float] = []
+        rewards: list[list[str]] = []
+        block: Mapping[str, Any] = {}
+        for number in range(oldest, newest + 1):
+            block = self._tester.get_block_by_number(number, full_transactions=True)
+            base_fees.append(hex(int(block.get("base_fee_per_gas") or 0)))
+            ratios.append(int(block["gas_used"]) / int(block["gas_limit"]))
+            if percentiles_raw is not None:
+                rewards.append(self._rewards(block, percentiles))
+        base_fees.append(hex(_next_base_fee(block)))
+        result: dict[str, Any] = {
+            "oldestBlock": hex(oldest),
+            "baseFeePerGas": base_fees,
+            "gasUsedRatio": ratios,
+        }
+        if percentiles_raw is not None:
+            result["reward"] = rewards
+        return result
+
+    def _rewards(self, block: Mapping[str, Any], percentiles: Sequence[float]) -> list[str]:
+        """geth's gas-weighted percentiles of the effective tips paid in ``block``."""
+        base = int(block.get("base_fee_per_gas") or 0)
+        tips: list[tuple[int, int]] = []
+        for tx in block["transactions"]:
+            receipt = self._tester.get_transaction_receipt(tx["hash"])
+            tips.append((int(receipt["effective_gas_price"]) - base, int(receipt["gas_used"])))
+        if not tips:
+            return ["0x0" for _ in percentiles]
+        tips.sort()
+        total = sum(gas for _, gas in tips)
+        out = []
+        index, cumulative = 0, tips[0][1]
+        for p in percentiles:
+            threshold = total * p / 100
+            while cumulative < threshold and index < len(tips) - 1:
+                index += 1
+                cumulative += tips[index][1]
+            out.append(hex(tips[index][0]))
+        return out
+
+    def _eth_get_balance(self, params: Sequence[Any]) -> str:
+        address, block = _params(params, 1, 1, "eth_getBalance")
+        account = _address(address, "address")
+        return hex(int(self._tester.get_balance(account, self._state_block(block))))
+
+    def _eth_get_code(self, params: Sequence[Any]) -> str:
+        address, block = _params(params, 1, 1, "eth_getCode")
+        account = _address(address, "address")
+        return str(_wire(self._tester.get_code(account, self._state_block(block))))
+
+    def _eth_get_storage_at(self, params: Sequence[Any]) -> str:
+        address, slot, block = _params(params, 2, 1, "eth_getStorageAt")
+        account = _address(address, "address")
+        position = _quantity(slot, "storage slot")
+        value = self._tester.get_storage_at(account, hex(position), self._state_block(block))
+        return "0x" + bytes.fromhex(str(value)[2:]).rjust(32, b"\0").hex()
+
+    def _eth_get_transaction_count(self, params: Sequence[Any]) -> str:
+        address, block = _params(params, 1, 1, "eth_getTransactionCount")
+        account = _address(address, "address")
+        return hex(int(self._tester.get_nonce(account, self._state_block(block))))
+
+    def _eth_get_block_by_number(self, params: Sequence[Any]) -> dict[str, Any] | None:
+        block_raw, full_raw = _params(params, 2, 0, "eth_getBlockByNumber")
+        block_id = self._block_id(block_raw)
+        full = _boolean(full_raw, "full transactions flag")
+        try:
+            return _encode_block(self._tester.get_block_by_number(block_id, full))
+        except BlockNotFound:
+            return None
+
+    def _eth_get_block_by_hash(self, params: Sequence[Any]) -> dict[str, Any] | None:
+        hash_raw, full_raw = _params(params, 2, 0, "eth_getBlockByHash")
+        block_hash = _hash32(hash_raw, "block hash")
+        full = _boolean(full_raw, "full transactions flag")
+        try:
+            return _encode_block(self._tester.get_block_by_hash(block_hash, full))
+        except BlockNotFound:
+            return None
+
+    def _eth_get_transaction_by_hash(self, params: Sequence[Any]) -> dict[str, Any] | None:
+        (hash_raw,) = _params(params, 1, 0, "eth_getTransactionByHash")
+        tx_hash = _hash32(hash_raw, "transaction hash")
+        try:
+            return _encode_transaction(self._tester.get_transaction_by_hash(tx_hash))
+        except TransactionNotFound:
+            return None
+
+    def _eth_get_transaction_receipt(self, params: Sequence[Any]) -> dict[str, Any] | None:
+        (hash_raw,) = _params(params, 1, 0, "eth_getTransactionReceipt")
+        tx_hash = _hash32(hash_raw, "transaction hash")
+        try:
+            receipt = self._tester.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            return None
+        if receipt.get("block_number") is None:  # pending: no receipt yet
+            return None
+        return _encode_receipt(receipt)
+
+    def _eth_call(self, params: Sequence[Any]) -> str:
+        # py-evm's costless execution (base fee and gas price 0), as geth runs an eth_call
+        # without fee fields: an unfunded auditor can read, and the revert data is exact.
+        tx_raw, block_raw = _params(params, 1, 1, "eth_call")
+        request = self._call_request(tx_raw, "transaction")
+        header = self._header(self._state_block(block_raw))
+        try:
+            output = self._chain.get_transaction_result(self._spoofed(request, header), header)
+        except VMError as exc:
+            raise _vm_failure(exc) or _RpcError(SERVER_ERROR, f"execution failed: {exc!r}") from exc
+        except EvmValidationError as exc:
+            raise _RpcError(SERVER_ERROR, f"call rejected: {exc}") from exc
+        return "0x" + bytes(output).hex()
+
+    def _eth_estimate_gas(self, params: Sequence[Any]) -> str:
+        # The chain's own estimator (the single-pass one LedgerChain.embedded installs).
+        tx_raw, block_raw = _params(params, 1, 1, "eth_estimateGas")
+        request = self._call_request(tx_raw, "transaction")
+        header = self._header(self._state_block(block_raw))
+        try:
+            return hex(int(self._chain.estimate_gas(self._spoofed(request, header), header)))
+        except VMError as exc:
+            raise _vm_failure(exc) or _RpcError(
+                SERVER_ERROR, f"gas estimation failed: {exc!r}"
+            ) from exc
+        except EvmValidationError as exc:
+            raise _RpcError(SERVER_ERROR, f"gas estimation rejected: {exc}") from exc
+
+    def _eth_get_logs(self, params: Sequence[Any]) -> list[dict[str, Any]]:
+        (query,) = _params(params, 1, 0, "eth_getLogs")
+        if not isinstance(query, dict):
+            raise _invalid("filter", query, "a filter object")
+        if "blockHash" in query and query["blockHash"] is not None:
+            if query.get("fromBlock") is not None or query.get("toBlock") is not None:
+                raise _RpcError(
+                    INVALID_PARAMS, "cannot specify both blockHash and fromBlock/toBlock"
+                )
+            number = self._block_id({"blockHash": query["blockHash"]}, "blockHash")
+            start: int | str = number
+            end: int | str = number
+        else:
+            start = self._block_id(query.get("fromBlock"), "fromBlock")
+            end = self._block_id(query.get("toBlock"), "toBlock")
+            latest = self._latest_number()
+            start = latest if start in ("latest", "pending", "safe", "finalized") else start
+            end = latest if end in ("latest", "pending", "safe", "finalized") else end
+            start = 0 if start == "earliest" else start
+            end = 0 if end == "earliest" else end
+            if int(start) > int(end):
+                raise _RpcError(INVALID_PARAMS, "invalid block range params: fromBlock > toBlock")
+            end = min(int(end), latest)
+        address = query.get("address")
+        addresses: str | list[str] | None
+        if address is None:
+            addresses = None
+        elif isinstance(address, list):
+            addresses = [_address(a, "filter.address") for a in address] or None
+        else:
+            addresses = _address(address, "filter.address")
+        topics = self._topics(query.get("topics"))
+        if int(start) > int(end):
+            return []
+        wanted = [addresses] if isinstance(addresses, str) else addresses
+        found: list[dict[str, Any]] = []
+        for number in range(int(start), int(end) + 1):
+            # eth-tester reads every receipt of every block in the range; the header's logs
+            # bloom (as geth uses it) skips the blocks that cannot hold a matching log.
+            header = self._chain.get_canonical_block_header_by_number(number)
+            if not _bloom_may_match(int(header.bloom), wanted, topics):
+                continue
+            logs = self._tester.get_logs(
+                from_block=number, to_block=number, address=addresses, topics=topics
+            )
+            found.extend(_encode_log(log) for log in logs)
+        return found
+
+    @staticmethod
+    def _topics(value: Any) -> list[Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, list) or len(value) > 4:
+            raise _invalid("filter.topics", value, "an array of at most 4 topic positions")
+        topics: list[Any] = []
+        for i, position in enumerate(value):
+            if position is None:
+                topics.append(None)
+            elif isinstance(position, list):
+                alternatives = [_hash32(t, f"filter.topics[{i}]") for t in position]
+                topics.append(alternatives or None)
+            else:
+                topics.append(_hash32(position, f"filter.topics[{i}]"))
+        while topics and topics[-1] is None:  # trailing wildcards match anything
+            topics.pop()
+        return topics or None
+
+    def _eth_send_raw_transaction(self, params: Sequence[Any]) -> str:
+        (raw_hex,) = _params(params, 1, 0, "eth_sendRawTransaction")
+        raw = _data(raw_hex, "raw transaction")
+        payload = bytes.fromhex(raw[2:])
+        if not payload:
+            raise _invalid("raw transaction", raw_hex, "a signed transaction")
+        _require_chain_id(payload, self._chain_id)
+        try:
+            return str(_wire(self._tester.send_raw_transaction(raw)))
+        except (TesterValidationError, EvmValidationError) as exc:
+            raise _RpcError(SERVER_ERROR, f"transaction rejected: {exc}") from exc
+        except TransactionFailed as exc:
+            raise _vm_failure(exc) or _RpcError(SERVER_ERROR, f"transaction failed: {exc}") from exc
+        except Exception as exc:  # rlp / decoding errors from py-evm for a garbled payload
+            if type(exc).__module__.startswith(("rlp", "eth")):
+                raise _RpcError(INVALID_PARAMS, f"invalid raw transaction: {exc}") from exc
+            raise
+
+
+def _require_chain_id(payload: bytes, chain_id: int) -> None:
+    """Refuse a raw transaction not bound to this chain, as geth does.
+
+    Legacy transactions must carry an EIP-155 chain id in ``v`` (unprotected ones could be
+    replayed from any chain); typed ones (EIP-2718) carry it as their first field. py-evm
+    does not check a legacy transaction's chain id itself.
+    """
+    import rlp  # type: ignore[import-untyped]  # py-evm's dependency
+
+    typed = payload[0] < 0xC0
+    try:
+        fields = rlp.decode(payload[1:] if typed else payload)
+    except Exception as exc:  # rlp.DecodingError and friends
+        raise _RpcError(INVALID_PARAMS, f"invalid raw transaction: {exc}") from exc
+    if (
+        not isinstance(fields, list)
+        or not fields
+        or not all(isinstance(f, bytes) for f in fields[:7])
+    ):
+        raise _RpcError(INVALID_PARAMS, "invalid raw transaction: not an RLP transaction")
+    if typed:
+        signed_for = int.from_bytes(fields[0], "big")
+    else:
+        if len(fields) != 9:
+            raise _RpcError(INVALID_PARAMS, "invalid raw transaction: not a legacy transaction")
+        v = int.from_bytes(fields[6], "big")
+        if v in (27, 28):
+            raise _RpcError(
+                SERVER_ERROR, "only replay-protected (EIP-155) transactions allowed over RPC"
+            )
+        signed_for = (v - 35) // 2
+    if signed_for != chain_id:
+        raise _RpcError(
+            SERVER_ERROR,
+            f"invalid chain id for signer: have {signed_for}, want {chain_id}",
+        )
+
+
+def _bloom_may_match(bloom: int, addresses: list[str] | None, topics: list[Any] | None) -> bool:
+    """Whether a block with logs bloom ``bloom`` may hold a log matching the filter."""
+    if not bloom:
+        return False
+    block_bloom = BloomFilter(bloom)
+    if addresses and not any(bytes.fromhex(a[2:]) in block_bloom for a in addresses):
+        return False
+    for position in topics or ():
+        if position is None:
+            continue
+        alternatives = position if isinstance(position, list) else [position]
+        if not any(bytes.fromhex(t[2:]) in block_bloom for t in alternatives):
+            return False
+    return True
+
+
+def _vm_failure(exc: BaseException) -> _RpcError | None:
+    """The geth-style error for an EVM failure in ``exc``'s chain, or ``None`` if none."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        candidates: list[Any] = [current, *current.args]
+        for candidate in candidates:
+            if isinstance(candidate, Revert):
+                data = candidate.args[0] if candidate.args else b""
+                raw = bytes(data) if isinstance(data, bytes | bytearray) else b""
+                return _RpcError(EXECUTION_REVERTED, "execution reverted", "0x" + raw.hex())
+            if isinstance(candidate, VMError):
+                return _RpcError(SERVER_ERROR, f"execution failed: {candidate!r}")
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _next_base_fee(block: Mapping[str, Any]) -> int:
+    """The EIP-1559 base fee of the block after ``block``."""
+    base = int(block.get("base_fee_per_gas") or 0)
+    limit = int(block.get("gas_limit") or 0)
+    used = int(block.get("gas_used") or 0)
+    target = limit // 2
+    if not target or used == target:
+        return base
+    if used > target:
+        return base + max(1, base * (used - target) // target // 8)
+    return base - base * (target - used) // target // 8
+
+
+def _error_response(call_id: Any, error: _RpcError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": call_id, "error": error.to_json()}
+
+
+def _dump(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _py() -> str:
+    v = sys.version_info
+    return f"{v.major}.{v.minor}.{v.micro}"
+
+
+# ---------------------------------------------------------------------- HTTP transport
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive front end: POST / with a JSON body, like geth's HTTP endpoint."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "JointLedgerChain/1"
+    sys_version = ""
+    timeout = _IDLE_TIMEOUT_S  # idle keep-alive connections are closed after this
+    disable_nagle_algorithm = True  # headers and body go out as two writes
+    server: _HTTPServer
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.headers.get("Transfer-Encoding"):
+            self._reply(411, _RpcError(INVALID_REQUEST, "send a Content-Length, not chunks"))
+            return
+        length_header = self.headers.get("Content-Length")
+        try:
+            length = int(length_header) if length_header is not None else -1
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._reply(411, _RpcError(INVALID_REQUEST, "a valid Content-Length is required"))
+            return
+        limit = self.server.max_body_bytes
+        if length > limit:
+            message = f"request body of {length} bytes exceeds the limit of {limit} bytes"
+            self._reply(413, _RpcError(INVALID_REQUEST, message))
+            return
+        body = self.rfile.read(length)
+        answer = self.server.rpc.handle(body)
+        if answer is None:  # notifications only: nothing to say (as anvil answers)
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self._send(200, answer)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._reply(405, _RpcError(INVALID_REQUEST, "JSON-RPC is served by POST only"))
+
+    do_PUT = do_DELETE = do_PATCH = do_GET  # noqa: N815
+
+    def _reply(self, status: int, error: _RpcError) -> None:
+        """An HTTP error carrying a JSON-RPC error object; the connection is then closed."""
+        self.close_connection = True
+        self._send(status, _dump(_error_response(None, error)), close=True)
+
+    def _send(self, status: int, body: bytes, close: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if status == 405:
+            self.send_header("Allow", "POST")
+        if close:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        _log.debug("%s " + format, self.address_string(), *args)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that can close its open keep-alive connections on stop."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], rpc: ChainRpc, max_body_bytes: int) -> None:
+        self.rpc = rpc
+        self.max_body_bytes = max_body_bytes
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Shut down every open connection so idle keep-alive handlers end now."""
+        with self._open_lock:
+            connections = list(self._open)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the peer
+
+
+def _require_loopback(host: str) -> None:
+    """Raise ValueError unless ``host`` is a loopback address (the chain is local only)."""
+    if host in _LOOPBACK_NAMES:
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise ValueError(
+        f"the embedded chain is served on loopback only, not on {host!r}: members on other "
+        "machines use a Besu / GoQuorum network with --rpc-url"
+    )
+
+
+class ChainServer:
+    """Standard Ethereum JSON-RPC over HTTP for an in-process eth-tester chain.
+
+    The port is bound at construction (``port=0`` picks a free one, see :attr:`url`);
+    :meth:`start` serves it from a background thread and :meth:`stop` closes it. Usable as
+    a context manager. Raises ``TypeError`` if ``w3`` is not backed by an eth-tester
+    provider, ``ValueError`` for a non-loopback host and ``OSError`` if the port is taken.
+    """
+
+    def __init__(
+        self,
+        w3: Web3,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        _require_loopback(host)
+        tester = _tester_of(w3)
+        self._lock = threading.Lock()
+        self._rpc = ChainRpc(tester, int(w3.eth.chain_id), self._lock)
+        self._httpd = _HTTPServer((host, port), self._rpc, max_body_bytes)
+        bound_host, bound_port = self._httpd.server_address[:2]
+        host_text = bound_host.decode() if isinstance(bound_host, bytes) else str(bound_host)
+        shown = f"[{host_text}]" if ":" in host_text else host_text
+        self._url = f"http://{shown}:{bound_port}"
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        """The endpoint, e.g. ``http://127.0.0.1:8545``."""
+        return self._url
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The lock held around every call into the chain; in-process users must hold it."""
+        return self._lock
+
+    @property
+    def rpc(self) -> ChainRpc:
+        """The transport-free dispatcher (for in-process callers and tests)."""
+        return self._rpc
+
+    def start(self) -> None:
+        """Serve from a background daemon thread; raise RuntimeError if stopped or running."""
+        if self._closed:
+            raise RuntimeError("a stopped ChainServer cannot be restarted")
+        if self._thread is not None:
+            raise RuntimeError("ChainServer already started")
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"chain-server-{self._url}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving, close open connections and release the port (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+        self._httpd.server_close()
+        self._httpd.close_connections()
+
+    def __enter__(self) -> ChainServer:
+        if self._thread is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def serve_chain(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    echo: Callable[[str], None] = print,
+    stop_event: threading.Event | None = None,
+) -> None:
+    """Serve a fresh embedded chain until interrupted (Ctrl-C / SIGTERM) or ``stop_event``.
+
+    Prints the URL, the chain id and eth-tester's pre-funded development key (the
+    ``0x…01`` faucet) for local use. Raises ``ValueError`` for a non-loopback host and
+    ``OSError`` if the port is taken.
+    """
+    from ledger_node.chain import ETH_TESTER_FAUCET_KEY, LedgerChain
+
+    chain = LedgerChain.embedded()
+    server = ChainServer(chain.w3, host, port)
+    done = stop_event if stop_event is not None else threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _on_signal)
+    server.start()
+    try:
+        echo(f"JSON-RPC chain at {server.url}")
+        echo(f"chain id          {chain.chain_id}")
+        echo(f"dev faucet key    {ETH_TESTER_FAUCET_KEY} (development only: public, funded)")
+        echo("connect with      --rpc-url " + server.url)
+        while not done.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        echo("chain server stopped (the embedded chain is not persisted)")
