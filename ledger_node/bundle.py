@@ -571,10 +571,9 @@ def verify_bundle(
     ctx = _ChainContext(bundle)
     mode = MODE_CHAIN if chain is not None else (
         MODE_KEY_ONLY if checkpoint_key is not None else MODE_UNTRUSTED)
-    computed: list[bytes] = []  # the root the path computes (set by the inclusion check)
 
     run.run(CHECK_STRUCTURE, (), lambda: _check_structure(bundle))
-    run.run(CHECK_INCLUSION, (CHECK_STRUCTURE,), lambda: _check_inclusion(bundle, computed))
+    run.run(CHECK_INCLUSION, (CHECK_STRUCTURE,), lambda: _check_inclusion(bundle))
 
     root: bytes | None = None
     if chain is not None:
@@ -591,8 +590,10 @@ def verify_bundle(
     else:
         why = ("NOT CHECKED: no chain was given (key-only mode)" if checkpoint_key is not None
                else "NOT CHECKED: no chain was given")
-        run.not_checked(CHECK_DEPLOYMENT, f"{why}; the contract {bundle.anchor.contract} on "
-                                          f"chain {bundle.anchor.chain_id} was not read")
+        anchor = getattr(bundle, "anchor", None)
+        named = (f"the contract {_show(getattr(anchor, 'contract', None))} on chain "
+                 f"{_show(getattr(anchor, 'chain_id', None))}")
+        run.not_checked(CHECK_DEPLOYMENT, f"{why}; {named} was not read")
         run.not_checked(CHECK_CHECKPOINT_ON_CHAIN, f"{why}; the root is the bundle's own, not "
                                                    "one read from the chain")
         run.not_checked(CHECK_LOG_OWNER, f"{why}; the signing key is not matched with the "
@@ -694,7 +695,7 @@ def _check_structure(bundle: ProofBundle) -> str:
             f"{len(bundle.path)} hashes")
 
 
-def _check_inclusion(bundle: ProofBundle, computed: list[bytes]) -> str:
+def _check_inclusion(bundle: ProofBundle) -> str:
     """The leaf hash and path compute the checkpoint's root."""
     hasher = hasher_for(bundle.hash_name)
     leaf_hash = hasher.hash_leaf(bundle.leaf.leaf_data())
@@ -704,7 +705,6 @@ def _check_inclusion(bundle: ProofBundle, computed: list[bytes]) -> str:
     if not hmac.compare_digest(root, expected):
         raise _Fail(f"the leaf hash and path compute root {root.hex()}, the checkpoint says "
                     f"{expected.hex()}")
-    computed.append(root)
     return f"leaf hash {leaf_hash.hex()} and path compute root {root.hex()}"
 
 

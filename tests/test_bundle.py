@@ -496,8 +496,9 @@ def test_a_malformed_bundle_object_is_a_verdict_not_an_exception(world: World) -
                                             world.unionpay.sm2_key.public_key()}, {}):
         verdict = verify_bundle(odd, **kwargs)
         assert_fails_at(verdict, "structure", "integers", "commitment")
-        no_checkpoint: Any = replace(good, checkpoint=None)
-        assert_fails_at(verify_bundle(no_checkpoint, **kwargs), "structure", "AttributeError")
+        for part in ("checkpoint", "anchor", "leaf"):
+            missing: Any = replace(good, **{part: None})
+            assert_fails_at(verify_bundle(missing, **kwargs), "structure", "AttributeError")
 
 
 def test_a_key_rotated_later_still_verifies_old_checkpoints(eth_tester_chain: LedgerChain,
