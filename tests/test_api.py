@@ -370,3 +370,25 @@ def test_bundle_is_202_while_pending(tmp_path: Path) -> None:
             assert client.get(f"/v1/leaves/{index}").json()["anchored"] is False
     finally:
         slow.stop()
+
+
+def test_an_unreachable_chain_is_a_503_problem(client: TestClient, node: PlatformNode,
+                                               consortium: Consortium,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from web3 import Web3
+
+    url = f"/v1/logs/{node.log_id.hex()}/leaves"
+    leaves = random_leaves(1, seed=15)
+    receipt = client.post(url, json=submission(consortium.unionpay, node.log_id, leaves))
+    document = anchored_bundle(client, receipt.json()["receipts"][0]["index"])
+    nowhere = LedgerChain(Web3(Web3.HTTPProvider("http://127.0.0.1:9",
+                                                 request_kwargs={"timeout": 2})))
+    monkeypatch.setattr(node, "chain", nowhere)  # the API reads the chain through node.chain
+    health = assert_problem(client.get("/v1/health"), 503, "chain-unavailable",
+                            "does not answer")
+    assert health["health"]["status"] == "degraded"
+    assert health["health"]["store_size"] == node.size()
+    assert_problem(client.post("/v1/verify", json={"bundle": document}), 503,
+                   "chain-unavailable")
+    monkeypatch.undo()
+    assert client.get("/v1/health").status_code == 200
