@@ -218,7 +218,6 @@ class PlatformNode:
         self._log_lock = threading.RLock()
         anchored = self._store.checkpoints("anchored")
         self._latest_anchored: StoredCheckpoint | None = anchored[-1] if anchored else None
-        self._anchored_sizes = {c.tree_size for c in anchored}
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._intake_open = False
         self._intake_lock = threading.Lock()
@@ -504,7 +503,6 @@ class PlatformNode:
         now = time.monotonic()
         with self._metrics_lock:
             self._latest_anchored = stored
-            self._anchored_sizes.add(stored.tree_size)
             while self._acks and self._acks[0][0] <= stored.tree_size:
                 _, acked = self._acks.popleft()
                 self._anchor_latency.append(now - acked)
@@ -562,9 +560,24 @@ class PlatformNode:
             anchor=ChainAnchor.of(deployment, latest.tx_hash, latest.block_number),
         )
 
-    def checkpoints(self) -> list[StoredCheckpoint]:
-        """The anchored checkpoints of this log, oldest first, with transaction and block."""
-        return self._store.checkpoints("anchored")
+    def checkpoints(self, *, after: int = 0, limit: int | None = None) -> list[StoredCheckpoint]:
+        """The anchored checkpoints of this log, oldest first, with transaction and block.
+
+        Only those with ``tree_size > after``, at most ``limit`` of them (default: all).
+        """
+        return self._store.checkpoints("anchored", after=after, limit=limit)
+
+    def checkpoint(self, tree_size: int) -> StoredCheckpoint:
+        """The anchored checkpoint of ``tree_size``; raise :class:`UnknownCheckpoint`."""
+        try:
+            stored = self._store.checkpoint_at(tree_size)
+        except UnknownCheckpoint:
+            stored = None
+        if stored is None or not stored.anchored:
+            raise UnknownCheckpoint(
+                f"no anchored checkpoint of size {tree_size} in log {self.log_id.hex()[:16]}…"
+            )
+        return stored
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         """The latest anchored checkpoint, or ``None`` before the first."""
@@ -581,13 +594,8 @@ class PlatformNode:
                 raise InvalidCheckpoint(f"{name} must be an integer, got {size!r}")
         if size1 > size2:
             raise InvalidCheckpoint(f"size1 {size1} is larger than size2 {size2}")
-        with self._metrics_lock:
-            anchored = set(self._anchored_sizes)
         for size in (size1, size2):
-            if size not in anchored:
-                raise UnknownCheckpoint(
-                    f"no anchored checkpoint of size {size} in log {self.log_id.hex()[:16]}…"
-                )
+            self.checkpoint(size)
         with self._log_lock:
             return self._log.consistency_proof(size1, size2)
 

@@ -225,8 +225,17 @@ class LeafStore(ABC):
         """
 
     @abstractmethod
-    def checkpoints(self, status: CheckpointStatus | None = None) -> list[StoredCheckpoint]:
-        """Stored checkpoints (optionally of one status), smallest tree size first."""
+    def checkpoints(
+        self, status: CheckpointStatus | None = None, *, after: int = 0, limit: int | None = None
+    ) -> list[StoredCheckpoint]:
+        """Stored checkpoints (optionally of one status), smallest tree size first.
+
+        Only those with ``tree_size > after``, at most ``limit`` of them.
+        """
+
+    @abstractmethod
+    def checkpoint_at(self, tree_size: int) -> StoredCheckpoint:
+        """The stored checkpoint of ``tree_size``; raise :class:`UnknownCheckpoint` if none."""
 
     def pending_checkpoints(self) -> list[StoredCheckpoint]:
         """Checkpoints saved as signed whose anchoring is not confirmed, oldest first."""
@@ -538,19 +547,27 @@ class SQLiteStore(LeafStore):
             raise UnknownCheckpoint(f"no stored checkpoint of size {tree_size}")
         return found[0]
 
-    def checkpoints(self, status: CheckpointStatus | None = None) -> list[StoredCheckpoint]:
+    def checkpoints(
+        self, status: CheckpointStatus | None = None, *, after: int = 0, limit: int | None = None
+    ) -> list[StoredCheckpoint]:
         """Stored checkpoints (optionally of one status), smallest tree size first."""
-        if status is None:
-            return self._checkpoint_rows("", ())
-        return self._checkpoint_rows("WHERE status = ?", (status,))
+        where = "WHERE tree_size > ?"
+        params: list[Any] = [after]
+        if status is not None:
+            where += " AND status = ?"
+            params.append(status)
+        return self._checkpoint_rows(where, params, -1 if limit is None else max(0, limit))
 
-    def _checkpoint_rows(self, where: str, params: Sequence[Any]) -> list[StoredCheckpoint]:
+    def _checkpoint_rows(
+        self, where: str, params: Sequence[Any], limit: int = -1
+    ) -> list[StoredCheckpoint]:
         meta = self._meta
         log_id = bytes.fromhex(meta["log_id"])
         out = []
         for (size, root, ts, sig, status, tx, block, signed_at, anchored_at) in self._query(
             "SELECT tree_size, root, timestamp, signature, status, tx_hash, block_number,"
-            f" signed_at, anchored_at FROM checkpoints {where} ORDER BY tree_size", params
+            f" signed_at, anchored_at FROM checkpoints {where} ORDER BY tree_size LIMIT ?",
+            [*params, limit],
         ):
             checkpoint = Checkpoint(meta["platform"], log_id, int(size), bytes(root), int(ts),
                                     meta["hash"])

@@ -364,6 +364,10 @@ def test_consistency_between_anchored_sizes(consortium: Consortium, tmp_path: Pa
                               reader.checkpoint_at(node.log_id, 5).root,
                               reader.checkpoint_at(node.log_id, 15).root)
     assert node.consistency_proof(10, 10).path == ()
+    assert [c.tree_size for c in node.checkpoints(after=5, limit=1)] == [10]
+    assert node.checkpoint(15).tx_hash == reader.checkpoints(node.log_id)[-1].tx_hash
+    with pytest.raises(UnknownCheckpoint):
+        node.checkpoint(6)
     with pytest.raises(UnknownCheckpoint, match="size 7"):
         node.consistency_proof(5, 7)
     with pytest.raises(UnknownCheckpoint, match="size 0"):

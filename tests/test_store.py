@@ -110,6 +110,18 @@ class StoreBehaviour:
         assert marked.signed().checkpoint.tree_size == 3
         assert marked.to_json()["tx_hash"] == "74" * 32
 
+    def test_checkpoints_page_by_size(self, store: LeafStore) -> None:
+        for size in (2, 4, 6, 8):
+            store.save_checkpoint(_checkpoint(size))
+        store.mark_anchored(4, b"t" * 32, 1, 1.0)
+        store.mark_anchored(6, b"u" * 32, 2, 1.0)
+        assert [c.tree_size for c in store.checkpoints(after=2, limit=2)] == [4, 6]
+        assert [c.tree_size for c in store.checkpoints("anchored", after=4)] == [6]
+        assert [c.tree_size for c in store.checkpoints(limit=0)] == []
+        assert store.checkpoint_at(8).status == "signed"
+        with pytest.raises(UnknownCheckpoint):
+            store.checkpoint_at(5)
+
     def test_checkpoint_sizes_are_unique(self, store: LeafStore) -> None:
         store.save_checkpoint(_checkpoint(3))
         with pytest.raises(StoreMismatch, match="size 3 is already stored"):
