@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from api.deps import AuthenticatorDep, NodeDep, SettingsDep
 from api.errors import ProblemException
 from api.routes.common import DigestPath, problem_responses
-from api.schemas import ReceiptPublic, SubmissionCreate, SubmissionReceipts
+from api.schemas import SubmissionCreate, SubmissionReceipts
 from ledger_node.auth import authenticate_batch
 from ledger_node.errors import InvalidBatch, InvalidLeaf
 
@@ -27,7 +27,7 @@ def submit_leaves(
     node: NodeDep,
     settings: SettingsDep,
     authenticator: AuthenticatorDep,
-) -> SubmissionReceipts:
+) -> Response:
     """Append the leaves to this node's log; answer once they are durably committed.
 
     The batch is authenticated by its SM2 signature over ``batch_digest(log_id, leaves)``:
@@ -63,7 +63,10 @@ def submit_leaves(
         verify_signature=False,
     )
     receipts = node.submit(leaves, evidence)
-    return SubmissionReceipts(receipts=[
-        ReceiptPublic(index=r.index, leaf_hash=r.leaf_hash.hex(), duplicate=r.duplicate)
+    # Serialised by hand: validating 10,000 response models would cost more than the commit.
+    body = ",".join(
+        f'{{"index":{r.index},"leaf_hash":"{r.leaf_hash.hex()}",'
+        f'"duplicate":{"true" if r.duplicate else "false"}}}'
         for r in receipts
-    ])
+    )
+    return Response(f'{{"receipts":[{body}]}}', status_code=201, media_type="application/json")
