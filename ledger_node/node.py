@@ -45,6 +45,7 @@ from ledger_node.errors import (
     InvalidSignature,
     LedgerError,
     NodeStopped,
+    StoreCorrupted,
     UnknownCheckpoint,
     UnknownLeaf,
 )
@@ -212,12 +213,18 @@ class PlatformNode:
         self.chain_lock = threading.Lock()
         self._key = sm2_key
         self._hasher = hasher_for(config.hash_name)
+        if config.seal_interval <= 0 or config.seal_size < 1:
+            raise ValueError("seal_interval must be positive and seal_size at least 1")
         self._store = SQLiteStore(config.store_path, platform=config.platform,
                                   log_id=self.log_id, hash_name=config.hash_name)
-        self._log = MerkleLog.from_leaf_hashes(self._hasher, self._store.leaf_hashes())
+        try:
+            self._log = MerkleLog.from_leaf_hashes(self._hasher, self._store.leaf_hashes())
+            self._latest_anchored = self._store.latest_checkpoint("anchored")
+            self._check_checkpoints()
+        except BaseException:
+            self._store.close()
+            raise
         self._log_lock = threading.RLock()
-        anchored = self._store.checkpoints("anchored")
-        self._latest_anchored: StoredCheckpoint | None = anchored[-1] if anchored else None
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._intake_open = False
         self._intake_lock = threading.Lock()
@@ -241,6 +248,26 @@ class PlatformNode:
             interval=config.seal_interval, seal_size=config.seal_size,
         )
         self._started = False
+
+    def _check_checkpoints(self) -> None:
+        """The latest anchored and any pending checkpoint must be roots of the stored leaves.
+
+        Raises :class:`StoreCorrupted` otherwise (leaves lost or altered since they were
+        checkpointed): a node must not serve or anchor roots its leaves do not produce.
+        """
+        latest = self._latest_anchored
+        for stored in ([latest] if latest is not None else []) + self._store.pending_checkpoints():
+            size = stored.tree_size
+            if size > self._log.size:
+                raise StoreCorrupted(
+                    f"store {self.config.store_path} has a {stored.status} checkpoint of size "
+                    f"{size} but only {self._log.size} leaves"
+                )
+            if not hmac.compare_digest(self._log.root(size), stored.root):
+                raise StoreCorrupted(
+                    f"store {self.config.store_path}: the stored leaves do not produce the root "
+                    f"of the {stored.status} checkpoint of size {size}"
+                )
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -95,8 +95,8 @@ class Sealer:
         self._anchored = 0
         self._failures = 0
         self._last_error: str | None = None
-        anchored = store.checkpoints("anchored")
-        self._last_anchored_size = anchored[-1].tree_size if anchored else 0
+        anchored = store.latest_checkpoint("anchored")
+        self._last_anchored_size = anchored.tree_size if anchored is not None else 0
         pending = store.pending_checkpoints()
         # At most one is pending by construction; if a store holds several, the oldest first.
         self._unanchored: list[StoredCheckpoint] = pending

@@ -234,6 +234,10 @@ class LeafStore(ABC):
         """
 
     @abstractmethod
+    def latest_checkpoint(self, status: CheckpointStatus = "anchored") -> StoredCheckpoint | None:
+        """The stored checkpoint of ``status`` with the largest tree size, or ``None``."""
+
+    @abstractmethod
     def checkpoint_at(self, tree_size: int) -> StoredCheckpoint:
         """The stored checkpoint of ``tree_size``; raise :class:`UnknownCheckpoint` if none."""
 
@@ -557,6 +561,11 @@ class SQLiteStore(LeafStore):
             where += " AND status = ?"
             params.append(status)
         return self._checkpoint_rows(where, params, -1 if limit is None else max(0, limit))
+
+    def latest_checkpoint(self, status: CheckpointStatus = "anchored") -> StoredCheckpoint | None:
+        """The stored checkpoint of ``status`` with the largest tree size, or ``None``."""
+        rows = self._query("SELECT MAX(tree_size) FROM checkpoints WHERE status = ?", (status,))
+        return None if rows[0][0] is None else self.checkpoint_at(int(rows[0][0]))
 
     def _checkpoint_rows(
         self, where: str, params: Sequence[Any], limit: int = -1

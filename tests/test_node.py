@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -479,6 +480,27 @@ def test_corrupted_or_foreign_store_is_refused(consortium: Consortium, tmp_path:
                      consortium.as_(consortium.wechatpay), consortium.wechatpay.sm2_key)
     os.truncate(path, path.stat().st_size // 3)
     with pytest.raises(StoreCorrupted):
+        make_node(consortium, path)
+
+
+def test_leaves_altered_after_anchoring_are_detected(consortium: Consortium,
+                                                     tmp_path: Path) -> None:
+    path = tmp_path / "node.db"
+    node = make_node(consortium, path, seal_interval=3600.0)
+    node.start()
+    submit(node, consortium.unionpay, leaves(8))
+    node.stop()  # anchors size 8
+    db = sqlite3.connect(path)
+    db.execute("UPDATE leaves SET leaf_hash = ? WHERE idx = 3", (b"\x09" * 32,))
+    db.commit()
+    db.close()
+    with pytest.raises(StoreCorrupted, match="do not produce the root of the anchored"):
+        make_node(consortium, path)
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM leaves WHERE idx = 7")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreCorrupted, match="anchored checkpoint of size 8 but only 7"):
         make_node(consortium, path)
 
 

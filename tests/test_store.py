@@ -62,6 +62,7 @@ class StoreBehaviour:
         assert store.size() == 0
         assert list(store.leaf_hashes()) == []
         assert store.checkpoints() == []
+        assert store.latest_checkpoint() is None
         with pytest.raises(UnknownLeaf):
             store.leaf(0)
         with pytest.raises(UnknownLeaf):
@@ -119,6 +120,8 @@ class StoreBehaviour:
         assert [c.tree_size for c in store.checkpoints("anchored", after=4)] == [6]
         assert [c.tree_size for c in store.checkpoints(limit=0)] == []
         assert store.checkpoint_at(8).status == "signed"
+        assert store.latest_checkpoint().tree_size == 6  # type: ignore[union-attr]
+        assert store.latest_checkpoint("signed").tree_size == 8  # type: ignore[union-attr]
         with pytest.raises(UnknownCheckpoint):
             store.checkpoint_at(5)
 
