@@ -24,7 +24,7 @@ def list_checkpoints(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """This log's checkpoints anchored on chain with their signatures and transactions."""
-    selected = [c for c in node.checkpoints() if c.tree_size > after][:limit]
+    selected = node.checkpoints(after=after, limit=limit)
     return {"log_id": node.log_id.hex(), "checkpoints": [checkpoint_json(c) for c in selected]}
 
 
@@ -44,13 +44,12 @@ def consistency(
     if size1 > size2:
         raise InvalidCheckpoint(f"from ({size1}) must not be larger than to ({size2})")
     proof = node.consistency_proof(size1, size2)
-    roots = {c.tree_size: c.root for c in node.checkpoints() if c.tree_size in (size1, size2)}
     return {
         "log_id": node.log_id.hex(),
         "hash": node.hash_name,
         "from": proof.size1,
         "to": proof.size2,
-        "root_from": roots[size1].hex(),
-        "root_to": roots[size2].hex(),
+        "root_from": node.checkpoint(size1).root.hex(),
+        "root_to": node.checkpoint(size2).root.hex(),
         "path": [p.hex() for p in proof.path],
     }
