@@ -27,9 +27,11 @@
     deployment = "deployment.json" # the JointLedger deployment (chain id, address, ...)
     rpc_url = "http://127.0.0.1:8545"  # JSON-RPC node; --rpc-url overrides it
 
-The chain is reached through ``rpc_url`` (``jointledger chain`` serves the embedded chain
-over JSON-RPC, so every member's node reaches the same one); tests and tools may hand an
-in-process :class:`~ledger_node.chain.LedgerChain` instead.
+The chain is reached through ``rpc_url``; without one (neither in the file nor
+``--rpc-url``) the node uses the embedded chain at its default address
+:data:`DEFAULT_CHAIN_URL`, where ``jointledger chain`` serves it over JSON-RPC, so every
+member's node reaches one and the same chain. Tests and tools may hand an in-process
+:class:`~ledger_node.chain.LedgerChain` instead.
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ from ledger_node.chain import Deployment, LedgerChain
 from ledger_node.errors import InvalidConfig, InvalidKey
 from ledger_node.keyfiles import MemberKeys, load_member_keys
 from ledger_node.node import NodeConfig, PlatformNode
+from ledger_node.rpc_server import DEFAULT_PORT as DEFAULT_CHAIN_PORT
 
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_PORT: Final = 8700
+DEFAULT_CHAIN_URL: Final = f"http://127.0.0.1:{DEFAULT_CHAIN_PORT}"
 _START_TIMEOUT_S: Final = 20.0
 _SECTIONS: Final = {
     "node": {"platform", "shard", "store", "hash", "seal_interval", "seal_size", "max_batch",
@@ -176,18 +180,16 @@ def build_node(config: ServeConfig, *, chain: LedgerChain | None = None,
     """A (not yet started) node for ``config``.
 
     The chain is ``chain`` if given (any provider; re-bound to the platform's account and
-    the deployment file), else a JSON-RPC client of ``rpc_url`` or the config's ``rpc_url``.
-    Raises :class:`InvalidConfig` without a chain, :class:`~ledger_node.errors.ChainError`
-    / :class:`~ledger_node.errors.DeploymentError` if it cannot be reached or holds no
-    such deployment.
+    the deployment file), else a JSON-RPC client of ``rpc_url``, the config's ``rpc_url`` or
+    the embedded chain's default address :data:`DEFAULT_CHAIN_URL`. Raises
+    :class:`InvalidConfig` for unusable key files, :class:`~ledger_node.errors.ChainError`
+    / :class:`~ledger_node.errors.DeploymentError` if the chain cannot be reached or holds
+    no such deployment.
     """
     keys = load_keys(config)
     deployment = Deployment.load(config.deployment)
     if chain is None:
-        url = rpc_url or config.rpc_url
-        if url is None:
-            raise InvalidConfig("no chain: set chain.rpc_url in the config or pass --rpc-url")
-        chain = LedgerChain.from_rpc(url)
+        chain = LedgerChain.from_rpc(rpc_url or config.rpc_url or DEFAULT_CHAIN_URL)
     bound = chain.with_account(keys.account).attach(deployment)
     return PlatformNode(config.node, bound, keys.sm2_key)
 
@@ -236,6 +238,25 @@ class PlatformServer:
         if self._thread is not None:
             self._thread.join(timeout=_START_TIMEOUT_S)
             self._thread = None
+
+
+def serve_platform_file(
+    path: Path,
+    *,
+    name: str | None = None,
+    rpc_url: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """``jointledger serve --role platform --name NAME --config PATH [--rpc-url URL]``.
+
+    Raises :class:`InvalidConfig` if ``name`` is given and is not the config's platform,
+    then whatever :func:`serve_platform` raises.
+    """
+    config = load_serve_config(path)
+    if name is not None and name != config.node.platform:
+        raise InvalidConfig(f"--name {name!r} but {path} configures platform "
+                            f"{config.node.platform!r}")
+    serve_platform(config, rpc_url=rpc_url, echo=echo)
 
 
 def serve_platform(

@@ -12,11 +12,17 @@ import httpx
 import pytest
 
 from api.main import create_app
-from api.server import PlatformServer, ServeConfig, build_node, load_serve_config
+from api.server import (
+    PlatformServer,
+    ServeConfig,
+    build_node,
+    load_serve_config,
+    serve_platform_file,
+)
 from ledger_node.bundle import ProofBundle, verify_bundle
 from ledger_node.chain import LedgerChain
 from ledger_node.demo import sample_records
-from ledger_node.errors import InvalidConfig
+from ledger_node.errors import ChainError, InvalidConfig
 from ledger_node.keyfiles import MemberKeys, write_member_keys
 from ledger_node.node import PlatformNode
 from ledger_node.sdk import PlatformClient, SubmittedRecord
@@ -146,8 +152,10 @@ def test_config_file_errors(tmp_path: Path, embedded: tuple[Consortium, ServeCon
             load_serve_config(target)
     config = load_serve_config(path)
     assert config.node.store_path == (tmp_path / "x" / "data" / "unionpay.db").resolve()
-    with pytest.raises(InvalidConfig, match="no chain"):
-        build_node(config)
+    with pytest.raises(ChainError, match="does not answer"):
+        build_node(config, rpc_url="http://127.0.0.1:9")
+    with pytest.raises(InvalidConfig, match="configures platform 'unionpay'"):
+        serve_platform_file(path, name="wechatpay")
 
 
 @pytest.mark.anvil
