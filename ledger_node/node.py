@@ -472,6 +472,22 @@ class PlatformNode:
             seen = dict(existing)
             new_hashes: list[bytes] = []
             for pending in group:
+                if not existing and seen.keys().isdisjoint(pending.leaf_hashes) and len(
+                    set(pending.leaf_hashes)
+                ) == len(pending.leaf_hashes):
+                    # the common case, all new: no per-leaf bookkeeping
+                    first = next_index
+                    next_index += len(pending.leaf_hashes)
+                    seen.update(zip(pending.leaf_hashes, range(first, next_index), strict=True))
+                    results.append([Receipt(i, h, False) for i, h in
+                                    zip(range(first, next_index), pending.leaf_hashes,
+                                        strict=True)])
+                    new_batches.append(NewBatch(
+                        pending.evidence, pending.received_at, tuple(range(first, next_index)),
+                        pending.leaves, pending.leaf_hashes,
+                    ))
+                    new_hashes.extend(pending.leaf_hashes)
+                    continue
                 receipts: list[Receipt] = []
                 fresh_leaves: list[Leaf] = []
                 fresh_hashes: list[bytes] = []
