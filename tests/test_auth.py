@@ -281,3 +281,24 @@ def test_removed_members_lose_access(tmp_path: Path) -> None:
             assert node.size() == size
     finally:
         node.stop()
+
+
+def test_authenticator_swapped_with_dependency_overrides(node: PlatformNode,
+                                                         consortium: Consortium) -> None:
+    """A fixed-clock authenticator in place of the real one: skew is judged by its clock."""
+    from api.deps import get_authenticator
+
+    app = create_app(node)
+    fixed = authenticator(consortium, now=NOW)
+    app.dependency_overrides[get_authenticator] = lambda: fixed
+    with TestClient(app) as client:
+        url = f"/v1/logs/{node.log_id.hex()}/leaves"
+        body = submission(consortium.unionpay, node.log_id, random_leaves(1, seed=23))
+        index = client.post(url, json=body).json()["receipts"][0]["index"]
+        path = f"/v1/leaves/{index}/evidence"
+        on_time = evidence_headers(consortium.pboc, index, timestamp_ms=NOW + 1_000)
+        assert client.get(path, headers=on_time).status_code == 200
+        now_headers = evidence_headers(consortium.pboc, index)  # the real clock: far off
+        assert_problem(client.get(path, headers=now_headers), 401, "unauthenticated",
+                       "from the server clock")
+    assert len(fixed.nonces) == 1
