@@ -33,13 +33,17 @@ from types import FrameType
 from typing import Any, Final
 
 from eth.exceptions import HeaderNotFound, Revert, VMError
+from eth.exceptions import TransactionNotFound as EvmTransactionNotFound
 from eth.vm.spoof import SpoofTransaction
 from eth_bloom.bloom import BloomFilter
 from eth_tester import EthereumTester
+from eth_tester.backends.pyevm.serializers import (
+    serialize_transaction,
+    serialize_transaction_receipt,
+)
 from eth_tester.exceptions import (
     BlockNotFound,
     TransactionFailed,
-    TransactionNotFound,
 )
 from eth_tester.exceptions import (
     ValidationError as TesterValidationError,
@@ -83,6 +87,7 @@ _PRIORITY_FEE_WEI: Final = 10**9  # what eth-tester's provider suggests, and the
 _BLOCK_TAGS: Final = frozenset({"latest", "earliest", "pending", "safe", "finalized"})
 _LOOPBACK_NAMES: Final = frozenset({"localhost"})
 _IDLE_TIMEOUT_S: Final = 60.0
+_BLOOM_CACHE_SIZE: Final = 1_000_000  # blocks; a bloom is a small int for most blocks
 
 
 @dataclass(frozen=True)
@@ -385,6 +390,7 @@ class ChainRpc:
         self._chain: Any = tester.backend.chain  # py-evm Chain: calls and estimates
         self._chain_id = chain_id
         self._lock = lock
+        self._blooms: dict[bytes, int] = {}
         self._client_version = f"JointLedger/embedded-chain/eth-tester/py-evm/python{_py()}"
         self._methods: dict[str, Callable[[Sequence[Any]], Any]] = {
             "web3_clientVersion": self._client_version_method,
@@ -729,22 +735,43 @@ class ChainRpc:
 
     def _eth_get_transaction_by_hash(self, params: Sequence[Any]) -> dict[str, Any] | None:
         (hash_raw,) = _params(params, 1, 0, "eth_getTransactionByHash")
-        tx_hash = _hash32(hash_raw, "transaction hash")
-        try:
-            return _encode_transaction(self._tester.get_transaction_by_hash(tx_hash))
-        except TransactionNotFound:
+        found = self._locate(_hash32(hash_raw, "transaction hash"))
+        if found is None:
             return None
+        block, tx, index = found
+        raw = serialize_transaction(block, tx, index, False)
+        return _encode_transaction(self._tester.normalizer.normalize_outbound_transaction(raw))
 
     def _eth_get_transaction_receipt(self, params: Sequence[Any]) -> dict[str, Any] | None:
         (hash_raw,) = _params(params, 1, 0, "eth_getTransactionReceipt")
-        tx_hash = _hash32(hash_raw, "transaction hash")
+        found = self._locate(_hash32(hash_raw, "transaction hash"))
+        if found is None:  # unknown, or pending (not mined yet): no receipt
+            return None
+        block, tx, index = found
+        receipts = block.get_receipts(self._chain.chaindb)
+        raw = serialize_transaction_receipt(block, receipts, tx, index, False, self._chain.get_vm())
+        receipt = _encode_receipt(self._tester.normalizer.normalize_outbound_receipt(raw))
+        # eth-tester numbers logs within the receipt; logIndex is the position in the block
+        offset = sum(len(r.logs) for r in receipts[:index])
+        for log in receipt["logs"]:
+            log["logIndex"] = hex(int(log["logIndex"], 16) + offset)
+        return receipt
+
+    def _locate(self, tx_hash: str) -> tuple[Any, Any, int] | None:
+        """The mined block, transaction and index of ``tx_hash``, or ``None``.
+
+        py-evm's transaction index, not eth-tester's lookup, which walks back block by block
+        from the head (a receipt of an old transaction cost O(chain length)).
+        """
+        raw = bytes.fromhex(tx_hash[2:])
         try:
-            receipt = self._tester.get_transaction_receipt(tx_hash)
-        except TransactionNotFound:
+            number, index = self._chain.chaindb.get_transaction_index(raw)
+            block = self._chain.get_canonical_block_by_number(number)
+        except (EvmTransactionNotFound, HeaderNotFound, BlockNotFound):
             return None
-        if receipt.get("block_number") is None:  # pending: no receipt yet
-            return None
-        return _encode_receipt(receipt)
+        if index >= len(block.transactions) or block.transactions[index].hash != raw:
+            return None  # a stale index entry (the chain was rewound in-process)
+        return block, block.transactions[index], index
 
     def _eth_call(self, params: Sequence[Any]) -> str:
         # py-evm's costless execution (base fee and gas price 0), as geth runs an eth_call
@@ -811,16 +838,54 @@ class ChainRpc:
         wanted = [addresses] if isinstance(addresses, str) else addresses
         found: list[dict[str, Any]] = []
         for number in range(int(start), int(end) + 1):
-            # eth-tester reads every receipt of every block in the range; the header's logs
-            # bloom (as geth uses it) skips the blocks that cannot hold a matching log.
-            header = self._chain.get_canonical_block_header_by_number(number)
-            if not _bloom_may_match(int(header.bloom), wanted, topics):
-                continue
-            logs = self._tester.get_logs(
-                from_block=number, to_block=number, address=addresses, topics=topics
-            )
-            found.extend(_encode_log(log) for log in logs)
+            # The header's logs bloom (as geth uses it) skips the blocks that cannot hold a
+            # matching log; only the others have their receipts read.
+            if _bloom_may_match(self._bloom(number), wanted, topics):
+                found.extend(self._block_logs(number, wanted, topics))
         return found
+
+    def _block_logs(
+        self, number: int, addresses: list[str] | None, topics: list[Any] | None
+    ) -> list[dict[str, Any]]:
+        """The logs of canonical block ``number`` that match the filter, in wire form."""
+        block = self._chain.get_canonical_block_by_number(number)
+        receipts = block.get_receipts(self._chain.chaindb)
+        wanted = {bytes.fromhex(a[2:]) for a in addresses} if addresses else None
+        block_hash = "0x" + bytes(block.hash).hex()
+        out: list[dict[str, Any]] = []
+        log_index = 0
+        for tx_index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
+            for log in receipt.logs:
+                log_topics = ["0x" + int(t).to_bytes(32, "big").hex() for t in log.topics]
+                if (wanted is None or bytes(log.address) in wanted) and _topics_match(
+                    log_topics, topics
+                ):
+                    out.append(
+                        {
+                            "address": "0x" + bytes(log.address).hex(),
+                            "topics": log_topics,
+                            "data": "0x" + bytes(log.data).hex(),
+                            "blockNumber": hex(number),
+                            "blockHash": block_hash,
+                            "transactionHash": "0x" + bytes(tx.hash).hex(),
+                            "transactionIndex": hex(tx_index),
+                            "logIndex": hex(log_index),
+                            "removed": False,
+                        }
+                    )
+                log_index += 1
+        return out
+
+    def _bloom(self, number: int) -> int:
+        """The logs bloom of canonical block ``number``, cached by block hash (immutable)."""
+        block_hash = self._chain.chaindb.get_canonical_block_hash(number)
+        bloom = self._blooms.get(block_hash)
+        if bloom is None:
+            if len(self._blooms) >= _BLOOM_CACHE_SIZE:
+                self._blooms.clear()
+            bloom = int(self._chain.get_block_header_by_hash(block_hash).bloom)
+            self._blooms[block_hash] = bloom
+        return bloom
 
     @staticmethod
     def _topics(value: Any) -> list[Any] | None:
@@ -896,6 +961,20 @@ def _require_chain_id(payload: bytes, chain_id: int) -> None:
             SERVER_ERROR,
             f"invalid chain id for signer: have {signed_for}, want {chain_id}",
         )
+
+
+def _topics_match(log_topics: Sequence[str], wanted: Sequence[Any] | None) -> bool:
+    """Standard topic filtering: position by position, ``None`` or one of the alternatives."""
+    if not wanted:
+        return True
+    if len(wanted) > len(log_topics):
+        return False
+    for position, topic in zip(wanted, log_topics, strict=False):
+        if position is None:
+            continue
+        if topic not in (position if isinstance(position, list) else [position]):
+            return False
+    return True
 
 
 def _bloom_may_match(bloom: int, addresses: list[str] | None, topics: list[Any] | None) -> bool:

@@ -255,6 +255,8 @@ def test_get_logs_filters(server: ChainServer, network: Network) -> None:
         server.url, "eth_getLogs", {"blockHash": by_log[0]["blockHash"], "address": address}
     )
     assert {entry["blockNumber"] for entry in in_block} == {hex(first.block_number)}
+    receipt = result(server.url, "eth_getTransactionReceipt", "0x" + first.tx_hash.hex())
+    assert receipt["logs"] == in_block  # one transaction per block: the same log objects
     single = result(
         server.url,
         "eth_getLogs",
