@@ -392,3 +392,46 @@ def test_an_unreachable_chain_is_a_503_problem(client: TestClient, node: Platfor
                    "chain-unavailable")
     monkeypatch.undo()
     assert client.get("/v1/health").status_code == 200
+
+
+def test_body_limit_middleware_at_the_asgi_level() -> None:
+    """A non-numeric Content-Length is a 400 problem; a client that goes away mid-body gets
+    no response and the application is never called."""
+    import asyncio
+
+    from api.middleware import BodyLimitMiddleware
+    from api.problems import ProblemFactory
+
+    called: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append(True)
+
+    middleware = BodyLimitMiddleware(app, max_bytes=10,
+                                     problems=ProblemFactory("https://x.example/problems/"))
+
+    def run(headers: list[tuple[bytes, bytes]], messages: list[dict[str, Any]]
+            ) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+        inbox = list(messages)
+
+        async def receive() -> dict[str, Any]:
+            return inbox.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/verify", "headers": headers}
+        asyncio.run(middleware(scope, receive, send))
+        return sent
+
+    sent = run([(b"content-length", b"12x")], [])
+    assert sent[0]["status"] == 400 and b"Content-Length" in sent[1]["body"]
+    assert run([], [{"type": "http.request", "body": b"12345", "more_body": True},
+                    {"type": "http.disconnect"}]) == []
+    sent = run([], [{"type": "http.request", "body": b"123456", "more_body": True},
+                    {"type": "http.request", "body": b"123456", "more_body": False}])
+    assert sent[0]["status"] == 413 and b"streamed 12 bytes" in sent[1]["body"]
+    assert called == []
+    run([], [{"type": "http.request", "body": b"{}", "more_body": False}])
+    assert called == [True]
