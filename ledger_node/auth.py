@@ -31,7 +31,7 @@ from ledger_node.chain import Member, Role
 from ledger_node.encoding import encode_parts
 from ledger_node.errors import Forbidden, InvalidKey, InvalidSignature, Unauthenticated
 from ledger_node.hashes import sm3
-from ledger_node.leaf import Leaf, batch_digest
+from ledger_node.leaf import Leaf, batch_digest, leaf_data
 from ledger_node.store import BatchEvidence
 
 HEADER_MEMBER: Final = "X-JL-Member"
@@ -47,6 +47,8 @@ DEFAULT_MEMBERSHIP_TTL_S: Final = 2.0
 _ADDRESS: Final = re.compile(r"0x[0-9a-fA-F]{40}")
 _NONCE: Final = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2}){1,256}")
+
+_EMPTY_ESCROW_DIGEST: Final = sm3(b"")
 
 MemberLookup = Callable[[str], Member]
 """Returns the chain's record of an address (role NONE and inactive when never admitted)."""
@@ -95,6 +97,22 @@ def sign_request(
         HEADER_NONCE: once,
         HEADER_SIGNATURE: gmcrypto.sign(key, payload).hex(),
     }
+
+
+def fast_batch_digest(log_id: bytes, leaves: Sequence[Leaf]) -> bytes:
+    """``batch_digest(log_id, leaves)``, without re-hashing empty escrows leaf by leaf.
+
+    Until the regulator issue every escrow is empty: hashing ``b""`` 10,000 times is a tenth
+    of the cost of intake. Raises :class:`~ledger_node.errors.InvalidLeaf` for no leaves.
+    """
+    if not leaves:
+        return batch_digest(log_id, leaves)  # raises InvalidLeaf
+    datas = [
+        leaf_data(leaf.commitment, leaf.escrow_digest if leaf.escrow else _EMPTY_ESCROW_DIGEST,
+                  leaf.match_tag, leaf.amount_tag)
+        for leaf in leaves
+    ]
+    return sm3(encode_parts("batch", log_id, *datas))
 
 
 def sign_batch(key: gmcrypto.SM2PrivateKey, log_id: bytes, leaves: Sequence[Leaf]) -> bytes:
@@ -309,7 +327,7 @@ def authenticate_batch(
     record = members.get(signer)
     if record.role is Role.NONE:
         raise Unauthenticated(f"signer {signer} is not a member of the consortium")
-    digest = batch_digest(log_id, leaves)
+    digest = fast_batch_digest(log_id, leaves)
     if verify_signature:
         _verify_batch_signature(record, digest, signature)
     if not record.active:
