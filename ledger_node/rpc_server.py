@@ -581,17 +581,33 @@ class ChainRpc:
                 raise _RpcError(SERVER_ERROR, f"header not found: block {block}") from None
         return chain.get_canonical_head()
 
-    def _spoofed(self, request: _CallRequest, header: Any) -> SpoofTransaction:
-        """An unsigned, zero-price transaction from ``request.sender`` for a costless run."""
+    def _costless(self, request: _CallRequest, header: Any, estimate: bool) -> Any:
+        """Run ``request`` on the state after ``header`` with base fee and gas price 0.
+
+        Returns the computation's output (call) or the chain's gas estimate. This is what
+        py-evm's ``get_transaction_result`` / ``estimate_gas`` do, with the VM and its state
+        built once rather than once more for the sender's nonce. EVM failures raise.
+        """
         vm = self._chain.get_vm(header)
-        nonce = request.nonce
-        if nonce is None:
-            nonce = int(vm.state.get_nonce(request.sender))
-        gas = request.gas if request.gas is not None else int(header.gas_limit)
-        unsigned = vm.create_unsigned_transaction(
-            nonce=nonce, gas_price=0, gas=gas, to=request.to, value=request.value, data=request.data
-        )
-        return SpoofTransaction(unsigned, from_=request.sender)
+        with vm.in_costless_state() as state:
+            nonce = request.nonce
+            if nonce is None:
+                nonce = int(state.get_nonce(request.sender))
+            gas = request.gas if request.gas is not None else int(header.gas_limit)
+            unsigned = vm.create_unsigned_transaction(
+                nonce=nonce,
+                gas_price=0,
+                gas=gas,
+                to=request.to,
+                value=request.value,
+                data=request.data,
+            )
+            spoofed = SpoofTransaction(unsigned, from_=request.sender)
+            if estimate:
+                return int(self._chain.gas_estimator(state, spoofed))
+            computation = state.costless_execute_transaction(spoofed)
+        computation.raise_if_error()
+        return bytes(computation.output)
 
     # ------------------------------------------------------------------ methods
 
@@ -780,7 +796,7 @@ class ChainRpc:
         request = self._call_request(tx_raw, "transaction")
         header = self._header(self._state_block(block_raw))
         try:
-            output = self._chain.get_transaction_result(self._spoofed(request, header), header)
+            output = self._costless(request, header, estimate=False)
         except VMError as exc:
             raise _vm_failure(exc) or _RpcError(SERVER_ERROR, f"execution failed: {exc!r}") from exc
         except EvmValidationError as exc:
@@ -793,7 +809,7 @@ class ChainRpc:
         request = self._call_request(tx_raw, "transaction")
         header = self._header(self._state_block(block_raw))
         try:
-            return hex(int(self._chain.estimate_gas(self._spoofed(request, header), header)))
+            return hex(self._costless(request, header, estimate=True))
         except VMError as exc:
             raise _vm_failure(exc) or _RpcError(
                 SERVER_ERROR, f"gas estimation failed: {exc!r}"
