@@ -463,6 +463,12 @@ def test_http_level_rejections(server: ChainServer) -> None:
     chunked = httpx.post(server.url, content=chunks())
     assert chunked.status_code == 411
     assert result(server.url, "eth_chainId")  # still serving
+    as_curl = httpx.post(  # curl -d sends a form content type; Ethereum tools don't care
+        server.url,
+        content=b'{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert as_curl.status_code == 200 and QUANTITY.match(as_curl.json()["result"])
 
 
 def test_small_body_limit_is_configurable() -> None:
