@@ -52,7 +52,7 @@ from ledger_node.errors import (
 from ledger_node.hashes import HashFunction, sm3
 from ledger_node.leaf import Leaf, LeafSummary
 from ledger_node.merkle import ConsistencyProof, MerkleLog, TreeHead, hasher_for
-from ledger_node.sealer import Sealer
+from ledger_node.sealer import Sealer, SealerCounters
 from ledger_node.store import BatchEvidence, NewBatch, SQLiteStore, StoredCheckpoint
 
 __all__ = [
@@ -658,6 +658,7 @@ class PlatformNode:
             "checkpoints_signed": float(sealer.checkpoints_signed),
             "checkpoints_anchored": float(sealer.checkpoints_anchored),
             "anchoring_failures": float(sealer.anchoring_failures),
+            "anchoring_failing": 1.0 if sealer.failing else 0.0,
             "anchored_size": float(latest.tree_size if latest is not None else 0),
             "pending_leaves": float(self._log.size - (latest.tree_size if latest else 0)),
             "ack_latency_p50_seconds": _percentile(acks, 0.50),
@@ -667,6 +668,10 @@ class PlatformNode:
             "anchor_latency_samples": float(len(anchors)),
         })
         return out
+
+    def sealer_status(self) -> SealerCounters:
+        """The sealer's counters, whether it is failing now and its latest error message."""
+        return self._sealer.counters()
 
     def anchor_latencies(self) -> list[float]:
         """The recorded ack→anchored latencies (seconds), one per committed batch group."""

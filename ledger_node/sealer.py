@@ -45,7 +45,8 @@ class SealerCounters:
     checkpoints_anchored: int
     anchoring_failures: int
     last_anchored_size: int
-    last_error: str | None
+    last_error: str | None  # the latest failure, kept after recovery
+    failing: bool  # the latest attempt failed (anchoring is stalled until one succeeds)
 
 
 class Sealer:
@@ -95,6 +96,7 @@ class Sealer:
         self._anchored = 0
         self._failures = 0
         self._last_error: str | None = None
+        self._failing = False
         anchored = store.latest_checkpoint("anchored")
         self._last_anchored_size = anchored.tree_size if anchored is not None else 0
         pending = store.pending_checkpoints()
@@ -139,7 +141,7 @@ class Sealer:
     def counters(self) -> SealerCounters:
         """A snapshot of the sealer's counters."""
         return SealerCounters(self._signed, self._anchored, self._failures,
-                              self._last_anchored_size, self._last_error)
+                              self._last_anchored_size, self._last_error, self._failing)
 
     # ------------------------------------------------------------------ the loop
 
@@ -158,12 +160,14 @@ class Sealer:
             due = time.monotonic() + self._interval
             try:
                 self.seal_once()
+                self._failing = False
                 backoff = 0.0
             except Exception as exc:  # chain down, revert, conflict: count, back off, retry
                 self._failed(exc)
                 backoff = min(MAX_BACKOFF_S, max(self._interval, backoff * 2))
 
     def _failed(self, exc: BaseException) -> None:
+        self._failing = True
         self._failures += 1
         self._last_error = f"{type(exc).__name__}: {exc}"
         _log.warning("anchoring failed (%d so far): %s", self._failures, self._last_error)
@@ -216,6 +220,7 @@ class Sealer:
     def _mark(self, stored: StoredCheckpoint, tx_hash: bytes, block: int) -> StoredCheckpoint:
         marked = self._store.mark_anchored(stored.tree_size, tx_hash, block, time.time())
         self._anchored += 1
+        self._failing = False
         self._last_anchored_size = marked.tree_size
         self._on_anchored(marked)
         return marked

@@ -398,7 +398,7 @@ def test_anchoring_failures_are_retried_not_fatal(consortium: Consortium, tmp_pa
     submit(node, consortium.unionpay, leaves(4))
     wait_for("anchoring after failures", lambda: node.proof_bundle(0) is not None)
     m = node.metrics()
-    assert m["anchoring_failures"] == 3
+    assert m["anchoring_failures"] == 3 and m["anchoring_failing"] == 0.0
     history = consortium.reader().checkpoints(node.log_id)
     assert [c.tree_size for c in history] == [4]  # anchored once, despite the retries
     submit(node, consortium.unionpay, leaves(1))  # the node still takes submissions
@@ -417,6 +417,9 @@ def test_restart_reanchors_a_signed_checkpoint_once(consortium: Consortium, tmp_
     node.start()
     submit(node, consortium.unionpay, leaves(6))
     wait_for("a failed anchoring", lambda: node.metrics()["anchoring_failures"] >= 1)
+    assert node.metrics()["anchoring_failing"] == 1.0
+    status = node.sealer_status()
+    assert status.failing and status.last_error == "ChainError: chain unreachable (injected)"
     node.stop()
     monkeypatch.undo()
     pending = SQLiteStore(path, platform="unionpay", log_id=node.log_id, hash_name="sm3")
