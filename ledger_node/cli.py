@@ -42,6 +42,61 @@ def _build_parser() -> argparse.ArgumentParser:
     new_keys.add_argument("--dir", type=Path, default=Path("keys"),
                           help="directory for the key files (default keys/)")
 
+    chain = commands.add_parser(
+        "chain",
+        help="serve the embedded chain as JSON-RPC (and deploy for a consortium)",
+        description="Serve a fresh embedded eth-tester chain as standard Ethereum JSON-RPC on "
+        "127.0.0.1, so every member's node, the regulator, auditors and Ethereum tools reach "
+        "one chain with --rpc-url. With --consortium, deploy JointLedger for its members and "
+        "write the deployment file nodes load.",
+    )
+    chain.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
+    chain.add_argument("--port", type=int, default=8545, help="TCP port (default 8545)")
+    chain.add_argument("--consortium", type=Path, help="consortium file (TOML) to deploy for")
+    chain.add_argument("--deployment", type=Path, default=Path("deployment.json"),
+                       help="where to write the deployment file (default deployment.json)")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run a member's node with its HTTP API on 127.0.0.1",
+        description="Run a platform node (durable store, Merkle log, sealer anchoring signed "
+        "checkpoints) and its HTTP API. The config file format is in docs/api.md.",
+    )
+    serve.add_argument("--role", required=True, choices=["platform"],
+                       help="the member's role (the regulator node is a later issue)")
+    serve.add_argument("--name", required=True, help="member name; must match the config")
+    serve.add_argument("--config", type=Path, required=True, help="node config file (TOML)")
+    serve.add_argument("--rpc-url", help="JSON-RPC URL of the chain (overrides the config)")
+
+    submit = commands.add_parser(
+        "submit",
+        help="commit payment records locally and submit them to the platform's node",
+        description="Read RECORDS (JSONL, or CSV with a header of record field names), "
+        "validate all of them, commit them locally (salts stay here) and submit signed "
+        "batches to the node. Receipts and openings go to a private JSONL file.",
+    )
+    submit.add_argument("records", type=Path, help="records file (.jsonl or .csv)")
+    submit.add_argument("--config", type=Path, required=True,
+                        help="the platform's node config (keys, platform name, address)")
+    submit.add_argument("--url", help="node URL (default: from the config's [http] section)")
+    submit.add_argument("--out", type=Path,
+                        help="receipts file (default RECORDS.receipts.jsonl, mode 0600)")
+    submit.add_argument("--chunk", type=int, default=10_000,
+                        help="leaves per signed batch, 1..10000 (default 10000)")
+    submit.add_argument("--format", choices=["jsonl", "csv"], help="override the file suffix")
+
+    proof = commands.add_parser("proof", help="fetch a leaf's proof bundle from a node")
+    proof.add_argument("index", type=int, help="leaf index")
+    proof.add_argument("--url", required=True, help="node URL, e.g. http://127.0.0.1:8700")
+    proof.add_argument("--out", type=Path, help="write the bundle here instead of stdout")
+    proof.add_argument("--wait", type=float, default=5.0,
+                       help="seconds to wait while the leaf is not yet anchored (default 5)")
+
+    checkpoints = commands.add_parser("checkpoints", help="list a node's anchored checkpoints")
+    checkpoints.add_argument("--url", required=True, help="node URL")
+    checkpoints.add_argument("--after", type=int, default=0, help="only sizes above this")
+    checkpoints.add_argument("--limit", type=int, default=1000, help="at most this many")
+
     verify = commands.add_parser(
         "verify",
         help="verify a proof bundle against the chain, with no node running",
@@ -80,6 +135,30 @@ def _keys_new(name: str, directory: Path) -> int:
     return 0
 
 
+def _submit(args: argparse.Namespace) -> int:
+    from api.server import load_serve_config
+    from ledger_node.client_commands import RecordFileError, run_submit
+
+    if not 1 <= args.chunk <= 10_000:
+        print("jointledger submit: --chunk must be in 1..10000", file=sys.stderr)
+        return 2
+    config = load_serve_config(args.config)
+    try:
+        return run_submit(
+            args.records,
+            url=args.url or f"http://{config.host}:{config.port}",
+            platform=config.node.platform,
+            sm2_key=config.sm2_key,
+            account_key=config.account_key,
+            out=args.out,
+            chunk=args.chunk,
+            file_format=args.format,
+        )
+    except RecordFileError as exc:
+        print(f"jointledger submit: {exc} (nothing was submitted)", file=sys.stderr)
+        return 2
+
+
 def _verify(args: argparse.Namespace) -> int:
     from ledger_node.verify_command import run_verify
 
@@ -112,6 +191,26 @@ def main(argv: list[str] | None = None) -> int:
             return _keys_new(args.name, args.dir)
         if args.command == "verify":
             return _verify(args)
+        if args.command == "chain":
+            from ledger_node.chain_command import run_chain
+
+            return run_chain(args.host, args.port, consortium_path=args.consortium,
+                             deployment_path=args.deployment)
+        if args.command == "serve":
+            from api.server import serve_platform_file
+
+            serve_platform_file(args.config, name=args.name, rpc_url=args.rpc_url)
+            return 0
+        if args.command == "submit":
+            return _submit(args)
+        if args.command == "proof":
+            from ledger_node.client_commands import run_proof
+
+            return run_proof(args.url, args.index, out=args.out, wait=args.wait)
+        if args.command == "checkpoints":
+            from ledger_node.client_commands import run_checkpoints
+
+            return run_checkpoints(args.url, after=args.after, limit=args.limit)
     except LedgerError as exc:
         print(f"jointledger {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import httpx
 
@@ -65,127 +65,43 @@ class SubmittedRecord:
     receipt: Receipt
 
 
-class PlatformClient:
-    """A platform's client of its own node (see the module docstring)."""
+class NodeClient:
+    """A read-only client of a node's public API: statuses, bundles, checkpoints, verify.
+
+    Anyone may use it (auditors, the CLI); it holds no key and never signs.
+    """
 
     def __init__(
         self,
         base_url: str,
-        platform: str,
-        account: str,
-        sm2_key: gmcrypto.SM2PrivateKey,
-        log_id: bytes | None = None,
         *,
-        shard: int = 0,
         http: httpx.Client | None = None,
         timeout: float = 60.0,
         retries: int = 4,
         backoff: float = 0.2,
-        chunk_size: int = MAX_CHUNK,
     ) -> None:
-        """A client of the node at ``base_url`` acting as ``platform``.
+        """A client of the node at ``base_url``.
 
-        ``account`` is the platform's chain address (the batch signer); ``sm2_key`` its SM2
-        private key, which never leaves this process. ``log_id`` defaults to the log of
-        (``platform``, ``shard``). ``http`` may be any ``httpx.Client`` (a FastAPI
-        ``TestClient`` in tests); otherwise one is made for ``base_url``. Failed requests are
-        retried ``retries`` times with exponential backoff starting at ``backoff`` seconds.
+        ``http`` may be any ``httpx.Client`` (a FastAPI ``TestClient`` in tests); otherwise
+        one is made for ``base_url``. Failed requests (connection errors, 5xx) are retried
+        ``retries`` times with exponential backoff starting at ``backoff`` seconds.
         """
-        if not 1 <= chunk_size <= MAX_CHUNK:
-            raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK}")
-        self.platform = platform
-        self.account = account
-        self.log_id = log_id if log_id is not None else log_id_for(platform, shard)
-        self._key = sm2_key
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client(base_url=base_url,
                                                                timeout=timeout)
         self._retries = retries
         self._backoff = backoff
-        self._chunk = chunk_size
 
     def close(self) -> None:
         """Close the HTTP client if this object made it."""
         if self._owns_http:
             self._http.close()
 
-    def __enter__(self) -> PlatformClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # ------------------------------------------------------------------ local preparation
-
-    def prepare(
-        self,
-        record: PaymentRecord,
-        *,
-        salt: Salt | None = None,
-        match_tag: bytes | None = None,
-        amount_tag: bytes | None = None,
-        escrow: bytes = b"",
-    ) -> PreparedRecord:
-        """Commit to ``record`` under a fresh (or given) salt and build its leaf, locally.
-
-        Raises :class:`InvalidRecord` if the record is another platform's, and
-        :class:`~ledger_node.errors.InvalidLeaf` for malformed tags or escrow.
-        """
-        if record.platform != self.platform:
-            raise InvalidRecord("platform", f"record of {record.platform!r} submitted by "
-                                            f"{self.platform!r}")
-        salt = salt if salt is not None else new_salt()
-        leaf = Leaf(record_commitment(record, salt), escrow, match_tag, amount_tag)
-        return PreparedRecord(record, salt, leaf)
-
-    def sign_batch(self, leaves: Sequence[Leaf]) -> bytes:
-        """The platform's DER SM2 signature over ``batch_digest(log_id, leaves)``."""
-        return sign_batch(self._key, self.log_id, leaves)
-
-    # ------------------------------------------------------------------ intake
-
-    def submit_records(
-        self, records: Iterable[PaymentRecord], *, progress: Progress | None = None
-    ) -> list[SubmittedRecord]:
-        """Prepare and submit ``records``; return each with its salt, leaf and receipt."""
-        return self.submit_prepared([self.prepare(r) for r in records], progress=progress)
-
-    def submit_prepared(
-        self, prepared: Sequence[PreparedRecord], *, progress: Progress | None = None
-    ) -> list[SubmittedRecord]:
-        """Submit prepared records; return them with their receipts, in order."""
-        receipts = self.submit_leaves([p.leaf for p in prepared], progress=progress)
-        return [SubmittedRecord(p, r) for p, r in zip(prepared, receipts, strict=True)]
-
-    def submit_leaves(
-        self, leaves: Sequence[Leaf], *, progress: Progress | None = None
-    ) -> list[Receipt]:
-        """Submit ``leaves`` in signed chunks; return one receipt per leaf, in order.
-
-        Each chunk is acknowledged only once the node committed it durably. Raises
-        :class:`InvalidBatch` for an empty batch and :class:`ApiError` for a problem
-        answer (4xx, or 5xx after the retries).
-        """
-        if not leaves:
-            raise InvalidBatch("nothing to submit: a batch holds at least one leaf")
-        path = f"/v1/logs/{self.log_id.hex()}/leaves"
-        receipts: list[Receipt] = []
-        for start in range(0, len(leaves), self._chunk):
-            chunk = leaves[start:start + self._chunk]
-            body = {
-                "leaves": [leaf.to_json() for leaf in chunk],
-                "signer": self.account,
-                "signature": self.sign_batch(chunk).hex(),
-            }
-            content = json.dumps(body, separators=(",", ":")).encode()
-            answer = self._send("POST", path, content=content)
-            receipts.extend(
-                Receipt(int(r["index"]), bytes.fromhex(r["leaf_hash"]), bool(r["duplicate"]))
-                for r in answer.json()["receipts"]
-            )
-            if progress is not None:
-                progress(len(receipts), len(leaves))
-        return receipts
 
     # ------------------------------------------------------------------ reads
 
@@ -266,12 +182,6 @@ class PlatformClient:
         data: dict[str, Any] = self._send("GET", "/v1/health").json()
         return data
 
-    def evidence(self, index: int) -> dict[str, Any]:
-        """The signed batch evidence of leaf ``index`` (an SM2-signed, member-only request)."""
-        data: dict[str, Any] = self._send("GET", f"/v1/leaves/{index}/evidence",
-                                          signed=True).json()
-        return data
-
     # ------------------------------------------------------------------ transport
 
     def _send(self, method: str, path: str, *, content: bytes = b"",
@@ -284,8 +194,7 @@ class PlatformClient:
                                                params=params, headers=headers)
             if signed:  # a fresh timestamp and nonce on every attempt: retries are not replays
                 target = request.url.raw_path.decode("ascii")
-                request.headers.update(sign_request(self._key, self.account, method, target,
-                                                    content))
+                request.headers.update(self._signature_headers(method, target, content))
             try:
                 response = self._http.send(request)
             except httpx.TransportError:
@@ -298,6 +207,128 @@ class PlatformClient:
                     raise _api_error(response)
             time.sleep(self._backoff * 2**attempt)
             attempt += 1
+
+
+    def _signature_headers(self, method: str, target: str, content: bytes) -> dict[str, str]:
+        """The X-JL-* headers of a signed request; a read-only client cannot sign."""
+        raise TypeError("a NodeClient holds no key: use PlatformClient for signed requests")
+
+
+class PlatformClient(NodeClient):
+    """A platform's client of its own node (see the module docstring)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        platform: str,
+        account: str,
+        sm2_key: gmcrypto.SM2PrivateKey,
+        log_id: bytes | None = None,
+        *,
+        shard: int = 0,
+        http: httpx.Client | None = None,
+        timeout: float = 60.0,
+        retries: int = 4,
+        backoff: float = 0.2,
+        chunk_size: int = MAX_CHUNK,
+    ) -> None:
+        """A client of the node at ``base_url`` acting as ``platform``.
+
+        ``account`` is the platform's chain address (the batch signer); ``sm2_key`` its SM2
+        private key, which never leaves this process. ``log_id`` defaults to the log of
+        (``platform``, ``shard``). Transport options are :class:`NodeClient`'s.
+        """
+        if not 1 <= chunk_size <= MAX_CHUNK:
+            raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK}")
+        super().__init__(base_url, http=http, timeout=timeout, retries=retries, backoff=backoff)
+        self.platform = platform
+        self.account = account
+        self.log_id = log_id if log_id is not None else log_id_for(platform, shard)
+        self._key = sm2_key
+        self._chunk = chunk_size
+
+    # ------------------------------------------------------------------ local preparation
+
+    def prepare(
+        self,
+        record: PaymentRecord,
+        *,
+        salt: Salt | None = None,
+        match_tag: bytes | None = None,
+        amount_tag: bytes | None = None,
+        escrow: bytes = b"",
+    ) -> PreparedRecord:
+        """Commit to ``record`` under a fresh (or given) salt and build its leaf, locally.
+
+        Raises :class:`InvalidRecord` if the record is another platform's, and
+        :class:`~ledger_node.errors.InvalidLeaf` for malformed tags or escrow.
+        """
+        if record.platform != self.platform:
+            raise InvalidRecord("platform", f"record of {record.platform!r} submitted by "
+                                            f"{self.platform!r}")
+        salt = salt if salt is not None else new_salt()
+        leaf = Leaf(record_commitment(record, salt), escrow, match_tag, amount_tag)
+        return PreparedRecord(record, salt, leaf)
+
+    def sign_batch(self, leaves: Sequence[Leaf]) -> bytes:
+        """The platform's DER SM2 signature over ``batch_digest(log_id, leaves)``."""
+        return sign_batch(self._key, self.log_id, leaves)
+
+    # ------------------------------------------------------------------ intake
+
+    def submit_records(
+        self, records: Iterable[PaymentRecord], *, progress: Progress | None = None
+    ) -> list[SubmittedRecord]:
+        """Prepare and submit ``records``; return each with its salt, leaf and receipt."""
+        return self.submit_prepared([self.prepare(r) for r in records], progress=progress)
+
+    def submit_prepared(
+        self, prepared: Sequence[PreparedRecord], *, progress: Progress | None = None
+    ) -> list[SubmittedRecord]:
+        """Submit prepared records; return them with their receipts, in order."""
+        receipts = self.submit_leaves([p.leaf for p in prepared], progress=progress)
+        return [SubmittedRecord(p, r) for p, r in zip(prepared, receipts, strict=True)]
+
+    def submit_leaves(
+        self, leaves: Sequence[Leaf], *, progress: Progress | None = None
+    ) -> list[Receipt]:
+        """Submit ``leaves`` in signed chunks; return one receipt per leaf, in order.
+
+        Each chunk is acknowledged only once the node committed it durably. Raises
+        :class:`InvalidBatch` for an empty batch and :class:`ApiError` for a problem
+        answer (4xx, or 5xx after the retries).
+        """
+        if not leaves:
+            raise InvalidBatch("nothing to submit: a batch holds at least one leaf")
+        path = f"/v1/logs/{self.log_id.hex()}/leaves"
+        receipts: list[Receipt] = []
+        for start in range(0, len(leaves), self._chunk):
+            chunk = leaves[start:start + self._chunk]
+            body = {
+                "leaves": [leaf.to_json() for leaf in chunk],
+                "signer": self.account,
+                "signature": self.sign_batch(chunk).hex(),
+            }
+            content = json.dumps(body, separators=(",", ":")).encode()
+            answer = self._send("POST", path, content=content)
+            receipts.extend(
+                Receipt(int(r["index"]), bytes.fromhex(r["leaf_hash"]), bool(r["duplicate"]))
+                for r in answer.json()["receipts"]
+            )
+            if progress is not None:
+                progress(len(receipts), len(leaves))
+        return receipts
+
+    # ------------------------------------------------------------------ member-only reads
+
+    def evidence(self, index: int) -> dict[str, Any]:
+        """The signed batch evidence of leaf ``index`` (an SM2-signed, member-only request)."""
+        data: dict[str, Any] = self._send("GET", f"/v1/leaves/{index}/evidence",
+                                          signed=True).json()
+        return data
+
+    def _signature_headers(self, method: str, target: str, content: bytes) -> dict[str, str]:
+        return sign_request(self._key, self.account, method, target, content)
 
 
 def _api_error(response: httpx.Response) -> ApiError:
