@@ -1,0 +1,141 @@
+"""A consortium of real processes on 127.0.0.1, for benchmarks and demos.
+
+It does what an operator would do with the CLI: ``keys new`` per member, a consortium file,
+``jointledger chain --consortium`` (the embedded chain served as JSON-RPC, the contract
+deployed), and ``jointledger serve`` per platform node, each its own process with its own
+keys and store. Everything lives under one directory; :meth:`LocalSite.stop` ends it all.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from ledger_node.chain import Deployment
+from ledger_node.keyfiles import MemberKeys, key_paths, load_member_keys, new_member_keys
+
+DEFAULT_MEMBERS: Sequence[tuple[str, str]] = (
+    ("unionpay", "platform"), ("wechatpay", "platform"), ("pboc", "regulator"))
+_COMMAND = [sys.executable, "-m", "ledger_node.cli"]
+
+
+class SiteError(RuntimeError):
+    """A site process failed to start; the message carries its output."""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LocalSite:
+    """Keys, chain process and node processes of one consortium under ``root``."""
+
+    def __init__(self, root: Path, members: Sequence[tuple[str, str]] = DEFAULT_MEMBERS,
+                 threshold: int = 2) -> None:
+        """Create key files for ``members`` (name, role) and the consortium file."""
+        self.root = root
+        self.members = tuple(members)
+        root.mkdir(parents=True, exist_ok=True)
+        for name, _ in self.members:
+            if not key_paths(root / "keys", name)[0].exists():
+                new_member_keys(root / "keys", name)
+        (root / "consortium.toml").write_text(f"threshold = {threshold}\n" + "".join(
+            f'\n[[members]]\nname = "{name}"\nrole = "{role}"\nkeys = "keys"\n'
+            for name, role in self.members))
+        self.rpc_url = ""
+        self.node_urls: dict[str, str] = {}
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def __enter__(self) -> LocalSite:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def deployment(self) -> Deployment:
+        """The consortium's deployment (after :meth:`start_chain`)."""
+        return Deployment.load(self.root / "deployment.json")
+
+    def keys(self, name: str) -> MemberKeys:
+        """Member ``name``'s private keys (the site holds them all: it plays every member)."""
+        private, _, account = key_paths(self.root / "keys", name)
+        return load_member_keys(private, account)
+
+    def start_chain(self) -> str:
+        """Start ``jointledger chain`` with the consortium; return its JSON-RPC URL."""
+        port = free_port()
+        deployment = self.root / "deployment.json"
+        deployment.unlink(missing_ok=True)
+        self._start("chain", ["chain", "--port", str(port), "--consortium", "consortium.toml",
+                              "--deployment", "deployment.json"],
+                    ready=deployment.exists)
+        self.rpc_url = f"http://127.0.0.1:{port}"
+        return self.rpc_url
+
+    def start_node(self, name: str, *, seal_interval: float = 0.2,
+                   seal_size: int = 10_000) -> str:
+        """Start ``jointledger serve`` for platform ``name``; return its API URL."""
+        port = free_port()
+        config = self.root / f"{name}.toml"
+        config.write_text(
+            f'[node]\nplatform = "{name}"\nstore = "{name}.db"\n'
+            f"seal_interval = {seal_interval}\nseal_size = {seal_size}\n\n"
+            f"[http]\nport = {port}\n\n"
+            f'[keys]\nsm2 = "keys/{name}.sm2.pem"\naccount = "keys/{name}.account.key"\n\n'
+            f'[chain]\ndeployment = "deployment.json"\nrpc_url = "{self.rpc_url}"\n')
+        url = f"http://127.0.0.1:{port}"
+        self._start(name, ["serve", "--role", "platform", "--name", name, "--config",
+                           config.name], ready=lambda: _healthy(url))
+        self.node_urls[name] = url
+        return url
+
+    def stop_process(self, key: str) -> None:
+        """Stop one process (``"chain"`` or a node name) with SIGTERM, then SIGKILL."""
+        process = self._processes.pop(key, None)
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop(self) -> None:
+        """Stop every node, then the chain."""
+        for key in [k for k in self._processes if k != "chain"]:
+            self.stop_process(key)
+        self.stop_process("chain")
+
+    def _start(self, key: str, args: list[str], *, ready: Callable[[], bool],
+               timeout: float = 90.0) -> None:
+        log = (self.root / f"{key}.log").open("wb")
+        process = subprocess.Popen([*_COMMAND, *args], cwd=self.root, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        self._processes[key] = process
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if process.poll() is not None or time.monotonic() > deadline:
+                self.stop_process(key)
+                output = (self.root / f"{key}.log").read_text(errors="replace")[-2000:]
+                raise SiteError(f"{key} did not start: {output}")
+            time.sleep(0.1)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/v1/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
