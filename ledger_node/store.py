@@ -34,6 +34,7 @@ from typing import Any, Final, Literal
 from ledger_node.checkpoint import Checkpoint, SignedCheckpoint
 from ledger_node.errors import (
     InvalidBatch,
+    NodeStopped,
     StoreCorrupted,
     StoreMismatch,
     UnknownCheckpoint,
@@ -380,7 +381,7 @@ class SQLiteStore(LeafStore):
 
     def _reader(self) -> sqlite3.Connection:
         if self._closed:
-            raise StoreCorrupted(f"store {self._path} is closed")
+            raise NodeStopped(f"store {self._path} is closed")
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
@@ -393,6 +394,8 @@ class SQLiteStore(LeafStore):
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
             return self._reader().execute(sql, params).fetchall()
+        except sqlite3.ProgrammingError as exc:  # closed by close() in another thread
+            raise NodeStopped(f"store {self._path} is closed") from exc
         except sqlite3.DatabaseError as exc:
             raise StoreCorrupted(f"store {self._path}: read failed: {exc}") from exc
 
@@ -410,7 +413,7 @@ class SQLiteStore(LeafStore):
             return
         with self._write_lock:
             if self._closed:
-                raise StoreCorrupted(f"store {self._path} is closed")
+                raise NodeStopped(f"store {self._path} is closed")
             db = self._db
             try:
                 with self._transaction():

@@ -16,6 +16,7 @@ import pytest
 from ledger_node.checkpoint import Checkpoint, log_id_for
 from ledger_node.errors import (
     InvalidBatch,
+    NodeStopped,
     StoreCorrupted,
     StoreMismatch,
     UnknownCheckpoint,
@@ -244,7 +245,7 @@ class TestSQLiteStore(StoreBehaviour):
 
     def test_a_closed_store_refuses_work(self, store: SQLiteStore) -> None:
         store.close()
-        with pytest.raises(StoreCorrupted, match="closed"):
+        with pytest.raises(NodeStopped, match="closed"):
             store.size()
-        with pytest.raises(StoreCorrupted, match="closed"):
+        with pytest.raises(NodeStopped, match="closed"):
             store.append_batches([_batch(0, [_leaf(0)])])
