@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import signal
 import socket
 import sys
@@ -71,6 +72,9 @@ MAX_BODY_BYTES: Final = 5 * 1024 * 1024
 
 MAX_BATCH: Final = 1000
 """Most calls accepted in one JSON-RPC batch (geth's default ``BatchRequestLimit``)."""
+
+MAX_JSON_DEPTH: Final = 64
+"""Deepest array / object nesting accepted in a request (Ethereum calls need under 10)."""
 
 MAX_FEE_HISTORY_BLOCKS: Final = 1024
 
@@ -430,9 +434,12 @@ class ChainRpc:
         Never raises for bad input: malformed JSON is -32700, a malformed call -32600, an
         empty or oversized batch one -32600 error object.
         """
+        if _nested_deeper_than(body, MAX_JSON_DEPTH):
+            error = _RpcError(PARSE_ERROR, f"parse error: JSON nested deeper than {MAX_JSON_DEPTH}")
+            return _dump(_error_response(None, error))
         try:
             request = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             return _dump(_error_response(None, _RpcError(PARSE_ERROR, f"parse error: {exc}")))
         if isinstance(request, list):
             if not request:
@@ -453,11 +460,8 @@ class ChainRpc:
             return _error_response(None, _RpcError(INVALID_REQUEST, "a call must be an object"))
         has_id = "id" in request
         call_id = request.get("id")
-        if (
-            has_id
-            and not (call_id is None or isinstance(call_id, str | int | float))
-            or (isinstance(call_id, bool))
-        ):
+        valid_id = call_id is None or isinstance(call_id, str | int | float)
+        if not valid_id or isinstance(call_id, bool):
             return _error_response(
                 None, _RpcError(INVALID_REQUEST, "id must be a string, a number or null")
             )
@@ -1040,6 +1044,40 @@ def _next_base_fee(block: Mapping[str, Any]) -> int:
     return base - base * (target - used) // target // 8
 
 
+_JSON_SPECIAL: Final = re.compile(rb'["\[\]{}]')
+_JSON_STRING_REST: Final = re.compile(rb'(?:[^"\\]++|\\.)*+"', re.DOTALL)  # possessive: linear
+
+
+def _nested_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether the JSON text ``body`` nests arrays / objects deeper than ``limit``.
+
+    Checked before parsing: py_ecc (imported by py-evm) raises the recursion limit to
+    100,000, so the C JSON decoder would overflow a thread's stack on ``[[[[...`` and kill
+    the process instead of raising RecursionError. One linear pass: strings are skipped by
+    a possessive regex, brackets counted; an unterminated string ends the scan (the parser
+    stops there too).
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth = 0
+    position = 0
+    while (special := _JSON_SPECIAL.search(body, position)) is not None:
+        char = body[special.start()]
+        position = special.end()
+        if char == 0x22:  # '"': skip the string
+            rest = _JSON_STRING_REST.match(body, position)
+            if rest is None:
+                return False
+            position = rest.end()
+        elif char in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
 def _error_response(call_id: Any, error: _RpcError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": call_id, "error": error.to_json()}
 
@@ -1084,7 +1122,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(413, _RpcError(INVALID_REQUEST, message))
             return
         body = self.rfile.read(length)
-        answer = self.server.rpc.handle(body)
+        try:
+            answer = self.server.rpc.handle(body)
+        except Exception:  # a bug: answer and keep serving rather than drop the connection
+            _log.exception("JSON-RPC request failed")
+            self._reply(500, _RpcError(INTERNAL_ERROR, "internal error"))
+            return
         if answer is None:  # notifications only: nothing to say (as anvil answers)
             self.send_response(204)
             self.send_header("Content-Length", "0")

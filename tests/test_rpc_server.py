@@ -383,6 +383,7 @@ def test_malformed_requests_get_standard_errors(server: ChainServer) -> None:
     parse = only_error(b'{"jsonrpc": "2.0", "id": 1, "method": ')
     assert parse["error"]["code"] == -32700 and parse["id"] is None
     assert only_error(b"\xff\xfe")["error"]["code"] == -32700
+    assert only_error(b"[" * 100_000)["error"]["code"] == -32700  # nested too deeply
     version = only_error(b'{"jsonrpc": "1.0", "id": 1, "method": "eth_chainId"}')
     assert version["error"]["code"] == -32600 and version["id"] == 1
     no_version = only_error(b'{"id": 2, "method": "eth_chainId"}')
@@ -394,6 +395,10 @@ def test_malformed_requests_get_standard_errors(server: ChainServer) -> None:
     assert only_error(b"[]")["error"]["code"] == -32600
     bad_id = b'{"jsonrpc": "2.0", "id": {"a": 1}, "method": "eth_chainId"}'
     assert only_error(bad_id)["error"]["code"] == -32600
+    bool_id = b'{"jsonrpc": "2.0", "id": true, "method": "eth_chainId"}'
+    assert only_error(bool_id)["error"]["code"] == -32600
+    string_id = post_raw(server.url, b'{"jsonrpc": "2.0", "id": "x", "method": "eth_chainId"}')
+    assert string_id.json()["id"] == "x" and "result" in string_id.json()
     not_list = b'{"jsonrpc": "2.0", "id": 5, "method": "eth_chainId", "params": {"a": 1}}'
     assert only_error(not_list)["error"]["code"] == -32602
     huge_batch = json.dumps(
