@@ -91,6 +91,8 @@ _PRIORITY_FEE_WEI: Final = 10**9  # what eth-tester's provider suggests, and the
 _BLOCK_TAGS: Final = frozenset({"latest", "earliest", "pending", "safe", "finalized"})
 _LOOPBACK_NAMES: Final = frozenset({"localhost"})
 _IDLE_TIMEOUT_S: Final = 60.0
+_SELF_LOCKING: Final = frozenset({"eth_getLogs"})  # take the chain lock in chunks themselves
+_LOG_BLOCKS_PER_LOCK: Final = 256  # blocks scanned per hold of the lock by eth_getLogs
 _BLOOM_CACHE_SIZE: Final = 1_000_000  # blocks; a bloom is a small int for most blocks
 
 
@@ -491,6 +493,8 @@ class ChainRpc:
         if handler is None:
             raise _refusal(method)
         try:
+            if method in _SELF_LOCKING:
+                return handler(params)
             with self._lock:
                 return handler(params)
         except _RpcError:
@@ -822,28 +826,13 @@ class ChainRpc:
             raise _RpcError(SERVER_ERROR, f"gas estimation rejected: {exc}") from exc
 
     def _eth_get_logs(self, params: Sequence[Any]) -> list[dict[str, Any]]:
+        # Self-locking: the range is resolved under the lock, then scanned a chunk of blocks
+        # per lock hold, so a long scan by an auditor does not stall the members' anchoring.
         (query,) = _params(params, 1, 0, "eth_getLogs")
         if not isinstance(query, dict):
             raise _invalid("filter", query, "a filter object")
-        if "blockHash" in query and query["blockHash"] is not None:
-            if query.get("fromBlock") is not None or query.get("toBlock") is not None:
-                raise _RpcError(
-                    INVALID_PARAMS, "cannot specify both blockHash and fromBlock/toBlock"
-                )
-            number = self._block_id({"blockHash": query["blockHash"]}, "blockHash")
-            start: int | str = number
-            end: int | str = number
-        else:
-            start = self._block_id(query.get("fromBlock"), "fromBlock")
-            end = self._block_id(query.get("toBlock"), "toBlock")
-            latest = self._latest_number()
-            start = latest if start in ("latest", "pending", "safe", "finalized") else start
-            end = latest if end in ("latest", "pending", "safe", "finalized") else end
-            start = 0 if start == "earliest" else start
-            end = 0 if end == "earliest" else end
-            if int(start) > int(end):
-                raise _RpcError(INVALID_PARAMS, "invalid block range params: fromBlock > toBlock")
-            end = min(int(end), latest)
+        with self._lock:
+            start, end = self._log_range(query)
         address = query.get("address")
         addresses: str | list[str] | None
         if address is None:
@@ -853,16 +842,35 @@ class ChainRpc:
         else:
             addresses = _address(address, "filter.address")
         topics = self._topics(query.get("topics"))
-        if int(start) > int(end):
-            return []
         wanted = [addresses] if isinstance(addresses, str) else addresses
         found: list[dict[str, Any]] = []
-        for number in range(int(start), int(end) + 1):
-            # The header's logs bloom (as geth uses it) skips the blocks that cannot hold a
-            # matching log; only the others have their receipts read.
-            if _bloom_may_match(self._bloom(number), wanted, topics):
-                found.extend(self._block_logs(number, wanted, topics))
+        for chunk in range(start, end + 1, _LOG_BLOCKS_PER_LOCK):
+            with self._lock:
+                for number in range(chunk, min(chunk + _LOG_BLOCKS_PER_LOCK, end + 1)):
+                    # The header's logs bloom (as geth uses it) skips the blocks that cannot
+                    # hold a matching log; only the others have their receipts read.
+                    if _bloom_may_match(self._bloom(number), wanted, topics):
+                        found.extend(self._block_logs(number, wanted, topics))
         return found
+
+    def _log_range(self, query: Mapping[str, Any]) -> tuple[int, int]:
+        """The block numbers ``(start, end)`` an eth_getLogs filter covers (end <= head)."""
+        if query.get("blockHash") is not None:
+            if query.get("fromBlock") is not None or query.get("toBlock") is not None:
+                raise _RpcError(
+                    INVALID_PARAMS, "cannot specify both blockHash and fromBlock/toBlock"
+                )
+            number = int(self._block_id({"blockHash": query["blockHash"]}, "blockHash"))
+            return number, number
+        latest = self._latest_number()
+        bounds = []
+        for key in ("fromBlock", "toBlock"):
+            block = self._block_id(query.get(key), key)
+            bounds.append(0 if block == "earliest" else latest if isinstance(block, str) else block)
+        start, end = bounds
+        if start > end:
+            raise _RpcError(INVALID_PARAMS, "invalid block range params: fromBlock > toBlock")
+        return start, min(end, latest)
 
     def _block_logs(
         self, number: int, addresses: list[str] | None, topics: list[Any] | None
