@@ -59,6 +59,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "ChainRpc",
     "ChainServer",
+    "json_nested_deeper_than",
     "serve_chain",
 ]
 
@@ -436,7 +437,7 @@ class ChainRpc:
         Never raises for bad input: malformed JSON is -32700, a malformed call -32600, an
         empty or oversized batch one -32600 error object.
         """
-        if _nested_deeper_than(body, MAX_JSON_DEPTH):
+        if json_nested_deeper_than(body, MAX_JSON_DEPTH):
             error = _RpcError(PARSE_ERROR, f"parse error: JSON nested deeper than {MAX_JSON_DEPTH}")
             return _dump(_error_response(None, error))
         try:
@@ -1056,7 +1057,7 @@ _JSON_SPECIAL: Final = re.compile(rb'["\[\]{}]')
 _JSON_STRING_REST: Final = re.compile(rb'(?:[^"\\]++|\\.)*+"', re.DOTALL)  # possessive: linear
 
 
-def _nested_deeper_than(body: bytes, limit: int) -> bool:
+def json_nested_deeper_than(body: bytes, limit: int) -> bool:
     """Whether the JSON text ``body`` nests arrays / objects deeper than ``limit``.
 
     Checked before parsing: py_ecc (imported by py-evm) raises the recursion limit to

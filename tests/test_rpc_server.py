@@ -28,7 +28,7 @@ from ledger_node.chain import ETH_TESTER_FAUCET_KEY, Deployment, LedgerChain, Ro
 from ledger_node.contracts import load_artifact
 from ledger_node.demo import Party, new_party
 from ledger_node.errors import ChainError, ContractRevert
-from ledger_node.rpc_server import MAX_BATCH, ChainServer, serve_chain
+from ledger_node.rpc_server import MAX_BATCH, ChainServer, json_nested_deeper_than, serve_chain
 
 ETHER = 10**18
 ABI = list(load_artifact().abi)
@@ -405,6 +405,17 @@ def test_malformed_requests_get_standard_errors(server: ChainServer) -> None:
         [{"jsonrpc": "2.0", "id": i, "method": "eth_chainId"} for i in range(MAX_BATCH + 1)]
     )
     assert only_error(huge_batch.encode())["error"]["code"] == -32600
+
+
+def test_json_nesting_check() -> None:
+    assert json_nested_deeper_than(b"[" * 100_000, 64)
+    assert json_nested_deeper_than(b"[" * 65 + b"]" * 65, 64)
+    assert not json_nested_deeper_than(b"[" * 64 + b"]" * 64, 64)
+    assert not json_nested_deeper_than(b'["' + b"[" * 100 + b'"]', 64)  # inside a string
+    assert json_nested_deeper_than(b'["\\\\"' + b"[" * 100, 64)  # escaped backslash
+    assert not json_nested_deeper_than(b'["\\"' + b"[" * 100, 64)  # escaped quote
+    assert not json_nested_deeper_than(b'["' + b"[" * 100, 64)  # unterminated string
+    assert not json_nested_deeper_than(b"[]" * 1000, 64)
 
 
 def test_bad_params_are_invalid_params(server: ChainServer) -> None:
