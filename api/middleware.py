@@ -1,4 +1,4 @@
-"""ASGI middleware: the request body size limit (413 before parsing) and HTTP metrics."""
+"""ASGI middleware: request body guards (size 413, JSON depth 400, before parsing), metrics."""
 
 from __future__ import annotations
 
@@ -10,16 +10,19 @@ from typing import Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import ProblemFactory
+from ledger_node.jsonlimits import MAX_JSON_DEPTH, json_nested_deeper_than
 
 _METHODS_WITH_BODY: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over ``max_bytes`` with a 413 problem, before any parsing.
+    """Refuse request bodies over ``max_bytes`` (413) or nested too deep (400), unparsed.
 
     A declared ``Content-Length`` over the limit is refused without reading the body; a
     streamed (chunked) body is read up to the limit and refused as soon as it passes it.
-    Accepted bodies are buffered and replayed to the application unchanged.
+    JSON nested deeper than :data:`MAX_JSON_DEPTH` is refused before any parser sees it
+    (see :mod:`ledger_node.jsonlimits`: it could crash the process). Accepted bodies are
+    buffered and replayed to the application unchanged.
     """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, problems: ProblemFactory) -> None:
@@ -61,6 +64,10 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        if json_nested_deeper_than(body, MAX_JSON_DEPTH):
+            await self._reject(scope, send, "malformed-json",
+                               f"JSON nested deeper than {MAX_JSON_DEPTH} levels is refused")
+            return
         replayed = False
 
         async def replay() -> Message:

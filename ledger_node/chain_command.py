@@ -38,21 +38,22 @@ def run_chain(
     """
     consortium = load_consortium(consortium_path) if consortium_path else None
     chain = LedgerChain.embedded()
-    server = ChainServer(chain.w3, host, port)
+    server = ChainServer(chain.w3, host, port)  # binds the port now; serves after start()
+    echo(f"JSON-RPC chain at {server.url} (chain id {chain.chain_id})")
+    echo(f"dev faucet key {ETH_TESTER_FAUCET_KEY} (development only: public and funded)")
+    if consortium is not None:
+        # Deployed before serving: nothing else may use the chain's Web3 while it serves.
+        deployer = chain.with_account(chain.dev_faucet())
+        deployment = deploy_consortium(deployer, consortium, fund_wei=DEV_FUNDING_WEI)
+        deployment.save(deployment_path)
+        echo(f"JointLedger {deployment.address} deployed in block "
+             f"{deployment.deploy_block} for "
+             f"{', '.join(f'{m.name} ({m.role.name.lower()})' for m in consortium.members)}, "
+             f"{consortium.threshold}-of-N; deployment file {deployment_path}")
     done = stop if stop is not None else threading.Event()
     previous = _install_signal_handlers(done)
     server.start()
     try:
-        echo(f"JSON-RPC chain at {server.url} (chain id {chain.chain_id})")
-        echo(f"dev faucet key {ETH_TESTER_FAUCET_KEY} (development only: public and funded)")
-        if consortium is not None:
-            deployer = chain.with_account(chain.dev_faucet())
-            deployment = deploy_consortium(deployer, consortium, fund_wei=DEV_FUNDING_WEI)
-            deployment.save(deployment_path)
-            echo(f"JointLedger {deployment.address} deployed in block "
-                 f"{deployment.deploy_block} for "
-                 f"{', '.join(f'{m.name} ({m.role.name.lower()})' for m in consortium.members)}, "
-                 f"{consortium.threshold}-of-N; deployment file {deployment_path}")
         echo("serving; Ctrl-C to stop")
         done.wait()
     finally:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import re
 import signal
 import socket
 import sys
@@ -53,6 +52,8 @@ from eth_utils.exceptions import ValidationError as EvmValidationError
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 
+from ledger_node.jsonlimits import MAX_JSON_DEPTH, json_nested_deeper_than
+
 __all__ = [
     "DEFAULT_PORT",
     "MAX_BATCH",
@@ -73,9 +74,6 @@ MAX_BODY_BYTES: Final = 5 * 1024 * 1024
 
 MAX_BATCH: Final = 1000
 """Most calls accepted in one JSON-RPC batch (geth's default ``BatchRequestLimit``)."""
-
-MAX_JSON_DEPTH: Final = 64
-"""Deepest array / object nesting accepted in a request (Ethereum calls need under 10)."""
 
 MAX_FEE_HISTORY_BLOCKS: Final = 1024
 
@@ -1051,40 +1049,6 @@ def _next_base_fee(block: Mapping[str, Any]) -> int:
     if used > target:
         return base + max(1, base * (used - target) // target // 8)
     return base - base * (target - used) // target // 8
-
-
-_JSON_SPECIAL: Final = re.compile(rb'["\[\]{}]')
-_JSON_STRING_REST: Final = re.compile(rb'(?:[^"\\]++|\\.)*+"', re.DOTALL)  # possessive: linear
-
-
-def json_nested_deeper_than(body: bytes, limit: int) -> bool:
-    """Whether the JSON text ``body`` nests arrays / objects deeper than ``limit``.
-
-    Checked before parsing: py_ecc (imported by py-evm) raises the recursion limit to
-    100,000, so the C JSON decoder would overflow a thread's stack on ``[[[[...`` and kill
-    the process instead of raising RecursionError. One linear pass: strings are skipped by
-    a possessive regex, brackets counted; an unterminated string ends the scan (the parser
-    stops there too).
-    """
-    if body.count(b"[") + body.count(b"{") <= limit:
-        return False
-    depth = 0
-    position = 0
-    while (special := _JSON_SPECIAL.search(body, position)) is not None:
-        char = body[special.start()]
-        position = special.end()
-        if char == 0x22:  # '"': skip the string
-            rest = _JSON_STRING_REST.match(body, position)
-            if rest is None:
-                return False
-            position = rest.end()
-        elif char in b"[{":
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
 
 
 def _error_response(call_id: Any, error: _RpcError) -> dict[str, Any]:

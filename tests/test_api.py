@@ -296,6 +296,19 @@ def test_oversized_bodies_are_refused_before_parsing(client: TestClient, node: P
     assert client.get("/v1/health").status_code == 200
 
 
+def test_deeply_nested_json_is_refused_before_parsing(client: TestClient, node: PlatformNode,
+                                                      url: str) -> None:
+    """py-evm raises the recursion limit: parsing [[[[... could crash the whole process."""
+    size = node.size()
+    deep = b"[" * 200_000 + b"]" * 200_000
+    for target in (url, "/v1/verify"):
+        assert_problem(client.post(target, content=deep,
+                                   headers={"content-type": "application/json"}),
+                       400, "malformed-json", "nested deeper than 64")
+    assert node.size() == size
+    assert client.get("/v1/health").status_code == 200
+
+
 def test_unknown_leaves_logs_and_routes(client: TestClient, node: PlatformNode,
                                         consortium: Consortium) -> None:
     missing = node.size() + 10
