@@ -48,6 +48,7 @@ from ledger_node.node import (
     intake_leaf_data,
 )
 from ledger_node.store import NewBatch, SQLiteStore
+from tests.test_merkle import CountingHasher
 
 ETHER = 10**18
 WAIT_S = 30.0
@@ -545,25 +546,6 @@ def test_leaves_altered_after_anchoring_are_detected(consortium: Consortium,
 # ------------------------------------------------------------------ a larger log
 
 
-class _CountingHasher:
-    """Wraps a hasher and counts the hashes computed through it."""
-
-    def __init__(self, inner: merkle.Hasher) -> None:
-        self.inner, self.calls = inner, 0
-        self.name, self.digest_size = inner.name, inner.digest_size
-
-    def empty_root(self) -> bytes:
-        return self.inner.empty_root()
-
-    def hash_leaf(self, data: bytes) -> bytes:
-        self.calls += 1
-        return self.inner.hash_leaf(data)
-
-    def hash_children(self, left: bytes, right: bytes) -> bytes:
-        self.calls += 1
-        return self.inner.hash_children(left, right)
-
-
 def test_proofs_in_a_large_log_come_from_the_levels(consortium: Consortium,
                                                     tmp_path: Path) -> None:
     path, size = tmp_path / "node.db", 100_003
@@ -578,7 +560,7 @@ def test_proofs_in_a_large_log_come_from_the_levels(consortium: Consortium,
     node = make_node(consortium, path, seal_interval=0.05)
     node.start()
     wait_for("the first checkpoint", lambda: node.proof_bundle(0) is not None)
-    counting = _CountingHasher(node._log.hasher)
+    counting = CountingHasher(inner=node._log.hasher, name=node._log.hasher.name)
     node._log._hasher = counting  # type: ignore[assignment]
     reader = consortium.reader()
     root = reader.checkpoint_at(node.log_id, size).root
