@@ -54,6 +54,7 @@ def create_app(
     if authenticator is None:
         authenticator = RequestAuthenticator(
             member_on_chain,
+            audience=node.log_id,
             skew_ms=settings.clock_skew_ms,
             nonce_capacity=settings.nonce_capacity,
             membership_ttl=settings.membership_ttl_s,

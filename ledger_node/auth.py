@@ -55,12 +55,20 @@ MemberLookup = Callable[[str], Member]
 
 
 def request_payload(
-    method: str, target: str, member: str, timestamp_ms: int, nonce: str, body: bytes
+    method: str,
+    target: str,
+    member: str,
+    timestamp_ms: int,
+    nonce: str,
+    body: bytes,
+    audience: bytes,
 ) -> bytes:
     """Return the canonical bytes a member signs for one HTTP request.
 
-    ``encode_parts("http-request", METHOD, path+query, member, timestamp, nonce, SM3(body))``
-    with the method upper-cased, the member address lower-cased and the timestamp in decimal.
+    ``encode_parts("http-request", METHOD, path+query, member, timestamp, nonce, SM3(body),
+    audience)`` with the method upper-cased, the member address lower-cased and the
+    timestamp in decimal. ``audience`` is the log id of the node the request is for, so a
+    request signed for one member's node cannot be replayed to another's.
     """
     return encode_parts(
         "http-request",
@@ -70,6 +78,7 @@ def request_payload(
         str(timestamp_ms).encode("ascii"),
         nonce.encode("ascii"),
         sm3(body),
+        audience,
     )
 
 
@@ -80,17 +89,19 @@ def sign_request(
     target: str,
     body: bytes = b"",
     *,
+    audience: bytes,
     timestamp_ms: int | None = None,
     nonce: str | None = None,
 ) -> dict[str, str]:
     """Return the four authentication headers for a request signed with ``key``.
 
-    ``target`` is the request's path plus ``?query`` exactly as sent. The timestamp defaults
-    to now and the nonce to 16 random bytes (URL-safe base64).
+    ``target`` is the request's path plus ``?query`` exactly as sent; ``audience`` the log
+    id of the node it is sent to. The timestamp defaults to now and the nonce to 16 random
+    bytes (URL-safe base64).
     """
     stamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
     once = secrets.token_urlsafe(16) if nonce is None else nonce
-    payload = request_payload(method, target, member, stamp, once, body)
+    payload = request_payload(method, target, member, stamp, once, body, audience)
     return {
         HEADER_MEMBER: member,
         HEADER_TIMESTAMP: str(stamp),
@@ -228,6 +239,7 @@ class RequestAuthenticator:
         self,
         lookup: MemberLookup,
         *,
+        audience: bytes,
         skew_ms: int = DEFAULT_SKEW_MS,
         nonce_capacity: int = DEFAULT_NONCE_CAPACITY,
         membership_ttl: float = DEFAULT_MEMBERSHIP_TTL_S,
@@ -235,9 +247,11 @@ class RequestAuthenticator:
     ) -> None:
         """Authenticate against ``lookup`` (usually ``chain.member``), cached ``membership_ttl`` s.
 
-        Requests stamped more than ``skew_ms`` away from ``clock_ms()`` are refused; nonces
-        are remembered for twice that window, at most ``nonce_capacity`` of them.
+        Only requests signed for ``audience`` (this node's log id) are accepted. Requests
+        stamped more than ``skew_ms`` away from ``clock_ms()`` are refused; nonces are
+        remembered for twice that window, at most ``nonce_capacity`` of them.
         """
+        self._audience = audience
         self.members = MembershipCache(lookup, ttl=membership_ttl)
         self.nonces = NonceCache(nonce_capacity)
         self._skew_ms = skew_ms
@@ -286,7 +300,7 @@ class RequestAuthenticator:
             raise Unauthenticated(f"{member} is not a member of the consortium")
         try:
             public_key = gmcrypto.SM2PublicKey.from_raw(record.public_key)
-            payload = request_payload(method, target, member, stamp, nonce, body)
+            payload = request_payload(method, target, member, stamp, nonce, body, self._audience)
             gmcrypto.verify(public_key, payload, bytes.fromhex(signature_hex))
         except (InvalidSignature, InvalidKey):
             raise Unauthenticated(

@@ -328,7 +328,8 @@ class PlatformClient(NodeClient):
         return data
 
     def _signature_headers(self, method: str, target: str, content: bytes) -> dict[str, str]:
-        return sign_request(self._key, self.account, method, target, content)
+        return sign_request(self._key, self.account, method, target, content,
+                            audience=self.log_id)
 
 
 def _api_error(response: httpx.Response) -> ApiError:

@@ -24,6 +24,7 @@ from ledger_node.auth import (
     sign_request,
 )
 from ledger_node.chain import LedgerChain, Member, Role
+from ledger_node.checkpoint import log_id_for
 from ledger_node.demo import Party, new_party
 from ledger_node.errors import Forbidden, Unauthenticated
 from ledger_node.leaf import batch_digest
@@ -39,18 +40,31 @@ def consortium() -> Consortium:
     return make_consortium(LedgerChain.embedded())
 
 
+AUDIENCE = log_id_for("unionpay")  # the node the signed requests are addressed to
+
+
 def authenticator(consortium: Consortium, now: int = NOW, **kwargs: int) -> RequestAuthenticator:
-    return RequestAuthenticator(consortium.chain.member, clock_ms=lambda: now, **kwargs)
+    return RequestAuthenticator(consortium.chain.member, audience=AUDIENCE,
+                                clock_ms=lambda: now, **kwargs)
 
 
 def headers(party: Party, method: str = "GET", target: str = "/v1/x", body: bytes = b"",
             **kwargs: object) -> dict[str, str]:
     return sign_request(party.sm2_key, party.account.address, method, target, body,
+                        audience=kwargs.get("audience", AUDIENCE),  # type: ignore[arg-type]
                         timestamp_ms=kwargs.get("timestamp_ms", NOW),  # type: ignore[arg-type]
                         nonce=kwargs.get("nonce"))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------- signed requests
+
+
+def test_a_request_signed_for_another_node_is_refused(consortium: Consortium) -> None:
+    """The audience (the target node's log id) is signed: no replay to another member's node."""
+    auth = authenticator(consortium)
+    for_wechatpay = headers(consortium.pboc, audience=log_id_for("wechatpay"))
+    with pytest.raises(Unauthenticated, match="does not verify"):
+        auth.authenticate("GET", "/v1/x", for_wechatpay, b"")
 
 
 def test_a_signed_request_authenticates_its_member(consortium: Consortium) -> None:
@@ -218,6 +232,7 @@ def client(node: PlatformNode) -> Iterator[TestClient]:
 
 
 def evidence_headers(party: Party, index: int, **kwargs: object) -> dict[str, str]:
+    kwargs.setdefault("audience", AUDIENCE)
     return sign_request(party.sm2_key, party.account.address, "GET",
                         f"/v1/leaves/{index}/evidence", b"", **kwargs)  # type: ignore[arg-type]
 
