@@ -172,3 +172,12 @@ class ProofPending(LedgerError, TimeoutError):
 
 class InvalidConfig(LedgerError, ValueError):
     """A node's configuration file is missing, malformed or names unusable files or values."""
+
+
+class InvalidAmlConfig(LedgerError, ValueError):
+    """An AML configuration value is unusable; ``field`` names it, ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"invalid AML config {field!r}: {reason}")
+        self.field = field
+        self.reason = reason
