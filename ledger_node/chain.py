@@ -14,6 +14,7 @@ decoded arguments.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 import threading
@@ -465,9 +466,9 @@ class LedgerChain:
             raise ChainError("no JointLedger deployment bound: call deploy() or attach()")
         return self._deployment
 
-    @property
+    @functools.cached_property
     def chain_id(self) -> int:
-        """The chain id reported by the node."""
+        """The chain id reported by the node (asked once: it is fixed for a chain)."""
         return int(self._w3.eth.chain_id)
 
     def block_number(self) -> int:
