@@ -359,7 +359,7 @@ def _structuring(identity: bytes, direction: Direction, category: Category,
                 detail=(f"{len(members)} {category.value} payments as {direction.value}, each "
                         f"< {threshold} fen, total {total} fen >= {threshold} fen on "
                         f"{len(per_platform)} platforms within "
-                        f"{config.structuring_window}"),
+                        f"{config.structuring_window / timedelta(hours=1):g} h"),
             ))
     return alerts
 
