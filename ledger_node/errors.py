@@ -181,3 +181,58 @@ class InvalidAmlConfig(LedgerError, ValueError):
         super().__init__(f"invalid AML config {field!r}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class EscrowError(LedgerError):
+    """Root of regulator-escrow failures (sealing, opening, payload and identity encoding)."""
+
+
+class EscrowFormatError(EscrowError, ValueError):
+    """An escrow's bytes are malformed: truncated, wrong lengths or trailing bytes."""
+
+
+class EscrowVersionError(EscrowFormatError):
+    """An escrow (or escrow payload) carries a format version this code does not know.
+
+    ``version`` is the version byte found.
+    """
+
+    def __init__(self, what: str, version: int) -> None:
+        super().__init__(f"unsupported {what} version {version}")
+        self.version = version
+
+
+class UnknownEscrowKey(EscrowError, LookupError):
+    """An escrow was sealed for a regulator key whose fingerprint the opener does not hold.
+
+    ``fingerprint`` is the key fingerprint named by the escrow.
+    """
+
+    def __init__(self, fingerprint: bytes) -> None:
+        super().__init__(f"no regulator private key with fingerprint {fingerprint.hex()}")
+        self.fingerprint = fingerprint
+
+
+class EscrowKeyUnwrapFailed(EscrowError):
+    """The batch key wrapped inside an escrow does not SM2-decrypt (tampered or wrong key)."""
+
+
+class EscrowAuthenticationFailed(EscrowError):
+    """An escrow's SM4-GCM ciphertext does not authenticate under the given commitment.
+
+    Either a byte of nonce, ciphertext or tag was altered, or the escrow belongs to another
+    leaf (its commitment, the associated data, differs): the two are indistinguishable.
+    """
+
+
+class InvalidEscrowPayload(EscrowError, ValueError):
+    """An escrow payload (or the values to build one) is malformed; ``field`` names the part."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"invalid escrow payload {field!r}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class InvalidIdentity(EscrowError, ValueError):
+    """A real-name identity is empty or cannot be classified as a person or an institution."""
