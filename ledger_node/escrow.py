@@ -85,6 +85,7 @@ __all__ = [
     "is_social_credit_code",
     "key_fingerprint",
     "normalise_identity",
+    "payload_mismatches",
 ]
 
 Commitment = bytes
@@ -388,6 +389,26 @@ class EscrowPayload:
             cross_border=self.cross_border,
             cash=self.cash,
         )
+
+
+def payload_mismatches(payload: EscrowPayload, record: PaymentRecord) -> tuple[str, ...]:
+    """Return the names of the payload fields that disagree with ``record`` (empty if none).
+
+    The regulator's check of an escrow against a disclosed opening: the escrow is bound to its
+    leaf, not to the committed record, so only an opening shows whether a platform escrowed
+    the truth. Party kinds are not in the record and are not compared.
+    """
+    expected = {
+        "payer_key": identity_key(record.payer_identity),
+        "payee_key": identity_key(record.payee_identity),
+        "amount_fen": record.amount_fen,
+        "currency": record.currency,
+        "time": record.time,
+        "channel": record.channel,
+        "cross_border": record.cross_border,
+        "cash": record.cash,
+    }
+    return tuple(name for name, value in expected.items() if getattr(payload, name) != value)
 
 
 # --------------------------------------------------------------------------------------------

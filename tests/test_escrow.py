@@ -7,6 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from ledger_node.aml import PartyKind, TracedPayment
 from ledger_node.commitment import record_commitment
@@ -32,10 +34,12 @@ from ledger_node.escrow import (
     identity_key,
     key_fingerprint,
     normalise_identity,
+    payload_mismatches,
 )
 from ledger_node.gmcrypto import SM2PrivateKey, generate_private_key
 from ledger_node.leaf import MAX_ESCROW_BYTES
 from ledger_node.record import Channel, PaymentRecord
+from tests.strategies import records, salts
 
 PERSON_ID = "11010519491231002X"  # valid resident ID (check character X)
 PERSON_ID_2 = "440304199001011233"
@@ -177,6 +181,15 @@ def test_payload_from_record() -> None:
     assert payload.cash is True and payload.cross_border is False
     assert EscrowPayload.from_bytes(payload.to_bytes()) == payload
     assert len(payload.to_bytes()) == PAYLOAD_SIZE
+
+
+def test_payload_mismatches_against_an_opening() -> None:
+    record = make_record()
+    payload = EscrowPayload.from_record(record)
+    assert payload_mismatches(payload, record) == ()
+    assert payload_mismatches(replace(payload, payer_kind=PartyKind.INSTITUTION), record) == ()
+    lied = replace(payload, amount_fen=1, payee_key=identity_key(PERSON_ID_2))
+    assert payload_mismatches(lied, record) == ("payee_key", "amount_fen")
 
 
 def test_payload_time_normalised_to_utc() -> None:
@@ -493,3 +506,39 @@ def test_failed_unwrap_is_not_cached(
             opener.open(bad, commitment)
     assert opener.sm2_decryptions == 2
     assert opener.open(escrow, commitment).amount_fen == 1
+
+
+# --- properties ------------------------------------------------------------------------------
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(record=records, salt=salts, payer_kind=st.sampled_from(list(PartyKind)),
+       payee_kind=st.sampled_from(list(PartyKind)))
+def test_property_round_trip_and_no_salt(
+    regulator_key: SM2PrivateKey, record: PaymentRecord, salt: bytes,
+    payer_kind: PartyKind, payee_kind: PartyKind,
+) -> None:
+    assume(record.payer_identity.strip() and record.payee_identity.strip())
+    commitment = record_commitment(record, salt)
+    payload = EscrowPayload.from_record(record, payer_kind=payer_kind, payee_kind=payee_kind)
+    plaintext = payload.to_bytes()
+    assert salt not in plaintext and len(plaintext) == PAYLOAD_SIZE
+    sealer = EscrowSealer(regulator_key.public_key())
+    escrow = sealer.seal(payload, commitment)
+    opener = EscrowOpener.from_keys(regulator_key)
+    assert opener.open(escrow, commitment) == payload
+    assert payload_mismatches(payload, record) == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(index=st.integers(0, PAYLOAD_SIZE - 1), value=st.integers(0, 255))
+def test_property_decoder_is_canonical(index: int, value: int) -> None:
+    data = bytearray(EscrowPayload.from_record(make_record(channel=Channel.CASH)).to_bytes())
+    data[index] = value
+    try:
+        decoded = EscrowPayload.from_bytes(bytes(data))
+    except (InvalidEscrowPayload, EscrowVersionError):
+        return
+    assert decoded.to_bytes() == bytes(data)  # whatever decodes re-encodes to the same bytes
