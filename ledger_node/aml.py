@@ -243,21 +243,26 @@ class Alert:
 _Entry = tuple[int, str, str, int]
 
 
-def _us(moment: datetime) -> int:
-    return (moment - _EPOCH) // _US
-
-
 def _at(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+_CATEGORY_ORDER: Final = (Category.CASH, Category.INSTITUTION, Category.PERSON_DOMESTIC,
+                          Category.PERSON_CROSS_BORDER)
+_DIRECTION_ORDER: Final = (Direction.PAYER, Direction.PAYEE)
+
+
 def _group(
     payments: Iterable[TracedPayment], config: AmlConfig
-) -> dict[tuple[bytes, Direction, Category], list[_Entry]]:
-    groups: dict[tuple[bytes, Direction, Category], list[_Entry]] = {}
-    cats = {(kind, cash, cb): categorize(kind, cash=cash, cross_border=cb)
-            for kind in PartyKind for cash in (False, True) for cb in (False, True)}
-    payer, payee = Direction.PAYER, Direction.PAYEE
+) -> dict[tuple[bytes, int, int], list[_Entry]]:
+    """Index entries by (identity, direction index, category index); entries unsorted.
+
+    Small ints instead of enums as key parts: this loop runs twice per payment, and an
+    enum's ``__hash__`` is Python code. The indices follow ``_DIRECTION_ORDER`` and
+    ``_CATEGORY_ORDER`` and agree with :func:`categorize`.
+    """
+    groups: dict[tuple[bytes, int, int], list[_Entry]] = {}
+    institution = PartyKind.INSTITUTION
     for p in payments:
         if not isinstance(p, TracedPayment):
             raise TypeError(f"expected TracedPayment, got {type(p).__name__}")
@@ -265,21 +270,27 @@ def _group(
             p.amount_fen, p.currency)
         if amount is None:
             continue
-        entry = (_us(p.time), p.ref, p.platform, amount)
-        key = (p.payer_key, payer, cats[p.payer_kind, p.cash, p.cross_border])
+        if p.cash:
+            payer_cat = payee_cat = 0
+        else:
+            transfer = 3 if p.cross_border else 2
+            payer_cat = 1 if p.payer_kind is institution else transfer
+            payee_cat = 1 if p.payee_kind is institution else transfer
+        td = p.time - _EPOCH
+        entry = ((td.days * 86_400 + td.seconds) * 1_000_000 + td.microseconds,
+                 p.ref, p.platform, amount)
+        key = (p.payer_key, 0, payer_cat)
         bucket = groups.get(key)
         if bucket is None:
             groups[key] = [entry]
         else:
             bucket.append(entry)
-        key = (p.payee_key, payee, cats[p.payee_kind, p.cash, p.cross_border])
+        key = (p.payee_key, 1, payee_cat)
         bucket = groups.get(key)
         if bucket is None:
             groups[key] = [entry]
         else:
             bucket.append(entry)
-    for bucket in groups.values():
-        bucket.sort()
     return groups
 
 
@@ -372,8 +383,15 @@ def detect(payments: Iterable[TracedPayment], config: AmlConfig | None = None) -
     not a :class:`TracedPayment`.
     """
     config = config if config is not None else AmlConfig()
+    thresholds = tuple(config.threshold(c) for c in _CATEGORY_ORDER)
     alerts: list[Alert] = []
-    for (identity, direction, category), entries in _group(payments, config).items():
+    for (identity, side, cat), entries in _group(payments, config).items():
+        # Neither a day's sum nor a window's sum can exceed the group's total: most groups
+        # stop here, unsorted.
+        if sum([e[3] for e in entries]) < thresholds[cat]:
+            continue
+        entries.sort()
+        direction, category = _DIRECTION_ORDER[side], _CATEGORY_ORDER[cat]
         alerts.extend(_large_value(identity, direction, category, entries, config))
         alerts.extend(_structuring(identity, direction, category, entries, config))
     alerts.sort(key=Alert.sort_key)
