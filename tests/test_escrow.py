@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -37,6 +38,7 @@ from ledger_node.escrow import (
     payload_mismatches,
 )
 from ledger_node.gmcrypto import SM2PrivateKey, generate_private_key
+from ledger_node.hashes import sm3
 from ledger_node.leaf import MAX_ESCROW_BYTES
 from ledger_node.record import Channel, PaymentRecord
 from tests.strategies import records, salts
@@ -284,6 +286,8 @@ def test_payload_holds_no_salt_account_or_raw_identity(regulator_key: SM2Private
     named = make_record(payer="张三丰")
     named_plain = EscrowPayload.from_record(
         named, payer_kind=PartyKind.PERSON).to_bytes()
+    for text in (PERSON_ID, COMPANY_ID, PAYER_ACCOUNT, PAYEE_ACCOUNT):  # plain hashes too
+        forms += [sm3(text.encode()), hashlib.sha256(text.encode()).digest()]
     for form in [*forms, "张三丰".encode(), "张三丰".encode("gbk")]:
         assert form not in plaintext and form not in escrow and form not in named_plain
 
