@@ -422,3 +422,85 @@ def test_invalid_payment_is_refused(kwargs: dict[str, Any], field: str) -> None:
 def test_detect_refuses_other_objects() -> None:
     with pytest.raises(TypeError):
         detect([object()])  # type: ignore[list-item]
+
+
+# --- cross-check against a naive reference ----------------------------------------------------
+
+def reference_detect(payments: list[TracedPayment], config: AmlConfig) -> set[tuple[object, ...]]:
+    """The rules straight from their definitions, quadratic: (rule, identity, direction,
+    total, refs) of every alert."""
+    found: set[tuple[object, ...]] = set()
+    groups: dict[tuple[bytes, str, Category], list[TracedPayment]] = {}
+    for p in payments:
+        for direction, key, kind in (("payer", p.payer_key, p.payer_kind),
+                                     ("payee", p.payee_key, p.payee_kind)):
+            cat = categorize(kind, cash=p.cash, cross_border=p.cross_border)
+            groups.setdefault((key, direction, cat), []).append(p)
+    for (ident, direction, cat), members in groups.items():
+        members.sort(key=lambda p: (p.time, p.ref))
+        threshold = config.threshold(cat)
+        days: dict[tuple[object, str], list[TracedPayment]] = {}
+        for p in members:
+            day = (p.time.astimezone(UTC) + config.day_utc_offset).date()
+            scope = "" if config.cumulate_across_platforms else p.platform
+            days.setdefault((day, scope), []).append(p)
+        for ps in days.values():
+            if sum(p.amount_fen for p in ps) >= threshold:
+                found.add((f"large_value.{cat.value}", ident, direction,
+                           sum(p.amount_fen for p in ps), tuple(p.ref for p in ps)))
+        small = [p for p in members if p.amount_fen < threshold]
+        windows = [(i, j) for i in range(len(small)) for j in range(i, len(small))
+                   if small[j].time - small[i].time < config.structuring_window]
+        for i, j in windows:
+            if any((a, b) != (i, j) and a <= i and j <= b for a, b in windows):
+                continue  # not maximal
+            ps = small[i:j + 1]
+            if (len(ps) >= config.structuring_min_payments
+                    and len({p.platform for p in ps}) >= config.structuring_min_platforms
+                    and sum(p.amount_fen for p in ps) >= threshold):
+                found.add((f"structuring.{cat.value}", ident, direction,
+                           sum(p.amount_fen for p in ps), tuple(p.ref for p in ps)))
+    return found
+
+
+@st.composite
+def dense_traffic(draw: st.DrawFn) -> list[TracedPayment]:
+    """Few identities, few amounts, times packed into a few days: everything collides."""
+    out = []
+    for _ in range(draw(st.integers(0, 40))):
+        payer = draw(st.sampled_from([b"a", b"b", b"c"]))
+        payee = draw(st.sampled_from([b"a", b"b"]))
+        out.append(pay(
+            draw(st.sampled_from([1, 1_000_000, 2_000_000, 4_999_999, 5_000_000, 19_999_999])),
+            payer=payer, payee=payee, platform=draw(st.sampled_from(["alpha", "beta", "gamma"])),
+            t=T0 + timedelta(minutes=draw(st.integers(0, 4 * 24 * 60))),
+            cash=draw(st.booleans()), cross_border=draw(st.booleans()),
+            payer_kind=draw(st.sampled_from([PERSON, INSTITUTION])),
+            payee_kind=draw(st.sampled_from([PERSON, INSTITUTION])),
+        ))
+    return out
+
+
+configs = st.builds(
+    AmlConfig,
+    cash_threshold_fen=st.sampled_from([5_000_000, 3_000_000]),
+    person_domestic_threshold_fen=st.sampled_from([50_000_000, 6_000_000]),
+    person_cross_border_threshold_fen=st.sampled_from([20_000_000, 4_000_000]),
+    institution_threshold_fen=st.sampled_from([200_000_000, 10_000_000]),
+    day_utc_offset=st.sampled_from([timedelta(hours=8), timedelta(0), timedelta(hours=-5)]),
+    cumulate_across_platforms=st.booleans(),
+    structuring_window=st.sampled_from([timedelta(hours=24), timedelta(hours=6)]),
+    structuring_min_payments=st.integers(2, 4),
+    structuring_min_platforms=st.integers(1, 3),
+)
+
+
+@given(dense_traffic(), configs)
+@settings(max_examples=150, deadline=None)
+def test_fast_detection_agrees_with_the_naive_reference(
+    payments: list[TracedPayment], config: AmlConfig
+) -> None:
+    got = detect(payments, config)
+    assert {(a.rule, a.identity, a.direction, a.total_fen, a.refs) for a in got} == (
+        reference_detect(payments, config))
+    assert len(got) == len(set(got))
