@@ -384,6 +384,29 @@ class LedgerChain:
         return cls(Web3(provider), account=account, artifact=artifact)
 
     @classmethod
+    def embedded_on_disk(
+        cls,
+        path: Path,
+        account: LocalAccount | None = None,
+        *,
+        artifact: ContractArtifact | None = None,
+    ) -> LedgerChain:
+        """The durable embedded chain stored at ``path`` (created with eth-tester's genesis).
+
+        Every mined block is committed to disk before its transaction hash is returned; a
+        reopened store resumes at its head (docs/embedded-chain.md). The open store is
+        behind ``w3``; close it with :func:`ledger_node.chain_store.close_chain_store`.
+        Raises :class:`~ledger_node.errors.ChainStoreCorrupt` for a damaged file and
+        :class:`ChainError` if another process has it open.
+        """
+        from ledger_node.chain_store import open_chain_store
+
+        store = open_chain_store(path)
+        store.chain.gas_estimator = _single_pass_gas_estimate
+        provider = EthereumTesterProvider(store.tester)
+        return cls(Web3(provider), account=account, artifact=artifact)
+
+    @classmethod
     def from_rpc(
         cls,
         url: str,

@@ -236,3 +236,16 @@ class InvalidEscrowPayload(EscrowError, ValueError):
 
 class InvalidIdentity(EscrowError, ValueError):
     """A real-name identity is empty or cannot be classified as a person or an institution."""
+
+
+class ChainStoreCorrupt(ChainError):
+    """The embedded chain's store file is not an intact store: it is not served.
+
+    ``path`` is the file, ``reason`` what was found (truncated, malformed, wrong format,
+    canonical head or state root missing or not matching its hash).
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"chain store {path} is corrupt: {reason}")
+        self.path = path
+        self.reason = reason
