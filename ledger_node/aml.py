@@ -87,8 +87,8 @@ class TracedPayment:
     """One decrypted, traced payment as the regulator sees it.
 
     ``amount_fen`` is in the minor unit of ``currency``; ``time`` must carry a time zone.
-    Construction raises :class:`InvalidRecord` for a naive time, a non-positive amount or a
-    malformed currency code.
+    Construction raises :class:`InvalidRecord` naming the field for a value of the wrong
+    type, a naive time, a non-positive amount or a malformed currency code.
     """
 
     ref: EvidenceRef
@@ -105,6 +105,13 @@ class TracedPayment:
     cash: bool
 
     def __post_init__(self) -> None:
+        for name, kind in (("ref", str), ("platform", str), ("payer_key", bytes),
+                           ("payee_key", bytes), ("payer_kind", PartyKind),
+                           ("payee_kind", PartyKind), ("currency", str), ("time", datetime),
+                           ("channel", str), ("cross_border", bool), ("cash", bool)):
+            if not isinstance(getattr(self, name), kind):
+                raise InvalidRecord(name, f"must be {kind.__name__}, "
+                                    f"got {type(getattr(self, name)).__name__}")
         if self.time.tzinfo is None or self.time.utcoffset() is None:
             raise InvalidRecord("time", "must carry a time zone")
         if isinstance(self.amount_fen, bool) or not isinstance(self.amount_fen, int):

@@ -412,6 +412,18 @@ def test_config_is_frozen_and_copies_the_rate_table() -> None:
     (dict(amount_fen=-3), "amount_fen"),
     (dict(amount_fen=1.0), "amount_fen"),
     (dict(currency="cny"), "currency"),
+    (dict(currency=None), "currency"),
+    (dict(time="2024-03-01T00:00Z"), "time"),
+    (dict(payer_kind="person"), "payer_kind"),
+    (dict(payee_kind=None), "payee_kind"),
+    (dict(payer_key="alice"), "payer_key"),
+    (dict(payee_key=bytearray(b"x")), "payee_key"),
+    (dict(ref=1), "ref"),
+    (dict(platform=None), "platform"),
+    (dict(payer=None), "payer_key"),
+    (dict(channel=b"app"), "channel"),
+    (dict(cash=1), "cash"),
+    (dict(cross_border="yes"), "cross_border"),
 ])
 def test_invalid_payment_is_refused(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidRecord) as info:
