@@ -51,6 +51,7 @@ from ledger_node.errors import ChainError, ChainStoreCorrupt
 __all__ = [
     "FORMAT_VERSION",
     "TESTER_CHAIN_ID",
+    "ChainStore",
     "ChainStoreInfo",
     "DurablePyEVMBackend",
     "SqliteKV",
@@ -210,7 +211,10 @@ class ChainStoreInfo:
 
 
 class ChainStore:
-    """An open store: the tester, its chain and KV, and :meth:`close`."""
+    """An open store: its ``tester`` (give it to ``EthereumTesterProvider``), ``kv``, ``info``.
+
+    Made by :func:`open_chain_store`; :meth:`close` releases the file.
+    """
 
     def __init__(self, tester: EthereumTester, kv: SqliteKV, info: ChainStoreInfo) -> None:
         self.tester = tester
@@ -237,7 +241,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0.0)
     try:
         db.execute("PRAGMA locking_mode = EXCLUSIVE")
-        db.execute("PRAGMA journal_mode = WAL")
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode!r})")
         db.execute("PRAGMA synchronous = FULL")
     except sqlite3.OperationalError as exc:
         db.close()

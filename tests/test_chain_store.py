@@ -126,6 +126,19 @@ def test_fresh_store_has_eth_testers_genesis(tmp_path: Path) -> None:
     close_chain_store(stored.w3)
 
 
+def test_a_creation_cut_short_is_started_over(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    (tmp_path / "c.sqlite.creating").write_bytes(b"half-written by a killed process")
+    store = open_chain_store(path)
+    assert store.info.created and store.info.head_number == 0
+    store.close()
+    store.close()  # idempotent
+    store = open_chain_store(path)
+    assert not store.info.created and store.info.genesis_hash == store.info.head_hash
+    store.close()
+    assert not (tmp_path / "c.sqlite.creating").exists()
+
+
 def test_reopen_continues_the_same_chain_twice(consortium: Consortium) -> None:
     chain = _open(consortium.path).attach(consortium.deployment)
     before = _snapshot(chain)
