@@ -59,6 +59,7 @@ __all__ = [
     "close_chain_store",
     "open_chain_store",
     "verify_chain",
+    "verify_state",
 ]
 
 FORMAT_VERSION: Final = 1
@@ -435,3 +436,76 @@ def close_chain_store(w3: Any) -> None:
     if not isinstance(backend, DurablePyEVMBackend):
         raise TypeError("w3 is not backed by a stored embedded chain")
     backend.close()
+
+
+_BLANK_ROOT: Final = keccak(rlp.encode(b""))
+_EMPTY_CODE_HASH: Final = keccak(b"")
+
+
+def _lookup(kv: SqliteKV, key: bytes) -> bytes | None:
+    try:
+        return kv[key]
+    except KeyError:
+        return None
+
+
+def verify_state(store: ChainStore, block_number: int | None = None) -> int:
+    """Walk the whole state of ``block_number`` (default: the head); return nodes checked.
+
+    Every account-trie node, every contract's storage-trie nodes and every contract's code
+    must be present and hash to the reference that names it. Raises
+    :class:`ChainStoreCorrupt` at the first node that does not.
+    """
+    chain, kv, path = store.chain, store.kv, store.info.path
+    number = chain.get_canonical_head().block_number if block_number is None else block_number
+    header = _check_header(path, chain, kv, number)
+    checked = 0
+
+    def account(value: bytes) -> None:
+        nonlocal checked
+        try:
+            _nonce, _balance, storage_root, code_hash = rlp.decode(value)
+        except (rlp.DecodingError, ValueError) as exc:
+            raise _corrupt(path, f"undecodable account in block {number}'s state") from exc
+        checked += walk(bytes(storage_root), None)
+        if code_hash != _EMPTY_CODE_HASH:
+            code = _lookup(kv, bytes(code_hash))
+            if code is None or keccak(code) != code_hash:
+                raise _corrupt(path, f"contract code {bytes(code_hash).hex()} missing or altered")
+
+    def walk(root: bytes, on_leaf: Any) -> int:
+        nodes, stack, seen = 0, [root], set()
+        while stack:
+            ref = stack.pop()
+            if ref == _BLANK_ROOT or ref in seen:
+                continue
+            seen.add(ref)
+            raw = _lookup(kv, ref)
+            if raw is None or keccak(raw) != ref:
+                raise _corrupt(path, f"state node {ref.hex()} of block {number} missing or altered")
+            nodes += 1
+            try:
+                pending = [rlp.decode(raw)]
+            except rlp.DecodingError as exc:
+                raise _corrupt(path, f"state node {ref.hex()} undecodable") from exc
+            while pending:  # a node and the small nodes inlined in it
+                node = pending.pop()
+                if len(node) == 17:
+                    children = list(node[:16])
+                elif len(node) == 2 and node[0] and node[0][0] >> 4 in (2, 3):  # leaf
+                    if on_leaf is not None:
+                        on_leaf(bytes(node[1]))
+                    children = []
+                elif len(node) == 2:  # extension
+                    children = [node[1]]
+                else:
+                    children = []
+                for child in children:
+                    if isinstance(child, list):
+                        pending.append(child)
+                    elif len(child) == 32:
+                        stack.append(bytes(child))
+        return nodes
+
+    checked += walk(bytes(header.state_root), account)
+    return checked

@@ -34,6 +34,7 @@ from ledger_node.chain_store import (
     close_chain_store,
     open_chain_store,
     verify_chain,
+    verify_state,
 )
 from ledger_node.checkpoint import log_id_for
 from ledger_node.errors import ChainError, ChainStoreCorrupt
@@ -169,6 +170,21 @@ def test_reopen_continues_the_same_chain_twice(consortium: Consortium) -> None:
     store = open_chain_store(consortium.path)
     assert not store.info.created
     assert list(verify_chain(store)) == list(range(store.info.head_number + 1))
+    assert verify_state(store) > verify_state(store, 0) > 0  # the contract added nodes
+    store.close()
+
+
+def test_verify_state_finds_damage_below_the_head(consortium: Consortium) -> None:
+    store = open_chain_store(consortium.path)
+    code_hash = bytes(store.chain.get_vm().state.get_code_hash(
+        bytes.fromhex(consortium.deployment.address[2:])
+    ))
+    store.close()
+    with closing(sqlite3.connect(consortium.path)) as db, db:
+        db.execute("UPDATE kv SET value = ? WHERE key = ?", (b"\x00", code_hash))
+    store = open_chain_store(consortium.path)  # the head checks do not reach contract code
+    with pytest.raises(ChainStoreCorrupt, match="contract code .* missing or altered"):
+        verify_state(store)
     store.close()
 
 
@@ -243,6 +259,7 @@ def test_sigkill_while_anchoring_leaves_a_consistent_store(
 
         store = open_chain_store(consortium.path)
         assert list(verify_chain(store)) == list(range(store.info.head_number + 1))
+        assert verify_state(store) > 0
         store.close()
         chain = _open(consortium.path).attach(consortium.deployment)
         history = [c.tree_size for c in chain.checkpoints(LOG_ID)]
