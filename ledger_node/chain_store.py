@@ -164,10 +164,12 @@ class DurablePyEVMBackend(PyEVMBackend):  # type: ignore[misc]
     """eth-tester's py-evm backend over a given (stored) chain, committing every mined block.
 
     Everything else (serialisation, calls, estimates, receipts) is eth-tester's own code.
-    ``reset_to_genesis`` is refused: it would swap the stored chain for an in-memory one.
+    ``reset_to_genesis`` (it would swap the stored chain for an in-memory one) and
+    ``revert_to_snapshot`` (it would drop mined blocks) are refused.
     """
 
-    def __init__(self, chain: TesterChain, kv: SqliteKV) -> None:  # noqa: D107
+    def __init__(self, chain: TesterChain, kv: SqliteKV) -> None:
+        """Serve ``chain`` (stored in ``kv``) with eth-tester's ten funded dev keys."""
         # PyEVMBackend.__init__ would build a fresh in-memory chain: set the fields instead.
         self.account_keys = get_default_account_keys()
         self.chain = chain
@@ -195,9 +197,11 @@ class DurablePyEVMBackend(PyEVMBackend):  # type: ignore[misc]
         self._kv.close()
 
     def revert_to_snapshot(self, snapshot: Any) -> None:
-        """Rewind the canonical head (eth-tester's), then commit the rewind."""
-        super().revert_to_snapshot(snapshot)
-        self._kv.commit()
+        """Refused on a stored chain: rewinding would drop mined, acknowledged blocks.
+
+        Raises :class:`ChainError`.
+        """
+        raise ChainError("a stored embedded chain cannot be rewound to a snapshot")
 
 
 @dataclass(frozen=True)

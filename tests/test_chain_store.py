@@ -285,10 +285,17 @@ def test_second_open_is_refused_while_the_store_is_open(consortium: Consortium) 
     open_chain_store(consortium.path).close()
 
 
-def test_reset_to_genesis_is_refused(consortium: Consortium) -> None:
+def test_history_cannot_be_rewritten(consortium: Consortium) -> None:
     store = open_chain_store(consortium.path)
+    head = store.info.head_number
+    snapshot = store.tester.take_snapshot()
     with pytest.raises(ChainError, match="cannot be reset"):
         store.tester.reset_to_genesis()
+    with pytest.raises(ChainError, match="cannot be rewound"):
+        store.tester.revert_to_snapshot(snapshot)
+    store.close()
+    store = open_chain_store(consortium.path)
+    assert store.info.head_number == head
     store.close()
 
 
