@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -33,6 +34,7 @@ from ledger_node.chain_store import (
     TESTER_CHAIN_ID,
     close_chain_store,
     open_chain_store,
+    serve_chain_store,
     verify_chain,
     verify_state,
 )
@@ -203,6 +205,40 @@ def test_chain_server_serves_a_reopened_chain(consortium: Consortium) -> None:
     assert reopened.checkpoints(LOG_ID) == history
     assert history[-1].tree_size == 30
     close_chain_store(reopened.w3)
+
+
+def test_serve_chain_store_serves_and_keeps_the_chain(consortium: Consortium) -> None:
+    lines: list[str] = []
+    url_ready, stop = threading.Event(), threading.Event()
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        if line.startswith("connect with"):
+            url_ready.set()
+
+    thread = threading.Thread(
+        target=serve_chain_store, args=(consortium.path, "127.0.0.1", 0),
+        kwargs={"echo": echo, "stop_event": stop},
+    )
+    thread.start()
+    try:
+        assert url_ready.wait(30)
+        url = lines[-1].split()[-1]
+        remote = LedgerChain.from_rpc(url, consortium.platform).attach(consortium.deployment)
+        _anchor(remote, 40)
+        head = remote.block_number()
+    finally:
+        stop.set()
+        thread.join()
+    assert any(line.startswith("stored at") for line in lines)
+    assert lines[-1] == "chain server stopped; every mined block is on disk"
+    reopened = _open(consortium.path).attach(consortium.deployment)
+    assert reopened.block_number() == head
+    assert reopened.latest_checkpoint(LOG_ID).tree_size == 40  # type: ignore[union-attr]
+    close_chain_store(reopened.w3)
+    with pytest.raises(ValueError):
+        serve_chain_store(consortium.path, "0.0.0.0", 0, echo=lines.append)
+    open_chain_store(consortium.path).close()  # a refused serve released the store
 
 
 _CHILD = textwrap.dedent(
