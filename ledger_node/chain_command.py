@@ -15,8 +15,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ledger_node.chain import ETH_TESTER_FAUCET_KEY, LedgerChain
-from ledger_node.consortium import DEV_FUNDING_WEI, deploy_consortium, load_consortium
+from ledger_node.chain import ETH_TESTER_FAUCET_KEY, Deployment, LedgerChain
+from ledger_node.chain_store import close_chain_store
+from ledger_node.consortium import (
+    DEV_FUNDING_WEI,
+    Consortium,
+    deploy_consortium,
+    load_consortium,
+)
+from ledger_node.errors import DeploymentError
 from ledger_node.rpc_server import ChainServer
 
 Echo = Callable[[str], None]
@@ -28,20 +35,41 @@ def run_chain(
     *,
     consortium_path: Path | None = None,
     deployment_path: Path = Path("deployment.json"),
+    data: Path | None = None,
     echo: Echo = print,
     stop: threading.Event | None = None,
 ) -> int:
-    """Serve a fresh embedded chain until SIGINT/SIGTERM (or ``stop``); return 0.
+    """Serve the embedded chain until SIGINT/SIGTERM (or ``stop``); return 0.
 
-    Raises :class:`~ledger_node.errors.InvalidConfig` for a bad consortium file (before
-    anything is served) and ``OSError`` if the port is taken.
+    With ``data`` the chain is stored there and a restart continues it (same head, blocks,
+    state); an existing deployment file that matches the stored chain is kept, not redeployed.
+    Without it the chain lives in memory. Raises :class:`~ledger_node.errors.InvalidConfig`
+    for a bad consortium file (before anything is served),
+    :class:`~ledger_node.errors.ChainStoreCorrupt` for a damaged store, and ``OSError`` if
+    the port is taken.
     """
     consortium = load_consortium(consortium_path) if consortium_path else None
-    chain = LedgerChain.embedded()
+    chain = LedgerChain.embedded_on_disk(data) if data else LedgerChain.embedded()
+    try:
+        return _serve(chain, host, port, consortium, deployment_path, data is not None, echo,
+                      stop)
+    finally:
+        if data is not None:
+            close_chain_store(chain.w3)
+
+
+def _serve(chain: LedgerChain, host: str, port: int, consortium: Consortium | None,
+           deployment_path: Path, durable: bool, echo: Echo,
+           stop: threading.Event | None) -> int:
     server = ChainServer(chain.w3, host, port)  # binds the port now; serves after start()
-    echo(f"JSON-RPC chain at {server.url} (chain id {chain.chain_id})")
+    echo(f"JSON-RPC chain at {server.url} (chain id {chain.chain_id}, "
+         f"{'stored' if durable else 'in memory'}, head block {chain.block_number()})")
     echo(f"dev faucet key {ETH_TESTER_FAUCET_KEY} (development only: public and funded)")
-    if consortium is not None:
+    existing = _existing_deployment(chain, deployment_path) if durable else None
+    if existing is not None:
+        echo(f"JointLedger {existing.address} (deployed in block {existing.deploy_block}) "
+             f"kept from {deployment_path}")
+    elif consortium is not None:
         # Deployed before serving: nothing else may use the chain's Web3 while it serves.
         deployer = chain.with_account(chain.dev_faucet())
         deployment = deploy_consortium(deployer, consortium, fund_wei=DEV_FUNDING_WEI)
@@ -61,6 +89,18 @@ def run_chain(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return 0
+
+
+def _existing_deployment(chain: LedgerChain, path: Path) -> Deployment | None:
+    """The deployment in ``path`` if it lives on this stored chain, else ``None``."""
+    if not path.exists():
+        return None
+    try:
+        deployment = Deployment.load(path)
+        chain.attach(deployment)
+    except DeploymentError:
+        return None
+    return deployment
 
 
 def _install_signal_handlers(done: threading.Event) -> dict[signal.Signals, Any]:

@@ -55,6 +55,9 @@ def _build_parser() -> argparse.ArgumentParser:
     chain.add_argument("--consortium", type=Path, help="consortium file (TOML) to deploy for")
     chain.add_argument("--deployment", type=Path, default=Path("deployment.json"),
                        help="where to write the deployment file (default deployment.json)")
+    chain.add_argument("--data", type=Path,
+                       help="store the chain in this file; a restart continues it (default: "
+                       "in memory, gone when the process ends)")
 
     serve = commands.add_parser(
         "serve",
@@ -195,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             from ledger_node.chain_command import run_chain
 
             return run_chain(args.host, args.port, consortium_path=args.consortium,
-                             deployment_path=args.deployment)
+                             deployment_path=args.deployment, data=args.data)
         if args.command == "serve":
             from api.server import serve_platform_file
 
