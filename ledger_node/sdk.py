@@ -22,6 +22,7 @@ from typing import Any, Final, Self
 import httpx
 
 from ledger_node import gmcrypto
+from ledger_node.aml import PartyKind
 from ledger_node.auth import sign_batch, sign_request
 from ledger_node.bundle import Check, CheckStatus, ProofBundle, Verdict
 from ledger_node.checkpoint import log_id_for
@@ -33,11 +34,14 @@ from ledger_node.commitment import (
     record_commitment,
 )
 from ledger_node.errors import ApiError, InvalidBatch, InvalidRecord, ProofPending
+from ledger_node.escrow import EscrowSealer
 from ledger_node.leaf import Leaf
 from ledger_node.node import Receipt
 from ledger_node.record import PaymentRecord
 
 MAX_CHUNK: Final = 10_000
+PartyKinds = tuple[PartyKind, PartyKind]
+"""A payment's (payer, payee) party kinds, for the AML payload of its escrow."""
 _RETRY_STATUSES: Final = frozenset({500, 502, 503, 504})
 Progress = Callable[[int, int], None]
 """Called with (leaves acknowledged so far, total leaves) after each chunk."""
@@ -231,12 +235,15 @@ class PlatformClient(NodeClient):
         retries: int = 4,
         backoff: float = 0.2,
         chunk_size: int = MAX_CHUNK,
+        regulator_key: gmcrypto.SM2PublicKey | None = None,
     ) -> None:
         """A client of the node at ``base_url`` acting as ``platform``.
 
         ``account`` is the platform's chain address (the batch signer); ``sm2_key`` its SM2
         private key, which never leaves this process. ``log_id`` defaults to the log of
-        (``platform``, ``shard``). Transport options are :class:`NodeClient`'s.
+        (``platform``, ``shard``). With ``regulator_key`` (the regulator's registered SM2
+        key) :meth:`submit_records` seals each record's AML escrow for the regulator, one
+        batch key per submitted chunk. Transport options are :class:`NodeClient`'s.
         """
         if not 1 <= chunk_size <= MAX_CHUNK:
             raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK}")
@@ -246,6 +253,7 @@ class PlatformClient(NodeClient):
         self.log_id = log_id if log_id is not None else log_id_for(platform, shard)
         self._key = sm2_key
         self._chunk = chunk_size
+        self._regulator_key = regulator_key
 
     # ------------------------------------------------------------------ local preparation
 
@@ -257,17 +265,28 @@ class PlatformClient(NodeClient):
         match_tag: bytes | None = None,
         amount_tag: bytes | None = None,
         escrow: bytes = b"",
+        sealer: EscrowSealer | None = None,
+        kinds: PartyKinds | None = None,
     ) -> PreparedRecord:
         """Commit to ``record`` under a fresh (or given) salt and build its leaf, locally.
 
-        Raises :class:`InvalidRecord` if the record is another platform's, and
-        :class:`~ledger_node.errors.InvalidLeaf` for malformed tags or escrow.
+        With ``sealer`` the leaf's escrow is the record's AML payload sealed for the
+        regulator (``kinds`` gives the payer's and payee's party kinds; otherwise they are
+        read from the identity numbers). Raises :class:`InvalidRecord` if the record is
+        another platform's, :class:`~ledger_node.errors.InvalidLeaf` for malformed tags or
+        escrow, and :class:`~ledger_node.errors.InvalidIdentity` for an identity whose kind
+        cannot be told.
         """
         if record.platform != self.platform:
             raise InvalidRecord("platform", f"record of {record.platform!r} submitted by "
                                             f"{self.platform!r}")
         salt = salt if salt is not None else new_salt()
-        leaf = Leaf(record_commitment(record, salt), escrow, match_tag, amount_tag)
+        commitment = record_commitment(record, salt)
+        if sealer is not None:
+            payer_kind, payee_kind = kinds if kinds is not None else (None, None)
+            escrow = sealer.seal_record(record, commitment, payer_kind=payer_kind,
+                                        payee_kind=payee_kind)
+        leaf = Leaf(commitment, escrow, match_tag, amount_tag)
         return PreparedRecord(record, salt, leaf)
 
     def sign_batch(self, leaves: Sequence[Leaf]) -> bytes:
@@ -277,10 +296,28 @@ class PlatformClient(NodeClient):
     # ------------------------------------------------------------------ intake
 
     def submit_records(
-        self, records: Iterable[PaymentRecord], *, progress: Progress | None = None
+        self,
+        records: Iterable[PaymentRecord],
+        *,
+        progress: Progress | None = None,
+        kinds: Callable[[PaymentRecord], PartyKinds] | None = None,
     ) -> list[SubmittedRecord]:
-        """Prepare and submit ``records``; return each with its salt, leaf and receipt."""
-        return self.submit_prepared([self.prepare(r) for r in records], progress=progress)
+        """Prepare and submit ``records``; return each with its salt, leaf and receipt.
+
+        With a regulator key each submitted chunk gets its own :class:`EscrowSealer`: one
+        fresh SM4 key wrapped once with SM2, whatever the chunk's size. ``kinds`` gives each
+        record's (payer, payee) party kinds when the identities are not ID numbers.
+        """
+        items = list(records)
+        prepared: list[PreparedRecord] = []
+        for start in range(0, len(items), self._chunk):
+            sealer = (EscrowSealer(self._regulator_key) if self._regulator_key is not None
+                      else None)
+            prepared.extend(
+                self.prepare(r, sealer=sealer, kinds=kinds(r) if kinds is not None else None)
+                for r in items[start:start + self._chunk]
+            )
+        return self.submit_prepared(prepared, progress=progress)
 
     def submit_prepared(
         self, prepared: Sequence[PreparedRecord], *, progress: Progress | None = None
