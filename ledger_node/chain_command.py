@@ -82,12 +82,15 @@ def _serve(chain: LedgerChain, host: str, port: int, consortium: Consortium | No
     previous = _install_signal_handlers(done)
     server.start()
     try:
+        echo(f"connect with --rpc-url {server.url}")
         echo("serving; Ctrl-C to stop")
         done.wait()
     finally:
         server.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        echo("chain server stopped; " + ("every mined block is on disk" if durable
+                                         else "the in-memory chain is gone"))
     return 0
 
 

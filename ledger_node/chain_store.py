@@ -23,13 +23,11 @@ raises :class:`~ledger_node.errors.ChainError`.
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, Final
 
 import rlp  # type: ignore[import-untyped]
@@ -60,7 +58,6 @@ __all__ = [
     "TesterChain",
     "close_chain_store",
     "open_chain_store",
-    "serve_chain_store",
     "verify_chain",
     "verify_state",
 ]
@@ -516,55 +513,3 @@ def verify_state(store: ChainStore, block_number: int | None = None) -> int:
 
     checked += walk(bytes(header.state_root), account)
     return checked
-
-
-def serve_chain_store(
-    path: Path,
-    host: str = "127.0.0.1",
-    port: int = 8545,
-    *,
-    echo: Callable[[str], None] = print,
-    stop_event: threading.Event | None = None,
-) -> None:
-    """Serve the durable chain at ``path`` over JSON-RPC until Ctrl-C / SIGTERM / ``stop_event``.
-
-    Like :func:`ledger_node.rpc_server.serve_chain`, but the chain is opened (or created) at
-    ``path`` and survives the process. Prints the URL, chain id, head and the development
-    faucet key. Raises :class:`ChainStoreCorrupt` / :class:`ChainError` as
-    :func:`open_chain_store` does, ``ValueError`` for a non-loopback host and ``OSError`` if
-    the port is taken.
-    """
-    from ledger_node.chain import ETH_TESTER_FAUCET_KEY, LedgerChain
-    from ledger_node.rpc_server import ChainServer
-
-    chain = LedgerChain.embedded_on_disk(path)
-    try:
-        server = ChainServer(chain.w3, host, port)
-    except BaseException:
-        close_chain_store(chain.w3)
-        raise
-    done = stop_event if stop_event is not None else threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, _on_signal)
-    server.start()
-    try:
-        echo(f"JSON-RPC chain at {server.url}")
-        echo(f"chain id          {chain.chain_id}")
-        echo(f"stored at         {path} (head block {chain.block_number()})")
-        echo(f"dev faucet key    {ETH_TESTER_FAUCET_KEY} (development only: public, funded)")
-        echo("connect with      --rpc-url " + server.url)
-        while not done.wait(0.5):
-            pass
-    finally:
-        server.stop()
-        with server.lock:
-            close_chain_store(chain.w3)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        echo("chain server stopped; every mined block is on disk")

@@ -22,14 +22,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import signal
 import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any, Final
 
 from eth.exceptions import HeaderNotFound, Revert, VMError
@@ -61,13 +59,12 @@ __all__ = [
     "ChainRpc",
     "ChainServer",
     "json_nested_deeper_than",
-    "serve_chain",
 ]
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_PORT: Final = 8545
-"""The conventional Ethereum JSON-RPC port, used by :func:`serve_chain` by default."""
+"""The conventional Ethereum JSON-RPC port."""
 
 MAX_BODY_BYTES: Final = 5 * 1024 * 1024
 """Largest request body accepted (geth's limit); larger ones get HTTP 413."""
@@ -1258,44 +1255,3 @@ class ChainServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def serve_chain(
-    host: str = "127.0.0.1",
-    port: int = DEFAULT_PORT,
-    *,
-    echo: Callable[[str], None] = print,
-    stop_event: threading.Event | None = None,
-) -> None:
-    """Serve a fresh embedded chain until interrupted (Ctrl-C / SIGTERM) or ``stop_event``.
-
-    Prints the URL, the chain id and eth-tester's pre-funded development key (the
-    ``0x…01`` faucet) for local use. Raises ``ValueError`` for a non-loopback host and
-    ``OSError`` if the port is taken.
-    """
-    from ledger_node.chain import ETH_TESTER_FAUCET_KEY, LedgerChain
-
-    chain = LedgerChain.embedded()
-    server = ChainServer(chain.w3, host, port)
-    done = stop_event if stop_event is not None else threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, _on_signal)
-    server.start()
-    try:
-        echo(f"JSON-RPC chain at {server.url}")
-        echo(f"chain id          {chain.chain_id}")
-        echo(f"dev faucet key    {ETH_TESTER_FAUCET_KEY} (development only: public, funded)")
-        echo("connect with      --rpc-url " + server.url)
-        while not done.wait(0.5):
-            pass
-    finally:
-        server.stop()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        echo("chain server stopped (the embedded chain is not persisted)")

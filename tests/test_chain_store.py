@@ -30,11 +30,11 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from ledger_node.chain import AnchoredCheckpoint, Deployment, LedgerChain, Member, Role
+from ledger_node.chain_command import run_chain
 from ledger_node.chain_store import (
     TESTER_CHAIN_ID,
     close_chain_store,
     open_chain_store,
-    serve_chain_store,
     verify_chain,
     verify_state,
 )
@@ -207,37 +207,41 @@ def test_chain_server_serves_a_reopened_chain(consortium: Consortium) -> None:
     close_chain_store(reopened.w3)
 
 
-def test_serve_chain_store_serves_and_keeps_the_chain(consortium: Consortium) -> None:
+def test_jointledger_chain_serves_and_keeps_the_stored_chain(consortium: Consortium) -> None:
     lines: list[str] = []
+    urls: list[str] = []
     url_ready, stop = threading.Event(), threading.Event()
+    no_deployment = consortium.path.parent / "no-deployment.json"
 
     def echo(line: str) -> None:
         lines.append(line)
         if line.startswith("connect with"):
+            urls.append(line.split()[-1])
             url_ready.set()
 
     thread = threading.Thread(
-        target=serve_chain_store, args=(consortium.path, "127.0.0.1", 0),
-        kwargs={"echo": echo, "stop_event": stop},
+        target=run_chain, args=("127.0.0.1", 0),
+        kwargs={"data": consortium.path, "deployment_path": no_deployment, "echo": echo,
+                "stop": stop},
     )
     thread.start()
     try:
         assert url_ready.wait(30)
-        url = lines[-1].split()[-1]
-        remote = LedgerChain.from_rpc(url, consortium.platform).attach(consortium.deployment)
+        remote = LedgerChain.from_rpc(urls[0], consortium.platform).attach(consortium.deployment)
         _anchor(remote, 40)
         head = remote.block_number()
     finally:
         stop.set()
         thread.join()
-    assert any(line.startswith("stored at") for line in lines)
+    assert any("stored" in line for line in lines)
     assert lines[-1] == "chain server stopped; every mined block is on disk"
     reopened = _open(consortium.path).attach(consortium.deployment)
     assert reopened.block_number() == head
     assert reopened.latest_checkpoint(LOG_ID).tree_size == 40  # type: ignore[union-attr]
     close_chain_store(reopened.w3)
     with pytest.raises(ValueError):
-        serve_chain_store(consortium.path, "0.0.0.0", 0, echo=lines.append)
+        run_chain("0.0.0.0", 0, data=consortium.path, deployment_path=no_deployment,
+                  echo=lines.append)
     open_chain_store(consortium.path).close()  # a refused serve released the store
 
 

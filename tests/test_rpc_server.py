@@ -25,10 +25,11 @@ from test_contracts import ContractBehaviour
 from web3 import Web3
 
 from ledger_node.chain import ETH_TESTER_FAUCET_KEY, Deployment, LedgerChain, Role
+from ledger_node.chain_command import run_chain
 from ledger_node.contracts import load_artifact
 from ledger_node.demo import Party, new_party
 from ledger_node.errors import ChainError, ContractRevert
-from ledger_node.rpc_server import MAX_BATCH, ChainServer, json_nested_deeper_than, serve_chain
+from ledger_node.rpc_server import MAX_BATCH, ChainServer, json_nested_deeper_than
 
 ETHER = 10**18
 ABI = list(load_artifact().abi)
@@ -675,14 +676,14 @@ def test_stop_closes_the_port_and_open_connections() -> None:
         server.start()
 
 
-def test_serve_chain_prints_url_chain_id_and_faucet_key() -> None:
+def test_jointledger_chain_prints_url_chain_id_and_faucet_key() -> None:
     lines: list[str] = []
     stop = threading.Event()
     port = free_port()
     thread = threading.Thread(
-        target=serve_chain,
+        target=run_chain,
         args=("127.0.0.1", port),
-        kwargs={"echo": lines.append, "stop_event": stop},
+        kwargs={"echo": lines.append, "stop": stop},
     )
     thread.start()
     try:
