@@ -1,7 +1,9 @@
-"""Shared fixtures: the embedded eth-tester chain and a real anvil JSON-RPC node.
+"""Shared fixtures: the embedded eth-tester chain, a real anvil JSON-RPC node, and a
+consortium with a running platform node for the API-level tests.
 
-Both are session-scoped: each test deploys its own contract on them, so tests stay
-independent without paying for a new chain (or node process) each time.
+The chains are session-scoped: each test deploys its own contract on them, so tests stay
+independent without paying for a new chain (or node process) each time. The consortium
+and node are per test module.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from ledger_node.chain import LedgerChain
+from ledger_node.node import PlatformNode
+from tests.api_support import Consortium, make_consortium, make_node
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ANVIL_BINARY = (
@@ -94,3 +98,18 @@ def eth_tester_chain() -> LedgerChain:
 def anvil_chain(anvil_url: str) -> LedgerChain:
     """A client of the session's anvil node."""
     return LedgerChain.from_rpc(anvil_url)
+
+
+@pytest.fixture(scope="module")
+def consortium() -> Consortium:
+    """unionpay, wechatpay, pboc (2-of-3) and an auditor on a fresh embedded chain."""
+    return make_consortium(LedgerChain.embedded())
+
+
+@pytest.fixture(scope="module")
+def node(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[PlatformNode]:
+    """unionpay's running platform node on its own store; stopped after the module."""
+    node = make_node(consortium, tmp_path_factory.mktemp("node") / "store.db")
+    yield node
+    node.stop()

@@ -48,19 +48,6 @@ def assert_problem(response: Any, status: int, slug: str, *words: str) -> dict[s
 
 
 @pytest.fixture(scope="module")
-def consortium() -> Consortium:
-    return make_consortium(LedgerChain.embedded())
-
-
-@pytest.fixture(scope="module")
-def node(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[PlatformNode]:
-    node = make_node(consortium, tmp_path_factory.mktemp("api") / "store.db")
-    yield node
-    node.stop()
-
-
-@pytest.fixture(scope="module")
 def client(node: PlatformNode) -> Iterator[TestClient]:
     app = create_app(node, Settings(max_body_bytes=2 * 1024 * 1024))
     with TestClient(app) as client:

@@ -35,11 +35,6 @@ from tests.test_api import assert_problem
 NOW = 1_800_000_000_000
 
 
-@pytest.fixture(scope="module")
-def consortium() -> Consortium:
-    return make_consortium(LedgerChain.embedded())
-
-
 AUDIENCE = log_id_for("unionpay")  # the node the signed requests are addressed to
 
 
@@ -215,14 +210,6 @@ def test_batch_authentication(consortium: Consortium) -> None:
 
 
 # ---------------------------------------------------------------------- through the API
-
-
-@pytest.fixture(scope="module")
-def node(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[PlatformNode]:
-    node = make_node(consortium, tmp_path_factory.mktemp("auth") / "store.db")
-    yield node
-    node.stop()
 
 
 @pytest.fixture(scope="module")

@@ -19,20 +19,7 @@ from ledger_node.demo import sample_records
 from ledger_node.errors import ApiError, InvalidBatch, InvalidRecord, ProofPending
 from ledger_node.node import PlatformNode
 from ledger_node.sdk import PlatformClient
-from tests.api_support import Consortium, make_consortium, make_node
-
-
-@pytest.fixture(scope="module")
-def consortium() -> Consortium:
-    return make_consortium(LedgerChain.embedded())
-
-
-@pytest.fixture(scope="module")
-def node(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[PlatformNode]:
-    node = make_node(consortium, tmp_path_factory.mktemp("sdk") / "store.db")
-    yield node
-    node.stop()
+from tests.api_support import Consortium
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -11,28 +10,14 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from ledger_node.aml import PartyKind
-from ledger_node.chain import LedgerChain
 from ledger_node.demo import sample_records
 from ledger_node.errors import InvalidIdentity
 from ledger_node.escrow import EscrowOpener, EscrowPayload, identity_key
 from ledger_node.node import PlatformNode
 from ledger_node.sdk import PlatformClient
-from tests.api_support import Consortium, make_consortium, make_node
+from tests.api_support import Consortium
 
 KINDS = (PartyKind.PERSON, PartyKind.INSTITUTION)
-
-
-@pytest.fixture(scope="module")
-def consortium() -> Consortium:
-    return make_consortium(LedgerChain.embedded())
-
-
-@pytest.fixture(scope="module")
-def node(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[PlatformNode]:
-    node = make_node(consortium, tmp_path_factory.mktemp("escrow") / "store.db")
-    yield node
-    node.stop()
 
 
 def client_for(consortium: Consortium, node: PlatformNode, sent: list[bytes]) -> PlatformClient:
