@@ -249,3 +249,25 @@ class ChainStoreCorrupt(ChainError):
         super().__init__(f"chain store {path} is corrupt: {reason}")
         self.path = path
         self.reason = reason
+
+
+class UnknownPlatform(LedgerError, LookupError):
+    """No platform of that name (or address or log) is known to the regulator node."""
+
+
+class DisclosureRejected(LedgerError):
+    """A platform's disclosure answer failed the regulator's checks (``reason`` says which)."""
+
+    def __init__(self, request_id: int, reason: str) -> None:
+        super().__init__(f"disclosure request {request_id}: {reason}")
+        self.request_id = request_id
+        self.reason = reason
+
+
+class InvalidCaseFile(LedgerError, ValueError):
+    """A case file is malformed (``where`` names the place, ``reason`` what is wrong)."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"case file {where}: {reason}")
+        self.where = where
+        self.reason = reason
