@@ -80,7 +80,8 @@ def create_app(
 
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemException)
-        return problems.response(exc.slug, exc.detail, request.url.path, headers=exc.headers)
+        return problems.response(exc.slug, exc.detail, request.url.path, headers=exc.headers,
+                                 **exc.extensions)
 
     app.add_exception_handler(ProblemException, on_problem)
     # Added last = outermost: metrics see every response, including 413s.

@@ -98,6 +98,37 @@ class LeafSummaryPublic(BaseModel):
     amount_tag: Digest | None = None
 
 
+class LeafPublic(BaseModel):
+    """A whole leaf as stored, escrow included (regulator-only data)."""
+
+    commitment: Digest
+    escrow: HexBytes = Field(description="regulator escrow ciphertext, empty if none")
+    match_tag: Digest | None = None
+    amount_tag: Digest | None = None
+
+
+_EXAMPLE_ESCROW: Final = "01" + "ab" * 260
+
+
+class LeafRangePublic(BaseModel):
+    """The leaves ``[start, end)`` of a log with their escrows, for a regulator."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "log_id": _EXAMPLE_DIGEST, "platform": "unionpay", "hash": "sm3", "start": 0,
+        "end": 1, "size": 1200,
+        "leaves": [{"commitment": _EXAMPLE_DIGEST, "escrow": _EXAMPLE_ESCROW,
+                    "match_tag": None, "amount_tag": None}],
+    }]})
+
+    log_id: Digest
+    platform: str = Field(examples=["unionpay"])
+    hash: str = Field(examples=["sm3"])
+    start: int = Field(description="index of the first leaf returned")
+    end: int = Field(description="one past the index of the last leaf returned")
+    size: int = Field(description="the log's size when the range was read")
+    leaves: list[LeafPublic]
+
+
 class LeafStatusPublic(BaseModel):
     """A leaf's place in the log and whether a checkpoint covering it is anchored."""
 

@@ -271,3 +271,75 @@ class InvalidCaseFile(LedgerError, ValueError):
         super().__init__(f"case file {where}: {reason}")
         self.where = where
         self.reason = reason
+
+
+class InvalidLeafRange(LedgerError, ValueError):
+    """A requested range of leaves is empty, reversed, negative or longer than allowed."""
+
+
+class LeafRangeUnavailable(UnknownLeaf):
+    """A requested range of leaves reaches past the end of the log.
+
+    ``start`` and ``end`` are the half-open range asked for, ``size`` the log's size now.
+    """
+
+    def __init__(self, start: int, end: int, size: int) -> None:
+        super().__init__(
+            f"leaves [{start}, {end}) are not all in the log: its size is {size}"
+        )
+        self.start = start
+        self.end = end
+        self.size = size
+
+
+class DisclosureError(LedgerError):
+    """Root of disclosure failures: sealed responses, requests and their answers."""
+
+
+class InvalidDisclosureResponse(DisclosureError, ValueError):
+    """A sealed disclosure response is malformed or does not open; ``reason`` says why.
+
+    Wrong version, truncated bytes, a wrapped key that does not decrypt, an SM4-GCM tag that
+    does not authenticate (altered bytes, or another request, commitment, chain or contract)
+    and a plaintext that is not an opening all raise it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid disclosure response: {reason}")
+        self.reason = reason
+
+
+class UnknownDisclosureKey(InvalidDisclosureResponse, LookupError):
+    """A disclosure response was sealed for a regulator key the opener does not hold.
+
+    ``fingerprint`` is the 16-byte key fingerprint named by the response.
+    """
+
+    def __init__(self, fingerprint: bytes) -> None:
+        super().__init__(f"sealed for a regulator key with fingerprint {fingerprint.hex()}, "
+                         "which is not held here")
+        self.fingerprint = fingerprint
+
+
+class UnknownDisclosureRequest(DisclosureError, LookupError):
+    """The chain holds no disclosure request with this id; ``request_id`` names it."""
+
+    def __init__(self, request_id: int) -> None:
+        super().__init__(f"no disclosure request {request_id} on chain")
+        self.request_id = request_id
+
+
+class DisclosureNotAddressed(DisclosureError):
+    """A disclosure request is addressed to another platform than the one acting on it."""
+
+
+class CommitmentNotInLog(DisclosureError, LookupError):
+    """The commitment a disclosure request names is not a leaf of this log."""
+
+
+class DisclosureConflict(DisclosureError):
+    """A disclosure request was already answered with a different response."""
+
+
+class DisclosureNotAnswered(DisclosureError, LookupError):
+    """No response to this disclosure request is stored here (yet)."""

@@ -42,7 +42,9 @@ from ledger_node.errors import (
     InvalidCheckpoint,
     InvalidKey,
     InvalidLeaf,
+    InvalidLeafRange,
     InvalidSignature,
+    LeafRangeUnavailable,
     LedgerError,
     NodeStopped,
     StoreCorrupted,
@@ -66,6 +68,8 @@ __all__ = [
 
 _LATENCY_WINDOW: Final = 100_000  # latency samples kept for the p50/p99 summaries
 _GROUP_LEAF_CAP: Final = 50_000  # at most this many leaves per group commit
+MAX_LEAF_RANGE: Final = 10_000
+"""The most leaves :meth:`PlatformNode.leaves` returns at once."""
 
 
 @dataclass(frozen=True)
@@ -567,6 +571,27 @@ class PlatformNode:
         """The leaf at ``index``; raise :class:`UnknownLeaf` if there is none."""
         self._check_index(index)
         return self._store.leaf(index)
+
+    def leaves(self, start: int, end: int, *, limit: int = MAX_LEAF_RANGE) -> list[Leaf]:
+        """The committed leaves ``[start, end)`` with their escrows, in one store read.
+
+        For the regulator, who rebuilds the log's roots and opens the escrows. Raises
+        :class:`InvalidLeafRange` unless ``0 <= start < end`` and ``end - start <= limit``,
+        and :class:`LeafRangeUnavailable` (an :class:`UnknownLeaf`) if ``end`` is past the
+        log's size.
+        """
+        for name, value in (("start", start), ("end", end)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidLeafRange(f"{name} must be an integer, got {value!r}")
+        if start < 0 or end <= start or end - start > limit:
+            raise InvalidLeafRange(
+                f"a range [start, end) holds 1..{limit} leaves from start >= 0, "
+                f"got [{start}, {end})"
+            )
+        size = self._log.size
+        if end > size:
+            raise LeafRangeUnavailable(start, end, size)
+        return self._store.leaves(start, end)
 
     def leaf_status(self, index: int) -> LeafStatus:
         """Where leaf ``index`` is and whether it is anchored; raise :class:`UnknownLeaf`."""

@@ -190,6 +190,13 @@ class LeafStore(ABC):
         """The leaf at ``index``; raise :class:`UnknownLeaf` if there is none."""
 
     @abstractmethod
+    def leaves(self, start: int, stop: int) -> list[Leaf]:
+        """The leaves at ``start..stop-1`` in index order, read at once.
+
+        Raises :class:`UnknownLeaf` unless every one of them is stored.
+        """
+
+    @abstractmethod
     def leaf_hash(self, index: int) -> bytes:
         """The leaf hash at ``index``; raise :class:`UnknownLeaf` if there is none."""
 
@@ -454,6 +461,26 @@ class SQLiteStore(LeafStore):
         return Leaf(bytes(commitment), bytes(escrow),
                     None if match_tag is None else bytes(match_tag),
                     None if amount_tag is None else bytes(amount_tag))
+
+    def leaves(self, start: int, stop: int) -> list[Leaf]:
+        """The leaves at ``start..stop-1`` in one indexed range query (see
+        :meth:`LeafStore.leaves`); an empty range gives ``[]``."""
+        if stop <= start:
+            return []
+        rows = self._query(
+            "SELECT commitment, escrow, match_tag, amount_tag FROM leaves"
+            " WHERE idx >= ? AND idx < ? ORDER BY idx", (start, stop)
+        )
+        if len(rows) != stop - start:
+            raise UnknownLeaf(
+                f"leaves {start}..{stop - 1} are not all stored ({len(rows)} of {stop - start})"
+            )
+        return [
+            Leaf(bytes(commitment), bytes(escrow),
+                 None if match_tag is None else bytes(match_tag),
+                 None if amount_tag is None else bytes(amount_tag))
+            for commitment, escrow, match_tag, amount_tag in rows
+        ]
 
     def leaf_hash(self, index: int) -> bytes:
         """The leaf hash at ``index``; raise :class:`UnknownLeaf` if there is none."""
