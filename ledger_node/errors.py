@@ -343,3 +343,7 @@ class DisclosureConflict(DisclosureError):
 
 class DisclosureNotAnswered(DisclosureError, LookupError):
     """No response to this disclosure request is stored here (yet)."""
+
+
+class UnknownAlert(LedgerError, LookupError):
+    """No AML alert with that number on the regulator node."""
