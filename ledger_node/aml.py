@@ -191,6 +191,50 @@ class AmlConfig:
             rates[code] = Fraction(rate)
         object.__setattr__(self, "fen_per_unit", MappingProxyType(rates))
 
+    def to_json(self) -> dict[str, object]:
+        """JSON form (windows and offsets in seconds, rates as ``"num/den"`` strings)."""
+        return {
+            "cash_threshold_fen": self.cash_threshold_fen,
+            "person_domestic_threshold_fen": self.person_domestic_threshold_fen,
+            "person_cross_border_threshold_fen": self.person_cross_border_threshold_fen,
+            "institution_threshold_fen": self.institution_threshold_fen,
+            "day_utc_offset_s": self.day_utc_offset.total_seconds(),
+            "cumulate_across_platforms": self.cumulate_across_platforms,
+            "structuring_window_s": self.structuring_window.total_seconds(),
+            "structuring_min_payments": self.structuring_min_payments,
+            "structuring_min_platforms": self.structuring_min_platforms,
+            "fen_per_unit": {k: str(v) for k, v in sorted(self.fen_per_unit.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> AmlConfig:
+        """Parse :meth:`to_json`'s form; raises :class:`InvalidAmlConfig` naming the field."""
+        if not isinstance(data, dict):
+            raise InvalidAmlConfig("aml_config", "must be an object")
+        known = set(cls().to_json())
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidAmlConfig(unknown[0], "is not an AML setting")
+        values = dict(data)
+        kwargs: dict[str, object] = {}
+        for name in ("day_utc_offset", "structuring_window"):
+            if f"{name}_s" in values:
+                seconds = values.pop(f"{name}_s")
+                if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                    raise InvalidAmlConfig(name, "must be a number of seconds")
+                kwargs[name] = timedelta(seconds=seconds)
+        if "fen_per_unit" in values:
+            rates = values.pop("fen_per_unit")
+            if not isinstance(rates, dict):
+                raise InvalidAmlConfig("fen_per_unit", "must be an object")
+            try:
+                kwargs["fen_per_unit"] = {k: Fraction(str(v)) for k, v in rates.items()}
+            except (ValueError, ZeroDivisionError):
+                raise InvalidAmlConfig("fen_per_unit", "rates must be numbers or fractions") \
+                    from None
+        kwargs.update(values)
+        return cls(**kwargs)  # type: ignore[arg-type]
+
     def threshold(self, category: Category) -> Fen:
         """Return the inclusive CNY threshold, in fen, of ``category``."""
         if category is Category.CASH:

@@ -1,0 +1,87 @@
+"""``create_regulator_app``: the FastAPI application of a regulator node under ``/v1``.
+
+Every route but ``/v1/health`` needs an SM2-signed request (the ``X-JL-*`` headers, with
+this node's :func:`~ledger_node.regulator.node_audience`) from a **regulator** member:
+traces and alerts name identities and amounts, so nobody else may read them. Errors are
+RFC 9457 problem documents, as on the platform node. The app does not start or stop the
+regulator node.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api.errors import ProblemException
+from api.middleware import BodyLimitMiddleware
+from api.problems import ProblemFactory, install_problem_handlers
+from api.routes import regulator as regulator_routes
+from api.settings import Settings
+from ledger_node.auth import RequestAuthenticator
+from ledger_node.chain import Member
+from ledger_node.regulator import RegulatorNode, node_audience
+
+API_VERSION = "1.0.0"
+DESCRIPTION = """
+A JointLedger **regulator node** (PROTOCOL §6): it follows every platform's checkpoints on
+the chain, fetches their leaves and escrows, refuses data that does not reproduce the
+anchored roots, decrypts the escrows and indexes them by identity.
+
+* **Trace** an identity across every platform, or a commitment to its identities; each
+  record comes with a proof bundle built from the chain's checkpoint.
+* **Alerts**: AML large-value and cross-platform structuring rules, with evidence.
+* **Disclosures**: requests logged on chain; answers verified against the commitment.
+* **Case files** that `jointledger verify CASEFILE --rpc-url URL` checks offline.
+
+All routes except `/v1/health` need an SM2-signed request from a regulator member.
+"""
+
+
+def create_regulator_app(
+    regulator: RegulatorNode,
+    settings: Settings | None = None,
+    *,
+    authenticator: RequestAuthenticator | None = None,
+) -> FastAPI:
+    """Build the app serving ``regulator``; ``authenticator`` defaults to chain membership."""
+    settings = settings if settings is not None else Settings()
+    problems = ProblemFactory(settings.problem_base_uri)
+    lock = threading.Lock()
+
+    def member_on_chain(address: str) -> Member:
+        with lock:
+            return regulator.chain.member(address)
+
+    if authenticator is None:
+        authenticator = RequestAuthenticator(
+            member_on_chain,
+            audience=node_audience(regulator.config.name),
+            skew_ms=settings.clock_skew_ms,
+            nonce_capacity=settings.nonce_capacity,
+            membership_ttl=settings.membership_ttl_s,
+        )
+    app = FastAPI(
+        title=f"JointLedger regulator node ({regulator.config.name})",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    app.state.regulator = regulator
+    app.state.settings = settings
+    app.state.authenticator = authenticator
+    app.state.problems = problems
+    app.include_router(regulator_routes.router)
+    install_problem_handlers(app, problems)
+
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ProblemException)
+        return problems.response(exc.slug, exc.detail, request.url.path, headers=exc.headers,
+                                 **exc.extensions)
+
+    app.add_exception_handler(ProblemException, on_problem)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, problems=problems)
+    return app

@@ -1,0 +1,230 @@
+"""Routes of the regulator node: health, ingest state, faults, trace, alerts, disclosures,
+case files. Everything but health needs a signed request from a regulator member."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import request_target
+from api.errors import ProblemException
+from api.routes.common import DigestPath, problem_responses
+from ledger_node.auth import AuthenticatedMember, RequestAuthenticator
+from ledger_node.chain import Role
+from ledger_node.errors import UnknownAlert
+from ledger_node.escrow import identity_key
+from ledger_node.regulator import RegulatorNode, alert_json
+
+router = APIRouter(prefix="/v1", tags=["regulator"])
+_HEX32 = r"^[0-9a-fA-F]{64}$"
+
+
+def get_regulator(request: Request) -> RegulatorNode:
+    """The regulator node this app serves."""
+    regulator: RegulatorNode = request.app.state.regulator
+    return regulator
+
+
+RegulatorDep = Annotated[RegulatorNode, Depends(get_regulator)]
+
+
+async def regulator_member(request: Request) -> AuthenticatedMember:
+    """The regulator member who signed this request; 401/403 problem otherwise."""
+    authenticator: RequestAuthenticator = request.app.state.authenticator
+    body = await request.body()
+    return await run_in_threadpool(
+        authenticator.authenticate, request.method, request_target(request), request.headers,
+        body, roles=(Role.REGULATOR,),
+    )
+
+
+SignedRegulator = Annotated[AuthenticatedMember, Depends(regulator_member)]
+
+
+class TraceRequest(BaseModel):
+    """Whom to trace: a real-name identity (hashed here, never stored) or its identity key."""
+
+    model_config = ConfigDict(extra="forbid")
+    identity: str | None = Field(default=None, min_length=1, max_length=256)
+    identity_key: str | None = Field(default=None, pattern=_HEX32)
+
+
+class DisclosureRequestBody(BaseModel):
+    """Ask the platform holding ``commitment`` to open it for case ``case_id``."""
+
+    model_config = ConfigDict(extra="forbid")
+    commitment: str = Field(pattern=_HEX32)
+    case_id: str = Field(pattern=_HEX32)
+
+
+class CaseFileRequest(BaseModel):
+    """What goes in a case file: alerts on these identities, these records, the case's
+    collected disclosures."""
+
+    model_config = ConfigDict(extra="forbid")
+    case_id: str = Field(pattern=_HEX32)
+    identities: list[str] = Field(default_factory=list, max_length=1000)
+    refs: list[str] = Field(default_factory=list, max_length=10_000)
+
+
+_TRACE_EXAMPLE = {"identity": "110101199003070011"}
+
+
+@router.get("/health", summary="Regulator node health (no authentication)")
+def health(regulator: RegulatorDep) -> dict[str, Any]:
+    """Counts only: how many logs are followed, how far behind, how many faults."""
+    progress = regulator.progress()
+    return {
+        "status": "ok" if regulator.last_error is None else "degraded",
+        "role": "regulator",
+        "name": regulator.config.name,
+        "logs": len(progress),
+        "behind": sum(p.anchored_size - p.verified_size for p in progress),
+        "faults": len(regulator.store.faults()),
+        "last_error": regulator.last_error,
+    }
+
+
+@router.get("/ingest", responses=problem_responses(401, 403),
+            summary="Each followed log: verified size against the newest anchored size")
+def ingest(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, Any]:
+    """Ingest progress per platform log, and SM2 decryptions so far (one per batch)."""
+    return {"logs": [p.to_json() for p in regulator.progress()],
+            "records": regulator.store.record_count(),
+            "sm2_decryptions": regulator.sm2_decryptions}
+
+
+@router.post("/ingest", responses=problem_responses(401, 403),
+             summary="Follow the chain and ingest now (instead of waiting for the next round)")
+def ingest_now(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, Any]:
+    """Run one follow-and-ingest round; answers how many leaves were added."""
+    added = regulator.sync()
+    return {"added": added, "logs": [p.to_json() for p in regulator.progress()]}
+
+
+@router.get("/faults", responses=problem_responses(401, 403),
+            summary="Data refused from platform nodes, and unreadable escrows")
+def faults(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, Any]:
+    """Every fault: which platform, which log, which range, what was wrong."""
+    return {"faults": [f.to_json() for f in regulator.store.faults()]}
+
+
+@router.post("/trace/identity", responses=problem_responses(401, 403, 422),
+             summary="Every record of one identity on every platform, with proof bundles")
+def trace_identity(
+    regulator: RegulatorDep, member: SignedRegulator,
+    body: Annotated[TraceRequest, Body(openapi_examples={"identity": {
+        "summary": "by resident identity number", "value": _TRACE_EXAMPLE}})],
+) -> dict[str, Any]:
+    """Give exactly one of ``identity`` (normalised and hashed to its identity key here) or
+    ``identity_key``. The identity travels in the body, never in a URL."""
+    if (body.identity is None) == (body.identity_key is None):
+        raise ProblemException("bad-request", "give exactly one of identity and identity_key")
+    key = (identity_key(body.identity) if body.identity is not None
+           else bytes.fromhex(body.identity_key or ""))
+    records = regulator.trace_identity(key)
+    return {"identity_key": key.hex(), "count": len(records),
+            "platforms": sorted({r.record.platform for r in records}),
+            "records": [r.to_json() for r in records]}
+
+
+@router.get("/trace/commitment/{commitment}", responses=problem_responses(401, 403, 422),
+            summary="The identities behind one commitment")
+def trace_commitment(commitment: DigestPath, regulator: RegulatorDep,
+                     member: SignedRegulator) -> dict[str, Any]:
+    """The record(s) with this commitment, their decrypted payments and proof bundles."""
+    records = regulator.trace_commitment(bytes.fromhex(commitment))
+    return {"commitment": commitment.lower(), "count": len(records),
+            "records": [r.to_json() for r in records]}
+
+
+@router.get("/alerts", responses=problem_responses(401, 403),
+            summary="AML alerts over everything ingested")
+def alerts(regulator: RegulatorDep, member: SignedRegulator,
+           rule: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+    """Alerts in a stable order; ``GET /v1/alerts/{n}`` gives one with its evidence."""
+    found = [(n, a) for n, a in enumerate(regulator.alerts())
+             if rule is None or a.rule == rule or a.rule.startswith(f"{rule}.")]
+    return {"count": len(found), "alerts": [{"id": n} | alert_json(a) for n, a in found]}
+
+
+@router.get("/alerts/{alert_id}", responses=problem_responses(401, 403, 404),
+            summary="One alert with its evidence: records, proof bundles, checkpoints")
+def alert(alert_id: Annotated[int, Path(ge=0, le=2**31)], regulator: RegulatorDep,
+          member: SignedRegulator) -> dict[str, Any]:
+    """The alert and each record it rests on with its proof bundle (checkpoint on chain)."""
+    found = regulator.alerts()
+    if not 0 <= alert_id < len(found):
+        raise UnknownAlert(f"no alert {alert_id}; there are {len(found)}")
+    chosen = found[alert_id]
+    return {"id": alert_id} | alert_json(chosen) | {
+        "evidence": [r.to_json() for r in regulator.alert_evidence(chosen)]}
+
+
+@router.post("/disclosures", status_code=201, responses=problem_responses(401, 403, 404, 422),
+             summary="Log on chain a request that a platform open a commitment")
+def request_disclosure(body: DisclosureRequestBody, regulator: RegulatorDep,
+                       member: SignedRegulator) -> dict[str, Any]:
+    """The request (regulator, commitment, case id) goes on chain; the platform answers
+    off chain with the opening sealed for the regulator."""
+    request_id = regulator.request_disclosure(bytes.fromhex(body.commitment),
+                                              bytes.fromhex(body.case_id))
+    stored = regulator.store.disclosure(request_id)
+    assert stored is not None
+    return {"request_id": request_id, "platform": stored.platform,
+            "commitment": body.commitment.lower(), "case_id": body.case_id.lower(),
+            "tx_hash": "0x" + stored.requested_tx.hex()}
+
+
+@router.get("/disclosures", responses=problem_responses(401, 403),
+            summary="Disclosure requests this regulator made, collected or not")
+def list_disclosures(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, Any]:
+    """Each request with whether its verified opening has been collected."""
+    return {"disclosures": [
+        {"request_id": d.request_id, "platform": d.platform, "commitment": d.commitment.hex(),
+         "case_id": d.case_id.hex(), "tx_hash": "0x" + d.requested_tx.hex(),
+         "collected": d.opening is not None}
+        for d in regulator.store.disclosures()]}
+
+
+@router.post("/disclosures/{request_id}/collect",
+             responses=problem_responses(401, 403, 404, 422),
+             summary="Fetch, check and keep the platform's answer")
+def collect_disclosure(request_id: int, request: Request, regulator: RegulatorDep,
+                       member: SignedRegulator) -> Any:
+    """200 with the verified opening; 202 with ``Retry-After`` while the platform has not
+    fulfilled the request on chain; 422 problem if the answer fails a check."""
+    collected = regulator.collect_disclosure(request_id)
+    if collected is None:
+        problems = request.app.state.problems
+        return problems.response(
+            "proof-pending", f"disclosure request {request_id} is not fulfilled on chain yet",
+            request.url.path, headers={"Retry-After": "1"}, retry_after=1)
+    return JSONResponse({
+        "request_id": request_id, "ref": collected.record.ref,
+        "opening": collected.opening.to_json(),
+        "escrow_mismatches": list(collected.escrow_mismatches),
+    })
+
+
+@router.post("/cases", responses=problem_responses(401, 403, 404, 422),
+             summary="Build a self-contained case file")
+def case_file(body: CaseFileRequest, regulator: RegulatorDep,
+              member: SignedRegulator) -> dict[str, Any]:
+    """Alerts on ``identities`` (hex identity keys), the records they rest on plus ``refs``,
+    and the case's collected disclosures, each with its proof."""
+    identities = []
+    for value in body.identities:
+        try:
+            key = bytes.fromhex(value)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ProblemException("bad-request", f"identity {value!r} is not 64 hex digits")
+        identities.append(key)
+    return regulator.case_file(bytes.fromhex(body.case_id), identities=identities,
+                               refs=body.refs)

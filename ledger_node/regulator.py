@@ -1,0 +1,655 @@
+"""The regulator node (PROTOCOL §6): follow the chain, verify what platforms serve, trace.
+
+* **Follow**: read every ``CheckpointAnchored`` event since the last block scanned; each
+  names the log, its owning platform, the tree size and the root.
+* **Ingest**: for each log, fetch the leaves (with escrows) between the verified size and the
+  newest anchored size from the platform's node, rebuild the tree and compare its root with
+  **every** anchored checkpoint in the range, whose SM2 signature is checked with a key the
+  platform has registered. A range that does not reproduce its anchored root, or that the
+  node does not serve in full, is refused and reported as a :class:`~ledger_node.
+  regulator_store.Fault` (platform, log, range); nothing of it is indexed. Verified leaves
+  are decrypted (one SM2 decryption per sealed batch) and written with the new verified
+  size in one transaction, so ingest resumes where it stopped.
+* **Trace**: by identity key (both sides of every payment, every platform) and by
+  commitment; each record comes with a proof bundle built from the regulator's own tree
+  and the checkpoint read from the chain, not from the platform.
+* **AML**: :func:`ledger_node.aml.detect` over the index, each alert with its evidence.
+* **Disclosures**: requests logged on chain, answers fetched from the platform node,
+  checked against the digest the platform logged on chain, the commitment and the escrow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import httpx
+
+from ledger_node import gmcrypto
+from ledger_node.aml import Alert, AmlConfig, detect
+from ledger_node.bundle import ChainAnchor, ProofBundle, build_bundle
+from ledger_node.chain import LedgerChain
+from ledger_node.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
+from ledger_node.commitment import RecordOpening, verify_opening
+from ledger_node.encoding import encode_parts
+from ledger_node.errors import (
+    ApiError,
+    DisclosureRejected,
+    EscrowError,
+    InvalidCheckpoint,
+    InvalidLeaf,
+    InvalidOpening,
+    InvalidSignature,
+    LedgerError,
+    UnknownLeaf,
+    UnknownPlatform,
+)
+from ledger_node.escrow import EscrowOpener, EscrowPayload, payload_mismatches
+from ledger_node.hashes import sm3
+from ledger_node.leaf import Leaf, LeafSummary
+from ledger_node.merkle import MerkleLog, hasher_for
+from ledger_node.regulator_store import (
+    IndexedRecord,
+    IngestedLeaf,
+    LogState,
+    RegulatorStore,
+    StoredAnchor,
+    StoredDisclosure,
+    parse_evidence_ref,
+)
+from ledger_node.sdk import RegulatorClient
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAGE: Final = 10_000
+_CURSOR: Final = "checkpoint_block"
+
+# Fault kinds (stable strings: they appear in the API and in case files).
+FAULT_ROOT_MISMATCH: Final = "root-mismatch"
+FAULT_WITHHELD: Final = "withheld"
+FAULT_UNREACHABLE: Final = "unreachable"
+FAULT_BAD_SIGNATURE: Final = "bad-checkpoint-signature"
+FAULT_ESCROW: Final = "unreadable-escrow"
+FAULT_ESCROW_MISMATCH: Final = "escrow-mismatch"
+FAULT_NO_ENDPOINT: Final = "no-endpoint"
+
+
+@dataclass(frozen=True)
+class ServedLeaves:
+    """Leaves ``start..start+len(leaves)`` as a platform node served them."""
+
+    hash_name: str
+    size: int
+    leaves: Sequence[Leaf]
+
+
+class LeafSource(Protocol):
+    """Where the regulator fetches one platform's leaves and disclosure answers."""
+
+    def fetch(self, log_id: bytes, start: int, end: int) -> ServedLeaves:
+        """Leaves ``[start, end)`` of ``log_id`` with their escrows."""
+
+    def disclosure_response(self, log_id: bytes, request_id: int) -> bytes:
+        """The sealed answer to disclosure request ``request_id``."""
+
+
+class HttpLeafSource:
+    """A platform node reached over its HTTP API with the regulator's signed requests."""
+
+    def __init__(self, client: RegulatorClient) -> None:
+        self.client = client
+
+    def fetch(self, log_id: bytes, start: int, end: int) -> ServedLeaves:
+        """``GET /v1/logs/{log_id}/leaves?start&end`` (see :meth:`RegulatorClient.leaf_range`)."""
+        served = self.client.leaf_range(log_id, start, end)
+        return ServedLeaves(served.hash_name, served.size, served.leaves)
+
+    def disclosure_response(self, log_id: bytes, request_id: int) -> bytes:
+        """``GET /v1/disclosures/{request_id}/response``."""
+        return self.client.disclosure_response(request_id)
+
+
+@dataclass(frozen=True)
+class RegulatorConfig:
+    """What a regulator node needs besides its chain, keys and platform endpoints."""
+
+    name: str
+    store_path: Path
+    page_size: int = DEFAULT_PAGE
+    follow_interval: float = 1.0
+    aml: AmlConfig = field(default_factory=AmlConfig)
+
+
+@dataclass(frozen=True)
+class LogProgress:
+    """One log's ingest state: verified size against the newest anchored size."""
+
+    platform: str
+    log_id: bytes
+    verified_size: int
+    anchored_size: int
+    hash_name: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"platform": self.platform, "log_id": self.log_id.hex(),
+                "verified_size": self.verified_size, "anchored_size": self.anchored_size,
+                "behind": self.anchored_size - self.verified_size, "hash": self.hash_name}
+
+
+@dataclass(frozen=True)
+class TracedRecord:
+    """One indexed record with its proof bundle (what a trace answers)."""
+
+    record: IndexedRecord
+    bundle: ProofBundle
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form: where it is, what the escrow says, and the proof bundle."""
+        return record_json(self.record) | {"bundle": self.bundle.to_json()}
+
+
+@dataclass(frozen=True)
+class CollectedDisclosure:
+    """A verified disclosure answer: the opening, and any escrow field it contradicts."""
+
+    request_id: int
+    record: IndexedRecord
+    opening: RecordOpening
+    response: bytes
+    escrow_mismatches: tuple[str, ...]
+
+
+def node_audience(name: str) -> bytes:
+    """The audience of requests signed for the regulator node ``name`` (as a platform
+    node's log id is for its node): a request signed for one node cannot be replayed to
+    another."""
+    return sm3(encode_parts("regulator-node", name.encode("utf-8")))
+
+
+def payment_json(payment: EscrowPayload) -> dict[str, Any]:
+    """JSON form of a decrypted escrow payload (hex identity keys, ISO UTC time)."""
+    return {
+        "payer_key": payment.payer_key.hex(), "payee_key": payment.payee_key.hex(),
+        "payer_kind": payment.payer_kind.value, "payee_kind": payment.payee_kind.value,
+        "amount_fen": payment.amount_fen, "currency": payment.currency,
+        "time": payment.time.isoformat(), "channel": payment.channel.value,
+        "cross_border": payment.cross_border, "cash": payment.cash,
+    }
+
+
+def record_json(record: IndexedRecord) -> dict[str, Any]:
+    """JSON form of an indexed record (without its bundle)."""
+    return {
+        "ref": record.ref, "platform": record.platform, "log_id": record.log_id.hex(),
+        "index": record.index, "leaf_hash": record.leaf_hash.hex(),
+        "leaf": record.leaf.to_json(),
+        "payment": None if record.payment is None else payment_json(record.payment),
+    }
+
+
+def alert_json(alert: Alert) -> dict[str, Any]:
+    """JSON form of an AML alert."""
+    return {
+        "rule": alert.rule, "identity": alert.identity.hex(), "direction": alert.direction,
+        "total_fen": alert.total_fen, "window_start": alert.window_start.isoformat(),
+        "window_end": alert.window_end.isoformat(), "platforms": list(alert.platforms),
+        "refs": list(alert.refs), "detail": alert.detail,
+    }
+
+
+class RegulatorNode:
+    """A regulator's node: its store, its opener, the chain and the platform nodes."""
+
+    def __init__(
+        self,
+        config: RegulatorConfig,
+        chain: LedgerChain,
+        keys: Sequence[gmcrypto.SM2PrivateKey],
+        sources: Mapping[str, LeafSource],
+    ) -> None:
+        """``chain`` is bound to the deployment and sends as the regulator's account;
+        ``keys`` are the regulator's SM2 keys, current and retired (old escrows stay
+        readable); ``sources`` maps each platform name to its node.
+        """
+        if not keys:
+            raise ValueError("a regulator node needs at least one SM2 key")
+        self.config = config
+        self.chain = chain
+        self._keys = tuple(keys)
+        self._opener = EscrowOpener.from_keys(*keys)
+        self._sources = dict(sources)
+        self.store = RegulatorStore(config.store_path, regulator=config.name)
+        self._trees: dict[bytes, MerkleLog] = {}
+        self._ingest_lock = threading.Lock()
+        self._alerts: tuple[int, list[Alert]] | None = None
+        self._platform_keys: dict[str, list[gmcrypto.SM2PublicKey]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        self.sm2_decryptions_before = 0
+        for state in self.store.logs():
+            self._trees[state.log_id] = self._rebuild_tree(state)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Follow the chain and ingest in a background thread every ``follow_interval`` s."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._follow_loop, name="regulator-follow",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop following and close the store."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.store.close()
+
+    def __enter__(self) -> RegulatorNode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _follow_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync()
+                self.last_error = None
+            except Exception as exc:  # keep following; the status shows the error
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("regulator sync failed: %s", self.last_error)
+            self._stop.wait(self.config.follow_interval)
+
+    # ------------------------------------------------------------------ follow + ingest
+
+    def sync(self) -> int:
+        """Read new checkpoints from the chain, then ingest every log; return leaves added."""
+        with self._ingest_lock:
+            self.follow_chain()
+            return sum(self._ingest_log(state) for state in self.store.logs())
+
+    def follow_chain(self) -> int:
+        """Store the checkpoints anchored since the last scan; return how many were new."""
+        head = self.chain.block_number()
+        start = self.store.follow_value(_CURSOR, self.chain.deployment.deploy_block - 1) + 1
+        if start > head:
+            return 0
+        events = self.chain.events("CheckpointAnchored", start, to_block=head)
+        times: dict[int, int] = {}
+        anchors = []
+        for event in events:
+            log_id = bytes(event.args["logId"])
+            if self.store.log(log_id) is None:
+                owner = str(event.args["platform"])
+                member = self.chain.member(owner)
+                self.store.ensure_log(log_id, member.name, owner, "sm3")
+                self._trees[log_id] = MerkleLog(hasher_for("sm3"))
+            if event.block_number not in times:
+                times[event.block_number] = int(
+                    self.chain.w3.eth.get_block(event.block_number)["timestamp"])
+            assert event.tx_hash is not None
+            anchors.append(StoredAnchor(
+                log_id, int(event.args["treeSize"]), bytes(event.args["root"]),
+                int(event.args["timestamp"]), bytes(event.args["signature"]), event.tx_hash,
+                event.block_number, times[event.block_number]))
+        self.store.save_anchors(anchors, (_CURSOR, head))
+        return len(anchors)
+
+    def _rebuild_tree(self, state: LogState) -> MerkleLog:
+        tree = MerkleLog(hasher_for(state.hash_name))
+        tree.extend_leaf_hashes(self.store.leaf_hashes(state.log_id))
+        return tree
+
+    def _keys_of(self, platform_address: str) -> list[gmcrypto.SM2PublicKey]:
+        """Every SM2 key the platform has registered (current first, then rotated-out)."""
+        keys = self._platform_keys.get(platform_address)
+        if keys is None:
+            raw = [self.chain.member(platform_address).public_key]
+            for event in self.chain.events("KeyRotated", account=platform_address):
+                raw.append(bytes(event.args["oldKey"]))
+            keys = [gmcrypto.SM2PublicKey.from_raw(k) for k in dict.fromkeys(raw)]
+            self._platform_keys[platform_address] = keys
+        return keys
+
+    def _signature_ok(self, state: LogState, anchor: StoredAnchor, hash_name: str) -> bool:
+        try:
+            checkpoint = Checkpoint(state.platform, anchor.log_id, anchor.tree_size,
+                                    anchor.root, anchor.timestamp, hash_name)
+        except InvalidCheckpoint:
+            return False
+        signed = SignedCheckpoint(checkpoint, anchor.signature)
+        for attempt in range(2):
+            for key in self._keys_of(state.platform_address):
+                try:
+                    verify_checkpoint_signature(key, signed)
+                    return True
+                except InvalidSignature:
+                    continue
+            if attempt == 0:  # the platform may have rotated its key since: re-read it
+                self._platform_keys.pop(state.platform_address, None)
+        return False
+
+    def _fault(self, state: LogState, start: int, end: int, kind: str, detail: str) -> None:
+        log.warning("refused %s log %s [%d, %d): %s: %s", state.platform,
+                    state.log_id.hex()[:16], start, end, kind, detail)
+        self.store.record_fault(state.platform, state.log_id, start, end, kind, detail)
+
+    def _ingest_log(self, state: LogState) -> int:
+        """Ingest ``state``'s log up to its newest anchored checkpoint; return leaves added."""
+        anchors = self.store.anchors(state.log_id, above=state.verified_size)
+        if not anchors:
+            return 0
+        source = self._sources.get(state.platform)
+        if source is None:
+            self._fault(state, state.verified_size, anchors[-1].tree_size, FAULT_NO_ENDPOINT,
+                        f"no node address is configured for platform {state.platform!r}")
+            return 0
+        tree = self._trees[state.log_id]
+        added = 0
+        start = state.verified_size
+        pending: list[Leaf] = []  # fetched, hashed into the tree, not yet verified
+        pending_hashes: list[bytes] = []
+        hash_name = state.hash_name
+        for anchor in anchors:
+            while start + len(pending) < anchor.tree_size:
+                at = start + len(pending)
+                end = min(anchor.tree_size, at + self.config.page_size)
+                try:
+                    served = source.fetch(state.log_id, at, end)
+                except (LedgerError, httpx.TransportError) as exc:
+                    self._discard(state, tree, pending)
+                    status = exc.status if isinstance(exc, ApiError) else 0
+                    kind = (FAULT_WITHHELD if status in (404, 416) or isinstance(exc, InvalidLeaf)
+                            else FAULT_UNREACHABLE)
+                    self._fault(state, at, anchor.tree_size, kind,
+                                f"the node did not serve leaves [{at}, {end}) that the chain "
+                                f"anchors: {type(exc).__name__}: {exc}")
+                    return added
+                if len(served.leaves) != end - at:
+                    self._discard(state, tree, pending)
+                    self._fault(state, at, end, FAULT_WITHHELD,
+                                f"asked for leaves [{at}, {end}), the node served "
+                                f"{len(served.leaves)} (it reports size {served.size}; "
+                                f"the chain anchors {anchor.tree_size})")
+                    return added
+                if served.hash_name != hash_name:
+                    if tree.size != 0:
+                        self._discard(state, tree, pending)
+                        self._fault(state, at, end, FAULT_ROOT_MISMATCH,
+                                    f"the node now says hash {served.hash_name!r}, the log "
+                                    f"was verified with {hash_name!r}")
+                        return added
+                    hash_name = served.hash_name
+                    tree = self._trees[state.log_id] = MerkleLog(hasher_for(hash_name))
+                    self.store.set_hash_name(state.log_id, hash_name)
+                hashes = [tree.hasher.hash_leaf(leaf.leaf_data()) for leaf in served.leaves]
+                tree.extend_leaf_hashes(hashes)
+                pending.extend(served.leaves)
+                pending_hashes.extend(hashes)
+            root = tree.root(anchor.tree_size)
+            if root != anchor.root:
+                self._discard(state, tree, pending)
+                self._fault(state, start, anchor.tree_size, FAULT_ROOT_MISMATCH,
+                            f"leaves [{start}, {anchor.tree_size}) as served give root "
+                            f"{root.hex()}, the chain anchors {anchor.root.hex()} "
+                            f"(block {anchor.block_number})")
+                return added
+            if not self._signature_ok(state, anchor, hash_name):
+                self._discard(state, tree, pending)
+                self._fault(state, start, anchor.tree_size, FAULT_BAD_SIGNATURE,
+                            f"the checkpoint at size {anchor.tree_size} anchored in block "
+                            f"{anchor.block_number} is not signed by a key {state.platform} "
+                            "registered")
+                return added
+            count = anchor.tree_size - start
+            self._commit(state, start, pending[:count], pending_hashes[:count], root)
+            added += count
+            del pending[:count]
+            del pending_hashes[:count]
+            start = anchor.tree_size
+            state = LogState(state.log_id, state.platform, state.platform_address, hash_name,
+                             start, root)
+        return added
+
+    def _discard(self, state: LogState, tree: MerkleLog, pending: Sequence[Leaf]) -> None:
+        """Forget unverified leaves: rebuild the tree from the store (a rare, refused case)."""
+        if pending:
+            fresh = self.store.log(state.log_id)
+            assert fresh is not None
+            self._trees[state.log_id] = self._rebuild_tree(fresh)
+
+    def _commit(self, state: LogState, start: int, leaves: Sequence[Leaf],
+                hashes: Sequence[bytes], root: bytes) -> None:
+        """Decrypt a verified range and write it with its verified root in one transaction."""
+        ingested = []
+        bad: list[tuple[int, str]] = []
+        for offset, (leaf, leaf_hash) in enumerate(zip(leaves, hashes, strict=True)):
+            index = start + offset
+            payment: EscrowPayload | None = None
+            if not leaf.escrow:
+                bad.append((index, "the leaf carries no escrow"))
+            else:
+                try:
+                    payment = self._opener.open(leaf.escrow, leaf.commitment)
+                except EscrowError as exc:
+                    bad.append((index, f"{type(exc).__name__}: {exc}"))
+            ingested.append(IngestedLeaf(index, leaf_hash, leaf.commitment, leaf.escrow,
+                                         leaf.match_tag, leaf.amount_tag, payment))
+        self.store.append_verified(state.log_id, start, ingested, root)
+        for index, reason in bad:
+            self._fault(state, index, index + 1, FAULT_ESCROW,
+                        f"leaf {index} is anchored but its escrow cannot be read: {reason}")
+
+    # ------------------------------------------------------------------ status
+
+    def progress(self) -> list[LogProgress]:
+        """Every followed log's verified and anchored size."""
+        out = []
+        for state in self.store.logs():
+            latest = self.store.anchors(state.log_id, above=state.verified_size)
+            anchored = latest[-1].tree_size if latest else state.verified_size
+            out.append(LogProgress(state.platform, state.log_id, state.verified_size, anchored,
+                                   state.hash_name))
+        return out
+
+    @property
+    def sm2_decryptions(self) -> int:
+        """SM2 decryptions so far (one per sealed batch, not per record)."""
+        return self._opener.sm2_decryptions
+
+    # ------------------------------------------------------------------ trace
+
+    def bundle_for(self, record: IndexedRecord) -> ProofBundle:
+        """The proof bundle of ``record`` at its log's verified checkpoint (from the chain)."""
+        state = self.store.log(record.log_id)
+        assert state is not None and state.verified_size > record.index
+        anchor = self.store.anchor_at(record.log_id, state.verified_size)
+        assert anchor is not None
+        checkpoint = Checkpoint(state.platform, record.log_id, anchor.tree_size, anchor.root,
+                                anchor.timestamp, state.hash_name)
+        return build_bundle(
+            LeafSummary(record.commitment, sm3(record.escrow), record.match_tag,
+                        record.amount_tag),
+            record.index, SignedCheckpoint(checkpoint, anchor.signature),
+            ChainAnchor.of(self.chain.deployment, anchor.tx_hash, anchor.block_number),
+            log=self._trees[record.log_id],
+        )
+
+    def trace_identity(self, identity_key: bytes) -> list[TracedRecord]:
+        """Every record, on every platform, where ``identity_key`` pays or is paid, by time."""
+        return [TracedRecord(r, self.bundle_for(r))
+                for r in self.store.records_of_identity(identity_key)]
+
+    def trace_commitment(self, commitment: bytes) -> list[TracedRecord]:
+        """The record(s) with ``commitment`` (their payments name the identities)."""
+        return [TracedRecord(r, self.bundle_for(r))
+                for r in self.store.records_of_commitment(commitment)]
+
+    def record_by_ref(self, ref: str) -> IndexedRecord:
+        """The indexed record an alert's evidence reference names."""
+        try:
+            _, log_id, index = parse_evidence_ref(ref)
+        except ValueError:
+            raise UnknownLeaf(f"{ref!r} is not an evidence reference") from None
+        record = self.store.record(log_id, index)
+        if record is None:
+            raise UnknownLeaf(f"no verified record {ref}")
+        return record
+
+    # ------------------------------------------------------------------ AML
+
+    def alerts(self) -> list[Alert]:
+        """AML alerts over everything indexed (recomputed only when the index grew)."""
+        count = self.store.record_count()
+        cached = self._alerts
+        if cached is None or cached[0] != count:
+            cached = (count, detect(self.store.traced_payments(), self.config.aml))
+            self._alerts = cached
+        return cached[1]
+
+    def alert_evidence(self, alert: Alert) -> list[TracedRecord]:
+        """The records an alert rests on, each with its proof bundle."""
+        records = [self.record_by_ref(ref) for ref in alert.refs]
+        return [TracedRecord(r, self.bundle_for(r)) for r in records]
+
+    # ------------------------------------------------------------------ disclosures
+
+    def request_disclosure(self, commitment: bytes, case_id: bytes) -> int:
+        """Log on chain a request that the commitment's platform open it; return its id."""
+        records = self.store.records_of_commitment(commitment)
+        if not records:
+            raise UnknownLeaf(f"commitment {commitment.hex()} is in no verified log")
+        state = self.store.log(records[0].log_id)
+        assert state is not None
+        request_id, outcome = self.chain.request_disclosure(state.platform_address, commitment,
+                                                            case_id)
+        self.store.save_disclosure_request(request_id, state.platform, commitment, case_id,
+                                           outcome.tx_hash)
+        return request_id
+
+    def collect_disclosure(self, request_id: int) -> CollectedDisclosure | None:
+        """Fetch and verify the platform's answer; ``None`` while it is not fulfilled on chain.
+
+        Raises :class:`DisclosureRejected` if the answer does not match the digest the
+        platform logged on chain, cannot be opened with this regulator's keys, or does not
+        open the commitment. An answer that opens the commitment but contradicts the escrow
+        is accepted (the opening is the truth) and the contradiction recorded as a fault.
+        """
+        stored = self.store.disclosure(request_id)
+        if stored is None:
+            raise UnknownLeaf(f"disclosure request {request_id} was not made by this node")
+        request = self.chain.disclosure_request(request_id)
+        if not request.fulfilled:
+            return None
+        records = self.store.records_of_commitment(stored.commitment)
+        record = next(r for r in records if r.platform == stored.platform)
+        source = self._sources.get(stored.platform)
+        if source is None:
+            raise UnknownPlatform(f"no node address is configured for {stored.platform!r}")
+        response = source.disclosure_response(record.log_id, request_id)
+        if sm3(response) != request.response_digest:
+            raise DisclosureRejected(request_id, "the answer served does not match the digest "
+                                     f"{request.response_digest.hex()} logged on chain")
+        opening = self._open_response(request_id, stored, response)
+        try:
+            verify_opening(stored.commitment, opening)
+        except InvalidOpening as exc:
+            raise DisclosureRejected(request_id, f"the opening does not open the commitment: "
+                                     f"{exc}") from None
+        if opening.record.platform != stored.platform:
+            raise DisclosureRejected(request_id, f"the opening is a record of "
+                                     f"{opening.record.platform!r}, not {stored.platform!r}")
+        mismatches = (payload_mismatches(record.payment, opening.record)
+                      if record.payment is not None else ())
+        if mismatches:
+            state = self.store.log(record.log_id)
+            assert state is not None
+            self._fault(state, record.index, record.index + 1, FAULT_ESCROW_MISMATCH,
+                        f"disclosure {request_id}: the escrow of leaf {record.index} "
+                        f"contradicts the opened record in {', '.join(mismatches)}")
+        self.store.save_disclosure_opening(request_id, response,
+                                           json.dumps(opening.to_json(), sort_keys=True))
+        return CollectedDisclosure(request_id, record, opening, response, mismatches)
+
+    def _open_response(self, request_id: int, stored: StoredDisclosure,
+                       response: bytes) -> RecordOpening:
+        from ledger_node.disclosure import open_disclosure_response
+
+        try:
+            return open_disclosure_response(
+                self._keys, response, request_id, stored.commitment,
+                chain_id=self.chain.chain_id, contract=self.chain.deployment.address)
+        except LedgerError as exc:
+            raise DisclosureRejected(request_id, f"the answer cannot be opened: {exc}") from None
+
+    # ------------------------------------------------------------------ case files
+
+    def case_file(self, case_id: bytes, *, identities: Iterable[bytes] = (),
+                  refs: Iterable[str] = ()) -> dict[str, Any]:
+        """A self-contained case file (``jointledger/case-file/v1``).
+
+        It holds the alerts on ``identities``, the records they rest on plus ``refs``, each
+        with its escrow, decrypted payment and proof bundle, and every collected disclosure
+        of ``case_id`` with its sealed answer and opening. ``jointledger verify CASEFILE``
+        checks it against the chain with no node running.
+        """
+        wanted = set(identities)
+        alerts = [a for a in self.alerts() if a.identity in wanted]
+        disclosures = [d for d in self.store.disclosures()
+                       if d.case_id == case_id and d.opening is not None]
+        chosen: dict[str, IndexedRecord] = {}
+        for ref in [*refs, *(r for a in alerts for r in a.refs)]:
+            chosen.setdefault(ref, self.record_by_ref(ref))
+        for d in disclosures:
+            for r in self.store.records_of_commitment(d.commitment):
+                if r.platform == d.platform:
+                    chosen.setdefault(r.ref, r)
+        deployment = self.chain.deployment
+        return {
+            "format": CASE_FILE_FORMAT,
+            "case_id": case_id.hex(),
+            "created_at": datetime.now(UTC).isoformat(),
+            "regulator": {"name": self.config.name, "account": self.chain.address},
+            "chain": {"chain_id": deployment.chain_id, "contract": deployment.address},
+            "aml_config": self.config.aml.to_json(),
+            "alerts": [alert_json(a) for a in alerts],
+            "records": [TracedRecord(r, self.bundle_for(r)).to_json()
+                        for r in sorted(chosen.values(),
+                                        key=lambda r: (r.platform, r.log_id, r.index))],
+            "disclosures": [
+                {"request_id": d.request_id, "platform": d.platform,
+                 "commitment": d.commitment.hex(), "case_id": d.case_id.hex(),
+                 "request_tx": d.requested_tx.hex(),
+                 "response": None if d.response is None else d.response.hex(),
+                 "opening": json.loads(d.opening) if d.opening is not None else None}
+                for d in disclosures
+            ],
+        }
+
+
+CASE_FILE_FORMAT: Final = "jointledger/case-file/v1"
+
+
+__all__ = [
+    "CASE_FILE_FORMAT",
+    "CollectedDisclosure",
+    "HttpLeafSource",
+    "LeafSource",
+    "LogProgress",
+    "RegulatorConfig",
+    "RegulatorNode",
+    "ServedLeaves",
+    "TracedRecord",
+]

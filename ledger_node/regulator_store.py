@@ -1,0 +1,512 @@
+"""The regulator node's durable store: verified logs, decrypted payments, faults, disclosures.
+
+One SQLite file in WAL mode (``synchronous=FULL``). A verified range of a platform's log is
+written in **one transaction**: its leaves (with their escrows, kept as evidence), the
+decrypted payment of each, and the log's new verified size and root. A crash therefore
+leaves the store at the end of the last verified range, and ingest resumes from there.
+
+Payments are indexed by payer and payee identity key and by commitment, so a trace is two
+index lookups. Nothing here verifies anything: :mod:`ledger_node.regulator` decides what is
+written.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from ledger_node.aml import PartyKind, TracedPayment
+from ledger_node.errors import NodeStopped, StoreCorrupted
+from ledger_node.escrow import EscrowPayload
+from ledger_node.leaf import Leaf
+from ledger_node.record import Channel
+
+SCHEMA_VERSION: Final = 1
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_KIND_CODE: Final = {PartyKind.PERSON: 1, PartyKind.INSTITUTION: 2}
+_KIND_OF: Final = {code: kind for kind, code in _KIND_CODE.items()}
+
+_SCHEMA: Final = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE logs (
+    log_id BLOB PRIMARY KEY, platform TEXT NOT NULL, platform_address TEXT NOT NULL,
+    hash_name TEXT NOT NULL, verified_size INTEGER NOT NULL, verified_root BLOB
+);
+CREATE TABLE records (
+    log_id BLOB NOT NULL, idx INTEGER NOT NULL, leaf_hash BLOB NOT NULL,
+    commitment BLOB NOT NULL, escrow BLOB NOT NULL, match_tag BLOB, amount_tag BLOB,
+    payer_key BLOB, payee_key BLOB, payer_kind INTEGER, payee_kind INTEGER,
+    amount_fen INTEGER, currency TEXT, time_us INTEGER, channel TEXT,
+    cross_border INTEGER, cash INTEGER,
+    PRIMARY KEY (log_id, idx)
+) WITHOUT ROWID;
+CREATE INDEX records_payer ON records (payer_key);
+CREATE INDEX records_payee ON records (payee_key);
+CREATE INDEX records_commitment ON records (commitment);
+CREATE TABLE checkpoints (
+    log_id BLOB NOT NULL, tree_size INTEGER NOT NULL, root BLOB NOT NULL,
+    timestamp INTEGER NOT NULL, signature BLOB NOT NULL, tx_hash BLOB NOT NULL,
+    block_number INTEGER NOT NULL, block_time INTEGER NOT NULL,
+    PRIMARY KEY (log_id, tree_size)
+) WITHOUT ROWID;
+CREATE TABLE faults (
+    id INTEGER PRIMARY KEY, found_at REAL NOT NULL, last_seen REAL NOT NULL,
+    platform TEXT NOT NULL, log_id BLOB NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+    kind TEXT NOT NULL, detail TEXT NOT NULL, UNIQUE (log_id, start, end, kind)
+);
+CREATE TABLE disclosures (
+    request_id INTEGER PRIMARY KEY, platform TEXT NOT NULL, commitment BLOB NOT NULL,
+    case_id BLOB NOT NULL, requested_tx BLOB NOT NULL, requested_at REAL NOT NULL,
+    response BLOB, opening TEXT, verified_at REAL
+);
+CREATE TABLE follow (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+_TABLES: Final = ("meta", "logs", "records", "checkpoints", "faults", "disclosures", "follow")
+
+
+@dataclass(frozen=True)
+class LogState:
+    """How far the regulator has verified one platform log."""
+
+    log_id: bytes
+    platform: str
+    platform_address: str
+    hash_name: str
+    verified_size: int
+    verified_root: bytes | None
+
+
+@dataclass(frozen=True)
+class StoredAnchor:
+    """A checkpoint as read from the chain's ``CheckpointAnchored`` event."""
+
+    log_id: bytes
+    tree_size: int
+    root: bytes
+    timestamp: int
+    signature: bytes
+    tx_hash: bytes
+    block_number: int
+    block_time: int
+
+
+@dataclass(frozen=True)
+class IngestedLeaf:
+    """One verified leaf as written: its escrow and, if it opened, the decrypted payment."""
+
+    index: int
+    leaf_hash: bytes
+    commitment: bytes
+    escrow: bytes
+    match_tag: bytes | None
+    amount_tag: bytes | None
+    payment: EscrowPayload | None
+
+
+@dataclass(frozen=True)
+class IndexedRecord:
+    """A verified leaf of a platform log with its decrypted payment (``None`` if unreadable)."""
+
+    platform: str
+    log_id: bytes
+    index: int
+    leaf_hash: bytes
+    commitment: bytes
+    escrow: bytes
+    match_tag: bytes | None
+    amount_tag: bytes | None
+    payment: EscrowPayload | None
+
+    @property
+    def leaf(self) -> Leaf:
+        """The leaf as the platform submitted it."""
+        return Leaf(self.commitment, self.escrow, self.match_tag, self.amount_tag)
+
+    @property
+    def ref(self) -> str:
+        """The evidence reference AML alerts carry: ``platform/log_id_hex/index``."""
+        return evidence_ref(self.platform, self.log_id, self.index)
+
+    def traced(self) -> TracedPayment | None:
+        """This record as the AML module's input, or ``None`` without a readable escrow."""
+        return None if self.payment is None else self.payment.traced(self.ref, self.platform)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Data a platform node served that the regulator refused, or an unreadable escrow."""
+
+    id: int
+    found_at: float
+    last_seen: float
+    platform: str
+    log_id: bytes
+    start: int
+    end: int
+    kind: str
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (hex log id, ISO times)."""
+        return {
+            "id": self.id, "platform": self.platform, "log_id": self.log_id.hex(),
+            "start": self.start, "end": self.end, "kind": self.kind, "detail": self.detail,
+            "found_at": _iso(self.found_at), "last_seen": _iso(self.last_seen),
+        }
+
+
+@dataclass(frozen=True)
+class StoredDisclosure:
+    """A disclosure request this regulator made and, once collected, the verified opening."""
+
+    request_id: int
+    platform: str
+    commitment: bytes
+    case_id: bytes
+    requested_tx: bytes
+    requested_at: float
+    response: bytes | None
+    opening: str | None
+    verified_at: float | None
+
+
+def evidence_ref(platform: str, log_id: bytes, index: int) -> str:
+    """The reference of leaf ``index`` of ``log_id``: ``platform/<log id hex>/<index>``."""
+    return f"{platform}/{log_id.hex()}/{index}"
+
+
+def parse_evidence_ref(ref: str) -> tuple[str, bytes, int]:
+    """Split an :func:`evidence_ref`; raises ``ValueError`` if it is not one."""
+    platform, log_hex, index = ref.split("/")
+    log_id = bytes.fromhex(log_hex)
+    if len(log_id) != 32 or not index.isdigit():
+        raise ValueError(f"{ref!r} is not an evidence reference")
+    return platform, log_id, int(index)
+
+
+def _opt(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).isoformat()
+
+
+def _time_us(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+class RegulatorStore:
+    """The regulator's SQLite store (see the module docstring). Thread-safe."""
+
+    def __init__(self, path: Path, *, regulator: str) -> None:
+        """Open (or create) the store at ``path`` for the regulator named ``regulator``.
+
+        Raises :class:`StoreCorrupted` for a damaged file, another schema, or a store made
+        for another regulator.
+        """
+        self._path = Path(path)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._closed = False
+        try:
+            self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            self._open_checked(regulator)
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorrupted(f"regulator store {self._path} is damaged or not a store: "
+                                 f"{exc}") from exc
+
+    def _open_checked(self, regulator: str) -> None:
+        db = self._db
+        db.execute("PRAGMA busy_timeout = 5000")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA cache_size = -65536")
+        problems = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise StoreCorrupted(f"regulator store {self._path} failed its integrity check: "
+                                 f"{'; '.join(problems[:5])}")
+        tables = {str(r[0]) for r in
+                  db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            safe = regulator.replace("'", "")
+            db.executescript(
+                f"BEGIN IMMEDIATE;{_SCHEMA}"
+                f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+                f"INSERT INTO meta VALUES ('regulator', '{safe}');COMMIT;"
+            )
+            return
+        missing = sorted(set(_TABLES) - tables)
+        if missing:
+            raise StoreCorrupted(f"regulator store {self._path} lacks the table(s) {missing}")
+        meta = {str(k): str(v) for k, v in db.execute("SELECT key, value FROM meta")}
+        if meta.get("schema_version") != str(SCHEMA_VERSION):
+            raise StoreCorrupted(f"regulator store {self._path} has schema version "
+                                 f"{meta.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+        if meta.get("regulator") != regulator.replace("'", ""):
+            raise StoreCorrupted(f"regulator store {self._path} belongs to regulator "
+                                 f"{meta.get('regulator')!r}, not {regulator!r}")
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise NodeStopped(f"regulator store {self._path} is closed")
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA busy_timeout = 5000")
+            self._local.db = db
+            with self._lock:
+                self._readers.append(db)
+        return db
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self._reader().execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorrupted(f"regulator store {self._path}: read failed: {exc}") from exc
+
+    def _write(self, statements: Iterable[tuple[str, Sequence[Any] | Iterable[Sequence[Any]],
+                                               bool]]) -> None:
+        """Run ``(sql, params, many)`` statements in one immediate transaction."""
+        if self._closed:
+            raise NodeStopped(f"regulator store {self._path} is closed")
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params, many in statements:
+                    if many:
+                        db.executemany(sql, params)
+                    else:
+                        db.execute(sql, params)  # type: ignore[arg-type]
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection; later calls raise :class:`NodeStopped`."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for db in self._readers:
+                db.close()
+            self._db.close()
+
+    # ------------------------------------------------------------------ follow state
+
+    def follow_value(self, key: str, default: int = 0) -> int:
+        """A saved cursor (e.g. the last chain block scanned for checkpoints)."""
+        rows = self._query("SELECT value FROM follow WHERE key = ?", (key,))
+        return int(rows[0][0]) if rows else default
+
+    def save_anchors(self, anchors: Sequence[StoredAnchor], cursor: tuple[str, int]) -> None:
+        """Store checkpoints read from chain events and advance the scan cursor, together."""
+        self._write([
+            ("INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             [(a.log_id, a.tree_size, a.root, a.timestamp, a.signature, a.tx_hash,
+               a.block_number, a.block_time) for a in anchors], True),
+            ("INSERT INTO follow VALUES (?, ?) "
+             "ON CONFLICT(key) DO UPDATE SET value = excluded.value", cursor, False),
+        ])
+
+    def anchors(self, log_id: bytes, *, above: int = 0) -> list[StoredAnchor]:
+        """Checkpoints of ``log_id`` with a tree size above ``above``, smallest first."""
+        rows = self._query("SELECT * FROM checkpoints WHERE log_id = ? AND tree_size > ? "
+                           "ORDER BY tree_size", (log_id, above))
+        return [StoredAnchor(*row) for row in rows]
+
+    def anchor_at(self, log_id: bytes, tree_size: int) -> StoredAnchor | None:
+        """The checkpoint of ``log_id`` at ``tree_size``, if the chain has one."""
+        rows = self._query("SELECT * FROM checkpoints WHERE log_id = ? AND tree_size = ?",
+                           (log_id, tree_size))
+        return StoredAnchor(*rows[0]) if rows else None
+
+    def all_anchors(self) -> list[StoredAnchor]:
+        """Every stored checkpoint, by log and size."""
+        return [StoredAnchor(*row) for row in
+                self._query("SELECT * FROM checkpoints ORDER BY log_id, tree_size")]
+
+    # ------------------------------------------------------------------ logs
+
+    def ensure_log(self, log_id: bytes, platform: str, platform_address: str,
+                   hash_name: str) -> LogState:
+        """Register a platform log (idempotent) and return its state."""
+        self._write([("INSERT OR IGNORE INTO logs VALUES (?, ?, ?, ?, 0, NULL)",
+                      (log_id, platform, platform_address, hash_name), False)])
+        state = self.log(log_id)
+        assert state is not None
+        return state
+
+    def log(self, log_id: bytes) -> LogState | None:
+        """The verification state of ``log_id``, or ``None`` if it is not followed."""
+        rows = self._query("SELECT * FROM logs WHERE log_id = ?", (log_id,))
+        return LogState(*rows[0]) if rows else None
+
+    def logs(self) -> list[LogState]:
+        """Every followed log, by platform."""
+        return [LogState(*row) for row in
+                self._query("SELECT * FROM logs ORDER BY platform, log_id")]
+
+    def set_hash_name(self, log_id: bytes, hash_name: str) -> None:
+        """Record the hash a log uses (learned from the platform node, checked by signature)."""
+        self._write([("UPDATE logs SET hash_name = ? WHERE log_id = ?",
+                      (hash_name, log_id), False)])
+
+    def append_verified(self, log_id: bytes, start: int, leaves: Sequence[IngestedLeaf],
+                        root: bytes) -> None:
+        """Write leaves ``start..start+len`` of ``log_id`` and its new verified root, at once.
+
+        Refuses (``StoreCorrupted``) a range that does not start at the verified size, so a
+        range can never be written twice or leave a gap.
+        """
+        state = self.log(log_id)
+        if state is None or state.verified_size != start:
+            raise StoreCorrupted(f"regulator store: log {log_id.hex()} is verified to "
+                                 f"{None if state is None else state.verified_size}, "
+                                 f"cannot append at {start}")
+        rows: list[tuple[Any, ...]] = []
+        for leaf in leaves:
+            p = leaf.payment
+            if p is None:
+                rows.append((log_id, leaf.index, leaf.leaf_hash, leaf.commitment, leaf.escrow,
+                             leaf.match_tag, leaf.amount_tag,
+                             None, None, None, None, None, None, None, None, None, None))
+            else:
+                rows.append((log_id, leaf.index, leaf.leaf_hash, leaf.commitment, leaf.escrow,
+                             leaf.match_tag, leaf.amount_tag, p.payer_key, p.payee_key,
+                             _KIND_CODE[p.payer_kind], _KIND_CODE[p.payee_kind], p.amount_fen,
+                             p.currency, _time_us(p.time), p.channel.value,
+                             int(p.cross_border), int(p.cash)))
+        self._write([
+            ("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             rows, True),
+            ("UPDATE logs SET verified_size = ?, verified_root = ? WHERE log_id = ?",
+             (start + len(leaves), root, log_id), False),
+        ])
+
+    def leaf_hashes(self, log_id: bytes) -> Iterator[bytes]:
+        """The verified leaf hashes of ``log_id`` in index order (to rebuild its tree)."""
+        db = self._reader()
+        cursor = db.execute("SELECT leaf_hash FROM records WHERE log_id = ? ORDER BY idx",
+                            (log_id,))
+        for (leaf_hash,) in cursor:
+            yield bytes(leaf_hash)
+
+    # ------------------------------------------------------------------ records
+
+    def _record(self, row: Sequence[Any], platforms: dict[bytes, str]) -> IndexedRecord:
+        (log_id, idx, leaf_hash, commitment, escrow, match_tag, amount_tag, payer, payee,
+         payer_kind, payee_kind, amount, currency, time_us, channel, cross_border, cash) = row
+        log_id = bytes(log_id)
+        payment = None
+        if payer is not None:
+            payment = EscrowPayload(
+                payer_key=bytes(payer), payee_key=bytes(payee),
+                payer_kind=_KIND_OF[payer_kind], payee_kind=_KIND_OF[payee_kind],
+                amount_fen=int(amount), currency=str(currency),
+                time=_EPOCH + timedelta(microseconds=int(time_us)),
+                channel=Channel(channel), cross_border=bool(cross_border), cash=bool(cash),
+            )
+        return IndexedRecord(platforms.get(log_id, "?"), log_id, int(idx), bytes(leaf_hash),
+                             bytes(commitment), bytes(escrow), _opt(match_tag), _opt(amount_tag),
+                             payment)
+
+    def _platforms(self) -> dict[bytes, str]:
+        return {bytes(r[0]): str(r[1]) for r in self._query("SELECT log_id, platform FROM logs")}
+
+    def records_of_identity(self, identity_key: bytes) -> list[IndexedRecord]:
+        """Every indexed record where ``identity_key`` is the payer or the payee, by time."""
+        rows = self._query(
+            "SELECT * FROM records WHERE payer_key = ?1 UNION "
+            "SELECT * FROM records WHERE payee_key = ?1 ORDER BY time_us, log_id, idx",
+            (identity_key,))
+        platforms = self._platforms()
+        return [self._record(row, platforms) for row in rows]
+
+    def records_of_commitment(self, commitment: bytes) -> list[IndexedRecord]:
+        """The indexed record(s) with this commitment (normally one)."""
+        rows = self._query("SELECT * FROM records WHERE commitment = ? ORDER BY log_id, idx",
+                           (commitment,))
+        platforms = self._platforms()
+        return [self._record(row, platforms) for row in rows]
+
+    def record(self, log_id: bytes, index: int) -> IndexedRecord | None:
+        """Leaf ``index`` of ``log_id`` if it is verified and indexed."""
+        rows = self._query("SELECT * FROM records WHERE log_id = ? AND idx = ?", (log_id, index))
+        return self._record(rows[0], self._platforms()) if rows else None
+
+    def record_count(self) -> int:
+        """How many verified leaves are indexed over all logs."""
+        return int(self._query("SELECT COUNT(*) FROM records")[0][0])
+
+    def traced_payments(self) -> Iterator[TracedPayment]:
+        """Every readable indexed payment as AML input (streamed, for large indexes)."""
+        platforms = self._platforms()
+        db = self._reader()
+        cursor = db.execute("SELECT * FROM records WHERE payer_key IS NOT NULL")
+        for row in cursor:
+            traced = self._record(row, platforms).traced()
+            assert traced is not None
+            yield traced
+
+    # ------------------------------------------------------------------ faults
+
+    def record_fault(self, platform: str, log_id: bytes, start: int, end: int, kind: str,
+                     detail: str) -> None:
+        """Record a fault; the same (log, range, kind) seen again only updates ``last_seen``."""
+        now = time.time()
+        self._write([(
+            "INSERT INTO faults (found_at, last_seen, platform, log_id, start, end, kind, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (log_id, start, end, kind) "
+            "DO UPDATE SET last_seen = excluded.last_seen, detail = excluded.detail",
+            (now, now, platform, log_id, start, end, kind, detail), False)])
+
+    def faults(self) -> list[Fault]:
+        """Every recorded fault, oldest first."""
+        return [Fault(int(r[0]), float(r[1]), float(r[2]), str(r[3]), bytes(r[4]), int(r[5]),
+                      int(r[6]), str(r[7]), str(r[8]))
+                for r in self._query("SELECT * FROM faults ORDER BY id")]
+
+    # ------------------------------------------------------------------ disclosures
+
+    def save_disclosure_request(self, request_id: int, platform: str, commitment: bytes,
+                                case_id: bytes, requested_tx: bytes) -> None:
+        """Remember a disclosure request this regulator logged on chain."""
+        self._write([("INSERT OR IGNORE INTO disclosures VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, "
+                      "NULL)", (request_id, platform, commitment, case_id, requested_tx,
+                                time.time()), False)])
+
+    def save_disclosure_opening(self, request_id: int, response: bytes, opening: str) -> None:
+        """Store a collected, verified answer: the sealed response and the opening's JSON."""
+        self._write([("UPDATE disclosures SET response = ?, opening = ?, verified_at = ? "
+                      "WHERE request_id = ?", (response, opening, time.time(), request_id),
+                      False)])
+
+    def disclosure(self, request_id: int) -> StoredDisclosure | None:
+        """A disclosure request this regulator made, or ``None``."""
+        rows = self._query("SELECT * FROM disclosures WHERE request_id = ?", (request_id,))
+        return _disclosure(rows[0]) if rows else None
+
+    def disclosures(self) -> list[StoredDisclosure]:
+        """Every disclosure request this regulator made, oldest first."""
+        return [_disclosure(r) for r in
+                self._query("SELECT * FROM disclosures ORDER BY request_id")]
+
+
+def _disclosure(row: Sequence[Any]) -> StoredDisclosure:
+    return StoredDisclosure(
+        int(row[0]), str(row[1]), bytes(row[2]), bytes(row[3]), bytes(row[4]), float(row[5]),
+        None if row[6] is None else bytes(row[6]), None if row[7] is None else str(row[7]),
+        None if row[8] is None else float(row[8]),
+    )
