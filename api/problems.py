@@ -21,13 +21,16 @@ from ledger_node.errors import (
     AuthError,
     ChainError,
     CommitmentNotInLog,
+    ContractRevert,
     CryptoError,
     DisclosureConflict,
     DisclosureNotAddressed,
     DisclosureNotAnswered,
+    DisclosureRejected,
     Forbidden,
     InvalidBatch,
     InvalidBundle,
+    InvalidCaseFile,
     InvalidCheckpoint,
     InvalidDisclosureResponse,
     InvalidLeaf,
@@ -42,9 +45,11 @@ from ledger_node.errors import (
     StoreCorrupted,
     StoreMismatch,
     Unauthenticated,
+    UnknownAlert,
     UnknownCheckpoint,
     UnknownDisclosureRequest,
     UnknownLeaf,
+    UnknownPlatform,
 )
 
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
@@ -96,6 +101,11 @@ PROBLEMS: Final = {
         ProblemType("chain-unavailable", "The chain is unavailable", 503),
         ProblemType("node-stopped", "The node is not accepting submissions", 503),
         ProblemType("proof-pending", "Proof pending", 202),
+        ProblemType("unknown-alert", "Unknown alert", 404),
+        ProblemType("unknown-platform", "Unknown platform", 404),
+        ProblemType("disclosure-rejected", "Disclosure answer failed verification", 422),
+        ProblemType("invalid-case-file", "Invalid case file", 422),
+        ProblemType("chain-rejected", "The contract rejected the transaction", 409),
     )
 }
 
@@ -106,6 +116,10 @@ _LEDGER_ERRORS: Final[tuple[tuple[type[LedgerError], str], ...]] = (
     (AuthError, "unauthenticated"),
     (LeafRangeUnavailable, "range-not-satisfiable"),
     (UnknownLeaf, "unknown-leaf"),
+    (UnknownAlert, "unknown-alert"),
+    (UnknownPlatform, "unknown-platform"),
+    (DisclosureRejected, "disclosure-rejected"),
+    (InvalidCaseFile, "invalid-case-file"),
     (InvalidLeafRange, "invalid-range"),
     (UnknownDisclosureRequest, "unknown-disclosure-request"),
     (DisclosureNotAnswered, "disclosure-not-answered"),
@@ -126,6 +140,7 @@ _LEDGER_ERRORS: Final[tuple[tuple[type[LedgerError], str], ...]] = (
     (CryptoError, "bad-request"),
     (StoreCorrupted, "store-corrupted"),
     (StoreMismatch, "store-corrupted"),
+    (ContractRevert, "chain-rejected"),
     (ChainError, "chain-unavailable"),
 )
 
