@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from api.errors import ProblemException
 from api.middleware import BodyLimitMiddleware
 from api.problems import ProblemFactory, install_problem_handlers
-from api.routes import regulator as regulator_routes
+from api.routes.regulator import router as regulator_router
 from api.settings import Settings
 from ledger_node.auth import RequestAuthenticator
 from ledger_node.chain import Member
@@ -74,7 +74,7 @@ def create_regulator_app(
     app.state.settings = settings
     app.state.authenticator = authenticator
     app.state.problems = problems
-    app.include_router(regulator_routes.router)
+    app.include_router(regulator_router)
     install_problem_handlers(app, problems)
 
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:

@@ -63,10 +63,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run a member's node with its HTTP API on 127.0.0.1",
         description="Run a platform node (durable store, Merkle log, sealer anchoring signed "
-        "checkpoints) and its HTTP API. The config file format is in docs/api.md.",
+        "checkpoints) or a regulator node (follows every platform's checkpoints, verifies "
+        "and decrypts their leaves, traces, raises AML alerts) with its HTTP API. The config "
+        "formats are in docs/api.md and docs/regulator.md.",
     )
-    serve.add_argument("--role", required=True, choices=["platform"],
-                       help="the member's role (the regulator node is a later issue)")
+    serve.add_argument("--role", required=True, choices=["platform", "regulator"],
+                       help="the member's role")
     serve.add_argument("--name", required=True, help="member name; must match the config")
     serve.add_argument("--config", type=Path, required=True, help="node config file (TOML)")
     serve.add_argument("--rpc-url", help="JSON-RPC URL of the chain (overrides the config)")
@@ -199,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_chain(args.host, args.port, consortium_path=args.consortium,
                              deployment_path=args.deployment, data=args.data)
+        if args.command == "serve" and args.role == "regulator":
+            from api.regulator_server import serve_regulator_file
+
+            serve_regulator_file(args.config, name=args.name, rpc_url=args.rpc_url)
+            return 0
         if args.command == "serve":
             from api.server import serve_platform_file
 

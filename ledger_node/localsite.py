@@ -101,6 +101,27 @@ class LocalSite:
         self.node_urls[name] = url
         return url
 
+    def start_regulator(self, name: str = "pboc", *, follow_interval: float = 0.2,
+                        platforms: Sequence[str] | None = None) -> str:
+        """Start ``jointledger serve --role regulator`` following the started platform nodes
+        (or ``platforms``); return its API URL."""
+        port = free_port()
+        config = self.root / f"{name}-regulator.toml"
+        followed = self.node_urls if platforms is None else {
+            p: self.node_urls[p] for p in platforms}
+        config.write_text(
+            f'[regulator]\nname = "{name}"\nstore = "{name}-regulator.db"\n'
+            f"follow_interval = {follow_interval}\n\n[platforms]\n"
+            + "".join(f'{p} = "{url}"\n' for p, url in followed.items())
+            + f"\n[http]\nport = {port}\n\n"
+            f'[keys]\nsm2 = "keys/{name}.sm2.pem"\naccount = "keys/{name}.account.key"\n\n'
+            f'[chain]\ndeployment = "deployment.json"\nrpc_url = "{self.rpc_url}"\n')
+        url = f"http://127.0.0.1:{port}"
+        self._start(name, ["serve", "--role", "regulator", "--name", name, "--config",
+                           config.name], ready=lambda: _healthy(url))
+        self.node_urls[name] = url
+        return url
+
     def stop_process(self, key: str) -> None:
         """Stop one process (``"chain"`` or a node name) with SIGTERM, then SIGKILL."""
         process = self._processes.pop(key, None)

@@ -37,6 +37,7 @@ from ledger_node.bundle import ChainAnchor, ProofBundle, build_bundle
 from ledger_node.chain import LedgerChain
 from ledger_node.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
 from ledger_node.commitment import RecordOpening, verify_opening
+from ledger_node.disclosure import open_disclosure_response
 from ledger_node.encoding import encode_parts
 from ledger_node.errors import (
     ApiError,
@@ -585,8 +586,6 @@ class RegulatorNode:
 
     def _open_response(self, request_id: int, stored: StoredDisclosure,
                        response: bytes) -> RecordOpening:
-        from ledger_node.disclosure import open_disclosure_response
-
         try:
             return open_disclosure_response(
                 self._keys, response, request_id, stored.commitment,

@@ -1,0 +1,226 @@
+"""Running a regulator node with its HTTP API: ``jointledger serve --role regulator``.
+
+The config file is TOML::
+
+    [regulator]
+    name = "pboc"                  # the regulator's member name on chain
+    store = "pboc-regulator.db"    # SQLite store (WAL); relative paths: to the config file
+    follow_interval = 1.0          # seconds between follow-and-ingest rounds
+    page_size = 10000              # leaves per fetch (1..10000)
+
+    [platforms]                    # each platform's node, by member name
+    unionpay = "http://127.0.0.1:8701"
+    wechatpay = "http://127.0.0.1:8702"
+
+    [aml]                          # optional: AmlConfig.to_json keys (PBoC 2016 defaults)
+    cash_threshold_fen = 5000000
+
+    [http]
+    host = "127.0.0.1"
+    port = 8790
+
+    [keys]
+    sm2 = "keys/pboc.sm2.pem"              # the regulator's current SM2 key
+    account = "keys/pboc.account.key"      # its chain account key
+    retired_sm2 = []                       # old SM2 keys: escrows sealed for them stay readable
+
+    [chain]
+    deployment = "deployment.json"
+    rpc_url = "http://127.0.0.1:8545"      # --rpc-url overrides it
+
+Every mistake raises :class:`~ledger_node.errors.InvalidConfig` naming the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import uvicorn
+
+from api.regulator_app import create_regulator_app
+from api.server import DEFAULT_CHAIN_URL, LOOPBACK_HOSTS
+from api.settings import Settings
+from ledger_node import gmcrypto
+from ledger_node.aml import AmlConfig
+from ledger_node.chain import Deployment, LedgerChain, Role
+from ledger_node.errors import InvalidAmlConfig, InvalidConfig, InvalidKey
+from ledger_node.keyfiles import load_member_keys
+from ledger_node.regulator import (
+    DEFAULT_PAGE,
+    HttpLeafSource,
+    RegulatorConfig,
+    RegulatorNode,
+)
+from ledger_node.sdk import RegulatorClient
+
+DEFAULT_PORT: Final = 8790
+_SECTIONS: Final = {
+    "regulator": {"name", "store", "follow_interval", "page_size"},
+    "platforms": None,  # any member name
+    "aml": None,  # checked by AmlConfig.from_json
+    "http": {"host", "port", "max_body_bytes", "clock_skew_ms", "membership_ttl_s",
+             "nonce_capacity", "retry_after_s"},
+    "keys": {"sm2", "account", "retired_sm2"},
+    "chain": {"deployment", "rpc_url"},
+}
+
+
+@dataclass(frozen=True)
+class RegulatorServeConfig:
+    """Everything needed to run a regulator node with its HTTP API."""
+
+    regulator: RegulatorConfig
+    platforms: Mapping[str, str]
+    sm2_key: Path
+    account_key: Path
+    deployment: Path
+    retired_sm2: tuple[Path, ...] = ()
+    rpc_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    http: Settings = field(default_factory=Settings)
+
+
+def _table(document: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = document.get(name, {})
+    if not isinstance(value, dict):
+        raise InvalidConfig(f"[{name}] must be a table")
+    allowed = _SECTIONS[name]
+    if allowed is not None:
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise InvalidConfig(f"[{name}] has unknown key {unknown[0]!r}")
+    return value
+
+
+def _get(section: str, data: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
+         default: Any = None, *, required: bool = False) -> Any:
+    if key not in data:
+        if required:
+            raise InvalidConfig(f"{section}.{key} is missing")
+        return default
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise InvalidConfig(f"{section}.{key} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def load_regulator_config(path: Path) -> RegulatorServeConfig:
+    """Read a regulator config file (format in the module docstring)."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidConfig(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidConfig(f"{path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(document) - set(_SECTIONS))
+    if unknown:
+        raise InvalidConfig(f"unknown section [{unknown[0]}] in {path}")
+    base = path.resolve().parent
+    regulator = _table(document, "regulator")
+    platforms = _table(document, "platforms")
+    http = _table(document, "http")
+    keys = _table(document, "keys")
+    chain = _table(document, "chain")
+    for section, data in (("regulator", regulator), ("keys", keys), ("chain", chain)):
+        if not data:
+            raise InvalidConfig(f"[{section}] is missing")
+    for name, url in platforms.items():
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise InvalidConfig(f"platforms.{name} must be an http(s) URL, got {url!r}")
+    try:
+        aml = AmlConfig.from_json(_table(document, "aml"))
+    except InvalidAmlConfig as exc:
+        raise InvalidConfig(f"[aml] {exc}") from None
+    retired = _get("keys", keys, "retired_sm2", list, [])
+    if not all(isinstance(p, str) for p in retired):
+        raise InvalidConfig("keys.retired_sm2 must be a list of file names")
+    page = _get("regulator", regulator, "page_size", int, DEFAULT_PAGE)
+    if not 1 <= page <= DEFAULT_PAGE:
+        raise InvalidConfig(f"regulator.page_size must be in 1..{DEFAULT_PAGE}, got {page}")
+    interval = float(_get("regulator", regulator, "follow_interval", (int, float), 1.0))
+    if interval <= 0:
+        raise InvalidConfig("regulator.follow_interval must be positive")
+    host = _get("http", http, "host", str, "127.0.0.1")
+    if host not in LOOPBACK_HOSTS:
+        raise InvalidConfig(f"http.host {host!r}: the node binds to loopback only")
+    port = _get("http", http, "port", int, DEFAULT_PORT)
+    if not 0 <= port <= 65535:
+        raise InvalidConfig(f"http.port {port} is not a TCP port")
+    try:
+        settings = Settings(**{k: v for k, v in http.items() if k not in {"host", "port"}})
+    except ValueError as exc:
+        raise InvalidConfig(f"{path}: {exc}") from None
+    return RegulatorServeConfig(
+        regulator=RegulatorConfig(
+            name=_get("regulator", regulator, "name", str, required=True),
+            store_path=base / _get("regulator", regulator, "store", str, required=True),
+            page_size=page, follow_interval=interval, aml=aml),
+        platforms=dict(platforms),
+        sm2_key=base / _get("keys", keys, "sm2", str, required=True),
+        account_key=base / _get("keys", keys, "account", str, required=True),
+        retired_sm2=tuple(base / p for p in retired),
+        deployment=base / _get("chain", chain, "deployment", str, required=True),
+        rpc_url=_get("chain", chain, "rpc_url", str),
+        host=host, port=port, http=settings,
+    )
+
+
+def build_regulator(config: RegulatorServeConfig, *, chain: LedgerChain | None = None,
+                    rpc_url: str | None = None) -> RegulatorNode:
+    """A (not yet started) regulator node for ``config``.
+
+    Checks that the account is an active regulator on chain named as configured and that its
+    registered SM2 key is the configured current key (so escrows sealed from now on open).
+    """
+    try:
+        member_keys = load_member_keys(config.sm2_key, config.account_key)
+        retired = [gmcrypto.private_key_from_pem(p.read_bytes()) for p in config.retired_sm2]
+    except (InvalidKey, OSError) as exc:
+        raise InvalidConfig(f"key files: {exc}") from None
+    deployment = Deployment.load(config.deployment)
+    if chain is None:
+        chain = LedgerChain.from_rpc(rpc_url or config.rpc_url or DEFAULT_CHAIN_URL)
+    bound = chain.with_account(member_keys.account).attach(deployment)
+    member = bound.member(member_keys.account.address)
+    name = config.regulator.name
+    if member.role is not Role.REGULATOR or not member.active or member.name != name:
+        raise InvalidConfig(f"account {member_keys.account.address} is not the active "
+                            f"regulator {name!r} on chain (chain says "
+                            f"{member.role.name.lower()} {member.name!r})")
+    if member.public_key != member_keys.sm2_key.public_key().raw:
+        raise InvalidConfig(f"keys.sm2 is not the SM2 key {name} has registered on chain; "
+                            "after a rotation, move the old key to keys.retired_sm2")
+    sources = {
+        platform: HttpLeafSource(RegulatorClient(url, member_keys.account.address,
+                                                 member_keys.sm2_key, retries=2))
+        for platform, url in config.platforms.items()
+    }
+    return RegulatorNode(config.regulator, bound, [member_keys.sm2_key, *retired], sources)
+
+
+def serve_regulator_file(path: Path, *, name: str | None = None, rpc_url: str | None = None,
+                         echo: Callable[[str], None] = print) -> None:
+    """``jointledger serve --role regulator --name NAME --config PATH [--rpc-url URL]``."""
+    config = load_regulator_config(path)
+    if name is not None and name != config.regulator.name:
+        raise InvalidConfig(f"--name {name!r} but {path} configures regulator "
+                            f"{config.regulator.name!r}")
+    regulator = build_regulator(config, rpc_url=rpc_url)
+    regulator.start()
+    try:
+        app = create_regulator_app(regulator, config.http)
+        server = uvicorn.Server(uvicorn.Config(
+            app, host=config.host, port=config.port, log_level="warning", access_log=False,
+            lifespan="off"))
+        echo(f"{config.regulator.name} regulator node: following "
+             f"{', '.join(sorted(config.platforms)) or 'no platform'}; "
+             f"{regulator.store.record_count()} records indexed")
+        echo(f"serving on http://{config.host}:{config.port} (API docs at /docs)")
+        server.run()
+    finally:
+        regulator.stop()
