@@ -347,3 +347,19 @@ class DisclosureNotAnswered(DisclosureError, LookupError):
 
 class UnknownAlert(LedgerError, LookupError):
     """No AML alert with that number on the regulator node."""
+
+
+class InvalidScenario(LedgerError, ValueError):
+    """A scenario spec or scenario file is unusable.
+
+    ``where`` is the place in the document (``"$.planted[2].parts_fen[1]"``; relative, like
+    ``"parts_fen[1]"``, when a spec object is built in code), ``reason`` what is wrong and
+    ``source`` the file, if any.
+    """
+
+    def __init__(self, where: str, reason: str, *, source: str | None = None) -> None:
+        prefix = f"invalid scenario {source}" if source else "invalid scenario"
+        super().__init__(f"{prefix} at {where}: {reason}")
+        self.where = where
+        self.reason = reason
+        self.source = source
