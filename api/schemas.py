@@ -12,6 +12,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ledger_node.disclosure import MAX_RESPONSE_SIZE
 from ledger_node.leaf import MAX_ESCROW_BYTES, Leaf
 
 MAX_BATCH: Final = 10_000
@@ -127,6 +128,72 @@ class LeafRangePublic(BaseModel):
     end: int = Field(description="one past the index of the last leaf returned")
     size: int = Field(description="the log's size when the range was read")
     leaves: list[LeafPublic]
+
+
+_EXAMPLE_RESPONSE: Final = "01" + "5e" * 16 + "c3" * 112 + "9a" * 12 + "77" * 40 + "10" * 16
+
+
+class DisclosureRequestPublic(BaseModel):
+    """A regulator's disclosure request addressed to this platform, as the chain holds it,
+    and whether this node holds the answer."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": 3, "regulator": _EXAMPLE_ADDRESS, "platform": _EXAMPLE_ADDRESS,
+        "commitment": _EXAMPLE_DIGEST, "case_id": _EXAMPLE_DIGEST, "requested_block": 41,
+        "fulfilled": True, "response_digest": _EXAMPLE_DIGEST, "answered": True,
+    }]})
+
+    id: int = Field(description="request id on chain")
+    regulator: Address
+    platform: Address
+    commitment: Digest = Field(description="the commitment the regulator asks to open")
+    case_id: Digest
+    requested_block: int
+    fulfilled: bool = Field(description="the platform logged its answer's digest on chain")
+    response_digest: Digest | None = Field(description="SM3 of the answer, once fulfilled")
+    answered: bool = Field(description="this node stores the answer")
+
+
+class DisclosureResponseCreate(_Strict):
+    """A sealed disclosure response (``ledger_node.disclosure``) for the node to store and
+    log on chain."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "response": _EXAMPLE_RESPONSE, "index": 41,
+    }]})
+
+    response: HexBytes = Field(min_length=2, max_length=2 * MAX_RESPONSE_SIZE,
+                               description="the sealed response, hex")
+    index: int | None = Field(default=None, ge=0, le=2**63 - 1,
+                              description="where the requested leaf is, if known (a hint)")
+
+
+class DisclosureFulfilment(BaseModel):
+    """Where the answer's digest was logged on chain."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "request_id": 3, "response_digest": _EXAMPLE_DIGEST, "tx_hash": "0x" + _EXAMPLE_DIGEST,
+        "block": 42,
+    }]})
+
+    request_id: int
+    response_digest: Digest
+    tx_hash: str = Field(description="the fulfilDisclosure transaction, 0x-prefixed")
+    block: int
+
+
+class DisclosureResponsePublic(BaseModel):
+    """The stored, fulfilled answer to a disclosure request, for the regulator to open."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "request_id": 3, "response": _EXAMPLE_RESPONSE, "response_digest": _EXAMPLE_DIGEST,
+        "tx_hash": "0x" + _EXAMPLE_DIGEST,
+    }]})
+
+    request_id: int
+    response: HexBytes
+    response_digest: Digest
+    tx_hash: str
 
 
 class LeafStatusPublic(BaseModel):

@@ -363,3 +363,8 @@ class InvalidScenario(LedgerError, ValueError):
         self.where = where
         self.reason = reason
         self.source = source
+
+
+class UnknownRegulator(LedgerError, LookupError):
+    """No active regulator is registered on chain, none of that name, or several where one
+    was expected."""

@@ -25,6 +25,7 @@ from ledger_node import gmcrypto
 from ledger_node.aml import PartyKind
 from ledger_node.auth import sign_batch, sign_request
 from ledger_node.bundle import Check, CheckStatus, ProofBundle, Verdict
+from ledger_node.chain import LedgerChain, Role
 from ledger_node.checkpoint import log_id_for
 from ledger_node.commitment import (
     FieldDisclosure,
@@ -32,8 +33,18 @@ from ledger_node.commitment import (
     Salt,
     new_salt,
     record_commitment,
+    verify_opening,
 )
-from ledger_node.errors import ApiError, InvalidBatch, InvalidLeaf, InvalidRecord, ProofPending
+from ledger_node.disclosure import response_digest, seal_disclosure_response
+from ledger_node.errors import (
+    ApiError,
+    InvalidBatch,
+    InvalidLeaf,
+    InvalidRecord,
+    ProofPending,
+    UnknownDisclosureRequest,
+    UnknownRegulator,
+)
 from ledger_node.escrow import EscrowSealer
 from ledger_node.leaf import Leaf
 from ledger_node.node import Receipt
@@ -45,6 +56,9 @@ PartyKinds = tuple[PartyKind, PartyKind]
 _RETRY_STATUSES: Final = frozenset({500, 502, 503, 504})
 Progress = Callable[[int, int], None]
 """Called with (leaves acknowledged so far, total leaves) after each chunk."""
+RegulatorKey = gmcrypto.SM2PublicKey | Callable[[], gmcrypto.SM2PublicKey]
+"""The regulator's SM2 key, or a function returning the key registered now (see
+:func:`registered_regulator_key`), called once per sealed batch."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,40 @@ class PreparedRecord:
     def opening(self) -> RecordOpening:
         """The whole-record opening of the leaf's commitment (for a verifier, on request)."""
         return RecordOpening(self.record, self.salt)
+
+
+@dataclass(frozen=True)
+class DisclosureReceipt:
+    """A disclosure request answered: the sealed response and where its digest is on chain."""
+
+    request_id: int
+    response: bytes
+    response_digest: bytes
+    tx_hash: bytes
+    block: int
+    created: bool  # false: the node already held this answer
+
+
+def registered_regulator_key(chain: LedgerChain, name: str | None = None
+                             ) -> gmcrypto.SM2PublicKey:
+    """The SM2 key the chain holds now for the active regulator (or the one called ``name``).
+
+    Pass ``lambda: registered_regulator_key(chain)`` as a :class:`PlatformClient`'s
+    ``regulator_key`` so that a governance key rotation takes effect at the next batch.
+    Raises :class:`UnknownRegulator` if no active regulator matches, or if several do and
+    no ``name`` picks one.
+    """
+    regulators = [m for m in chain.members()
+                  if m.role is Role.REGULATOR and m.active and (name is None or m.name == name)]
+    if not regulators:
+        raise UnknownRegulator("no active regulator" + (f" named {name!r}" if name else "")
+                               + " is registered on chain")
+    if len(regulators) > 1:
+        raise UnknownRegulator(
+            f"{len(regulators)} active regulators are registered "
+            f"({', '.join(sorted(m.name for m in regulators))}): name the one to seal for"
+        )
+    return gmcrypto.SM2PublicKey.from_raw(regulators[0].public_key)
 
 
 @dataclass(frozen=True)
@@ -235,15 +283,16 @@ class PlatformClient(NodeClient):
         retries: int = 4,
         backoff: float = 0.2,
         chunk_size: int = MAX_CHUNK,
-        regulator_key: gmcrypto.SM2PublicKey | None = None,
+        regulator_key: RegulatorKey | None = None,
     ) -> None:
         """A client of the node at ``base_url`` acting as ``platform``.
 
         ``account`` is the platform's chain address (the batch signer); ``sm2_key`` its SM2
         private key, which never leaves this process. ``log_id`` defaults to the log of
         (``platform``, ``shard``). With ``regulator_key`` (the regulator's registered SM2
-        key) :meth:`submit_records` seals each record's AML escrow for the regulator, one
-        batch key per submitted chunk. Transport options are :class:`NodeClient`'s.
+        key, or a function returning the key registered now, called once per chunk)
+        :meth:`submit_records` seals each record's AML escrow for the regulator, one batch
+        key per submitted chunk. Transport options are :class:`NodeClient`'s.
         """
         if not 1 <= chunk_size <= MAX_CHUNK:
             raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK}")
@@ -305,14 +354,16 @@ class PlatformClient(NodeClient):
         """Prepare and submit ``records``; return each with its salt, leaf and receipt.
 
         With a regulator key each submitted chunk gets its own :class:`EscrowSealer`: one
-        fresh SM4 key wrapped once with SM2, whatever the chunk's size. ``kinds`` gives each
-        record's (payer, payee) party kinds when the identities are not ID numbers.
+        fresh SM4 key wrapped once with SM2, whatever the chunk's size; a key function is
+        asked once per chunk, so a rotated key is used from the next chunk on. ``kinds``
+        gives each record's (payer, payee) party kinds when the identities are not ID
+        numbers.
         """
         items = list(records)
         prepared: list[PreparedRecord] = []
         for start in range(0, len(items), self._chunk):
-            sealer = (EscrowSealer(self._regulator_key) if self._regulator_key is not None
-                      else None)
+            sealer = (EscrowSealer(self._current_regulator_key())
+                      if self._regulator_key is not None else None)
             prepared.extend(
                 self.prepare(r, sealer=sealer, kinds=kinds(r) if kinds is not None else None)
                 for r in items[start:start + self._chunk]
@@ -356,6 +407,11 @@ class PlatformClient(NodeClient):
                 progress(len(receipts), len(leaves))
         return receipts
 
+    def _current_regulator_key(self) -> gmcrypto.SM2PublicKey:
+        key = self._regulator_key
+        assert key is not None
+        return key if isinstance(key, gmcrypto.SM2PublicKey) else key()
+
     # ------------------------------------------------------------------ member-only reads
 
     def evidence(self, index: int) -> dict[str, Any]:
@@ -363,6 +419,62 @@ class PlatformClient(NodeClient):
         data: dict[str, Any] = self._send("GET", f"/v1/leaves/{index}/evidence",
                                           signed=True).json()
         return data
+
+    # ------------------------------------------------------------------ disclosures
+
+    def disclosure_requests(self, pending_only: bool = True) -> list[dict[str, Any]]:
+        """Disclosure requests addressed to this platform, as the node reads them on chain.
+
+        With ``pending_only`` only those not yet fulfilled on chain. Each is the node's
+        JSON (``id``, ``regulator``, ``platform``, ``commitment``, ``case_id``,
+        ``requested_block``, ``fulfilled``, ``response_digest``, ``answered``).
+        """
+        data: list[dict[str, Any]] = self._send("GET", "/v1/disclosures", signed=True).json()
+        return [r for r in data if not (pending_only and r["fulfilled"])]
+
+    def answer_disclosure(
+        self,
+        request_id: int,
+        opening: RecordOpening,
+        regulator_key: gmcrypto.SM2PublicKey,
+        *,
+        chain_id: int,
+        contract: str,
+        index: int | None = None,
+    ) -> DisclosureReceipt:
+        """Seal ``opening`` for the requesting regulator and have the node log the answer.
+
+        ``regulator_key`` is the requesting regulator's SM2 key as registered on chain;
+        ``chain_id`` and ``contract`` the deployment the request is on; ``index`` where the
+        leaf is, if known. The opening is checked against the request's commitment first
+        (:class:`~ledger_node.errors.InvalidOpening`, nothing sent), and
+        :class:`UnknownDisclosureRequest` is raised if the node lists no such request for
+        this platform. The sealed bytes are fixed before sending, so retries are safe.
+        Raises :class:`ApiError` for a problem answer (e.g. 409 if the request was
+        answered with another response).
+        """
+        listed = [r for r in self.disclosure_requests(pending_only=False)
+                  if r["id"] == request_id]
+        if not listed:
+            raise UnknownDisclosureRequest(request_id)
+        commitment = bytes.fromhex(listed[0]["commitment"])
+        verify_opening(commitment, opening)
+        response = seal_disclosure_response(regulator_key, request_id, commitment, opening,
+                                            chain_id=chain_id, contract=contract)
+        body: dict[str, Any] = {"response": response.hex()}
+        if index is not None:
+            body["index"] = index
+        answer = self._send("POST", f"/v1/disclosures/{request_id}/response",
+                            content=json.dumps(body).encode(), signed=True)
+        data = answer.json()
+        digest = bytes.fromhex(data["response_digest"])
+        if digest != response_digest(response):
+            raise ApiError(answer.status_code, "about:blank", "Digest mismatch",
+                           f"the node logged digest {digest.hex()} for a response of digest "
+                           f"{response_digest(response).hex()}", data)
+        return DisclosureReceipt(request_id, response, digest,
+                                 bytes.fromhex(str(data["tx_hash"]).removeprefix("0x")),
+                                 int(data["block"]), answer.status_code == 201)
 
     def _signature_headers(self, method: str, target: str, content: bytes) -> dict[str, str]:
         return sign_request(self._key, self.account, method, target, content,
@@ -459,6 +571,21 @@ class RegulatorClient(NodeClient):
     def leaves(self, log_id: bytes, start: int, end: int) -> list[Leaf]:
         """The leaves ``[start, end)`` of ``log_id`` with their escrows (see :meth:`leaf_range`)."""
         return self.leaf_range(log_id, start, end).leaves
+
+    def disclosures(self) -> list[dict[str, Any]]:
+        """Every disclosure request addressed to this node's platform, with its state."""
+        data: list[dict[str, Any]] = self._send("GET", "/v1/disclosures", signed=True).json()
+        return data
+
+    def disclosure_response(self, request_id: int) -> bytes:
+        """The sealed answer to disclosure request ``request_id`` as the node stores it.
+
+        Open it with :func:`~ledger_node.disclosure.open_disclosure_response`, and compare
+        :func:`~ledger_node.disclosure.response_digest` with the digest on chain. Raises
+        :class:`ApiError` 404 while the request is not answered.
+        """
+        data = self._send("GET", f"/v1/disclosures/{request_id}/response", signed=True).json()
+        return bytes.fromhex(str(data["response"]))
 
     def _signature_headers(self, method: str, target: str, content: bytes) -> dict[str, str]:
         return sign_request(self._key, self.account, method, target, content,

@@ -15,6 +15,12 @@ Schema (version 1)::
     checkpoints(tree_size INTEGER PRIMARY KEY, root BLOB, timestamp INTEGER, signature BLOB,
                 status TEXT, tx_hash BLOB NULL, block_number INTEGER NULL,
                 signed_at REAL, anchored_at REAL NULL)
+    disclosure_responses(request_id INTEGER PRIMARY KEY, leaf_index INTEGER, response BLOB,
+                         digest BLOB, stored_at REAL, tx_hash BLOB NULL,
+                         block_number INTEGER NULL, fulfilled_at REAL NULL)
+
+``disclosure_responses`` (sealed answers to regulators' disclosure requests, PROTOCOL §6)
+was added after the first stores were made: opening a store without it creates it.
 
 ``batches.indexes`` lists the log index of every leaf of the signed batch, in order and
 duplicates included (8-byte big-endian each), so the signed digest can be recomputed from the
@@ -33,6 +39,8 @@ from typing import Any, Final, Literal
 
 from ledger_node.checkpoint import Checkpoint, SignedCheckpoint
 from ledger_node.errors import (
+    DisclosureConflict,
+    DisclosureNotAnswered,
     InvalidBatch,
     NodeStopped,
     StoreCorrupted,
@@ -54,6 +62,22 @@ _TABLES: Final = {
     "checkpoints": ("tree_size", "root", "timestamp", "signature", "status", "tx_hash",
                     "block_number", "signed_at", "anchored_at"),
 }
+_ADDED_TABLES: Final = {  # created in stores made before them
+    "disclosure_responses": ("request_id", "leaf_index", "response", "digest", "stored_at",
+                             "tx_hash", "block_number", "fulfilled_at"),
+}
+_DISCLOSURE_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS disclosure_responses (
+    request_id INTEGER PRIMARY KEY,
+    leaf_index INTEGER NOT NULL,
+    response BLOB NOT NULL,
+    digest BLOB NOT NULL,
+    stored_at REAL NOT NULL,
+    tx_hash BLOB,
+    block_number INTEGER,
+    fulfilled_at REAL
+);
+"""
 _SCHEMA: Final = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE batches (
@@ -85,7 +109,7 @@ CREATE TABLE checkpoints (
     signed_at REAL NOT NULL,
     anchored_at REAL
 );
-"""
+""" + _DISCLOSURE_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -166,6 +190,30 @@ class StoredCheckpoint:
             "tx_hash": self.tx_hash.hex() if self.tx_hash is not None else None,
             "block_number": self.block_number,
         }
+
+
+@dataclass(frozen=True)
+class StoredDisclosureResponse:
+    """A sealed answer to a regulator's disclosure request (PROTOCOL §6) kept by the node.
+
+    ``leaf_index`` is the leaf whose commitment was requested, ``digest`` is
+    ``SM3(response)``; ``tx_hash`` and ``block_number`` say where ``fulfilDisclosure``
+    logged the digest on chain, once it has.
+    """
+
+    request_id: int
+    leaf_index: int
+    response: bytes
+    digest: bytes
+    stored_at: float
+    tx_hash: bytes | None = None
+    block_number: int | None = None
+    fulfilled_at: float | None = None
+
+    @property
+    def fulfilled(self) -> bool:
+        """Whether the fulfilment transaction is known."""
+        return self.tx_hash is not None
 
 
 class LeafStore(ABC):
@@ -254,6 +302,39 @@ class LeafStore(ABC):
         return self.checkpoints("signed")
 
     @abstractmethod
+    def index_of_commitment(self, commitment: bytes) -> int | None:
+        """The smallest index of a leaf with ``commitment``, or ``None``.
+
+        May scan the log (commitments are not indexed: that would slow every intake down
+        for the rare disclosure).
+        """
+
+    @abstractmethod
+    def save_disclosure_response(self, request_id: int, leaf_index: int, response: bytes,
+                                 digest: bytes, stored_at: float) -> StoredDisclosureResponse:
+        """Durably store the response to ``request_id``; return what is stored.
+
+        Storing the same response again returns the stored one unchanged. Raises
+        :class:`DisclosureConflict` if a response with another digest is stored.
+        """
+
+    @abstractmethod
+    def mark_disclosure_fulfilled(self, request_id: int, tx_hash: bytes, block_number: int,
+                                  fulfilled_at: float) -> StoredDisclosureResponse:
+        """Record where the response's digest was logged; return the response updated.
+
+        Raises :class:`DisclosureNotAnswered` if no response to ``request_id`` is stored.
+        """
+
+    @abstractmethod
+    def disclosure_response(self, request_id: int) -> StoredDisclosureResponse | None:
+        """The stored response to ``request_id``, or ``None``."""
+
+    @abstractmethod
+    def disclosure_responses(self) -> list[StoredDisclosureResponse]:
+        """Every stored response, by request id."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release the store's resources; later calls fail."""
 
@@ -334,6 +415,8 @@ class SQLiteStore(LeafStore):
             return
         self._check_schema(tables)
         self._check_meta()
+        if not set(_ADDED_TABLES) <= tables:
+            db.executescript(f"BEGIN IMMEDIATE;{_DISCLOSURE_SCHEMA}COMMIT;")
         count, top = db.execute("SELECT COUNT(*), MAX(idx) FROM leaves").fetchone()
         if count and top != count - 1:
             raise StoreCorrupted(
@@ -345,7 +428,8 @@ class SQLiteStore(LeafStore):
         missing = sorted(set(_TABLES) - tables)
         if missing:
             raise StoreCorrupted(f"store {self._path} lacks the table(s) {missing}")
-        for table, columns in _TABLES.items():
+        expected = _TABLES | {t: c for t, c in _ADDED_TABLES.items() if t in tables}
+        for table, columns in expected.items():
             found = tuple(str(r[1]) for r in self._db.execute(f"PRAGMA table_info({table})"))
             if found != columns:
                 raise StoreCorrupted(
@@ -619,6 +703,84 @@ class SQLiteStore(LeafStore):
                 None if anchored_at is None else float(anchored_at),
             ))
         return out
+
+    # ------------------------------------------------------------------ disclosures
+
+    def index_of_commitment(self, commitment: bytes) -> int | None:
+        """The smallest index of a leaf with ``commitment`` (a scan), or ``None``."""
+        rows = self._query("SELECT MIN(idx) FROM leaves WHERE commitment = ?", (commitment,))
+        return None if rows[0][0] is None else int(rows[0][0])
+
+    def save_disclosure_response(self, request_id: int, leaf_index: int, response: bytes,
+                                 digest: bytes, stored_at: float) -> StoredDisclosureResponse:
+        """Durably store a response; see :meth:`LeafStore.save_disclosure_response`."""
+        with self._write_lock:
+            if self._closed:
+                raise NodeStopped(f"store {self._path} is closed")
+            try:
+                with self._transaction():
+                    found = self._db.execute(
+                        "SELECT digest FROM disclosure_responses WHERE request_id = ?",
+                        (request_id,)).fetchone()
+                    if found is None:
+                        self._db.execute(
+                            "INSERT INTO disclosure_responses (request_id, leaf_index, response,"
+                            " digest, stored_at) VALUES (?, ?, ?, ?, ?)",
+                            (request_id, leaf_index, response, digest, stored_at))
+                    elif bytes(found[0]) != digest:
+                        raise DisclosureConflict(
+                            f"disclosure request {request_id} was already answered with a "
+                            f"response of digest {bytes(found[0]).hex()}, not {digest.hex()}"
+                        )
+            except sqlite3.DatabaseError as exc:
+                raise StoreCorrupted(f"store {self._path}: write failed: {exc}") from exc
+        stored = self.disclosure_response(request_id)
+        assert stored is not None
+        return stored
+
+    def mark_disclosure_fulfilled(self, request_id: int, tx_hash: bytes, block_number: int,
+                                  fulfilled_at: float) -> StoredDisclosureResponse:
+        """Record the fulfilment transaction; see :meth:`LeafStore.mark_disclosure_fulfilled`."""
+        with self._write_lock:
+            if self._closed:
+                raise NodeStopped(f"store {self._path} is closed")
+            try:
+                with self._transaction():
+                    cur = self._db.execute(
+                        "UPDATE disclosure_responses SET tx_hash = ?, block_number = ?,"
+                        " fulfilled_at = ? WHERE request_id = ?",
+                        (tx_hash, block_number, fulfilled_at, request_id))
+                    if cur.rowcount != 1:
+                        raise DisclosureNotAnswered(
+                            f"no response to disclosure request {request_id} is stored")
+            except sqlite3.DatabaseError as exc:
+                raise StoreCorrupted(f"store {self._path}: write failed: {exc}") from exc
+        stored = self.disclosure_response(request_id)
+        assert stored is not None
+        return stored
+
+    def disclosure_response(self, request_id: int) -> StoredDisclosureResponse | None:
+        """The stored response to ``request_id``, or ``None``."""
+        found = self._disclosure_rows("WHERE request_id = ?", (request_id,))
+        return found[0] if found else None
+
+    def disclosure_responses(self) -> list[StoredDisclosureResponse]:
+        """Every stored response, by request id."""
+        return self._disclosure_rows("", ())
+
+    def _disclosure_rows(self, where: str, params: Sequence[Any]
+                         ) -> list[StoredDisclosureResponse]:
+        return [
+            StoredDisclosureResponse(
+                int(request_id), int(index), bytes(response), bytes(digest), float(stored_at),
+                None if tx is None else bytes(tx), None if block is None else int(block),
+                None if fulfilled_at is None else float(fulfilled_at))
+            for request_id, index, response, digest, stored_at, tx, block, fulfilled_at
+            in self._query(
+                "SELECT request_id, leaf_index, response, digest, stored_at, tx_hash,"
+                f" block_number, fulfilled_at FROM disclosure_responses {where}"
+                " ORDER BY request_id", params)
+        ]
 
     def close(self) -> None:
         """Close every connection of this store (idempotent)."""
