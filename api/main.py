@@ -27,6 +27,9 @@ anchored on the consortium chain in SM2-signed checkpoints (PROTOCOL §5).
 * **Intake** — a platform submits batches of leaves signed with its own SM2 key.
 * **Proofs** — anyone fetches a leaf's self-contained proof bundle and verifies it against
   the root read from the chain (`POST /v1/verify` does so against this node's chain).
+* **Regulator access** — a regulator (signed request) reads whole leaves with their
+  escrows (`GET /v1/logs/{log_id}/leaves`) and collects the platform's sealed answers to
+  its on-chain disclosure requests (`/v1/disclosures`).
 * **Errors** are RFC 9457 `application/problem+json` documents.
 * **Member-only reads** use SM2-signed requests (`X-JL-Member`, `X-JL-Timestamp`,
   `X-JL-Nonce`, `X-JL-Signature`); the server holds no member secret.

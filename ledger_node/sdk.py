@@ -1,14 +1,19 @@
 """The platform SDK: runs inside the platform's own process and talks to its node over HTTP.
 
-:class:`PlatformClient` turns payment records into leaves locally (fresh salt, commitment;
-the escrow stays empty until the regulator issue, match/amount tags may be passed in),
+:class:`PlatformClient` turns payment records into leaves locally (fresh salt, commitment,
+the AML escrow sealed for the regulator when given its key; match/amount tags may be passed in),
 signs each batch with the platform's SM2 key and submits it in chunks of at most 10,000
 leaves, retrying on connection errors and 5xx answers (safe: intake is idempotent per leaf).
 Only public data leaves the process: commitments, escrows, tags, signatures. The records
 and their salts stay with the caller, who needs them later to open or disclose a record.
 
 It also fetches proof bundles (waiting for anchoring), checkpoints, and asks the node to
-verify bundles; member-only endpoints are called with SM2-signed requests.
+verify bundles; member-only endpoints are called with SM2-signed requests. It answers the
+regulator's disclosure requests: it seals the opening for the regulator
+(:mod:`ledger_node.disclosure`) and has the node log the answer on chain.
+
+:class:`RegulatorClient` is the regulator's side: whole leaves with escrows, the disclosure
+requests addressed to a platform and their sealed answers.
 """
 
 from __future__ import annotations

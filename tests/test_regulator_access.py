@@ -594,3 +594,19 @@ def test_a_rotated_regulator_key_takes_effect_at_the_next_batch(
     for members in ([], [platform], [removed, platform]):
         with pytest.raises(UnknownRegulator, match="no active regulator"):
             registered_regulator_key(_Members(members))  # type: ignore[arg-type]
+
+
+def test_openapi_documents_the_regulator_endpoints(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+    assert set(paths["/v1/logs/{log_id}/leaves"]) == {"get", "post"}
+    assert set(paths["/v1/disclosures/{request_id}/response"]) == {"get", "post"}
+    assert "get" in paths["/v1/disclosures"]
+    responses = paths["/v1/logs/{log_id}/leaves"]["get"]["responses"]
+    assert {"200", "401", "403", "404", "416", "422"} <= set(responses)
+    post = paths["/v1/disclosures/{request_id}/response"]["post"]["responses"]
+    assert {"200", "201", "403", "404", "409", "422"} <= set(post)
+    schemas = spec["components"]["schemas"]
+    for name in ("LeafRangePublic", "DisclosureRequestPublic", "DisclosureResponseCreate",
+                 "DisclosureFulfilment", "DisclosureResponsePublic"):
+        assert schemas[name]["examples"], name
