@@ -114,6 +114,8 @@ _US: Final = timedelta(microseconds=1)
 _KIND_BYTE: Final = {PartyKind.PERSON: 1, PartyKind.INSTITUTION: 2}
 _KIND_OF_BYTE: Final = {v: k for k, v in _KIND_BYTE.items()}
 _PAYLOAD_STRUCT: Final = struct.Struct(f">B32s32sBBQ3sq{CHANNEL_FIELD_SIZE}sBB")
+_CHANNEL_OF_FIELD: Final = {c.value.encode("ascii").ljust(CHANNEL_FIELD_SIZE, b"\x00"): c
+                            for c in Channel}
 assert _PAYLOAD_STRUCT.size == PAYLOAD_SIZE
 
 # --------------------------------------------------------------------------------------------
@@ -347,31 +349,35 @@ class EscrowPayload:
             if byte not in (0, 1):
                 raise InvalidEscrowPayload(name, f"flag byte must be 0 or 1, got {byte}")
             flags.append(byte == 1)
-        name_bytes = channel.rstrip(b"\x00")
-        if b"\x00" in name_bytes or not name_bytes.isascii():
-            raise InvalidEscrowPayload("channel", "must be ASCII, zero-padded")
+        channel_value = _CHANNEL_OF_FIELD.get(channel)
+        if channel_value is None:
+            name_bytes = channel.rstrip(b"\x00")
+            if b"\x00" in name_bytes or not name_bytes.isascii():
+                raise InvalidEscrowPayload("channel", "must be ASCII, zero-padded")
+            raise InvalidEscrowPayload("channel", f"{name_bytes!r} is not a channel")
         try:
             time = _EPOCH + micros * _US
         except OverflowError:
             raise InvalidEscrowPayload("time", "out of range") from None
         if not currency.isascii():
             raise InvalidEscrowPayload("currency", "must be ASCII")
-        try:
-            channel_value = Channel(name_bytes.decode("ascii"))
-        except ValueError:
-            raise InvalidEscrowPayload("channel", f"{name_bytes!r} is not a channel") from None
-        return cls(
-            payer_key=payer_key,
-            payee_key=payee_key,
-            payer_kind=kinds[0],
-            payee_kind=kinds[1],
-            amount_fen=amount,
-            currency=currency.decode("ascii"),
-            time=time,
-            channel=channel_value,
-            cross_border=flags[0],
-            cash=flags[1],
-        )
+        currency_code = currency.decode("ascii")
+        if (not 0 < amount <= MAX_AMOUNT_FEN or currency_code not in ISO_4217
+                or flags[1] != (channel_value is Channel.CASH)):
+            # the constructor names the field and the reason
+            return cls(payer_key=payer_key, payee_key=payee_key, payer_kind=kinds[0],
+                       payee_kind=kinds[1], amount_fen=amount, currency=currency_code,
+                       time=time, channel=channel_value, cross_border=flags[0], cash=flags[1])
+        # Every field is checked above: skip the constructor's checks (ingest decodes one
+        # payload per record, and they were most of its cost).
+        payload = object.__new__(cls)
+        for name, value in (("payer_key", payer_key), ("payee_key", payee_key),
+                            ("payer_kind", kinds[0]), ("payee_kind", kinds[1]),
+                            ("amount_fen", amount), ("currency", currency_code),
+                            ("time", time), ("channel", channel_value),
+                            ("cross_border", flags[0]), ("cash", flags[1])):
+            object.__setattr__(payload, name, value)
+        return payload
 
     def traced(self, ref: EvidenceRef, platform: str) -> TracedPayment:
         """Return this payload as the AML module's :class:`TracedPayment` for ``ref``."""

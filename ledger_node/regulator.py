@@ -24,6 +24,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +56,7 @@ from ledger_node.escrow import EscrowOpener, EscrowPayload, payload_mismatches
 from ledger_node.hashes import sm3
 from ledger_node.leaf import Leaf, LeafSummary
 from ledger_node.merkle import MerkleLog, hasher_for
+from ledger_node.node import intake_leaf_data
 from ledger_node.regulator_store import (
     IndexedRecord,
     IngestedLeaf,
@@ -348,7 +350,12 @@ class RegulatorNode:
         self.store.record_fault(state.platform, state.log_id, start, end, kind, detail)
 
     def _ingest_log(self, state: LogState) -> int:
-        """Ingest ``state``'s log up to its newest anchored checkpoint; return leaves added."""
+        """Ingest ``state``'s log up to its newest anchored checkpoint; return leaves added.
+
+        Pages are fetched one ahead (the platform node builds the next page while this one is
+        checked). After each page every anchored checkpoint it covers is checked (root, then
+        signature), and everything up to the last good checkpoint is committed at once.
+        """
         anchors = self.store.anchors(state.log_id, above=state.verified_size)
         if not anchors:
             return 0
@@ -357,72 +364,109 @@ class RegulatorNode:
             self._fault(state, state.verified_size, anchors[-1].tree_size, FAULT_NO_ENDPOINT,
                         f"no node address is configured for platform {state.platform!r}")
             return 0
+        target = anchors[-1].tree_size
+        page = self.config.page_size
+        ranges = [(at, min(at + page, target)) for at in range(state.verified_size, target, page)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="regulator-fetch") as pool:
+            ahead = [pool.submit(source.fetch, state.log_id, *r) for r in ranges[:2]]
+            try:
+                return self._ingest_ranges(state, anchors, source, ranges, ahead, pool)
+            finally:
+                for future in ahead:
+                    future.cancel()
+
+    def _ingest_ranges(self, state: LogState, anchors: list[StoredAnchor], source: LeafSource,
+                       ranges: list[tuple[int, int]], ahead: list[Future[ServedLeaves]],
+                       pool: ThreadPoolExecutor) -> int:
         tree = self._trees[state.log_id]
         added = 0
-        start = state.verified_size
-        pending: list[Leaf] = []  # fetched, hashed into the tree, not yet verified
+        start = state.verified_size  # verified and committed up to here
+        pending: list[Leaf] = []  # fetched, hashed into the tree, not yet committed
         pending_hashes: list[bytes] = []
         hash_name = state.hash_name
-        for anchor in anchors:
-            while start + len(pending) < anchor.tree_size:
-                at = start + len(pending)
-                end = min(anchor.tree_size, at + self.config.page_size)
-                try:
-                    served = source.fetch(state.log_id, at, end)
-                except (LedgerError, httpx.TransportError) as exc:
-                    self._discard(state, tree, pending)
-                    status = exc.status if isinstance(exc, ApiError) else 0
-                    kind = (FAULT_WITHHELD if status in (404, 416) or isinstance(exc, InvalidLeaf)
-                            else FAULT_UNREACHABLE)
-                    self._fault(state, at, anchor.tree_size, kind,
-                                f"the node did not serve leaves [{at}, {end}) that the chain "
-                                f"anchors: {type(exc).__name__}: {exc}")
-                    return added
-                if len(served.leaves) != end - at:
-                    self._discard(state, tree, pending)
-                    self._fault(state, at, end, FAULT_WITHHELD,
-                                f"asked for leaves [{at}, {end}), the node served "
-                                f"{len(served.leaves)} (it reports size {served.size}; "
-                                f"the chain anchors {anchor.tree_size})")
-                    return added
-                if served.hash_name != hash_name:
-                    if tree.size != 0:
-                        self._discard(state, tree, pending)
-                        self._fault(state, at, end, FAULT_ROOT_MISMATCH,
-                                    f"the node now says hash {served.hash_name!r}, the log "
-                                    f"was verified with {hash_name!r}")
-                        return added
-                    hash_name = served.hash_name
-                    tree = self._trees[state.log_id] = MerkleLog(hasher_for(hash_name))
-                    self.store.set_hash_name(state.log_id, hash_name)
-                hashes = [tree.hasher.hash_leaf(leaf.leaf_data()) for leaf in served.leaves]
-                tree.extend_leaf_hashes(hashes)
-                pending.extend(served.leaves)
-                pending_hashes.extend(hashes)
-            root = tree.root(anchor.tree_size)
-            if root != anchor.root:
+        next_anchor = 0
+        for number, (at, end) in enumerate(ranges):
+            future = ahead.pop(0)
+            if number + 2 < len(ranges):
+                ahead.append(pool.submit(source.fetch, state.log_id, *ranges[number + 2]))
+            try:
+                served = future.result()
+            except (LedgerError, httpx.TransportError) as exc:
                 self._discard(state, tree, pending)
-                self._fault(state, start, anchor.tree_size, FAULT_ROOT_MISMATCH,
-                            f"leaves [{start}, {anchor.tree_size}) as served give root "
-                            f"{root.hex()}, the chain anchors {anchor.root.hex()} "
-                            f"(block {anchor.block_number})")
+                status = exc.status if isinstance(exc, ApiError) else 0
+                kind = (FAULT_WITHHELD if status in (404, 416) or isinstance(exc, InvalidLeaf)
+                        else FAULT_UNREACHABLE)
+                self._fault(state, at, anchors[-1].tree_size, kind,
+                            f"the node did not serve leaves [{at}, {end}) that the chain "
+                            f"anchors: {type(exc).__name__}: {exc}")
                 return added
-            if not self._signature_ok(state, anchor, hash_name):
+            if len(served.leaves) != end - at:
                 self._discard(state, tree, pending)
-                self._fault(state, start, anchor.tree_size, FAULT_BAD_SIGNATURE,
-                            f"the checkpoint at size {anchor.tree_size} anchored in block "
-                            f"{anchor.block_number} is not signed by a key {state.platform} "
-                            "registered")
+                self._fault(state, at, end, FAULT_WITHHELD,
+                            f"asked for leaves [{at}, {end}), the node served "
+                            f"{len(served.leaves)} (it reports size {served.size}; the chain "
+                            f"anchors {anchors[-1].tree_size})")
                 return added
-            count = anchor.tree_size - start
-            self._commit(state, start, pending[:count], pending_hashes[:count], root)
-            added += count
-            del pending[:count]
-            del pending_hashes[:count]
-            start = anchor.tree_size
-            state = LogState(state.log_id, state.platform, state.platform_address, hash_name,
-                             start, root)
+            if served.hash_name != hash_name:
+                if tree.size != 0:
+                    self._discard(state, tree, pending)
+                    self._fault(state, at, end, FAULT_ROOT_MISMATCH,
+                                f"the node now says hash {served.hash_name!r}, the log was "
+                                f"verified with {hash_name!r}")
+                    return added
+                hash_name = served.hash_name
+                tree = self._trees[state.log_id] = MerkleLog(hasher_for(hash_name))
+                self.store.set_hash_name(state.log_id, hash_name)
+            hashes = self._leaf_hashes(tree, served.leaves)
+            tree.extend_leaf_hashes(hashes)
+            pending.extend(served.leaves)
+            pending_hashes.extend(hashes)
+            good: StoredAnchor | None = None
+            failure: tuple[str, str] | None = None
+            while next_anchor < len(anchors) and anchors[next_anchor].tree_size <= tree.size:
+                anchor = anchors[next_anchor]
+                root = tree.root(anchor.tree_size)
+                if root != anchor.root:
+                    failure = (FAULT_ROOT_MISMATCH,
+                               f"leaves [{start}, {anchor.tree_size}) as served give root "
+                               f"{root.hex()}, the chain anchors {anchor.root.hex()} "
+                               f"(block {anchor.block_number})")
+                elif not self._signature_ok(state, anchor, hash_name):
+                    failure = (FAULT_BAD_SIGNATURE,
+                               f"the checkpoint at size {anchor.tree_size} anchored in block "
+                               f"{anchor.block_number} is not signed by a key "
+                               f"{state.platform} registered")
+                if failure is not None:
+                    break
+                good = anchor
+                next_anchor += 1
+            if good is not None:
+                count = good.tree_size - start
+                self._commit(state, start, pending[:count], pending_hashes[:count], good.root)
+                added += count
+                del pending[:count]
+                del pending_hashes[:count]
+                start = good.tree_size
+                state = LogState(state.log_id, state.platform, state.platform_address,
+                                 hash_name, start, good.root)
+            if failure is not None:
+                self._discard(state, tree, pending)
+                bad_size = anchors[next_anchor].tree_size
+                self._fault(state, start, bad_size, failure[0], failure[1])
+                return added
         return added
+
+    @staticmethod
+    def _leaf_hashes(tree: MerkleLog, leaves: Sequence[Leaf]) -> list[bytes]:
+        """Leaf hashes of ``leaves`` in one tight loop (the same bytes as
+        ``tree.hasher.hash_leaf(leaf.leaf_data())``)."""
+        datas = intake_leaf_data(leaves)
+        bulk = getattr(tree.hasher, "hash_leaves", None)
+        if bulk is None:
+            return [tree.hasher.hash_leaf(d) for d in datas]
+        joined = bytes(bulk(datas))
+        size = tree.hasher.digest_size
+        return [joined[i:i + size] for i in range(0, len(joined), size)]
 
     def _discard(self, state: LogState, tree: MerkleLog, pending: Sequence[Leaf]) -> None:
         """Forget unverified leaves: rebuild the tree from the store (a rare, refused case)."""
