@@ -7,6 +7,7 @@ and check that the regulator refuses the data and names the platform and the ran
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,10 +19,14 @@ import pytest
 from ledger_node.aml import PartyKind
 from ledger_node.bundle import verify_bundle
 from ledger_node.chain import LedgerChain
+from ledger_node.commitment import RecordOpening
+from ledger_node.disclosure import seal_disclosure_response
+from ledger_node.errors import DisclosureRejected, UnknownLeaf
 from ledger_node.escrow import EscrowSealer, identity_key
 from ledger_node.record import PaymentRecord
 from ledger_node.regulator import (
     FAULT_ESCROW,
+    FAULT_ESCROW_MISMATCH,
     FAULT_NO_ENDPOINT,
     FAULT_ROOT_MISMATCH,
     FAULT_WITHHELD,
@@ -283,3 +288,111 @@ def test_store_of_another_regulator_is_refused(site: Site, tmp_path: Path) -> No
     (tmp_path / "junk.db").write_bytes(b"not a database" * 100)
     with pytest.raises(StoreCorrupted):
         RegulatorStore(tmp_path / "junk.db", regulator="pboc")
+
+
+def _answer(site: Site, request_id: int, opening: RecordOpening, index: int | None = None
+            ) -> None:
+    chain = site.consortium.chain
+    site.clients["unionpay"].answer_disclosure(
+        request_id, opening, site.consortium.pboc.sm2_key.public_key(),
+        chain_id=chain.chain_id, contract=chain.deployment.address, index=index)
+
+
+def test_disclosure_is_logged_answered_verified_and_in_the_case_file(site: Site) -> None:
+    submitted = site.submit("unionpay", [payment("unionpay", i, "alice", "shop", 100 + i)
+                                         for i in range(3)])
+    regulator = site.regulator()
+    try:
+        regulator.sync()
+        target = submitted[1]
+        case_id = bytes(range(32))
+        request_id = regulator.request_disclosure(target.prepared.leaf.commitment, case_id)
+        on_chain = site.consortium.chain.disclosure_request(request_id)
+        assert (on_chain.regulator, on_chain.platform, on_chain.commitment, on_chain.case_id) \
+            == (site.consortium.pboc.account.address, site.consortium.unionpay.account.address,
+                target.prepared.leaf.commitment, case_id)
+        assert regulator.collect_disclosure(request_id) is None  # not answered yet
+
+        _answer(site, request_id, target.prepared.opening, target.receipt.index)
+        collected = regulator.collect_disclosure(request_id)
+        assert collected is not None
+        assert collected.opening == target.prepared.opening
+        assert collected.escrow_mismatches == ()
+        assert collected.record.index == target.receipt.index
+        assert site.consortium.chain.disclosure_request(request_id).fulfilled
+
+        case = regulator.case_file(case_id)
+        assert [d["request_id"] for d in case["disclosures"]] == [request_id]
+        assert case["disclosures"][0]["opening"] == target.prepared.opening.to_json()
+        assert [r["index"] for r in case["records"]] == [target.receipt.index]
+        assert regulator.case_file(bytes(32))["disclosures"] == []
+    finally:
+        regulator.stop()
+
+
+def test_an_escrow_that_contradicts_the_opened_record_is_reported(site: Site) -> None:
+    """The escrow is bound to the leaf, not to the committed record: only an opening shows
+    that a platform escrowed something else (here a smaller amount)."""
+    client = site.clients["unionpay"]
+    true = payment("unionpay", 1, "alice", "shop", 9_000_000_00)
+    told = payment("unionpay", 1, "alice", "shop", 9_00)
+    sealer = EscrowSealer(site.consortium.pboc.sm2_key.public_key())
+    prepared = client.prepare(true, kinds=PERSON_TO_MERCHANT)
+    lying = replace(prepared.leaf, escrow=sealer.seal_record(
+        told, prepared.leaf.commitment, payer_kind=PartyKind.PERSON,
+        payee_kind=PartyKind.INSTITUTION))
+    client.submit_leaves([lying])
+    wait_anchored(site.nodes["unionpay"], 1)
+    regulator = site.regulator()
+    try:
+        regulator.sync()
+        assert regulator.alerts() == []  # the lie hides the large value ...
+        request_id = regulator.request_disclosure(prepared.leaf.commitment, bytes(32))
+        _answer(site, request_id, prepared.opening)
+        collected = regulator.collect_disclosure(request_id)
+        assert collected is not None and collected.escrow_mismatches == ("amount_fen",)
+        faults = regulator.store.faults()  # ... until the opening shows it
+        assert [(f.kind, f.start) for f in faults] == [(FAULT_ESCROW_MISMATCH, 0)]
+    finally:
+        regulator.stop()
+
+
+def test_a_disclosure_answer_that_fails_a_check_is_rejected(site: Site) -> None:
+    submitted = site.submit("unionpay", [payment("unionpay", i, "alice", "shop", 100 + i)
+                                         for i in range(2)])
+    regulator = site.regulator()
+    chain = site.consortium.chain
+    try:
+        regulator.sync()
+        # an answer sealed correctly but opening another record: logged on chain, refused
+        wrong = regulator.request_disclosure(submitted[0].prepared.leaf.commitment, bytes(32))
+        sealed = seal_disclosure_response(
+            site.consortium.pboc.sm2_key.public_key(), wrong,
+            submitted[0].prepared.leaf.commitment, submitted[1].prepared.opening,
+            chain_id=chain.chain_id, contract=chain.deployment.address)
+        client = site.clients["unionpay"]
+        client._send("POST", f"/v1/disclosures/{wrong}/response", signed=True,
+                     content=json.dumps({"response": sealed.hex(), "index": 0}).encode())
+        with pytest.raises(DisclosureRejected, match="does not open the commitment"):
+            regulator.collect_disclosure(wrong)
+
+        # the node serves other bytes than those whose digest the platform logged on chain
+        other = regulator.request_disclosure(submitted[1].prepared.leaf.commitment, bytes(32))
+        _answer(site, other, submitted[1].prepared.opening, 1)
+        store = site.nodes["unionpay"].config.store_path
+        db = sqlite3.connect(store)
+        (response,) = db.execute("SELECT response FROM disclosure_responses "
+                                 "WHERE request_id = ?", (other,)).fetchone()
+        flipped = bytearray(response)
+        flipped[-1] ^= 1
+        db.execute("UPDATE disclosure_responses SET response = ? WHERE request_id = ?",
+                   (bytes(flipped), other))
+        db.commit()
+        db.close()
+        with pytest.raises(DisclosureRejected, match="does not match the digest"):
+            regulator.collect_disclosure(other)
+        assert regulator.store.disclosure(other).opening is None  # type: ignore[union-attr]
+        with pytest.raises(UnknownLeaf):
+            regulator.collect_disclosure(999)
+    finally:
+        regulator.stop()
