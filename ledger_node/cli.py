@@ -104,13 +104,19 @@ def _build_parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser(
         "verify",
-        help="verify a proof bundle against the chain, with no node running",
-        description="Verify BUNDLE against the chain at --rpc-url (the root, the platform's "
-        "SM2 key and the anchoring transaction are read from the chain), or, with only "
-        "--checkpoint-key, up to the signed checkpoint (the anchoring is then NOT checked). "
-        "Exit status 0 when valid, 1 when not, 2 for unusable input.",
+        help="verify a proof bundle or a regulator's case file against the chain, with no "
+        "node running",
+        description="Verify a proof bundle against the chain at --rpc-url (the root, the "
+        "platform's SM2 key and the anchoring transaction are read from the chain), or, with "
+        "only --checkpoint-key, up to the signed checkpoint (the anchoring is then NOT "
+        "checked). A case file (format jointledger/case-file/v1) is checked against the chain "
+        "at --rpc-url: every record's bundle, every alert re-derived, every disclosure's "
+        "on-chain request and answer; with --regulator-key escrows and sealed responses are "
+        "decrypted and compared too (docs/casefile.md). Exit status 0 when valid, 1 when "
+        "not, 2 for unusable input.",
     )
-    verify.add_argument("bundle", type=Path, help="proof bundle JSON file")
+    verify.add_argument("bundle", type=Path, metavar="FILE",
+                        help="proof bundle or case file (JSON)")
     verify.add_argument("--rpc-url", help="JSON-RPC URL of the consortium chain")
     verify.add_argument("--checkpoint-key", type=Path,
                         help="the platform's SM2 public key (PEM), for key-only checks")
@@ -118,6 +124,10 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="deployment file of the consortium's contract: pins the contract")
     verify.add_argument("--opening", type=Path, help="whole-record opening JSON to check too")
     verify.add_argument("--disclosure", type=Path, help="single-field disclosure JSON to check")
+    verify.add_argument("--regulator-key", type=Path, action="append", default=[],
+                        metavar="PEM", help="case files: the regulator's SM2 private key "
+                        "(PEM) to decrypt escrows and sealed responses; repeat for retired "
+                        "keys")
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     return parser
 
@@ -174,7 +184,8 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         return run_verify(args.bundle, rpc_url=args.rpc_url, checkpoint_key=args.checkpoint_key,
                           deployment=args.deployment, opening=args.opening,
-                          disclosure=args.disclosure, as_json=args.json)
+                          disclosure=args.disclosure, regulator_keys=args.regulator_key,
+                          as_json=args.json)
     except ValueError as exc:  # unreadable files and malformed documents (LedgerError too)
         print(f"jointledger verify: {exc}", file=sys.stderr)
         return 2

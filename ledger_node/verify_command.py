@@ -1,21 +1,28 @@
-"""``jointledger verify``: check a proof bundle with no node running.
+"""``jointledger verify``: check a proof bundle or a regulator's case file, no node running.
 
-With ``--rpc-url`` the bundle is checked against the chain (root, owner, SM2 key, anchoring
+With ``--rpc-url`` a bundle is checked against the chain (root, owner, SM2 key, anchoring
 transaction); with only ``--checkpoint-key`` it is checked up to the signed checkpoint and
-the output says plainly that the anchoring itself was not checked.
+the output says plainly that the anchoring itself was not checked. A document whose
+``format`` is the case-file format is checked as a case file (:mod:`ledger_node.casefile`),
+always against the chain; ``--regulator-key`` adds the decryption of escrows and sealed
+disclosure responses.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger_node import gmcrypto
-from ledger_node.bundle import CheckStatus, ProofBundle, Verdict, verify_bundle
+from ledger_node.bundle import Check, CheckStatus, ProofBundle, Verdict, verify_bundle
 from ledger_node.chain import Deployment, LedgerChain
 from ledger_node.commitment import FieldDisclosure, RecordOpening
+from ledger_node.jsonlimits import MAX_JSON_DEPTH, json_nested_deeper_than
+
+if TYPE_CHECKING:
+    from ledger_node.casefile import CaseReport
 
 Echo = Callable[[str], None]
 _MARKS = {
@@ -27,13 +34,31 @@ _MARKS = {
 
 
 def read_json(path: Path, what: str) -> Any:
-    """Return the parsed JSON document at ``path``; raise ``ValueError`` naming ``what``."""
+    """Return the parsed JSON document at ``path``; raise ``ValueError`` naming ``what``.
+
+    Nesting deeper than :data:`MAX_JSON_DEPTH` is refused before parsing (see
+    :mod:`ledger_node.jsonlimits`: it would overflow the stack rather than raise).
+    """
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except OSError as exc:
         raise ValueError(f"cannot read the {what} {path}: {exc.strerror}") from None
+    if json_nested_deeper_than(raw, MAX_JSON_DEPTH):
+        raise ValueError(f"the {what} {path} nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the {what} {path} is not UTF-8 text: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"the {what} {path} is not JSON: {exc}") from None
+
+
+def read_key(path: Path, what: str) -> bytes:
+    """Return the bytes of a key file; raise ``ValueError`` naming ``what`` if unreadable."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read the {what} {path}: {exc.strerror}") from None
 
 
 def run_verify(
@@ -44,18 +69,35 @@ def run_verify(
     deployment: Path | None = None,
     opening: Path | None = None,
     disclosure: Path | None = None,
+    regulator_keys: Sequence[Path] = (),
     as_json: bool = False,
     echo: Echo = print,
 ) -> int:
-    """Verify the bundle at ``bundle_path``; print the verdict; return 0 if valid, else 1.
+    """Verify the bundle or case file at ``bundle_path``; print the verdict or report;
+    return 0 if valid, else 1.
 
-    Raises ``ValueError`` for unreadable inputs, :class:`~ledger_node.errors.LedgerError`
-    subclasses for malformed documents (``InvalidBundle`` names the field) or an
-    unreachable chain.
+    A document whose ``format`` is the case-file format goes to :func:`run_verify_case_file`
+    (``--opening``, ``--disclosure`` and ``--checkpoint-key`` are for bundles; the
+    regulator's keys for case files). Raises ``ValueError`` for unreadable inputs and
+    options that do not fit the document, :class:`~ledger_node.errors.LedgerError`
+    subclasses for malformed documents (``InvalidBundle`` and ``InvalidCaseFile`` name the
+    field) or an unreachable chain.
     """
-    bundle = ProofBundle.from_json(read_json(bundle_path, "bundle"))
+    from ledger_node.casefile import is_case_file
+
+    document = read_json(bundle_path, "bundle or case file")
+    if is_case_file(document):
+        for given, option in ((opening, "--opening"), (disclosure, "--disclosure"),
+                              (checkpoint_key, "--checkpoint-key")):
+            if given is not None:
+                raise ValueError(f"{option} is for proof bundles; {bundle_path} is a case file")
+        return run_verify_case_file(document, rpc_url=rpc_url, deployment=deployment,
+                                    regulator_keys=regulator_keys, as_json=as_json, echo=echo)
+    if regulator_keys:
+        raise ValueError(f"--regulator-key is for case files; {bundle_path} is not one")
+    bundle = ProofBundle.from_json(document)
     key = (
-        gmcrypto.public_key_from_pem(checkpoint_key.read_bytes())
+        gmcrypto.public_key_from_pem(read_key(checkpoint_key, "checkpoint key"))
         if checkpoint_key is not None
         else None
     )
@@ -90,3 +132,77 @@ def render_verdict(bundle: ProofBundle, verdict: Verdict) -> str:
         lines.append(f"  {_MARKS[check.status]}  {check.name.ljust(width)}  {check.detail}")
     lines.append(verdict.summary)
     return "\n".join(lines)
+
+
+def run_verify_case_file(
+    document: Any,
+    *,
+    rpc_url: str | None,
+    deployment: Path | None = None,
+    regulator_keys: Sequence[Path] = (),
+    as_json: bool = False,
+    echo: Echo = print,
+) -> int:
+    """Verify a case file document against the chain at ``rpc_url``; print the report;
+    return 0 if every performed check passed, else 1.
+
+    Raises ``ValueError`` without ``rpc_url`` or for an unreadable key file,
+    :class:`~ledger_node.errors.InvalidCaseFile` (naming the JSON path) for a malformed
+    document, :class:`~ledger_node.errors.InvalidKey` for a key that is not an SM2 private
+    key and :class:`~ledger_node.errors.ChainError` if the chain cannot be read.
+    """
+    from ledger_node.casefile import parse_case_file, verify_case_file
+
+    if not rpc_url:
+        raise ValueError("a case file is checked against the chain: give --rpc-url")
+    case = parse_case_file(document)
+    keys = [gmcrypto.private_key_from_pem(read_key(path, "regulator key"))
+            for path in regulator_keys]
+    report = verify_case_file(
+        case,
+        chain=LedgerChain.from_rpc(rpc_url),
+        deployment=Deployment.load(deployment) if deployment else None,
+        regulator_keys=keys,
+    )
+    echo(json.dumps(report.to_json(), indent=2) if as_json else render_case_report(report))
+    return 0 if report.valid else 1
+
+
+def render_case_report(report: CaseReport) -> str:
+    """Return a case report as lines for people:
+    the case-level checks, one line per record, alert and disclosure (with each check that
+    did not pass under it), then the counts and the summary."""
+    lines = [
+        f"case file: case {report.case_id.hex()}, regulator {report.regulator}, chain "
+        f"{report.chain_id}, contract {report.contract}",
+        "contract: " + ("pinned by --deployment" if report.deployment_pinned
+                        else "named by the file, NOT pinned (give --deployment)"),
+        "regulator key: " + ("given: escrows and sealed responses decrypted and compared"
+                             if report.regulator_key else
+                             "not given: escrows and sealed responses NOT decrypted"),
+    ]
+    width = max(len(c.name) for c in report.checks)
+    lines += [_check_line(c, width) for c in report.checks]
+    for title, items in (("records", report.records), ("alerts", report.alerts),
+                         ("disclosures", report.disclosures)):
+        lines.append(f"{title} ({len(items)}):")
+        where = max((len(i.where) for i in items), default=0)
+        for item in items:
+            mark = "PASS" if item.valid else "FAIL"
+            unchecked = [c.name for c in item.checks if c.status is CheckStatus.NOT_CHECKED]
+            note = f"  (not checked: {', '.join(unchecked)})" if unchecked else ""
+            lines.append(f"  {mark}  {item.where.ljust(where)}  {item.label}{note}")
+            lines += ["      " + _check_line(c, 0).strip() for c in item.checks
+                      if c.status in (CheckStatus.FAILED, CheckStatus.NOT_RUN)]
+    counts = report.counts()
+    lines.append(f"checks: {counts['passed']} passed, {counts['failed']} failed, "
+                 f"{counts['not_run']} not run, {counts['not_checked']} not checked")
+    if report.unlisted_alerts:
+        lines.append(f"note: the file's payments raise {report.unlisted_alerts} more alert(s) "
+                     "that the file does not list")
+    lines.append(report.summary)
+    return "\n".join(lines)
+
+
+def _check_line(check: Check, width: int) -> str:
+    return f"  {_MARKS[check.status]}  {check.name.ljust(width)}  {check.detail}"
