@@ -645,7 +645,7 @@ MALFORMED: list[tuple[str, Callable[[Doc], object], str, str]] = [
     ("opening-shape", lambda d: d["disclosures"][0].update(opening={"salt": "00"}),
      "disclosures[0].opening", "exactly"),
     ("opening-field", lambda d: d["disclosures"][0]["opening"]["record"].update(
-        amount_fen=-5), "disclosures[0].opening.record.amount_fen", ""),
+        amount_fen=-5), "disclosures[0].opening.record.amount_fen", "got -5"),
     ("duplicate-disclosure", lambda d: d["disclosures"].append(d["disclosures"][0]),
      "disclosures[1].request_id", "is already disclosures[0]"),
 ]
