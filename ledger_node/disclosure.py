@@ -212,3 +212,20 @@ def open_disclosure_response(
     if canonical_opening(opening) != plaintext:
         raise InvalidDisclosureResponse("the plaintext is not the opening's canonical JSON")
     return opening
+
+
+CASE_KEY_SIZE: Final = 32
+
+
+def case_reference(case_key: bytes, commitment: bytes) -> bytes:
+    """The case id one disclosure request carries on chain.
+
+    ``SM3(tag("case-ref") ‖ lp(case_key) ‖ lp(commitment))``: each request of a case gets a
+    different value, so the chain does not show which requests belong together (equal case
+    ids would link a person's records across platforms). The regulator keeps one random
+    ``case_key`` per case and puts it in the case file, where a verifier recomputes the
+    reference of every request.
+    """
+    if len(case_key) != CASE_KEY_SIZE or len(commitment) != 32:
+        raise ValueError("case key and commitment must be 32 bytes")
+    return sm3(encode_parts("case-ref", case_key, commitment))

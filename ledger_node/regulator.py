@@ -38,7 +38,7 @@ from ledger_node.bundle import ChainAnchor, ProofBundle, build_bundle
 from ledger_node.chain import LedgerChain
 from ledger_node.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
 from ledger_node.commitment import RecordOpening, verify_opening
-from ledger_node.disclosure import open_disclosure_response
+from ledger_node.disclosure import case_reference, open_disclosure_response
 from ledger_node.encoding import encode_parts
 from ledger_node.errors import (
     ApiError,
@@ -572,14 +572,20 @@ class RegulatorNode:
     # ------------------------------------------------------------------ disclosures
 
     def request_disclosure(self, commitment: bytes, case_id: bytes) -> int:
-        """Log on chain a request that the commitment's platform open it; return its id."""
+        """Log on chain a request that the commitment's platform open it; return its id.
+
+        ``case_id`` is the regulator's own case number; the chain gets a per-request
+        :func:`~ledger_node.disclosure.case_reference` under the case's secret key, so the
+        requests of one case do not link the records they name.
+        """
         records = self.store.records_of_commitment(commitment)
         if not records:
             raise UnknownLeaf(f"commitment {commitment.hex()} is in no verified log")
         state = self.store.log(records[0].log_id)
         assert state is not None
+        reference = case_reference(self.store.case_key(case_id), commitment)
         request_id, outcome = self.chain.request_disclosure(state.platform_address, commitment,
-                                                            case_id)
+                                                            reference)
         self.store.save_disclosure_request(request_id, state.platform, commitment, case_id,
                                            outcome.tx_hash)
         return request_id
@@ -663,6 +669,7 @@ class RegulatorNode:
         return {
             "format": CASE_FILE_FORMAT,
             "case_id": case_id.hex(),
+            "case_key": self.store.case_key(case_id).hex(),
             "created_at": datetime.now(UTC).isoformat(),
             "regulator": {"name": self.config.name, "account": self.chain.address},
             "chain": {"chain_id": deployment.chain_id, "contract": deployment.address},
@@ -674,6 +681,7 @@ class RegulatorNode:
             "disclosures": [
                 {"request_id": d.request_id, "platform": d.platform,
                  "commitment": d.commitment.hex(), "case_id": d.case_id.hex(),
+                 "case_ref": case_reference(self.store.case_key(case_id), d.commitment).hex(),
                  "request_tx": d.requested_tx.hex(),
                  "response": None if d.response is None else d.response.hex(),
                  "opening": json.loads(d.opening) if d.opening is not None else None}

@@ -12,6 +12,7 @@ written.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 import time
@@ -66,8 +67,10 @@ CREATE TABLE disclosures (
     response BLOB, opening TEXT, verified_at REAL
 );
 CREATE TABLE follow (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE cases (case_id BLOB PRIMARY KEY, case_key BLOB NOT NULL);
 """
-_TABLES: Final = ("meta", "logs", "records", "checkpoints", "faults", "disclosures", "follow")
+_TABLES: Final = ("meta", "logs", "records", "checkpoints", "faults", "disclosures", "follow",
+                  "cases")
 
 
 @dataclass(frozen=True)
@@ -479,6 +482,20 @@ class RegulatorStore:
                 for r in self._query("SELECT * FROM faults ORDER BY id")]
 
     # ------------------------------------------------------------------ disclosures
+
+    def case_key(self, case_id: bytes) -> bytes:
+        """The secret key of case ``case_id``, drawn at random the first time it is asked for.
+
+        On chain each request of the case carries ``case_reference(case_key, commitment)``,
+        not the case id, so requests of one case cannot be linked by anyone without the key.
+        """
+        rows = self._query("SELECT case_key FROM cases WHERE case_id = ?", (case_id,))
+        if rows:
+            return bytes(rows[0][0])
+        self._write([("INSERT OR IGNORE INTO cases VALUES (?, ?)",
+                      (case_id, secrets.token_bytes(32)), False)])
+        return bytes(self._query("SELECT case_key FROM cases WHERE case_id = ?",
+                                 (case_id,))[0][0])
 
     def save_disclosure_request(self, request_id: int, platform: str, commitment: bytes,
                                 case_id: bytes, requested_tx: bytes) -> None:

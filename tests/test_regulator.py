@@ -20,7 +20,7 @@ from ledger_node.aml import PartyKind
 from ledger_node.bundle import verify_bundle
 from ledger_node.chain import LedgerChain
 from ledger_node.commitment import RecordOpening
-from ledger_node.disclosure import seal_disclosure_response
+from ledger_node.disclosure import case_reference, seal_disclosure_response
 from ledger_node.errors import DisclosureRejected, UnknownLeaf
 from ledger_node.escrow import EscrowSealer, identity_key
 from ledger_node.record import PaymentRecord
@@ -308,9 +308,15 @@ def test_disclosure_is_logged_answered_verified_and_in_the_case_file(site: Site)
         case_id = bytes(range(32))
         request_id = regulator.request_disclosure(target.prepared.leaf.commitment, case_id)
         on_chain = site.consortium.chain.disclosure_request(request_id)
-        assert (on_chain.regulator, on_chain.platform, on_chain.commitment, on_chain.case_id) \
-            == (site.consortium.pboc.account.address, site.consortium.unionpay.account.address,
-                target.prepared.leaf.commitment, case_id)
+        commitment = target.prepared.leaf.commitment
+        assert (on_chain.regulator, on_chain.platform, on_chain.commitment) == (
+            site.consortium.pboc.account.address, site.consortium.unionpay.account.address,
+            commitment)
+        # the chain gets a per-request reference under the case's secret key, not the case id
+        case_key = regulator.store.case_key(case_id)
+        assert on_chain.case_id == case_reference(case_key, commitment) != case_id
+        other = regulator.request_disclosure(submitted[0].prepared.leaf.commitment, case_id)
+        assert site.consortium.chain.disclosure_request(other).case_id != on_chain.case_id
         assert regulator.collect_disclosure(request_id) is None  # not answered yet
 
         _answer(site, request_id, target.prepared.opening, target.receipt.index)
@@ -322,7 +328,9 @@ def test_disclosure_is_logged_answered_verified_and_in_the_case_file(site: Site)
         assert site.consortium.chain.disclosure_request(request_id).fulfilled
 
         case = regulator.case_file(case_id)
-        assert [d["request_id"] for d in case["disclosures"]] == [request_id]
+        assert case["case_key"] == case_key.hex()
+        assert [d["request_id"] for d in case["disclosures"]] == [request_id]  # collected only
+        assert case["disclosures"][0]["case_ref"] == on_chain.case_id.hex()
         assert case["disclosures"][0]["opening"] == target.prepared.opening.to_json()
         assert [r["index"] for r in case["records"]] == [target.receipt.index]
         assert regulator.case_file(bytes(32))["disclosures"] == []

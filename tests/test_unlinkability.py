@@ -35,8 +35,9 @@ SHA-256 and keccak-256 digests, and the identity keys only escrows may carry
 across both) must share no 8-byte run of public bytes beyond the fixed structure every
 leaf has. Canaries prove the audit can fail: a leaf whose match tag is the keccak of a
 canary name and a disclosure request whose case id is the SM3 of a canary ID number must be
-found in every channel they reach. One finding is pinned by a strict xfail: the disclosure
-requests of one case share its case id on chain. See docs/unlinkability.md.
+found in every channel they reach. The disclosure requests of one case carry per-request case
+references, not the case id, so they do not link the records they name. See
+docs/unlinkability.md.
 """
 
 from __future__ import annotations
@@ -988,13 +989,10 @@ def test_disclosures_are_traced_on_chain_and_separate_cases_are_unlinked(world: 
     assert not shared_runs(_request_values(single), _request_values(first))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "finding: every disclosure request of one case carries the same case id on chain, so "
-    "anyone reading the chain links the case's records (here P1's on both platforms); "
-    "fix outside this file: log a per-request case reference (docs/unlinkability.md)"))
 def test_disclosure_requests_of_one_case_do_not_link_their_records(world: World) -> None:
     """The on-chain trace of two disclosure requests of one case (P1's record on each
-    platform) shares no 8-byte run: commitment, case id and response digest differ."""
+    platform) shares no 8-byte run: commitment, case reference and response digest differ
+    (before the fix, every request of a case carried the same case id)."""
     first, second = world.cases["P1 on both platforms"]
     shared = shared_runs(_request_values(first), _request_values(second))
     assert not shared, f"the two requests share {len(shared)} 8-byte runs (the case id)"
