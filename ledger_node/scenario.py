@@ -643,6 +643,7 @@ _INDUSTRIES: Final = tuple(
 _RESIDENT_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _USCC_CHARS: Final = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # GB 32100: no I, O, S, V, Z
 _ORG_WEIGHTS: Final = (3, 7, 9, 10, 5, 8, 4, 2)
+_ORG_CHARS: Final = "0123456789ABCDEFGH"
 _USCC_WEIGHTS: Final = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 _BIRTH_FIRST: Final = date(1951, 1, 1).toordinal()
 _BIRTH_DAYS: Final = date(2007, 12, 31).toordinal() - _BIRTH_FIRST + 1
@@ -668,8 +669,10 @@ def _resident_id(rng: Random) -> str:
 
 def _credit_code(rng: Random, area: str) -> str:
     """A GB 32100 unified social credit code of a company registered in ``area``."""
-    if rng.random() < 0.6:  # post-2015 codes: "MA" + issuing-order characters
-        org = "MA" + "".join(_pick(rng, _USCC_CHARS) for _ in range(6))
+    # Letters only from A-H: their value is the same in GB 11714 (A=10 ... Z=35) and in the
+    # GB 32100 alphabet, so the organisation-code check holds whichever a validator uses.
+    if rng.random() < 0.4:
+        org = "".join(_pick(rng, _ORG_CHARS) for _ in range(8))
     else:
         org = f"{int(rng.random() * 10**8):08d}"
     org_total = sum(_USCC_CHARS.index(ch) * w for ch, w in zip(org, _ORG_WEIGHTS, strict=True))

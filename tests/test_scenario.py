@@ -138,6 +138,13 @@ def luhn_valid(number: str) -> bool:
     return total % 10 == 0
 
 
+def gb11714_check(org: str) -> str:
+    """The organisation-code check character, letters valued A=10 ... Z=35 (GB 11714)."""
+    values = {c: i for i, c in enumerate("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")}
+    total = sum(values[c] * w for c, w in zip(org, (3, 7, 9, 10, 5, 8, 4, 2), strict=True))
+    return {10: "X", 11: "0"}.get(11 - total % 11, str(11 - total % 11))
+
+
 def test_identities_are_valid_unique_and_keyed(default: Scenario) -> None:
     spec = default.spec
     people = [i for i in default.identities if i.kind is PartyKind.PERSON]
@@ -145,6 +152,9 @@ def test_identities_are_valid_unique_and_keyed(default: Scenario) -> None:
     assert (len(people), len(merchants)) == (spec.people, spec.merchants)
     assert all(is_resident_id(p.identity) for p in people)
     assert all(is_social_credit_code(m.identity) for m in merchants)
+    assert all(gb11714_check(m.identity[8:16]) == m.identity[16] for m in merchants)
+    assert all(m.identity.startswith("91") and not is_resident_id(m.identity)
+               for m in merchants)
     for identity in default.identities:
         assert classify_identity(identity.identity) is identity.kind
         assert identity.key == identity_key(identity.identity)
@@ -536,6 +546,11 @@ DOCUMENT_MISTAKES = [
     ({"planted": [{"kind": "large_value", "amount_fen": 9_000_000, "category": "cash"}]},
      "$.planted[0].category", "'cash': a planted large value must be person_domestic or "
      "person_cross_border"),
+    ({"planted": [{"kind": "large_value", "amount_fen": "lots"}]},
+     "$.planted[0].amount_fen", "must be an integer, got str 'lots'"),
+    ({"planted": [{"kind": "large_value", "amount_fen": 30_000_000, "platform": 5}]},
+     "$.planted[0].platform", "5 is not a platform name"),
+    ({"planted": [{"kind": 3}]}, "$.planted[0].kind", "unknown planted kind 3"),
     ({"planted": [{"kind": "large_value", "amount_fen": 30_000_000, "platform": "Alipay"}]},
      "$.planted[0].platform", "'Alipay' is not a platform name"),
     ({"planted": [{"kind": "large_value", "amount_fen": 30_000_000, "platform": "alipay"}]},
@@ -594,8 +609,8 @@ def test_every_file_mistake_is_named(tmp_path: Path, name: str, content: str | b
 
 
 def test_spec_errors_from_code_name_the_field() -> None:
-    with pytest.raises(InvalidScenario, match=r"at parts_fen\[0\]: 1 fen is not under|"
-                                              r"at parts_fen: a ring needs"):
+    with pytest.raises(InvalidScenario, match=r"^invalid scenario at parts_fen: a ring needs "
+                                              r"at least 3 parts, got 2$"):
         StructuringRing((1, 1))
     with pytest.raises(InvalidScenario, match=r"at planted\[0\]: is not a planted case spec"):
         ScenarioSpec(planted=("structuring",))  # type: ignore[arg-type]
@@ -603,7 +618,8 @@ def test_spec_errors_from_code_name_the_field() -> None:
         ScenarioSpec(day="2026-11-27")  # type: ignore[arg-type]
     with pytest.raises(InvalidScenario, match=r"at planted\[1\]\.platform: 'x' is not one of"):
         ScenarioSpec(planted=(ReconciliationMissing(), LargeValue(30_000_000, platform="x")))
-    with pytest.raises(InvalidScenario, match=r"\$\.planted\[0\]\.parts_fen\[2\]"):
+    with pytest.raises(InvalidScenario, match=r"^invalid scenario here\.yaml at "
+                                              r"\$\.planted\[0\]\.parts_fen\[2\]: "):
         spec_from_document({"planted": [RING | {"parts_fen": [1, 2, 60_000_000]}]},
                            source="here.yaml")
 
