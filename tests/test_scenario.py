@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -120,7 +121,8 @@ def test_output_does_not_depend_on_the_process_hash_seed() -> None:
     digests = set()
     for hash_seed in ("1", "2"):
         result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                                text=True, check=True, env={"PYTHONHASHSEED": hash_seed})
+                                text=True, check=True,
+                                env={**os.environ, "PYTHONHASHSEED": hash_seed})
         digests.add(result.stdout.strip())
     assert digests == {hashlib.sha256(canonical(generate_scenario(SMALL))).hexdigest()}
 
