@@ -41,7 +41,13 @@ from ledger_node.bundle import Check, CheckStatus, ProofBundle, Verdict, verify_
 from ledger_node.chain import Deployment, LedgerChain, Role
 from ledger_node.commitment import RecordOpening, verify_opening
 from ledger_node.contracts import load_artifact
-from ledger_node.disclosure import MAX_RESPONSE_SIZE, open_disclosure_response, response_digest
+from ledger_node.disclosure import (
+    CASE_KEY_SIZE,
+    MAX_RESPONSE_SIZE,
+    case_reference,
+    open_disclosure_response,
+    response_digest,
+)
 from ledger_node.errors import (
     ChainError,
     ContractRevert,
@@ -83,8 +89,8 @@ _MAX_CHAIN_ID: Final = 2**256 - 1
 _PLATFORM_NAME: Final = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
-_CASE_KEYS: Final = ("format", "case_id", "created_at", "regulator", "chain", "aml_config",
-                     "alerts", "records", "disclosures")
+_CASE_KEYS: Final = ("format", "case_id", "case_key", "created_at", "regulator", "chain",
+                     "aml_config", "alerts", "records", "disclosures")
 _REGULATOR_KEYS: Final = ("name", "account")
 _CHAIN_KEYS: Final = ("chain_id", "contract")
 _RECORD_KEYS: Final = ("ref", "platform", "log_id", "index", "leaf_hash", "leaf", "payment",
@@ -94,8 +100,8 @@ _PAYMENT_KEYS: Final = ("payer_key", "payee_key", "payer_kind", "payee_kind", "a
                         "currency", "time", "channel", "cross_border", "cash")
 _ALERT_KEYS: Final = ("rule", "identity", "direction", "total_fen", "window_start",
                       "window_end", "platforms", "refs", "detail")
-_DISCLOSURE_KEYS: Final = ("request_id", "platform", "commitment", "case_id", "request_tx",
-                           "response", "opening")
+_DISCLOSURE_KEYS: Final = ("request_id", "platform", "commitment", "case_id", "case_ref",
+                           "request_tx", "response", "opening")
 
 
 # --------------------------------------------------------------------------------------
@@ -136,6 +142,7 @@ class CaseDisclosure:
     platform: str
     commitment: bytes
     case_id: bytes
+    case_ref: bytes  # the case id the request carries on chain (see case_reference)
     request_tx: bytes
     response: bytes | None
     opening: RecordOpening | None
@@ -146,6 +153,7 @@ class CaseFile:
     """A parsed case file (see :func:`parse_case_file`)."""
 
     case_id: bytes
+    case_key: bytes  # the case's secret key: the chain's case ids are derived from it
     created_at: datetime
     regulator_name: str
     regulator_account: str  # checksummed
@@ -361,6 +369,7 @@ def _disclosure(where: str, data: object) -> CaseDisclosure:
         platform=_platform(f"{where}.platform", obj["platform"]),
         commitment=_hex(f"{where}.commitment", obj["commitment"], DIGEST_SIZE),
         case_id=_hex(f"{where}.case_id", obj["case_id"], DIGEST_SIZE),
+        case_ref=_hex(f"{where}.case_ref", obj["case_ref"], DIGEST_SIZE),
         request_tx=_hex(f"{where}.request_tx", tx, 32),
         response=response,
         opening=_opening(f"{where}.opening", obj["opening"]),
@@ -415,6 +424,7 @@ def parse_case_file(document: object) -> CaseFile:
         raise InvalidCaseFile("regulator.name", "must not be empty")
     return CaseFile(
         case_id=_hex("case_id", obj["case_id"], DIGEST_SIZE),
+        case_key=_hex("case_key", obj["case_key"], CASE_KEY_SIZE),
         created_at=_time("created_at", obj["created_at"]),
         regulator_name=name,
         regulator_account=_address("regulator.account", regulator["account"]),
@@ -921,10 +931,17 @@ class _Verifier:
                           tuple(run.checks))
 
     def _case(self, entry: CaseDisclosure) -> str:
+        problems = []
         if entry.case_id != self.case.case_id:
-            raise _Fail(f"the entry is for case {entry.case_id.hex()}, the file is case "
-                        f"{self.case.case_id.hex()}")
-        return "the entry is for the file's case"
+            problems.append(f"the entry is for case {entry.case_id.hex()}, the file is case "
+                            f"{self.case.case_id.hex()}")
+        expected = case_reference(self.case.case_key, entry.commitment)
+        if entry.case_ref != expected:
+            problems.append(f"the entry's case_ref is {entry.case_ref.hex()}, the file's case "
+                            f"key and the commitment give {expected.hex()}")
+        if problems:
+            raise _Fail("; ".join(problems))
+        return "the entry is for the file's case, its reference derived from the case key"
 
     def _request(self, entry: CaseDisclosure) -> str:
         chain = self._on_chain()
@@ -941,12 +958,11 @@ class _Verifier:
         if request.commitment != entry.commitment:
             problems.append(f"the request names commitment {request.commitment.hex()}, the "
                             f"entry {entry.commitment.hex()}")
-        if request.case_id != entry.case_id:
-            problems.append(f"the request is for case {request.case_id.hex()}, the entry "
-                            f"says {entry.case_id.hex()}")
-        if request.case_id != self.case.case_id:
-            problems.append(f"the request is for case {request.case_id.hex()}, not the file's "
-                            f"{self.case.case_id.hex()}")
+        reference = case_reference(self.case.case_key, entry.commitment)
+        if request.case_id != reference:
+            problems.append(f"the request carries case reference {request.case_id.hex()}, "
+                            f"not the file's case key's reference {reference.hex()} for this "
+                            "commitment")
         events = chain.events("DisclosureRequested", request.requested_block,
                               to_block=request.requested_block, requestId=entry.request_id)
         if not any(e.tx_hash == entry.request_tx for e in events):
@@ -1063,9 +1079,10 @@ def verify_case_file(
 ) -> CaseReport:
     """Verify ``case`` against ``chain`` and return a :class:`CaseReport` of every check.
 
-    ``deployment`` pins the contract: the file must name exactly it (else ``chain`` fails
-    and every check reading the chain is not run); without it the contract is the one the
-    file names and the report says it is not pinned. ``regulator_keys`` (current and
+    ``deployment`` (or a ``chain`` already bound to one) pins the contract: the file must
+    name exactly it (else ``chain`` fails and the disclosure checks reading the chain are
+    not run); without it the contract is the one the file names and the report says it is
+    not pinned. ``regulator_keys`` (current and
     retired) decrypt every escrow and sealed response and compare them with what the file
     states; without them those checks are ``NOT_CHECKED``.
 
@@ -1077,6 +1094,11 @@ def verify_case_file(
     ``sealed_response``. Never raises for a bad file; raises :class:`ChainError` only when
     the chain cannot be read.
     """
+    if deployment is None:
+        try:  # a chain already bound to a deployment pins it, as for proof bundles
+            deployment = chain.deployment
+        except ChainError:
+            deployment = None
     verifier = _Verifier(case, chain, deployment, regulator_keys)
     run = _Run()
     run.run(CHECK_STRUCTURE, (), verifier.structure)

@@ -502,9 +502,24 @@ def test_a_disclosure_whose_commitment_is_no_record_in_the_file(site: Site) -> N
 def test_a_wrong_case_id(site: Site) -> None:
     doc = tampered(site, lambda d: d.update(case_id=sm3(b"another case").hex()))
     report = site.verify(doc)
-    assert failed(report) == {"disclosures[0]": ["case", "request"]}
+    assert failed(report) == {"disclosures[0]": ["case"]}
     assert "the file is case" in detail(report, "disclosures[0]", "case")
-    assert "not the file's" in detail(report, "disclosures[0]", "request")
+
+
+def test_a_wrong_case_key(site: Site) -> None:
+    """The chain carries per-request references under the case key, not the case id."""
+    doc = tampered(site, lambda d: d.update(case_key=sm3(b"another key").hex()))
+    report = site.verify(doc, key=True)
+    assert failed(report) == {"disclosures[0]": ["case", "request"]}
+    assert "the file's case key and the commitment give" in detail(
+        report, "disclosures[0]", "case")
+    assert "not the file's case key's reference" in detail(report, "disclosures[0]", "request")
+
+    doc = tampered(site, lambda d: d["disclosures"][0].update(
+        case_ref=flip_hex(d["disclosures"][0]["case_ref"], 3)))
+    report = site.verify(doc)
+    assert failed(report) == {"disclosures[0]": ["case"]}
+    assert "the entry's case_ref is" in detail(report, "disclosures[0]", "case")
 
 
 def test_a_wrong_chain_id(site: Site) -> None:
@@ -540,6 +555,16 @@ def test_another_regulator_name_or_account(site: Site) -> None:
     assert failed(report) == {"": ["regulator"], "disclosures[0]": ["request"]}
     assert "is platform on chain" in report.check("regulator").detail
     assert "not the file's regulator" in detail(report, "disclosures[0]", "request")
+
+
+def test_a_bound_chain_pins_the_contract(site: Site) -> None:
+    bound = site.chain.attach(site.consortium.deployment)
+    report = verify_case_file(parse_case_file(site.case_a), chain=bound)
+    assert report.valid and report.deployment_pinned
+    doc = tampered(site, lambda d: d["chain"].update(
+        contract=site.consortium.unionpay.account.address))
+    report = verify_case_file(parse_case_file(doc), chain=bound)
+    assert failed(report)[""] == ["chain"]
 
 
 def test_a_wrong_regulator_key(site: Site) -> None:
@@ -580,6 +605,7 @@ MALFORMED: list[tuple[str, Callable[[Doc], object], str, str]] = [
     ("missing-field", lambda d: d.pop("alerts"), "alerts", "is missing"),
     ("case-id", lambda d: d.update(case_id="zz"), "case_id", "hex byte pairs"),
     ("case-id-size", lambda d: d.update(case_id="00" * 31), "case_id", "must be 32 bytes"),
+    ("case-key-size", lambda d: d.update(case_key="00" * 33), "case_key", "must be 32 bytes"),
     ("created-naive", lambda d: d.update(created_at="2026-11-27T01:00:00"), "created_at",
      "time zone"),
     ("chain-id", lambda d: d["chain"].update(chain_id="1"), "chain.chain_id", "integer"),
@@ -638,6 +664,8 @@ MALFORMED: list[tuple[str, Callable[[Doc], object], str, str]] = [
      "alerts[0].refs[1]", "string"),
     ("disclosure-id", lambda d: d["disclosures"][0].update(request_id=0),
      "disclosures[0].request_id", "1.."),
+    ("disclosure-case-ref", lambda d: d["disclosures"][0].pop("case_ref"),
+     "disclosures[0].case_ref", "is missing"),
     ("disclosure-tx", lambda d: d["disclosures"][0].update(request_tx="00"),
      "disclosures[0].request_tx", "32 bytes"),
     ("disclosure-response", lambda d: d["disclosures"][0].update(response="0"),
