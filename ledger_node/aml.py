@@ -19,7 +19,7 @@ two-pointer scans).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum, StrEnum
@@ -103,6 +103,7 @@ class TracedPayment:
     channel: str
     cross_border: bool
     cash: bool
+    clearing_key: bytes | None = None
 
     def __post_init__(self) -> None:
         for name, kind in (("ref", str), ("platform", str), ("payer_key", bytes),
@@ -120,6 +121,9 @@ class TracedPayment:
             raise InvalidRecord("amount_fen", f"must be positive, got {self.amount_fen}")
         if not _CURRENCY.fullmatch(self.currency):
             raise InvalidRecord("currency", f"{self.currency!r} is not an ISO 4217 code")
+        if self.clearing_key is not None and (
+                not isinstance(self.clearing_key, bytes) or len(self.clearing_key) != 32):
+            raise InvalidRecord("clearing_key", "must be 32 bytes or None")
 
 
 def _check_threshold(name: str, value: object) -> None:
@@ -303,6 +307,27 @@ _CATEGORY_ORDER: Final = (Category.CASH, Category.INSTITUTION, Category.PERSON_D
 _DIRECTION_ORDER: Final = (Direction.PAYER, Direction.PAYEE)
 
 
+def _each_payment_once(payments: Iterable[TracedPayment]) -> Iterator[TracedPayment]:
+    """The payments, each cross-platform payment once.
+
+    Both platforms' records of one cross-platform payment carry the same clearing key; the
+    record with the smallest evidence reference stands for the payment, so the choice does
+    not depend on the input order.
+    """
+    chosen: dict[bytes, TracedPayment] = {}
+    for p in payments:
+        if not isinstance(p, TracedPayment):
+            raise TypeError(f"expected TracedPayment, got {type(p).__name__}")
+        key = p.clearing_key
+        if key is None:
+            yield p
+            continue
+        kept = chosen.get(key)
+        if kept is None or p.ref < kept.ref:
+            chosen[key] = p
+    yield from chosen.values()
+
+
 def _group(
     payments: Iterable[TracedPayment], config: AmlConfig
 ) -> dict[tuple[bytes, int, int], list[_Entry]]:
@@ -314,9 +339,7 @@ def _group(
     """
     groups: dict[tuple[bytes, int, int], list[_Entry]] = {}
     institution = PartyKind.INSTITUTION
-    for p in payments:
-        if not isinstance(p, TracedPayment):
-            raise TypeError(f"expected TracedPayment, got {type(p).__name__}")
+    for p in _each_payment_once(payments):
         amount = p.amount_fen if p.currency == "CNY" else config.to_cny_fen(
             p.amount_fen, p.currency)
         if amount is None:

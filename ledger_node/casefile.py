@@ -97,7 +97,7 @@ _RECORD_KEYS: Final = ("ref", "platform", "log_id", "index", "leaf_hash", "leaf"
                        "bundle")
 _LEAF_KEYS: Final = ("commitment", "escrow", "match_tag", "amount_tag")
 _PAYMENT_KEYS: Final = ("payer_key", "payee_key", "payer_kind", "payee_kind", "amount_fen",
-                        "currency", "time", "channel", "cross_border", "cash")
+                        "currency", "time", "channel", "cross_border", "cash", "clearing_key")
 _ALERT_KEYS: Final = ("rule", "identity", "direction", "total_fen", "window_start",
                       "window_end", "platforms", "refs", "detail")
 _DISCLOSURE_KEYS: Final = ("request_id", "platform", "commitment", "case_id", "case_ref",
@@ -279,6 +279,7 @@ def _payment(where: str, data: object) -> EscrowPayload | None:
             channel=_string(f"{where}.channel", obj["channel"]),  # type: ignore[arg-type]
             cross_border=_boolean(f"{where}.cross_border", obj["cross_border"]),
             cash=_boolean(f"{where}.cash", obj["cash"]),
+            clearing_key=_hex(f"{where}.clearing_key", obj["clearing_key"], DIGEST_SIZE),
         )
     except InvalidEscrowPayload as exc:
         raise InvalidCaseFile(f"{where}.{exc.field}", exc.reason) from None

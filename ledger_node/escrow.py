@@ -6,7 +6,8 @@ Each record's leaf carries an escrow ``E`` that only the regulator can read:
   identity (normalised, then tagged SM3), so the same person has the same key on every
   platform. Keys only ever travel inside escrows.
 * **Payload.** :class:`EscrowPayload` holds what AML needs (identity keys and party kinds,
-  amount, currency, time, channel, cross-border and cash flags) and nothing else: never the
+  amount, currency, time, channel, cross-border and cash flags, and a clearing key that pairs
+  the two platforms' records of one cross-platform payment) and nothing else: never the
   record salt, the local transaction id, account tokens or raw identities. Its encoding is
   fixed-size, versioned and decoded strictly.
 * **Envelope.** Per sealed batch, :class:`EscrowSealer` draws a fresh SM4 key K and wraps it
@@ -15,15 +16,15 @@ Each record's leaf carries an escrow ``E`` that only the regulator can read:
   self-contained. :class:`EscrowOpener` holds one or more regulator private keys (key
   rotation) and caches unwrapped batch keys: one SM2 decryption per batch, not per record.
 
-Escrow v1 layout (261 bytes, every escrow the same size)::
+Escrow v1 layout (293 bytes, every escrow the same size)::
 
     off  len  field
       0    1  version            0x01
       1   16  key fingerprint    SM3(tag("escrow-key") ‖ lp(x ‖ y of regulator key))[:16]
      17  112  wrapped K          SM2 ciphertext of K as raw C1.x ‖ C1.y ‖ C3 ‖ C2 (32+32+32+16)
     129   12  nonce              random per record
-    141  104  ciphertext         SM4-GCM of the 104-byte payload, aad = the commitment C
-    245   16  tag                GCM tag
+    141  136  ciphertext         SM4-GCM of the 136-byte payload, aad = the commitment C
+    277   16  tag                GCM tag
 
 The module is pure: bytes in, bytes out, no I/O.
 """
@@ -79,6 +80,7 @@ __all__ = [
     "EscrowSealer",
     "PartyKind",
     "classify_identity",
+    "clearing_key",
     "escrow_fingerprint",
     "identity_key",
     "is_resident_id",
@@ -101,7 +103,9 @@ HEADER_SIZE: Final = 1 + FINGERPRINT_SIZE
 one regulator key); everything after it is ciphertext or random."""
 WRAPPED_KEY_SIZE: Final = 32 + 32 + 32 + SM4_KEY_SIZE  # C1.x ‖ C1.y ‖ C3 ‖ C2
 CHANNEL_FIELD_SIZE: Final = 16
-PAYLOAD_SIZE: Final = 1 + 2 * DIGEST_SIZE + 2 + 8 + 3 + 8 + CHANNEL_FIELD_SIZE + 2
+PAYLOAD_SIZE: Final = 1 + 2 * DIGEST_SIZE + 2 + 8 + 3 + 8 + CHANNEL_FIELD_SIZE + DIGEST_SIZE + 2
+NO_CLEARING_KEY: Final = bytes(DIGEST_SIZE)
+"""The clearing key of a payment made within one platform (no clearing reference)."""
 ESCROW_SIZE: Final = HEADER_SIZE + WRAPPED_KEY_SIZE + GCM_NONCE_SIZE + PAYLOAD_SIZE + GCM_TAG_SIZE
 MAX_SEALS_PER_BATCH: Final = 2**32
 """Random 96-bit GCM nonces stay safe for up to 2^32 messages under one key (NIST SP 800-38D)."""
@@ -113,7 +117,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _US: Final = timedelta(microseconds=1)
 _KIND_BYTE: Final = {PartyKind.PERSON: 1, PartyKind.INSTITUTION: 2}
 _KIND_OF_BYTE: Final = {v: k for k, v in _KIND_BYTE.items()}
-_PAYLOAD_STRUCT: Final = struct.Struct(f">B32s32sBBQ3sq{CHANNEL_FIELD_SIZE}sBB")
+_PAYLOAD_STRUCT: Final = struct.Struct(f">B32s32sBBQ3sq{CHANNEL_FIELD_SIZE}s32sBB")
 _CHANNEL_OF_FIELD: Final = {c.value.encode("ascii").ljust(CHANNEL_FIELD_SIZE, b"\x00"): c
                             for c in Channel}
 assert _PAYLOAD_STRUCT.size == PAYLOAD_SIZE
@@ -241,9 +245,10 @@ class EscrowPayload:
     channel: Channel
     cross_border: bool
     cash: bool
+    clearing_key: bytes = NO_CLEARING_KEY
 
     def __post_init__(self) -> None:
-        for name in ("payer_key", "payee_key"):
+        for name in ("payer_key", "payee_key", "clearing_key"):
             value = getattr(self, name)
             if not isinstance(value, bytes) or len(value) != DIGEST_SIZE:
                 raise InvalidEscrowPayload(name, f"must be {DIGEST_SIZE} bytes")
@@ -299,6 +304,7 @@ class EscrowPayload:
             channel=record.channel,
             cross_border=record.cross_border,
             cash=record.cash,
+            clearing_key=clearing_key(record.clearing_ref),
         )
 
     def to_bytes(self) -> bytes:
@@ -306,7 +312,8 @@ class EscrowPayload:
 
         ``version(1) ‖ payer_key(32) ‖ payee_key(32) ‖ payer_kind(1) ‖ payee_kind(1) ‖
         amount_fen(u64) ‖ currency(3 ASCII) ‖ time(i64 µs since epoch, UTC) ‖
-        channel(16 ASCII, zero-padded) ‖ cross_border(1) ‖ cash(1)``, integers big-endian.
+        channel(16 ASCII, zero-padded) ‖ clearing_key(32) ‖ cross_border(1) ‖ cash(1)``,
+        integers big-endian.
         """
         micros = (self.time - _EPOCH) // _US
         return _PAYLOAD_STRUCT.pack(
@@ -319,6 +326,7 @@ class EscrowPayload:
             self.currency.encode("ascii"),
             micros,
             self.channel.value.encode("ascii"),
+            self.clearing_key,
             int(self.cross_border),
             int(self.cash),
         )
@@ -338,7 +346,7 @@ class EscrowPayload:
         if len(data) != PAYLOAD_SIZE:
             raise InvalidEscrowPayload("payload", f"must be {PAYLOAD_SIZE} bytes")
         (_, payer_key, payee_key, payer_kind, payee_kind, amount, currency, micros, channel,
-         cross_border, cash) = _PAYLOAD_STRUCT.unpack(data)
+         clearing, cross_border, cash) = _PAYLOAD_STRUCT.unpack(data)
         kinds = []
         for name, byte in (("payer_kind", payer_kind), ("payee_kind", payee_kind)):
             if byte not in _KIND_OF_BYTE:
@@ -367,7 +375,8 @@ class EscrowPayload:
             # the constructor names the field and the reason
             return cls(payer_key=payer_key, payee_key=payee_key, payer_kind=kinds[0],
                        payee_kind=kinds[1], amount_fen=amount, currency=currency_code,
-                       time=time, channel=channel_value, cross_border=flags[0], cash=flags[1])
+                       time=time, channel=channel_value, cross_border=flags[0], cash=flags[1],
+                       clearing_key=clearing)
         # Every field is checked above: skip the constructor's checks (ingest decodes one
         # payload per record, and they were most of its cost).
         payload = object.__new__(cls)
@@ -375,7 +384,8 @@ class EscrowPayload:
                             ("payer_kind", kinds[0]), ("payee_kind", kinds[1]),
                             ("amount_fen", amount), ("currency", currency_code),
                             ("time", time), ("channel", channel_value),
-                            ("cross_border", flags[0]), ("cash", flags[1])):
+                            ("cross_border", flags[0]), ("cash", flags[1]),
+                            ("clearing_key", clearing)):
             object.__setattr__(payload, name, value)
         return payload
 
@@ -394,7 +404,21 @@ class EscrowPayload:
             channel=self.channel.value,
             cross_border=self.cross_border,
             cash=self.cash,
+            clearing_key=None if self.clearing_key == NO_CLEARING_KEY else self.clearing_key,
         )
+
+
+def clearing_key(clearing_ref: str) -> bytes:
+    """``SM3(tag("clearing-key") ‖ lp(UTF-8 clearing_ref))``, or :data:`NO_CLEARING_KEY`
+    for a payment without a clearing reference.
+
+    Both platforms' records of one cross-platform payment carry the same clearing reference,
+    so their escrows carry the same key and the regulator counts the payment once. It only
+    travels inside escrows (a public hash of a clearing reference would link the two records).
+    """
+    if not clearing_ref:
+        return NO_CLEARING_KEY
+    return sm3(encode_parts("clearing-key", clearing_ref.encode("utf-8")))
 
 
 def payload_mismatches(payload: EscrowPayload, record: PaymentRecord) -> tuple[str, ...]:
@@ -413,6 +437,7 @@ def payload_mismatches(payload: EscrowPayload, record: PaymentRecord) -> tuple[s
         "channel": record.channel,
         "cross_border": record.cross_border,
         "cash": record.cash,
+        "clearing_key": clearing_key(record.clearing_ref),
     }
     return tuple(name for name, value in expected.items() if getattr(payload, name) != value)
 

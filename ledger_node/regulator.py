@@ -184,6 +184,7 @@ def payment_json(payment: EscrowPayload) -> dict[str, Any]:
         "amount_fen": payment.amount_fen, "currency": payment.currency,
         "time": payment.time.isoformat(), "channel": payment.channel.value,
         "cross_border": payment.cross_border, "cash": payment.cash,
+        "clearing_key": payment.clearing_key.hex(),
     }
 
 

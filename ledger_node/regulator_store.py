@@ -44,7 +44,7 @@ CREATE TABLE records (
     commitment BLOB NOT NULL, escrow BLOB NOT NULL, match_tag BLOB, amount_tag BLOB,
     payer_key BLOB, payee_key BLOB, payer_kind INTEGER, payee_kind INTEGER,
     amount_fen INTEGER, currency TEXT, time_us INTEGER, channel TEXT,
-    cross_border INTEGER, cash INTEGER,
+    cross_border INTEGER, cash INTEGER, clearing_key BLOB,
     PRIMARY KEY (log_id, idx)
 ) WITHOUT ROWID;
 CREATE INDEX records_payer ON records (payer_key);
@@ -384,15 +384,15 @@ class RegulatorStore:
             if p is None:
                 rows.append((log_id, leaf.index, leaf.leaf_hash, leaf.commitment, leaf.escrow,
                              leaf.match_tag, leaf.amount_tag,
-                             None, None, None, None, None, None, None, None, None, None))
+                             None, None, None, None, None, None, None, None, None, None, None))
             else:
                 rows.append((log_id, leaf.index, leaf.leaf_hash, leaf.commitment, leaf.escrow,
                              leaf.match_tag, leaf.amount_tag, p.payer_key, p.payee_key,
                              _KIND_CODE[p.payer_kind], _KIND_CODE[p.payee_kind], p.amount_fen,
                              p.currency, _time_us(p.time), p.channel.value,
-                             int(p.cross_border), int(p.cash)))
+                             int(p.cross_border), int(p.cash), p.clearing_key))
         self._write([
-            ("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
              rows, True),
             ("UPDATE logs SET verified_size = ?, verified_root = ? WHERE log_id = ?",
              (start + len(leaves), root, log_id), False),
@@ -410,7 +410,8 @@ class RegulatorStore:
 
     def _record(self, row: Sequence[Any], platforms: dict[bytes, str]) -> IndexedRecord:
         (log_id, idx, leaf_hash, commitment, escrow, match_tag, amount_tag, payer, payee,
-         payer_kind, payee_kind, amount, currency, time_us, channel, cross_border, cash) = row
+         payer_kind, payee_kind, amount, currency, time_us, channel, cross_border, cash,
+         clearing) = row
         log_id = bytes(log_id)
         payment = None
         if payer is not None:
@@ -420,6 +421,7 @@ class RegulatorStore:
                 amount_fen=int(amount), currency=str(currency),
                 time=_EPOCH + timedelta(microseconds=int(time_us)),
                 channel=Channel(channel), cross_border=bool(cross_border), cash=bool(cash),
+                clearing_key=bytes(clearing),
             )
         return IndexedRecord(platforms.get(log_id, "?"), log_id, int(idx), bytes(leaf_hash),
                              bytes(commitment), bytes(escrow), _opt(match_tag), _opt(amount_tag),

@@ -907,7 +907,8 @@ class _Generator:
             gp = payer * 8 + self._category(payer, cash, cross_border)
             gq = payee * 8 + 4 + self._category(payee, cash, cross_border)
             room = min(_CLEAN_CAPS[gp % 4] - self.used[gp], _CLEAN_CAPS[gq % 4] - self.used[gq])
-            # Cross-platform payments are recorded twice, and the regulator counts both.
+            # A cross-platform payment is recorded on both platforms; the regulator counts it
+            # once (clearing key), but budgeting both copies keeps a margin.
             copies = 1 if p == q else 2
             if isinstance(fault, ReconciliationMismatch):
                 amount = max(amount, -fault.delta_fen + _MIN_AMOUNT_FEN)

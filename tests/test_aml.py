@@ -516,3 +516,33 @@ def test_fast_detection_agrees_with_the_naive_reference(
     assert {(a.rule, a.identity, a.direction, a.total_fen, a.refs) for a in got} == (
         reference_detect(payments, config))
     assert len(got) == len(set(got))
+
+
+def test_a_cross_platform_payment_seen_on_both_platforms_counts_once() -> None:
+    """The payer's and the payee's platform both record a RMB 300,000 transfer; with the
+    shared clearing key it is one payment (no RMB 500,000 report, even summing a customer's
+    day over all platforms), without it two."""
+    config = AmlConfig(cumulate_across_platforms=True)
+    key = b"k" * 32
+    both = [pay(30_000_000, payee=b"bob", platform=p, clearing_key=key)
+            for p in ("alpha", "beta")]
+    assert detect(both, config) == []
+    assert detect(list(reversed(both)), config) == []
+    unpaired = [replace(p, clearing_key=None) for p in both]
+    assert rules_for(detect(unpaired, config), b"alice", "payer") == ["large_value.person_domestic"]
+    # two real payments with different keys still add up
+    two = [pay(30_000_000, payee=b"bob", platform="alpha", clearing_key=b"1" * 32),
+           pay(30_000_000, payee=b"bob", platform="beta", clearing_key=b"2" * 32)]
+    alerts = detect(two, config)
+    assert rules_for(alerts, b"alice", "payer") == ["large_value.person_domestic"]
+    # the record with the smaller reference stands for the payment, whatever the order
+    big = [pay(60_000_000, payee=b"bob", platform=p, clearing_key=key) for p in ("beta",
+                                                                                "alpha")]
+    for order in (big, big[::-1]):
+        (alert,) = [a for a in detect(order) if a.direction == "payer"]
+        assert alert.refs == (min(p.ref for p in big),)
+
+
+def test_clearing_key_must_be_32_bytes() -> None:
+    with pytest.raises(InvalidRecord, match="clearing_key"):
+        pay(100, clearing_key=b"short")

@@ -45,7 +45,13 @@ from ledger_node.errors import (
     UnknownLeaf,
     UnknownRegulator,
 )
-from ledger_node.escrow import EscrowOpener, EscrowPayload, escrow_fingerprint, key_fingerprint
+from ledger_node.escrow import (
+    ESCROW_SIZE,
+    EscrowOpener,
+    EscrowPayload,
+    escrow_fingerprint,
+    key_fingerprint,
+)
 from ledger_node.hashes import sm3
 from ledger_node.node import PlatformNode
 from ledger_node.sdk import (
@@ -121,7 +127,7 @@ def test_a_regulator_reads_whole_leaves_with_their_escrows(
 
     opener = EscrowOpener.from_keys(consortium.pboc.sm2_key)
     for item, leaf in zip(submitted, served.leaves, strict=True):
-        assert len(leaf.escrow) == 261
+        assert len(leaf.escrow) == ESCROW_SIZE
         assert opener.open(leaf.escrow, leaf.commitment) == EscrowPayload.from_record(
             item.prepared.record, payer_kind=KINDS[0], payee_kind=KINDS[1])
     assert opener.sm2_decryptions == 3  # chunks of 5, 5 and 2

@@ -72,6 +72,7 @@ from ledger_node.chain import DisclosureRequest, LedgerChain
 from ledger_node.chain_store import close_chain_store
 from ledger_node.checkpoint import log_id_for
 from ledger_node.escrow import (
+    ESCROW_SIZE,
     EscrowSealer,
     identity_key,
     is_resident_id,
@@ -614,7 +615,7 @@ def _public_records(platforms: dict[str, Platform], records: list[PlantedRecord]
                 bytes.fromhex(status["leaf_hash"]),
                 bytes.fromhex(status["leaf"]["escrow_digest"]), _compact(bundle["leaf"])))
             assert status["leaf"]["match_tag"] is None
-            assert len(platform.node.leaf(index).escrow) == 261  # sealed, never served
+            assert len(platform.node.leaf(index).escrow) == ESCROW_SIZE  # sealed, never served
     return public
 
 
@@ -921,7 +922,7 @@ def _control_encodings(count: int = 8) -> tuple[list[bytes], list[bytes]]:
     """The leaf bytes and bundle leaf objects of ``count`` unrelated random leaves."""
     binary, text = [], []
     for _ in range(count):
-        commitment, escrow_digest = os.urandom(32), sm3(os.urandom(261))
+        commitment, escrow_digest = os.urandom(32), sm3(os.urandom(ESCROW_SIZE))
         binary.append(leaf_data(commitment, escrow_digest, None, None))
         text.append(_compact({"commitment": commitment.hex(),
                               "escrow_digest": escrow_digest.hex(),
