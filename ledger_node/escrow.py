@@ -191,7 +191,8 @@ def is_social_credit_code(text: str) -> bool:
     if not _USCC.fullmatch(text):
         return False
     org = text[8:16]
-    org_total = sum(_USCC_CHARS.index(ch) * w for ch, w in zip(org, _ORG_WEIGHTS, strict=True))
+    # GB 11714 values its characters over 0-9A-Z (A = 10 ... Z = 35), not GB 32100's set
+    org_total = sum(int(ch, 36) * w for ch, w in zip(org, _ORG_WEIGHTS, strict=True))
     org_check = 11 - org_total % 11
     if text[16] != {10: "X", 11: "0"}.get(org_check, str(org_check)):
         return False

@@ -35,6 +35,7 @@ from ledger_node.escrow import (
     clearing_key,
     escrow_fingerprint,
     identity_key,
+    is_social_credit_code,
     key_fingerprint,
     normalise_identity,
     payload_mismatches,
@@ -140,6 +141,31 @@ def test_classify() -> None:
     assert classify_identity(COMPANY_ID) is PartyKind.INSTITUTION
     assert classify_identity("91110000802100433B") is PartyKind.INSTITUTION
     assert classify_identity(AMBIGUOUS_ID) is PartyKind.PERSON  # the conservative guess
+
+
+def _uscc(prefix8: str, org8: str, *, org_values: str) -> str:
+    """A credit code with the organisation-code check computed over ``org_values``."""
+    uscc_chars = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+    total = sum(org_values.index(c) * w for c, w in zip(org8, (3, 7, 9, 10, 5, 8, 4, 2),
+                                                         strict=True))
+    check = 11 - total % 11
+    body = prefix8 + org8 + {10: "X", 11: "0"}.get(check, str(check))
+    weights = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+    last = (31 - sum(uscc_chars.index(c) * w for c, w in zip(body, weights,
+                                                            strict=True)) % 31) % 31
+    return body + uscc_chars[last]
+
+
+def test_credit_code_org_check_values_letters_as_gb_11714_does() -> None:
+    """GB 11714 values A..Z as 10..35; GB 32100's alphabet skips I and O, so letters after H
+    differ (J is 19 in GB 11714, 18 in the credit-code alphabet)."""
+    gb11714 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    right = _uscc("91110108", "MA01JK7R", org_values=gb11714)
+    wrong = _uscc("91110108", "MA01JK7R", org_values="0123456789ABCDEFGHJKLMNPQRTUWXY")
+    assert right != wrong
+    assert is_social_credit_code(right)
+    assert not is_social_credit_code(wrong)
+    assert classify_identity(right) is PartyKind.INSTITUTION
 
 
 @pytest.mark.parametrize(

@@ -125,7 +125,7 @@ def resident_id(first17: str) -> str:
 
 def social_credit_code(head: str, organisation: str) -> str:
     """A GB 32100 unified social credit code from 8 head and 8 organisation-code characters."""
-    org_total = sum(_USCC_CHARS.index(c) * w
+    org_total = sum(int(c, 36) * w  # GB 11714 values letters A..Z as 10..35
                     for c, w in zip(organisation, _ORG_WEIGHTS, strict=True))
     org_check = {10: "X", 11: "0"}.get(11 - org_total % 11, str(11 - org_total % 11))
     first17 = head + organisation + org_check
