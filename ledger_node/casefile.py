@@ -40,7 +40,6 @@ from ledger_node.aml import Alert, AmlConfig, Direction, PartyKind, Rule, detect
 from ledger_node.bundle import Check, CheckStatus, ProofBundle, Verdict, verify_bundle
 from ledger_node.chain import Deployment, LedgerChain, Role
 from ledger_node.commitment import RecordOpening, verify_opening
-from ledger_node.contracts import load_artifact
 from ledger_node.disclosure import (
     CASE_KEY_SIZE,
     MAX_RESPONSE_SIZE,
@@ -90,9 +89,10 @@ _PLATFORM_NAME: Final = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
 _CASE_KEYS: Final = ("format", "case_id", "case_key", "created_at", "regulator", "chain",
+                        "identities",
                      "aml_config", "alerts", "records", "disclosures")
 _REGULATOR_KEYS: Final = ("name", "account")
-_CHAIN_KEYS: Final = ("chain_id", "contract")
+_CHAIN_KEYS: Final = ("chain_id", "contract", "deploy_block", "abi_sha256")
 _RECORD_KEYS: Final = ("ref", "platform", "log_id", "index", "leaf_hash", "leaf", "payment",
                        "bundle")
 _LEAF_KEYS: Final = ("commitment", "escrow", "match_tag", "amount_tag")
@@ -159,6 +159,9 @@ class CaseFile:
     regulator_account: str  # checksummed
     chain_id: int
     contract: str  # checksummed
+    deploy_block: int
+    abi_sha256: str
+    identities: tuple[bytes, ...]  # the identities whose alerts the file must list in full
     aml_config: AmlConfig
     alerts: tuple[CaseAlert, ...]
     records: tuple[CaseRecord, ...]
@@ -431,6 +434,10 @@ def parse_case_file(document: object) -> CaseFile:
         regulator_account=_address("regulator.account", regulator["account"]),
         chain_id=_integer("chain.chain_id", chain["chain_id"], 1, _MAX_CHAIN_ID),
         contract=_address("chain.contract", chain["contract"]),
+        deploy_block=_integer("chain.deploy_block", chain["deploy_block"], 0, _MAX_U64),
+        abi_sha256=_hex("chain.abi_sha256", chain["abi_sha256"], 32).hex(),
+        identities=tuple(_hex(f"identities[{i}]", v, DIGEST_SIZE)
+                         for i, v in enumerate(_list("identities", obj["identities"]))),
         aml_config=aml_config,
         alerts=tuple(_alert(f"alerts[{i}]", a)
                      for i, a in enumerate(_list("alerts", obj["alerts"]))),
@@ -456,6 +463,7 @@ CHECK_PAYMENT: Final = "payment"
 # per alert
 CHECK_EVIDENCE: Final = "evidence"
 CHECK_REPRODUCED: Final = "reproduced"
+CHECK_COMPLETE: Final = "complete"
 # per disclosure
 CHECK_CASE: Final = "case"
 CHECK_REQUEST: Final = "request"
@@ -701,11 +709,7 @@ class _Verifier:
         case = self.case
         if self.trusted is not None:
             return self.trusted
-        for record in case.records:
-            anchor = record.bundle.anchor
-            if anchor.chain_id == case.chain_id and anchor.contract == case.contract:
-                return anchor.deployment
-        return Deployment(case.chain_id, case.contract, 0, load_artifact().abi_sha256)
+        return Deployment(case.chain_id, case.contract, case.deploy_block, case.abi_sha256)
 
     def attach(self) -> str:
         case = self.case
@@ -863,7 +867,16 @@ class _Verifier:
             label = f"{alert.rule} {alert.direction} {_short(alert.identity)}"
             items.append(ItemReport(stated.where, label, tuple(run.checks)))
         listed = [s.alert for s in self.case.alerts]
-        return tuple(items), sum(1 for a in raised if a not in listed)
+        named = set(self.case.identities)
+        missing = [a for a in raised if a not in listed and a.identity in named]
+        for number, alert in enumerate(missing):
+            detail = (f"the file's payments raise {alert.rule} on identity "
+                      f"{_short(alert.identity)} as {alert.direction} ({alert.total_fen} fen, "
+                      f"{len(alert.refs)} payments), an identity the file is about, but the "
+                      "file does not list it")
+            items.append(ItemReport(f"identities[{number}]", f"unlisted {alert.rule}",
+                                    (Check(CHECK_COMPLETE, False, detail),)))
+        return tuple(items), sum(1 for a in raised if a not in listed and a.identity not in named)
 
     def _evidence(self, stated: CaseAlert, records: Mapping[str, ItemReport]) -> str:
         problems = []

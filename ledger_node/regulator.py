@@ -673,7 +673,10 @@ class RegulatorNode:
             "case_key": self.store.case_key(case_id).hex(),
             "created_at": datetime.now(UTC).isoformat(),
             "regulator": {"name": self.config.name, "account": self.chain.address},
-            "chain": {"chain_id": deployment.chain_id, "contract": deployment.address},
+            "chain": {"chain_id": deployment.chain_id, "contract": deployment.address,
+                      "deploy_block": deployment.deploy_block,
+                      "abi_sha256": deployment.abi_sha256},
+            "identities": [key.hex() for key in sorted(wanted)],
             "aml_config": self.config.aml.to_json(),
             "alerts": [alert_json(a) for a in alerts],
             "records": [TracedRecord(r, self.bundle_for(r)).to_json()
@@ -683,7 +686,7 @@ class RegulatorNode:
                 {"request_id": d.request_id, "platform": d.platform,
                  "commitment": d.commitment.hex(), "case_id": d.case_id.hex(),
                  "case_ref": case_reference(self.store.case_key(case_id), d.commitment).hex(),
-                 "request_tx": d.requested_tx.hex(),
+                 "request_tx": "0x" + d.requested_tx.hex(),
                  "response": None if d.response is None else d.response.hex(),
                  "opening": json.loads(d.opening) if d.opening is not None else None}
                 for d in disclosures

@@ -323,12 +323,14 @@ def test_a_changed_payment_amount_in_an_alert(site: Site) -> None:
     at = record_at(site.case_a, site.mallory_refs[1])
     doc = tampered(site, lambda d: d["records"][at]["payment"].update(amount_fen=140_000_00))
     without = site.verify(doc)
-    assert failed(without) == {"alerts[0]": ["reproduced"]}
+    # the alert the payments now raise is not listed: the file is incomplete for mallory too
+    assert failed(without) == {"alerts[0]": ["reproduced"], "identities[0]": ["complete"]}
     assert ("total_fen: the file says 60000000, the payments give 59000000"
             in detail(without, "alerts[0]", "reproduced"))
     with_key = site.verify(doc, key=True)
     assert failed(with_key) == {f"records[{at}]": ["payment"],
-                                "alerts[0]": ["evidence", "reproduced"]}
+                                "alerts[0]": ["evidence", "reproduced"],
+                                "identities[0]": ["complete"]}
     assert ("amount_fen (escrow: 15000000, file: 14000000)"
             in detail(with_key, f"records[{at}]", "payment"))
     assert f"(records[{at}]) failed payment" in detail(with_key, "alerts[0]", "evidence")
@@ -338,7 +340,7 @@ def test_a_changed_payment_amount_of_the_disclosed_record(site: Site) -> None:
     at = record_at(site.case_a, site.mallory_refs[0])
     doc = tampered(site, lambda d: d["records"][at]["payment"].update(amount_fen=150_000_01))
     without = site.verify(doc)
-    assert failed(without) == {"alerts[0]": ["reproduced"],
+    assert failed(without) == {"alerts[0]": ["reproduced"], "identities[0]": ["complete"],
                                "disclosures[0]": ["escrow_agrees"]}
     assert "amount_fen" in detail(without, "disclosures[0]", "escrow_agrees")
 
@@ -386,7 +388,7 @@ def test_an_alert_with_a_changed_total(site: Site) -> None:
     doc = tampered(site, lambda d: d["alerts"][0].update(total_fen=50_000_000 - 1))
     for key in (False, True):
         report = site.verify(doc, key=key)
-        assert failed(report) == {"alerts[0]": ["reproduced"]}
+        assert failed(report) == {"alerts[0]": ["reproduced"], "identities[0]": ["complete"]}
         assert ("total_fen: the file says 49999999, the payments give 60000000"
                 in detail(report, "alerts[0]", "reproduced"))
 
@@ -394,13 +396,13 @@ def test_an_alert_with_a_changed_total(site: Site) -> None:
 def test_an_alert_with_an_extra_ref(site: Site) -> None:
     doc = tampered(site, lambda d: d["alerts"][0]["refs"].append(site.bob_ref))
     report = site.verify(doc)
-    assert failed(report) == {"alerts[0]": ["reproduced"]}
+    assert failed(report) == {"alerts[0]": ["reproduced"], "identities[0]": ["complete"]}
     assert f"refs: the file adds {site.bob_ref}" in detail(report, "alerts[0]", "reproduced")
 
     ghost = site.bob_ref.rsplit("/", 1)[0] + "/99"
     doc = tampered(site, lambda d: d["alerts"][0]["refs"].append(ghost))
     report = site.verify(doc, key=True)
-    assert failed(report) == {"alerts[0]": ["evidence", "reproduced"]}
+    assert failed(report) == {"alerts[0]": ["evidence", "reproduced"], "identities[0]": ["complete"]}
     assert f"{ghost} is not a record in this file" in detail(report, "alerts[0]", "evidence")
 
 
@@ -584,7 +586,8 @@ def test_tampering_is_reported_through_the_cli(site: Site,
                  str(site.key_file), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["valid"] is False
-    assert report["reasons"] == [
+    assert report["reasons"][1].startswith("identities[0] (unlisted structuring.person_domestic)")
+    assert report["reasons"][:1] == [
         "alerts[0] (structuring.person_domestic payer "
         f"{identity_key('mallory').hex()[:16]}…): reproduced: not reproduced: the nearest "
         "alert the file's payments raise differs in total_fen: the file says 1, the payments "
@@ -611,6 +614,12 @@ MALFORMED: list[tuple[str, Callable[[Doc], object], str, str]] = [
     ("chain-id", lambda d: d["chain"].update(chain_id="1"), "chain.chain_id", "integer"),
     ("contract-case", lambda d: d["chain"].update(contract=d["chain"]["contract"].lower()),
      "chain.contract", "checksummed"),
+    ("deploy-block", lambda d: d["chain"].update(deploy_block=-1), "chain.deploy_block", "0.."),
+    ("abi-hash", lambda d: d["chain"].update(abi_sha256="ab"), "chain.abi_sha256",
+     "must be 32 bytes"),
+    ("identities-type", lambda d: d.update(identities="mallory"), "identities", "JSON array"),
+    ("identity-size", lambda d: d.update(identities=["00" * 31]), "identities[0]",
+     "must be 32 bytes"),
     ("regulator-account", lambda d: d["regulator"].update(account="pboc"),
      "regulator.account", "checksummed"),
     ("aml-window", lambda d: d["aml_config"].update(structuring_window_s="a day"),
@@ -742,3 +751,14 @@ def test_a_case_file_pinned_to_a_deployment_file(site: Site, tmp_path: Path) -> 
     assert main(["verify", str(path), "--rpc-url", site.url, "--deployment",
                  str(site.deployment_file)]) == 0
 
+
+def test_an_alert_left_out_on_a_named_identity_is_a_failure(site: Site) -> None:
+    """The file names the identities it is about: dropping one of their alerts is caught;
+    alerts on other identities its payments happen to raise are only counted."""
+    doc = tampered(site, lambda d: d["alerts"].clear())
+    report = site.verify(doc)
+    assert failed(report) == {"identities[0]": ["complete"]}
+    assert "does not list it" in detail(report, "identities[0]", "complete")
+    doc = tampered(site, lambda d: (d["alerts"].clear(), d["identities"].clear()))
+    report = site.verify(doc)
+    assert failed(report) == {} and report.unlisted_alerts == 1
