@@ -77,8 +77,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "submit",
         help="commit payment records locally and submit them to the platform's node",
         description="Read RECORDS (JSONL, or CSV with a header of record field names), "
-        "validate all of them, commit them locally (salts stay here) and submit signed "
-        "batches to the node. Receipts and openings go to a private JSONL file.",
+        "validate all of them, commit them locally (salts stay here), seal each record's AML "
+        "escrow for the regulator whose SM2 key is registered on the chain the config names "
+        "(read again for every chunk, so a key rotation takes effect at the next one) and "
+        "submit signed batches to the node. Optional payer_kind / payee_kind fields or "
+        "columns (person, institution) give the party kinds; otherwise they are read from "
+        "the identity numbers. Receipts and openings go to a private JSONL file.",
     )
     submit.add_argument("records", type=Path, help="records file (.jsonl or .csv)")
     submit.add_argument("--config", type=Path, required=True,
@@ -89,6 +93,11 @@ def _build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--chunk", type=int, default=10_000,
                         help="leaves per signed batch, 1..10000 (default 10000)")
     submit.add_argument("--format", choices=["jsonl", "csv"], help="override the file suffix")
+    submit.add_argument("--rpc-url", help="JSON-RPC URL of the chain (overrides the config)")
+    submit.add_argument("--regulator", metavar="NAME",
+                        help="seal for this regulator when several are registered")
+    submit.add_argument("--no-escrow", action="store_true",
+                        help="submit without escrows: the regulator cannot trace the records")
 
     proof = commands.add_parser("proof", help="fetch a leaf's proof bundle from a node")
     proof.add_argument("index", type=int, help="leaf index")
@@ -151,13 +160,18 @@ def _keys_new(name: str, directory: Path) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from api.server import load_serve_config
-    from ledger_node.client_commands import RecordFileError, run_submit
+    from api.server import DEFAULT_CHAIN_URL, load_serve_config
+    from ledger_node.client_commands import RecordFileError, chain_regulator_key, run_submit
 
     if not 1 <= args.chunk <= 10_000:
         print("jointledger submit: --chunk must be in 1..10000", file=sys.stderr)
         return 2
+    if args.no_escrow and args.regulator:
+        print("jointledger submit: --regulator and --no-escrow exclude each other",
+              file=sys.stderr)
+        return 2
     config = load_serve_config(args.config)
+    rpc_url = args.rpc_url or config.rpc_url or DEFAULT_CHAIN_URL
     try:
         return run_submit(
             args.records,
@@ -165,6 +179,8 @@ def _submit(args: argparse.Namespace) -> int:
             platform=config.node.platform,
             sm2_key=config.sm2_key,
             account_key=config.account_key,
+            regulator_key=None if args.no_escrow else chain_regulator_key(
+                config.deployment, rpc_url, args.regulator),
             out=args.out,
             chunk=args.chunk,
             file_format=args.format,

@@ -1,9 +1,15 @@
 """``jointledger submit | proof | checkpoints``: a platform's command-line client of its node.
 
 ``submit`` reads payment records from JSONL or CSV, validates every one before sending
-anything, commits them locally (the salts never leave this process) and submits signed
-batches through the SDK with a progress bar; the receipts, with each record's opening,
-go to a private (0600) JSONL file the platform keeps for later disclosures.
+anything, commits them locally (the salts never leave this process), seals each record's
+AML escrow for the regulator whose key is registered on chain, and submits signed batches
+through the SDK with a progress bar; the receipts, with each record's opening, go to a
+private (0600) JSONL file the platform keeps for later disclosures.
+
+A records file may state each record's party kinds in the optional ``payer_kind`` /
+``payee_kind`` fields (JSONL keys or CSV columns, ``person`` or ``institution``). They go
+into the escrow only, not the record or its commitment; when absent the kind is read from
+the identity number (:func:`~ledger_node.escrow.classify_identity`).
 """
 
 from __future__ import annotations
@@ -14,25 +20,51 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
-from ledger_node.errors import InvalidRecord
+from ledger_node.aml import PartyKind
+from ledger_node.chain import Deployment, LedgerChain
+from ledger_node.errors import InvalidIdentity, InvalidRecord, UnknownRegulator
+from ledger_node.escrow import classify_identity, key_fingerprint
+from ledger_node.gmcrypto import SM2PublicKey
 from ledger_node.keyfiles import load_member_keys
 from ledger_node.record import FIELD_NAMES, PaymentRecord
-from ledger_node.sdk import NodeClient, PlatformClient
+from ledger_node.sdk import (
+    NodeClient,
+    PartyKinds,
+    PlatformClient,
+    RegulatorKey,
+    registered_regulator_key,
+)
 
 Echo = Callable[[str], None]
+KIND_FIELDS: Final = ("payer_kind", "payee_kind")
+"""Optional records-file fields giving the party kinds; escrowed, never committed."""
+_KIND_VALUES: Final = {kind.value: kind for kind in PartyKind}
 
 
 class RecordFileError(ValueError):
     """A records file cannot be used; the message names the line and the problem."""
 
 
-def read_records(path: Path, file_format: str | None = None) -> list[PaymentRecord]:
+@dataclass(frozen=True)
+class RecordLine:
+    """A record of a records file, its line number and the party kinds the file states."""
+
+    line: int
+    record: PaymentRecord
+    payer_kind: PartyKind | None = None
+    payee_kind: PartyKind | None = None
+
+
+def read_record_lines(path: Path, file_format: str | None = None) -> list[RecordLine]:
     """Read and validate every record of a JSONL or CSV file (by suffix unless given).
 
-    Raises :class:`RecordFileError` naming the line (and field) of the first bad record.
+    The optional :data:`KIND_FIELDS` are taken out of each row before the record is parsed
+    (JSON ``null`` or an empty CSV cell: not given). Raises :class:`RecordFileError`
+    naming the line (and field) of the first bad record or kind value.
     """
     kind = file_format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
     try:
@@ -42,15 +74,59 @@ def read_records(path: Path, file_format: str | None = None) -> list[PaymentReco
         raise RecordFileError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise RecordFileError(f"{path} is not UTF-8 text") from None
-    records = []
+    lines = []
     for line, row in rows:
+        kinds: dict[str, PartyKind | None] = {}
+        if isinstance(row, dict):
+            row = dict(row)
+            for name in KIND_FIELDS:
+                kinds[name] = _party_kind(path, line, name, row.pop(name, None))
         try:
-            records.append(PaymentRecord.from_json(row))
+            record = PaymentRecord.from_json(row)
         except InvalidRecord as exc:
             raise RecordFileError(f"{path}:{line}: {exc}") from None
-    if not records:
+        lines.append(RecordLine(line, record, **kinds))
+    if not lines:
         raise RecordFileError(f"{path} holds no records")
-    return records
+    return lines
+
+
+def read_records(path: Path, file_format: str | None = None) -> list[PaymentRecord]:
+    """The records of :func:`read_record_lines`, without their lines and kinds."""
+    return [item.record for item in read_record_lines(path, file_format)]
+
+
+def party_kinds(path: Path, lines: list[RecordLine]) -> list[PartyKinds]:
+    """Each record's (payer, payee) kinds: as the file states them, else from the identity.
+
+    Raises :class:`RecordFileError` naming the line and field of the first record whose
+    kind is not given and whose identity is neither a resident ID nor a credit code.
+    """
+    resolved = []
+    for item in lines:
+        pair = []
+        for side, given in (("payer", item.payer_kind), ("payee", item.payee_kind)):
+            if given is not None:
+                pair.append(given)
+                continue
+            try:
+                pair.append(classify_identity(getattr(item.record, f"{side}_identity")))
+            except InvalidIdentity as exc:
+                raise RecordFileError(
+                    f"{path}:{item.line}: {side}_kind is not given and {side}_identity cannot "
+                    f"be classified ({exc}): give {side}_kind (person or institution)"
+                ) from None
+        resolved.append((pair[0], pair[1]))
+    return resolved
+
+
+def _party_kind(path: Path, line: int, name: str, value: object) -> PartyKind | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value in _KIND_VALUES:
+        return _KIND_VALUES[value]
+    raise RecordFileError(f"{path}:{line}: {name} {value!r} is not a party kind "
+                          f"(person or institution)")
 
 
 def _jsonl_rows(handle: TextIO) -> Iterator[tuple[int, object]]:
@@ -66,10 +142,10 @@ def _jsonl_rows(handle: TextIO) -> Iterator[tuple[int, object]]:
 def _csv_rows(handle: TextIO) -> Iterator[tuple[int, object]]:
     reader = csv.DictReader(handle)
     header = reader.fieldnames or []
-    unknown = [name for name in header if name not in FIELD_NAMES]
+    unknown = [name for name in header if name not in (*FIELD_NAMES, *KIND_FIELDS)]
     if unknown:
-        raise RecordFileError(f"line 1: unknown column {unknown[0]!r}; "
-                              f"columns are {', '.join(FIELD_NAMES)}")
+        raise RecordFileError(f"line 1: unknown column {unknown[0]!r}; columns are "
+                              f"{', '.join(FIELD_NAMES)} and optionally {', '.join(KIND_FIELDS)}")
     for row in reader:
         yield reader.line_num, {name: _csv_value(reader.line_num, name, value)
                                 for name, value in row.items()}
@@ -107,6 +183,28 @@ def progress_bar(stream: TextIO = sys.stderr, width: int = 30) -> Callable[[int,
     return draw
 
 
+def chain_regulator_key(deployment: Path, rpc_url: str, name: str | None = None
+                        ) -> Callable[[], SM2PublicKey]:
+    """A function returning the regulator's SM2 key registered now on the chain.
+
+    The chain at ``rpc_url`` is reached, and bound to ``deployment``, at the first call
+    (so a bad records file is reported before any connection); each call then reads the
+    key again, so a governance rotation takes effect at the next chunk. Raises what
+    :func:`~ledger_node.sdk.registered_regulator_key`, :meth:`LedgerChain.from_rpc` and
+    :meth:`LedgerChain.attach` raise.
+    """
+    chain: LedgerChain | None = None
+
+    def current() -> SM2PublicKey:
+        nonlocal chain
+        if chain is None:
+            bound_to = Deployment.load(deployment)  # a local file: checked before connecting
+            chain = LedgerChain.from_rpc(rpc_url).attach(bound_to)
+        return registered_regulator_key(chain, name)
+
+    return current
+
+
 def run_submit(
     records_path: Path,
     *,
@@ -114,24 +212,54 @@ def run_submit(
     platform: str,
     sm2_key: Path,
     account_key: Path,
+    regulator_key: RegulatorKey | None,
     out: Path | None = None,
     chunk: int = 10_000,
     file_format: str | None = None,
     echo: Echo = print,
+    warn: Echo = lambda text: print(text, file=sys.stderr),
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Submit every record of ``records_path``; write receipts and openings; return 0.
 
-    Raises :class:`RecordFileError` before anything is sent if a record is invalid, and
-    :class:`~ledger_node.errors.LedgerError` subclasses (``ApiError``, ``InvalidKey``) for
-    failures talking to the node or loading keys.
+    With ``regulator_key`` (a key, or a function returning the key registered now, asked
+    once per chunk: see :func:`chain_regulator_key`) each record's AML escrow is sealed for
+    the regulator, with the party kinds the file states or else classified from the
+    identity; ``None`` submits without escrows, after a warning. Raises
+    :class:`RecordFileError` before anything is sent if a record or a kind is invalid or
+    cannot be told, :class:`~ledger_node.errors.UnknownRegulator` before anything is sent
+    if no (or no single) regulator is registered, and other
+    :class:`~ledger_node.errors.LedgerError` subclasses (``ApiError``, ``InvalidKey``,
+    ``ChainError``) for failures talking to the node or chain or loading keys.
     """
-    records = read_records(records_path, file_format)
+    lines = read_record_lines(records_path, file_format)
+    records = [item.record for item in lines]
+    kinds_of: dict[int, PartyKinds] = {}
+    if regulator_key is not None:
+        kinds_of = {id(item.record): pair
+                    for item, pair in zip(lines, party_kinds(records_path, lines), strict=True)}
     keys = load_member_keys(sm2_key, account_key)
+    fingerprints: list[str] = []
+    sealing_key: RegulatorKey | None = None
+    if regulator_key is None:
+        warn("jointledger submit: warning: submitting WITHOUT escrows (--no-escrow): the "
+             "regulator cannot trace these records")
+    else:
+        sealing_key = _recording(regulator_key, fingerprints)
+        try:
+            sealing_key()
+        except UnknownRegulator as exc:
+            raise UnknownRegulator(f"{exc}; nothing was submitted (--no-escrow submits "
+                                   f"without escrows, which the regulator cannot trace)"
+                                   ) from None
     out = out or records_path.with_name(records_path.name + ".receipts.jsonl")
     started = time.perf_counter()
-    with PlatformClient(url, platform, keys.address, keys.sm2_key, chunk_size=chunk) as client:
-        submitted = client.submit_records(records, progress=progress or progress_bar())
+    with PlatformClient(url, platform, keys.address, keys.sm2_key, chunk_size=chunk,
+                        regulator_key=sealing_key) as client:
+        submitted = client.submit_records(
+            records, progress=progress or progress_bar(),
+            kinds=(lambda record: kinds_of[id(record)]) if sealing_key is not None else None,
+        )
     elapsed = time.perf_counter() - started
     descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
@@ -148,8 +276,23 @@ def run_submit(
     echo(f"submitted {len(submitted):,} records to {platform} at {url} in {elapsed:.2f} s "
          f"({len(submitted) / max(elapsed, 1e-9):,.0f}/s): {len(submitted) - duplicates:,} new, "
          f"{duplicates:,} already in the log")
+    if sealing_key is not None:
+        used = sorted(set(fingerprints[1:]))  # the first lookup was the check before sending
+        echo(f"AML escrows sealed for the regulator (key fingerprint{'s' * (len(used) > 1)} "
+             f"{', '.join(used)})")
     echo(f"receipts and openings (keep them private): {out}")
     return 0
+
+
+def _recording(regulator_key: RegulatorKey, fingerprints: list[str]
+               ) -> Callable[[], SM2PublicKey]:
+    """``regulator_key`` as a function that notes the fingerprint of each key it returns."""
+    def current() -> SM2PublicKey:
+        key = regulator_key if isinstance(regulator_key, SM2PublicKey) else regulator_key()
+        fingerprints.append(key_fingerprint(key).hex())
+        return key
+
+    return current
 
 
 def run_proof(url: str, index: int, *, out: Path | None, wait: float, echo: Echo = print) -> int:

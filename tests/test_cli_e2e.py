@@ -1,8 +1,9 @@
 """The command line end to end, as an operator would run it: real processes on 127.0.0.1.
 
 ``keys new`` for three members → ``chain --consortium`` (embedded chain served as JSON-RPC,
-contract deployed) → ``serve`` a platform node → ``submit`` records from JSONL and CSV →
-``proof`` / ``checkpoints`` → ``verify`` against the chain with the node stopped → restart.
+contract deployed) → ``serve`` a platform node → ``submit`` records from JSONL and CSV, their
+escrows sealed for the regulator registered on that chain → ``proof`` / ``checkpoints`` →
+``verify`` against the chain with the node stopped → restart.
 """
 
 from __future__ import annotations
@@ -20,10 +21,17 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ledger_node.aml import PartyKind
+from ledger_node.checkpoint import log_id_for
 from ledger_node.demo import sample_records
+from ledger_node.escrow import EscrowOpener, EscrowPayload
+from ledger_node.keyfiles import MemberKeys, load_member_keys
+from ledger_node.leaf import Leaf
+from ledger_node.sdk import RegulatorClient
 
 pytestmark = pytest.mark.slow
 JOINTLEDGER = [sys.executable, "-m", "ledger_node.cli"]
+KINDS = {"payer_kind": "person", "payee_kind": "institution"}  # the demo's names are not IDs
 
 
 def free_port() -> int:
@@ -123,16 +131,34 @@ def serve(site: dict[str, object]) -> subprocess.Popen[str]:
     return node
 
 
+def pboc_keys(root: Path) -> MemberKeys:
+    return load_member_keys(root / "keys/pboc.sm2.pem", root / "keys/pboc.account.key")
+
+
+def regulator_leaves(site: dict[str, object], start: int, end: int) -> list[Leaf]:
+    """unionpay's leaves [start, end) with their escrows, as the regulator pboc reads them."""
+    root = site["root"]
+    assert isinstance(root, Path)
+    pboc = pboc_keys(root)
+    with RegulatorClient(str(site["url"]), pboc.address, pboc.sm2_key) as regulator:
+        return regulator.leaves(log_id_for("unionpay", 0), start, end)
+
+
+def store_size(url: str) -> int:
+    return int(httpx.get(f"{url}/v1/health", timeout=5).json()["store_size"])
+
+
 def test_operator_flow(site: dict[str, object]) -> None:
     root, url, rpc = site["root"], str(site["url"]), str(site["rpc"])
     assert isinstance(root, Path)
     records = sample_records("unionpay", 30, random.Random(5))
-    (root / "records.jsonl").write_text(
-        "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records[:20]))
-    header = list(records[0].to_json())
+    (root / "records.jsonl").write_text("".join(
+        json.dumps(r.to_json() | KINDS, ensure_ascii=False) + "\n" for r in records[:20]))
+    header = [*records[0].to_json(), *KINDS]
     (root / "records.csv").write_text(",".join(header) + "\n" + "".join(
-        ",".join(str(r.to_json()[h]).lower() if h == "cross_border" else str(r.to_json()[h])
-                 for h in header) + "\n" for r in records[20:]))
+        ",".join(str((r.to_json() | KINDS)[h]).lower() if h == "cross_border"
+                 else str((r.to_json() | KINDS)[h]) for h in header) + "\n"
+        for r in records[20:]))
 
     node = serve(site)
     try:
@@ -140,12 +166,20 @@ def test_operator_flow(site: dict[str, object]) -> None:
                         cwd=root)
         assert "submitted 20 records" in submitted.stdout and "20 new" in submitted.stdout
         assert "20/20 leaves" in submitted.stderr  # the progress bar
+        assert "AML escrows sealed for the regulator (key fingerprint" in submitted.stdout
         receipts_file = root / "records.jsonl.receipts.jsonl"
         assert receipts_file.stat().st_mode & 0o077 == 0  # openings are private
         receipts = [json.loads(line) for line in receipts_file.read_text().splitlines()]
         assert [r["index"] for r in receipts] == list(range(20))
-        csv_run = run("submit", "records.csv", "--config", "unionpay.toml", cwd=root)
+        csv_run = run("submit", "records.csv", "--config", "unionpay.toml", "--regulator",
+                      "pboc", cwd=root)
         assert "submitted 10 records" in csv_run.stdout
+        # the regulator opens every escrow with its key; each decodes to its record's payload
+        leaves = regulator_leaves(site, 0, 30)
+        opener = EscrowOpener.from_keys(pboc_keys(root).sm2_key)
+        for leaf, record in zip(leaves, records, strict=True):
+            assert opener.open(leaf.escrow, leaf.commitment) == EscrowPayload.from_record(
+                record, payer_kind=PartyKind.PERSON, payee_kind=PartyKind.INSTITUTION)
 
         run("proof", "25", "--url", url, "--out", "bundle.json", "--wait", "20", cwd=root)
         listing = run("checkpoints", "--url", url, cwd=root).stdout
@@ -153,6 +187,20 @@ def test_operator_flow(site: dict[str, object]) -> None:
         # Re-submitting the same records commits them under fresh salts: new, unlinkable leaves.
         again = run("submit", "records.jsonl", "--config", "unionpay.toml", cwd=root)
         assert "20 new, 0 already in the log" in again.stdout
+
+        # a regulator not on chain: refused before sending; --no-escrow: sent, with a warning
+        (root / "one.jsonl").write_text(json.dumps(records[0].to_json() | KINDS) + "\n")
+        result = run("submit", "one.jsonl", "--config", "unionpay.toml", "--regulator",
+                     "cbirc", cwd=root, check=False)
+        assert result.returncode == 1
+        assert ("UnknownRegulator: no active regulator named 'cbirc' is registered on chain; "
+                "nothing was submitted") in result.stderr
+        assert store_size(url) == 50
+        result = run("submit", "one.jsonl", "--config", "unionpay.toml", "--no-escrow", cwd=root)
+        assert "warning: submitting WITHOUT escrows (--no-escrow): the regulator cannot trace" \
+            in result.stderr
+        assert json.loads((root / "one.jsonl.receipts.jsonl").read_text())["index"] == 50
+        assert regulator_leaves(site, 50, 51)[0].escrow == b""
     finally:
         stop(node)
 
