@@ -20,11 +20,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,6 +102,23 @@ class LeafSource(Protocol):
 
     def disclosure_response(self, log_id: bytes, request_id: int) -> bytes:
         """The sealed answer to disclosure request ``request_id``."""
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector during an ingest round.
+
+    A page makes tens of thousands of short-lived acyclic objects (leaves, payloads, rows);
+    the collector's generation scans over them cost about a quarter of the ingest time and
+    free nothing. Reference counting still frees them; the previous state is restored.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class HttpLeafSource:
@@ -368,7 +387,8 @@ class RegulatorNode:
         target = anchors[-1].tree_size
         page = self.config.page_size
         ranges = [(at, min(at + page, target)) for at in range(state.verified_size, target, page)]
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="regulator-fetch") as pool:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="regulator-fetch") as pool, \
+                _gc_paused():
             ahead = [pool.submit(source.fetch, state.log_id, *r) for r in ranges[:2]]
             try:
                 return self._ingest_ranges(state, anchors, source, ranges, ahead, pool)

@@ -36,17 +36,19 @@ _KIND_OF: Final = {code: kind for kind, code in _KIND_CODE.items()}
 _SCHEMA: Final = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE logs (
-    log_id BLOB PRIMARY KEY, platform TEXT NOT NULL, platform_address TEXT NOT NULL,
-    hash_name TEXT NOT NULL, verified_size INTEGER NOT NULL, verified_root BLOB
+    num INTEGER PRIMARY KEY, log_id BLOB NOT NULL UNIQUE, platform TEXT NOT NULL,
+    platform_address TEXT NOT NULL, hash_name TEXT NOT NULL, verified_size INTEGER NOT NULL,
+    verified_root BLOB
 );
 CREATE TABLE records (
-    log_id BLOB NOT NULL, idx INTEGER NOT NULL, leaf_hash BLOB NOT NULL,
+    id INTEGER PRIMARY KEY, log INTEGER NOT NULL, idx INTEGER NOT NULL,
+    leaf_hash BLOB NOT NULL,
     commitment BLOB NOT NULL, escrow BLOB NOT NULL, match_tag BLOB, amount_tag BLOB,
     payer_key BLOB, payee_key BLOB, payer_kind INTEGER, payee_kind INTEGER,
     amount_fen INTEGER, currency TEXT, time_us INTEGER, channel TEXT,
-    cross_border INTEGER, cash INTEGER, clearing_key BLOB,
-    PRIMARY KEY (log_id, idx)
-) WITHOUT ROWID;
+    cross_border INTEGER, cash INTEGER, clearing_key BLOB
+);
+CREATE UNIQUE INDEX records_position ON records (log, idx);
 CREATE INDEX records_payer ON records (payer_key);
 CREATE INDEX records_payee ON records (payee_key);
 CREATE INDEX records_commitment ON records (commitment);
@@ -69,6 +71,11 @@ CREATE TABLE disclosures (
 CREATE TABLE follow (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE cases (case_id BLOB PRIMARY KEY, case_key BLOB NOT NULL);
 """
+_LOG_COLUMNS: Final = "log_id, platform, platform_address, hash_name, verified_size, verified_root"
+_RECORD_COLUMNS: Final = (
+    "log, idx, leaf_hash, commitment, escrow, match_tag, amount_tag, payer_key, payee_key, "
+    "payer_kind, payee_kind, amount_fen, currency, time_us, channel, cross_border, cash, "
+    "clearing_key")
 _TABLES: Final = ("meta", "logs", "records", "checkpoints", "faults", "disclosures", "follow",
                   "cases")
 
@@ -219,6 +226,7 @@ class RegulatorStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
+        self._numbers: dict[bytes, int] = {}
         try:
             self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
             self._open_checked(regulator)
@@ -345,7 +353,8 @@ class RegulatorStore:
     def ensure_log(self, log_id: bytes, platform: str, platform_address: str,
                    hash_name: str) -> LogState:
         """Register a platform log (idempotent) and return its state."""
-        self._write([("INSERT OR IGNORE INTO logs VALUES (?, ?, ?, ?, 0, NULL)",
+        self._write([("INSERT OR IGNORE INTO logs (log_id, platform, platform_address, "
+                      "hash_name, verified_size, verified_root) VALUES (?, ?, ?, ?, 0, NULL)",
                       (log_id, platform, platform_address, hash_name), False)])
         state = self.log(log_id)
         assert state is not None
@@ -353,13 +362,13 @@ class RegulatorStore:
 
     def log(self, log_id: bytes) -> LogState | None:
         """The verification state of ``log_id``, or ``None`` if it is not followed."""
-        rows = self._query("SELECT * FROM logs WHERE log_id = ?", (log_id,))
+        rows = self._query(f"SELECT {_LOG_COLUMNS} FROM logs WHERE log_id = ?", (log_id,))
         return LogState(*rows[0]) if rows else None
 
     def logs(self) -> list[LogState]:
         """Every followed log, by platform."""
         return [LogState(*row) for row in
-                self._query("SELECT * FROM logs ORDER BY platform, log_id")]
+                self._query(f"SELECT {_LOG_COLUMNS} FROM logs ORDER BY platform, log_id")]
 
     def set_hash_name(self, log_id: bytes, hash_name: str) -> None:
         """Record the hash a log uses (learned from the platform node, checked by signature)."""
@@ -378,21 +387,23 @@ class RegulatorStore:
             raise StoreCorrupted(f"regulator store: log {log_id.hex()} is verified to "
                                  f"{None if state is None else state.verified_size}, "
                                  f"cannot append at {start}")
+        number = self._log_number(log_id)
         rows: list[tuple[Any, ...]] = []
         for leaf in leaves:
             p = leaf.payment
             if p is None:
-                rows.append((log_id, leaf.index, leaf.leaf_hash, leaf.commitment, leaf.escrow,
+                rows.append((number, leaf.index, leaf.leaf_hash, leaf.commitment, leaf.escrow,
                              leaf.match_tag, leaf.amount_tag,
                              None, None, None, None, None, None, None, None, None, None, None))
             else:
-                rows.append((log_id, leaf.index, leaf.leaf_hash, leaf.commitment, leaf.escrow,
+                rows.append((number, leaf.index, leaf.leaf_hash, leaf.commitment, leaf.escrow,
                              leaf.match_tag, leaf.amount_tag, p.payer_key, p.payee_key,
                              _KIND_CODE[p.payer_kind], _KIND_CODE[p.payee_kind], p.amount_fen,
                              p.currency, _time_us(p.time), p.channel.value,
                              int(p.cross_border), int(p.cash), p.clearing_key))
         self._write([
-            ("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (f"INSERT INTO records ({_RECORD_COLUMNS}) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
              rows, True),
             ("UPDATE logs SET verified_size = ?, verified_root = ? WHERE log_id = ?",
              (start + len(leaves), root, log_id), False),
@@ -401,18 +412,27 @@ class RegulatorStore:
     def leaf_hashes(self, log_id: bytes) -> Iterator[bytes]:
         """The verified leaf hashes of ``log_id`` in index order (to rebuild its tree)."""
         db = self._reader()
-        cursor = db.execute("SELECT leaf_hash FROM records WHERE log_id = ? ORDER BY idx",
-                            (log_id,))
+        cursor = db.execute("SELECT leaf_hash FROM records WHERE log = ? ORDER BY idx",
+                            (self._log_number(log_id),))
         for (leaf_hash,) in cursor:
             yield bytes(leaf_hash)
 
     # ------------------------------------------------------------------ records
 
-    def _record(self, row: Sequence[Any], platforms: dict[bytes, str]) -> IndexedRecord:
-        (log_id, idx, leaf_hash, commitment, escrow, match_tag, amount_tag, payer, payee,
+    def _log_number(self, log_id: bytes) -> int:
+        number = self._numbers.get(log_id)
+        if number is None:
+            rows = self._query("SELECT num FROM logs WHERE log_id = ?", (log_id,))
+            if not rows:
+                raise StoreCorrupted(f"regulator store: log {log_id.hex()} is not followed")
+            number = self._numbers[log_id] = int(rows[0][0])
+        return number
+
+    def _record(self, row: Sequence[Any], logs: dict[int, tuple[bytes, str]]) -> IndexedRecord:
+        (number, idx, leaf_hash, commitment, escrow, match_tag, amount_tag, payer, payee,
          payer_kind, payee_kind, amount, currency, time_us, channel, cross_border, cash,
          clearing) = row
-        log_id = bytes(log_id)
+        log_id, platform = logs[int(number)]
         payment = None
         if payer is not None:
             payment = EscrowPayload(
@@ -423,33 +443,39 @@ class RegulatorStore:
                 channel=Channel(channel), cross_border=bool(cross_border), cash=bool(cash),
                 clearing_key=bytes(clearing),
             )
-        return IndexedRecord(platforms.get(log_id, "?"), log_id, int(idx), bytes(leaf_hash),
+        return IndexedRecord(platform, log_id, int(idx), bytes(leaf_hash),
                              bytes(commitment), bytes(escrow), _opt(match_tag), _opt(amount_tag),
                              payment)
 
-    def _platforms(self) -> dict[bytes, str]:
-        return {bytes(r[0]): str(r[1]) for r in self._query("SELECT log_id, platform FROM logs")}
+    def _logs(self) -> dict[int, tuple[bytes, str]]:
+        return {int(r[0]): (bytes(r[1]), str(r[2]))
+                for r in self._query("SELECT num, log_id, platform FROM logs")}
 
     def records_of_identity(self, identity_key: bytes) -> list[IndexedRecord]:
         """Every indexed record where ``identity_key`` is the payer or the payee, by time."""
         rows = self._query(
-            "SELECT * FROM records WHERE payer_key = ?1 UNION "
-            "SELECT * FROM records WHERE payee_key = ?1 ORDER BY time_us, log_id, idx",
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE payer_key = ?1 UNION "
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE payee_key = ?1 "
+            "ORDER BY time_us, log, idx",
             (identity_key,))
-        platforms = self._platforms()
-        return [self._record(row, platforms) for row in rows]
+        logs = self._logs()
+        return [self._record(row, logs) for row in rows]
 
     def records_of_commitment(self, commitment: bytes) -> list[IndexedRecord]:
         """The indexed record(s) with this commitment (normally one)."""
-        rows = self._query("SELECT * FROM records WHERE commitment = ? ORDER BY log_id, idx",
+        rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM records WHERE commitment = ? "
+                           "ORDER BY log, idx",
                            (commitment,))
-        platforms = self._platforms()
-        return [self._record(row, platforms) for row in rows]
+        logs = self._logs()
+        return [self._record(row, logs) for row in rows]
 
     def record(self, log_id: bytes, index: int) -> IndexedRecord | None:
         """Leaf ``index`` of ``log_id`` if it is verified and indexed."""
-        rows = self._query("SELECT * FROM records WHERE log_id = ? AND idx = ?", (log_id, index))
-        return self._record(rows[0], self._platforms()) if rows else None
+        if self.log(log_id) is None:
+            return None
+        rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM records WHERE log = ? AND idx = ?",
+                           (self._log_number(log_id), index))
+        return self._record(rows[0], self._logs()) if rows else None
 
     def record_count(self) -> int:
         """How many verified leaves are indexed over all logs."""
@@ -457,11 +483,12 @@ class RegulatorStore:
 
     def traced_payments(self) -> Iterator[TracedPayment]:
         """Every readable indexed payment as AML input (streamed, for large indexes)."""
-        platforms = self._platforms()
+        logs = self._logs()
         db = self._reader()
-        cursor = db.execute("SELECT * FROM records WHERE payer_key IS NOT NULL")
+        cursor = db.execute(f"SELECT {_RECORD_COLUMNS} FROM records "
+                            "WHERE payer_key IS NOT NULL")
         for row in cursor:
-            traced = self._record(row, platforms).traced()
+            traced = self._record(row, logs).traced()
             assert traced is not None
             yield traced
 
