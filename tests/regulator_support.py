@@ -13,9 +13,10 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from ledger_node.aml import PartyKind
 from ledger_node.demo import Party
+from ledger_node.gmcrypto import SM2PrivateKey
 from ledger_node.node import NodeConfig, PlatformNode
 from ledger_node.record import Channel, PaymentRecord
-from ledger_node.regulator import HttpLeafSource, RegulatorConfig, RegulatorNode
+from ledger_node.regulator import HttpLeafSource, LeafSource, RegulatorConfig, RegulatorNode
 from ledger_node.sdk import PlatformClient, RegulatorClient
 from tests.api_support import Consortium, wait_for
 
@@ -42,23 +43,30 @@ def http_to(node: PlatformNode) -> httpx.Client:
 def platform_client(consortium: Consortium, party: Party, node: PlatformNode,
                     **options: Any) -> PlatformClient:
     """``party``'s SDK client of its own node, sealing escrows for pboc."""
+    settings: dict[str, Any] = {"regulator_key": consortium.pboc.sm2_key.public_key()} | options
     return PlatformClient("http://testserver", party.name, party.account.address,
-                          party.sm2_key, http=http_to(node),
-                          regulator_key=consortium.pboc.sm2_key.public_key(), **options)
+                          party.sm2_key, http=http_to(node), **settings)
+
+
+def sources_for(consortium: Consortium, nodes: dict[str, PlatformNode],
+                key: SM2PrivateKey | None = None) -> dict[str, LeafSource]:
+    """Each platform node reached over its HTTP API with pboc's signed requests (signed with
+    ``key``, by default pboc's original SM2 key)."""
+    return {
+        name: HttpLeafSource(RegulatorClient("http://testserver",
+                                             consortium.pboc.account.address,
+                                             key or consortium.pboc.sm2_key, node.log_id,
+                                             http=http_to(node), retries=0))
+        for name, node in nodes.items()
+    }
 
 
 def regulator_for(consortium: Consortium, store: Path, nodes: dict[str, PlatformNode],
                   **config: Any) -> RegulatorNode:
     """pboc's regulator node reaching each platform node over its HTTP API."""
-    sources = {
-        name: HttpLeafSource(RegulatorClient("http://testserver",
-                                             consortium.pboc.account.address,
-                                             consortium.pboc.sm2_key, node.log_id,
-                                             http=http_to(node), retries=0))
-        for name, node in nodes.items()
-    }
     return RegulatorNode(RegulatorConfig(name="pboc", store_path=store, **config),
-                         consortium.chain, [consortium.pboc.sm2_key], sources)
+                         consortium.chain, [consortium.pboc.sm2_key],
+                         sources_for(consortium, nodes))
 
 
 def payment(platform: str, n: int, payer: str, payee: str, amount_fen: int,

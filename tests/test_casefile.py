@@ -402,7 +402,8 @@ def test_an_alert_with_an_extra_ref(site: Site) -> None:
     ghost = site.bob_ref.rsplit("/", 1)[0] + "/99"
     doc = tampered(site, lambda d: d["alerts"][0]["refs"].append(ghost))
     report = site.verify(doc, key=True)
-    assert failed(report) == {"alerts[0]": ["evidence", "reproduced"], "identities[0]": ["complete"]}
+    assert failed(report) == {"alerts[0]": ["evidence", "reproduced"],
+                              "identities[0]": ["complete"]}
     assert f"{ghost} is not a record in this file" in detail(report, "alerts[0]", "evidence")
 
 

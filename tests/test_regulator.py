@@ -23,6 +23,7 @@ from ledger_node.commitment import RecordOpening
 from ledger_node.disclosure import case_reference, seal_disclosure_response
 from ledger_node.errors import DisclosureRejected, UnknownLeaf
 from ledger_node.escrow import EscrowSealer, identity_key
+from ledger_node.gmcrypto import SM2PublicKey, generate_private_key
 from ledger_node.record import PaymentRecord
 from ledger_node.regulator import (
     FAULT_ESCROW,
@@ -30,10 +31,11 @@ from ledger_node.regulator import (
     FAULT_NO_ENDPOINT,
     FAULT_ROOT_MISMATCH,
     FAULT_WITHHELD,
+    RegulatorConfig,
     RegulatorNode,
 )
 from ledger_node.regulator_store import parse_evidence_ref
-from ledger_node.sdk import SubmittedRecord
+from ledger_node.sdk import SubmittedRecord, registered_regulator_key
 from tests.api_support import make_consortium
 from tests.regulator_support import (
     PERSON_TO_MERCHANT,
@@ -41,6 +43,7 @@ from tests.regulator_support import (
     payment,
     platform_client,
     regulator_for,
+    sources_for,
     start_node,
     wait_anchored,
 )
@@ -404,3 +407,43 @@ def test_a_disclosure_answer_that_fails_a_check_is_rejected(site: Site) -> None:
             regulator.collect_disclosure(999)
     finally:
         regulator.stop()
+
+
+def test_after_a_key_rotation_the_regulator_reads_old_and_new_escrows(site: Site) -> None:
+    """Governance rotates pboc's SM2 key between two batches; the SDK seals the next batch
+    for the new key; the regulator node holding both keys reads every escrow, and one that
+    only holds the new key reports the old escrows as unreadable."""
+    c = site.consortium
+    node = site.nodes["unionpay"]
+    as_unionpay = c.as_party(c.unionpay)
+
+    def current_key() -> SM2PublicKey:
+        with node.chain_lock:
+            return registered_regulator_key(as_unionpay)
+
+    client = platform_client(c, c.unionpay, node, regulator_key=current_key)
+    client.submit_records([payment("unionpay", i, "alice", "shop", 100 + i) for i in range(3)],
+                          kinds=KINDS)
+    old, new = c.pboc.sm2_key, generate_private_key()
+    with node.chain_lock:
+        proposal, _ = c.chain.propose_rotate_key(c.pboc.account.address, new.public_key().raw)
+        as_unionpay.approve(proposal)
+    client.submit_records([payment("unionpay", 10 + i, "alice", "shop", 200 + i)
+                           for i in range(2)], kinds=KINDS)
+    wait_anchored(node, 5)
+
+    both = RegulatorNode(RegulatorConfig("pboc", site.tmp / "both.db"), c.chain, [new, old],
+                         sources_for(c, site.nodes, new))
+    only_new = RegulatorNode(RegulatorConfig("pboc", site.tmp / "new.db"), c.chain, [new],
+                             sources_for(c, site.nodes, new))
+    try:
+        assert both.sync() == 5 and both.store.faults() == []
+        assert len(both.trace_identity(identity_key("alice"))) == 5
+        assert only_new.sync() == 5
+        assert [(f.kind, f.start) for f in only_new.store.faults()] == [
+            (FAULT_ESCROW, 0), (FAULT_ESCROW, 1), (FAULT_ESCROW, 2)]
+        assert "UnknownEscrowKey" in only_new.store.faults()[0].detail
+        assert len(only_new.trace_identity(identity_key("alice"))) == 2
+    finally:
+        both.stop()
+        only_new.stop()
