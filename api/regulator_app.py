@@ -9,8 +9,6 @@ regulator node.
 
 from __future__ import annotations
 
-import threading
-
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -48,10 +46,8 @@ def create_regulator_app(
     """Build the app serving ``regulator``; ``authenticator`` defaults to chain membership."""
     settings = settings if settings is not None else Settings()
     problems = ProblemFactory(settings.problem_base_uri)
-    lock = threading.Lock()
-
     def member_on_chain(address: str) -> Member:
-        with lock:
+        with regulator.chain_lock:
             return regulator.chain.member(address)
 
     if authenticator is None:

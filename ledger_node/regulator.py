@@ -256,7 +256,8 @@ class RegulatorNode:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
-        self.sm2_decryptions_before = 0
+        self.chain_lock = threading.RLock()
+        """Held around every chain call: the follow thread and API threads share ``chain``."""
         for state in self.store.logs():
             self._trees[state.log_id] = self._rebuild_tree(state)
 
@@ -305,6 +306,10 @@ class RegulatorNode:
 
     def follow_chain(self) -> int:
         """Store the checkpoints anchored since the last scan; return how many were new."""
+        with self.chain_lock:
+            return self._follow_chain()
+
+    def _follow_chain(self) -> int:
         head = self.chain.block_number()
         start = self.store.follow_value(_CURSOR, self.chain.deployment.deploy_block - 1) + 1
         if start > head:
@@ -339,9 +344,10 @@ class RegulatorNode:
         """Every SM2 key the platform has registered (current first, then rotated-out)."""
         keys = self._platform_keys.get(platform_address)
         if keys is None:
-            raw = [self.chain.member(platform_address).public_key]
-            for event in self.chain.events("KeyRotated", account=platform_address):
-                raw.append(bytes(event.args["oldKey"]))
+            with self.chain_lock:
+                raw = [self.chain.member(platform_address).public_key]
+                for event in self.chain.events("KeyRotated", account=platform_address):
+                    raw.append(bytes(event.args["oldKey"]))
             keys = [gmcrypto.SM2PublicKey.from_raw(k) for k in dict.fromkeys(raw)]
             self._platform_keys[platform_address] = keys
         return keys
@@ -605,8 +611,9 @@ class RegulatorNode:
         state = self.store.log(records[0].log_id)
         assert state is not None
         reference = case_reference(self.store.case_key(case_id), commitment)
-        request_id, outcome = self.chain.request_disclosure(state.platform_address, commitment,
-                                                            reference)
+        with self.chain_lock:
+            request_id, outcome = self.chain.request_disclosure(state.platform_address,
+                                                                commitment, reference)
         self.store.save_disclosure_request(request_id, state.platform, commitment, case_id,
                                            outcome.tx_hash)
         return request_id
@@ -622,7 +629,8 @@ class RegulatorNode:
         stored = self.store.disclosure(request_id)
         if stored is None:
             raise UnknownLeaf(f"disclosure request {request_id} was not made by this node")
-        request = self.chain.disclosure_request(request_id)
+        with self.chain_lock:
+            request = self.chain.disclosure_request(request_id)
         if not request.fulfilled:
             return None
         records = self.store.records_of_commitment(stored.commitment)
