@@ -8,6 +8,7 @@ keys and store. Everything lives under one directory; :meth:`LocalSite.stop` end
 
 from __future__ import annotations
 
+import functools
 import socket
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from types import TracebackType
 
 import httpx
 
-from ledger_node.chain import Deployment
+from ledger_node.chain import Deployment, LedgerChain
+from ledger_node.consortium import DEV_FUNDING_WEI, deploy_consortium, load_consortium
 from ledger_node.keyfiles import MemberKeys, key_paths, load_member_keys, new_member_keys
 
 DEFAULT_MEMBERS: Sequence[tuple[str, str]] = (
@@ -73,20 +75,73 @@ class LocalSite:
         private, _, account = key_paths(self.root / "keys", name)
         return load_member_keys(private, account)
 
-    def start_chain(self) -> str:
-        """Start ``jointledger chain`` with the consortium; return its JSON-RPC URL."""
+    def start_chain(self, *, data: str | None = None) -> str:
+        """Start ``jointledger chain`` with the consortium; return its JSON-RPC URL.
+
+        With ``data`` (a file name under the site's directory) the chain is stored there, so
+        ``jointledger chain --data`` can serve it again after the site stops.
+        """
         port = free_port()
         deployment = self.root / "deployment.json"
         deployment.unlink(missing_ok=True)
+        stored = ["--data", data] if data is not None else []
         self._start("chain", ["chain", "--port", str(port), "--consortium", "consortium.toml",
-                              "--deployment", "deployment.json"],
+                              "--deployment", "deployment.json", *stored],
                     ready=deployment.exists)
         self.rpc_url = f"http://127.0.0.1:{port}"
         return self.rpc_url
 
+    def use_chain(self, rpc_url: str) -> Deployment:
+        """Deploy the consortium on the running chain at ``rpc_url`` (a development chain
+        whose faucet holds funds, e.g. anvil) instead of :meth:`start_chain`; return the
+        deployment. Members are funded from the faucet, as ``jointledger chain`` does.
+
+        Raises :class:`~ledger_node.errors.ChainError` if the chain cannot be reached or
+        has no funded faucet, and :class:`~ledger_node.errors.InvalidConfig` for a bad
+        consortium file.
+        """
+        chain = LedgerChain.from_rpc(rpc_url)
+        deployment = deploy_consortium(chain.with_account(chain.dev_faucet()),
+                                       load_consortium(self.root / "consortium.toml"),
+                                       fund_wei=DEV_FUNDING_WEI)
+        deployment.save(self.root / "deployment.json")
+        self.rpc_url = rpc_url
+        return deployment
+
     def start_node(self, name: str, *, seal_interval: float = 0.2,
                    seal_size: int = 10_000) -> str:
         """Start ``jointledger serve`` for platform ``name``; return its API URL."""
+        args, url = self._platform_config(name, seal_interval, seal_size)
+        self._start(name, args, ready=lambda: _healthy(url))
+        return url
+
+    def start_regulator(self, name: str = "pboc", *, follow_interval: float = 0.2,
+                        platforms: Sequence[str] | None = None) -> str:
+        """Start ``jointledger serve --role regulator`` following the started platform nodes
+        (or ``platforms``); return its API URL."""
+        args, url = self._regulator_config(name, follow_interval, platforms)
+        self._start(name, args, ready=lambda: _healthy(url))
+        return url
+
+    def start_nodes(self, platforms: Sequence[str], regulator: str | None = None, *,
+                    seal_interval: float = 0.2, seal_size: int = 10_000,
+                    follow_interval: float = 0.2) -> dict[str, str]:
+        """Start the nodes of ``platforms`` and the ``regulator`` node (following them) all
+        at once, which is faster than one by one; return each name's API URL."""
+        pending = [(name, *self._platform_config(name, seal_interval, seal_size))
+                   for name in platforms]
+        if regulator is not None:
+            pending.append((regulator, *self._regulator_config(regulator, follow_interval,
+                                                               platforms)))
+        for name, args, _ in pending:
+            self._launch(name, args)
+        for name, _, url in pending:
+            self._wait(name, functools.partial(_healthy, url))
+        return {name: url for name, _, url in pending}
+
+    def _platform_config(self, name: str, seal_interval: float, seal_size: int
+                         ) -> tuple[list[str], str]:
+        """Write platform ``name``'s node config; its serve arguments and URL."""
         port = free_port()
         config = self.root / f"{name}.toml"
         config.write_text(
@@ -96,15 +151,12 @@ class LocalSite:
             f'[keys]\nsm2 = "keys/{name}.sm2.pem"\naccount = "keys/{name}.account.key"\n\n'
             f'[chain]\ndeployment = "deployment.json"\nrpc_url = "{self.rpc_url}"\n')
         url = f"http://127.0.0.1:{port}"
-        self._start(name, ["serve", "--role", "platform", "--name", name, "--config",
-                           config.name], ready=lambda: _healthy(url))
         self.node_urls[name] = url
-        return url
+        return ["serve", "--role", "platform", "--name", name, "--config", config.name], url
 
-    def start_regulator(self, name: str = "pboc", *, follow_interval: float = 0.2,
-                        platforms: Sequence[str] | None = None) -> str:
-        """Start ``jointledger serve --role regulator`` following the started platform nodes
-        (or ``platforms``); return its API URL."""
+    def _regulator_config(self, name: str, follow_interval: float,
+                          platforms: Sequence[str] | None) -> tuple[list[str], str]:
+        """Write regulator ``name``'s config; its serve arguments and URL."""
         port = free_port()
         config = self.root / f"{name}-regulator.toml"
         followed = self.node_urls if platforms is None else {
@@ -117,10 +169,8 @@ class LocalSite:
             f'[keys]\nsm2 = "keys/{name}.sm2.pem"\naccount = "keys/{name}.account.key"\n\n'
             f'[chain]\ndeployment = "deployment.json"\nrpc_url = "{self.rpc_url}"\n')
         url = f"http://127.0.0.1:{port}"
-        self._start(name, ["serve", "--role", "regulator", "--name", name, "--config",
-                           config.name], ready=lambda: _healthy(url))
         self.node_urls[name] = url
-        return url
+        return ["serve", "--role", "regulator", "--name", name, "--config", config.name], url
 
     def stop_process(self, key: str) -> None:
         """Stop one process (``"chain"`` or a node name) with SIGTERM, then SIGKILL."""
@@ -142,10 +192,19 @@ class LocalSite:
 
     def _start(self, key: str, args: list[str], *, ready: Callable[[], bool],
                timeout: float = 90.0) -> None:
-        log = (self.root / f"{key}.log").open("wb")
-        process = subprocess.Popen([*_COMMAND, *args], cwd=self.root, stdout=log,
-                                   stderr=subprocess.STDOUT)
-        self._processes[key] = process
+        self._launch(key, args)
+        self._wait(key, ready, timeout)
+
+    def _launch(self, key: str, args: list[str]) -> None:
+        """Start ``jointledger ARGS`` as process ``key``, its output in ``KEY.log``."""
+        with (self.root / f"{key}.log").open("wb") as log:
+            self._processes[key] = subprocess.Popen(
+                [*_COMMAND, *args], cwd=self.root, stdout=log, stderr=subprocess.STDOUT)
+
+    def _wait(self, key: str, ready: Callable[[], bool], timeout: float = 90.0) -> None:
+        """Wait until ``ready()``; stop the process and raise :class:`SiteError` if it
+        exits or ``timeout`` seconds pass first."""
+        process = self._processes[key]
         deadline = time.monotonic() + timeout
         while not ready():
             if process.poll() is not None or time.monotonic() > deadline:
