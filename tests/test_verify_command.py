@@ -12,10 +12,15 @@ from ledger_node.cli import main
 
 @pytest.fixture(scope="module")
 def demo_out(anvil_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A demo run on anvil: its bundle stays checkable after the demo process is done."""
+    """A small demo run on anvil: its bundle (and the single-field disclosure of that record)
+    stays checkable after the demo's processes are gone."""
     out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--records", "4", "--out", str(out), "--rpc-url", anvil_url]) == 0
-    return out
+    scenario = out / "small.json"
+    scenario.write_text(json.dumps({"payments": 300, "people": 100, "merchants": 20,
+                                    "planted": []}))
+    assert main(["demo", "--scenario", str(scenario), "--out", str(out / "out"),
+                 "--rpc-url", anvil_url]) == 0
+    return out / "out"
 
 
 @pytest.mark.anvil
@@ -50,11 +55,13 @@ def test_tampered_bundle_fails_with_the_reason(
 def test_key_only_mode_says_anchoring_was_not_checked(
     demo_out: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    key = demo_out / "keys" / "unionpay.sm2.pub.pem"
+    owner = json.loads((demo_out / "bundle.json").read_text())["checkpoint"]["platform"]
+    other = {"unionpay": "wechatpay", "wechatpay": "unionpay"}[owner]
+    key = demo_out / "site" / "keys" / f"{owner}.sm2.pub.pem"
     assert main(["verify", str(demo_out / "bundle.json"), "--checkpoint-key", str(key)]) == 0
     out = capsys.readouterr().out
     assert "anchoring NOT checked" in out or "NOT checked" in out
-    other_key = demo_out / "keys" / "wechatpay.sm2.pub.pem"
+    other_key = demo_out / "site" / "keys" / f"{other}.sm2.pub.pem"
     assert main(["verify", str(demo_out / "bundle.json"), "--checkpoint-key", str(other_key)]) == 1
 
 
