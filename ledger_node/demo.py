@@ -183,17 +183,21 @@ def _plain(value: object) -> object:
 
 def prepare_demo(out: Path, *, scenario_file: Path | None = None, payments: int | None = None,
                  seed: int | None = None, rpc_url: str | None = None,
-                 echo: Echo = _stderr) -> DemoPlan:
+                 echo: Echo = _stderr, started: float | None = None) -> DemoPlan:
     """Build the spec, generate the scenario and empty the output directory.
+
+    ``started`` (a :func:`time.perf_counter` value, default now) is when the run's clock
+    starts: the command line passes the time before it imported this module.
 
     Raises :class:`InvalidScenario` for a bad scenario (file or options) and
     :class:`InvalidConfig` for an output directory the demo must not overwrite, before
     anything is written or started.
     """
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
+    generating = time.perf_counter()
     spec = demo_spec(scenario_file, payments=payments, seed=seed)
     scenario = generate_scenario(spec)
-    generated = time.perf_counter() - started
+    generated = time.perf_counter() - generating
     _prepare_out(out)
     records = sum(len(r) for r in scenario.records.values())
     echo(f"[1/{PHASES}] scenario: {spec.payments:,} payments (seed {spec.seed}) → "
