@@ -2,11 +2,12 @@
 pragma solidity ^0.8.24;
 
 import {IJointLedger} from "./IJointLedger.sol";
-import {Membership} from "./Membership.sol";
+import {RiskDevices} from "./RiskDevices.sol";
 
 /**
  * @title Governance
- * @notice M-of-N proposals that add or remove members, rotate keys and change the threshold.
+ * @notice M-of-N proposals that add or remove members, rotate keys, change the threshold and
+ * remove risk-device entries.
  * @dev Semantics, in one place:
  * - only active voters propose, approve and execute; proposing counts as approving;
  * - approvals are counted when a proposal is approved or executed, against the threshold in
@@ -16,9 +17,11 @@ import {Membership} from "./Membership.sol";
  *   lowered) is executed with `execute`;
  * - a threshold change does not touch open proposals; it only changes what they need next;
  * - the action is validated when proposing and again when executing; if it became invalid
- *   (member already removed, threshold no longer reachable) the executing call reverts.
+ *   (member already removed, threshold no longer reachable) the executing call reverts;
+ * - removing a platform or regulator, or rotating one's key, closes the risk list's current
+ *   key epoch to additions (the member, or whoever holds its old SM2 key, can read it).
  */
-abstract contract Governance is Membership {
+abstract contract Governance is RiskDevices {
     struct _StoredProposal {
         ProposalKind kind;
         Role role;
@@ -29,6 +32,7 @@ abstract contract Governance is Membership {
         string name;
         bytes publicKey;
         address[] approvers;
+        bytes32 riskEntry;
     }
 
     mapping(uint256 id => _StoredProposal) private _proposals;
@@ -86,6 +90,15 @@ abstract contract Governance is Membership {
     }
 
     /// @inheritdoc IJointLedger
+    function proposeRemoveRiskDevice(bytes32 entry) external onlyVoter returns (uint256 id) {
+        address adder = _riskDeviceAdder(entry);
+        _StoredProposal storage p;
+        (id, p) = _newProposal(ProposalKind.RemoveRiskDevice, adder);
+        p.riskEntry = entry;
+        _approveAndMaybeExecute(id);
+    }
+
+    /// @inheritdoc IJointLedger
     function approve(uint256 id) external onlyVoter {
         _openProposal(id);
         if (_approved[id][msg.sender]) revert Governance_AlreadyApproved(id, msg.sender);
@@ -115,7 +128,8 @@ abstract contract Governance is Membership {
             newThreshold: p.newThreshold,
             approvers: p.approvers,
             approvals: _validApprovals(id),
-            executed: p.executed
+            executed: p.executed,
+            riskEntry: p.riskEntry
         });
     }
 
@@ -168,11 +182,16 @@ abstract contract Governance is Membership {
         if (p.kind == ProposalKind.AddMember) {
             _addMember(p.account, p.role, p.name, p.publicKey);
         } else if (p.kind == ProposalKind.RemoveMember) {
+            bool keyHolder = _isVoter(p.account);
             _removeMember(p.account);
+            if (keyHolder) _closeListEpoch();
         } else if (p.kind == ProposalKind.RotateKey) {
             _rotateKey(p.account, p.publicKey);
-        } else {
+            if (_isVoter(p.account)) _closeListEpoch();
+        } else if (p.kind == ProposalKind.ChangeThreshold) {
             _setThreshold(p.newThreshold);
+        } else {
+            _removeRiskDevice(p.riskEntry, id);
         }
     }
 }

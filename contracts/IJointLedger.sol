@@ -24,7 +24,8 @@ interface IJointLedger {
         AddMember,
         RemoveMember,
         RotateKey,
-        ChangeThreshold
+        ChangeThreshold,
+        RemoveRiskDevice
     }
 
     /// @notice A consortium member as stored on chain.
@@ -47,6 +48,8 @@ interface IJointLedger {
     /// @notice A governance proposal with its arguments and approval state.
     /// @dev Only the fields of its `kind` are meaningful; the others are zero.
     /// `approvals` counts approvers that are active voters now (see `execute`).
+    /// `riskEntry` is the entry a `RemoveRiskDevice` proposal removes (its `account` is the
+    /// entry's adder).
     struct Proposal {
         ProposalKind kind;
         address proposer;
@@ -58,6 +61,7 @@ interface IJointLedger {
         address[] approvers;
         uint256 approvals;
         bool executed;
+        bytes32 riskEntry;
     }
 
     /// @notice An anchored checkpoint of one log. The SM2 signature is only in the event.
@@ -72,6 +76,17 @@ interface IJointLedger {
     /// @notice Who recorded a direct commitment, and in which block.
     struct CommitmentRecord {
         address platform;
+        uint64 blockNumber;
+    }
+
+    /// @notice A listed risk device: who listed it, why, under which list-key epoch, when.
+    /// @dev The device itself is only known as its 32-byte entry,
+    /// HMAC-SM3(epoch key, tag("risk-device") || normalised fingerprint), see docs/risklist.md.
+    /// `reason` is one of the reason codes of `addRiskDevice`.
+    struct RiskDevice {
+        address adder;
+        uint8 reason;
+        uint32 epoch;
         uint64 blockNumber;
     }
 
@@ -142,6 +157,29 @@ interface IJointLedger {
     /// @notice Request `requestId` has already been fulfilled.
     error Disclosure_AlreadyFulfilled(uint256 requestId);
 
+    /// @notice List-key epoch `given` is not acceptable here; the current epoch is `current`
+    /// (additions need the current epoch, key deliveries the current or the next one).
+    error RiskList_WrongEpoch(uint32 given, uint32 current);
+    /// @notice List-key epoch `epoch` is closed to additions: a key holder left or rotated its
+    /// key since it was opened; a regulator must open the next epoch first.
+    error RiskList_EpochClosed(uint32 epoch);
+    /// @notice `account` may not hold the list key: it is not an active platform or regulator.
+    error RiskList_NotKeyHolder(address account);
+    /// @notice The list key of `epoch` was already delivered to `account`.
+    error RiskList_KeyAlreadySet(uint32 epoch, address account);
+    /// @notice The list-key ciphertext for `account` is empty.
+    error RiskList_EmptyCiphertext(address account);
+    /// @notice Two parallel arrays differ in length (`first` and `second` elements).
+    error RiskList_LengthMismatch(uint256 first, uint256 second);
+    /// @notice `reason` is not a known risk reason code (1..6).
+    error RiskList_UnknownReason(uint8 reason);
+    /// @notice `entry` is already listed.
+    error RiskList_AlreadyListed(bytes32 entry);
+    /// @notice `entry` is not listed (never was, or was removed).
+    error RiskList_NotListed(bytes32 entry);
+    /// @notice `entry` was listed by `adder`; `caller` may only remove it through governance.
+    error RiskList_NotAdder(bytes32 entry, address adder, address caller);
+
     // ------------------------------------------------------------------ events
 
     /// @notice `account` became an active member.
@@ -187,6 +225,20 @@ interface IJointLedger {
     /// @notice `platform` answered request `requestId`; the opening itself travels off chain.
     event DisclosureFulfilled(
         uint256 indexed requestId, address indexed platform, bytes32 responseDigest
+    );
+
+    /// @notice `regulator` opened list-key epoch `epoch`; new entries are made under its key.
+    event ListEpochOpened(uint32 indexed epoch, address indexed regulator);
+    /// @notice Epoch `epoch` takes no more entries (a key holder left or rotated its key).
+    event ListEpochClosed(uint32 indexed epoch);
+    /// @notice `regulator` delivered the key ring of `epoch` to `account` (see `listKey`).
+    event ListKeySet(uint32 indexed epoch, address indexed account, address indexed regulator);
+    /// @notice `adder` listed `entry` for `reason` under the key of `epoch`.
+    event RiskDeviceAdded(bytes32 indexed entry, address indexed adder, uint8 reason, uint32 epoch);
+    /// @notice `entry`, listed by `adder`, was removed by `remover`: the adder itself
+    /// (`proposalId` 0) or the executor of governance proposal `proposalId`.
+    event RiskDeviceRemoved(
+        bytes32 indexed entry, address indexed adder, address indexed remover, uint256 proposalId
     );
 
     // ------------------------------------------------------------------ membership
@@ -347,4 +399,66 @@ interface IJointLedger {
 
     /// @notice The number of disclosure requests ever made (the latest id).
     function disclosureRequestCount() external view returns (uint256);
+
+    // ------------------------------------------------------------------ risk-device list
+
+    /**
+     * @notice Delivers list-key epoch `epoch` to `accounts`: `ciphertexts[i]` is the key ring
+     * (the keys of epochs 1..`epoch`) SM2-encrypted to `accounts[i]`'s registered key.
+     * @dev Requirements: caller is an active regulator; the arrays have equal lengths;
+     * `epoch` is the current epoch (late deliveries, e.g. to a new member) or the next one,
+     * which this call opens; every account is an active platform or regulator, has no key
+     * of `epoch` yet and gets a non-empty ciphertext. Opening emits `ListEpochOpened`; each
+     * delivery emits `ListKeySet`.
+     */
+    function setListKeys(uint32 epoch, address[] calldata accounts, bytes[] calldata ciphertexts)
+        external;
+
+    /// @notice The current list-key epoch (0 before the first key is delivered).
+    function listEpoch() external view returns (uint32);
+
+    /// @notice Whether the current epoch takes new entries (false before the first epoch and
+    /// after a key holder left or rotated its key, until the next epoch is opened).
+    function listEpochOpen() external view returns (bool);
+
+    /// @notice The key-ring ciphertext of `epoch` delivered to `account` (empty if none).
+    function listKey(address account, uint32 epoch) external view returns (bytes memory);
+
+    /**
+     * @notice Lists the device whose keyed hash is `entry`, for `reason`.
+     * @dev Requirements: caller is an active platform or regulator; `epoch` is the current
+     * epoch (the one whose key made `entry`) and open; `reason` is a known code: 1 fraud,
+     * 2 account takeover, 3 money mule, 4 gambling, 5 device farm or emulator, 6 stolen
+     * device; `entry` is not listed.
+     */
+    function addRiskDevice(bytes32 entry, uint32 epoch, uint8 reason) external;
+
+    /// @notice Lists several devices at once; as `addRiskDevice` for each (all or none).
+    /// @dev Also reverts `RiskList_LengthMismatch` when the arrays differ in length.
+    function addRiskDevices(bytes32[] calldata entries, uint32 epoch, uint8[] calldata reasons)
+        external;
+
+    /**
+     * @notice Removes `entry`, as the member that listed it.
+     * @dev Requirements: caller is an active platform or regulator; `entry` is listed, by the
+     * caller (anyone else goes through `proposeRemoveRiskDevice`).
+     */
+    function removeRiskDevice(bytes32 entry) external;
+
+    /**
+     * @notice Proposes to remove `entry` by governance (any member's entry).
+     * @dev Requirements: caller is an active voter; `entry` is listed (re-checked at
+     * execution). The proposal's `account` is the entry's adder.
+     * @return id The new proposal's id.
+     */
+    function proposeRemoveRiskDevice(bytes32 entry) external returns (uint256 id);
+
+    /// @notice Whether `entry` is listed now.
+    function isRiskDeviceListed(bytes32 entry) external view returns (bool);
+
+    /// @notice Who listed `entry`, why and when; reverts `RiskList_NotListed` if not listed.
+    function riskDevice(bytes32 entry) external view returns (RiskDevice memory);
+
+    /// @notice The number of entries listed now.
+    function riskDeviceCount() external view returns (uint256);
 }

@@ -54,8 +54,8 @@ DEV_FAUCET_KEYS: Final = (ETH_TESTER_FAUCET_KEY, ANVIL_FAUCET_KEY)
 
 ANCHOR_GAS_LIMIT: Final = 250_000
 """Gas sent with every checkpoint anchor, instead of estimating it (one EVM run, ~30 ms on
-the embedded chain, on the sealer's hot path). An anchor costs 165,293 gas for a log's first
-checkpoint and 84,654 after, with a 72-byte DER SM2 signature (docs/contracts.md)."""
+the embedded chain, on the sealer's hot path). An anchor costs 165,316 gas for a log's first
+checkpoint and 84,677 after, with a 72-byte DER SM2 signature (docs/contracts.md)."""
 
 _GAS_MARGIN_NUM: Final = 6  # send 6/5 of the estimate: state may move between estimate and mining
 _GAS_MARGIN_DEN: Final = 5
@@ -80,6 +80,7 @@ class ProposalKind(IntEnum):
     REMOVE_MEMBER = 1
     ROTATE_KEY = 2
     CHANGE_THRESHOLD = 3
+    REMOVE_RISK_DEVICE = 4
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ class Proposal:
     """A governance proposal; only the fields its ``kind`` uses are meaningful.
 
     ``approvals`` counts the approvers that are active voters now, which is what execution
-    compares with the threshold in force.
+    compares with the threshold in force. ``risk_entry`` is the risk-list entry a
+    REMOVE_RISK_DEVICE proposal removes (its ``account`` is the entry's adder).
     """
 
     id: int
@@ -112,6 +114,7 @@ class Proposal:
     approvers: tuple[Address, ...]
     approvals: int
     executed: bool
+    risk_entry: bytes = bytes(32)
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,24 @@ class DisclosureRequest:
     fulfilled: bool
     fulfilled_block: int
     response_digest: bytes
+
+
+@dataclass(frozen=True)
+class RiskDeviceRecord:
+    """A listed risk device as stored on chain: its keyed-hash entry, adder, reason code,
+    list-key epoch and the block it was listed in (docs/risklist.md)."""
+
+    entry: bytes
+    adder: Address
+    reason: int
+    epoch: int
+    block_number: int
+
+
+RISK_LIST_EVENTS: Final = (
+    "RiskDeviceAdded", "RiskDeviceRemoved", "ListEpochOpened", "ListEpochClosed", "ListKeySet",
+)
+"""The events :meth:`LedgerChain.risk_list_events` reads, in one ``eth_getLogs``."""
 
 
 @dataclass(frozen=True)
@@ -622,7 +643,7 @@ class LedgerChain:
     def proposal(self, proposal_id: int) -> Proposal:
         """Proposal ``proposal_id``; ContractRevert ``Governance_UnknownProposal`` if none."""
         raw = self._call(self._fn("proposal", proposal_id))
-        kind, proposer, account, role, name, key, new_m, approvers, approvals, executed = raw
+        kind, proposer, account, role, name, key, new_m, approvers, approvals, executed = raw[:10]
         return Proposal(
             id=proposal_id,
             kind=ProposalKind(kind),
@@ -635,6 +656,7 @@ class LedgerChain:
             approvers=tuple(Web3.to_checksum_address(a) for a in approvers),
             approvals=int(approvals),
             executed=bool(executed),
+            risk_entry=bytes(raw[10]),
         )
 
     def proposal_count(self) -> int:
@@ -783,6 +805,98 @@ class LedgerChain:
     def disclosure_requests(self) -> list[DisclosureRequest]:
         """Every disclosure request, oldest first."""
         return [self.disclosure_request(i) for i in range(1, self.disclosure_request_count() + 1)]
+
+    # ------------------------------------------------------------------ risk-device list
+
+    def set_list_keys(self, epoch: int, ciphertexts: Mapping[Address, bytes]) -> TxOutcome:
+        """As a regulator, deliver the key ring of ``epoch`` (the current or the next epoch,
+        which this opens): ``ciphertexts`` maps each account to its SM2 ciphertext.
+
+        Raises :class:`ContractRevert` (``Membership_NotRegulator``, ``RiskList_WrongEpoch``,
+        ``RiskList_NotKeyHolder``, ``RiskList_EmptyCiphertext``, ``RiskList_KeyAlreadySet``).
+        """
+        accounts = [Web3.to_checksum_address(a) for a in ciphertexts]
+        return self._send(
+            self._fn("setListKeys", epoch, accounts, [bytes(c) for c in ciphertexts.values()])
+        )
+
+    def list_epoch(self) -> int:
+        """The current list-key epoch (0 before the first delivery)."""
+        return int(self._call(self._fn("listEpoch")))
+
+    def list_epoch_open(self) -> bool:
+        """Whether the current epoch takes new entries."""
+        return bool(self._call(self._fn("listEpochOpen")))
+
+    def list_key(self, account: Address, epoch: int) -> bytes | None:
+        """The key-ring ciphertext of ``epoch`` delivered to ``account``, or ``None``."""
+        raw = bytes(self._call(self._fn("listKey", Web3.to_checksum_address(account), epoch)))
+        return raw or None
+
+    def add_risk_device(self, entry: bytes, epoch: int, reason: int) -> TxOutcome:
+        """List the 32-byte keyed-hash ``entry``, made under the key of ``epoch``.
+
+        Raises :class:`ContractRevert` (``Membership_NotActiveMember``, ``Membership_NotVoter``,
+        ``RiskList_WrongEpoch``, ``RiskList_EpochClosed``, ``RiskList_UnknownReason``,
+        ``RiskList_AlreadyListed``).
+        """
+        return self._send(self._fn("addRiskDevice", entry, epoch, reason))
+
+    def add_risk_devices(
+        self, entries: Sequence[bytes], epoch: int, reasons: Sequence[int]
+    ) -> TxOutcome:
+        """List several entries in one transaction (all or none); as :meth:`add_risk_device`,
+        plus ``RiskList_LengthMismatch``."""
+        return self._send(
+            self._fn("addRiskDevices", [bytes(e) for e in entries], epoch, list(reasons))
+        )
+
+    def remove_risk_device(self, entry: bytes) -> TxOutcome:
+        """Remove an entry this account listed.
+
+        Raises :class:`ContractRevert` (``Membership_NotActiveMember``, ``Membership_NotVoter``,
+        ``RiskList_NotListed``, ``RiskList_NotAdder``).
+        """
+        return self._send(self._fn("removeRiskDevice", entry))
+
+    def propose_remove_risk_device(self, entry: bytes) -> tuple[int, TxOutcome]:
+        """Propose removing any member's entry by governance; return the id and outcome."""
+        return self._proposal_tx(self._fn("proposeRemoveRiskDevice", entry))
+
+    def risk_device(self, entry: bytes) -> RiskDeviceRecord | None:
+        """The chain's record of ``entry``, or ``None`` if it is not listed."""
+        if not bool(self._call(self._fn("isRiskDeviceListed", entry))):
+            return None
+        adder, reason, epoch, block = self._call(self._fn("riskDevice", entry))
+        return RiskDeviceRecord(
+            bytes(entry), Web3.to_checksum_address(adder), int(reason), int(epoch), int(block)
+        )
+
+    def risk_device_count(self) -> int:
+        """How many entries are listed now."""
+        return int(self._call(self._fn("riskDeviceCount")))
+
+    def risk_list_events(self, from_block: int, to_block: int) -> list[ChainEvent]:
+        """Every risk-list event (:data:`RISK_LIST_EVENTS`) in ``from_block..to_block``, in
+        chain order (block, then log index), read with one ``eth_getLogs``."""
+        contract = self._require_contract()
+        topics = {
+            topic: name for topic, name in self._events_by_topic.items()
+            if name in RISK_LIST_EVENTS
+        }
+        raw = self._w3.eth.get_logs({
+            "address": contract.address,
+            "fromBlock": from_block,
+            "toBlock": to_block,
+            "topics": [["0x" + t.hex() for t in topics]],
+        })
+        decoded = []
+        for log in raw:
+            name = topics.get(bytes(log["topics"][0])) if log["topics"] else None
+            if name is not None:
+                decoded.append(self._event(name, contract.events[name]().process_log(log)))
+        decoded.sort(key=lambda e: (e.block_number, e.log_index))
+        return decoded
 
     # ------------------------------------------------------------------ events
 
