@@ -368,3 +368,97 @@ class InvalidScenario(LedgerError, ValueError):
 class UnknownRegulator(LedgerError, LookupError):
     """No active regulator is registered on chain, none of that name, or several where one
     was expected."""
+
+
+class InvalidPeerKey(InvalidKey):
+    """Another party's SM2 public key cannot be used for a key agreement: the point at
+    infinity, a point off the curve, a wrong length or this party's own key."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"peer SM2 public key {reason}")
+        self.reason = reason
+
+
+class ReconciliationError(LedgerError):
+    """Root of cross-platform reconciliation failures (PROTOCOL §7)."""
+
+
+class UnknownCounterparty(ReconciliationError, LookupError):
+    """No platform of that name is registered on chain (or it is the reconciling platform
+    itself, or a member that is not a platform)."""
+
+
+class InvalidWindow(ReconciliationError, ValueError):
+    """A reconciliation window or grace period is unusable (naive or reversed times, too
+    long a span, a negative or too long grace period)."""
+
+
+class InvalidReconciliationInput(ReconciliationError, ValueError):
+    """The records to reconcile are unusable: ``where`` names the place (a receipts line,
+    an expectation), ``reason`` what is wrong."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where = where
+        self.reason = reason
+
+
+class PairwiseKeyUnavailable(ReconciliationError):
+    """A pairwise key in force during the window cannot be derived: the platform's SM2
+    private key registered then was not given (keep retired keys to reconcile old windows)."""
+
+
+class LogVerificationFailed(ReconciliationError):
+    """A node served a log that does not match the chain: leaves that do not rebuild an
+    anchored root, fewer leaves than anchored, another platform's log, or a checkpoint not
+    signed with a key its platform registered. ``kind`` is the fault (``root-mismatch``,
+    ``withheld``, ``wrong-log``, ``bad-checkpoint-signature``), ``platform`` whose log."""
+
+    def __init__(self, platform: str, kind: str, detail: str) -> None:
+        super().__init__(f"{platform}'s log refused ({kind}): {detail}")
+        self.platform = platform
+        self.kind = kind
+        self.detail = detail
+
+
+class RiskListError(LedgerError):
+    """Root of shared risk-device list failures (docs/risklist.md)."""
+
+
+class InvalidFingerprint(RiskListError, ValueError):
+    """A device fingerprint is not in an accepted form; ``reason`` says why.
+
+    ``index`` is its position when it came in a batch (``None`` for a single one).
+    """
+
+    def __init__(self, reason: str, index: int | None = None) -> None:
+        where = "device fingerprint" if index is None else f"device fingerprint [{index}]"
+        super().__init__(f"invalid {where}: {reason}")
+        self.reason = reason
+        self.index = index
+
+
+class UnknownRiskReason(RiskListError, ValueError):
+    """A risk reason code or name is not one of the documented codes; ``value`` is it."""
+
+    def __init__(self, value: object, known: str) -> None:
+        super().__init__(f"unknown risk reason {value!r}; known: {known}")
+        self.value = value
+
+
+class ListKeyUnavailable(RiskListError):
+    """This member does not hold the list key an operation needs (not delivered yet, or
+    entries exist under epochs it has no key for): a check would not be complete."""
+
+
+class InvalidListKey(RiskListError):
+    """A delivered list-key ring does not decrypt with this member's keys, is malformed, is
+    for another deployment or epoch, or rewrites keys of earlier epochs."""
+
+
+class RiskDeviceAlreadyListed(RiskListError):
+    """The device is already listed (under this or an earlier epoch's key)."""
+
+
+class RiskDeviceNotListed(RiskListError, LookupError):
+    """The device is not on the risk list."""
