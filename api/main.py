@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from api.errors import ProblemException
 from api.middleware import BodyLimitMiddleware, HttpMetrics, MetricsMiddleware
 from api.problems import ProblemFactory, install_problem_handlers
-from api.routes import checkpoints, disclosures, health, leaves, logs, metrics, verify
+from api.routes import checkpoints, disclosures, health, leaves, logs, metrics, risk, verify
 from api.settings import Settings
 from ledger_node.auth import RequestAuthenticator
 from ledger_node.chain import Member
@@ -76,7 +76,7 @@ def create_app(
     app.state.problems = problems
     app.state.http_metrics = HttpMetrics()
 
-    for module in (logs, leaves, checkpoints, disclosures, verify, health, metrics):
+    for module in (logs, leaves, checkpoints, disclosures, risk, verify, health, metrics):
         app.include_router(module.router)
 
     install_problem_handlers(app, problems)

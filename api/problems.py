@@ -33,15 +33,20 @@ from ledger_node.errors import (
     InvalidCaseFile,
     InvalidCheckpoint,
     InvalidDisclosureResponse,
+    InvalidFingerprint,
     InvalidLeaf,
     InvalidLeafRange,
+    InvalidListKey,
     InvalidOpening,
     InvalidProof,
     InvalidRecord,
     InvalidSignature,
     LeafRangeUnavailable,
     LedgerError,
+    ListKeyUnavailable,
     NodeStopped,
+    RiskDeviceAlreadyListed,
+    RiskDeviceNotListed,
     StoreCorrupted,
     StoreMismatch,
     Unauthenticated,
@@ -50,6 +55,7 @@ from ledger_node.errors import (
     UnknownDisclosureRequest,
     UnknownLeaf,
     UnknownPlatform,
+    UnknownRiskReason,
 )
 
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
@@ -106,12 +112,24 @@ PROBLEMS: Final = {
         ProblemType("disclosure-rejected", "Disclosure answer failed verification", 422),
         ProblemType("invalid-case-file", "Invalid case file", 422),
         ProblemType("chain-rejected", "The contract rejected the transaction", 409),
+        ProblemType("invalid-fingerprint", "Invalid device fingerprint", 422),
+        ProblemType("unknown-risk-reason", "Unknown risk reason", 422),
+        ProblemType("risk-device-listed", "Device already listed", 409),
+        ProblemType("risk-device-not-listed", "Device not listed", 404),
+        ProblemType("list-key-unavailable", "This node does not hold the list key", 503),
+        ProblemType("invalid-list-key", "The delivered list key does not open", 503),
     )
 }
 
 # Most specific first: the first class the error is an instance of decides.
 _LEDGER_ERRORS: Final[tuple[tuple[type[LedgerError], str], ...]] = (
     (Unauthenticated, "unauthenticated"),
+    (InvalidFingerprint, "invalid-fingerprint"),
+    (UnknownRiskReason, "unknown-risk-reason"),
+    (RiskDeviceAlreadyListed, "risk-device-listed"),
+    (RiskDeviceNotListed, "risk-device-not-listed"),
+    (ListKeyUnavailable, "list-key-unavailable"),
+    (InvalidListKey, "invalid-list-key"),
     (Forbidden, "forbidden"),
     (AuthError, "unauthenticated"),
     (LeafRangeUnavailable, "range-not-satisfiable"),
