@@ -12,7 +12,17 @@ from fastapi.responses import JSONResponse
 from api.errors import ProblemException
 from api.middleware import BodyLimitMiddleware, HttpMetrics, MetricsMiddleware
 from api.problems import ProblemFactory, install_problem_handlers
-from api.routes import checkpoints, disclosures, health, leaves, logs, metrics, risk, verify
+from api.routes import (
+    checkpoints,
+    disclosures,
+    health,
+    leaves,
+    logs,
+    metrics,
+    reconciliation,
+    risk,
+    verify,
+)
 from api.settings import Settings
 from ledger_node.auth import RequestAuthenticator
 from ledger_node.chain import Member
@@ -30,6 +40,9 @@ anchored on the consortium chain in SM2-signed checkpoints (PROTOCOL §5).
 * **Regulator access** — a regulator (signed request) reads whole leaves with their
   escrows (`GET /v1/logs/{log_id}/leaves`) and collects the platform's sealed answers to
   its on-chain disclosure requests (`/v1/disclosures`).
+* **Reconciliation** — anyone reads leaf summaries in bulk (`GET /v1/logs/{log_id}/summaries`);
+  the platform has its node match its expected match tags against another platform's log,
+  verified against the chain (`POST /v1/reconciliation`).
 * **Errors** are RFC 9457 `application/problem+json` documents.
 * **Member-only reads** use SM2-signed requests (`X-JL-Member`, `X-JL-Timestamp`,
   `X-JL-Nonce`, `X-JL-Signature`); the server holds no member secret.
@@ -76,7 +89,8 @@ def create_app(
     app.state.problems = problems
     app.state.http_metrics = HttpMetrics()
 
-    for module in (logs, leaves, checkpoints, disclosures, risk, verify, health, metrics):
+    for module in (logs, leaves, checkpoints, disclosures, reconciliation, risk, verify, health,
+                   metrics):
         app.include_router(module.router)
 
     install_problem_handlers(app, problems)

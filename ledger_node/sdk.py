@@ -7,6 +7,13 @@ leaves, retrying on connection errors and 5xx answers (safe: intake is idempoten
 Only public data leaves the process: commitments, escrows, tags, signatures. The records
 and their salts stay with the caller, who needs them later to open or disclose a record.
 
+For a record that is one half of a cross-platform payment (a :class:`CrossPlatform` hint:
+the counterparty platform and this record's side) the leaf gets its match and amount tags
+under the pairwise key this platform shares with the counterparty (:mod:`ledger_node.
+pairwise`; the counterparty's key registered now is read once per chunk). The commitment is
+unchanged. :meth:`NodeClient.summaries` reads any log's leaf summaries in bulk, for
+reconciliation (:mod:`ledger_node.reconciler`).
+
 It also fetches proof bundles (waiting for anchoring), checkpoints, and asks the node to
 verify bundles; member-only endpoints are called with SM2-signed requests. It answers the
 regulator's disclosure requests: it seals the opening for the regulator
@@ -22,6 +29,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final, Self
 
 import httpx
@@ -30,7 +38,7 @@ from ledger_node import gmcrypto
 from ledger_node.aml import PartyKind
 from ledger_node.auth import sign_batch, sign_request
 from ledger_node.bundle import Check, CheckStatus, ProofBundle, Verdict
-from ledger_node.chain import LedgerChain, Role
+from ledger_node.chain import LedgerChain, Member, Role
 from ledger_node.checkpoint import log_id_for
 from ledger_node.commitment import (
     FieldDisclosure,
@@ -47,13 +55,26 @@ from ledger_node.errors import (
     InvalidLeaf,
     InvalidRecord,
     ProofPending,
+    UnknownCounterparty,
     UnknownDisclosureRequest,
     UnknownRegulator,
 )
 from ledger_node.escrow import EscrowSealer
-from ledger_node.leaf import Leaf
+from ledger_node.hashes import DIGEST_SIZE
+from ledger_node.leaf import Leaf, LeafSummary
 from ledger_node.node import Receipt
-from ledger_node.record import PaymentRecord
+from ledger_node.pairwise import CrossPlatform, PairwiseKey, pairwise_key, record_tags
+from ledger_node.reconciliation import (
+    DEFAULT_GRACE,
+    Expectation,
+    OwnRecord,
+    Skipped,
+    Status,
+    Window,
+    check_grace,
+    expectations_for,
+)
+from ledger_node.record import PaymentRecord, format_time
 
 MAX_CHUNK: Final = 10_000
 PartyKinds = tuple[PartyKind, PartyKind]
@@ -64,6 +85,11 @@ Progress = Callable[[int, int], None]
 RegulatorKey = gmcrypto.SM2PublicKey | Callable[[], gmcrypto.SM2PublicKey]
 """The regulator's SM2 key, or a function returning the key registered now (see
 :func:`registered_regulator_key`), called once per sealed batch."""
+Counterparties = Callable[[str], Member]
+"""A function returning the platform member of a name as registered now (address, SM2 key):
+``lambda name: registered_platform(chain, name)``."""
+CrossPlatformHint = Callable[[PaymentRecord], CrossPlatform | None]
+"""Tells, per record, whether it is one half of a cross-platform payment (and which)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +138,39 @@ def registered_regulator_key(chain: LedgerChain, name: str | None = None
             f"({', '.join(sorted(m.name for m in regulators))}): name the one to seal for"
         )
     return gmcrypto.SM2PublicKey.from_raw(regulators[0].public_key)
+
+
+def registered_platform(chain: LedgerChain, name: str, *, active_only: bool = True) -> Member:
+    """The platform member called ``name`` on chain (its address and SM2 key now).
+
+    Raises :class:`UnknownCounterparty` if no platform has that name (or, with
+    ``active_only``, none that is still active).
+    """
+    found = [m for m in chain.members() if m.role is Role.PLATFORM and m.name == name]
+    if active_only:
+        found = [m for m in found if m.active]
+    if not found:
+        known = sorted(m.name for m in chain.members() if m.role is Role.PLATFORM)
+        raise UnknownCounterparty(f"no {'active ' if active_only else ''}platform named "
+                                  f"{name!r} is registered on chain (platforms: "
+                                  f"{', '.join(known) or 'none'})")
+    return found[-1]
+
+
+@dataclass(frozen=True)
+class SummaryRange:
+    """Leaf summaries ``[start, end)`` of a log as its node served them (no escrows).
+
+    ``size`` is the log's size when the node read them; ``hash_name`` the log's hash.
+    """
+
+    log_id: bytes
+    platform: str
+    hash_name: str
+    start: int
+    end: int
+    size: int
+    summaries: list[LeafSummary]
 
 
 @dataclass(frozen=True)
@@ -239,6 +298,33 @@ class NodeClient:
         data: dict[str, Any] = self._send("GET", "/v1/health").json()
         return data
 
+    def summaries(self, log_id: bytes, start: int, end: int) -> SummaryRange:
+        """The summaries of leaves ``[start, end)`` (1..10,000) of ``log_id``: public data.
+
+        Raises :class:`ApiError` for a problem answer (416 past the log's size, 404 for a
+        log the node does not serve) and :class:`~ledger_node.errors.InvalidLeaf` if the
+        answer is malformed or is not the range asked for.
+        """
+        data = self._send("GET", f"/v1/logs/{log_id.hex()}/summaries",
+                          params={"start": start, "end": end}).json()
+        try:
+            served = SummaryRange(bytes.fromhex(data["log_id"]), str(data["platform"]),
+                                  str(data["hash"]), int(data["start"]), int(data["end"]),
+                                  int(data["size"]), _summaries_from_json(data["summaries"]))
+        except InvalidLeaf:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidLeaf("summaries", f"malformed summaries from the node: {exc!r}"
+                              ) from None
+        if (served.log_id, served.start, served.end) != (log_id, start, end) or len(
+            served.summaries
+        ) != end - start:
+            raise InvalidLeaf("summaries", f"asked for [{start}, {end}) of {log_id.hex()}, "
+                                           f"the node answered {len(served.summaries)} for "
+                                           f"[{served.start}, {served.end}) of "
+                                           f"{served.log_id.hex()}")
+        return served
+
     # ------------------------------------------------------------------ transport
 
     def _send(self, method: str, path: str, *, content: bytes = b"",
@@ -289,6 +375,7 @@ class PlatformClient(NodeClient):
         backoff: float = 0.2,
         chunk_size: int = MAX_CHUNK,
         regulator_key: RegulatorKey | None = None,
+        counterparties: Counterparties | None = None,
     ) -> None:
         """A client of the node at ``base_url`` acting as ``platform``.
 
@@ -297,7 +384,10 @@ class PlatformClient(NodeClient):
         (``platform``, ``shard``). With ``regulator_key`` (the regulator's registered SM2
         key, or a function returning the key registered now, called once per chunk)
         :meth:`submit_records` seals each record's AML escrow for the regulator, one batch
-        key per submitted chunk. Transport options are :class:`NodeClient`'s.
+        key per submitted chunk. ``counterparties`` (a function returning another platform's
+        member record as registered now, e.g. ``lambda name: registered_platform(chain,
+        name)``) lets :meth:`prepare` and :meth:`submit_records` tag cross-platform records.
+        Transport options are :class:`NodeClient`'s.
         """
         if not 1 <= chunk_size <= MAX_CHUNK:
             raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK}")
@@ -308,6 +398,8 @@ class PlatformClient(NodeClient):
         self._key = sm2_key
         self._chunk = chunk_size
         self._regulator_key = regulator_key
+        self._counterparties = counterparties
+        self._pairwise: dict[tuple[int, str, bytes], PairwiseKey] = {}
 
     # ------------------------------------------------------------------ local preparation
 
@@ -321,19 +413,32 @@ class PlatformClient(NodeClient):
         escrow: bytes = b"",
         sealer: EscrowSealer | None = None,
         kinds: PartyKinds | None = None,
+        cross: CrossPlatform | None = None,
+        pairwise: PairwiseKey | None = None,
     ) -> PreparedRecord:
         """Commit to ``record`` under a fresh (or given) salt and build its leaf, locally.
 
         With ``sealer`` the leaf's escrow is the record's AML payload sealed for the
         regulator (``kinds`` gives the payer's and payee's party kinds; otherwise they are
-        read from the identity numbers). Raises :class:`InvalidRecord` if the record is
-        another platform's, :class:`~ledger_node.errors.InvalidLeaf` for malformed tags or
-        escrow, and :class:`~ledger_node.errors.InvalidIdentity` for an identity whose kind
-        cannot be told.
+        read from the identity numbers). With ``cross`` the record is one half of a
+        cross-platform payment: its leaf gets the match and amount tags of ``cross.side``
+        under the key shared with ``cross.counterparty`` (``pairwise``, or derived now from
+        the counterparty's key registered now). Raises :class:`InvalidRecord` if the record
+        is another platform's or, with ``cross``, has no clearing reference,
+        :class:`~ledger_node.errors.InvalidLeaf` for malformed tags or escrow (or tags given
+        besides ``cross``), :class:`UnknownCounterparty` for a counterparty that is not
+        another active platform, and :class:`~ledger_node.errors.InvalidIdentity` for an
+        identity whose kind cannot be told.
         """
         if record.platform != self.platform:
             raise InvalidRecord("platform", f"record of {record.platform!r} submitted by "
                                             f"{self.platform!r}")
+        if cross is not None:
+            if match_tag is not None or amount_tag is not None:
+                raise InvalidLeaf("match_tag", "give either cross (the SDK computes the tags) "
+                                               "or explicit tags, not both")
+            key = pairwise if pairwise is not None else self.pairwise_key(cross.counterparty)
+            match_tag, amount_tag = record_tags(key, cross.side, record)
         salt = salt if salt is not None else new_salt()
         commitment = record_commitment(record, salt)
         if sealer is not None:
@@ -342,6 +447,32 @@ class PlatformClient(NodeClient):
                                         payee_kind=payee_kind)
         leaf = Leaf(commitment, escrow, match_tag, amount_tag)
         return PreparedRecord(record, salt, leaf)
+
+    def pairwise_key(self, counterparty: str) -> PairwiseKey:
+        """The key this platform shares with ``counterparty`` under both keys registered now.
+
+        The counterparty's member record is read through ``counterparties`` on each call (a
+        rotation takes effect at once); the ECDH is done once per (own key, counterparty
+        key). Raises :class:`UnknownCounterparty` if ``counterparties`` was not given, or for
+        this platform itself, and what ``counterparties`` raises for an unknown name.
+        """
+        if self._counterparties is None:
+            raise UnknownCounterparty("this client was made without counterparties: it cannot "
+                                      "read another platform's registered key")
+        if counterparty == self.platform:
+            raise UnknownCounterparty(f"{counterparty!r} is this platform itself")
+        member = self._counterparties(counterparty)
+        if member.role is not Role.PLATFORM:
+            raise UnknownCounterparty(f"{counterparty!r} is a {member.role.name.lower()}, "
+                                      "not a platform")
+        cache_key = (self._key.d, member.address.lower(), member.public_key)
+        key = self._pairwise.get(cache_key)
+        if key is None:
+            if len(self._pairwise) >= 64:
+                self._pairwise.clear()
+            key = self._pairwise[cache_key] = pairwise_key(self._key, self.account,
+                                                           member.address, member.public_key)
+        return key
 
     def sign_batch(self, leaves: Sequence[Leaf]) -> bytes:
         """The platform's DER SM2 signature over ``batch_digest(log_id, leaves)``."""
@@ -355,6 +486,7 @@ class PlatformClient(NodeClient):
         *,
         progress: Progress | None = None,
         kinds: Callable[[PaymentRecord], PartyKinds] | None = None,
+        cross_platform: CrossPlatformHint | None = None,
     ) -> list[SubmittedRecord]:
         """Prepare and submit ``records``; return each with its salt, leaf and receipt.
 
@@ -362,17 +494,27 @@ class PlatformClient(NodeClient):
         fresh SM4 key wrapped once with SM2, whatever the chunk's size; a key function is
         asked once per chunk, so a rotated key is used from the next chunk on. ``kinds``
         gives each record's (payer, payee) party kinds when the identities are not ID
-        numbers.
+        numbers. ``cross_platform`` tells which records are halves of cross-platform
+        payments (see :meth:`prepare`); each counterparty's registered key is read once per
+        chunk, so a rotation takes effect from the next chunk on. Every record is prepared
+        (and checked) before anything is sent.
         """
         items = list(records)
         prepared: list[PreparedRecord] = []
         for start in range(0, len(items), self._chunk):
             sealer = (EscrowSealer(self._current_regulator_key())
                       if self._regulator_key is not None else None)
-            prepared.extend(
-                self.prepare(r, sealer=sealer, kinds=kinds(r) if kinds is not None else None)
-                for r in items[start:start + self._chunk]
-            )
+            keys: dict[str, PairwiseKey] = {}
+            for record in items[start:start + self._chunk]:
+                cross = cross_platform(record) if cross_platform is not None else None
+                key = None
+                if cross is not None:
+                    key = keys.get(cross.counterparty)
+                    if key is None:
+                        key = keys[cross.counterparty] = self.pairwise_key(cross.counterparty)
+                prepared.append(self.prepare(
+                    record, sealer=sealer, kinds=kinds(record) if kinds is not None else None,
+                    cross=cross, pairwise=key))
         return self.submit_prepared(prepared, progress=progress)
 
     def submit_prepared(
@@ -411,6 +553,64 @@ class PlatformClient(NodeClient):
             if progress is not None:
                 progress(len(receipts), len(leaves))
         return receipts
+
+    # ------------------------------------------------------------------ reconciliation
+
+    def reconcile(
+        self,
+        counterparty: str,
+        window: Window,
+        records: Iterable[OwnRecord],
+        *,
+        counterparty_url: str,
+        chain: LedgerChain,
+        retired_keys: Sequence[gmcrypto.SM2PrivateKey] = (),
+        grace: timedelta | float = DEFAULT_GRACE,
+        as_of: datetime | None = None,
+        matched_bundles: bool = False,
+        counterparty_shard: int = 0,
+    ) -> dict[str, Any]:
+        """Reconcile own records with ``counterparty`` through this platform's node.
+
+        The tags the counterparty's halves must carry are computed here, under every
+        pairwise key in force during the window (``retired_keys``: this platform's SM2 keys
+        that governance rotated out), and sent with leaf indexes and payment times in
+        signed ``POST /v1/reconciliation`` requests of at most 10,000; the node verifies
+        the counterparty's log (read from ``counterparty_url``) against the chain and
+        matches. ``records`` are :class:`~ledger_node.reconciliation.OwnRecord` values
+        (:func:`own_records` makes them from submitted records). Returns the merged report
+        document (docs/reconciliation.md). Raises what
+        :func:`~ledger_node.reconciler.pairwise_keys_in_force` raises and :class:`ApiError`
+        for a problem answer (502 ``counterparty-log-refused``, 404
+        ``unknown-counterparty``, 422 ``invalid-window``).
+        """
+        from ledger_node.reconciler import pairwise_keys_in_force, platform_member
+
+        grace = check_grace(grace)
+        own = chain.member(self.account)
+        peer = platform_member(chain, counterparty, not_address=self.account)
+        keys = pairwise_keys_in_force(chain, own, [self._key, *retired_keys], peer,
+                                      window.start, window.end + grace)
+        expectations, skipped = expectations_for(records, keys, window,
+                                                 own_anchored_size=2**63 - 1)
+        base: dict[str, Any] = {
+            "counterparty": counterparty, "counterparty_url": counterparty_url,
+            "counterparty_shard": counterparty_shard, "window": window.to_json(),
+            "grace_s": grace.total_seconds(), "matched_bundles": matched_bundles,
+        }
+        if as_of is not None:
+            base["as_of"] = format_time(as_of)
+        parts = []
+        for start in range(0, max(len(expectations), 1), MAX_CHUNK):
+            body = base | {"expectations": [
+                {"index": e.index, "time": format_time(e.time),
+                 "tags": [{"match_tag": t.match_tag.hex(), "amount_tag": t.amount_tag.hex()}
+                          for t in e.tags]}
+                for e in expectations[start:start + MAX_CHUNK]]}
+            answer = self._send("POST", "/v1/reconciliation", signed=True,
+                                content=json.dumps(body, separators=(",", ":")).encode())
+            parts.append(answer.json())
+        return _merge_reports(parts, skipped, expectations, keys)
 
     def _current_regulator_key(self) -> gmcrypto.SM2PublicKey:
         key = self._regulator_key
@@ -610,6 +810,68 @@ def _leaves_from_json(items: object) -> list[Leaf]:
         put(Leaf(unhex(item["commitment"]), unhex(item["escrow"]),
                  None if match_tag is None else unhex(match_tag),
                  None if amount_tag is None else unhex(amount_tag)))
+    return out
+
+
+def own_records(submitted: Iterable[SubmittedRecord]) -> list[OwnRecord]:
+    """Submitted records as reconciliation input: leaf index, record, the leaf's match tag."""
+    return [OwnRecord(item.receipt.index, item.prepared.record, item.prepared.leaf.match_tag)
+            for item in submitted]
+
+
+def _merge_reports(parts: Sequence[dict[str, Any]], skipped: Skipped,
+                   expectations: Sequence[Expectation], keys: Sequence[PairwiseKey]
+                   ) -> dict[str, Any]:
+    """One report from the node's answers to consecutive chunks of expectations, with the
+    locally skipped counts added and each item's own record (known here) named."""
+    report = dict(parts[-1])
+    items = [item for part in parts for item in part["items"]]
+    records = {e.index: e for e in expectations}
+    for item in items:
+        expected = records.get(item["index"])
+        if expected is not None and expected.record is not None and expected.side is not None:
+            record = expected.record
+            item["side"] = expected.side.value
+            item["record"] = {"local_tx_id": record.local_tx_id,
+                              "clearing_ref": record.clearing_ref,
+                              "amount_fen": record.amount_fen, "currency": record.currency}
+            ids = {t.match_tag.hex(): t.key_id.hex() for t in expected.tags}
+            for pair in item.get("expected", []):
+                pair["key_id"] = ids.get(pair["match_tag"], "")
+    report["items"] = items
+    counts = {status.value: 0 for status in Status}
+    for item in items:
+        counts[item["status"]] += 1
+    counts["duplicated_on_counterparty"] = sum(len(i["counterparty"]) > 1 for i in items)
+    report["counts"] = counts
+    merged = skipped.to_json()
+    for part in parts:
+        for reason, count in part["skipped"].items():
+            merged[reason] = merged.get(reason, 0) + int(count)
+    report["skipped"] = merged
+    report["clean"] = all(bool(part["clean"]) for part in parts)
+    report["pairwise_keys"] = [key.key_id.hex() for key in keys]
+    return report
+
+
+def _summaries_from_json(items: object) -> list[LeafSummary]:
+    """Leaf summaries from their JSON forms, every value checked to be a 32-byte digest."""
+    if not isinstance(items, list):
+        raise InvalidLeaf("summaries", "must be a JSON array")
+    out: list[LeafSummary] = []
+    put, unhex = out.append, bytes.fromhex
+    for item in items:
+        match_tag, amount_tag = item["match_tag"], item["amount_tag"]
+        summary = LeafSummary(unhex(item["commitment"]), unhex(item["escrow_digest"]),
+                              None if match_tag is None else unhex(match_tag),
+                              None if amount_tag is None else unhex(amount_tag))
+        if (len(summary.commitment) != DIGEST_SIZE or len(summary.escrow_digest) != DIGEST_SIZE
+                or (match_tag is None) != (amount_tag is None)
+                or (summary.match_tag is not None and len(summary.match_tag) != DIGEST_SIZE)
+                or (summary.amount_tag is not None
+                    and len(summary.amount_tag) != DIGEST_SIZE)):
+            raise InvalidLeaf("summaries", f"summary {len(out)} is not four 32-byte digests")
+        put(summary)
     return out
 
 

@@ -1,5 +1,6 @@
 """``/v1/logs/{log_id}/leaves``: batch intake (``POST``, authenticated by the batch
-signature) and the regulator's read of whole leaves with escrows (``GET``, signed request)."""
+signature) and the regulator's read of whole leaves with escrows (``GET``, signed request);
+``/v1/logs/{log_id}/summaries``: anyone's bulk read of leaf summaries (no escrows)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,19 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
 
 from api.deps import AuthenticatorDep, MemberDep, NodeDep, SettingsDep
 from api.errors import ProblemException
 from api.routes.common import DigestPath, problem_responses
-from api.schemas import MAX_BATCH, LeafRangePublic, SubmissionCreate, SubmissionReceipts
+from api.schemas import (
+    MAX_BATCH,
+    Digest,
+    LeafRangePublic,
+    LeafSummaryPublic,
+    SubmissionCreate,
+    SubmissionReceipts,
+)
 from ledger_node.auth import AuthenticatedMember, authenticate_batch
 from ledger_node.chain import Role
 from ledger_node.errors import Forbidden, InvalidBatch, InvalidLeaf, LeafRangeUnavailable
@@ -145,3 +154,58 @@ def leaf_range(
             f'"hash":"{node.hash_name}","start":{start},"end":{end},"size":{node.size()},'
             f'"leaves":[')
     return Response(head + leaves_json(leaves) + "]}", media_type="application/json")
+
+
+class LeafSummaryRangePublic(BaseModel):
+    """The leaf summaries ``[start, end)`` of a log: what each leaf hash is made of."""
+
+    log_id: Digest
+    platform: str = Field(examples=["unionpay"])
+    hash: str = Field(examples=["sm3"])
+    start: int = Field(description="index of the first summary returned")
+    end: int = Field(description="one past the index of the last summary returned")
+    size: int = Field(description="the log's size when the range was read")
+    summaries: list[LeafSummaryPublic]
+
+
+def summaries_json(leaves: list[Leaf]) -> str:
+    """``[LeafSummary.of(leaf) as JSON ...]`` built directly (hex values need no escaping)."""
+    return ",".join(
+        f'{{"commitment":"{leaf.commitment.hex()}","escrow_digest":"{leaf.escrow_digest.hex()}",'
+        f'"match_tag":{_tag(leaf.match_tag)},"amount_tag":{_tag(leaf.amount_tag)}}}'
+        for leaf in leaves
+    )
+
+
+@router.get(
+    "/{log_id}/summaries",
+    response_model=LeafSummaryRangePublic,
+    responses=problem_responses(404, 416, 422),
+    summary="Leaf summaries [start, end): commitments, escrow digests, match tags (public)",
+    tags=["leaves", "reconciliation"],
+)
+def summary_range(
+    log_id: DigestPath,
+    node: NodeDep,
+    start: Annotated[int, Query(ge=0, le=2**63 - 1, description="first index")],
+    end: Annotated[int, Query(ge=1, le=2**63 - 1, description="one past the last index")],
+) -> Response:
+    """Leaves ``start..end-1`` of this log as their summaries: commitment, SM3 of the escrow,
+    match and amount tags, i.e. exactly the parts each leaf hash is made of, so that a reader
+    rebuilds the tree and compares it with the roots anchored on chain. Escrows are not
+    served. Every field is already public through proof bundles: no authentication.
+
+    Another platform reconciling cross-platform payments reads the log this way
+    (docs/reconciliation.md). ``end - start`` is 1..10,000 (422 ``invalid-range``); ``end``
+    may not pass the log's current size (416 ``range-not-satisfiable``, with ``size``).
+    """
+    _check_log(log_id, node)
+    try:
+        leaves = node.leaves(start, end, limit=MAX_RANGE)
+    except LeafRangeUnavailable as exc:
+        raise ProblemException("range-not-satisfiable", str(exc),
+                               extensions={"size": exc.size}) from None
+    head = (f'{{"log_id":"{node.log_id.hex()}","platform":{json.dumps(node.platform)},'
+            f'"hash":"{node.hash_name}","start":{start},"end":{end},"size":{node.size()},'
+            f'"summaries":[')
+    return Response(head + summaries_json(leaves) + "]}", media_type="application/json")

@@ -1,0 +1,504 @@
+"""Reconciliation against the chain and the nodes: keys in force, verified logs, a full run.
+
+* **Keys in force.** :func:`key_history` reads a member's SM2 keys from the chain (the key
+  registered now and every key a governance rotation replaced, with the block times of the
+  rotations); :func:`pairwise_keys_in_force` derives the pairwise key of every pair of keys
+  the two platforms had registered during the window (plus its grace period), with the
+  platform's retired private keys, which it must keep for this.
+* **Verified logs.** :class:`VerifiedLog` reads a platform's leaf summaries from any node
+  (``GET /v1/logs/{log_id}/summaries``, public) up to the newest checkpoint anchored on chain,
+  rebuilds the Merkle tree and compares its root with the anchored one, exactly as the
+  regulator does (:mod:`ledger_node.regulator`): a node serving leaves that do not reproduce
+  the anchored root, fewer leaves than anchored, another platform's log, or a checkpoint not
+  signed with a key its platform registered is refused with :class:`LogVerificationFailed`.
+  It then builds proof bundles from its own tree and the chain, trusting no node.
+* **A run.** :func:`reconcile` puts it together in the platform's own process: its records
+  (with their leaf indexes), its own log and the counterparty's, both verified, and a
+  :class:`~ledger_node.reconciliation.ReconciliationReport`.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
+
+import httpx
+
+from ledger_node import gmcrypto
+from ledger_node.bundle import ChainAnchor, ProofBundle, build_bundle
+from ledger_node.chain import LedgerChain, Member, Role
+from ledger_node.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
+from ledger_node.commitment import RecordOpening, verify_opening
+from ledger_node.errors import (
+    ApiError,
+    InvalidCheckpoint,
+    InvalidLeaf,
+    InvalidOpening,
+    InvalidReconciliationInput,
+    InvalidSignature,
+    LogVerificationFailed,
+    PairwiseKeyUnavailable,
+    UnknownCounterparty,
+    UnknownLeaf,
+)
+from ledger_node.leaf import LeafSummary
+from ledger_node.merkle import MerkleLog, hasher_for
+from ledger_node.node import PlatformNode
+from ledger_node.pairwise import PairwiseKey, pairwise_key
+from ledger_node.reconciliation import (
+    CounterpartyTags,
+    Expectation,
+    OwnRecord,
+    ReconciliationReport,
+    Skipped,
+    Window,
+    build_report,
+    check_grace,
+    expectations_for,
+    match_expectations,
+)
+from ledger_node.sdk import SummaryRange
+
+PAGE: Final = 10_000
+KEY_MARGIN: Final = timedelta(minutes=5)
+"""Clock slack around the window when choosing the keys in force."""
+
+FAULT_ROOT_MISMATCH: Final = "root-mismatch"
+FAULT_WITHHELD: Final = "withheld"
+FAULT_WRONG_LOG: Final = "wrong-log"
+FAULT_BAD_SIGNATURE: Final = "bad-checkpoint-signature"
+FAULT_UNREACHABLE: Final = "unreachable"
+
+
+# ---------------------------------------------------------------------------- keys in force
+
+
+@dataclass(frozen=True)
+class KeyPeriod:
+    """An SM2 key a member had registered, from ``since`` until ``until`` (Unix seconds of
+    the rotation blocks; ``None``: since admission, or still registered)."""
+
+    public_key: bytes
+    since: int | None
+    until: int | None
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        """Whether the key was registered at some time in ``[start, end]``."""
+        return ((self.since is None or self.since <= end.timestamp())
+                and (self.until is None or self.until > start.timestamp()))
+
+
+def key_history(chain: LedgerChain, member: Member) -> list[KeyPeriod]:
+    """Every SM2 key ``member`` has had registered, oldest first, from its ``KeyRotated``
+    events (a member never rotated has one period, its current key)."""
+    events = chain.events("KeyRotated", account=member.address)
+    if not events:
+        return [KeyPeriod(member.public_key, None, None)]
+    periods = []
+    since: int | None = None
+    for event in events:
+        at = int(chain.w3.eth.get_block(event.block_number)["timestamp"])
+        periods.append(KeyPeriod(bytes(event.args["oldKey"]), since, at))
+        since = at
+    periods.append(KeyPeriod(bytes(events[-1].args["newKey"]), since, None))
+    return periods
+
+
+def platform_member(chain: LedgerChain, name: str, *, not_address: str | None = None) -> Member:
+    """The platform called ``name`` on chain, active or removed (an old window may still be
+    reconciled with a removed platform).
+
+    Raises :class:`UnknownCounterparty` if no platform has that name or if it is the member
+    at ``not_address`` (the reconciling platform itself).
+    """
+    members = chain.members()
+    found = [m for m in members if m.name == name]
+    platforms = [m for m in found if m.role is Role.PLATFORM]
+    if not platforms:
+        known = sorted(m.name for m in members if m.role is Role.PLATFORM)
+        what = (f"a {found[-1].role.name.lower()}, not a platform" if found
+                else "not registered on chain")
+        raise UnknownCounterparty(f"{name!r} is {what} (platforms: {', '.join(known)})")
+    member = platforms[-1]
+    if not_address is not None and member.address.lower() == not_address.lower():
+        raise UnknownCounterparty(f"{name!r} is the reconciling platform itself")
+    return member
+
+
+def pairwise_keys_in_force(
+    chain: LedgerChain,
+    own: Member,
+    own_keys: Sequence[gmcrypto.SM2PrivateKey],
+    counterparty: Member,
+    start: datetime,
+    end: datetime,
+) -> list[PairwiseKey]:
+    """The pairwise keys of every pair of keys both platforms had registered in
+    ``[start, end]`` (widened by :data:`KEY_MARGIN`), newest pair first.
+
+    ``own_keys`` are the platform's SM2 private keys, current and retired. Raises
+    :class:`PairwiseKeyUnavailable` if one of its keys in force is not among them.
+    """
+    low, high = start - KEY_MARGIN, end + KEY_MARGIN
+    private = {key.public_key().raw: key for key in own_keys}
+    own_periods = [p for p in key_history(chain, own) if p.overlaps(low, high)]
+    peer_periods = [p for p in key_history(chain, counterparty) if p.overlaps(low, high)]
+    keys: list[PairwiseKey] = []
+    for period in reversed(own_periods):
+        key = private.get(period.public_key)
+        if key is None:
+            raise PairwiseKeyUnavailable(
+                f"{own.name}'s SM2 key {period.public_key.hex()[:16]}... was registered "
+                f"during the window{_period_text(period)} but its private key was not given: "
+                "pass the retired key too")
+        for peer in reversed(peer_periods):
+            derived = pairwise_key(key, own.address, counterparty.address, peer.public_key)
+            if all(derived.secret != k.secret for k in keys):
+                keys.append(derived)
+    return keys
+
+
+def _period_text(period: KeyPeriod) -> str:
+    def when(value: int | None, default: str) -> str:
+        return default if value is None else datetime.fromtimestamp(value, UTC).isoformat()
+
+    return f" (from {when(period.since, 'admission')} until {when(period.until, 'now')})"
+
+
+# ---------------------------------------------------------------------------- verified logs
+
+
+class SummarySource(Protocol):
+    """Where a log's leaf summaries are read (a :class:`~ledger_node.sdk.NodeClient`)."""
+
+    def summaries(self, log_id: bytes, start: int, end: int) -> SummaryRange:
+        """Summaries ``[start, end)`` of ``log_id``."""
+
+
+class VerifiedLog:
+    """A platform's log read from a node and verified against the newest anchored root.
+
+    Keeps the tree (for proof bundles), every commitment, and the summaries of tagged
+    leaves indexed by match tag. :meth:`sync` reads what was anchored since; a failed sync
+    raises :class:`LogVerificationFailed` and leaves the object unusable.
+    """
+
+    def __init__(self, chain: LedgerChain, platform: Member, log_id: bytes,
+                 source: SummarySource, *, page: int = PAGE,
+                 chain_lock: AbstractContextManager[Any] | None = None) -> None:
+        """``platform`` owns ``log_id`` (checked on chain at each sync). ``chain_lock`` is
+        held around every chain call (a node shares its chain client with its sealer)."""
+        if not 1 <= page <= PAGE:
+            raise ValueError(f"page must be in 1..{PAGE}")
+        self.chain = chain
+        self.member = platform
+        self.platform = platform.name
+        self.log_id = log_id
+        self._source = source
+        self._page = page
+        self._tree: MerkleLog | None = None
+        self._commitments = bytearray()
+        self._tagged: dict[int, LeafSummary] = {}
+        self._by_match: dict[bytes, list[tuple[int, bytes]]] = {}
+        self._checkpoint: SignedCheckpoint | None = None
+        self._anchor: ChainAnchor | None = None
+        self._broken: str | None = None
+        self._chain_lock = chain_lock if chain_lock is not None else nullcontext()
+
+    @property
+    def anchored_size(self) -> int:
+        """How many leaves are verified (the newest anchored size at the last sync)."""
+        return 0 if self._checkpoint is None else self._checkpoint.checkpoint.tree_size
+
+    @property
+    def tags(self) -> CounterpartyTags:
+        """Match tag -> [(index, amount tag)] of every verified tagged leaf."""
+        return self._by_match
+
+    def _refuse(self, kind: str, detail: str) -> LogVerificationFailed:
+        self._broken = f"{kind}: {detail}"
+        return LogVerificationFailed(self.platform, kind, detail)
+
+    def sync(self) -> int:
+        """Read and verify the leaves anchored since the last sync; return how many.
+
+        Raises :class:`LogVerificationFailed` (see the module docstring).
+        """
+        if self._broken is not None:
+            raise LogVerificationFailed(self.platform, "refused", f"an earlier sync failed "
+                                        f"({self._broken})")
+        with self._chain_lock:
+            owner = self.chain.log_owner(self.log_id)
+            latest = self.chain.latest_checkpoint(self.log_id)
+        if owner is None:
+            return 0  # nothing anchored yet: an empty log as far as the chain knows
+        if owner.lower() != self.member.address.lower():
+            raise self._refuse(FAULT_WRONG_LOG, f"log {self.log_id.hex()} belongs to {owner} "
+                                                f"on chain, not {self.member.address}")
+        assert latest is not None  # the log has an owner, so it has a checkpoint
+        target, verified = latest.tree_size, self.anchored_size
+        if target <= verified:
+            return 0
+        pages = [(at, min(at + self._page, target)) for at in range(verified, target,
+                                                                    self._page)]
+        fetched: list[SummaryRange] = []
+        for start, end in pages:
+            fetched.append(self._fetch(start, end))
+        hash_name = fetched[0].hash_name
+        if self._tree is None:
+            try:
+                self._tree = MerkleLog(hasher_for(hash_name))
+            except ValueError:
+                raise self._refuse(FAULT_WRONG_LOG, f"the node names hash {hash_name!r}"
+                                   ) from None
+        tree = self._tree
+        for served in fetched:
+            if served.hash_name != tree.hasher.name:
+                raise self._refuse(FAULT_ROOT_MISMATCH, f"the node now says hash "
+                                   f"{served.hash_name!r}, the log was read with "
+                                   f"{tree.hasher.name!r}")
+            tree.extend([s.leaf_data() for s in served.summaries])
+        root = tree.root(target)
+        if not hmac.compare_digest(root, latest.root):
+            raise self._refuse(FAULT_ROOT_MISMATCH, f"leaves [0, {target}) as served give root "
+                               f"{root.hex()}, the chain anchors {latest.root.hex()} (block "
+                               f"{latest.block_number})")
+        signed = self._signed_checkpoint(target, latest.root, latest.timestamp, tree.hasher.name)
+        for served in fetched:
+            for offset, summary in enumerate(served.summaries):
+                self._commitments += summary.commitment
+                if summary.match_tag is not None and summary.amount_tag is not None:
+                    index = served.start + offset
+                    self._tagged[index] = summary
+                    self._by_match.setdefault(summary.match_tag, []).append(
+                        (index, summary.amount_tag))
+        self._checkpoint = signed
+        return target - verified
+
+    def _fetch(self, start: int, end: int) -> SummaryRange:
+        try:
+            served = self._source.summaries(self.log_id, start, end)
+        except ApiError as exc:
+            kind = FAULT_WITHHELD if exc.status in (404, 416) else FAULT_UNREACHABLE
+            raise self._refuse(kind, f"the node did not serve leaves [{start}, {end}) that the "
+                               f"chain anchors: {exc}") from None
+        except InvalidLeaf as exc:
+            raise self._refuse(FAULT_WITHHELD, f"leaves [{start}, {end}): {exc}") from None
+        except httpx.TransportError as exc:
+            raise self._refuse(FAULT_UNREACHABLE, f"leaves [{start}, {end}): "
+                               f"{type(exc).__name__}: {exc}") from None
+        if served.platform != self.platform or served.log_id != self.log_id:
+            raise self._refuse(FAULT_WRONG_LOG, f"asked for {self.platform}'s log "
+                               f"{self.log_id.hex()}, the node serves {served.platform!r}'s "
+                               f"{served.log_id.hex()}")
+        if (served.start, served.end, len(served.summaries)) != (start, end, end - start):
+            raise self._refuse(FAULT_WITHHELD, f"asked for leaves [{start}, {end}), the node "
+                               f"served {len(served.summaries)} for [{served.start}, "
+                               f"{served.end})")
+        return served
+
+    def _signed_checkpoint(self, size: int, root: bytes, timestamp: int,
+                           hash_name: str) -> SignedCheckpoint:
+        """The anchored checkpoint of ``size`` with its signature, checked against every key
+        the platform has had registered; also sets the chain anchor for bundles."""
+        with self._chain_lock:
+            events = self.chain.events("CheckpointAnchored", logId=self.log_id,
+                                       treeSize=size)
+            history = key_history(self.chain, self.chain.member(self.member.address))
+        if not events:
+            raise self._refuse(FAULT_WITHHELD, f"no CheckpointAnchored event for size {size}")
+        event = events[-1]
+        try:
+            checkpoint = Checkpoint(self.platform, self.log_id, size, root, timestamp,
+                                    hash_name)
+        except InvalidCheckpoint as exc:
+            raise self._refuse(FAULT_WRONG_LOG, str(exc)) from None
+        signed = SignedCheckpoint(checkpoint, bytes(event.args["signature"]))
+        for period in reversed(history):
+            try:
+                verify_checkpoint_signature(gmcrypto.SM2PublicKey.from_raw(period.public_key),
+                                            signed)
+                break
+            except (InvalidSignature, ValueError):
+                continue
+        else:
+            raise self._refuse(FAULT_BAD_SIGNATURE, f"the checkpoint at size {size} is not "
+                               f"signed by a key {self.platform} registered")
+        self._anchor = ChainAnchor.of(self.chain.deployment, event.tx_hash, event.block_number)
+        return signed
+
+    def commitment(self, index: int) -> bytes:
+        """The commitment of verified leaf ``index``; :class:`UnknownLeaf` past the size."""
+        if not 0 <= index < self.anchored_size:
+            raise UnknownLeaf(f"leaf {index} of {self.platform} is not verified (size "
+                              f"{self.anchored_size})")
+        return bytes(self._commitments[32 * index:32 * index + 32])
+
+    def match_tag(self, index: int) -> bytes | None:
+        """The match tag of verified leaf ``index`` (``None`` if untagged)."""
+        self.commitment(index)
+        summary = self._tagged.get(index)
+        return None if summary is None else summary.match_tag
+
+    def summary(self, index: int) -> LeafSummary:
+        """The summary of a verified tagged leaf (the only ones a report shows)."""
+        summary = self._tagged.get(index)
+        if summary is None:
+            raise UnknownLeaf(f"leaf {index} of {self.platform} is not a verified tagged leaf")
+        return summary
+
+    def bundle(self, index: int) -> ProofBundle | None:
+        """The proof bundle of verified tagged leaf ``index`` at the verified checkpoint."""
+        assert self._checkpoint is not None and self._anchor is not None and self._tree
+        return build_bundle(self.summary(index), index, self._checkpoint, self._anchor,
+                            log=self._tree)
+
+    def describe(self) -> dict[str, Any]:
+        """Platform, log id, verified size and the checkpoint's root and anchoring."""
+        out: dict[str, Any] = {"platform": self.platform, "log_id": self.log_id.hex(),
+                               "verified_size": self.anchored_size}
+        if self._checkpoint is not None and self._anchor is not None:
+            out["root"] = self._checkpoint.checkpoint.root.hex()
+            out["anchor"] = self._anchor.to_json()
+        return out
+
+
+class NodeLogView:
+    """A platform node's own log as a :class:`~ledger_node.reconciliation.LogView` (the
+    node's reconciliation endpoint trusts its own store)."""
+
+    def __init__(self, node: PlatformNode) -> None:
+        self.node = node
+        self.platform = node.platform
+        self.log_id = node.log_id
+        latest = node.latest_checkpoint()
+        self._size = 0 if latest is None else latest.tree_size
+
+    @property
+    def anchored_size(self) -> int:
+        """The size of the node's latest anchored checkpoint when this view was made."""
+        return self._size
+
+    def summary(self, index: int) -> LeafSummary:
+        """The summary of leaf ``index``."""
+        return LeafSummary.of(self.node.leaf(index))
+
+    def bundle(self, index: int) -> ProofBundle | None:
+        """The node's proof bundle of leaf ``index``."""
+        return self.node.proof_bundle(index)
+
+    def describe(self) -> dict[str, Any]:
+        """Platform, log id and anchored size."""
+        latest = self.node.latest_checkpoint()
+        out: dict[str, Any] = {"platform": self.platform, "log_id": self.log_id.hex(),
+                               "verified_size": self._size}
+        if latest is not None:
+            out["root"] = latest.root.hex()
+        return out
+
+
+# ---------------------------------------------------------------------------- a run
+
+
+def reconcile(
+    chain: LedgerChain,
+    *,
+    own: Member,
+    own_keys: Sequence[gmcrypto.SM2PrivateKey],
+    own_log: VerifiedLog,
+    counterparty: Member,
+    counterparty_log: VerifiedLog,
+    records: Iterable[tuple[int, RecordOpening]],
+    window: Window,
+    grace: timedelta | float,
+    as_of: datetime | None = None,
+) -> ReconciliationReport:
+    """Reconcile ``own``'s records in ``window`` with ``counterparty``; return the report.
+
+    ``records`` are ``(leaf index, opening)`` pairs of the platform's own records (what
+    ``jointledger submit`` writes to its receipts). Both logs are synced and verified first;
+    each opening must open the commitment of its anchored leaf. ``as_of`` (default now)
+    decides which missing halves are still within ``grace`` after their payment time.
+    Raises :class:`~ledger_node.errors.InvalidWindow`, :class:`PairwiseKeyUnavailable`,
+    :class:`LogVerificationFailed`, and :class:`InvalidReconciliationInput` for a record of
+    another platform or one that does not open its leaf's commitment.
+    """
+    grace = check_grace(grace)
+    as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
+    keys = pairwise_keys_in_force(chain, own, own_keys, counterparty, window.start,
+                                  window.end + grace)
+    own_log.sync()
+    counterparty_log.sync()
+    own_records = []
+    for index, opening in records:
+        record = opening.record
+        if record.platform != own.name:
+            raise InvalidReconciliationInput(f"leaf {index}", f"is a record of "
+                                             f"{record.platform!r}, not {own.name!r}")
+        tag = None
+        if 0 <= index < own_log.anchored_size and window.contains(record.time):
+            try:
+                verify_opening(own_log.commitment(index), opening)
+            except InvalidOpening:
+                raise InvalidReconciliationInput(
+                    f"leaf {index}", f"record {record.local_tx_id!r} does not open the "
+                    f"commitment of {own.name}'s leaf {index}: not this log's receipt"
+                ) from None
+            tag = own_log.match_tag(index)
+        own_records.append(OwnRecord(index, record, tag))
+    expectations, skipped = expectations_for(own_records, keys, window,
+                                             own_anchored_size=own_log.anchored_size)
+    outcomes = match_expectations(expectations, counterparty_log.tags, as_of=as_of, grace=grace)
+    return build_report(outcomes, own_log, counterparty_log, counterparty_name=counterparty.name,
+                        window=window, grace=grace, as_of=as_of, skipped=skipped,
+                        key_ids=[k.key_id for k in keys])
+
+
+def reconcile_expectations(
+    own: NodeLogView,
+    counterparty_log: VerifiedLog,
+    expectations: Sequence[Expectation],
+    *,
+    window: Window,
+    grace: timedelta | float,
+    as_of: datetime | None = None,
+) -> ReconciliationReport:
+    """Match expectations the platform computed itself (tags only: the node holds neither
+    records nor pairwise keys) against the verified counterparty log; the node's side of
+    ``POST /v1/reconciliation``. Own leaves not yet anchored are counted as skipped."""
+    grace = check_grace(grace)
+    as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
+    counterparty_log.sync()
+    skipped = Skipped()
+    anchored = []
+    for expected in expectations:
+        if expected.index < own.anchored_size:
+            anchored.append(expected)
+        else:
+            skipped.unanchored += 1
+    outcomes = match_expectations(anchored, counterparty_log.tags, as_of=as_of, grace=grace)
+    return build_report(outcomes, own, counterparty_log,
+                        counterparty_name=counterparty_log.platform, window=window,
+                        grace=grace, as_of=as_of, skipped=skipped)
+
+
+__all__ = [
+    "FAULT_BAD_SIGNATURE",
+    "FAULT_ROOT_MISMATCH",
+    "FAULT_UNREACHABLE",
+    "FAULT_WITHHELD",
+    "FAULT_WRONG_LOG",
+    "KeyPeriod",
+    "NodeLogView",
+    "SummarySource",
+    "VerifiedLog",
+    "key_history",
+    "pairwise_keys_in_force",
+    "platform_member",
+    "reconcile",
+    "reconcile_expectations",
+]
