@@ -148,6 +148,48 @@ def _build_parser() -> argparse.ArgumentParser:
                         "(PEM) to decrypt escrows and sealed responses; repeat for retired "
                         "keys")
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="reconcile the platform's cross-platform payments with another platform (对账)",
+        description="Match the platform's own records (the receipts jointledger submit wrote) "
+        "in a window of payment times against the counterparty platform's log: both logs are "
+        "read from the nodes' public summaries and verified against the chain, the pairwise "
+        "keys in force are derived from the registered SM2 keys. Reports matched, missing on "
+        "the other side and amount mismatches, each with both leaves and proof bundles; a "
+        "half still missing within the grace period is pending, not missing "
+        "(docs/reconciliation.md). Exit status 0 when nothing is missing or mismatched, 1 "
+        "when something is, 2 for unusable input, 3 when a node serves a log that does not "
+        "match the chain, or a node or the chain cannot be reached.",
+    )
+    reconcile.add_argument("--config", type=Path, required=True,
+                           help="the platform's node config (keys, platform name, chain)")
+    reconcile.add_argument("--counterparty", required=True, metavar="NAME",
+                           help="the other platform's member name on chain")
+    reconcile.add_argument("--counterparty-url", required=True, metavar="URL",
+                           help="the other platform's node (public reads only)")
+    reconcile.add_argument("--window", nargs=2, required=True, metavar=("START", "END"),
+                           help="payment times [START, END), RFC 3339 with a zone")
+    reconcile.add_argument("--grace", type=float, default=3600.0, metavar="SECONDS",
+                           help="a half missing for less than this after its payment time "
+                           "is pending, not missing (default 3600)")
+    reconcile.add_argument("--records", type=Path, nargs="+", required=True,
+                           metavar="RECEIPTS", help="receipts files of jointledger submit")
+    reconcile.add_argument("--retired-key", type=Path, action="append", default=[],
+                           metavar="PEM", help="an SM2 private key of this platform that "
+                           "governance rotated out (needed for windows before the rotation); "
+                           "repeat for several")
+    reconcile.add_argument("--url", help="own node URL (default: the config's [http])")
+    reconcile.add_argument("--rpc-url", help="JSON-RPC URL of the chain (overrides the config)")
+    reconcile.add_argument("--as-of", metavar="TIME",
+                           help="decide pending or missing as of this time (default now)")
+    reconcile.add_argument("--counterparty-shard", type=int, default=0,
+                           help="the counterparty log's shard (default 0)")
+    reconcile.add_argument("--out", type=Path,
+                           help="report file (default reconciliation-PLATFORM-NAME-START.json, "
+                           "mode 0600)")
+    reconcile.add_argument("--findings-only-bundles", action="store_true",
+                           help="leave the proof bundles of matched payments out of the report")
     return parser
 
 
@@ -233,6 +275,44 @@ def _verify(args: argparse.Namespace) -> int:
         return 2
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    from api.server import DEFAULT_CHAIN_URL, load_serve_config
+    from ledger_node.errors import (
+        ChainError,
+        InvalidKey,
+        InvalidReconciliationInput,
+        InvalidWindow,
+        LogVerificationFailed,
+        PairwiseKeyUnavailable,
+        UnknownCounterparty,
+    )
+    from ledger_node.reconcile_command import EXIT_REFUSED, EXIT_UNUSABLE, run_reconcile
+    from ledger_node.reconciliation import Window, check_grace, parse_time
+
+    try:
+        window = Window(parse_time(args.window[0], "window start"),
+                        parse_time(args.window[1], "window end"))
+        grace = check_grace(args.grace)
+        as_of = parse_time(args.as_of, "--as-of") if args.as_of else None
+        config = load_serve_config(args.config)
+        return run_reconcile(
+            platform=config.node.platform, sm2_key=config.sm2_key,
+            account_key=config.account_key, deployment=config.deployment,
+            rpc_url=args.rpc_url or config.rpc_url or DEFAULT_CHAIN_URL,
+            url=args.url or f"http://{config.host}:{config.port}",
+            counterparty=args.counterparty, counterparty_url=args.counterparty_url,
+            window=window, grace=grace, receipts=args.records, retired_keys=args.retired_key,
+            counterparty_shard=args.counterparty_shard, shard=config.node.shard, as_of=as_of,
+            out=args.out, matched_bundles=not args.findings_only_bundles)
+    except (InvalidWindow, InvalidReconciliationInput, InvalidKey, UnknownCounterparty,
+            PairwiseKeyUnavailable, ValueError) as exc:
+        print(f"jointledger reconcile: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except (LogVerificationFailed, ChainError) as exc:
+        print(f"jointledger reconcile: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     args = _build_parser().parse_args(argv)
@@ -268,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
             from ledger_node.client_commands import run_checkpoints
 
             return run_checkpoints(args.url, after=args.after, limit=args.limit)
+        if args.command == "reconcile":
+            return _reconcile(args)
     except LedgerError as exc:
         print(f"jointledger {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
