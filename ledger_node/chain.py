@@ -210,6 +210,15 @@ RISK_LIST_EVENTS: Final = (
 
 
 @dataclass(frozen=True)
+class _EventLayout:
+    """An event's name and its indexed and data inputs as (name, ABI type) pairs."""
+
+    name: str
+    indexed: tuple[tuple[str, str], ...]
+    data: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Deployment:
     """Where a ``JointLedger`` lives: chain, address, deployment block and ABI version."""
 
@@ -382,6 +391,7 @@ class LedgerChain:
         self._deployment: Deployment | None = None
         self._contract: Contract | None = None
         self._errors = self._error_table(self._artifact.abi)
+        self._checksums: dict[str, str] = {}
         self._events_by_topic = {
             keccak(text=f"{e['name']}({','.join(_canonical_type(i) for i in e['inputs'])})"): str(
                 e["name"]
@@ -880,23 +890,70 @@ class LedgerChain:
         """Every risk-list event (:data:`RISK_LIST_EVENTS`) in ``from_block..to_block``, in
         chain order (block, then log index), read with one ``eth_getLogs``."""
         contract = self._require_contract()
-        topics = {
-            topic: name for topic, name in self._events_by_topic.items()
-            if name in RISK_LIST_EVENTS
-        }
+        layouts = self._risk_layouts
         raw = self._w3.eth.get_logs({
             "address": contract.address,
             "fromBlock": from_block,
             "toBlock": to_block,
-            "topics": [["0x" + t.hex() for t in topics]],
+            "topics": [["0x" + t.hex() for t in layouts]],
         })
         decoded = []
         for log in raw:
-            name = topics.get(bytes(log["topics"][0])) if log["topics"] else None
-            if name is not None:
-                decoded.append(self._event(name, contract.events[name]().process_log(log)))
+            layout = layouts.get(bytes(log["topics"][0])) if log["topics"] else None
+            if layout is not None:
+                decoded.append(self._decode_static_log(layout, log))
         decoded.sort(key=lambda e: (e.block_number, e.log_index))
         return decoded
+
+    @functools.cached_property
+    def _risk_layouts(self) -> dict[bytes, _EventLayout]:
+        """Topic -> layout of each risk-list event, for :meth:`_decode_static_log`."""
+        layouts = {}
+        for entry in self._artifact.abi:
+            if entry.get("type") == "event" and entry["name"] in RISK_LIST_EVENTS:
+                types = [_canonical_type(i) for i in entry["inputs"]]
+                topic = keccak(text=f"{entry['name']}({','.join(types)})")
+                layouts[topic] = _EventLayout(
+                    str(entry["name"]),
+                    tuple((str(i["name"]), str(i["type"])) for i in entry["inputs"]
+                          if i["indexed"]),
+                    tuple((str(i["name"]), str(i["type"])) for i in entry["inputs"]
+                          if not i["indexed"]),
+                )
+        return layouts
+
+    def _decode_static_log(self, layout: _EventLayout, log: Any) -> ChainEvent:
+        """Decode an event whose inputs are all static types, without web3's per-log
+        machinery (ten times faster, which matters when a copy syncs a large list)."""
+        args: dict[str, Any] = {}
+        for (name, typ), topic in zip(layout.indexed, log["topics"][1:], strict=True):
+            args[name] = self._static_value(typ, bytes(topic))
+        if layout.data:
+            values = abi_decode([t for _, t in layout.data], bytes(log["data"]))
+            for (name, typ), value in zip(layout.data, values, strict=True):
+                args[name] = self._checksum(value) if typ == "address" else _normalise(value)
+        return ChainEvent(
+            name=layout.name,
+            args=args,
+            block_number=int(log["blockNumber"]),
+            tx_hash=bytes(log["transactionHash"]),
+            log_index=int(log["logIndex"]),
+        )
+
+    def _static_value(self, typ: str, word: bytes) -> Any:
+        if typ == "address":
+            return self._checksum("0x" + word[12:].hex())
+        if typ.startswith(("uint", "int")):
+            return int.from_bytes(word, "big", signed=typ.startswith("int"))
+        return word  # bytes32
+
+    def _checksum(self, address: str) -> str:
+        """Checksummed ``address``, memoised (eth_utils hashes it every time)."""
+        key = address.lower()
+        found = self._checksums.get(key)
+        if found is None:
+            found = self._checksums.setdefault(key, Web3.to_checksum_address(key))
+        return found
 
     # ------------------------------------------------------------------ events
 

@@ -294,6 +294,11 @@ class RiskListBehaviour:
             + ["RiskDeviceAdded", "RiskDeviceRemoved", "RiskDeviceAdded"]
         )
         assert [e.args["reason"] for e in events if e.name == "RiskDeviceAdded"] == [1, 2]
+        # The fast decoder agrees with web3's generic one, argument by argument.
+        generic = sorted((e for name in {e.name for e in events}
+                          for e in c.outsider.events(name, start)),
+                         key=lambda e: (e.block_number, e.log_index))
+        assert events == generic
 
     # ------------------------------------------------------------------ gas
 
