@@ -38,10 +38,22 @@ canary name and a disclosure request whose case id is the SM3 of a canary ID num
 found in every channel they reach. The disclosure requests of one case carry per-request case
 references, not the case id, so they do not link the records they name. See
 docs/unlinkability.md.
+
+Match tags (issue 6, docs/reconciliation.md): in a second world the planted payments go
+through both SDKs with their cross-platform halves tagged, a third platform is admitted, and
+every public read of the tagged leaves (statuses, bundles, the summaries endpoint) is scanned
+for the clearing references, the amounts, and every tag computable without the two
+platforms' pairwise key (the tag inputs and reference/amount concatenations hashed plainly
+with SM3, SHA-256 and keccak-256, and HMAC-SM3 under guessable keys and under the third
+platform's own pairwise keys). The two halves of a payment, and two payments of one amount,
+share no 8-byte run. Positive controls: a leaf with unkeyed tags is found, and the real tags
+are found when the scan is given the pairwise key.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -60,6 +72,7 @@ import httpx
 import pytest
 import rlp  # type: ignore[import-untyped]
 from eth_utils.crypto import keccak
+from fastapi.testclient import TestClient
 from trie.hexary import HexaryTrie
 from trie.iter import NodeIterator
 
@@ -68,9 +81,11 @@ from api.server import PlatformServer
 from api.settings import Settings
 from ledger_node.aml import PartyKind
 from ledger_node.auth import sign_batch, sign_request
-from ledger_node.chain import DisclosureRequest, LedgerChain
+from ledger_node.chain import DisclosureRequest, LedgerChain, Role
 from ledger_node.chain_store import close_chain_store
 from ledger_node.checkpoint import log_id_for
+from ledger_node.demo import new_party
+from ledger_node.encoding import encode_parts
 from ledger_node.escrow import (
     ESCROW_SIZE,
     EscrowSealer,
@@ -83,10 +98,24 @@ from ledger_node.hashes import sm3
 from ledger_node.leaf import Leaf, leaf_data
 from ledger_node.merkle import hasher_for
 from ledger_node.node import NodeConfig, PlatformNode
+from ledger_node.pairwise import (
+    CrossPlatform,
+    PairwiseKey,
+    Side,
+    hmac_sm3,
+    pairwise_key,
+    record_tags,
+)
 from ledger_node.record import Channel, PaymentRecord
 from ledger_node.regulator import HttpLeafSource, RegulatorConfig, RegulatorNode
 from ledger_node.rpc_server import ChainServer
-from ledger_node.sdk import NodeClient, PlatformClient, RegulatorClient, SubmittedRecord
+from ledger_node.sdk import (
+    NodeClient,
+    PlatformClient,
+    RegulatorClient,
+    SubmittedRecord,
+    registered_platform,
+)
 from tests.api_support import Consortium, make_consortium
 from tests.linkscan import (
     WINDOW,
@@ -1029,3 +1058,256 @@ def test_summary(world: World) -> None:
     assert counts["public api responses"] > 4 * counts["leaves"]
     assert counts["kv entries"] > counts["blocks"] and counts["storage slots"] > 0
     assert len(owners) > 100
+
+
+# ---------------------------------------------------------------------- match tags (issue 6)
+#
+# The leaves of cross-platform payments carry match and amount tags (docs/reconciliation.md).
+# A separate, smaller world: the planted payments submitted with their tags through both
+# platforms' SDKs, a third platform (alipay) admitted by governance, and everything the
+# public reads of the tagged leaves (statuses, proof bundles, the bulk summaries endpoint).
+
+TAG_CANARY_REF = "NUCC-CANARY-000000000042"
+TAG_CANARY_AMOUNT = 6_666_666_666_666
+
+
+def _sides(item: PlantedRecord) -> CrossPlatform | None:
+    """The half of its payment a planted record is (None within one platform)."""
+    _, _, payer_side, payee_side = PAYMENTS[item.payment]
+    if payer_side == payee_side:
+        return None
+    if item.record.platform == payer_side:
+        return CrossPlatform(payee_side, Side.PAYER)
+    return CrossPlatform(payer_side, Side.PAYEE)
+
+
+def same_amount_records() -> list[PlantedRecord]:
+    """Two more cross-platform payments of one amount at one time, distinct references:
+    their tags must still share nothing."""
+    base = planted_records()
+    template = next(p for p in base if _sides(p) is not None)
+    extra = []
+    for n, reference in enumerate(("NUCC77770000000000000001", "NUCC77770000000000000002")):
+        for platform in PLATFORMS:
+            record = dataclasses.replace(
+                template.record, platform=platform, clearing_ref=reference,
+                local_tx_id=f"{platform[:2].upper()}SAME{n}", amount_fen=8_888_888_888,
+                payer_account=_by_key()[template.payer].tokens["unionpay"],
+                payee_account=_by_key()[template.payee].tokens["wechatpay"])
+            extra.append(PlantedRecord(len(PAYMENTS) + n, record, template.payer,
+                                       template.payee))
+    return extra
+
+
+def _extra_side(item: PlantedRecord) -> CrossPlatform | None:
+    if item.payment < len(PAYMENTS):
+        return _sides(item)
+    return (CrossPlatform("wechatpay", Side.PAYER) if item.record.platform == "unionpay"
+            else CrossPlatform("unionpay", Side.PAYEE))
+
+
+def unkeyed_tag_needles(owner: str, side: Side, reference: str, amount: int,
+                        currency: str, keys: Mapping[str, bytes]) -> list[Needle]:
+    """What a tag would be if it were not keyed with the pairwise key: the tag inputs hashed
+    plainly, concatenations of reference and amount hashed, and HMAC-SM3 under keys anyone
+    (or a third platform) can compute."""
+    ref = reference.encode()
+    match_input = encode_parts("match-tag", side.value.encode(), ref)
+    amount_input = encode_parts("amount-tag", side.value.encode(), ref,
+                                amount.to_bytes(8, "big"), currency.encode())
+    forms: list[tuple[str, bytes]] = [("match input", match_input),
+                                      ("amount input", amount_input)]
+    for joined in (ref + str(amount).encode(), ref + amount.to_bytes(8, "big"),
+                   f"{reference}|{amount}".encode(), f"{reference}{yuan(amount)}".encode(),
+                   side.value.encode() + ref):
+        forms.append(("concatenation", joined))
+    found: list[Needle] = []
+    for form, data in forms:
+        found += [Needle(owner, f"{digest} of {form}", value)
+                  for digest, value in (("sm3", sm3(data)),
+                                        ("sha256", hashlib.sha256(data).digest()),
+                                        ("keccak256", bytes(keccak(data))))]
+        for key_name, key in keys.items():
+            found.append(Needle(owner, f"hmac-sm3[{key_name}] of {form}",
+                                hmac_sm3(key, data)))
+    return found + [Needle(n.owner, f"hex({n.form})", n.data.hex().encode()) for n in found]
+
+
+@dataclass
+class TaggedWorld:
+    """The tagged leaves' public bytes, the needles and who could compute which keys."""
+
+    records: list[PlantedRecord]
+    public: dict[tuple[str, int], list[bytes]]  # (platform, index) -> public values
+    index_of: dict[int, tuple[str, int]]  # id(record) -> (platform, index)
+    haystack: Haystack
+    guessable: dict[str, bytes]  # keys a third party can compute
+    pairwise: PairwiseKey  # the key unionpay and wechatpay share (not public)
+    canary: tuple[str, int]
+
+
+@pytest.fixture(scope="module")
+def tagged_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TaggedWorld]:
+    directory = tmp_path_factory.mktemp("unlinkability-tags")
+    consortium = make_consortium(LedgerChain.embedded())
+    alipay = new_party("alipay", Role.PLATFORM)
+    proposal, _ = consortium.chain.propose_add_member(alipay.account.address, Role.PLATFORM,
+                                                      "alipay", alipay.sm2_key.public_key().raw)
+    consortium.as_party(consortium.unionpay).approve(proposal)
+    nodes: dict[str, PlatformNode] = {}
+    try:
+        for name in PLATFORMS:
+            party = getattr(consortium, name)
+            nodes[name] = PlatformNode(NodeConfig(platform=name, store_path=directory
+                                                  / f"{name}.db", seal_interval=0.05),
+                                       consortium.as_party(party), party.sm2_key)
+            nodes[name].start()
+        http = {name: httpx.Client(transport=TestClient(create_app(node))._transport,
+                                   base_url="http://testserver")
+                for name, node in nodes.items()}
+        records = planted_records() + same_amount_records()
+        index_of: dict[int, tuple[str, int]] = {}
+        clients = {}
+        for name in PLATFORMS:
+            party = getattr(consortium, name)
+            clients[name] = PlatformClient(
+                "http://testserver", name, party.account.address, party.sm2_key, http=http[name],
+                regulator_key=consortium.pboc.sm2_key.public_key(),
+                counterparties=lambda n: registered_platform(consortium.chain, n))
+            mine = [p for p in records if p.record.platform == name]
+            sides = {id(p.record): _extra_side(p) for p in mine}
+            for item, planted in zip(clients[name].submit_records(
+                    [p.record for p in mine], kinds=_kinds,
+                    cross_platform=lambda r, sides=sides: sides[id(r)]),  # type: ignore[misc]
+                    mine, strict=True):
+                index_of[id(planted)] = (name, item.receipt.index)
+        # The canary: a leaf whose tags are the unkeyed hashes of its tag inputs.
+        canary_record = dataclasses.replace(records[0].record, platform="wechatpay",
+                                            local_tx_id="WX-TAG-CANARY",
+                                            clearing_ref=TAG_CANARY_REF,
+                                            amount_fen=TAG_CANARY_AMOUNT)
+        leaky = clients["wechatpay"].prepare(
+            canary_record, kinds=_kinds(canary_record),
+            match_tag=sm3(encode_parts("match-tag", b"payee", TAG_CANARY_REF.encode())),
+            amount_tag=sm3(encode_parts("amount-tag", b"payee", TAG_CANARY_REF.encode(),
+                                        TAG_CANARY_AMOUNT.to_bytes(8, "big"), b"CNY")))
+        canary = ("wechatpay", clients["wechatpay"].submit_prepared([leaky])[0].receipt.index)
+        for node in nodes.values():
+            deadline = time.monotonic() + 30
+            while (node.latest_checkpoint() is None
+                   or node.latest_checkpoint().tree_size < node.size()):  # type: ignore[union-attr]
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+
+        haystack = Haystack()
+        public: dict[tuple[str, int], list[bytes]] = {}
+        for name, client in http.items():
+            size = nodes[name].size()
+            for index in range(size):
+                for path in (f"/v1/leaves/{index}", f"/v1/leaves/{index}/bundle"):
+                    answer = client.get(path)
+                    assert answer.status_code == 200
+                    haystack.add(f"api {name} as the public: GET {path}", answer.content,
+                                 text=True)
+                leaf = answer.json()["leaf"]
+                public[(name, index)] = [bytes.fromhex(leaf[k]) for k in (
+                    "commitment", "escrow_digest", "match_tag", "amount_tag") if leaf[k]] + [
+                    bytes.fromhex(client.get(f"/v1/leaves/{index}").json()["leaf_hash"])]
+            summaries = client.get(f"/v1/logs/{nodes[name].log_id.hex()}/summaries",
+                                   params={"start": 0, "end": size})
+            assert summaries.status_code == 200
+            haystack.add(f"api {name} as the public: summaries", summaries.content, text=True)
+
+        def address_bytes(party: Any) -> bytes:
+            return bytes.fromhex(party.account.address[2:])
+
+        union, wechat = consortium.unionpay, consortium.wechatpay
+        guessable = {
+            "empty key": b"", "zero key": bytes(32),
+            "sm3 of both addresses": sm3(address_bytes(union) + address_bytes(wechat)),
+            "sm3 of both public keys": sm3(union.sm2_key.public_key().raw
+                                           + wechat.sm2_key.public_key().raw),
+            "sum of public keys' x": (union.sm2_key.public_key().x
+                                      + wechat.sm2_key.public_key().x).to_bytes(33, "big"),
+            "alipay with unionpay": pairwise_key(alipay.sm2_key, alipay.account.address,
+                                                 union.account.address,
+                                                 union.sm2_key.public_key()).secret,
+            "alipay with wechatpay": pairwise_key(alipay.sm2_key, alipay.account.address,
+                                                  wechat.account.address,
+                                                  wechat.sm2_key.public_key()).secret,
+        }
+        shared = clients["unionpay"].pairwise_key("wechatpay")
+        assert shared.secret == clients["wechatpay"].pairwise_key("unionpay").secret
+        yield TaggedWorld(records, public, index_of, haystack, guessable, shared, canary)
+    finally:
+        for node in nodes.values():
+            node.stop()
+
+
+def _tag_needles(world: TaggedWorld, keys: Mapping[str, bytes]) -> list[Needle]:
+    found: list[Needle] = []
+    for item in world.records:
+        cross = _extra_side(item)
+        if cross is None:
+            continue
+        r = item.record
+        for side in Side:  # a third party does not know the side either: both
+            found += unkeyed_tag_needles(f"payment {item.payment} {r.platform} tags", side,
+                                         r.clearing_ref, r.amount_fen, r.currency, keys)
+        found += text_needles(f"payment {item.payment} clearing ref", r.clearing_ref)
+        found += amount_needles(f"payment {item.payment} amount", r.amount_fen)
+    return found
+
+
+def test_tagged_leaves_reveal_no_reference_amount_or_unkeyed_tag(
+        tagged_world: TaggedWorld) -> None:
+    """Neither the public nor a third platform (with its own pairwise keys) finds a clearing
+    reference, an amount, or any tag computable without the two platforms' pairwise key."""
+    needles = _tag_needles(tagged_world, tagged_world.guessable) + all_needles(
+        [r for r in tagged_world.records if r.payment < len(PAYMENTS)])
+    hits = tagged_world.haystack.scan(needles)
+    assert not hits, _report(hits)
+    assert len(needles) > 1000 and len(tagged_world.haystack.parts) > 100
+    assert chance_hits(needles, tagged_world.haystack) < MAX_CHANCE_HITS
+
+
+def test_the_tag_scan_can_fail(tagged_world: TaggedWorld) -> None:
+    """Positive controls: the canary's unkeyed tags are found, and the real tags are found
+    when the scan is given the pairwise key only the two platforms hold."""
+    canary = unkeyed_tag_needles("CANARY", Side.PAYEE, TAG_CANARY_REF, TAG_CANARY_AMOUNT,
+                                 "CNY", {})
+    found = {h.needle.form for h in tagged_world.haystack.scan(canary)}
+    assert {"sm3 of match input", "sm3 of amount input", "hex(sm3 of match input)"} <= found
+    with_key = _tag_needles(tagged_world, {"the pairwise key": tagged_world.pairwise.secret})
+    keyed_forms = {h.needle.form for h in tagged_world.haystack.scan(with_key)}
+    assert {"hmac-sm3[the pairwise key] of match input",
+            "hmac-sm3[the pairwise key] of amount input"} <= keyed_forms
+
+
+def test_every_cross_platform_half_carries_tags(tagged_world: TaggedWorld) -> None:
+    for item in tagged_world.records:
+        values = tagged_world.public[tagged_world.index_of[id(item)]]
+        assert len(values) == (5 if _extra_side(item) is not None else 3)
+        if _extra_side(item) is not None:  # the tags are the SDK's, under the pairwise key
+            side = _extra_side(item)
+            assert side is not None
+            assert values[2:4] == list(record_tags(tagged_world.pairwise, side.side,
+                                                   item.record))
+
+
+def test_the_two_halves_of_a_payment_share_no_8_byte_run(tagged_world: TaggedWorld) -> None:
+    """The halves' public values (commitment, escrow digest, match tag, amount tag, leaf
+    hash) share no 8-byte run: equal tags in both logs would pair them for everyone. Nor do
+    two payments of one amount at one time, or any two tagged leaves."""
+    by_payment: dict[int, list[list[bytes]]] = {}
+    for item in tagged_world.records:
+        if _extra_side(item) is not None:
+            by_payment.setdefault(item.payment, []).append(
+                tagged_world.public[tagged_world.index_of[id(item)]])
+    halves = [pair for pair in by_payment.values() if len(pair) == 2]
+    assert len(halves) == 5  # 3 planted cross-platform payments + 2 of one amount
+    for first, second in halves:
+        assert not shared_runs(first, second)
+    tagged = [v for pair in halves for v in pair]
+    for a, b in combinations(tagged, 2):
+        assert not shared_runs(a, b)
