@@ -305,15 +305,21 @@ class _Demo:
         members = [*((p, "platform") for p in self.platforms), (REGULATOR, "regulator")]
         with LocalSite(self.out / "site", members) as site:
             self.site = site
+            self.clients: dict[str, PlatformClient] = {}
             self._consortium()
-            self._submit()
-            self._anchor()
-            self._ingest()
-            self._alerts()
-            self._trace()
-            self._disclose()
-            self._case_file()
-            self._audit()
+            try:
+                self._submit()
+                self._anchor()
+                self._ingest()
+                self._alerts()
+                self._trace()
+                self._disclose()
+                self._case_file()
+                self._audit()
+            finally:
+                for client in self.clients.values():
+                    client.close()
+                self.api.close()
             b = self.bundles
             self.report.checks.insert(0, Check(
                 "proof bundles (traces, alert evidence, public API)",
@@ -361,7 +367,6 @@ class _Demo:
         with self.phase(3, "submit") as summary:
             regulator_key = registered_regulator_key(self.reader, REGULATOR)
             self.regulator_public = regulator_key
-            self.clients = {}
             for name in self.platforms:
                 keys = self.site.keys(name)
                 self.clients[name] = PlatformClient(
@@ -779,6 +784,10 @@ class _RegulatorApi:
                            str(document.get("title", response.reason_phrase)),
                            str(document.get("detail", response.text[:300])), document)
         return response
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._http.close()
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """The JSON answer; :class:`ApiError` for a problem answer."""
