@@ -190,6 +190,33 @@ def _build_parser() -> argparse.ArgumentParser:
                            "mode 0600)")
     reconcile.add_argument("--findings-only-bundles", action="store_true",
                            help="leave the proof bundles of matched payments out of the report")
+
+    risk = commands.add_parser(
+        "risk",
+        help="the shared risk-device list: check, add, remove devices; distribute list keys",
+        description="Check, add or remove devices on the consortium's shared risk-device "
+        "list as the member whose node config is given (its own keys and chain account; the "
+        "list is synced from the chain for each run), or, as a regulator, open the next "
+        "list-key epoch (distribute) or deliver the current one to members without it. "
+        "Fingerprints are KIND:VALUE (imei, meid, android_id, idfv, oaid, device_id). Exit "
+        "status: 0 done (check: nothing listed), 3 check found a listed device, 2 bad "
+        "input, 1 other failures (docs/risklist.md).",
+    )
+    risk.add_argument("action", choices=["check", "add", "remove", "propose-removal", "status",
+                                         "distribute", "deliver"])
+    risk.add_argument("fingerprints", nargs="*", metavar="FINGERPRINT")
+    risk.add_argument("--config", type=Path, required=True,
+                      help="the member's node config (TOML): keys, deployment, chain")
+    risk.add_argument("--role", choices=["platform", "regulator"], default="platform",
+                      help="which kind of config --config is (default platform)")
+    risk.add_argument("--from", dest="source", type=Path, metavar="FILE",
+                      help="more fingerprints, one per line ('-' for standard input)")
+    risk.add_argument("--reason", help="add: reason code or name (fraud, account_takeover, "
+                      "money_mule, gambling, device_farm, stolen_device)")
+    risk.add_argument("--account", action="append", default=[], metavar="ADDRESS",
+                      help="deliver: to this member only (repeatable)")
+    risk.add_argument("--rpc-url", help="JSON-RPC URL of the chain (overrides the config)")
+    risk.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
 
 
@@ -350,6 +377,13 @@ def main(argv: list[str] | None = None) -> int:
             return run_checkpoints(args.url, after=args.after, limit=args.limit)
         if args.command == "reconcile":
             return _reconcile(args)
+        if args.command == "risk":
+            from ledger_node.risk_command import run_risk
+
+            return run_risk(args.action, config=args.config, role=args.role,
+                            rpc_url=args.rpc_url, fingerprints=args.fingerprints,
+                            source=args.source, reason=args.reason, accounts=args.account,
+                            as_json=args.json)
     except LedgerError as exc:
         print(f"jointledger {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
