@@ -19,6 +19,7 @@ cannot pair them, yet each platform computes the tags the other side's half must
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
@@ -27,7 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 
 from ledger_node import gmcrypto
-from ledger_node.encoding import encode_parts
+from ledger_node.encoding import domain_tag, encode_parts, length_prefixed
 from ledger_node.errors import InvalidPeerKey, InvalidRecord
 from ledger_node.gmcrypto import SM2PrivateKey, SM2PublicKey
 from ledger_node.hashes import DIGEST_SIZE, sm3
@@ -194,30 +195,66 @@ def _reference(clearing_ref: str) -> bytes:
     return value
 
 
+# The tag inputs with their constant prefixes encoded once: tag, then the length-prefixed
+# side. ``encode_parts`` gives the same bytes (tests check it); this skips re-encoding them
+# for every record of a large reconciliation.
+_MATCH_PREFIX: Final = {side: domain_tag("match-tag") + length_prefixed(side.value.encode())
+                        for side in Side}
+_AMOUNT_PREFIX: Final = {side: domain_tag("amount-tag") + length_prefixed(side.value.encode())
+                         for side in Side}
+_AMOUNT_TAIL: Final = struct.pack(">I", 8)
+
+
+def _match_input(side: Side, reference: bytes) -> bytes:
+    return _MATCH_PREFIX[side] + length_prefixed(reference)
+
+
+def _amount_input(side: Side, reference: bytes, amount_fen: int, currency: bytes) -> bytes:
+    return (_AMOUNT_PREFIX[side] + length_prefixed(reference) + _AMOUNT_TAIL
+            + struct.pack(">Q", amount_fen) + length_prefixed(currency))
+
+
 def match_tag(key: PairwiseKey, side: Side, clearing_ref: str) -> bytes:
-    """The match tag of ``side``'s half of the payment with ``clearing_ref``.
+    """The match tag of ``side``'s half of the payment with ``clearing_ref``:
+    ``HMAC-SM3(k, tag("match-tag") ‖ lp(side) ‖ lp(clearing_ref))``.
 
     Raises :class:`InvalidRecord` for an empty or invalid reference.
     """
-    return key.mac(encode_parts("match-tag", Side(side).value.encode("ascii"),
-                                _reference(clearing_ref)))
+    return key.mac(_match_input(Side(side), _reference(clearing_ref)))
 
 
 def amount_tag(key: PairwiseKey, side: Side, clearing_ref: str, amount_fen: int,
                currency: str) -> bytes:
-    """The amount tag of ``side``'s half: reference, amount (fen) and currency.
+    """The amount tag of ``side``'s half: ``HMAC-SM3(k, tag("amount-tag") ‖ lp(side) ‖
+    lp(clearing_ref) ‖ lp(u64 amount_fen) ‖ lp(currency))``.
 
     Raises :class:`InvalidRecord` for an invalid reference, amount or currency.
     """
-    return key.mac(encode_parts("amount-tag", Side(side).value.encode("ascii"),
-                                _reference(clearing_ref), encode_field("amount_fen", amount_fen),
-                                encode_field("currency", currency)))
+    encode_field("amount_fen", amount_fen)
+    return key.mac(_amount_input(Side(side), _reference(clearing_ref), amount_fen,
+                                 encode_field("currency", currency)))
 
 
 def record_tags(key: PairwiseKey, side: Side, record: PaymentRecord) -> tuple[bytes, bytes]:
-    """``(match_tag, amount_tag)`` of ``record`` as ``side``'s half of its payment."""
-    return (match_tag(key, side, record.clearing_ref),
-            amount_tag(key, side, record.clearing_ref, record.amount_fen, record.currency))
+    """``(match_tag, amount_tag)`` of ``record`` as ``side``'s half of its payment.
+
+    The record's fields are valid by construction; only an empty reference is refused
+    (:class:`InvalidRecord`).
+    """
+    reference = record.clearing_ref.encode("utf-8")
+    if not reference:
+        _reference("")  # raises
+    return (key.mac(_match_input(side, reference)),
+            key.mac(_amount_input(side, reference, record.amount_fen,
+                                  record.currency.encode("ascii"))))
+
+
+def record_match_tags(key: PairwiseKey, record: PaymentRecord) -> dict[Side, bytes]:
+    """The match tag of each side of ``record``'s payment (to tell which side a leaf is)."""
+    reference = record.clearing_ref.encode("utf-8")
+    if not reference:
+        _reference("")  # raises
+    return {side: key.mac(_match_input(side, reference)) for side in Side}
 
 
 __all__ = [
@@ -231,5 +268,6 @@ __all__ = [
     "match_tag",
     "pairwise_key",
     "peer_public_key",
+    "record_match_tags",
     "record_tags",
 ]

@@ -151,7 +151,8 @@ def run_reconcile(
             counterparty=peer,
             counterparty_log=VerifiedLog(bound, peer, log_id_for(peer.name, counterparty_shard),
                                          peer_node),
-            records=records, window=window, grace=grace, as_of=as_of)
+            records=records, window=window, grace=grace, as_of=as_of,
+            matched_bundles=matched_bundles)
     target = out or Path(f"reconciliation-{platform}-{peer.name}-"
                          f"{window.start:%Y%m%dT%H%M%SZ}.json")
     _write_private(target, report, matched_bundles)

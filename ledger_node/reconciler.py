@@ -416,14 +416,16 @@ def reconcile(
     window: Window,
     grace: timedelta | float,
     as_of: datetime | None = None,
+    matched_bundles: bool = True,
 ) -> ReconciliationReport:
     """Reconcile ``own``'s records in ``window`` with ``counterparty``; return the report.
 
     ``records`` are ``(leaf index, opening)`` pairs of the platform's own records (what
     ``jointledger submit`` writes to its receipts). Both logs are synced and verified first;
     each opening must open the commitment of its anchored leaf. ``as_of`` (default now)
-    decides which missing halves are still within ``grace`` after their payment time.
-    Raises :class:`~ledger_node.errors.InvalidWindow`, :class:`PairwiseKeyUnavailable`,
+    decides which missing halves are still within ``grace`` after their payment time;
+    without ``matched_bundles`` only findings get proof bundles. Raises
+    :class:`~ledger_node.errors.InvalidWindow`, :class:`PairwiseKeyUnavailable`,
     :class:`LogVerificationFailed`, and :class:`InvalidReconciliationInput` for a record of
     another platform or one that does not open its leaf's commitment.
     """
@@ -455,7 +457,7 @@ def reconcile(
     outcomes = match_expectations(expectations, counterparty_log.tags, as_of=as_of, grace=grace)
     return build_report(outcomes, own_log, counterparty_log, counterparty_name=counterparty.name,
                         window=window, grace=grace, as_of=as_of, skipped=skipped,
-                        key_ids=[k.key_id for k in keys])
+                        key_ids=[k.key_id for k in keys], matched_bundles=matched_bundles)
 
 
 def reconcile_expectations(
@@ -466,6 +468,7 @@ def reconcile_expectations(
     window: Window,
     grace: timedelta | float,
     as_of: datetime | None = None,
+    matched_bundles: bool = True,
 ) -> ReconciliationReport:
     """Match expectations the platform computed itself (tags only: the node holds neither
     records nor pairwise keys) against the verified counterparty log; the node's side of
@@ -483,7 +486,8 @@ def reconcile_expectations(
     outcomes = match_expectations(anchored, counterparty_log.tags, as_of=as_of, grace=grace)
     return build_report(outcomes, own, counterparty_log,
                         counterparty_name=counterparty_log.platform, window=window,
-                        grace=grace, as_of=as_of, skipped=skipped)
+                        grace=grace, as_of=as_of, skipped=skipped,
+                        matched_bundles=matched_bundles)
 
 
 __all__ = [

@@ -32,7 +32,7 @@ from typing import Any, Final, Protocol
 from ledger_node.bundle import ProofBundle
 from ledger_node.errors import InvalidWindow
 from ledger_node.leaf import LeafSummary
-from ledger_node.pairwise import PairwiseKey, Side, match_tag, record_tags
+from ledger_node.pairwise import PairwiseKey, Side, record_match_tags, record_tags
 from ledger_node.record import PaymentRecord, format_time
 
 REPORT_FORMAT: Final = "jointledger/reconciliation/v1"
@@ -172,8 +172,8 @@ def own_side(keys: Sequence[PairwiseKey], record: PaymentRecord, leaf_tag: bytes
              ) -> tuple[Side, PairwiseKey] | None:
     """The side and key under which ``leaf_tag`` is ``record``'s match tag, if any."""
     for key in keys:
-        for side in Side:
-            if match_tag(key, side, record.clearing_ref) == leaf_tag:
+        for side, tag in record_match_tags(key, record).items():
+            if tag == leaf_tag:
                 return side, key
     return None
 
@@ -334,6 +334,7 @@ class ReconciliationReport:
     items: list[ReportItem]
     skipped: Skipped = field(default_factory=Skipped)
     key_ids: tuple[bytes, ...] = ()
+    matched_bundles: bool = True  # whether matched items carry their bundles
 
     def with_status(self, status: Status) -> list[ReportItem]:
         """The items of one status."""
@@ -355,9 +356,11 @@ class ReconciliationReport:
     def to_json(self, *, matched_bundles: bool = True) -> dict[str, Any]:
         """The report document (``format`` :data:`REPORT_FORMAT`).
 
-        Findings always carry both sides' proof bundles; ``matched_bundles=False`` leaves
-        them out of the other items, which keeps a large window's report small.
+        Findings always carry both sides' proof bundles; ``matched_bundles=False`` (or a
+        report built without them) leaves them out of the other items, which keeps a large
+        window's report small.
         """
+        matched_bundles = matched_bundles and self.matched_bundles
         return {
             "format": REPORT_FORMAT,
             "platform": self.platform,
@@ -387,19 +390,22 @@ def build_report(
     as_of: datetime,
     skipped: Skipped | None = None,
     key_ids: Sequence[bytes] = (),
+    matched_bundles: bool = True,
 ) -> ReconciliationReport:
     """The report of ``outcomes`` (own leaves all anchored), each with both sides' leaves
-    and proof bundles."""
+    and proof bundles (findings always; the rest only with ``matched_bundles``)."""
     items = []
     for outcome in outcomes:
         index = outcome.expectation.index
+        bundles = matched_bundles or outcome.status in EXCEPTIONS
         items.append(ReportItem(
-            outcome, own.summary(index), own.bundle(index),
-            tuple((i, counterparty.summary(i), counterparty.bundle(i)) for i in outcome.found),
+            outcome, own.summary(index), own.bundle(index) if bundles else None,
+            tuple((i, counterparty.summary(i), counterparty.bundle(i) if bundles else None)
+                  for i in outcome.found),
         ))
     return ReconciliationReport(own.platform, counterparty_name, window, grace, as_of,
                                 own.describe(), counterparty.describe(), items,
-                                skipped or Skipped(), tuple(key_ids))
+                                skipped or Skipped(), tuple(key_ids), matched_bundles)
 
 
 __all__ = [

@@ -39,6 +39,7 @@ from ledger_node.pairwise import (
     match_tag,
     pairwise_key,
     peer_public_key,
+    record_match_tags,
     record_tags,
 )
 from ledger_node.reconciliation import (
@@ -451,3 +452,15 @@ def test_an_expectation_holds_what_the_endpoint_needs() -> None:
     assert e.side is None and e.record is None
     assert TagPair(b"\x01" * 32, b"\x02" * 32).to_json() == {"match_tag": "01" * 32,
                                                            "amount_tag": "02" * 32}
+
+
+def test_a_record_without_reference_has_no_tags() -> None:
+    record = _record("unionpay", 9, clearing_ref="")
+    for call in (lambda: record_tags(_key(), Side.PAYER, record),
+                 lambda: record_match_tags(_key(), record)):
+        with pytest.raises(InvalidRecord) as caught:
+            call()
+        assert caught.value.field == "clearing_ref"
+    full = _record("unionpay", 9)
+    assert record_match_tags(_key(), full) == {
+        side: match_tag(_key(), side, full.clearing_ref) for side in Side}

@@ -180,7 +180,8 @@ def reconcile(body: ReconciliationCreate, request: Request, node: NodeDep, membe
         try:
             report = reconcile_expectations(
                 NodeLogView(node), log, expectations, window=window,
-                grace=timedelta(seconds=body.grace_s), as_of=body.as_of)
+                grace=timedelta(seconds=body.grace_s), as_of=body.as_of,
+                matched_bundles=body.matched_bundles)
         except LogVerificationFailed:
             cache.drop(key)  # start afresh next time (another node, a repaired one)
             raise
