@@ -24,6 +24,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from api.deps import MemberDep, NodeDep
 from api.routes.common import problem_responses
 from api.schemas import Digest
+from ledger_node.auth import AuthenticatedMember
 from ledger_node.chain import Role
 from ledger_node.checkpoint import log_id_for
 from ledger_node.errors import Forbidden, InvalidReconciliationInput, LogVerificationFailed
@@ -119,7 +120,11 @@ class _CounterpartyLogs:
             self._logs.pop(key, None)
 
 
+_CACHE_LOCK: Final = threading.Lock()
+
+
 def _cache(request: Request) -> _CounterpartyLogs:
+    """The app's cache of verified counterparty logs (made on first use)."""
     state = request.app.state
     with _CACHE_LOCK:
         cache: _CounterpartyLogs | None = getattr(state, "counterparty_logs", None)
@@ -128,10 +133,7 @@ def _cache(request: Request) -> _CounterpartyLogs:
     return cache
 
 
-_CACHE_LOCK: Final = threading.Lock()
-
-
-def _require_own_platform(member: Any, node: PlatformNode) -> None:
+def _require_own_platform(member: AuthenticatedMember, node: PlatformNode) -> None:
     if member.role is Role.PLATFORM and member.address.lower() == node.platform_address.lower():
         return
     raise Forbidden(f"{member.address} ({member.role.name.lower()} {member.name}) may not "
