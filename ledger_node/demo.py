@@ -26,6 +26,7 @@ case is found, nothing else alerts and every check passes, else 1.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import secrets
@@ -54,11 +55,12 @@ from ledger_node.casefile import parse_case_file, verify_case_file
 from ledger_node.chain import LedgerChain, Member, Role
 from ledger_node.commitment import disclose_field
 from ledger_node.demo_report import (
-    NOT_BUILT,
+    FOUND,
     AlertComparison,
     Check,
     CheckpointRow,
     DemoReport,
+    Finding,
     Phase,
     Throughput,
     TraceRow,
@@ -70,6 +72,8 @@ from ledger_node.keyfiles import MemberKeys
 from ledger_node.linkscan import Haystack, Needle, chance_hits, key_needles, text_needles
 from ledger_node.localsite import LocalSite, SiteError
 from ledger_node.merkle import hasher_for, verify_consistency
+from ledger_node.pairwise import CrossPlatform, Side
+from ledger_node.reconciliation import DEFAULT_GRACE, Window
 from ledger_node.record import Channel, PaymentRecord
 from ledger_node.regulator import node_audience
 from ledger_node.scenario import (
@@ -86,6 +90,8 @@ from ledger_node.sdk import (
     NodeClient,
     PlatformClient,
     SubmittedRecord,
+    own_records,
+    registered_platform,
     registered_regulator_key,
 )
 from ledger_node.verify_command import render_case_report
@@ -96,7 +102,7 @@ REGULATOR: Final = "pboc"
 """The regulator's member name in the demo's consortium."""
 MARKER: Final = ".jointledger-demo"
 """A file in the output directory saying the demo wrote it (and may replace it)."""
-PHASES: Final = 10
+PHASES: Final = 11
 TRACED_SUBJECTS: Final = 4
 """How many planted subjects the regulator traces."""
 AUDIT_SAMPLE: Final = 32
@@ -306,10 +312,12 @@ class _Demo:
         with LocalSite(self.out / "site", members) as site:
             self.site = site
             self.clients: dict[str, PlatformClient] = {}
+            self.chains: dict[str, LedgerChain] = {}
             self._consortium()
             try:
                 self._submit()
                 self._anchor()
+                self._reconcile()
                 self._ingest()
                 self._alerts()
                 self._trace()
@@ -322,14 +330,13 @@ class _Demo:
                 self.api.close()
             b = self.bundles
             self.report.checks.insert(0, Check(
-                "proof bundles (traces, alert evidence, public API)",
+                "proof bundles (traces, alert evidence, reconciliation, public API)",
                 f"{b.valid:,} of {b.checked:,} verified: each inclusion proof and checkpoint "
                 f"signature; their {len(b.checkpoints)} distinct checkpoints against the chain "
                 "(root, log owner, SM2 key, anchoring transaction; contract pinned)",
                 b.checked > 0 and b.valid == b.checked))
             for failure in b.failures[:5]:
                 self.say(f"    proof failed: {failure}")
-        self.report.checks.append(self._reconciliation_check())
         self.report.elapsed = time.perf_counter() - self.plan.started
         return self.report
 
@@ -367,11 +374,16 @@ class _Demo:
         with self.phase(3, "submit") as summary:
             regulator_key = registered_regulator_key(self.reader, REGULATOR)
             self.regulator_public = regulator_key
+            hint = cross_platform_hint(self.scenario)
             for name in self.platforms:
                 keys = self.site.keys(name)
+                # Each platform reads the chain through its own connection (one per thread).
+                chain = self.chains[name] = LedgerChain.from_rpc(self.rpc_url).attach(
+                    self.deployment)
                 self.clients[name] = PlatformClient(
                     self.urls[name], name, keys.address, keys.sm2_key,
-                    regulator_key=regulator_key, chunk_size=MAX_CHUNK, timeout=120)
+                    regulator_key=regulator_key, chunk_size=MAX_CHUNK, timeout=120,
+                    counterparties=functools.partial(registered_platform, chain))
             seconds: dict[str, float] = {}
 
             def submit(name: str) -> list[SubmittedRecord]:
@@ -383,7 +395,8 @@ class _Demo:
                              f"({done / elapsed:,.0f} records/s)")
 
                 items = self.clients[name].submit_records(
-                    self.scenario.records[name], progress=progress, kinds=self.scenario.kinds)
+                    self.scenario.records[name], progress=progress, kinds=self.scenario.kinds,
+                    cross_platform=hint)
                 seconds[name] = time.perf_counter() - started
                 return items
 
@@ -450,8 +463,53 @@ class _Demo:
             latest.block_number if latest else 0, checked, valid,
             latest.root.hex() if latest else "")
 
+    def _reconcile(self) -> None:
+        """Each platform reconciles its cross-platform records with every other platform
+        through its own node (``POST /v1/reconciliation``), which reads and verifies the
+        counterparty's log against the chain; the SDK computes the tags, the node never
+        sees a record."""
+        with self.phase(5, "reconcile") as summary:
+            window = Window(self.spec.day_start, self.spec.day_start + timedelta(days=1))
+            as_of = window.end + DEFAULT_GRACE  # the day is closed: nothing is pending
+            self.findings: list[Finding] = []
+            counts: dict[str, int] = {}
+            for name in self.platforms:
+                own = own_records(self.submitted[name])
+                by_index = {item.receipt.index: item for item in self.submitted[name]}
+                for other in (p for p in self.platforms if p != name):
+                    started = time.perf_counter()
+                    report = self.clients[name].reconcile(
+                        other, window, own, counterparty_url=self.urls[other],
+                        chain=self.chains[name], as_of=as_of)
+                    seconds = time.perf_counter() - started
+                    reconciled = 0
+                    for item in report["items"]:
+                        reconciled += 1
+                        counts[item["status"]] = counts.get(item["status"], 0) + 1
+                        for bundle in [item.get("bundle"), *(c.get("bundle") for c in
+                                                             item["counterparty"])]:
+                            if bundle is not None:
+                                self.check_bundle(bundle, f"{name} reconciliation "
+                                                          f"{item['index']}")
+                        if item["status"] != "matched":
+                            record = by_index[int(item["index"])].prepared.record
+                            self.findings.append(((name, record.local_tx_id),
+                                                  str(item["status"])))
+                    self.report.throughput.append(Throughput(
+                        f"reconciled by {name} with {other}", reconciled, seconds,
+                        "tags computed in the SDK; the node verifies the other log and "
+                        "matches"))
+            self.report.checks.append(Check(
+                "reconciliation",
+                f"{sum(counts.values()):,} cross-platform records reconciled by their "
+                "platforms against the other platform's log verified on chain: "
+                + ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items())),
+                None if not counts else counts.get("pending", 0) == 0))
+            summary.append(", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
+                           or "no cross-platform records")
+
     def _ingest(self) -> None:
-        with self.phase(5, "ingest") as summary:
+        with self.phase(6, "ingest") as summary:
             before = int(self.api.call("GET", "/v1/ingest")["records"])
             started = time.perf_counter()
             self.api.call("POST", "/v1/ingest")
@@ -476,7 +534,7 @@ class _Demo:
                            f"{len(faults)} faults")
 
     def _alerts(self) -> None:
-        with self.phase(6, "alerts") as summary:
+        with self.phase(7, "alerts") as summary:
             listed = self.api.call("GET", "/v1/alerts")["alerts"]
             commitments: dict[str, bytes] = {}
             alerts = []
@@ -493,13 +551,14 @@ class _Demo:
                 return self.by_commitment.get(commitment, ("?", ref)) if commitment else (
                     "?", ref)
 
-            comparison: AlertComparison = compare_alerts(self.scenario, alerts, record_of)
+            comparison: AlertComparison = compare_alerts(self.scenario, alerts, record_of,
+                                                         self.findings)
             self.report.alerts = comparison
-            self.alert_list = alerts
-            aml = [c for c in comparison.cases if c.status != NOT_BUILT]
-            summary.append(f"{len(alerts)} alerts; planted AML cases found "
-                           f"{len(comparison.found)} of {len(aml)}; "
-                           f"{len(comparison.unexpected)} unexpected")
+            aml = [c for n, c in enumerate(comparison.cases, 1)
+                   if self.scenario.planted[n - 1].expected]
+            found = sum(1 for c in aml if c.status == FOUND)
+            summary.append(f"{len(alerts)} alerts; planted AML cases found {found} of "
+                           f"{len(aml)}; {len(comparison.unexpected)} unexpected")
 
     def _aml_cases(self) -> list[tuple[int, PlantedCase]]:
         return [(n, c) for n, c in enumerate(self.scenario.planted, 1) if c.expected]
@@ -518,7 +577,7 @@ class _Demo:
         return subjects
 
     def _trace(self) -> None:
-        with self.phase(7, "trace") as summary:
+        with self.phase(8, "trace") as summary:
             for number, key in self._subjects():
                 identity = self.scenario.identity(key)
                 answer = self.api.call("POST", "/v1/trace/identity",
@@ -538,7 +597,7 @@ class _Demo:
                                      for t in self.report.traces))
 
     def _disclose(self) -> None:
-        with self.phase(8, "disclosure") as summary:
+        with self.phase(9, "disclosure") as summary:
             cases = self._aml_cases()
             if cases:  # a record of the first planted AML case; the case file is its subject's
                 number, case = cases[0]
@@ -582,7 +641,7 @@ class _Demo:
                            "collected")
 
     def _case_file(self) -> None:
-        with self.phase(9, "case file") as summary:
+        with self.phase(10, "case file") as summary:
             document = self.api.call("POST", "/v1/cases",
                                      {"case_id": self.case_id.hex(),
                                       "identities": [k.hex() for k in self.case_identities]})
@@ -607,10 +666,13 @@ class _Demo:
                            f"{'valid' if verdict.valid else 'INVALID'}")
 
     def _audit(self) -> None:
-        with self.phase(10, "audit") as summary:
+        with self.phase(11, "audit") as summary:
             parties = planted_parties(self.scenario) or [  # nothing planted: the traced
                 self.scenario.identity(key) for _, key in self._subjects()]
-            needles = identity_needles(parties)
+            references = planted_references(self.scenario)
+            needles = identity_needles(parties) + [
+                needle for reference in references
+                for needle in text_needles(f"reference {reference}", reference)]
             chain = Haystack()
             chain_stats = collect_chain(self.rpc_url, self.deployment.address,
                                         self.first_block, chain)
@@ -627,8 +689,9 @@ class _Demo:
             self.report.checks.append(Check(
                 "unlinkability audit (public chain data and API)",
                 f"{len(needles):,} forms (text, GBK, hex, base64, escapes, SM3/SHA-256/"
-                f"keccak-256 digests) of {len(parties)} planted identities and {tokens} "
-                f"account tokens searched in {chain_stats} and {responses:,} public API "
+                f"keccak-256 digests) of {len(parties)} planted identities, {tokens} "
+                f"account tokens and {len(references)} transaction ids and clearing "
+                f"references searched in {chain_stats} and {responses:,} public API "
                 f"answers: {len(hits)} found (chance ≈ {chance:.1e})", not hits))
             self.report.checks.append(Check(
                 "audit control",
@@ -691,10 +754,6 @@ class _Demo:
                 for n, case in enumerate(self.scenario.planted, 1)],
         }
 
-    def _reconciliation_check(self) -> Check:
-        faults = sum(1 for c in (self.report.alerts.cases if self.report.alerts else ())
-                     if c.status == NOT_BUILT)
-        return Check("reconciliation faults", f"{faults} planted; {NOT_BUILT}", None)
 
 
 # --------------------------------------------------------------------------------------
@@ -812,6 +871,29 @@ def _alert_from_json(item: dict[str, Any]) -> Alert:
                  tuple(item["refs"]), str(item["detail"]))
 
 
+def cross_platform_hint(scenario: Scenario) -> Callable[[PaymentRecord], CrossPlatform | None]:
+    """Which half of a cross-platform payment each scenario record is, for the SDK's tags.
+
+    Both platforms' records of a payment name the payer's account on the payer's platform
+    and the payee's on the payee's; each account token belongs to one platform. A record
+    with a clearing reference is the payer's half on the payer's platform, else the
+    payee's; records within one platform get no hint.
+    """
+    platform_of = {token: platform for identity in scenario.identities
+                   for platform, token in identity.accounts}
+
+    def hint(record: PaymentRecord) -> CrossPlatform | None:
+        payer = platform_of.get(record.payer_account)
+        payee = platform_of.get(record.payee_account)
+        if not record.clearing_ref or payer is None or payee is None or payer == payee:
+            return None
+        if record.platform == payer:
+            return CrossPlatform(payee, Side.PAYER)
+        return CrossPlatform(payer, Side.PAYEE)
+
+    return hint
+
+
 def planted_parties(scenario: Scenario) -> list[Identity]:
     """Every identity in a planted case's records: subjects and their counterparties."""
     records = {(platform, r.local_tx_id): r for platform, r in scenario.all_records()}
@@ -823,6 +905,18 @@ def planted_parties(scenario: Scenario) -> list[Identity]:
             keys[identity_key(record.payer_identity)] = None
             keys[identity_key(record.payee_identity)] = None
     return [scenario.identity(key) for key in keys]
+
+
+def planted_references(scenario: Scenario) -> list[str]:
+    """The local transaction ids and clearing references of every planted record."""
+    records = {(platform, r.local_tx_id): r for platform, r in scenario.all_records()}
+    found: dict[str, None] = {}
+    for case in scenario.planted:
+        for ref in sorted(case.records):
+            found[ref[1]] = None
+            if records[ref].clearing_ref:
+                found[records[ref].clearing_ref] = None
+    return list(found)
 
 
 def identity_needles(parties: Iterable[Identity]) -> list[Needle]:
@@ -928,10 +1022,12 @@ __all__ = [
     "DemoPlan",
     "Party",
     "collect_chain",
+    "cross_platform_hint",
     "demo_spec",
     "identity_needles",
     "new_party",
     "planted_parties",
+    "planted_references",
     "prepare_demo",
     "run_demo",
     "sample_records",

@@ -15,26 +15,33 @@ from typing import Any, Final
 from ledger_node.aml import Alert
 from ledger_node.scenario import PlantedKind, RecordRef, Scenario
 
-NOT_BUILT: Final = "not checked: reconciliation not built yet"
-"""What the report says about planted reconciliation faults until reconciliation exists."""
+NOT_BUILT: Final = "not checked: reconciliation not run"
+"""What the report says about planted reconciliation faults when nothing was reconciled."""
 
-_RECONCILIATION: Final = frozenset({PlantedKind.RECONCILIATION_MISSING,
-                                    PlantedKind.RECONCILIATION_MISMATCH})
+_FINDING_OF: Final = {PlantedKind.RECONCILIATION_MISSING: "missing",
+                      PlantedKind.RECONCILIATION_MISMATCH: "amount_mismatch"}
+"""The reconciliation status each record of a planted fault must be reported with."""
 FOUND: Final = "found"
 MISSED: Final = "missed"
 
+Finding = tuple[RecordRef, str]
+"""A reconciliation finding: the reporting platform's own record and its status
+(``missing``, ``amount_mismatch``, ``pending``); matched records are no finding."""
+
 
 # --------------------------------------------------------------------------------------
-# Alerts against the ground truth
+# Alerts and reconciliation findings against the ground truth
 # --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class CaseResult:
-    """One planted case: what it is and whether the regulator's alerts found it.
+    """One planted case: what it is and whether the alerts or findings found it.
 
-    ``status`` is :data:`FOUND` (every alert the case must raise was raised, on exactly its
-    records), :data:`MISSED` (``missing`` of them were not) or :data:`NOT_BUILT`.
+    ``status`` is :data:`FOUND` (every alert an AML case must raise was raised on exactly
+    its records; every record of a reconciliation fault was reported with its status),
+    :data:`MISSED` (``missing`` of the ``expected`` alerts or findings were not) or
+    :data:`NOT_BUILT`.
     """
 
     number: int
@@ -59,11 +66,14 @@ class CaseResult:
 
 @dataclass(frozen=True)
 class AlertComparison:
-    """Every planted case's result, and the alerts no planted case explains."""
+    """Every planted case's result, and the alerts and findings no planted case explains."""
 
     cases: tuple[CaseResult, ...]
     unexpected: tuple[Alert, ...]
     alerts: int
+    unexpected_findings: tuple[Finding, ...] = ()
+    findings: int | None = None
+    """How many reconciliation findings there were; ``None`` when nothing was reconciled."""
 
     @property
     def missed(self) -> tuple[CaseResult, ...]:
@@ -78,37 +88,58 @@ class AlertComparison:
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
         return {"alerts": self.alerts, "cases": [c.to_json() for c in self.cases],
-                "unexpected": [_alert_json(a) for a in self.unexpected]}
+                "unexpected": [_alert_json(a) for a in self.unexpected],
+                "findings": self.findings,
+                "unexpected_findings": [{"platform": ref[0], "local_tx_id": ref[1],
+                                         "status": status}
+                                        for ref, status in self.unexpected_findings]}
 
 
 def compare_alerts(scenario: Scenario, alerts: Iterable[Alert],
-                   record_of: Callable[[str], RecordRef]) -> AlertComparison:
-    """Hold ``alerts`` against the planted cases of ``scenario``.
+                   record_of: Callable[[str], RecordRef],
+                   findings: Iterable[Finding] | None = None) -> AlertComparison:
+    """Hold ``alerts`` and reconciliation ``findings`` against the planted cases.
 
-    ``record_of`` maps an alert's evidence reference to ``(platform, local_tx_id)``. A case
-    is found when every alert it must raise is among ``alerts`` with exactly its records
-    (:meth:`Scenario.match_alerts`); reconciliation faults are :data:`NOT_BUILT`. Alerts
-    that match no expected alert are returned as unexpected.
+    ``record_of`` maps an alert's evidence reference to ``(platform, local_tx_id)``. An AML
+    case is found when every alert it must raise is among ``alerts`` with exactly its
+    records (:meth:`Scenario.match_alerts`). A reconciliation fault is found when each of
+    its records is among ``findings`` with the fault's status (``missing`` for the
+    surviving half of a missing payment, ``amount_mismatch`` for both halves of a
+    mismatched one); without ``findings`` the faults are :data:`NOT_BUILT`. Alerts and
+    findings that no planted case explains are returned as unexpected.
     """
     listed = list(alerts)
     match = scenario.match_alerts(listed, record_of=record_of)
     raised = {expected for expected, _ in match.found}
+    reported = None if findings is None else list(findings)
     results = []
+    explained: set[Finding] = set()
     for number, case in enumerate(scenario.planted, 1):
         try:
             subject = scenario.identity(case.identity).name
         except KeyError:
             subject = case.identity.hex()[:16]
-        rules = tuple(str(rule) for rule in case.rules)
-        missing = sum(1 for expected in case.expected if expected not in raised)
-        if case.kind in _RECONCILIATION:
-            status = NOT_BUILT
-        else:
+        finding = _FINDING_OF.get(case.kind)
+        if finding is None:
+            rules = tuple(str(rule) for rule in case.rules)
+            expected = len(case.expected)
+            missing = sum(1 for e in case.expected if e not in raised)
             status = FOUND if case.expected and not missing else MISSED
+        else:
+            rules = (f"reconciliation.{finding}",)
+            wanted = {(ref, finding) for ref in case.records}
+            explained |= wanted
+            expected = len(wanted)
+            missing = len(wanted - set(reported or ()))
+            status = (NOT_BUILT if reported is None
+                      else FOUND if wanted and not missing else MISSED)
         results.append(CaseResult(number, case.kind.value, subject, case.identity,
-                                  case.detail, rules, len(case.records), len(case.expected),
-                                  status, missing))
-    return AlertComparison(tuple(results), match.unexpected, len(listed))
+                                  case.detail, rules, len(case.records), expected,
+                                  status, missing if status != NOT_BUILT else 0))
+    unexpected = () if reported is None else tuple(
+        dict.fromkeys(f for f in reported if f not in explained))
+    return AlertComparison(tuple(results), match.unexpected, len(listed), unexpected,
+                           None if reported is None else len(reported))
 
 
 def _alert_json(alert: Alert) -> dict[str, Any]:
@@ -239,10 +270,13 @@ class DemoReport:
             reasons.append("the alerts were not compared with the planted cases")
         else:
             reasons += [f"planted case {c.number} ({c.kind}, {c.subject}) was missed: "
-                        f"{c.missing} of its {c.expected} alert(s) not raised"
+                        f"{c.missing} of its {c.expected} {_what(c)} not "
+                        f"{'reported' if c.kind in _KINDS_RECONCILED else 'raised'}"
                         for c in self.alerts.missed]
             reasons += [f"unexpected alert {a.rule} on {a.identity.hex()[:16]}… "
                         f"({len(a.refs)} records)" for a in self.alerts.unexpected]
+            reasons += [f"unexpected reconciliation finding: {ref[0]} reports its record "
+                        f"{ref[1]} {status}" for ref, status in self.alerts.unexpected_findings]
         reasons += [f"{row.platform}: {row.tree_size} of {row.records} records anchored, "
                     f"{row.consistency_valid} of {row.consistency_checked} consistency "
                     "proofs verified" for row in self.checkpoints if not row.ok]
@@ -313,20 +347,24 @@ class DemoReport:
                       "yes" if t.matched else "NO", ", ".join(t.platforms),
                       f"{t.bundles_valid} of {t.traced}") for t in self.traces]),
             "",
-            "## Alerts found vs planted",
+            "## Planted cases: found vs missed",
             "",
         ]
         if self.alerts is not None:
-            lines += _table(("#", "planted case", "subject", "what", "alerts expected",
-                             "result"),
+            lines += _table(("#", "planted case", "subject", "what", "expected", "result"),
                             [(str(c.number), c.kind, c.subject, c.detail,
                               ", ".join(c.rules) or "–", _status(c))
                              for c in self.alerts.cases])
-            lines += ["", f"{self.alerts.alerts} alert(s) raised; "
-                      f"{len(self.alerts.unexpected)} unexpected."]
-            for a in self.alerts.unexpected:
-                lines.append(f"- unexpected: {a.rule} on {a.identity.hex()[:16]}…, "
+            found = self.alerts
+            lines += ["", f"{found.alerts} alert(s) raised, {len(found.unexpected)} "
+                      "unexpected; " + ("nothing reconciled." if found.findings is None else
+                                        f"{found.findings} reconciliation finding(s), "
+                                        f"{len(found.unexpected_findings)} unexpected.")]
+            for a in found.unexpected:
+                lines.append(f"- unexpected alert: {a.rule} on {a.identity.hex()[:16]}…, "
                              f"{a.total_fen:,} fen, {len(a.refs)} records")
+            for ref, status in found.unexpected_findings:
+                lines.append(f"- unexpected finding: {ref[0]} {ref[1]} {status}")
         lines += [
             "",
             "## Verification",
@@ -347,9 +385,9 @@ class DemoReport:
             lines.append(f"**FAIL** after {self.elapsed:.1f} s (exit status 1):")
             lines += [f"- {reason}" for reason in failures]
         else:
-            lines.append(f"**PASS**: every planted AML case found, no unexpected alert, every "
-                         f"proof and the case file verified, nothing planted in public data; "
-                         f"{self.elapsed:.1f} s (exit status 0).")
+            lines.append(f"**PASS**: every planted case found, no unexpected alert or finding, "
+                         f"every proof and the case file verified, nothing planted in public "
+                         f"data; {self.elapsed:.1f} s (exit status 0).")
         return "\n".join(lines) + "\n"
 
 
@@ -357,9 +395,16 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else "PASS" if ok else "FAIL"
 
 
+_KINDS_RECONCILED: Final = frozenset(kind.value for kind in _FINDING_OF)
+
+
+def _what(case: CaseResult) -> str:
+    return "finding(s)" if case.kind in _KINDS_RECONCILED else "alert(s)"
+
+
 def _status(case: CaseResult) -> str:
     if case.status == MISSED:
-        return f"**MISSED** ({case.missing} of {case.expected} alert(s) not raised)"
+        return f"**MISSED** ({case.missing} of {case.expected} {_what(case)} missing)"
     return case.status
 
 

@@ -23,6 +23,7 @@ from ledger_node.cli import main
 from ledger_node.demo import (
     MARKER,
     PHASES,
+    cross_platform_hint,
     demo_spec,
     identity_needles,
     planted_parties,
@@ -36,6 +37,7 @@ from ledger_node.demo_report import (
     Check,
     CheckpointRow,
     DemoReport,
+    Finding,
     TraceRow,
     compare_alerts,
 )
@@ -43,8 +45,10 @@ from ledger_node.errors import InvalidConfig, InvalidScenario
 from ledger_node.escrow import identity_key
 from ledger_node.linkscan import Haystack
 from ledger_node.localsite import free_port
+from ledger_node.pairwise import Side
 from ledger_node.scenario import (
     LargeValue,
+    PlantedKind,
     ReconciliationMismatch,
     ReconciliationMissing,
     RecordRef,
@@ -94,29 +98,28 @@ def test_the_small_demo_passes_and_says_so(run: Run) -> None:
         f"[{n}/{PHASES}" for n in range(1, PHASES + 1)]
     assert run.progress[-1].startswith("PASS in ")
     assert run.shown == [(run.out / "report.md").read_text(encoding="utf-8")]
-    for title in ("## Throughput", "## Checkpoints per platform", "## Alerts found vs planted",
-                  "## Verification", "**PASS**"):
+    for title in ("## Throughput", "## Checkpoints per platform",
+                  "## Planted cases: found vs missed", "## Verification", "**PASS**"):
         assert title in run.shown[0]
 
 
-def test_every_planted_aml_case_is_found_and_nothing_else(run: Run) -> None:
+def test_every_planted_case_is_found_and_nothing_else(run: Run) -> None:
     alerts = run.json("report.json")["alerts"]
-    statuses = {case["kind"]: set() for case in alerts["cases"]}
-    for case in alerts["cases"]:
-        statuses[case["kind"]].add(case["status"])
-    assert statuses == {"structuring": {FOUND}, "large_value": {FOUND},
-                        "reconciliation_missing": {NOT_BUILT},
-                        "reconciliation_mismatch": {NOT_BUILT}}
+    assert [(case["kind"], case["status"]) for case in alerts["cases"]] == [
+        ("structuring", FOUND)] * 3 + [("large_value", FOUND), ("reconciliation_missing", FOUND),
+                                       ("reconciliation_mismatch", FOUND)]
     assert alerts["unexpected"] == [] and alerts["alerts"] == 4
+    # the surviving half of the missing payment, both halves of the mismatched one
+    assert alerts["unexpected_findings"] == [] and alerts["findings"] == 3
 
 
 def test_every_proof_and_check_passes(run: Run) -> None:
     report = run.json("report.json")
     checks = {c["check"].split(" (")[0]: c for c in report["checks"]}
-    assert set(checks) == {"proof bundles", "regulator ingest", "disclosure", "case file",
-                           "unlinkability audit", "audit control", "reconciliation faults"}
-    assert all(c["ok"] is True for name, c in checks.items() if name != "reconciliation faults")
-    assert checks["reconciliation faults"]["ok"] is None
+    assert set(checks) == {"proof bundles", "reconciliation", "regulator ingest", "disclosure",
+                           "case file", "unlinkability audit", "audit control"}
+    assert all(c["ok"] is True for c in checks.values())
+    assert ", 1 missing" in checks["reconciliation"]["result"]
     assert " 0 found" in checks["unlinkability audit"]["result"]
     for row in report["checkpoints"]:
         assert row["tree_size"] == row["records"] > 0
@@ -188,7 +191,8 @@ def test_the_demo_runs_on_an_external_chain(tmp_path: Path, anvil_url: str,
     assert json.loads((out / "deployment.json").read_text())["chainId"] == 31337
     report = json.loads((out / "report.json").read_text())
     assert report["passed"] and report["settings"]["rpc_url"] == anvil_url
-    assert report["alerts"] == {"alerts": 0, "cases": [], "unexpected": []}
+    assert report["alerts"] == {"alerts": 0, "cases": [], "unexpected": [], "findings": 0,
+                                "unexpected_findings": []}
     assert [t["case"] for t in report["traces"]] == [0, 0]
     case = json.loads((out / "case-file.json").read_text())
     assert case["alerts"] == [] and len(case["records"]) == len(case["disclosures"]) == 1
@@ -218,20 +222,78 @@ def scenario() -> Scenario:
     return generate_scenario(ScenarioSpec(payments=400, seed=9, people=120, merchants=20))
 
 
-def _report(scenario: Scenario, alerts: list[Alert]) -> DemoReport:
+def _findings_of(scenario: Scenario) -> list[Finding]:
+    """The findings a perfect reconciliation reports: each planted fault's records."""
+    status = {PlantedKind.RECONCILIATION_MISSING: "missing",
+              PlantedKind.RECONCILIATION_MISMATCH: "amount_mismatch"}
+    return [(ref, status[case.kind]) for case in scenario.planted if case.kind in status
+            for ref in sorted(case.records)]
+
+
+def _report(scenario: Scenario, alerts: list[Alert],
+            findings: list[Finding] | None = None) -> DemoReport:
     report = DemoReport(settings={"payments": scenario.spec.payments, "seed": 9,
                                   "platforms": list(scenario.spec.platforms)})
-    report.alerts = compare_alerts(scenario, alerts, _split)
-    report.checks.append(Check("reconciliation faults", NOT_BUILT, None))
+    report.alerts = compare_alerts(scenario, alerts, _split,
+                                   _findings_of(scenario) if findings is None else findings)
     return report
 
 
-def test_exact_alerts_pass_and_reconciliation_faults_do_not_fail(scenario: Scenario) -> None:
+def test_exact_alerts_and_findings_pass(scenario: Scenario) -> None:
     report = _report(scenario, _alerts_of(scenario))
     assert report.failures() == [] and report.exit_code == 0
     assert report.alerts is not None
+    assert [c.status for c in report.alerts.cases] == [FOUND] * 6
+    assert [c.expected for c in report.alerts.cases][4:] == [1, 2]
+    assert "**PASS**" in report.to_markdown()
+
+
+def test_without_reconciliation_the_faults_are_not_checked_and_do_not_fail(
+        scenario: Scenario) -> None:
+    report = DemoReport(settings={})
+    report.alerts = compare_alerts(scenario, _alerts_of(scenario), _split)
+    report.checks.append(Check("reconciliation", NOT_BUILT, None))
     assert [c.status for c in report.alerts.cases] == [FOUND] * 4 + [NOT_BUILT] * 2
-    assert "| n/a |" in report.to_markdown() and "**PASS**" in report.to_markdown()
+    assert report.exit_code == 0 and "| n/a |" in report.to_markdown()
+
+
+def test_a_missed_or_unexpected_reconciliation_finding_fails_the_run(
+        scenario: Scenario) -> None:
+    findings = _findings_of(scenario)
+    report = _report(scenario, _alerts_of(scenario), findings[:-1])
+    assert report.alerts is not None and [c.number for c in report.alerts.missed] == [6]
+    assert report.failures() == [f"planted case 6 (reconciliation_mismatch, "
+                                 f"{report.alerts.cases[5].subject}) was missed: 1 of its 2 "
+                                 "finding(s) not reported"]
+    other = next(ref for ref in (("unionpay", r.local_tx_id)
+                                 for r in scenario.records["unionpay"])
+                 if all(ref != f[0] for f in findings))
+    for status in ("missing", "pending"):
+        report = _report(scenario, _alerts_of(scenario), [*findings, (other, status)])
+        assert report.failures() == [f"unexpected reconciliation finding: unionpay reports "
+                                     f"its record {other[1]} {status}"]
+    wrong = [(ref, "missing") for ref, _ in findings]  # the right records, the wrong status
+    assert _report(scenario, _alerts_of(scenario), wrong).exit_code == 1
+
+
+def test_the_hint_tells_each_cross_platform_half_its_side(scenario: Scenario) -> None:
+    hint = cross_platform_hint(scenario)
+    halves: dict[str, set[tuple[str, str, Side]]] = {}
+    for platform, record in scenario.all_records():
+        cross = hint(record)
+        assert (cross is None) == (not record.clearing_ref)
+        if cross is not None:
+            halves.setdefault(record.clearing_ref, set()).add(
+                (platform, cross.counterparty, cross.side))
+    faults = {case.clearing_ref for case in scenario.planted if case.clearing_ref}
+    assert len(halves) > 20
+    for clearing_ref, seen in halves.items():
+        if len(seen) == 1:  # the planted missing payment: one half only
+            assert clearing_ref in faults
+            continue
+        assert seen == {("unionpay", "wechatpay", Side.PAYER),
+                        ("wechatpay", "unionpay", Side.PAYEE)} or seen == {
+            ("unionpay", "wechatpay", Side.PAYEE), ("wechatpay", "unionpay", Side.PAYER)}
 
 
 def test_a_missed_planted_case_fails_the_run(scenario: Scenario) -> None:
