@@ -6,20 +6,24 @@
    the ``pboc`` regulator node, each its own process on 127.0.0.1 with its own keys and store
    (:class:`~ledger_node.localsite.LocalSite`).
 3. **Submit**: each platform's SDK commits its records, seals every escrow for the regulator
-   key registered on chain and submits signed 10,000-leaf batches over HTTP.
+   key registered on chain, tags the halves of cross-platform payments for reconciliation
+   and submits signed 10,000-leaf batches over HTTP.
 4. **Anchor**: the nodes anchor SM2-signed checkpoints; consecutive checkpoints are checked
    with the nodes' consistency proofs against the roots on chain.
-5. **Ingest**: the regulator fetches every leaf, rebuilds each log against every anchored
+5. **Reconcile**: each platform reconciles the day with the other through its node; the
+   findings must be exactly the planted missing and mismatched payments.
+6. **Ingest**: the regulator fetches every leaf, rebuilds each log against every anchored
    root, decrypts and indexes (``POST /v1/ingest``, timed on its own).
-6. **Alerts** against the planted cases; 7. **traces** of planted identities, each record
-   with a proof verified against the chain; 8. a **disclosure** requested on chain, answered
-   by the platform, collected; 9. a **case file** built and verified offline against the
-   chain; 10. an **auditor check** that no planted identity or account token, in any
-   encoding or digest, is in the chain's public data or the nodes' public API answers.
+7. **Alerts** against the planted cases; 8. **traces** of planted identities, each record
+   with a proof verified against the chain; 9. a **disclosure** requested on chain, answered
+   by the platform, collected; 10. a **case file** built and verified offline against the
+   chain; 11. an **auditor check** that no planted identity, account token, transaction id
+   or clearing reference, in any encoding or digest, is in the chain's public data or the
+   nodes' public API answers.
 
 Progress goes to stderr; the report (:mod:`ledger_node.demo_report`) to stdout, and with
-every artefact to the output directory. :func:`run_demo` returns 0 when every planted AML
-case is found, nothing else alerts and every check passes, else 1.
+every artefact to the output directory. :func:`run_demo` returns 0 when every planted case
+is found, nothing else alerts or is found and every check passes, else 1.
 
 :func:`new_party` and :func:`sample_records` are small helpers for tests and benchmarks.
 """
