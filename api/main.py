@@ -6,10 +6,8 @@ The app does not start or stop the node: whoever builds the node owns its lifecy
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from api.errors import ProblemException
 from api.middleware import BodyLimitMiddleware, HttpMetrics, MetricsMiddleware
 from api.problems import ProblemFactory, install_problem_handlers
 from api.routes import (
@@ -95,12 +93,6 @@ def create_app(
 
     install_problem_handlers(app, problems)
 
-    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ProblemException)
-        return problems.response(exc.slug, exc.detail, request.url.path, headers=exc.headers,
-                                 **exc.extensions)
-
-    app.add_exception_handler(ProblemException, on_problem)
     # Added last = outermost: metrics see every response, including 413s.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, problems=problems)
     app.add_middleware(MetricsMiddleware, metrics=app.state.http_metrics)

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.errors import ProblemException
 from ledger_node.errors import (
     AuthError,
     ChainError,
@@ -292,12 +293,18 @@ def install_problem_handlers(app: FastAPI, factory: ProblemFactory) -> None:
             _log.error("%s %s failed: %r", request.method, request.url.path, exc)
         return factory.response(slug, str(exc), request.url.path)
 
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ProblemException)
+        return factory.response(exc.slug, exc.detail, request.url.path, headers=exc.headers,
+                                **exc.extensions)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         _log.exception("unhandled error in %s %s", request.method, request.url.path)
         return factory.response("internal-error", "the node failed to handle the request; "
                                 "it has been logged", request.url.path)
 
     app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(ProblemException, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(LedgerError, on_ledger)
     app.add_exception_handler(Exception, on_unexpected)

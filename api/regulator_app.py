@@ -9,10 +9,8 @@ regulator node.
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from api.errors import ProblemException
 from api.middleware import BodyLimitMiddleware
 from api.problems import ProblemFactory, install_problem_handlers
 from api.routes.regulator import router as regulator_router
@@ -73,11 +71,5 @@ def create_regulator_app(
     app.include_router(regulator_router)
     install_problem_handlers(app, problems)
 
-    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ProblemException)
-        return problems.response(exc.slug, exc.detail, request.url.path, headers=exc.headers,
-                                 **exc.extensions)
-
-    app.add_exception_handler(ProblemException, on_problem)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, problems=problems)
     return app
