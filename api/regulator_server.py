@@ -33,14 +33,14 @@ Every mistake raises :class:`~ledger_node.errors.InvalidConfig` naming the key.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import uvicorn
 
+from api.config_file import config_table, config_value, read_config
 from api.regulator_app import create_regulator_app
 from api.server import DEFAULT_CHAIN_URL, LOOPBACK_HOSTS
 from api.settings import Settings
@@ -85,47 +85,15 @@ class RegulatorServeConfig:
     http: Settings = field(default_factory=Settings)
 
 
-def _table(document: Mapping[str, Any], name: str) -> dict[str, Any]:
-    value = document.get(name, {})
-    if not isinstance(value, dict):
-        raise InvalidConfig(f"[{name}] must be a table")
-    allowed = _SECTIONS[name]
-    if allowed is not None:
-        unknown = sorted(set(value) - allowed)
-        if unknown:
-            raise InvalidConfig(f"[{name}] has unknown key {unknown[0]!r}")
-    return value
-
-
-def _get(section: str, data: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
-         default: Any = None, *, required: bool = False) -> Any:
-    if key not in data:
-        if required:
-            raise InvalidConfig(f"{section}.{key} is missing")
-        return default
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise InvalidConfig(f"{section}.{key} has the wrong type ({type(value).__name__})")
-    return value
-
-
 def load_regulator_config(path: Path) -> RegulatorServeConfig:
     """Read a regulator config file (format in the module docstring)."""
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidConfig(f"cannot read config file {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidConfig(f"{path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(document) - set(_SECTIONS))
-    if unknown:
-        raise InvalidConfig(f"unknown section [{unknown[0]}] in {path}")
+    document = read_config(path, _SECTIONS)
     base = path.resolve().parent
-    regulator = _table(document, "regulator")
-    platforms = _table(document, "platforms")
-    http = _table(document, "http")
-    keys = _table(document, "keys")
-    chain = _table(document, "chain")
+    regulator = config_table(document, "regulator", _SECTIONS)
+    platforms = config_table(document, "platforms", _SECTIONS)
+    http = config_table(document, "http", _SECTIONS)
+    keys = config_table(document, "keys", _SECTIONS)
+    chain = config_table(document, "chain", _SECTIONS)
     for section, data in (("regulator", regulator), ("keys", keys), ("chain", chain)):
         if not data:
             raise InvalidConfig(f"[{section}] is missing")
@@ -133,22 +101,22 @@ def load_regulator_config(path: Path) -> RegulatorServeConfig:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise InvalidConfig(f"platforms.{name} must be an http(s) URL, got {url!r}")
     try:
-        aml = AmlConfig.from_json(_table(document, "aml"))
+        aml = AmlConfig.from_json(config_table(document, "aml", _SECTIONS))
     except InvalidAmlConfig as exc:
         raise InvalidConfig(f"[aml] {exc}") from None
-    retired = _get("keys", keys, "retired_sm2", list, [])
+    retired = config_value("keys", keys, "retired_sm2", list, [])
     if not all(isinstance(p, str) for p in retired):
         raise InvalidConfig("keys.retired_sm2 must be a list of file names")
-    page = _get("regulator", regulator, "page_size", int, DEFAULT_PAGE)
+    page = config_value("regulator", regulator, "page_size", int, DEFAULT_PAGE)
     if not 1 <= page <= DEFAULT_PAGE:
         raise InvalidConfig(f"regulator.page_size must be in 1..{DEFAULT_PAGE}, got {page}")
-    interval = float(_get("regulator", regulator, "follow_interval", (int, float), 1.0))
+    interval = float(config_value("regulator", regulator, "follow_interval", (int, float), 1.0))
     if interval <= 0:
         raise InvalidConfig("regulator.follow_interval must be positive")
-    host = _get("http", http, "host", str, "127.0.0.1")
+    host = config_value("http", http, "host", str, "127.0.0.1")
     if host not in LOOPBACK_HOSTS:
         raise InvalidConfig(f"http.host {host!r}: the node binds to loopback only")
-    port = _get("http", http, "port", int, DEFAULT_PORT)
+    port = config_value("http", http, "port", int, DEFAULT_PORT)
     if not 0 <= port <= 65535:
         raise InvalidConfig(f"http.port {port} is not a TCP port")
     try:
@@ -157,15 +125,15 @@ def load_regulator_config(path: Path) -> RegulatorServeConfig:
         raise InvalidConfig(f"{path}: {exc}") from None
     return RegulatorServeConfig(
         regulator=RegulatorConfig(
-            name=_get("regulator", regulator, "name", str, required=True),
-            store_path=base / _get("regulator", regulator, "store", str, required=True),
+            name=config_value("regulator", regulator, "name", str, required=True),
+            store_path=base / config_value("regulator", regulator, "store", str, required=True),
             page_size=page, follow_interval=interval, aml=aml),
         platforms=dict(platforms),
-        sm2_key=base / _get("keys", keys, "sm2", str, required=True),
-        account_key=base / _get("keys", keys, "account", str, required=True),
+        sm2_key=base / config_value("keys", keys, "sm2", str, required=True),
+        account_key=base / config_value("keys", keys, "account", str, required=True),
         retired_sm2=tuple(base / p for p in retired),
-        deployment=base / _get("chain", chain, "deployment", str, required=True),
-        rpc_url=_get("chain", chain, "rpc_url", str),
+        deployment=base / config_value("chain", chain, "deployment", str, required=True),
+        rpc_url=config_value("chain", chain, "rpc_url", str),
         host=host, port=port, http=settings,
     )
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from typing import Any, Final
 import uvicorn
 from fastapi import FastAPI
 
+from api.config_file import config_table, config_value, read_config
 from api.main import create_app
 from api.settings import Settings
 from ledger_node.chain import Deployment, LedgerChain
@@ -90,30 +90,6 @@ class ServeConfig:
             raise InvalidConfig(f"http.port {self.port} is not a TCP port")
 
 
-def _section(document: Mapping[str, Any], name: str, required: bool) -> dict[str, Any]:
-    value = document.get(name, {})
-    if not isinstance(value, dict):
-        raise InvalidConfig(f"[{name}] must be a table")
-    if required and not value:
-        raise InvalidConfig(f"[{name}] is missing")
-    unknown = sorted(set(value) - _SECTIONS[name])
-    if unknown:
-        raise InvalidConfig(f"[{name}] has unknown key {unknown[0]!r}")
-    return value
-
-
-def _typed(section: str, data: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
-           default: Any = None, *, required: bool = False) -> Any:
-    if key not in data:
-        if required:
-            raise InvalidConfig(f"{section}.{key} is missing")
-        return default
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise InvalidConfig(f"{section}.{key} has the wrong type ({type(value).__name__})")
-    return value
-
-
 def load_serve_config(path: Path) -> ServeConfig:
     """Read a TOML config file (format in the module docstring).
 
@@ -121,35 +97,27 @@ def load_serve_config(path: Path) -> ServeConfig:
     :class:`InvalidConfig` naming the offending key for a missing, unreadable or malformed
     file.
     """
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidConfig(f"cannot read config file {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidConfig(f"{path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(document) - set(_SECTIONS))
-    if unknown:
-        raise InvalidConfig(f"unknown section [{unknown[0]}] in {path}")
+    document = read_config(path, _SECTIONS)
     base = path.resolve().parent
-    node = _section(document, "node", True)
-    http = _section(document, "http", False)
-    keys = _section(document, "keys", True)
-    chain = _section(document, "chain", True)
+    node = config_table(document, "node", _SECTIONS, required=True)
+    http = config_table(document, "http", _SECTIONS)
+    keys = config_table(document, "keys", _SECTIONS, required=True)
+    chain = config_table(document, "chain", _SECTIONS, required=True)
 
     def file(section: str, data: Mapping[str, Any], key: str) -> Path:
-        return base / Path(_typed(section, data, key, str, required=True))
+        return base / Path(config_value(section, data, key, str, required=True))
 
     number = (int, float)
     try:
         node_config = NodeConfig(
-            platform=_typed("node", node, "platform", str, required=True),
+            platform=config_value("node", node, "platform", str, required=True),
             store_path=file("node", node, "store"),
-            shard=_typed("node", node, "shard", int, 0),
-            hash_name=_typed("node", node, "hash", str, "sm3"),
-            seal_interval=float(_typed("node", node, "seal_interval", number, 0.2)),
-            seal_size=_typed("node", node, "seal_size", int, 10_000),
-            max_batch=_typed("node", node, "max_batch", int, 10_000),
-            member_cache_ttl=float(_typed("node", node, "member_cache_ttl", number, 1.0)),
+            shard=config_value("node", node, "shard", int, 0),
+            hash_name=config_value("node", node, "hash", str, "sm3"),
+            seal_interval=float(config_value("node", node, "seal_interval", number, 0.2)),
+            seal_size=config_value("node", node, "seal_size", int, 10_000),
+            max_batch=config_value("node", node, "max_batch", int, 10_000),
+            member_cache_ttl=float(config_value("node", node, "member_cache_ttl", number, 1.0)),
         )
         settings_values = {k: v for k, v in http.items() if k not in {"host", "port"}}
         settings = Settings(**settings_values)
@@ -160,9 +128,9 @@ def load_serve_config(path: Path) -> ServeConfig:
         sm2_key=file("keys", keys, "sm2"),
         account_key=file("keys", keys, "account"),
         deployment=file("chain", chain, "deployment"),
-        rpc_url=_typed("chain", chain, "rpc_url", str),
-        host=_typed("http", http, "host", str, "127.0.0.1"),
-        port=_typed("http", http, "port", int, DEFAULT_PORT),
+        rpc_url=config_value("chain", chain, "rpc_url", str),
+        host=config_value("http", http, "host", str, "127.0.0.1"),
+        port=config_value("http", http, "port", int, DEFAULT_PORT),
         http=settings,
     )
 
