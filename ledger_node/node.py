@@ -893,3 +893,9 @@ class PlatformNode:
         """The node's store (read access for tools and tests)."""
         return self._store
 
+
+    @property
+    def sm2_key(self) -> gmcrypto.SM2PrivateKey:
+        """The platform's SM2 private key the node signs checkpoints with (it also opens the
+        platform's copy of the risk-device list key)."""
+        return self._key

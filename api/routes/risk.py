@@ -18,11 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import MemberDep, NodeDep
 from api.routes.common import problem_responses
-from ledger_node import gmcrypto
 from ledger_node.auth import AuthenticatedMember
 from ledger_node.chain import Role
 from ledger_node.errors import Forbidden
-from ledger_node.node import PlatformNode
 from ledger_node.riskdevice import MAX_FINGERPRINT_CHARS, RiskReason
 from ledger_node.risklist import KEY_HOLDER_ROLES, RiskHit, RiskList
 
@@ -126,17 +124,10 @@ def node_risk_list(request: Request, node: NodeDep) -> RiskList:
     with _CREATE_LOCK:
         risk_list: RiskList | None = getattr(state, "risk_list", None)
         if risk_list is None:
-            risk_list = RiskList(node.chain, _node_key(node), chain_lock=node.chain_lock)
+            risk_list = RiskList(node.chain, node.sm2_key, chain_lock=node.chain_lock)
             state.risk_list = risk_list
     risk_list.sync_if_older(float(getattr(state, "risk_list_max_age_s", DEFAULT_MAX_AGE_S)))
     return risk_list
-
-
-def _node_key(node: PlatformNode) -> gmcrypto.SM2PrivateKey:
-    """The platform's SM2 private key the node was started with (it signs checkpoints); the
-    risk list only decrypts the platform's list-key ring with it."""
-    key: gmcrypto.SM2PrivateKey = node._key
-    return key
 
 
 RiskListDep = Annotated[RiskList, Depends(node_risk_list)]
