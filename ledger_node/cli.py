@@ -240,7 +240,12 @@ def _keys_new(name: str, directory: Path) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     from api.server import DEFAULT_CHAIN_URL, load_serve_config
-    from ledger_node.client_commands import RecordFileError, chain_regulator_key, run_submit
+    from ledger_node.client_commands import (
+        RecordFileError,
+        chain_counterparties,
+        chain_regulator_key,
+        run_submit,
+    )
 
     if not 1 <= args.chunk <= 10_000:
         print("jointledger submit: --chunk must be in 1..10000", file=sys.stderr)
@@ -260,6 +265,7 @@ def _submit(args: argparse.Namespace) -> int:
             account_key=config.account_key,
             regulator_key=None if args.no_escrow else chain_regulator_key(
                 config.deployment, rpc_url, args.regulator),
+            counterparties=chain_counterparties(config.deployment, rpc_url),
             out=args.out,
             chunk=args.chunk,
             file_format=args.format,

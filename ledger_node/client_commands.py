@@ -10,6 +10,12 @@ A records file may state each record's party kinds in the optional ``payer_kind`
 ``payee_kind`` fields (JSONL keys or CSV columns, ``person`` or ``institution``). They go
 into the escrow only, not the record or its commitment; when absent the kind is read from
 the identity number (:func:`~ledger_node.escrow.classify_identity`).
+
+A record that is one half of a cross-platform payment says so in the optional
+``counterparty`` (the other platform's member name) and ``side`` (``payer`` if this
+platform holds the payer's account, ``payee`` otherwise) fields; its leaf then carries the
+reconciliation tags under the key shared with that platform (docs/reconciliation.md). Like
+the kinds, they are not committed.
 """
 
 from __future__ import annotations
@@ -25,23 +31,29 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from ledger_node.aml import PartyKind
-from ledger_node.chain import Deployment, LedgerChain
+from ledger_node.chain import Deployment, LedgerChain, Member
 from ledger_node.errors import InvalidIdentity, InvalidRecord, UnknownRegulator
 from ledger_node.escrow import classify_identity, key_fingerprint
 from ledger_node.gmcrypto import SM2PublicKey
 from ledger_node.keyfiles import load_member_keys
+from ledger_node.pairwise import CrossPlatform, Side
 from ledger_node.record import FIELD_NAMES, PaymentRecord
 from ledger_node.sdk import (
+    Counterparties,
     NodeClient,
     PartyKinds,
     PlatformClient,
     RegulatorKey,
+    registered_platform,
     registered_regulator_key,
 )
 
 Echo = Callable[[str], None]
 KIND_FIELDS: Final = ("payer_kind", "payee_kind")
 """Optional records-file fields giving the party kinds; escrowed, never committed."""
+CROSS_FIELDS: Final = ("counterparty", "side")
+"""Optional records-file fields marking one half of a cross-platform payment; never committed."""
+_SIDES: Final = {side.value: side for side in Side}
 _KIND_VALUES: Final = {kind.value: kind for kind in PartyKind}
 
 
@@ -57,6 +69,7 @@ class RecordLine:
     record: PaymentRecord
     payer_kind: PartyKind | None = None
     payee_kind: PartyKind | None = None
+    cross: CrossPlatform | None = None
 
 
 def read_record_lines(path: Path, file_format: str | None = None) -> list[RecordLine]:
@@ -77,15 +90,20 @@ def read_record_lines(path: Path, file_format: str | None = None) -> list[Record
     lines = []
     for line, row in rows:
         kinds: dict[str, PartyKind | None] = {}
+        cross: CrossPlatform | None = None
         if isinstance(row, dict):
             row = dict(row)
             for name in KIND_FIELDS:
                 kinds[name] = _party_kind(path, line, name, row.pop(name, None))
+            cross = _cross(path, line, row.pop("counterparty", None), row.pop("side", None))
         try:
             record = PaymentRecord.from_json(row)
         except InvalidRecord as exc:
             raise RecordFileError(f"{path}:{line}: {exc}") from None
-        lines.append(RecordLine(line, record, **kinds))
+        if cross is not None and not record.clearing_ref:
+            raise RecordFileError(f"{path}:{line}: counterparty is given but clearing_ref is "
+                                  "empty: the reconciliation tags are made from it")
+        lines.append(RecordLine(line, record, **kinds, cross=cross))
     if not lines:
         raise RecordFileError(f"{path} holds no records")
     return lines
@@ -120,6 +138,23 @@ def party_kinds(path: Path, lines: list[RecordLine]) -> list[PartyKinds]:
     return resolved
 
 
+def _cross(path: Path, line: int, counterparty: object, side: object) -> CrossPlatform | None:
+    """The cross-platform hint of a row (``counterparty`` and ``side`` together or not)."""
+    given = [v not in (None, "") for v in (counterparty, side)]
+    if not any(given):
+        return None
+    if not all(given):
+        missing = "side" if given[0] else "counterparty"
+        raise RecordFileError(f"{path}:{line}: counterparty and side come together; "
+                              f"{missing} is missing")
+    if not isinstance(counterparty, str):
+        raise RecordFileError(f"{path}:{line}: counterparty {counterparty!r} is not a "
+                              "platform name")
+    if not isinstance(side, str) or side not in _SIDES:
+        raise RecordFileError(f"{path}:{line}: side {side!r} is not payer or payee")
+    return CrossPlatform(counterparty, _SIDES[side])
+
+
 def _party_kind(path: Path, line: int, name: str, value: object) -> PartyKind | None:
     if value is None or value == "":
         return None
@@ -142,10 +177,11 @@ def _jsonl_rows(handle: TextIO) -> Iterator[tuple[int, object]]:
 def _csv_rows(handle: TextIO) -> Iterator[tuple[int, object]]:
     reader = csv.DictReader(handle)
     header = reader.fieldnames or []
-    unknown = [name for name in header if name not in (*FIELD_NAMES, *KIND_FIELDS)]
+    optional = (*KIND_FIELDS, *CROSS_FIELDS)
+    unknown = [name for name in header if name not in (*FIELD_NAMES, *optional)]
     if unknown:
         raise RecordFileError(f"line 1: unknown column {unknown[0]!r}; columns are "
-                              f"{', '.join(FIELD_NAMES)} and optionally {', '.join(KIND_FIELDS)}")
+                              f"{', '.join(FIELD_NAMES)} and optionally {', '.join(optional)}")
     for row in reader:
         yield reader.line_num, {name: _csv_value(reader.line_num, name, value)
                                 for name, value in row.items()}
@@ -205,6 +241,20 @@ def chain_regulator_key(deployment: Path, rpc_url: str, name: str | None = None
     return current
 
 
+def chain_counterparties(deployment: Path, rpc_url: str) -> Counterparties:
+    """A function returning a platform member by name as registered now on the chain
+    (reached at the first call, like :func:`chain_regulator_key`)."""
+    chain: LedgerChain | None = None
+
+    def lookup(name: str) -> Member:
+        nonlocal chain
+        if chain is None:
+            chain = LedgerChain.from_rpc(rpc_url).attach(Deployment.load(deployment))
+        return registered_platform(chain, name)
+
+    return lookup
+
+
 def run_submit(
     records_path: Path,
     *,
@@ -213,6 +263,7 @@ def run_submit(
     sm2_key: Path,
     account_key: Path,
     regulator_key: RegulatorKey | None,
+    counterparties: Counterparties | None = None,
     out: Path | None = None,
     chunk: int = 10_000,
     file_format: str | None = None,
@@ -225,7 +276,9 @@ def run_submit(
     With ``regulator_key`` (a key, or a function returning the key registered now, asked
     once per chunk: see :func:`chain_regulator_key`) each record's AML escrow is sealed for
     the regulator, with the party kinds the file states or else classified from the
-    identity; ``None`` submits without escrows, after a warning. Raises
+    identity; ``None`` submits without escrows, after a warning. Records marked as halves of
+    cross-platform payments are tagged for reconciliation with the counterparty's key from
+    ``counterparties`` (required if any record is marked). Raises
     :class:`RecordFileError` before anything is sent if a record or a kind is invalid or
     cannot be told, :class:`~ledger_node.errors.UnknownRegulator` before anything is sent
     if no (or no single) regulator is registered, and other
@@ -238,6 +291,14 @@ def run_submit(
     if regulator_key is not None:
         kinds_of = {id(item.record): pair
                     for item, pair in zip(lines, party_kinds(records_path, lines), strict=True)}
+    crosses = {id(line.record): line.cross for line in lines if line.cross is not None}
+    if crosses and counterparties is None:
+        raise RecordFileError(f"{records_path}: records name a counterparty but no chain is "
+                              "given to read its key from")
+    for marked in lines:
+        if marked.cross is not None and marked.cross.counterparty == platform:
+            raise RecordFileError(f"{records_path}:{marked.line}: counterparty {platform!r} is "
+                                  "this platform itself")
     keys = load_member_keys(sm2_key, account_key)
     fingerprints: list[str] = []
     sealing_key: RegulatorKey | None = None
@@ -255,10 +316,14 @@ def run_submit(
     out = out or records_path.with_name(records_path.name + ".receipts.jsonl")
     started = time.perf_counter()
     with PlatformClient(url, platform, keys.address, keys.sm2_key, chunk_size=chunk,
-                        regulator_key=sealing_key) as client:
+                        regulator_key=sealing_key,
+                        counterparties=counterparties if crosses else None) as client:
+        for name in sorted({c.counterparty for c in crosses.values()}):
+            client.pairwise_key(name)  # an unknown counterparty fails before anything is sent
         submitted = client.submit_records(
             records, progress=progress or progress_bar(),
             kinds=(lambda record: kinds_of[id(record)]) if sealing_key is not None else None,
+            cross_platform=(lambda record: crosses.get(id(record))) if crosses else None,
         )
     elapsed = time.perf_counter() - started
     descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -276,6 +341,9 @@ def run_submit(
     echo(f"submitted {len(submitted):,} records to {platform} at {url} in {elapsed:.2f} s "
          f"({len(submitted) / max(elapsed, 1e-9):,.0f}/s): {len(submitted) - duplicates:,} new, "
          f"{duplicates:,} already in the log")
+    if crosses:
+        echo(f"{len(crosses):,} halves of cross-platform payments tagged for reconciliation "
+             f"with {', '.join(sorted({c.counterparty for c in crosses.values()}))}")
     if sealing_key is not None:
         used = sorted(set(fingerprints[1:]))  # the first lookup was the check before sending
         echo(f"AML escrows sealed for the regulator (key fingerprint{'s' * (len(used) > 1)} "

@@ -21,13 +21,14 @@ from ledger_node.chain import Member, Role
 from ledger_node.client_commands import RecordFileError, read_records, run_submit
 from ledger_node.commitment import RecordOpening, verify_opening
 from ledger_node.demo import sample_records
-from ledger_node.errors import UnknownRegulator
+from ledger_node.errors import UnknownCounterparty, UnknownRegulator
 from ledger_node.escrow import EscrowOpener, EscrowPayload, key_fingerprint
 from ledger_node.gmcrypto import SM2PublicKey
 from ledger_node.keyfiles import MemberKeys, key_paths, write_member_keys
 from ledger_node.node import PlatformNode
+from ledger_node.pairwise import Side, pairwise_key, record_tags
 from ledger_node.record import PaymentRecord
-from ledger_node.sdk import registered_regulator_key
+from ledger_node.sdk import registered_platform, registered_regulator_key
 from tests.api_support import Consortium
 
 PERSON_ID = "11010519491231002X"  # valid GB 11643 resident identity number
@@ -279,3 +280,87 @@ rpc_url = "http://127.0.0.1:9"
                   [unnamed[0] | {"payer_kind": "person", "payee_kind": "institution"}])
     assert cli.main(["submit", str(named), "--config", str(config)]) == 1
     assert "DeploymentError: no deployment file" in capsys.readouterr().err
+
+
+# --- halves of cross-platform payments: reconciliation tags -------------------------------
+
+
+def _counterparties(consortium: Consortium, node: PlatformNode) -> Callable[[str], Member]:
+    def lookup(name: str) -> Member:
+        with node.chain_lock:
+            return registered_platform(consortium.chain, name)
+
+    return lookup
+
+
+def test_marked_records_are_tagged_for_reconciliation(
+    consortium: Consortium, node: PlatformNode, server: PlatformServer,
+    keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    base = [dataclasses.replace(r, clearing_ref=f"CUP-{i:04d}") for i, r in
+            enumerate(records(3, seed=7))]
+    rows = [base[0].to_json() | {"counterparty": "wechatpay", "side": "payer"},
+            base[1].to_json() | {"counterparty": "wechatpay", "side": "payee"},
+            base[2].to_json()]
+    output: list[str] = []
+    path = jsonl(tmp_path / "cross.jsonl", rows)
+    run_submit(path, url=server.url, platform="unionpay", sm2_key=keys[0], account_key=keys[1],
+               regulator_key=consortium.pboc.sm2_key.public_key(),
+               counterparties=_counterparties(consortium, node), echo=output.append,
+               progress=lambda done, total: None)
+    receipts = [json.loads(line) for line in
+                path.with_name(path.name + ".receipts.jsonl").read_text().splitlines()]
+    wechatpay = consortium.wechatpay
+    key = pairwise_key(consortium.unionpay.sm2_key, consortium.unionpay.account.address,
+                       wechatpay.account.address, wechatpay.sm2_key.public_key())
+    leaves = [node.leaf(r["index"]) for r in receipts]
+    assert (leaves[0].match_tag, leaves[0].amount_tag) == record_tags(key, Side.PAYER, base[0])
+    assert (leaves[1].match_tag, leaves[1].amount_tag) == record_tags(key, Side.PAYEE, base[1])
+    assert leaves[2].match_tag is None and leaves[2].amount_tag is None
+    for receipt, record in zip(receipts, base, strict=True):  # the hint is not committed
+        assert RecordOpening.from_json(receipt["opening"]).record == record
+    assert any("2 halves of cross-platform payments tagged" in line for line in output)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"counterparty": "wechatpay"}, "side is missing"),
+    ({"side": "payer"}, "counterparty is missing"),
+    ({"counterparty": "wechatpay", "side": "both"}, "side 'both' is not payer or payee"),
+    ({"counterparty": 7, "side": "payer"}, "counterparty 7 is not a platform name"),
+    ({"counterparty": "wechatpay", "side": "payer", "clearing_ref": ""},
+     "clearing_ref is empty"),
+    ({"counterparty": "unionpay", "side": "payer"}, "is this platform itself"),
+])
+def test_bad_cross_platform_marks_are_refused_before_sending(
+    consortium: Consortium, node: PlatformNode, server: PlatformServer,
+    keys: tuple[Path, Path], tmp_path: Path, extra: dict[str, Any], message: str
+) -> None:
+    row = dataclasses.replace(records(1, seed=8)[0], clearing_ref="CUP-1").to_json() | extra
+    path = jsonl(tmp_path / "bad.jsonl", [row])
+    size = node.size()
+    with pytest.raises(RecordFileError, match=message):
+        run_submit(path, url=server.url, platform="unionpay", sm2_key=keys[0],
+                   account_key=keys[1], regulator_key=consortium.pboc.sm2_key.public_key(),
+                   counterparties=_counterparties(consortium, node),
+                   progress=lambda done, total: None)
+    assert node.size() == size
+
+
+def test_an_unknown_counterparty_fails_before_sending(
+    consortium: Consortium, node: PlatformNode, server: PlatformServer,
+    keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    row = dataclasses.replace(records(1, seed=9)[0], clearing_ref="CUP-2").to_json() | {
+        "counterparty": "alipay", "side": "payer"}
+    path = jsonl(tmp_path / "unknown.jsonl", [row])
+    size = node.size()
+    with pytest.raises(UnknownCounterparty, match="alipay"):
+        run_submit(path, url=server.url, platform="unionpay", sm2_key=keys[0],
+                   account_key=keys[1], regulator_key=consortium.pboc.sm2_key.public_key(),
+                   counterparties=_counterparties(consortium, node),
+                   progress=lambda done, total: None)
+    with pytest.raises(RecordFileError, match="no chain is given"):
+        run_submit(path, url=server.url, platform="unionpay", sm2_key=keys[0],
+                   account_key=keys[1], regulator_key=consortium.pboc.sm2_key.public_key(),
+                   progress=lambda done, total: None)
+    assert node.size() == size
