@@ -43,6 +43,7 @@ from ledger_node.errors import (
 )
 from ledger_node.gmcrypto import SM2PublicKey
 from ledger_node.hashes import DIGEST_SIZE
+from ledger_node.jsonfields import JsonFields, show
 from ledger_node.leaf import Leaf, LeafSummary
 from ledger_node.merkle import (
     MerkleLog,
@@ -60,7 +61,6 @@ MAX_SIGNATURE_BYTES: Final = 128  # a DER SM2 signature is at most 72 bytes
 _MAX_UINT64: Final = 2**64 - 1
 _MAX_CHAIN_ID: Final = 2**256 - 1
 _PLATFORM_NAME: Final = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-_HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})*")
 _SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
 _TX_HASH: Final = re.compile(r"0x[0-9a-fA-F]{64}")
 
@@ -189,7 +189,7 @@ class ProofBundle:
         if "format" not in data:
             raise InvalidBundle("format", "is missing")
         if data["format"] != BUNDLE_FORMAT:
-            raise InvalidBundle("format", f"unsupported format {_show(data['format'])}, "
+            raise InvalidBundle("format", f"unsupported format {show(data['format'])}, "
                                           f"expected {BUNDLE_FORMAT!r}")
         obj = _object("bundle", data, _BUNDLE_KEYS, prefix="")
         hash_name = _hash_name("hash", obj["hash"])
@@ -253,52 +253,22 @@ def build_bundle(
 # --------------------------------------------------------------------------------------
 
 
-def _object(
-    where: str, data: object, keys: Sequence[str], *, prefix: str | None = None
-) -> Mapping[str, Any]:
-    """``data`` as a mapping with exactly ``keys``; fields are named ``prefix + key``."""
-    lead = f"{where}." if prefix is None else prefix
-    if not isinstance(data, Mapping):
-        raise InvalidBundle(where, "must be a JSON object")
-    for key in data:
-        if key not in keys:
-            raise InvalidBundle(f"{lead}{key}", "is not a field of this object")
-    for key in keys:
-        if key not in data:
-            raise InvalidBundle(f"{lead}{key}", "is missing")
-    return data
-
-
-def _show(value: object) -> str:
-    """A short repr of a rejected value for messages (documents may be hostile and large)."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _integer(field: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidBundle(field, "must be an integer")
-    if not low <= value <= high:
-        raise InvalidBundle(field, f"must be in {low}..{high}, got {value}")
-    return value
+_fields: Final = JsonFields(InvalidBundle)
+_object = _fields.mapping
+_integer = _fields.integer
 
 
 def _hex(field: str, value: object) -> bytes:
-    if not isinstance(value, str) or not _HEX.fullmatch(value):
-        raise InvalidBundle(field, "must be a string of hex byte pairs (no 0x)")
-    return bytes.fromhex(value)
+    return _fields.hex(field, value)
 
 
 def _digest(field: str, value: object) -> bytes:
-    raw = _hex(field, value)
-    if len(raw) != DIGEST_SIZE:
-        raise InvalidBundle(field, f"must be {DIGEST_SIZE} bytes, got {len(raw)}")
-    return raw
+    return _fields.hex(field, value, DIGEST_SIZE)
 
 
 def _hash_name(field: str, value: object) -> str:
     if not isinstance(value, str) or value not in HASH_NAMES:
-        raise InvalidBundle(field, f"must be one of {HASH_NAMES}, got {_show(value)}")
+        raise InvalidBundle(field, f"must be one of {HASH_NAMES}, got {show(value)}")
     return value
 
 
@@ -591,8 +561,8 @@ def verify_bundle(
         why = ("NOT CHECKED: no chain was given (key-only mode)" if checkpoint_key is not None
                else "NOT CHECKED: no chain was given")
         anchor = getattr(bundle, "anchor", None)
-        named = (f"the contract {_show(getattr(anchor, 'contract', None))} on chain "
-                 f"{_show(getattr(anchor, 'chain_id', None))}")
+        named = (f"the contract {show(getattr(anchor, 'contract', None))} on chain "
+                 f"{show(getattr(anchor, 'chain_id', None))}")
         run.not_checked(CHECK_DEPLOYMENT, f"{why}; {named} was not read")
         run.not_checked(CHECK_CHECKPOINT_ON_CHAIN, f"{why}; the root is the bundle's own, not "
                                                    "one read from the chain")
@@ -646,7 +616,7 @@ def _check_structure(bundle: ProofBundle) -> str:
     problems: list[str] = []
     cp = bundle.checkpoint.checkpoint
     if bundle.hash_name not in HASH_NAMES:
-        problems.append(f"hash {_show(bundle.hash_name)} is not one of {HASH_NAMES}")
+        problems.append(f"hash {show(bundle.hash_name)} is not one of {HASH_NAMES}")
     elif cp.hash_name != bundle.hash_name:
         problems.append(f"the bundle's hash is {bundle.hash_name}, its checkpoint's "
                         f"{cp.hash_name}")
@@ -680,7 +650,7 @@ def _check_structure(bundle: ProofBundle) -> str:
         problems.append("the checkpoint signature must be non-empty bytes")
     anchor = bundle.anchor
     if not (isinstance(anchor.contract, str) and is_checksum_address(anchor.contract)):
-        problems.append(f"anchor contract {_show(anchor.contract)} is not a checksummed address")
+        problems.append(f"anchor contract {show(anchor.contract)} is not a checksummed address")
     if not _is_bytes(anchor.tx_hash, 32):
         problems.append("anchor tx_hash must be 32 bytes")
     numbers = (anchor.chain_id, anchor.deploy_block, anchor.block_number)

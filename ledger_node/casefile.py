@@ -29,7 +29,7 @@ import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from eth_utils.address import is_checksum_address
@@ -64,6 +64,7 @@ from ledger_node.errors import (
 from ledger_node.escrow import EscrowOpener, EscrowPayload, identity_key, payload_mismatches
 from ledger_node.gmcrypto import SM2PrivateKey
 from ledger_node.hashes import DIGEST_SIZE, sm3
+from ledger_node.jsonfields import JsonFields, show
 from ledger_node.leaf import Leaf
 from ledger_node.merkle import hasher_for
 from ledger_node.record import PaymentRecord
@@ -86,7 +87,6 @@ __all__ = [
 _MAX_U64: Final = 2**64 - 1
 _MAX_CHAIN_ID: Final = 2**256 - 1
 _PLATFORM_NAME: Final = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-_HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
 _CASE_KEYS: Final = ("format", "case_id", "case_key", "created_at", "regulator", "chain",
                         "identities",
@@ -182,58 +182,18 @@ def is_case_file(document: object) -> bool:
 # --------------------------------------------------------------------------------------
 
 
+_fields: Final = JsonFields(InvalidCaseFile)
+_list = _fields.array
+_integer = _fields.integer
+_string = _fields.string
+_boolean = _fields.boolean
+_hex = _fields.hex
+_time = _fields.time
+
+
 def _object(where: str, data: object, keys: Sequence[str]) -> Mapping[str, Any]:
-    """``data`` as a mapping with exactly ``keys``."""
-    if not isinstance(data, Mapping):
-        raise InvalidCaseFile(where, "must be a JSON object")
-    prefix = "" if where == "document" else f"{where}."
-    for key in data:
-        if key not in keys:
-            raise InvalidCaseFile(f"{prefix}{key}", "is not a field of this object")
-    for key in keys:
-        if key not in data:
-            raise InvalidCaseFile(f"{prefix}{key}", "is missing")
-    return data
-
-
-def _list(where: str, data: object) -> list[Any]:
-    if not isinstance(data, list):
-        raise InvalidCaseFile(where, "must be a JSON array")
-    return data
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _integer(where: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidCaseFile(where, "must be an integer")
-    if not low <= value <= high:
-        raise InvalidCaseFile(where, f"must be in {low}..{high}, got {value}")
-    return value
-
-
-def _string(where: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise InvalidCaseFile(where, "must be a string")
-    return value
-
-
-def _boolean(where: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidCaseFile(where, "must be true or false")
-    return value
-
-
-def _hex(where: str, value: object, size: int | None = None) -> bytes:
-    if not isinstance(value, str) or not _HEX.fullmatch(value):
-        raise InvalidCaseFile(where, "must be a string of hex byte pairs (no 0x)")
-    raw = bytes.fromhex(value)
-    if size is not None and len(raw) != size:
-        raise InvalidCaseFile(where, f"must be {size} bytes, got {len(raw)}")
-    return raw
+    """``data`` as a mapping with exactly ``keys`` (top-level fields are named bare)."""
+    return _fields.mapping(where, data, keys, prefix="" if where == "document" else None)
 
 
 def _platform(where: str, value: object) -> str:
@@ -246,18 +206,6 @@ def _address(where: str, value: object) -> str:
     if not isinstance(value, str) or not is_checksum_address(value):
         raise InvalidCaseFile(where, "must be a checksummed (EIP-55) address")
     return value
-
-
-def _time(where: str, value: object) -> datetime:
-    if not isinstance(value, str):
-        raise InvalidCaseFile(where, "must be an ISO 8601 time string")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidCaseFile(where, f"{_show(value)} is not an ISO 8601 time") from None
-    if moment.utcoffset() is None:
-        raise InvalidCaseFile(where, "must carry a time zone")
-    return moment.astimezone(UTC)
 
 
 def _payment(where: str, data: object) -> EscrowPayload | None:
@@ -324,7 +272,7 @@ def _alert(where: str, data: object) -> CaseAlert:
     obj = _object(where, data, _ALERT_KEYS)
     rule = _string(f"{where}.rule", obj["rule"])
     if rule not in {r.value for r in Rule}:
-        raise InvalidCaseFile(f"{where}.rule", f"{_show(rule)} is not an AML rule")
+        raise InvalidCaseFile(f"{where}.rule", f"{show(rule)} is not an AML rule")
     direction = _string(f"{where}.direction", obj["direction"])
     if direction not in {d.value for d in Direction}:
         raise InvalidCaseFile(f"{where}.direction", "must be 'payer' or 'payee'")
@@ -395,7 +343,7 @@ def parse_case_file(document: object) -> CaseFile:
     if "format" not in document:
         raise InvalidCaseFile("format", "is missing")
     if document["format"] != CASE_FILE_FORMAT:
-        raise InvalidCaseFile("format", f"unsupported format {_show(document['format'])}, "
+        raise InvalidCaseFile("format", f"unsupported format {show(document['format'])}, "
                                         f"expected {CASE_FILE_FORMAT!r}")
     obj = _object("document", document, _CASE_KEYS)
     regulator = _object("regulator", obj["regulator"], _REGULATOR_KEYS)
