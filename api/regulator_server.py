@@ -10,7 +10,7 @@ The config file is TOML::
 
     [platforms]                    # each platform's node, by member name
     unionpay = "http://127.0.0.1:8701"
-    wechatpay = "http://127.0.0.1:8702"
+    wechatpay = ["http://127.0.0.1:8702", "http://127.0.0.1:8712"]  # one node per log shard
 
     [aml]                          # optional: AmlConfig.to_json keys (PBoC 2016 defaults)
     cash_threshold_fen = 5000000
@@ -52,6 +52,7 @@ from ledger_node.keyfiles import load_member_keys
 from ledger_node.regulator import (
     DEFAULT_PAGE,
     HttpLeafSource,
+    LeafSource,
     RegulatorConfig,
     RegulatorNode,
 )
@@ -74,7 +75,9 @@ class RegulatorServeConfig:
     """Everything needed to run a regulator node with its HTTP API."""
 
     regulator: RegulatorConfig
-    platforms: Mapping[str, str]
+    platforms: Mapping[str, str | tuple[str, ...]]
+    """Each platform's node URL, or its nodes' URLs, one per log shard, as configured (each
+    node's log is read from its ``/v1/health``)."""
     sm2_key: Path
     account_key: Path
     deployment: Path
@@ -97,9 +100,16 @@ def load_regulator_config(path: Path) -> RegulatorServeConfig:
     for section, data in (("regulator", regulator), ("keys", keys), ("chain", chain)):
         if not data:
             raise InvalidConfig(f"[{section}] is missing")
-    for name, url in platforms.items():
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise InvalidConfig(f"platforms.{name} must be an http(s) URL, got {url!r}")
+    urls: dict[str, str | tuple[str, ...]] = {}
+    for name, value in platforms.items():
+        listed = value if isinstance(value, list) else [value]
+        if not listed or not all(isinstance(url, str) and url.startswith(("http://", "https://"))
+                                 for url in listed):
+            raise InvalidConfig(f"platforms.{name} must be an http(s) URL or a non-empty list "
+                                f"of them (one per log shard), got {value!r}")
+        if len(set(listed)) != len(listed):
+            raise InvalidConfig(f"platforms.{name} lists a URL twice: {value!r}")
+        urls[name] = value if isinstance(value, str) else tuple(listed)
     try:
         aml = AmlConfig.from_json(config_table(document, "aml", _SECTIONS))
     except InvalidAmlConfig as exc:
@@ -128,7 +138,7 @@ def load_regulator_config(path: Path) -> RegulatorServeConfig:
             name=config_value("regulator", regulator, "name", str, required=True),
             store_path=base / config_value("regulator", regulator, "store", str, required=True),
             page_size=page, follow_interval=interval, aml=aml),
-        platforms=dict(platforms),
+        platforms=urls,
         sm2_key=base / config_value("keys", keys, "sm2", str, required=True),
         account_key=base / config_value("keys", keys, "account", str, required=True),
         retired_sm2=tuple(base / p for p in retired),
@@ -163,10 +173,11 @@ def build_regulator(config: RegulatorServeConfig, *, chain: LedgerChain | None =
     if member.public_key != member_keys.sm2_key.public_key().raw:
         raise InvalidConfig(f"keys.sm2 is not the SM2 key {name} has registered on chain; "
                             "after a rotation, move the old key to keys.retired_sm2")
-    sources = {
-        platform: HttpLeafSource(RegulatorClient(url, member_keys.account.address,
-                                                 member_keys.sm2_key, retries=2))
-        for platform, url in config.platforms.items()
+    sources: dict[str, list[LeafSource]] = {
+        platform: [HttpLeafSource(RegulatorClient(url, member_keys.account.address,
+                                                  member_keys.sm2_key, retries=2))
+                   for url in ((urls,) if isinstance(urls, str) else urls)]
+        for platform, urls in config.platforms.items()
     }
     return RegulatorNode(config.regulator, bound, [member_keys.sm2_key, *retired], sources)
 

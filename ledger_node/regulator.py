@@ -127,6 +127,15 @@ class HttpLeafSource:
     def __init__(self, client: RegulatorClient) -> None:
         self.client = client
 
+    @property
+    def log_id(self) -> bytes:
+        """The log the node serves (read once from its ``/v1/health``; raises if unreachable).
+
+        A platform with several shards has one node per log: the regulator routes each log
+        to the node serving it by this id.
+        """
+        return self.client.log_id
+
     def fetch(self, log_id: bytes, start: int, end: int) -> ServedLeaves:
         """``GET /v1/logs/{log_id}/leaves?start&end`` (see :meth:`RegulatorClient.leaf_range`)."""
         served = self.client.leaf_range(log_id, start, end)
@@ -235,11 +244,13 @@ class RegulatorNode:
         config: RegulatorConfig,
         chain: LedgerChain,
         keys: Sequence[gmcrypto.SM2PrivateKey],
-        sources: Mapping[str, LeafSource],
+        sources: Mapping[str, LeafSource | Sequence[LeafSource]],
     ) -> None:
         """``chain`` is bound to the deployment and sends as the regulator's account;
         ``keys`` are the regulator's SM2 keys, current and retired (old escrows stay
-        readable); ``sources`` maps each platform name to its node.
+        readable); ``sources`` maps each platform name to its node, or to the nodes of its
+        log shards (each log is read from the node whose ``log_id`` is that log's, see
+        :meth:`source_for`).
         """
         if not keys:
             raise ValueError("a regulator node needs at least one SM2 key")
@@ -247,7 +258,9 @@ class RegulatorNode:
         self.chain = chain
         self._keys = tuple(keys)
         self._opener = EscrowOpener.from_keys(*keys)
-        self._sources = dict(sources)
+        self._sources: dict[str, list[LeafSource]] = {
+            name: list(value) if isinstance(value, Sequence) else [value]
+            for name, value in sources.items()}
         self.store = RegulatorStore(config.store_path, regulator=config.name)
         self._trees: dict[bytes, MerkleLog] = {}
         self._ingest_lock = threading.Lock()
@@ -375,6 +388,26 @@ class RegulatorNode:
                     state.log_id.hex()[:16], start, end, kind, detail)
         self.store.record_fault(state.platform, state.log_id, start, end, kind, detail)
 
+    def source_for(self, platform: str, log_id: bytes) -> LeafSource | None:
+        """The configured source of ``platform`` that serves ``log_id``, or ``None``.
+
+        A source naming its log (a ``log_id`` attribute, e.g. :class:`HttpLeafSource`, which
+        reads it from the node's health document) serves that log only; one that names none,
+        or whose node cannot be asked now, is tried for a log no other source claims (its
+        fetch then fails as ``unreachable`` rather than ``no-endpoint``).
+        """
+        fallback: LeafSource | None = None
+        for source in self._sources.get(platform, []):
+            try:
+                served = getattr(source, "log_id", None)
+            except (LedgerError, httpx.HTTPError, KeyError, ValueError):
+                served = None
+            if served is None:
+                fallback = fallback or source
+            elif served == log_id:
+                return source
+        return fallback
+
     def _ingest_log(self, state: LogState) -> int:
         """Ingest ``state``'s log up to its newest anchored checkpoint; return leaves added.
 
@@ -385,10 +418,11 @@ class RegulatorNode:
         anchors = self.store.anchors(state.log_id, above=state.verified_size)
         if not anchors:
             return 0
-        source = self._sources.get(state.platform)
+        source = self.source_for(state.platform, state.log_id)
         if source is None:
             self._fault(state, state.verified_size, anchors[-1].tree_size, FAULT_NO_ENDPOINT,
-                        f"no node address is configured for platform {state.platform!r}")
+                        f"no configured node of platform {state.platform!r} serves log "
+                        f"{state.log_id.hex()}")
             return 0
         target = anchors[-1].tree_size
         page = self.config.page_size
@@ -635,9 +669,10 @@ class RegulatorNode:
             return None
         records = self.store.records_of_commitment(stored.commitment)
         record = next(r for r in records if r.platform == stored.platform)
-        source = self._sources.get(stored.platform)
+        source = self.source_for(stored.platform, record.log_id)
         if source is None:
-            raise UnknownPlatform(f"no node address is configured for {stored.platform!r}")
+            raise UnknownPlatform(f"no configured node of {stored.platform!r} serves log "
+                                  f"{record.log_id.hex()}")
         response = source.disclosure_response(record.log_id, request_id)
         if sm3(response) != request.response_digest:
             raise DisclosureRejected(request_id, "the answer served does not match the digest "

@@ -175,10 +175,13 @@ class SummaryRange:
 
 @dataclass(frozen=True)
 class SubmittedRecord:
-    """A prepared record and the node's receipt for its leaf."""
+    """A prepared record and the node's receipt for its leaf, with the log (and shard
+    number) the leaf went to: ``receipt.index`` is an index in that log."""
 
     prepared: PreparedRecord
     receipt: Receipt
+    log_id: bytes = b""
+    shard: int = 0
 
 
 class NodeClient:
@@ -394,6 +397,7 @@ class PlatformClient(NodeClient):
         super().__init__(base_url, http=http, timeout=timeout, retries=retries, backoff=backoff)
         self.platform = platform
         self.account = account
+        self.shard = shard
         self.log_id = log_id if log_id is not None else log_id_for(platform, shard)
         self._key = sm2_key
         self._chunk = chunk_size
@@ -499,6 +503,18 @@ class PlatformClient(NodeClient):
         chunk, so a rotation takes effect from the next chunk on. Every record is prepared
         (and checked) before anything is sent.
         """
+        prepared = self.prepare_records(records, kinds=kinds, cross_platform=cross_platform)
+        return self.submit_prepared(prepared, progress=progress)
+
+    def prepare_records(
+        self,
+        records: Iterable[PaymentRecord],
+        *,
+        kinds: Callable[[PaymentRecord], PartyKinds] | None = None,
+        cross_platform: CrossPlatformHint | None = None,
+    ) -> list[PreparedRecord]:
+        """Prepare ``records`` as :meth:`submit_records` does (one escrow sealer and one read
+        of each counterparty's key per chunk), sending nothing."""
         items = list(records)
         prepared: list[PreparedRecord] = []
         for start in range(0, len(items), self._chunk):
@@ -515,14 +531,15 @@ class PlatformClient(NodeClient):
                 prepared.append(self.prepare(
                     record, sealer=sealer, kinds=kinds(record) if kinds is not None else None,
                     cross=cross, pairwise=key))
-        return self.submit_prepared(prepared, progress=progress)
+        return prepared
 
     def submit_prepared(
         self, prepared: Sequence[PreparedRecord], *, progress: Progress | None = None
     ) -> list[SubmittedRecord]:
         """Submit prepared records; return them with their receipts, in order."""
         receipts = self.submit_leaves([p.leaf for p in prepared], progress=progress)
-        return [SubmittedRecord(p, r) for p, r in zip(prepared, receipts, strict=True)]
+        return [SubmittedRecord(p, r, self.log_id, self.shard)
+                for p, r in zip(prepared, receipts, strict=True)]
 
     def submit_leaves(
         self, leaves: Sequence[Leaf], *, progress: Progress | None = None
