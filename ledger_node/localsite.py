@@ -56,6 +56,8 @@ class LocalSite:
             for name, role in self.members))
         self.rpc_url = ""
         self.node_urls: dict[str, str] = {}
+        self.shard_urls: dict[str, dict[int, str]] = {}
+        """Each platform's node URL per log shard (shard 0's is also in ``node_urls``)."""
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def __enter__(self) -> LocalSite:
@@ -109,10 +111,16 @@ class LocalSite:
         return deployment
 
     def start_node(self, name: str, *, seal_interval: float = 0.2,
-                   seal_size: int = 10_000) -> str:
-        """Start ``jointledger serve`` for platform ``name``; return its API URL."""
-        args, url = self._platform_config(name, seal_interval, seal_size)
-        self._start(name, args, ready=lambda: _healthy(url))
+                   seal_size: int = 10_000, shard: int = 0) -> str:
+        """Start ``jointledger serve`` for platform ``name`` (its log shard ``shard``);
+        return its API URL.
+
+        Shard 0 is the process ``name`` (config ``NAME.toml``, store ``NAME.db``); another
+        shard is ``NAME-shardN`` with its own config and store. A regulator started later
+        follows every shard of the platforms it follows.
+        """
+        args, url = self._platform_config(name, seal_interval, seal_size, shard)
+        self._start(_shard_key(name, shard), args, ready=lambda: _healthy(url))
         return url
 
     def start_regulator(self, name: str = "pboc", *, follow_interval: float = 0.2,
@@ -139,19 +147,23 @@ class LocalSite:
             self._wait(name, functools.partial(_healthy, url))
         return {name: url for name, _, url in pending}
 
-    def _platform_config(self, name: str, seal_interval: float, seal_size: int
-                         ) -> tuple[list[str], str]:
-        """Write platform ``name``'s node config; its serve arguments and URL."""
+    def _platform_config(self, name: str, seal_interval: float, seal_size: int,
+                         shard: int = 0) -> tuple[list[str], str]:
+        """Write platform ``name``'s node config (of log shard ``shard``); its serve
+        arguments and URL."""
         port = free_port()
-        config = self.root / f"{name}.toml"
+        key = _shard_key(name, shard)
+        config = self.root / f"{key}.toml"
         config.write_text(
-            f'[node]\nplatform = "{name}"\nstore = "{name}.db"\n'
+            f'[node]\nplatform = "{name}"\nstore = "{key}.db"\nshard = {shard}\n'
             f"seal_interval = {seal_interval}\nseal_size = {seal_size}\n\n"
             f"[http]\nport = {port}\n\n"
             f'[keys]\nsm2 = "keys/{name}.sm2.pem"\naccount = "keys/{name}.account.key"\n\n'
             f'[chain]\ndeployment = "deployment.json"\nrpc_url = "{self.rpc_url}"\n')
         url = f"http://127.0.0.1:{port}"
-        self.node_urls[name] = url
+        if shard == 0:
+            self.node_urls[name] = url
+        self.shard_urls.setdefault(name, {})[shard] = url
         return ["serve", "--role", "platform", "--name", name, "--config", config.name], url
 
     def _regulator_config(self, name: str, follow_interval: float,
@@ -164,13 +176,20 @@ class LocalSite:
         config.write_text(
             f'[regulator]\nname = "{name}"\nstore = "{name}-regulator.db"\n'
             f"follow_interval = {follow_interval}\n\n[platforms]\n"
-            + "".join(f'{p} = "{url}"\n' for p, url in followed.items())
+            + "".join(f"{p} = {self._urls_toml(p, url)}\n" for p, url in followed.items())
             + f"\n[http]\nport = {port}\n\n"
             f'[keys]\nsm2 = "keys/{name}.sm2.pem"\naccount = "keys/{name}.account.key"\n\n'
             f'[chain]\ndeployment = "deployment.json"\nrpc_url = "{self.rpc_url}"\n')
         url = f"http://127.0.0.1:{port}"
         self.node_urls[name] = url
         return ["serve", "--role", "regulator", "--name", name, "--config", config.name], url
+
+    def _urls_toml(self, name: str, url: str) -> str:
+        """``name``'s node URL as TOML, or the list of its shards' URLs if it has several."""
+        shards = self.shard_urls.get(name, {})
+        if len(shards) <= 1:
+            return f'"{url}"'
+        return "[" + ", ".join(f'"{u}"' for _, u in sorted(shards.items())) + "]"
 
     def stop_process(self, key: str) -> None:
         """Stop one process (``"chain"`` or a node name) with SIGTERM, then SIGKILL."""
@@ -212,6 +231,13 @@ class LocalSite:
                 output = (self.root / f"{key}.log").read_text(errors="replace")[-2000:]
                 raise SiteError(f"{key} did not start: {output}")
             time.sleep(0.1)
+
+
+def _shard_key(name: str, shard: int) -> str:
+    """The process key (and config/store file stem) of platform ``name``'s shard."""
+    if shard < 0:
+        raise ValueError(f"shard must be >= 0, got {shard}")
+    return name if shard == 0 else f"{name}-shard{shard}"
 
 
 def _healthy(url: str) -> bool:
