@@ -14,12 +14,14 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.regulator_server import load_regulator_config
+from api.server import load_serve_config
 from ledger_node.bundle import verify_bundle
 from ledger_node.chain import LedgerChain
 from ledger_node.checkpoint import log_id_for
 from ledger_node.errors import InvalidBatch, InvalidConfig, UnknownLeaf
 from ledger_node.escrow import identity_key
 from ledger_node.leaf import Leaf
+from ledger_node.localsite import LocalSite
 from ledger_node.node import PlatformNode
 from ledger_node.pairwise import CrossPlatform, Side
 from ledger_node.reconciliation import Window
@@ -263,3 +265,21 @@ def test_a_bad_url_list_is_refused(tmp_path: Path, value: str) -> None:
     path.write_text(GOOD.replace('"http://127.0.0.1:8701"', value))
     with pytest.raises(InvalidConfig, match="platforms.unionpay"):
         load_regulator_config(path)
+
+
+def test_a_local_site_writes_shard_configs_and_a_regulator_following_every_shard(
+        tmp_path: Path) -> None:
+    site = LocalSite(tmp_path)
+    _, first = site._platform_config("unionpay", 0.2, 10_000, 0)
+    args, second = site._platform_config("unionpay", 0.2, 10_000, 1)
+    _, other = site._platform_config("wechatpay", 0.2, 10_000)
+    assert args[-1] == "unionpay-shard1.toml"
+    shard1 = load_serve_config(tmp_path / "unionpay-shard1.toml")
+    assert shard1.node.shard == 1 and shard1.node.store_path.name == "unionpay-shard1.db"
+    assert load_serve_config(tmp_path / "unionpay.toml").node.shard == 0
+    assert site.node_urls == {"unionpay": first, "wechatpay": other}
+    site._regulator_config("pboc", 0.2, ["unionpay", "wechatpay"])
+    config = load_regulator_config(tmp_path / "pboc-regulator.toml")
+    assert config.platforms == {"unionpay": (first, second), "wechatpay": other}
+    with pytest.raises(ValueError):
+        site._platform_config("unionpay", 0.2, 10_000, -1)
