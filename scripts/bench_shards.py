@@ -89,6 +89,16 @@ def anchored_size(url: str) -> int:
     return 0 if last is None else int(last["tree_size"])
 
 
+def checkpoint_count(url: str) -> int:
+    """How many checkpoints the node has anchored so far."""
+    count, after = 0, 0
+    with NodeClient(url) as node:
+        while page := node.checkpoints(after=after, limit=1000):
+            count += len(page)
+            after = int(page[-1]["tree_size"])
+    return count
+
+
 def wait_anchored(url: str, size: int, timeout: float = 120.0) -> float:
     """Wait until the node at ``url`` anchored ``size`` leaves; return the seconds waited."""
     started = time.perf_counter()
@@ -135,12 +145,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{THREADS_PER_SHARD} clients | {one:,.0f} records/s |", flush=True)
         wait_anchored(urls[0], alone)
 
+        before = [checkpoint_count(u) for u in urls]
         elapsed = run_parallel([(urls[n], paths[n], sharded[n]) for n in (0, 1)])
+        during = [checkpoint_count(u) - b for u, b in zip(urls, before, strict=True)]
         combined = both / elapsed
         print(f"| two shards at once: {both:,} records ({len(split[0]):,} + {len(split[1]):,}),"
               f" {THREADS_PER_SHARD} clients each | {combined:,.0f} records/s combined |",
               flush=True)
         print(f"| two shards over one shard | {combined / one:.2f}x |")
+        print(f"| checkpoints anchored while both took intake | {sum(during)} in "
+              f"{elapsed:.1f} s = {sum(during) / elapsed:.1f} anchors/s ({during[0]} + "
+              f"{during[1]}) |", flush=True)
         waited = wait_anchored(urls[0], alone + len(split[0]))
         waited += wait_anchored(urls[1], len(split[1]))
         anchored = [anchored_size(u) for u in urls]
