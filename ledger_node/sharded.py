@@ -16,6 +16,8 @@ separately, possibly on another machine. The client spreads submissions over the
 * **Reconciliation.** :meth:`reconcile` has each own shard's node match its records against
   every shard log of the counterparty, and merges the answers: a half found on any
   counterparty shard is found.
+* **Disclosures** are answered through the shard holding the leaf (:meth:`answer_disclosure`),
+  where the regulator collects them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ledger_node.reconciliation import DEFAULT_GRACE, Status, Window
 from ledger_node.record import PaymentRecord
 from ledger_node.sdk import (
     CrossPlatformHint,
+    DisclosureReceipt,
     PartyKinds,
     PlatformClient,
     PreparedRecord,
@@ -182,6 +185,18 @@ class ShardedPlatformClient:
         """The proof bundle of a submitted record, from the shard its leaf went to."""
         return self.shard_for_log(submitted.log_id).bundle(submitted.receipt.index, wait=wait,
                                                            timeout=timeout)
+
+    # ------------------------------------------------------------------ disclosures
+
+    def answer_disclosure(self, request_id: int, submitted: SubmittedRecord,
+                          regulator_key: gmcrypto.SM2PublicKey, *, chain_id: int,
+                          contract: str) -> DisclosureReceipt:
+        """Answer a regulator's disclosure request for a submitted record through the shard
+        holding its leaf (where the regulator collects the answer): see
+        :meth:`PlatformClient.answer_disclosure`."""
+        return self.shard_for_log(submitted.log_id).answer_disclosure(
+            request_id, submitted.prepared.opening, regulator_key, chain_id=chain_id,
+            contract=contract, index=submitted.receipt.index)
 
     # ------------------------------------------------------------------ reconciliation
 

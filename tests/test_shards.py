@@ -283,3 +283,24 @@ def test_a_local_site_writes_shard_configs_and_a_regulator_following_every_shard
     assert config.platforms == {"unionpay": (first, second), "wechatpay": other}
     with pytest.raises(ValueError):
         site._platform_config("unionpay", 0.2, 10_000, -1)
+
+
+def test_a_disclosure_of_a_leaf_on_shard_1_is_answered_and_collected_there(
+        site: Site, tmp_path: Path) -> None:
+    client = site.client("unionpay")
+    submitted = client.submit_records(_alice("unionpay", 0, 12), kinds=kinds)
+    site.anchored()
+    target = next(s for s in submitted if s.shard == 1)
+    regulator = site.regulator(tmp_path)
+    try:
+        regulator.sync()
+        request_id = regulator.request_disclosure(target.prepared.leaf.commitment, bytes(32))
+        chain = site.consortium.chain
+        client.answer_disclosure(request_id, target, site.consortium.pboc.sm2_key.public_key(),
+                                 chain_id=chain.chain_id, contract=chain.deployment.address)
+        collected = regulator.collect_disclosure(request_id)
+        assert collected is not None and collected.opening == target.prepared.opening
+        assert collected.record.log_id == target.log_id
+        assert collected.record.index == target.receipt.index
+    finally:
+        regulator.stop()
