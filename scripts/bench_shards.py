@@ -5,8 +5,10 @@ Real processes on 127.0.0.1: ``jointledger chain`` and two ``jointledger serve``
 unionpay (shard 0 and shard 1, each its own store and log). First one shard alone takes
 10,000-leaf batches from 2 client threads; then both shards at once, 2 client threads each,
 every leaf sent to the shard its commitment picks (as :class:`~ledger_node.sharded.
-ShardedPlatformClient` does). Leaves and batch signatures are made before timing. Figures,
-not assertions: copy the table into docs/performance.md with the machine it ran on.
+ShardedPlatformClient` does). Leaves and batch signatures are made before timing. Last, the
+SDK itself: :meth:`ShardedPlatformClient.submit_prepared` over both shards, its encoding and
+signing timed. Figures, not assertions: copy the table into docs/performance.md with the
+machine it ran on.
 
     .venv/bin/python scripts/bench_shards.py [--quick]
 """
@@ -31,7 +33,7 @@ from ledger_node.demo import sample_records
 from ledger_node.leaf import Leaf
 from ledger_node.localsite import LocalSite
 from ledger_node.sdk import NodeClient, PlatformClient
-from ledger_node.sharded import shard_of
+from ledger_node.sharded import ShardedPlatformClient, shard_of
 
 CHUNK = 10_000
 THREADS_PER_SHARD = 2
@@ -128,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
                    for n, url in enumerate(urls)]
         paths = [f"/v1/logs/{c.log_id.hex()}/leaves" for c in clients]
 
-        print(f"preparing {alone + both:,} leaves and batch signatures ...", file=sys.stderr)
-        leaves = [clients[0].prepare(r).leaf for r in
-                  sample_records("unionpay", alone + both, rng)]
+        print(f"preparing {2 * alone + both:,} leaves and batch signatures ...",
+              file=sys.stderr)
+        prepared = [clients[0].prepare(r) for r in
+                    sample_records("unionpay", 2 * alone + both, rng)]
+        leaves = [p.leaf for p in prepared[:alone + both]]
         single = signed_bodies(clients[0], leaves[:alone])
         split: list[list[Leaf]] = [[], []]
         for leaf in leaves[alone:]:
@@ -158,9 +162,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{during[1]}) |", flush=True)
         waited = wait_anchored(urls[0], alone + len(split[0]))
         waited += wait_anchored(urls[1], len(split[1]))
+
         anchored = [anchored_size(u) for u in urls]
-        print(f"| anchored after the run | shard 0: {anchored[0]:,}, shard 1: "
+        print(f"| anchored after the two-shard run | shard 0: {anchored[0]:,}, shard 1: "
               f"{anchored[1]:,} (caught up {waited:.1f} s after the last ack) |")
+        with ShardedPlatformClient(clients) as sdk:
+            started = time.perf_counter()
+            sdk.submit_prepared(prepared[alone + both:])
+            through_sdk = alone / (time.perf_counter() - started)
+        print(f"| two shards through `ShardedPlatformClient.submit_prepared` (one thread per "
+              f"shard, JSON encoding and batch signing timed): {alone:,} records | "
+              f"{through_sdk:,.0f} records/s |", flush=True)
         print(f"\nprojection input: one shard with the machine to itself ~{one:,.0f} "
               f"records/s; 208,000 records/s needs {-(-208_000 // max(int(one), 1))} such "
               "shards", file=sys.stderr)
