@@ -28,6 +28,7 @@ from ledger_node.reconciliation import Window
 from ledger_node.record import PaymentRecord
 from ledger_node.regulator import (
     FAULT_NO_ENDPOINT,
+    FAULT_UNREACHABLE,
     HttpLeafSource,
     LeafSource,
     RegulatorConfig,
@@ -302,5 +303,23 @@ def test_a_disclosure_of_a_leaf_on_shard_1_is_answered_and_collected_there(
         assert collected is not None and collected.opening == target.prepared.opening
         assert collected.record.log_id == target.log_id
         assert collected.record.index == target.receipt.index
+    finally:
+        regulator.stop()
+
+
+def test_a_node_that_cannot_say_which_log_it_serves_is_tried_and_reported_unreachable(
+        site: Site, tmp_path: Path) -> None:
+    site.client("unionpay").submit_records(_alice("unionpay", 0, 4), kinds=kinds)
+    site.anchored()
+    pboc = site.consortium.pboc
+    down = HttpLeafSource(RegulatorClient("http://127.0.0.1:9", pboc.account.address,
+                                          pboc.sm2_key, retries=0, timeout=2))
+    regulator = RegulatorNode(RegulatorConfig(name="pboc", store_path=tmp_path / "pboc.db"),
+                              site.consortium.chain, [pboc.sm2_key], {"unionpay": [down]})
+    try:
+        assert regulator.source_for("unionpay", log_id_for("unionpay", 0)) is down
+        assert regulator.source_for("wechatpay", log_id_for("wechatpay", 0)) is None
+        regulator.sync()
+        assert {f.kind for f in regulator.store.faults()} == {FAULT_UNREACHABLE}
     finally:
         regulator.stop()
