@@ -331,6 +331,8 @@ def run_submit(
         for item in submitted:
             handle.write(json.dumps({
                 "local_tx_id": item.prepared.record.local_tx_id,
+                "log_id": item.log_id.hex(),
+                "shard": item.shard,
                 "index": item.receipt.index,
                 "leaf_hash": item.receipt.leaf_hash.hex(),
                 "duplicate": item.receipt.duplicate,

@@ -319,6 +319,7 @@ def test_marked_records_are_tagged_for_reconciliation(
     assert leaves[2].match_tag is None and leaves[2].amount_tag is None
     for receipt, record in zip(receipts, base, strict=True):  # the hint is not committed
         assert RecordOpening.from_json(receipt["opening"]).record == record
+        assert (receipt["log_id"], receipt["shard"]) == (node.log_id.hex(), 0)
     assert any("2 halves of cross-platform payments tagged" in line for line in output)
 
 
