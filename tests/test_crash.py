@@ -36,6 +36,7 @@ import pytest
 from ledger_node.bundle import ProofBundle, verify_bundle
 from ledger_node.chain import Deployment, LedgerChain
 from ledger_node.checkpoint import log_id_for
+from ledger_node.errors import ApiError
 from ledger_node.leaf import Leaf
 from ledger_node.localsite import LocalSite, free_port
 from ledger_node.merkle import MerkleLog, hasher_for, root_from_inclusion_proof
@@ -162,6 +163,8 @@ def _feed(client: PlatformClient, feed: Feed, stop: threading.Event, seed: int) 
                     break
                 except Exception as exc:  # the node is down or died mid-request: re-send
                     kind = type(exc).__name__
+                    if isinstance(exc, ApiError):
+                        kind += f" {exc.status} {exc.problem_type.rsplit('/', 1)[-1]}"
                     feed.failures[kind] = feed.failures.get(kind, 0) + 1
                     time.sleep(0.05)
                 finally:
@@ -296,6 +299,8 @@ def test_sigkill_under_load_loses_nothing(tmp_path: Path) -> None:
           f"node restarts {sum(node.start_times) / len(node.start_times):.1f} s on average, "
           f"kill phase {t_check - t_start:.1f} s, checks {time.monotonic() - t_check:.1f} s")
     assert window >= WINDOW_KILLS_MIN, phases
+    # a dead node is a connection error or a 5xx; a 4xx would be a refusal of a valid batch
+    assert not [k for k in feed.failures if k.startswith("ApiError 4")], feed.failures
 
 
 def _check_outcome(site: LocalSite, url: str, rpc_url: str, store: Path, feed: Feed,
