@@ -42,7 +42,7 @@ import uvicorn
 
 from api.config_file import config_table, config_value, read_config
 from api.regulator_app import create_regulator_app
-from api.server import DEFAULT_CHAIN_URL, LOOPBACK_HOSTS
+from api.server import DEFAULT_CHAIN_URL, LOOPBACK_HOSTS, run_until_stopped
 from api.settings import Settings
 from ledger_node import gmcrypto
 from ledger_node.aml import AmlConfig
@@ -200,6 +200,6 @@ def serve_regulator_file(path: Path, *, name: str | None = None, rpc_url: str | 
              f"{', '.join(sorted(config.platforms)) or 'no platform'}; "
              f"{regulator.store.record_count()} records indexed")
         echo(f"serving on http://{config.host}:{config.port} (API docs at /docs)")
-        server.run()
+        run_until_stopped(server)
     finally:
         regulator.stop()

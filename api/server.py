@@ -36,6 +36,7 @@ member's node reaches one and the same chain. Tests and tools may hand an in-pro
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -162,6 +163,29 @@ def build_node(config: ServeConfig, *, chain: LedgerChain | None = None,
     return PlatformNode(config.node, bound, keys.sm2_key)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def run_until_stopped(server: uvicorn.Server) -> None:
+    """Serve until SIGINT or SIGTERM, then return (or raise ``SystemExit(0)``) so that the
+    caller's clean-up runs.
+
+    uvicorn stops gracefully on either signal and then raises the signal again with the
+    handler it found; SIGTERM's default handler would kill the process before the node is
+    drained, sealed and closed. With this handler the re-raised SIGTERM becomes a
+    ``SystemExit`` that unwinds through the caller's ``finally``.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        server.run()
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 class PlatformServer:
     """A node's HTTP API served by uvicorn in a background thread (tests, tools, benches).
 
@@ -251,6 +275,6 @@ def serve_platform(
         echo(f"{node.platform} node: log {node.log_id.hex()} ({node.size()} leaves), "
              f"chain {node.deployment.chain_id} contract {node.deployment.address}")
         echo(f"serving on http://{config.host}:{config.port} (API docs at /docs)")
-        server.run()
+        run_until_stopped(server)
     finally:
         node.stop()
