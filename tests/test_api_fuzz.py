@@ -8,16 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import schemathesis
 from fastapi import FastAPI
-from hypothesis import HealthCheck, given, settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
 
 from api.main import create_app
 from ledger_node.chain import LedgerChain
 from ledger_node.node import PlatformNode
 from tests.api_support import make_consortium, make_node, random_leaves, submission
+from tests.fuzz_support import fuzz_without_server_errors
 
 
 @pytest.fixture(scope="module")
@@ -46,33 +43,6 @@ def fuzz_app(fuzz_node: PlatformNode) -> FastAPI:
 
 
 def test_no_server_errors(fuzz_app: FastAPI) -> None:
-    api = schemathesis.openapi.from_asgi("/openapi.json", fuzz_app)
-    operations = [result.ok() for result in api.get_all_operations()]
-    assert len(operations) >= 10
-    seen: set[int] = set()
-    calls: list[int] = []
-    cases = [(operation, mode) for operation in operations
-             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
-    for operation, mode in cases:
-
-        @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=6, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
-        def check(case: Any) -> None:
-            response = case.call()
-            seen.add(response.status_code)
-            calls.append(response.status_code)
-            assert response.status_code < 500, (case.method, case.path, response.text)
-            if response.status_code >= 400:
-                content_type = response.headers.get("content-type", [""])
-                assert content_type[0].startswith("application/problem+json"), content_type
-                document = response.json()
-                assert {"type", "title", "status", "detail", "instance"} <= set(document)
-                assert document["status"] == response.status_code
-
-        try:
-            check()
-        except Unsatisfiable:  # no invalid request exists for a parameterless GET
-            assert mode is GenerationMode.NEGATIVE and not operation.path_parameters
-    assert any(status >= 400 for status in seen) and any(status < 300 for status in seen)
-    print(f"fuzz: {len(calls)} requests over {len(operations)} operations, statuses {sorted(seen)}")
+    calls, operations = fuzz_without_server_errors(fuzz_app, min_operations=10)
+    print(f"fuzz: {len(calls)} requests over {operations} operations, "
+          f"statuses {sorted(set(calls))}")
