@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from api.console_session import ConsoleSessions
 from api.middleware import BodyLimitMiddleware
 from api.problems import ProblemFactory, install_problem_handlers
+from api.routes.console import install_console
 from api.routes.regulator import router as regulator_router
 from api.settings import Settings
 from ledger_node.auth import RequestAuthenticator
@@ -30,8 +32,10 @@ anchored roots, decrypts the escrows and indexes them by identity.
 * **Alerts**: AML large-value and cross-platform structuring rules, with evidence.
 * **Disclosures**: requests logged on chain; answers verified against the commitment.
 * **Case files** that `jointledger verify CASEFILE --rpc-url URL` checks offline.
+* **Web console** at `/console/`: an auditor view of public data for anyone, the regulator
+  view after `jointledger console-login` (docs/console.md).
 
-All routes except `/v1/health` need an SM2-signed request from a regulator member.
+All `/v1` routes except `/v1/health` need an SM2-signed request from a regulator member.
 """
 
 
@@ -40,8 +44,10 @@ def create_regulator_app(
     settings: Settings | None = None,
     *,
     authenticator: RequestAuthenticator | None = None,
+    console_sessions: ConsoleSessions | None = None,
 ) -> FastAPI:
-    """Build the app serving ``regulator``; ``authenticator`` defaults to chain membership."""
+    """Build the app serving ``regulator``; ``authenticator`` defaults to chain membership,
+    ``console_sessions`` (the web console's logins) to a fresh in-memory store."""
     settings = settings if settings is not None else Settings()
     problems = ProblemFactory(settings.problem_base_uri)
     def member_on_chain(address: str) -> Member:
@@ -72,4 +78,5 @@ def create_regulator_app(
     install_problem_handlers(app, problems)
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, problems=problems)
+    install_console(app, console_sessions if console_sessions is not None else ConsoleSessions())
     return app
