@@ -526,6 +526,13 @@ class MemoryLevelStore:
         """Append concatenated digests to ``level``."""
         self._ensure(level).extend(digests)
 
+    @classmethod
+    def from_levels(cls, digest_size: int, levels: Iterable[bytes | bytearray]) -> MemoryLevelStore:
+        """Return a store holding ``levels`` (concatenated digests, level 0 first) as they are."""
+        store = cls(digest_size)
+        store._levels = [bytearray(level) for level in levels]
+        return store
+
     def _ensure(self, level: int) -> bytearray:
         while len(self._levels) <= level:
             self._levels.append(bytearray())
@@ -570,6 +577,41 @@ class MerkleLog:
         log = cls(hasher)
         log.extend_leaf_hashes(leaf_hashes)
         return log
+
+    @classmethod
+    def from_level_prefixes(
+        cls, hasher: Hasher, prefixes: Sequence[bytes | bytearray], leaf_tail: bytes | bytearray
+    ) -> MerkleLog:
+        """Return a log resumed from stored levels, hashing only what they lack.
+
+        ``prefixes[k]`` holds the first digests of level ``k`` (concatenated, as stored);
+        ``leaf_tail`` holds the leaf hashes that follow level 0's prefix, so the log has
+        ``n = len(prefixes[0] + leaf_tail) / digest_size`` leaves. Each level above 0 is
+        completed from the one below: O(missing digests) hashes, not O(n). Raises
+        ``ValueError`` if a length is not a whole number of digests or a level holds more
+        digests than ``n`` leaves give it (``n >> k`` at level ``k``).
+        """
+        d = hasher.digest_size
+        for k, prefix in enumerate(prefixes):
+            if len(prefix) % d:
+                raise ValueError(f"level {k} holds {len(prefix)} bytes, not a whole number "
+                                 f"of {d}-byte digests")
+        if len(leaf_tail) % d:
+            raise ValueError(f"the leaf tail holds {len(leaf_tail)} bytes, not a whole number "
+                             f"of {d}-byte digests")
+        levels = [bytearray(prefixes[0] if prefixes else b"") + leaf_tail]
+        size = len(levels[0]) // d
+        for k, prefix in enumerate(prefixes):
+            if len(prefix) // d > size >> k:
+                raise ValueError(f"level {k} holds {len(prefix) // d} digests but a log of "
+                                 f"{size} leaves has {size >> k}")
+        for k in range(1, size.bit_length()):
+            have = len(prefixes[k]) // d if k < len(prefixes) else 0
+            want = size >> k
+            level = bytearray(prefixes[k]) if k < len(prefixes) else bytearray()
+            level += _hash_pairs(hasher, levels[k - 1][2 * have * d : 2 * want * d])
+            levels.append(level)
+        return cls(hasher, MemoryLevelStore.from_levels(d, levels))
 
     @property
     def hasher(self) -> Hasher:
@@ -639,6 +681,16 @@ class MerkleLog:
             level += 1
         self._size = new
         return new
+
+    def level_digests(self, level: int, start: int, stop: int) -> bytes:
+        """Return digests ``start`` to ``stop - 1`` of ``level``, concatenated (to persist them).
+
+        Raises ``ValueError`` unless ``0 <= start <= stop <= size >> level``.
+        """
+        if level < 0 or not 0 <= start <= stop <= self._size >> level:
+            raise ValueError(f"digests {start}..{stop} are not in level {level} of a log of "
+                             f"{self._size} leaves")
+        return self._store.read(level, start, stop)
 
     def leaf_hash(self, index: LeafIndex) -> LeafHash:
         """Return the hash of leaf ``index``; raise ``IndexError`` if out of range."""

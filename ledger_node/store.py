@@ -19,8 +19,20 @@ Schema (version 1)::
                          digest BLOB, stored_at REAL, tx_hash BLOB NULL,
                          block_number INTEGER NULL, fulfilled_at REAL NULL)
 
+    merkle_levels(level INTEGER, chunk INTEGER, digests BLOB, crc32 INTEGER,
+                  PRIMARY KEY (level, chunk))
+
 ``disclosure_responses`` (sealed answers to regulators' disclosure requests, PROTOCOL §6)
-was added after the first stores were made: opening a store without it creates it.
+and ``merkle_levels`` were added after the first stores were made: opening a store without
+them creates them (empty).
+
+``merkle_levels`` persists the Merkle log's levels so that a start reads them instead of
+rehashing every leaf (docs/node.md § Recovery): row ``(level, chunk)`` holds digests
+``chunk * LEVEL_CHUNK`` to ``(chunk + 1) * LEVEL_CHUNK - 1`` of ``level`` (level 0: the leaf
+hashes), concatenated, with their CRC-32. Only complete chunks are stored, so a row never
+changes once written; they are written after the leaves they derive from commit, so they
+never run ahead of the leaves. They are a cache of the leaves: a start that finds them
+damaged or disagreeing rebuilds them from the leaf hashes (:meth:`SQLiteStore.load_log`).
 
 ``batches.indexes`` lists the log index of every leaf of the signed batch, in order and
 duplicates included (8-byte big-endian each), so the signed digest can be recomputed from the
@@ -29,8 +41,10 @@ store alone: the platform cannot later deny what it submitted.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -49,8 +63,11 @@ from ledger_node.errors import (
     UnknownLeaf,
 )
 from ledger_node.leaf import Leaf
+from ledger_node.merkle import Hasher, MerkleLog
 
 SCHEMA_VERSION: Final = 1
+LEVEL_CHUNK: Final = 1024
+"""Digests per ``merkle_levels`` row (32 KiB of SM3 digests)."""
 CheckpointStatus = Literal["signed", "anchored"]
 
 _LOOKUP_CHUNK: Final = 500  # bound parameters per IN (...) query (SQLite allows 32766)
@@ -65,7 +82,18 @@ _TABLES: Final = {
 _ADDED_TABLES: Final = {  # created in stores made before them
     "disclosure_responses": ("request_id", "leaf_index", "response", "digest", "stored_at",
                              "tx_hash", "block_number", "fulfilled_at"),
+    "merkle_levels": ("level", "chunk", "digests", "crc32"),
 }
+_LEVELS_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS merkle_levels (
+    level INTEGER NOT NULL,
+    chunk INTEGER NOT NULL,
+    digests BLOB NOT NULL,
+    crc32 INTEGER NOT NULL,
+    PRIMARY KEY (level, chunk)
+);
+"""
+_log = logging.getLogger(__name__)
 _DISCLOSURE_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS disclosure_responses (
     request_id INTEGER PRIMARY KEY,
@@ -109,7 +137,7 @@ CREATE TABLE checkpoints (
     signed_at REAL NOT NULL,
     anchored_at REAL
 );
-""" + _DISCLOSURE_SCHEMA
+""" + _DISCLOSURE_SCHEMA + _LEVELS_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -216,6 +244,10 @@ class StoredDisclosureResponse:
         return self.tx_hash is not None
 
 
+class _LevelsDamaged(Exception):
+    """The stored Merkle levels failed a check: they are rebuilt from the leaves."""
+
+
 class LeafStore(ABC):
     """What the node needs from a durable store; any backend implements these."""
 
@@ -257,8 +289,31 @@ class LeafStore(ABC):
         """The indexes of those of ``leaf_hashes`` that are stored (others are absent)."""
 
     @abstractmethod
-    def leaf_hashes(self) -> Iterator[bytes]:
-        """Every leaf hash in index order (to rebuild the Merkle log at start)."""
+    def leaf_hashes(self, start: int = 0) -> Iterator[bytes]:
+        """Every leaf hash from index ``start`` on, in index order (to rebuild the log)."""
+
+    @abstractmethod
+    def load_log(self, hasher: Hasher, *, use_levels: bool = True) -> MerkleLog:
+        """The Merkle log of the stored leaves, resumed from the stored levels if any.
+
+        With ``use_levels=False``, or when the stored levels fail their checks, the log is
+        rebuilt from every leaf hash. Raises :class:`StoreCorrupted` if the stored levels
+        cover more leaves than are stored (acknowledged leaves were lost).
+        """
+
+    @property
+    @abstractmethod
+    def leaves_from_levels(self) -> int:
+        """How many leaves the last :meth:`load_log` took from the stored levels (0: none)."""
+
+    @abstractmethod
+    def save_levels(self, log: MerkleLog, *, rewrite: bool = False) -> int:
+        """Durably store the chunks of ``log``'s levels completed since the last save.
+
+        ``log`` must be the log of this store's leaves. With ``rewrite``, every stored level
+        is replaced. Returns the number of chunks written; raises :class:`StoreCorrupted`
+        if the write fails.
+        """
 
     @abstractmethod
     def batch_of(self, index: int) -> StoredBatch:
@@ -364,6 +419,9 @@ class SQLiteStore(LeafStore):
         self._readers_lock = threading.Lock()
         self._local = threading.local()
         self._closed = False
+        self._level_chunks: list[int] | None = None  # stored chunks per level, once known
+        self._levels_saved_at = -1  # the log size at the last save_levels
+        self._leaves_from_levels = 0
         self._db = self._connect()
         try:
             self._open_checked()
@@ -416,7 +474,7 @@ class SQLiteStore(LeafStore):
         self._check_schema(tables)
         self._check_meta()
         if not set(_ADDED_TABLES) <= tables:
-            db.executescript(f"BEGIN IMMEDIATE;{_DISCLOSURE_SCHEMA}COMMIT;")
+            db.executescript(f"BEGIN IMMEDIATE;{_DISCLOSURE_SCHEMA}{_LEVELS_SCHEMA}COMMIT;")
         count, top = db.execute("SELECT COUNT(*), MAX(idx) FROM leaves").fetchone()
         if count and top != count - 1:
             raise StoreCorrupted(
@@ -591,10 +649,11 @@ class SQLiteStore(LeafStore):
                 found[bytes(leaf_hash)] = int(idx)
         return found
 
-    def leaf_hashes(self) -> Iterator[bytes]:
-        """Every leaf hash in index order."""
+    def leaf_hashes(self, start: int = 0) -> Iterator[bytes]:
+        """Every leaf hash from index ``start`` on, in index order."""
         try:
-            cur = self._reader().execute("SELECT leaf_hash FROM leaves ORDER BY idx")
+            cur = self._reader().execute(
+                "SELECT leaf_hash FROM leaves WHERE idx >= ? ORDER BY idx", (start,))
             while True:
                 rows = cur.fetchmany(65536)
                 if not rows:
@@ -618,6 +677,120 @@ class SQLiteStore(LeafStore):
         return StoredBatch(int(batch_id), BatchEvidence(str(signer), bytes(digest),
                                                         bytes(signature)),
                            float(received_at), indexes)
+
+    # ------------------------------------------------------------------ Merkle levels
+
+    def load_log(self, hasher: Hasher, *, use_levels: bool = True) -> MerkleLog:
+        """The log of the stored leaves, resumed from ``merkle_levels``; see
+        :meth:`LeafStore.load_log`.
+
+        Reads the stored chunks, then the leaf hashes after the last stored level-0 chunk
+        (fewer than :data:`LEVEL_CHUNK` after a clean run), and hashes only what the stored
+        levels lack. Levels that fail a check (a CRC, a missing chunk, more digests than the
+        leaves give a level, a last stored leaf hash that differs from the leaves table) are
+        logged and ignored: the log is then rebuilt from every leaf hash, and
+        :meth:`save_levels` rewrites them.
+        """
+        size = self.size()
+        prefixes: list[bytes] = []
+        if not use_levels:
+            self._level_chunks = None
+        else:
+            try:
+                prefixes = self._stored_levels(hasher.digest_size, size)
+            except _LevelsDamaged as exc:
+                _log.warning("store %s: the stored Merkle levels are not usable (%s); "
+                             "rebuilding them from the leaf hashes", self._path, exc)
+                self._level_chunks = None
+                self._levels_saved_at = -1
+        covered = len(prefixes[0]) // hasher.digest_size if prefixes else 0
+        tail = b"".join(self.leaf_hashes(covered))
+        try:
+            log = MerkleLog.from_level_prefixes(hasher, prefixes, tail)
+        except ValueError as exc:  # a leaf hash of another length: not this store's hash
+            raise StoreCorrupted(f"store {self._path}: {exc}") from exc
+        if log.size != size:
+            raise StoreCorrupted(f"store {self._path}: read {log.size} leaf hashes, "
+                                 f"expected {size}")
+        self._leaves_from_levels = covered
+        return log
+
+    @property
+    def leaves_from_levels(self) -> int:
+        """How many leaves the last :meth:`load_log` took from the stored levels (0: none)."""
+        return self._leaves_from_levels
+
+    def _stored_levels(self, digest_size: int, size: int) -> list[bytes]:
+        """The stored levels' digests, each level's chunks concatenated; checked."""
+        chunk_bytes = LEVEL_CHUNK * digest_size
+        levels: list[bytearray] = []
+        for level, chunk, digests, crc in self._query(
+            "SELECT level, chunk, digests, crc32 FROM merkle_levels ORDER BY level, chunk"
+        ):
+            if level == len(levels):
+                levels.append(bytearray())
+            if level != len(levels) - 1 or chunk != len(levels[level]) // chunk_bytes:
+                raise _LevelsDamaged(f"chunk {chunk} of level {level} is out of sequence")
+            if len(digests) != chunk_bytes or zlib.crc32(digests) != crc:
+                raise _LevelsDamaged(f"chunk {chunk} of level {level} fails its CRC-32 or "
+                                     "length check")
+            levels[level] += digests
+        if not levels:
+            self._level_chunks = []
+            return []
+        covered = len(levels[0]) // digest_size
+        if covered > size:
+            raise StoreCorrupted(
+                f"store {self._path}: the Merkle levels cover {covered} leaves but only {size} "
+                "are stored: acknowledged leaves were lost"
+            )
+        for level, digests in enumerate(levels):
+            if len(digests) // digest_size > size >> level:
+                raise _LevelsDamaged(f"level {level} holds more digests than {size} leaves give")
+        if levels[0][-digest_size:] != self.leaf_hash(covered - 1):
+            raise _LevelsDamaged(f"leaf hash {covered - 1} differs from the leaves table")
+        self._level_chunks = [len(digests) // chunk_bytes for digests in levels]
+        return [bytes(digests) for digests in levels]
+
+    def save_levels(self, log: MerkleLog, *, rewrite: bool = False) -> int:
+        """Store the level chunks ``log`` completed since the last save; see
+        :meth:`LeafStore.save_levels`. Cheap when none did (the writer calls it per commit).
+        """
+        size = log.size
+        if not rewrite and size // LEVEL_CHUNK == self._levels_saved_at // LEVEL_CHUNK:
+            return 0
+        with self._write_lock:
+            if self._closed:
+                raise NodeStopped(f"store {self._path} is closed")
+            # unknown stored chunks (no clean load_log before): replace them all
+            rewrite = rewrite or self._level_chunks is None
+            stored = [] if rewrite else self._level_chunks or []
+            rows = []
+            counts = []
+            for level in range(size.bit_length()):
+                complete = (size >> level) // LEVEL_CHUNK
+                if not complete:
+                    break
+                counts.append(complete)
+                for chunk in range(stored[level] if level < len(stored) else 0, complete):
+                    digests = log.level_digests(level, chunk * LEVEL_CHUNK,
+                                                (chunk + 1) * LEVEL_CHUNK)
+                    rows.append((level, chunk, digests, zlib.crc32(digests)))
+            if not rows and not rewrite:
+                self._levels_saved_at = size
+                return 0
+            try:
+                with self._transaction():
+                    if rewrite:
+                        self._db.execute("DELETE FROM merkle_levels")
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO merkle_levels (level, chunk, digests, crc32)"
+                        " VALUES (?, ?, ?, ?)", rows)
+            except sqlite3.DatabaseError as exc:
+                raise StoreCorrupted(f"store {self._path}: write failed: {exc}") from exc
+            self._level_chunks = counts
+            self._levels_saved_at = size
+            return len(rows)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -793,3 +966,22 @@ class SQLiteStore(LeafStore):
                     db.close()
                 self._readers.clear()
             self._db.close()
+
+    def mark_unanchored(self, tree_size: int) -> StoredCheckpoint:
+        """Put the anchored checkpoint at ``tree_size`` back to ``"signed"`` (its anchoring
+        transaction is no longer in the chain: a reorganisation or a rolled-back chain), so
+        the sealer anchors it again; return it updated. A signed one is returned unchanged.
+
+        Raises :class:`UnknownCheckpoint` if no checkpoint of that size is stored.
+        """
+        with self._write_lock:
+            try:
+                with self._transaction():
+                    self._db.execute(
+                        "UPDATE checkpoints SET status = 'signed', tx_hash = NULL,"
+                        " block_number = NULL, anchored_at = NULL WHERE tree_size = ?",
+                        (tree_size,),
+                    )
+            except sqlite3.DatabaseError as exc:
+                raise StoreCorrupted(f"store {self._path}: write failed: {exc}") from exc
+        return self.checkpoint_at(tree_size)

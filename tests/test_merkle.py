@@ -551,3 +551,63 @@ def test_reopen_over_existing_store() -> None:
     again.extend(LEAVES[100:])
     assert again.root() == roots("sha256")[MAX]
     assert isinstance(first._store, MemoryLevelStore)
+
+
+# --------------------------------------------------------------------------------------
+# Resuming from stored levels
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hasher", HASHERS, ids=lambda h: h.name)
+def test_resuming_from_level_prefixes_equals_bulk(hasher: Hasher) -> None:
+    """Any stored prefix of each level, plus the leaf hashes after level 0's, gives the log."""
+    rng = random.Random(5)
+    d = hasher.digest_size
+    full = _levels(big_log(hasher.name))
+    for n in [*range(0, 40), 255, 256, 257, MAX]:
+        want = _levels(MerkleLog.from_leaves(hasher, LEAVES[:n]))
+        for _ in range(4):
+            prefixes = [level[: rng.randint(0, n >> k) * d] for k, level in enumerate(full)
+                        if n >> k]
+            covered = len(prefixes[0]) // d if prefixes else 0
+            tail = full[0][covered * d : n * d]
+            resumed = MerkleLog.from_level_prefixes(hasher, prefixes, tail)
+            assert resumed.size == n
+            assert _levels(resumed) == want
+            assert resumed.root() == roots(hasher.name)[n]
+            resumed.extend(LEAVES[n : n + 3])
+            assert resumed.root() == roots(hasher.name)[min(MAX, n + 3)]
+
+
+def test_resuming_hashes_only_what_the_levels_lack() -> None:
+    counting = CountingHasher()
+    bulk = MerkleLog.from_leaf_hashes(counting, (i.to_bytes(32, "big") for i in range(4096)))
+    prefixes = [bulk.level_digests(k, 0, (4096 >> k) // 1024 * 1024) for k in range(3)]
+    counting.calls = 0
+    resumed = MerkleLog.from_level_prefixes(counting, prefixes, b"")
+    assert counting.calls == 1023  # levels 3..12 of 4096 leaves: 512 + 256 + ... + 1
+    assert resumed.root() == bulk.root()
+
+
+def test_resuming_refuses_inconsistent_levels() -> None:
+    log = MerkleLog.from_leaves(SM3_HASHER, LEAVES[:10])
+    level0, level1 = log.level_digests(0, 0, 10), log.level_digests(1, 0, 5)
+    with pytest.raises(ValueError, match="level 1 holds 5 digests but a log of 9 leaves has 4"):
+        MerkleLog.from_level_prefixes(SM3_HASHER, [level0[:-32], level1], b"")
+    with pytest.raises(ValueError, match="level 3 holds 1 digests but a log of 4 leaves has 0"):
+        MerkleLog.from_level_prefixes(SM3_HASHER, [level0[:128], b"", b"", level0[:32]], b"")
+    with pytest.raises(ValueError, match="level 1 holds 31 bytes"):
+        MerkleLog.from_level_prefixes(SM3_HASHER, [level0, level1[:31]], b"")
+    with pytest.raises(ValueError, match="leaf tail holds 33 bytes"):
+        MerkleLog.from_level_prefixes(SM3_HASHER, [level0], bytes(33))
+    assert MerkleLog.from_level_prefixes(SM3_HASHER, [], b"").root() == SM3_HASHER.empty_root()
+
+
+def test_level_digests() -> None:
+    log = MerkleLog.from_leaves(SHA256_HASHER, LEAVES[:10])
+    assert log.level_digests(0, 2, 4) == log.leaf_hash(2) + log.leaf_hash(3)
+    assert log.level_digests(3, 0, 1) == log.root(8)
+    assert log.level_digests(1, 5, 5) == b""
+    for level, start, stop in [(0, 0, 11), (1, 0, 6), (4, 0, 1), (0, 3, 2), (-1, 0, 0)]:
+        with pytest.raises(ValueError, match="are not in level"):
+            log.level_digests(level, start, stop)
