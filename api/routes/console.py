@@ -89,6 +89,7 @@ CONTENT_TYPES: Final = {
     ".txt": "text/plain; charset=utf-8",
     ".woff2": "font/woff2",
 }
+_REF: Final = r"^[a-z][a-z0-9_-]{0,31}/[0-9a-fA-F]{64}/[0-9]{1,19}$"
 _ASSET_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
 DEFAULT_CHECKPOINTS: Final = 200
 MAX_CHECKPOINTS: Final = 5_000
@@ -548,8 +549,10 @@ def alert(alert_id: Annotated[int, PathParam(ge=0, le=2**31)], regulator: Regula
 
 
 @router.get("/api/records/{ref:path}", responses=problem_responses(401, 403, 404, 422),
-            summary="One record by reference platform/log_id/index (regulator session)")
-def record(ref: str, regulator: RegulatorDep, member: RegulatorSession) -> dict[str, Any]:
+            summary="One record by reference platform/log_id/index (regulator session)",
+            include_in_schema=False)  # OpenAPI cannot describe a parameter holding "/"
+def record(ref: Annotated[str, PathParam(pattern=_REF, max_length=200)],
+           regulator: RegulatorDep, member: RegulatorSession) -> dict[str, Any]:
     """The record with its decrypted payment and proof bundle."""
     try:
         parse_evidence_ref(ref)
