@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import queue
 import struct
 import threading
@@ -62,7 +63,7 @@ from ledger_node.errors import (
 from ledger_node.escrow import key_fingerprint
 from ledger_node.hashes import HashFunction, sm3
 from ledger_node.leaf import Leaf, LeafSummary
-from ledger_node.merkle import ConsistencyProof, MerkleLog, TreeHead, hasher_for
+from ledger_node.merkle import ConsistencyProof, TreeHead, hasher_for
 from ledger_node.sealer import Sealer, SealerCounters
 from ledger_node.store import (
     BatchEvidence,
@@ -85,6 +86,7 @@ __all__ = [
 
 _LATENCY_WINDOW: Final = 100_000  # latency samples kept for the p50/p99 summaries
 _GROUP_LEAF_CAP: Final = 50_000  # at most this many leaves per group commit
+_logger = logging.getLogger(__name__)
 MAX_LEAF_RANGE: Final = 10_000
 """The most leaves :meth:`PlatformNode.leaves` returns at once."""
 
@@ -250,9 +252,23 @@ class PlatformNode:
         self._store = SQLiteStore(config.store_path, platform=config.platform,
                                   log_id=self.log_id, hash_name=config.hash_name)
         try:
-            self._log = MerkleLog.from_leaf_hashes(self._hasher, self._store.leaf_hashes())
+            self._log = self._store.load_log(self._hasher)
             self._latest_anchored = self._store.latest_checkpoint("anchored")
-            self._check_checkpoints()
+            rewrite_levels = False
+            try:
+                self._check_checkpoints()
+            except StoreCorrupted:
+                if not self._store.leaves_from_levels:
+                    raise
+                # the stored levels passed their CRCs yet give another root: distrust them,
+                # rebuild from the leaf hashes (which must give the checkpoints' roots)
+                _logger.warning("store %s: the stored Merkle levels do not give the "
+                                "checkpoints' roots; rebuilding them from the leaf hashes",
+                                config.store_path)
+                self._log = self._store.load_log(self._hasher, use_levels=False)
+                self._check_checkpoints()
+                rewrite_levels = True
+            self._store.save_levels(self._log, rewrite=rewrite_levels)
         except BaseException:
             self._store.close()
             raise
@@ -568,6 +584,18 @@ class PlatformNode:
         for pending, receipts in zip(group, results, strict=True):
             pending.receipts = receipts
             pending.done.set()
+        self._save_levels()
+
+    def _save_levels(self) -> None:
+        """Persist the Merkle level chunks this commit completed, after the acknowledgements.
+
+        They only speed the next start up (it rebuilds what is missing), so a failure is
+        logged, not raised: the leaves are already durable.
+        """
+        try:
+            self._store.save_levels(self._log)
+        except (StoreCorrupted, NodeStopped) as exc:
+            _logger.warning("store %s: Merkle levels not saved: %s", self.config.store_path, exc)
 
     # ------------------------------------------------------------------ the log
 
