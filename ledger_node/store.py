@@ -780,12 +780,19 @@ class SQLiteStore(LeafStore):
                 self._levels_saved_at = size
                 return 0
             try:
-                with self._transaction():
-                    if rewrite:
-                        self._db.execute("DELETE FROM merkle_levels")
-                    self._db.executemany(
-                        "INSERT OR REPLACE INTO merkle_levels (level, chunk, digests, crc32)"
-                        " VALUES (?, ?, ?, ?)", rows)
+                # Levels are a cache of durable leaves: their commit need not wait for an
+                # fsync (synchronous=NORMAL keeps WAL consistent, only not yet durable); the
+                # next leaf commit (FULL) syncs them too. A crash before loses only them.
+                self._db.execute("PRAGMA synchronous = NORMAL")
+                try:
+                    with self._transaction():
+                        if rewrite:
+                            self._db.execute("DELETE FROM merkle_levels")
+                        self._db.executemany(
+                            "INSERT OR REPLACE INTO merkle_levels (level, chunk, digests, crc32)"
+                            " VALUES (?, ?, ?, ?)", rows)
+                finally:
+                    self._db.execute("PRAGMA synchronous = FULL")
             except sqlite3.DatabaseError as exc:
                 raise StoreCorrupted(f"store {self._path}: write failed: {exc}") from exc
             self._level_chunks = counts

@@ -92,6 +92,15 @@ def test_levels_are_saved_as_chunks_complete_and_resumed(tmp_path: Path) -> None
     store.close()
 
 
+def test_leaf_commits_stay_fully_synced_after_saving_levels(tmp_path: Path) -> None:
+    """Levels commit with synchronous=NORMAL (a cache); the leaves' commits stay FULL."""
+    store = _open(tmp_path / "log.db")
+    store.append_batches([_batch(0, [_leaf(i) for i in range(LEVEL_CHUNK)])])
+    assert store.save_levels(_rebuilt(store)) == 1
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    store.close()
+
+
 def test_saving_waits_for_a_complete_chunk(tmp_path: Path) -> None:
     assert _filled(tmp_path / "log.db", (1000, 23, 1, 1023, 1)) == [0, 0, 1, 0, 2]
     assert _rows(tmp_path / "log.db") == [(0, 0), (0, 1), (1, 0)]
