@@ -351,6 +351,10 @@ def test_disclosure_log_is_public_and_collection_is_the_regulators(console: Cons
     assert fulfilled["collected"] is None
     assert fulfilled["case_reference"] != bytes(range(32)).hex()  # never the case id
     assert public[0]["fulfilled"] is False and public[0]["response_digest"] is None
+    newest = console.client.get("/console/api/disclosures?limit=1").json()
+    assert newest["total"] == 2 and [r["id"] for r in newest["requests"]] == [
+        data.pending_request]
+    problem(console.client.get("/console/api/disclosures?limit=0"), 422, "validation-error")
     console.login()
     private = console.client.get("/console/api/disclosures").json()["requests"]
     assert [r["collected"] for r in private] == [False, True]
@@ -590,7 +594,10 @@ def test_console_login_prints_a_url_that_logs_in(served: str, data: ConsoleData,
         token = url.split("#login=", 1)[1]
         opened = browser.post("/console/api/session", json={"token": token}, headers=CSRF)
         assert opened.status_code == 200 and opened.json()["name"] == "pboc"
-        assert browser.get("/console/api/alerts").status_code == 200
+        alerts = browser.get("/console/api/alerts").json()["alerts"]
+        ref = alerts[-1]["refs"][0]  # the page asks with the reference URL-encoded, "/" too
+        record = browser.get("/console/api/records/" + ref.replace("/", "%2F"))
+        assert record.status_code == 200 and record.json()["record"]["ref"] == ref
 
 
 def test_console_login_with_explicit_keys_and_the_name_from_the_node(

@@ -397,15 +397,21 @@ def charts(regulator: RegulatorDep, viewer: ViewerDep,
     }
 
 
-@router.get("/api/disclosures", summary="The on-chain disclosure log, newest first")
-def disclosures(regulator: RegulatorDep, viewer: ViewerDep) -> dict[str, Any]:
-    """Every disclosure request on chain (any regulator's); ``collected`` (this regulator
-    holds a verified opening) only for a regulator session."""
+@router.get("/api/disclosures", responses=problem_responses(422),
+            summary="The on-chain disclosure log, newest first")
+def disclosures(
+    regulator: RegulatorDep, viewer: ViewerDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_CHECKPOINTS)] = DEFAULT_CHECKPOINTS,
+) -> dict[str, Any]:
+    """The newest ``limit`` disclosure requests on chain (any regulator's); ``collected``
+    (this regulator holds a verified opening) only for a regulator session."""
     with regulator.chain_lock:
-        requests = regulator.chain.disclosure_requests()
+        newest = regulator.chain.disclosure_request_count()
+        requests = [regulator.chain.disclosure_request(i)
+                    for i in range(newest, max(newest - limit, 0), -1)]
         names = {m.address.lower(): m.name for m in regulator.chain.members()}
     out = []
-    for r in reversed(requests):
+    for r in requests:
         collected: bool | None = None
         if viewer.is_regulator:
             stored = regulator.store.disclosure(r.id)
@@ -421,7 +427,7 @@ def disclosures(regulator: RegulatorDep, viewer: ViewerDep) -> dict[str, Any]:
             "response_digest": r.response_digest.hex() if r.fulfilled else None,
             "collected": collected,
         })
-    return {"requests": out}
+    return {"total": newest, "requests": out}
 
 
 # --------------------------------------------------------------------------------------
