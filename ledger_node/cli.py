@@ -153,21 +153,24 @@ def _build_parser() -> argparse.ArgumentParser:
         "reconcile",
         help="reconcile the platform's cross-platform payments with another platform (对账)",
         description="Match the platform's own records (the receipts jointledger submit wrote) "
-        "in a window of payment times against the counterparty platform's log: both logs are "
-        "read from the nodes' public summaries and verified against the chain, the pairwise "
-        "keys in force are derived from the registered SM2 keys. Reports matched, missing on "
-        "the other side and amount mismatches, each with both leaves and proof bundles; a "
-        "half still missing within the grace period is pending, not missing "
+        "in a window of payment times against the counterparty platform's logs, across the "
+        "log shards of both (every counterparty log on chain must have a node given): the "
+        "logs are read from the nodes' public summaries and verified against the chain, the "
+        "pairwise keys in force are derived from the registered SM2 keys. Reports matched, "
+        "missing on the other side and amount mismatches, each with both leaves and proof "
+        "bundles; a half still missing within the grace period is pending, not missing "
         "(docs/reconciliation.md). Exit status 0 when nothing is missing or mismatched, 1 "
-        "when something is, 2 for unusable input, 3 when a node serves a log that does not "
-        "match the chain, or a node or the chain cannot be reached.",
+        "when something is, 2 for unusable input (also a log with no node given), 3 when a "
+        "node serves a log that does not match the chain, or a node or the chain cannot be "
+        "reached.",
     )
     reconcile.add_argument("--config", type=Path, required=True,
                            help="the platform's node config (keys, platform name, chain)")
     reconcile.add_argument("--counterparty", required=True, metavar="NAME",
                            help="the other platform's member name on chain")
-    reconcile.add_argument("--counterparty-url", required=True, metavar="URL",
-                           help="the other platform's node (public reads only)")
+    reconcile.add_argument("--counterparty-url", required=True, nargs="+", metavar="URL",
+                           help="the other platform's nodes, one per log shard, any order "
+                           "(public reads only; each node's log is read from its /v1/health)")
     reconcile.add_argument("--window", nargs=2, required=True, metavar=("START", "END"),
                            help="payment times [START, END), RFC 3339 with a zone")
     reconcile.add_argument("--grace", type=float, default=3600.0, metavar="SECONDS",
@@ -179,40 +182,17 @@ def _build_parser() -> argparse.ArgumentParser:
                            metavar="PEM", help="an SM2 private key of this platform that "
                            "governance rotated out (needed for windows before the rotation); "
                            "repeat for several")
-    reconcile.add_argument("--url", help="own node URL (default: the config's [http])")
+    reconcile.add_argument("--url", nargs="+", metavar="URL",
+                           help="own nodes, one per log shard the receipts name, any order "
+                           "(default: the config's [http])")
     reconcile.add_argument("--rpc-url", help="JSON-RPC URL of the chain (overrides the config)")
     reconcile.add_argument("--as-of", metavar="TIME",
                            help="decide pending or missing as of this time (default now)")
-    reconcile.add_argument("--counterparty-shard", type=int, default=0,
-                           help="the counterparty log's shard (default 0)")
     reconcile.add_argument("--out", type=Path,
                            help="report file (default reconciliation-PLATFORM-NAME-START.json, "
                            "mode 0600)")
     reconcile.add_argument("--findings-only-bundles", action="store_true",
                            help="leave the proof bundles of matched payments out of the report")
-
-    console_login = commands.add_parser(
-        "console-login",
-        help="print the URL that opens a regulator session in the regulator node's web console",
-        description="Sign a console login request with the regulator's key files (the "
-        "regulator's serve config, or --sm2-key and --account-key, or --keys DIR with --name) "
-        "and print the console URL carrying the one-time login token the node answers (valid "
-        "once, for 60 s). Without a login the console shows the auditor view "
-        "(docs/console.md). Exit status 0 printed, 1 refused or unreachable, 2 bad options.",
-    )
-    console_login.add_argument("--config", type=Path,
-                               help="the regulator's node config (TOML, as for serve --role "
-                               "regulator): node URL, name and key files")
-    console_login.add_argument("--url", help="the regulator node's URL (overrides the config)")
-    console_login.add_argument("--name", help="the regulator's member name (default: the "
-                               "config's, else the node's /v1/health)")
-    console_login.add_argument("--sm2-key", type=Path, metavar="PEM",
-                               help="the regulator's SM2 private key")
-    console_login.add_argument("--account-key", type=Path, metavar="FILE",
-                               help="the regulator's chain account key")
-    console_login.add_argument("--keys", type=Path, metavar="DIR",
-                               help="directory of NAME.sm2.pem and NAME.account.key "
-                               "(jointledger keys new)")
 
     risk = commands.add_parser(
         "risk",
@@ -355,10 +335,10 @@ def _reconcile(args: argparse.Namespace) -> int:
             platform=config.node.platform, sm2_key=config.sm2_key,
             account_key=config.account_key, deployment=config.deployment,
             rpc_url=args.rpc_url or config.rpc_url or DEFAULT_CHAIN_URL,
-            url=args.url or f"http://{config.host}:{config.port}",
-            counterparty=args.counterparty, counterparty_url=args.counterparty_url,
+            urls=args.url or [f"http://{config.host}:{config.port}"],
+            counterparty=args.counterparty, counterparty_urls=args.counterparty_url,
             window=window, grace=grace, receipts=args.records, retired_keys=args.retired_key,
-            counterparty_shard=args.counterparty_shard, shard=config.node.shard, as_of=as_of,
+            shard=config.node.shard, as_of=as_of,
             out=args.out, matched_bundles=not args.findings_only_bundles)
     except (InvalidWindow, InvalidReconciliationInput, InvalidKey, UnknownCounterparty,
             PairwiseKeyUnavailable, ValueError) as exc:
@@ -406,12 +386,6 @@ def main(argv: list[str] | None = None) -> int:
             return run_checkpoints(args.url, after=args.after, limit=args.limit)
         if args.command == "reconcile":
             return _reconcile(args)
-        if args.command == "console-login":
-            from ledger_node.console_command import run_console_login
-
-            return run_console_login(config=args.config, url=args.url, name=args.name,
-                                     sm2_key=args.sm2_key, account_key=args.account_key,
-                                     keys_dir=args.keys)
         if args.command == "risk":
             from ledger_node.risk_command import run_risk
 

@@ -1,36 +1,63 @@
-"""``jointledger reconcile``: a platform reconciles its records with another platform's log.
+"""``jointledger reconcile``: a platform reconciles its records with another platform's logs.
 
 It runs in the platform's own process, the only place that holds both the plaintext records
-(the receipts ``jointledger submit`` writes: leaf index and opening per record) and the
+(the receipts ``jointledger submit`` writes: log, leaf index and opening per record) and the
 platform's SM2 private keys (current and retired), from which the pairwise keys in force are
-derived. Both platforms' logs are read over their nodes' public summaries endpoint and
-verified against the chain (:class:`~ledger_node.reconciler.VerifiedLog`), so neither node is
-trusted. The report (``jointledger/reconciliation/v1``, docs/reconciliation.md) goes to a
-private (0600) JSON file, a summary to stdout.
+derived. Every log involved is read over its node's public summaries endpoint and verified
+against the chain (:class:`~ledger_node.reconciler.VerifiedLog`), so no node is trusted.
 
-Exit status: 0 when nothing is missing or mismatched, 1 when something is, 2 for unusable
-input (window, receipts, counterparty, keys), 3 when a node serves a log that does not match
-the chain, or a node or the chain cannot be reached.
+**Shards.** Either platform may run several log shards (docs/shards.md). The command is given
+the node URLs of both (``--url``, ``--counterparty-url``, each a list) and asks each node
+which log it serves (``/v1/health``). The own logs read are those the receipts name; the
+counterparty's are every log the chain says it owns (``logsOf``): a counterparty half may be
+on any of them, so a log on chain that no given node serves is an error, not a silent gap
+(it would turn matched payments into "missing"). All counterparty shards are matched at once
+(:func:`~ledger_node.reconciler.reconcile_shards`).
+
+The report (``jointledger/reconciliation-shards/v1``, docs/reconciliation.md) goes to a
+private (0600) JSON file, a summary to stdout. Exit status: 0 when nothing is missing or
+mismatched, 1 when something is, 2 for unusable input (window, receipts, counterparty, keys,
+a log without a node), 3 when a node serves a log that does not match the chain, or a node
+or the chain cannot be reached.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+
+import httpx
 
 from ledger_node.chain import Deployment, LedgerChain, Role
 from ledger_node.checkpoint import log_id_for
 from ledger_node.commitment import RecordOpening, verify_opening
-from ledger_node.errors import InvalidOpening, InvalidReconciliationInput, InvalidRecord
+from ledger_node.errors import (
+    ApiError,
+    InvalidOpening,
+    InvalidReconciliationInput,
+    InvalidRecord,
+    LogVerificationFailed,
+)
 from ledger_node.gmcrypto import SM2PrivateKey, private_key_from_pem
 from ledger_node.keyfiles import load_member_keys
-from ledger_node.reconciler import VerifiedLog, platform_member, reconcile
-from ledger_node.reconciliation import EXCEPTIONS, ReconciliationReport, Window
+from ledger_node.reconciler import (
+    FAULT_UNREACHABLE,
+    FAULT_WRONG_LOG,
+    VerifiedLog,
+    platform_member,
+    reconcile_shards,
+)
+from ledger_node.reconciliation import EXCEPTIONS, Window
 from ledger_node.sdk import NodeClient
+from ledger_node.sharded import describe_logs, shard_number, unread_logs
+
+Receipts = dict[bytes, list[tuple[int, RecordOpening]]]
+"""Own records by log id: ``(leaf index, opening)`` in index order."""
 
 Echo = Callable[[str], None]
 EXIT_CLEAN: Final = 0
@@ -39,15 +66,16 @@ EXIT_UNUSABLE: Final = 2
 EXIT_REFUSED: Final = 3
 
 
-def read_receipts(paths: Sequence[Path]) -> list[tuple[int, RecordOpening]]:
-    """``(leaf index, opening)`` of every receipt line in ``paths`` (``jointledger submit``'s
-    JSONL: ``index``, ``commitment``, ``opening``, other keys ignored).
+def read_receipts(paths: Sequence[Path], *, default_log: bytes) -> Receipts:
+    """The records of every receipt line in ``paths`` (``jointledger submit``'s JSONL:
+    ``log_id``, ``index``, ``commitment``, ``opening``, other keys ignored), by log.
 
-    Each opening must open the line's commitment. A leaf listed twice with the same opening
-    counts once. Raises :class:`InvalidReconciliationInput` naming the file and line of the
-    first unreadable, malformed or contradictory receipt, or when no receipt is given.
+    A receipt without ``log_id`` (written before shards) is in ``default_log``. Each opening
+    must open the line's commitment. A leaf listed twice with the same opening counts once.
+    Raises :class:`InvalidReconciliationInput` naming the file and line of the first
+    unreadable, malformed or contradictory receipt, or when no receipt is given.
     """
-    found: dict[int, RecordOpening] = {}
+    found: dict[tuple[bytes, int], RecordOpening] = {}
     for path in paths:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
@@ -59,18 +87,21 @@ def read_receipts(paths: Sequence[Path]) -> list[tuple[int, RecordOpening]]:
             if not text.strip():
                 continue
             where = f"{path}:{number}"
-            index, opening = _receipt(where, text)
-            known = found.setdefault(index, opening)
+            log_id, index, opening = _receipt(where, text, default_log)
+            known = found.setdefault((log_id, index), opening)
             if known != opening:
                 raise InvalidReconciliationInput(where, f"leaf {index} has another receipt "
                                                         "with a different opening")
     if not found:
         raise InvalidReconciliationInput(", ".join(map(str, paths)) or "--records",
                                          "holds no receipts")
-    return sorted(found.items())
+    out: Receipts = {}
+    for (log_id, index), opening in sorted(found.items()):
+        out.setdefault(log_id, []).append((index, opening))
+    return out
 
 
-def _receipt(where: str, text: str) -> tuple[int, RecordOpening]:
+def _receipt(where: str, text: str, default_log: bytes) -> tuple[bytes, int, RecordOpening]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -80,6 +111,15 @@ def _receipt(where: str, text: str) -> tuple[int, RecordOpening]:
     index = data.get("index")
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
         raise InvalidReconciliationInput(where, f"index {index!r} is not a leaf index")
+    log_id = default_log
+    if data.get("log_id") is not None:
+        try:
+            log_id = bytes.fromhex(str(data["log_id"]))
+        except ValueError:
+            log_id = b""
+        if len(log_id) != 32:
+            raise InvalidReconciliationInput(where, f"log_id {data['log_id']!r} is not a "
+                                                    "32-byte hex log id")
     try:
         opening = RecordOpening.from_json(data.get("opening"))
         commitment = bytes.fromhex(str(data.get("commitment")))
@@ -87,7 +127,7 @@ def _receipt(where: str, text: str) -> tuple[int, RecordOpening]:
     except (InvalidRecord, InvalidOpening, ValueError) as exc:
         raise InvalidReconciliationInput(where, f"unusable opening or commitment: {exc}"
                                          ) from None
-    return index, opening
+    return log_id, index, opening
 
 
 def load_retired_keys(paths: Sequence[Path]) -> list[SM2PrivateKey]:
@@ -101,6 +141,56 @@ def load_retired_keys(paths: Sequence[Path]) -> list[SM2PrivateKey]:
     return keys
 
 
+def serving_nodes(platform: str, nodes: Sequence[tuple[str, NodeClient]]
+                  ) -> dict[bytes, NodeClient]:
+    """Which log each of ``platform``'s nodes serves, from its ``/v1/health``.
+
+    Raises :class:`LogVerificationFailed` (``unreachable``) for a node that cannot say, and
+    (``wrong-log``) for a node of another platform; :class:`InvalidReconciliationInput` for
+    two URLs serving one log.
+    """
+    out: dict[bytes, NodeClient] = {}
+    urls: dict[bytes, str] = {}
+    for url, node in nodes:
+        health = _health(platform, url, node)
+        try:
+            served, log_id = str(health["platform"]), bytes.fromhex(str(health["log_id"]))
+        except (KeyError, ValueError):
+            raise LogVerificationFailed(platform, FAULT_WRONG_LOG, f"{url} names no log in "
+                                        "its health document") from None
+        if served != platform:
+            raise LogVerificationFailed(platform, FAULT_WRONG_LOG, f"{url} serves {served!r}'s "
+                                        f"log {log_id.hex()[:16]}…, not one of {platform}'s")
+        if log_id in urls:
+            raise InvalidReconciliationInput(url, f"serves the same log as {urls[log_id]} "
+                                             f"({platform}'s {describe_logs(platform, [log_id])} "
+                                             "given twice)")
+        out[log_id], urls[log_id] = node, url
+    return out
+
+
+def _health(platform: str, url: str, node: NodeClient) -> Mapping[str, Any]:
+    try:
+        return node.health()
+    except ApiError as exc:
+        held = exc.document.get("health")  # 503: the node's chain is down; it still says
+        if exc.status == 503 and isinstance(held, dict):
+            return held
+        raise LogVerificationFailed(platform, FAULT_UNREACHABLE, f"{url} did not say which log "
+                                    f"it serves: {exc}") from None
+    except (httpx.HTTPError, ValueError) as exc:
+        raise LogVerificationFailed(platform, FAULT_UNREACHABLE, f"{url} did not say which log "
+                                    f"it serves: {type(exc).__name__}: {exc}") from None
+
+
+def _by_shard(platform: str, log_ids: Sequence[bytes]) -> list[bytes]:
+    """``log_ids`` in shard order (logs of no known shard last)."""
+    def order(log_id: bytes) -> tuple[int, bytes]:
+        shard = shard_number(platform, log_id)
+        return (2**32 if shard is None else shard, log_id)
+    return sorted(log_ids, key=order)
+
+
 def run_reconcile(
     *,
     platform: str,
@@ -108,14 +198,13 @@ def run_reconcile(
     account_key: Path,
     deployment: Path,
     rpc_url: str,
-    url: str,
+    urls: Sequence[str],
     counterparty: str,
-    counterparty_url: str,
+    counterparty_urls: Sequence[str],
     window: Window,
     grace: timedelta,
     receipts: Sequence[Path],
     retired_keys: Sequence[Path] = (),
-    counterparty_shard: int = 0,
     shard: int = 0,
     as_of: datetime | None = None,
     out: Path | None = None,
@@ -123,17 +212,19 @@ def run_reconcile(
     echo: Echo = print,
     chain: LedgerChain | None = None,
 ) -> int:
-    """Reconcile ``platform``'s receipts with ``counterparty``; write the report; return the
-    exit status (see the module docstring).
+    """Reconcile ``platform``'s receipts with every shard log of ``counterparty``; write the
+    report; return the exit status (see the module docstring).
 
-    Local input is read and checked before anything is fetched. ``chain`` replaces the one
-    reached at ``rpc_url`` (tests). Raises :class:`InvalidReconciliationInput`,
+    ``urls`` are the platform's own shard nodes, ``counterparty_urls`` the counterparty's;
+    ``shard`` is the log of receipts that name none. Local input is read and checked before
+    anything is fetched. ``chain`` replaces the one reached at ``rpc_url`` (tests). Raises
+    :class:`InvalidReconciliationInput` (also for a log with no node given),
     :class:`~ledger_node.errors.InvalidKey`, :class:`~ledger_node.errors.UnknownCounterparty`,
     :class:`~ledger_node.errors.PairwiseKeyUnavailable` (unusable input),
     :class:`~ledger_node.errors.LogVerificationFailed` and other
     :class:`~ledger_node.errors.LedgerError` subclasses.
     """
-    records = read_receipts(receipts)
+    records = read_receipts(receipts, default_log=log_id_for(platform, shard))
     keys = load_member_keys(sm2_key, account_key)
     retired = load_retired_keys(retired_keys)
     bound = chain if chain is not None else LedgerChain.from_rpc(rpc_url).attach(
@@ -144,58 +235,80 @@ def run_reconcile(
                                                    f"{own.role.name.lower()} {own.name!r}, not "
                                                    f"platform {platform!r}")
     peer = platform_member(bound, counterparty, not_address=keys.address)
-    with NodeClient(url) as own_node, NodeClient(counterparty_url) as peer_node:
-        report = reconcile(
+    with ExitStack() as stack:
+        def open_nodes(given: Sequence[str]) -> list[tuple[str, NodeClient]]:
+            return [(url, stack.enter_context(NodeClient(url))) for url in dict.fromkeys(given)]
+
+        own_nodes = serving_nodes(platform, open_nodes(urls))
+        peer_nodes = serving_nodes(peer.name, open_nodes(counterparty_urls))
+        no_node = [log_id for log_id in records if log_id not in own_nodes]
+        if no_node:
+            raise InvalidReconciliationInput("--url", f"{platform}'s "
+                                             f"{describe_logs(platform, no_node)} named by the "
+                                             "receipts, but no node given serves it: give "
+                                             "every own shard node")
+        unread = unread_logs(bound, peer, peer_nodes)
+        if unread:
+            raise InvalidReconciliationInput("--counterparty-url", f"{peer.name}'s "
+                                             f"{describe_logs(peer.name, unread)} on chain, but "
+                                             "no node given serves it, and a half there would "
+                                             "be reported missing: give every shard node of "
+                                             f"{peer.name}")
+        report = reconcile_shards(
             bound, own=own, own_keys=[keys.sm2_key, *retired],
-            own_log=VerifiedLog(bound, own, log_id_for(platform, shard), own_node),
+            own_logs=[(VerifiedLog(bound, own, log_id, own_nodes[log_id]), records[log_id])
+                      for log_id in _by_shard(platform, list(records))],
             counterparty=peer,
-            counterparty_log=VerifiedLog(bound, peer, log_id_for(peer.name, counterparty_shard),
-                                         peer_node),
-            records=records, window=window, grace=grace, as_of=as_of,
-            matched_bundles=matched_bundles)
+            counterparty_logs=[VerifiedLog(bound, peer, log_id, peer_nodes[log_id])
+                               for log_id in _by_shard(peer.name, list(peer_nodes))],
+            window=window, grace=grace, as_of=as_of, matched_bundles=matched_bundles)
     target = out or Path(f"reconciliation-{platform}-{peer.name}-"
                          f"{window.start:%Y%m%dT%H%M%SZ}.json")
-    _write_private(target, report, matched_bundles)
-    for line in summary_lines(report):
+    document = report.to_json(matched_bundles=matched_bundles)
+    _write_private(target, document)
+    for line in summary_lines(document):
         echo(line)
     echo(f"report with proof bundles (keep it private): {target}")
     return EXIT_CLEAN if report.clean else EXIT_FINDINGS
 
 
-def _write_private(path: Path, report: ReconciliationReport, matched_bundles: bool) -> None:
+def _write_private(path: Path, document: Mapping[str, Any]) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump(report.to_json(matched_bundles=matched_bundles), handle, indent=1,
-                  ensure_ascii=False)
+        json.dump(document, handle, indent=1, ensure_ascii=False)
         handle.write("\n")
 
 
-def summary_lines(report: ReconciliationReport) -> list[str]:
-    """A human summary: the counts, then each finding with its record and leaves."""
-    counts = report.counts()
-    window = report.window.to_json()
+def summary_lines(document: Mapping[str, Any]) -> list[str]:
+    """A human summary of a report document (``ShardedReport.to_json``): the logs read, the
+    counts, then each finding with its record and both leaves (shard and index)."""
+    platform, counterparty = document["platform"], document["counterparty"]
+
+    def logs(name: str, described: list[dict[str, Any]]) -> str:
+        return f"{name} " + ", ".join(
+            f"shard {'?' if d['shard'] is None else d['shard']} {d['verified_size']:,} leaves"
+            for d in described)
+
     lines = [
-        f"{report.platform} with {report.counterparty}, payments in [{window['start']}, "
-        f"{window['end']}), grace {report.grace.total_seconds():.0f} s, as of "
-        f"{report.as_of:%Y-%m-%dT%H:%M:%SZ}",
-        f"  logs verified against the chain: {report.platform} "
-        f"{report.own_log['verified_size']:,} leaves, {report.counterparty} "
-        f"{report.counterparty_log['verified_size']:,} leaves",
+        f"{platform} with {counterparty}, payments in [{document['window']['start']}, "
+        f"{document['window']['end']}), grace {document['grace_s']:.0f} s, as of "
+        f"{document['as_of']}",
+        f"  logs verified against the chain: {logs(platform, document['own_logs'])}; "
+        f"{logs(counterparty, document['counterparty_logs'])}",
         "  " + ", ".join(f"{status.replace('_', ' ')} {count:,}"
-                         for status, count in counts.items()),
+                         for status, count in document["counts"].items()),
         "  skipped: " + ", ".join(f"{reason.replace('_', ' ')} {count:,}"
-                                  for reason, count in report.skipped.to_json().items()),
+                                  for reason, count in document["skipped"].items()),
     ]
-    for item in report.items:
-        if item.status not in EXCEPTIONS:
+    for item in document["items"]:
+        if item["status"] not in EXCEPTIONS:
             continue
-        record = item.outcome.expectation.record
-        assert record is not None
-        where = ", ".join(f"{report.counterparty} leaf {i}" for i, _, _ in item.counterparty)
-        lines.append(f"  {item.status.value:15s} {record.local_tx_id} clearing "
-                     f"{record.clearing_ref} {record.amount_fen} fen {record.currency} "
-                     f"(leaf {item.outcome.expectation.index}"
-                     f"{'; ' + where if where else ''})")
+        record = item["record"]
+        where = "".join(f"; {counterparty} shard {peer['shard']} leaf {peer['index']}"
+                        for peer in item["counterparty"])
+        lines.append(f"  {item['status']:15s} {record['local_tx_id']} clearing "
+                     f"{record['clearing_ref']} {record['amount_fen']} fen {record['currency']} "
+                     f"({platform} shard {item['shard']} leaf {item['index']}{where})")
     return lines
 
 
@@ -207,5 +320,6 @@ __all__ = [
     "load_retired_keys",
     "read_receipts",
     "run_reconcile",
+    "serving_nodes",
     "summary_lines",
 ]

@@ -15,6 +15,9 @@
 * **A run.** :func:`reconcile` puts it together in the platform's own process: its records
   (with their leaf indexes), its own log and the counterparty's, both verified, and a
   :class:`~ledger_node.reconciliation.ReconciliationReport`.
+* **Across shards.** :func:`reconcile_shards` does the same for records on several own logs
+  (shards) against every log of the counterparty at once (:class:`ShardLogs`): a half is
+  found on whichever shard holds it. Its :class:`ShardedReport` names each item's shard.
 """
 
 from __future__ import annotations
@@ -50,18 +53,23 @@ from ledger_node.merkle import MerkleLog, hasher_for
 from ledger_node.node import PlatformNode
 from ledger_node.pairwise import PairwiseKey, pairwise_key
 from ledger_node.reconciliation import (
+    EXCEPTIONS,
     CounterpartyTags,
     Expectation,
     OwnRecord,
     ReconciliationReport,
+    ReportItem,
     Skipped,
+    Status,
     Window,
     build_report,
     check_grace,
     expectations_for,
     match_expectations,
 )
+from ledger_node.record import format_time
 from ledger_node.sdk import SummaryRange
+from ledger_node.sharded import shard_number
 
 PAGE: Final = 10_000
 KEY_MARGIN: Final = timedelta(minutes=5)
@@ -72,6 +80,9 @@ FAULT_WITHHELD: Final = "withheld"
 FAULT_WRONG_LOG: Final = "wrong-log"
 FAULT_BAD_SIGNATURE: Final = "bad-checkpoint-signature"
 FAULT_UNREACHABLE: Final = "unreachable"
+
+SHARDED_REPORT_FORMAT: Final = "jointledger/reconciliation-shards/v1"
+"""The report of :func:`reconcile_shards` (``jointledger reconcile``)."""
 
 
 # ---------------------------------------------------------------------------- keys in force
@@ -435,7 +446,20 @@ def reconcile(
                                   window.end + grace)
     own_log.sync()
     counterparty_log.sync()
-    own_records = []
+    own_records = _own_records(own, own_log, records, window)
+    expectations, skipped = expectations_for(own_records, keys, window,
+                                             own_anchored_size=own_log.anchored_size)
+    outcomes = match_expectations(expectations, counterparty_log.tags, as_of=as_of, grace=grace)
+    return build_report(outcomes, own_log, counterparty_log, counterparty_name=counterparty.name,
+                        window=window, grace=grace, as_of=as_of, skipped=skipped,
+                        key_ids=[k.key_id for k in keys], matched_bundles=matched_bundles)
+
+
+def _own_records(own: Member, own_log: VerifiedLog, records: Iterable[tuple[int, RecordOpening]],
+                 window: Window) -> list[OwnRecord]:
+    """``records`` (leaf index, opening) of ``own_log`` with the match tags their anchored
+    leaves carry; each opening in the window must open its leaf's commitment."""
+    out = []
     for index, opening in records:
         record = opening.record
         if record.platform != own.name:
@@ -448,16 +472,11 @@ def reconcile(
             except InvalidOpening:
                 raise InvalidReconciliationInput(
                     f"leaf {index}", f"record {record.local_tx_id!r} does not open the "
-                    f"commitment of {own.name}'s leaf {index}: not this log's receipt"
-                ) from None
+                    f"commitment of {own.name}'s leaf {index} in log "
+                    f"{own_log.log_id.hex()[:16]}: not this log's receipt") from None
             tag = own_log.match_tag(index)
-        own_records.append(OwnRecord(index, record, tag))
-    expectations, skipped = expectations_for(own_records, keys, window,
-                                             own_anchored_size=own_log.anchored_size)
-    outcomes = match_expectations(expectations, counterparty_log.tags, as_of=as_of, grace=grace)
-    return build_report(outcomes, own_log, counterparty_log, counterparty_name=counterparty.name,
-                        window=window, grace=grace, as_of=as_of, skipped=skipped,
-                        key_ids=[k.key_id for k in keys], matched_bundles=matched_bundles)
+        out.append(OwnRecord(index, record, tag))
+    return out
 
 
 def reconcile_expectations(
@@ -490,6 +509,191 @@ def reconcile_expectations(
                         matched_bundles=matched_bundles)
 
 
+# ---------------------------------------------------------------------------- across shards
+
+
+class ShardLogs:
+    """A platform's verified shard logs seen as one counterparty log for matching.
+
+    A counterparty half may sit on any shard, so the expectations are matched against the
+    tags of every shard at once (a half is missing only if no shard holds it, matched if any
+    shard holds it with the expected amount, and duplicates count across shards). Leaves are
+    addressed by a key local to this object; :meth:`locate` turns it back into (log, index).
+    """
+
+    def __init__(self, logs: Sequence[VerifiedLog]) -> None:
+        """``logs``: every shard log of one platform (at least one)."""
+        if not logs:
+            raise ValueError("a platform has at least one log")
+        self.logs = tuple(logs)
+        self.platform = logs[0].platform
+        self.log_id = b""  # several logs: see :meth:`locate`
+        self._where: list[tuple[VerifiedLog, int]] = []
+        self._tags: dict[bytes, list[tuple[int, bytes]]] = {}
+
+    def sync(self) -> None:
+        """Sync every shard log and index their tagged leaves together."""
+        for log in self.logs:
+            log.sync()
+        self._where = []
+        self._tags = {}
+        for log in self.logs:
+            for match_tag, hits in log.tags.items():
+                for index, amount_tag in hits:
+                    self._tags.setdefault(match_tag, []).append((len(self._where), amount_tag))
+                    self._where.append((log, index))
+
+    @property
+    def tags(self) -> CounterpartyTags:
+        """Match tag -> [(key, amount tag)] over every shard (keys: see :meth:`locate`)."""
+        return self._tags
+
+    @property
+    def anchored_size(self) -> int:
+        """The verified leaves of all shards together."""
+        return sum(log.anchored_size for log in self.logs)
+
+    def locate(self, key: int) -> tuple[VerifiedLog, int]:
+        """The shard log and leaf index a key of :attr:`tags` stands for."""
+        return self._where[key]
+
+    def summary(self, key: int) -> LeafSummary:
+        """The summary of the leaf ``key`` stands for."""
+        log, index = self.locate(key)
+        return log.summary(index)
+
+    def bundle(self, key: int) -> ProofBundle | None:
+        """The proof bundle of the leaf ``key`` stands for."""
+        log, index = self.locate(key)
+        return log.bundle(index)
+
+    def describe(self) -> dict[str, Any]:
+        """Each shard log's description."""
+        return {"platform": self.platform, "logs": [log.describe() for log in self.logs]}
+
+
+@dataclass
+class ShardedReport:
+    """A platform's reconciliation of records on any of its shards with every shard of the
+    counterparty: one :class:`ReconciliationReport` per own log, all matched against
+    :class:`ShardLogs` of the counterparty."""
+
+    platform: str
+    counterparty: str
+    window: Window
+    grace: timedelta
+    as_of: datetime
+    key_ids: tuple[bytes, ...]
+    parts: list[tuple[VerifiedLog, ReconciliationReport]]
+    counterparty_logs: ShardLogs
+    matched_bundles: bool = True
+
+    def items(self) -> list[tuple[VerifiedLog, ReportItem]]:
+        """Every own record's item with the own log it is in."""
+        return [(log, item) for log, part in self.parts for item in part.items]
+
+    def counts(self) -> dict[str, int]:
+        """How many items of each status, and duplicates, over every own log."""
+        out = {status.value: 0 for status in Status} | {"duplicated_on_counterparty": 0}
+        for _, part in self.parts:
+            for name, count in part.counts().items():
+                out[name] += count
+        return out
+
+    def skipped(self) -> dict[str, int]:
+        """Own records not reconciled, by reason, over every own log."""
+        out = Skipped().to_json()
+        for _, part in self.parts:
+            for reason, count in part.skipped.to_json().items():
+                out[reason] += count
+        return out
+
+    @property
+    def clean(self) -> bool:
+        """Whether nothing is missing or mismatched on any shard."""
+        return all(part.clean for _, part in self.parts)
+
+    def to_json(self, *, matched_bundles: bool = True) -> dict[str, Any]:
+        """The report document (``format`` :data:`SHARDED_REPORT_FORMAT`): like
+        ``jointledger/reconciliation/v1`` with ``own_logs`` and ``counterparty_logs`` (one
+        entry per shard log, with its ``shard``) instead of one log each; every item names
+        its own ``shard`` and ``log_id``, every counterparty leaf its ``shard``, ``log_id``
+        and ``index``."""
+        matched_bundles = matched_bundles and self.matched_bundles
+        items = []
+        for log, item in self.items():
+            document = item.to_json(bundles=matched_bundles or item.status in EXCEPTIONS)
+            for entry, (key, _, _) in zip(document["counterparty"], item.counterparty,
+                                          strict=True):
+                peer_log, index = self.counterparty_logs.locate(key)
+                entry.update({"shard": shard_number(peer_log.platform, peer_log.log_id),
+                              "log_id": peer_log.log_id.hex(), "index": index})
+            items.append({"shard": shard_number(log.platform, log.log_id),
+                          "log_id": log.log_id.hex()} | document)
+        return {
+            "format": SHARDED_REPORT_FORMAT,
+            "platform": self.platform,
+            "counterparty": self.counterparty,
+            "window": self.window.to_json(),
+            "grace_s": self.grace.total_seconds(),
+            "as_of": format_time(self.as_of),
+            "own_logs": [describe_shard(log) for log, _ in self.parts],
+            "counterparty_logs": [describe_shard(log) for log in self.counterparty_logs.logs],
+            "pairwise_keys": [key_id.hex() for key_id in self.key_ids],
+            "counts": self.counts(),
+            "skipped": self.skipped(),
+            "clean": self.clean,
+            "items": items,
+        }
+
+
+def describe_shard(log: VerifiedLog) -> dict[str, Any]:
+    """A verified log's description with its shard number (``None`` if not found)."""
+    return {"shard": shard_number(log.platform, log.log_id)} | log.describe()
+
+
+def reconcile_shards(
+    chain: LedgerChain,
+    *,
+    own: Member,
+    own_keys: Sequence[gmcrypto.SM2PrivateKey],
+    own_logs: Sequence[tuple[VerifiedLog, Sequence[tuple[int, RecordOpening]]]],
+    counterparty: Member,
+    counterparty_logs: Sequence[VerifiedLog],
+    window: Window,
+    grace: timedelta | float,
+    as_of: datetime | None = None,
+    matched_bundles: bool = True,
+) -> ShardedReport:
+    """Reconcile ``own``'s records, on any of its logs, with every log of ``counterparty``.
+
+    ``own_logs`` pairs each own log with its records (``(leaf index, opening)``, as in
+    :func:`reconcile`); ``counterparty_logs`` are every log of the counterparty that may
+    hold a half (the caller makes sure none is left out: :class:`ShardLogs`). Every log is
+    synced and verified once; raises what :func:`reconcile` raises.
+    """
+    grace = check_grace(grace)
+    as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
+    keys = pairwise_keys_in_force(chain, own, own_keys, counterparty, window.start,
+                                  window.end + grace)
+    peers = ShardLogs(counterparty_logs)
+    for own_log, _ in own_logs:
+        own_log.sync()
+    peers.sync()
+    parts = []
+    for own_log, records in own_logs:
+        own_records = _own_records(own, own_log, records, window)
+        expectations, skipped = expectations_for(own_records, keys, window,
+                                                 own_anchored_size=own_log.anchored_size)
+        outcomes = match_expectations(expectations, peers.tags, as_of=as_of, grace=grace)
+        parts.append((own_log, build_report(
+            outcomes, own_log, peers, counterparty_name=counterparty.name, window=window,
+            grace=grace, as_of=as_of, skipped=skipped, key_ids=[k.key_id for k in keys],
+            matched_bundles=matched_bundles)))
+    return ShardedReport(own.name, counterparty.name, window, grace, as_of,
+                         tuple(k.key_id for k in keys), parts, peers, matched_bundles)
+
+
 __all__ = [
     "FAULT_BAD_SIGNATURE",
     "FAULT_ROOT_MISMATCH",
@@ -498,11 +702,16 @@ __all__ = [
     "FAULT_WRONG_LOG",
     "KeyPeriod",
     "NodeLogView",
+    "SHARDED_REPORT_FORMAT",
+    "ShardLogs",
+    "ShardedReport",
     "SummarySource",
     "VerifiedLog",
     "key_history",
+    "describe_shard",
     "pairwise_keys_in_force",
     "platform_member",
     "reconcile",
     "reconcile_expectations",
+    "reconcile_shards",
 ]

@@ -15,13 +15,15 @@ separately, possibly on another machine. The client spreads submissions over the
   leaf went to; its proof bundle is fetched from that shard (:meth:`bundle`).
 * **Reconciliation.** :meth:`reconcile` has each own shard's node match its records against
   every shard log of the counterparty, and merges the answers: a half found on any
-  counterparty shard is found.
+  counterparty shard is found. A counterparty log on chain with no URL given is refused,
+  not skipped (its halves would be reported missing).
 * **Disclosures** are answered through the shard holding the leaf (:meth:`answer_disclosure`),
   where the regulator collects them.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +32,8 @@ from typing import Any, Final, Self
 
 from ledger_node import gmcrypto
 from ledger_node.bundle import ProofBundle
-from ledger_node.chain import LedgerChain
+from ledger_node.chain import LedgerChain, Member
+from ledger_node.checkpoint import log_id_for
 from ledger_node.errors import InvalidBatch, InvalidConfig, UnknownLeaf
 from ledger_node.leaf import Leaf
 from ledger_node.reconciliation import DEFAULT_GRACE, Status, Window
@@ -44,10 +47,26 @@ from ledger_node.sdk import (
     Progress,
     SubmittedRecord,
     own_records,
+    registered_platform,
 )
 
 _PRECEDENCE: Final = (Status.MATCHED, Status.AMOUNT_MISMATCH, Status.PENDING, Status.MISSING)
 """Which status wins when the counterparty's shards answer differently for one record."""
+
+
+SHARD_SEARCH: Final = 4096
+"""How many shard numbers :func:`shard_number` tries (a log id is a hash: no inverse)."""
+
+
+@functools.lru_cache(maxsize=1024)
+def shard_number(platform: str, log_id: bytes, *, limit: int = SHARD_SEARCH) -> int | None:
+    """The shard whose log id (``log_id_for(platform, shard)``) is ``log_id``, trying shards
+    ``0..limit-1`` (about 8 ms per 1,000); ``None`` if none is (not a shard log of
+    ``platform``, or a shard number past ``limit``)."""
+    for shard in range(limit):
+        if log_id_for(platform, shard) == log_id:
+            return shard
+    return None
 
 
 def shard_of(leaf: Leaf, shards: int) -> int:
@@ -222,10 +241,18 @@ class ShardedPlatformClient:
         missing only if no shard holds it) and the counterparty leaves of every shard listed
         with their ``shard``. Returns ``{"platform", "counterparty", "window", "shards": [each
         pair's logs and counts], "counts", "skipped", "clean", "items"}``; each item carries
-        its own ``shard`` and ``log_id``. Raises what :meth:`PlatformClient.reconcile` raises.
+        its own ``shard`` and ``log_id``. Raises :class:`InvalidConfig` if the chain lists a
+        log of the counterparty that no URL is given for (a half there would be reported
+        missing), and what :meth:`PlatformClient.reconcile` raises.
         """
         peers = (dict(counterparty_urls) if isinstance(counterparty_urls, Mapping)
                  else dict(enumerate(counterparty_urls)))
+        unread = unread_logs(chain, registered_platform(chain, counterparty, active_only=False),
+                             {log_id_for(counterparty, number) for number in peers})
+        if unread:
+            raise InvalidConfig(f"{counterparty}'s {describe_logs(counterparty, unread)} on "
+                                f"chain but not given in counterparty_urls: a half there would "
+                                f"be reported missing")
         by_log: dict[bytes, list[SubmittedRecord]] = {}
         for record in submitted:
             by_log.setdefault(record.log_id, []).append(record)
@@ -262,6 +289,22 @@ class ShardedPlatformClient:
                 "items": items}
 
 
+def unread_logs(chain: LedgerChain, platform: Member, read: Iterable[bytes]) -> list[bytes]:
+    """The logs ``platform`` owns on chain (:meth:`LedgerChain.logs_of`) not in ``read``."""
+    known = set(read)
+    return [log_id for log_id in chain.logs_of(platform.address) if log_id not in known]
+
+
+def describe_logs(platform: str, log_ids: Sequence[bytes]) -> str:
+    """``"shard 1 (log 3f2a…) is"`` / ``"shards 1, 2 (logs …) are"``, for messages."""
+    shards = [shard_number(platform, log_id) for log_id in log_ids]
+    names = ", ".join("?" if n is None else str(n) for n in shards)
+    logs = ", ".join(log_id.hex()[:16] + "…" for log_id in log_ids)
+    if len(log_ids) == 1:
+        return f"shard {names} (log {logs}) is"
+    return f"shards {names} (logs {logs}) are"
+
+
 def _merge_item(merged: dict[int, dict[str, Any]], item: dict[str, Any], shard: int) -> None:
     """Fold one counterparty shard's answer for an own record into ``merged`` (by index)."""
     found = [entry | {"shard": shard} for entry in item["counterparty"]]
@@ -276,4 +319,11 @@ def _merge_item(merged: dict[int, dict[str, Any]], item: dict[str, Any], shard: 
         earlier["counterparty"] = combined
 
 
-__all__ = ["ShardedPlatformClient", "shard_of"]
+__all__ = [
+    "SHARD_SEARCH",
+    "ShardedPlatformClient",
+    "describe_logs",
+    "shard_number",
+    "shard_of",
+    "unread_logs",
+]

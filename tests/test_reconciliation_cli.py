@@ -1,7 +1,9 @@
 """``jointledger reconcile`` through :func:`ledger_node.cli.main`: the embedded chain served
-as JSON-RPC, both platforms' nodes served over HTTP, unionpay's config file and key files,
-and the receipts ``jointledger submit`` writes. Exit status 1 with the planted findings,
-0 when clean, 2 for unusable input, 3 when a node serves a log that is not the chain's."""
+as JSON-RPC, two log shards of each platform served over HTTP, unionpay's config file and key
+files, and the receipts ``jointledger submit`` writes. The planted findings sit on different
+shards of both sides, as do matched pairs. Exit status 1 with the findings, 0 when clean, 2
+for unusable input (also a shard log no node is given for), 3 when a node serves a log that
+is not the chain's or cannot be reached."""
 
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ import pytest
 from api.main import create_app
 from api.server import PlatformServer
 from ledger_node import cli
+from ledger_node.bundle import ProofBundle, verify_bundle
 from ledger_node.chain import LedgerChain
+from ledger_node.checkpoint import log_id_for
+from ledger_node.errors import InvalidReconciliationInput
 from ledger_node.gmcrypto import generate_private_key, private_key_to_pem
 from ledger_node.keyfiles import MemberKeys, key_paths, write_member_keys
 from ledger_node.node import NodeConfig, PlatformNode
@@ -33,35 +38,61 @@ from tests.regulator_support import PERSON_TO_MERCHANT, T0, payment, wait_anchor
 START, END = T0 - timedelta(hours=1), T0 + timedelta(hours=3)
 AS_OF = (END + timedelta(hours=2)).isoformat()
 
+PAIRS = [  # (n, unionpay amount, wechatpay amount or None: no half, unionpay shard, wechat shard)
+    (1, 10_000, 10_000, 0, 0),
+    (2, 20_000, 19_900, 0, 1),  # amount mismatch: own shard 0, counterparty shard 1
+    (3, 30_000, 30_000, 1, 0),  # matched across shards
+    (4, 40_000, None, 1, 0),  # missing: own shard 1
+    (5, 50_000, 50_000, 0, 1),  # matched across shards
+    (6, 60_000, 60_000, 1, 1),
+]
+CLEAN = (1, 3, 5, 6)
+
 
 @dataclass
 class World:
     consortium: Consortium
-    servers: dict[str, PlatformServer]
+    servers: dict[str, PlatformServer]  # "{platform}-{shard}"
     nodes: dict[str, PlatformNode]
+    submitted: dict[str, dict[int, SubmittedRecord]]  # platform -> pair number -> record
     config: Path
     receipts: Path
     clean_receipts: Path
     directory: Path
 
+    def urls(self, platform: str) -> list[str]:
+        return [self.servers[f"{platform}-{shard}"].url for shard in (0, 1)]
+
 
 def _write_receipts(path: Path, items: list[SubmittedRecord]) -> Path:
     """The receipts file exactly as ``jointledger submit`` writes it."""
     path.write_text("".join(json.dumps({
-        "local_tx_id": s.prepared.record.local_tx_id, "index": s.receipt.index,
+        "local_tx_id": s.prepared.record.local_tx_id, "log_id": s.log_id.hex(),
+        "shard": s.shard, "index": s.receipt.index,
         "leaf_hash": s.receipt.leaf_hash.hex(), "duplicate": s.receipt.duplicate,
         "commitment": s.prepared.leaf.commitment.hex(), "opening": s.prepared.opening.to_json(),
     }, ensure_ascii=False) + "\n" for s in items), encoding="utf-8")
     return path
 
 
-def _halves(n: int, amount: int, theirs: int | None = None
-            ) -> tuple[PaymentRecord, PaymentRecord]:
-    at = T0 + timedelta(minutes=n)
-    ref = {"clearing_ref": f"CR-CLI-{n:04d}"}
-    return (payment("unionpay", n, "110105198503142534", "91110000101107370X", amount, at, **ref),
-            payment("wechatpay", n, "110105198503142534", "91110000101107370X",
-                    amount if theirs is None else theirs, at, **ref))
+def _half(platform: str, n: int, amount: int) -> PaymentRecord:
+    return payment(platform, n, "110105198503142534", "91110000101107370X", amount,
+                   T0 + timedelta(minutes=n), clearing_ref=f"CR-CLI-{n:04d}")
+
+
+def _submit(consortium: Consortium, server: PlatformServer, name: str, shard: int,
+            records: list[PaymentRecord]) -> list[SubmittedRecord]:
+    """Submit ``records`` to shard ``shard`` of ``name`` (its own client: the shard is
+    chosen here, not by commitment), tagged for the other platform."""
+    party = getattr(consortium, name)
+    other, side = (("wechatpay", Side.PAYER) if name == "unionpay"
+                   else ("unionpay", Side.PAYEE))
+    with PlatformClient(server.url, name, party.account.address, party.sm2_key, shard=shard,
+                        regulator_key=consortium.pboc.sm2_key.public_key(),
+                        counterparties=lambda n: registered_platform(consortium.chain, n)
+                        ) as client:
+        return client.submit_records(records, kinds=lambda r: PERSON_TO_MERCHANT,
+                                     cross_platform=lambda r: CrossPlatform(other, side))
 
 
 @pytest.fixture(scope="module")
@@ -80,17 +111,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             party = getattr(consortium, name)
             chain = LedgerChain.from_rpc(chain_server.url, party.account).attach(
                 consortium.deployment)
-            nodes[name] = PlatformNode(NodeConfig(platform=name, store_path=directory
-                                                  / f"{name}.db", seal_interval=0.05),
-                                       chain, party.sm2_key)
-            nodes[name].start()
-            servers[name] = PlatformServer(create_app(nodes[name]))
-            servers[name].start()
+            for shard in (0, 1):
+                key = f"{name}-{shard}"
+                nodes[key] = PlatformNode(NodeConfig(platform=name, shard=shard, store_path=(
+                    directory / f"{key}.db"), seal_interval=0.05), chain, party.sm2_key)
+                nodes[key].start()
+                servers[key] = PlatformServer(create_app(nodes[key]))
+                servers[key].start()
         union = consortium.unionpay
         write_member_keys(directory / "keys", "unionpay", MemberKeys(union.sm2_key,
                                                                     union.account))
         private, _, account = key_paths(directory / "keys", "unionpay")
-        port = servers["unionpay"].url.rsplit(":", 1)[1]
+        port = servers["unionpay-0"].url.rsplit(":", 1)[1]
         config = directory / "unionpay.toml"
         config.write_text(
             f'[node]\nplatform = "unionpay"\nstore = "unused.db"\n\n'
@@ -98,27 +130,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             f'[keys]\nsm2 = "{private}"\naccount = "{account}"\n\n'
             f'[chain]\ndeployment = "{deployment}"\nrpc_url = "{chain_server.url}"\n',
             encoding="utf-8")
-        pairs = [_halves(1, 10_000), _halves(2, 20_000, theirs=19_900), _halves(3, 30_000),
-                 _halves(4, 40_000)]
-        submitted: dict[str, list[SubmittedRecord]] = {}
-        for name, halves, side in (("unionpay", [p[0] for p in pairs], Side.PAYER),
-                                   ("wechatpay", [p[1] for p in pairs[:3]], Side.PAYEE)):
-            party = getattr(consortium, name)
-            other = "wechatpay" if name == "unionpay" else "unionpay"
-            cross = CrossPlatform(other, side)
-            with PlatformClient(servers[name].url, name, party.account.address, party.sm2_key,
-                                regulator_key=consortium.pboc.sm2_key.public_key(),
-                                counterparties=lambda n: registered_platform(
-                                    consortium.chain, n)) as client:
-                submitted[name] = client.submit_records(
-                    halves, kinds=lambda r: PERSON_TO_MERCHANT,
-                    cross_platform=lambda r, cross=cross: cross)  # type: ignore[misc]
-            wait_anchored(nodes[name], len(halves))
+        submitted: dict[str, dict[int, SubmittedRecord]] = {"unionpay": {}, "wechatpay": {}}
+        for name, shard in (("unionpay", 0), ("unionpay", 1), ("wechatpay", 0),
+                            ("wechatpay", 1)):
+            column, where = (1, 3) if name == "unionpay" else (2, 4)
+            chosen = [pair for pair in PAIRS if pair[where] == shard and pair[column]]
+            done = _submit(consortium, servers[f"{name}-{shard}"], name, shard,
+                           [_half(name, pair[0], pair[column]) for pair in chosen])
+            submitted[name].update((pair[0], item) for pair, item in zip(chosen, done,
+                                                                         strict=True))
+            wait_anchored(nodes[f"{name}-{shard}"], len(done))
+        mine = submitted["unionpay"]
         receipts = _write_receipts(directory / "records.jsonl.receipts.jsonl",
-                                   submitted["unionpay"])
-        clean = _write_receipts(directory / "clean.receipts.jsonl",
-                                [submitted["unionpay"][0], submitted["unionpay"][2]])
-        yield World(consortium, servers, nodes, config, receipts, clean, directory)
+                                   [mine[n] for n in sorted(mine)])
+        clean = _write_receipts(directory / "clean.receipts.jsonl", [mine[n] for n in CLEAN])
+        yield World(consortium, servers, nodes, submitted, config, receipts, clean, directory)
     finally:
         for server in servers.values():
             server.stop()
@@ -128,28 +154,61 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def _run(world: World, *extra: str, receipts: Path | None = None,
-         counterparty_url: str | None = None, window: tuple[str, str] | None = None) -> int:
+         urls: list[str] | None = None, counterparty_urls: list[str] | None = None,
+         window: tuple[str, str] | None = None) -> int:
     start, end = window or (START.isoformat(), END.isoformat())
+    own = world.urls("unionpay") if urls is None else urls
     return cli.main(["reconcile", "--config", str(world.config), "--counterparty", "wechatpay",
-                     "--counterparty-url", counterparty_url or world.servers["wechatpay"].url,
+                     "--counterparty-url", *(counterparty_urls or world.urls("wechatpay")),
                      "--window", start, end, "--records", str(receipts or world.receipts),
-                     "--as-of", AS_OF, *extra])
+                     "--as-of", AS_OF, *(["--url", *own] if own else []), *extra])
 
 
-def test_findings_exit_1_with_a_private_report(world: World, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_findings_on_either_shard_exit_1_with_a_private_report(
+        world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "report.json"
     assert _run(world, "--out", str(out)) == 1
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     report: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    assert report["counts"] == {"matched": 2, "amount_mismatch": 1, "missing": 1, "pending": 0,
+    assert report["format"] == "jointledger/reconciliation-shards/v1"
+    assert report["counts"] == {"matched": 4, "amount_mismatch": 1, "missing": 1, "pending": 0,
                                 "duplicated_on_counterparty": 0}
+    assert [(log["shard"], log["log_id"], log["verified_size"]) for log in report["own_logs"]
+            ] == [(0, log_id_for("unionpay", 0).hex(), 3), (1, log_id_for("unionpay", 1).hex(), 3)]
+    assert [(log["shard"], log["verified_size"]) for log in report["counterparty_logs"]] == [
+        (0, 2), (1, 3)]
     by_ref = {i["record"]["clearing_ref"]: i for i in report["items"]}
-    assert by_ref["CR-CLI-0002"]["status"] == "amount_mismatch"
-    assert by_ref["CR-CLI-0004"]["status"] == "missing"
-    assert all(i["bundle"] is not None for i in report["items"])  # matched ones too
+    assert len(by_ref) == len(PAIRS)
+    theirs = world.submitted["wechatpay"]
+    for n, _, their_amount, own_shard, their_shard in PAIRS:
+        item = by_ref[f"CR-CLI-{n:04d}"]
+        mine = world.submitted["unionpay"][n]
+        assert (item["shard"], item["log_id"], item["index"]) == (
+            own_shard, mine.log_id.hex(), mine.receipt.index), n
+        expected = ("missing" if their_amount is None else
+                    "amount_mismatch" if n == 2 else "matched")
+        assert item["status"] == expected, n
+        if their_amount is None:
+            assert item["counterparty"] == []
+            continue
+        (found,) = item["counterparty"]
+        half = theirs[n]
+        assert (found["shard"], found["log_id"], found["index"]) == (
+            their_shard, half.log_id.hex(), half.receipt.index), n
+        assert found["leaf"]["commitment"] == half.prepared.leaf.commitment.hex()
+    for item in report["items"]:  # every bundle (matched ones too) verifies on the chain
+        assert verify_bundle(ProofBundle.from_json(item["bundle"]),
+                             chain=world.consortium.chain).valid
+        for found in item["counterparty"]:
+            bundle = ProofBundle.from_json(found["bundle"])
+            assert bundle.checkpoint.checkpoint.log_id.hex() == found["log_id"]
+            assert verify_bundle(bundle, chain=world.consortium.chain).valid
     printed = capsys.readouterr().out
-    assert "amount_mismatch" in printed and "un-000002" in printed and "CR-CLI-0004" in printed
+    assert "unionpay shard 0 3 leaves, shard 1 3 leaves; wechatpay shard 0 2 leaves" in printed
+    mismatch = f"(unionpay shard 0 leaf {world.submitted['unionpay'][2].receipt.index}; " \
+               f"wechatpay shard 1 leaf {theirs[2].receipt.index})"
+    assert mismatch in printed and "un-000002" in printed
+    assert f"(unionpay shard 1 leaf {world.submitted['unionpay'][4].receipt.index})" in printed
     assert "CR-CLI-0001" not in printed  # matched payments are not listed
     assert str(out) in printed
 
@@ -159,7 +218,9 @@ def test_a_clean_window_exits_0(world: World, tmp_path: Path) -> None:
     assert _run(world, "--out", str(out), "--findings-only-bundles",
                 receipts=world.clean_receipts) == 0
     report = json.loads(out.read_text(encoding="utf-8"))
-    assert report["clean"] and report["counts"]["matched"] == 2
+    assert report["clean"] and report["counts"]["matched"] == len(CLEAN)
+    assert {i["shard"] for i in report["items"]} == {0, 1}
+    assert {f["shard"] for i in report["items"] for f in i["counterparty"]} == {0, 1}
     assert all("bundle" not in i for i in report["items"])
 
 
@@ -171,10 +232,61 @@ def test_the_default_report_path(world: World, tmp_path: Path, monkeypatch: pyte
     assert written.name == f"reconciliation-unionpay-wechatpay-{START:%Y%m%dT%H%M%S}Z.json"
 
 
-def test_a_counterparty_node_serving_another_log_exits_3(
+def test_receipts_without_a_log_id_are_in_the_configs_shard(world: World, tmp_path: Path
+                                                             ) -> None:
+    """Receipts written before shards name no log: they are the config's shard's (0)."""
+    old = tmp_path / "old.receipts.jsonl"
+    old.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items()
+                                       if k not in ("log_id", "shard")}) + "\n"
+                           for line in world.clean_receipts.read_text().splitlines()
+                           if json.loads(line)["shard"] == 0))
+    out = tmp_path / "old.json"
+    assert _run(world, "--out", str(out), receipts=old,
+                urls=[world.urls("unionpay")[0]]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert [i["record"]["clearing_ref"] for i in report["items"]] == ["CR-CLI-0001",
+                                                                      "CR-CLI-0005"]
+
+
+def test_a_counterparty_shard_with_no_node_given_exits_2(
+        world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "never.json"
+    assert _run(world, "--out", str(out),
+                counterparty_urls=[world.urls("wechatpay")[0]]) == 2
+    err = capsys.readouterr().err
+    assert "--counterparty-url" in err and "wechatpay's shard 1" in err and "on chain" in err
+    assert log_id_for("wechatpay", 1).hex()[:16] in err
+    assert not out.exists()
+
+
+def test_an_own_shard_with_no_node_given_exits_2(
         world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(world, counterparty_url=world.servers["unionpay"].url) == 3
-    assert "withheld" in capsys.readouterr().err
+    for urls in ([world.urls("unionpay")[0]], []):  # given, and the config's [http] default
+        assert _run(world, urls=urls) == 2
+        err = capsys.readouterr().err
+        assert "--url" in err and "unionpay's shard 1" in err and "named by the receipts" in err
+
+
+def test_one_log_given_at_two_urls_exits_2(world: World,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    first = world.urls("wechatpay")[0]
+    alias = first.replace("127.0.0.1", "localhost")
+    assert _run(world, counterparty_urls=[first, alias, world.urls("wechatpay")[1]]) == 2
+    assert "serves the same log as" in capsys.readouterr().err
+
+
+def test_a_counterparty_node_serving_another_platforms_log_exits_3(
+        world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(world, counterparty_urls=world.urls("unionpay")) == 3
+    err = capsys.readouterr().err
+    assert "wrong-log" in err and "serves 'unionpay'" in err
+
+
+@pytest.mark.slow  # the client's retries: ~4 s
+def test_an_unreachable_node_exits_3(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(world, counterparty_urls=[*world.urls("wechatpay"), "http://127.0.0.1:9"]) == 3
+    err = capsys.readouterr().err
+    assert "unreachable" in err and "http://127.0.0.1:9" in err
 
 
 def _bad_receipts(directory: Path, name: str, lines: list[str]) -> Path:
@@ -230,7 +342,16 @@ def test_a_retired_key_file_is_accepted(world: World, tmp_path: Path) -> None:
                 receipts=world.clean_receipts) == 0
 
 
-def test_receipts_are_read_and_deduplicated(world: World, tmp_path: Path) -> None:
+def test_receipts_are_read_by_log_and_deduplicated(world: World, tmp_path: Path) -> None:
     twice = _bad_receipts(tmp_path, "twice", world.clean_receipts.read_text().splitlines() * 2)
-    assert [index for index, _ in read_receipts([twice])] == [
-        index for index, _ in read_receipts([world.clean_receipts])]
+    default = log_id_for("unionpay", 0)
+    by_log = read_receipts([twice], default_log=default)
+    assert by_log == read_receipts([world.clean_receipts], default_log=default)
+    mine = world.submitted["unionpay"]
+    assert {log_id: [index for index, _ in records] for log_id, records in by_log.items()} == {
+        log_id_for("unionpay", shard): sorted(mine[n].receipt.index for n in CLEAN
+                                              if mine[n].shard == shard) for shard in (0, 1)}
+    bad = json.loads(world.clean_receipts.read_text().splitlines()[0]) | {"log_id": "ab"}
+    with pytest.raises(InvalidReconciliationInput, match="not a 32-byte hex log id"):
+        read_receipts([_bad_receipts(tmp_path, "badlog", [json.dumps(bad)])],
+                      default_log=default)

@@ -243,6 +243,10 @@ def test_reconciliation_across_both_sides_shards_finds_the_planted_faults(site: 
     assert {i["shard"] for i in matched} == {0, 1}
     assert report["counts"]["matched"] == 22 and not report["clean"]
     assert len(report["shards"]) == 4  # every own shard against every counterparty shard
+    with pytest.raises(InvalidConfig, match="wechatpay's shard 1 .* on chain but not given"):
+        upc.reconcile("wechatpay", Window(T0 - timedelta(hours=1), T0 + timedelta(hours=1)),
+                      submitted, counterparty_urls={0: "http://wechatpay-0"},
+                      chain=site.consortium.chain, grace=60)
 
 
 # ---------------------------------------------------------------------------- the config
