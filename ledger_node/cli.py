@@ -194,6 +194,29 @@ def _build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--findings-only-bundles", action="store_true",
                            help="leave the proof bundles of matched payments out of the report")
 
+    console_login = commands.add_parser(
+        "console-login",
+        help="print the URL that opens a regulator session in the regulator node's web console",
+        description="Sign a console login request with the regulator's key files (the "
+        "regulator's serve config, or --sm2-key and --account-key, or --keys DIR with --name) "
+        "and print the console URL carrying the one-time login token the node answers (valid "
+        "once, for 60 s). Without a login the console shows the auditor view "
+        "(docs/console.md). Exit status 0 printed, 1 refused or unreachable, 2 bad options.",
+    )
+    console_login.add_argument("--config", type=Path,
+                               help="the regulator's node config (TOML, as for serve --role "
+                               "regulator): node URL, name and key files")
+    console_login.add_argument("--url", help="the regulator node's URL (overrides the config)")
+    console_login.add_argument("--name", help="the regulator's member name (default: the "
+                               "config's, else the node's /v1/health)")
+    console_login.add_argument("--sm2-key", type=Path, metavar="PEM",
+                               help="the regulator's SM2 private key")
+    console_login.add_argument("--account-key", type=Path, metavar="FILE",
+                               help="the regulator's chain account key")
+    console_login.add_argument("--keys", type=Path, metavar="DIR",
+                               help="directory of NAME.sm2.pem and NAME.account.key "
+                               "(jointledger keys new)")
+
     risk = commands.add_parser(
         "risk",
         help="the shared risk-device list: check, add, remove devices; distribute list keys",
@@ -386,6 +409,12 @@ def main(argv: list[str] | None = None) -> int:
             return run_checkpoints(args.url, after=args.after, limit=args.limit)
         if args.command == "reconcile":
             return _reconcile(args)
+        if args.command == "console-login":
+            from ledger_node.console_command import run_console_login
+
+            return run_console_login(config=args.config, url=args.url, name=args.name,
+                                     sm2_key=args.sm2_key, account_key=args.account_key,
+                                     keys_dir=args.keys)
         if args.command == "risk":
             from ledger_node.risk_command import run_risk
 
