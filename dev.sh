@@ -2,7 +2,8 @@
 # One entry point for a fresh machine: installs what the project needs, then runs a job.
 #   ./dev.sh demo [args...]   the main job on the embedded chain
 #   ./dev.sh test [pytest args...]   ruff, mypy --strict and the whole test suite
-# Needs only Python >= 3.11, Node.js/npm and git. Everything else lands in .venv/ and .tools/.
+# Needs only Python >= 3.11, Node.js/npm and git. Everything else lands in .venv/ and .tools/
+# (and, for the browser tests run as root, Debian's chromium from apt-get).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -44,6 +45,24 @@ ensure_node_tools() {
   fi
 }
 
+# The console's browser tests drive Debian's chromium (Playwright's own browser download does
+# not work here). As root (CI) a missing chromium is installed; elsewhere those tests are
+# skipped with the reason printed.
+ensure_browser() {
+  if [ -n "${JL_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1; then
+    return
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian's chromium for the browser tests (apt-get, first run only)"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        chromium fonts-wqy-microhei; } >/dev/null 2>&1; then
+      log "apt-get could not install chromium: the browser tests will be skipped"
+    fi
+  else
+    log "no chromium found (and not root): the browser tests will be skipped"
+  fi
+}
+
 cmd="${1:-}"
 shift || true
 case "$cmd" in
@@ -54,6 +73,7 @@ case "$cmd" in
   test)
     ensure_venv
     ensure_node_tools
+    ensure_browser
     log "ruff"
     .venv/bin/ruff check ledger_node api scripts tests
     log "mypy --strict"

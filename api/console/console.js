@@ -1,0 +1,887 @@
+// The JointLedger web console: a single page with hash routes over the regulator node's
+// /console/api endpoints. DOM is built with createElement only (no innerHTML, no inline
+// styles), so the strict Content-Security-Policy holds and no data can inject markup.
+
+import { barChart, lineChart } from "./charts.js";
+import { language, setLanguage, t, translateStatic } from "./i18n.js";
+
+const API = "api/";
+const CONSOLE_HEADER = { "X-JL-Console": "1", "Content-Type": "application/json" };
+
+/** What the session endpoint said: {role, member, name}. */
+let session = { role: "auditor", member: null, name: null };
+/** State kept across re-renders (a language switch re-renders the current view). */
+const verifyState = { text: "", verdict: null, error: null };
+const traceState = { identity: "", records: null, error: null };
+let renderSerial = 0;
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers: DOM building, formatting, the API client.
+
+/**
+ * Build an element: `props` may hold class, text, testid, attrs (object), on (event -> handler),
+ * hidden, and any other property assigned directly; `children` are nodes or strings.
+ */
+function el(tag, props = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null) {
+      continue;
+    }
+    if (key === "class") {
+      element.className = value;
+    } else if (key === "text") {
+      element.textContent = value;
+    } else if (key === "testid") {
+      element.dataset.testid = value;
+    } else if (key === "attrs") {
+      for (const [name, attr] of Object.entries(value)) {
+        if (attr !== undefined && attr !== null) {
+          element.setAttribute(name, String(attr));
+        }
+      }
+    } else if (key === "on") {
+      for (const [event, handler] of Object.entries(value)) {
+        element.addEventListener(event, handler);
+      }
+    } else {
+      element[key] = value;
+    }
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) {
+      continue;
+    }
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+/** An amount in fen (integer, possibly beyond 2^53 as a string) as yuan: ¥1,234.56. */
+export function formatYuan(fen, currency = "CNY") {
+  let digits;
+  try {
+    digits = BigInt(fen).toString();
+  } catch {
+    return String(fen);
+  }
+  const negative = digits.startsWith("-");
+  if (negative) {
+    digits = digits.slice(1);
+  }
+  digits = digits.padStart(3, "0");
+  const whole = digits.slice(0, -2).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  const symbol = currency === "CNY" || !currency ? "¥" : `${currency} `;
+  return `${negative ? "-" : ""}${symbol}${whole}.${digits.slice(-2)}`;
+}
+
+/** Unix seconds as "YYYY-MM-DD HH:MM:SS UTC" (unambiguous for every reader). */
+function formatUnix(seconds) {
+  if (seconds === null || seconds === undefined) {
+    return t("none");
+  }
+  const date = new Date(Number(seconds) * 1000);
+  if (Number.isNaN(date.getTime())) {
+    return String(seconds);
+  }
+  return `${date.toISOString().slice(0, 19).replace("T", " ")} UTC`;
+}
+
+/** An ISO time string in the same form as formatUnix. */
+function formatIso(iso) {
+  if (!iso) {
+    return t("none");
+  }
+  const millis = Date.parse(iso);
+  return Number.isNaN(millis) ? String(iso) : formatUnix(millis / 1000);
+}
+
+/** A short clock label for chart axes: HH:MM:SS, with the date when the span is long. */
+function chartTimeFormatter(span) {
+  return (seconds) => {
+    const iso = new Date(seconds * 1000).toISOString();
+    if (span > 2 * 86400) {
+      return iso.slice(5, 10);
+    }
+    return span > 600 ? iso.slice(11, 16) : iso.slice(11, 19);
+  };
+}
+
+/** A long hex string shortened for display, the whole value in a tooltip and for copying. */
+function hex(value, keep = 10) {
+  if (value === null || value === undefined || value === "") {
+    return el("span", { class: "tag tag-neutral", text: t("none") });
+  }
+  const text = String(value);
+  const short = text.length > keep * 2 + 1 ? `${text.slice(0, keep)}…${text.slice(-6)}` : text;
+  return el("code", { text: short, title: text });
+}
+
+/** A duration in seconds as "12 s" or "3 min 4 s". */
+function formatSeconds(seconds) {
+  const s = Math.round(Number(seconds));
+  if (s < 120) {
+    return `${s} s`;
+  }
+  if (s < 7200) {
+    return `${Math.floor(s / 60)} min ${s % 60} s`;
+  }
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+/** An answer of the node that is not a success: carries the problem document's detail. */
+class ApiError extends Error {
+  constructor(status, title, detail) {
+    super(detail || title || `HTTP ${status}`);
+    this.status = status;
+    this.title = title;
+    this.detail = detail;
+  }
+}
+
+/** Call the console API; JSON in, JSON out; problems become ApiError with their detail. */
+async function api(path, { method = "GET", json = undefined } = {}) {
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (method !== "GET") {
+    Object.assign(init.headers, CONSOLE_HEADER);
+    if (json !== undefined) {
+      init.body = JSON.stringify(json);
+    }
+  }
+  let response;
+  try {
+    response = await fetch(API + path, init);
+  } catch (error) {
+    throw new ApiError(0, null, t("error.network", { message: error.message }));
+  }
+  if (response.status === 204) {
+    return null;
+  }
+  const type = response.headers.get("Content-Type") || "";
+  const body = type.includes("json") ? await response.json().catch(() => null) : null;
+  if (!response.ok) {
+    const detail = body && (body.detail || body.title);
+    throw new ApiError(response.status, body && body.title,
+      detail || t("error.http", { status: response.status, title: response.statusText }));
+  }
+  return body;
+}
+
+/** Announce `message` in the polite live region (verdicts, logins, results). */
+function announce(message) {
+  const status = document.getElementById("status");
+  status.textContent = "";
+  // A fresh text node in a new task makes screen readers re-read repeated messages.
+  window.setTimeout(() => {
+    status.textContent = message;
+  }, 30);
+}
+
+/** A box with the error's message, announced at once (role=alert). */
+function errorBox(error) {
+  const message = error instanceof ApiError ? error.message : String(error.message || error);
+  const box = el("div", { class: "error-box", testid: "error", attrs: { role: "alert" } },
+    el("strong", { text: t("error.title") }), el("span", { text: message }));
+  if (error instanceof ApiError && error.status) {
+    box.dataset.status = String(error.status);
+  }
+  return box;
+}
+
+/** A key/value list (<dl>) of [label, value] pairs; values may be nodes. */
+function facts(pairs) {
+  return el("dl", { class: "facts" },
+    pairs.filter(Boolean).map(([label, value]) =>
+      el("div", {}, el("dt", { text: label }), el("dd", {}, value))));
+}
+
+/** A horizontally scrollable table with `headers` (label or [label, className]) and rows. */
+function table(headers, rows, caption = null) {
+  const head = el("tr", {}, headers.map((h) => {
+    const [label, cls] = Array.isArray(h) ? h : [h, null];
+    return el("th", { text: label, class: cls, attrs: { scope: "col" } });
+  }));
+  const wrap = el("div", { class: "table-wrap", attrs: { tabindex: "0", role: "region",
+    "aria-label": caption || headers.map((h) => (Array.isArray(h) ? h[0] : h)).join(", ") } },
+  el("table", {}, caption ? el("caption", { class: "visually-hidden", text: caption }) : null,
+    el("thead", {}, head), el("tbody", {}, rows)));
+  return wrap;
+}
+
+/** A view heading that receives focus after navigation. */
+function heading(text) {
+  return el("h1", { text, attrs: { tabindex: "-1" } });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verdicts: shared by the verify page and each record's Verify button.
+
+/** The verdict of /console/api/verify as a block with every check and its reason. */
+function verdictView(verdict) {
+  const valid = Boolean(verdict.valid);
+  const kindKey = `verdict.kind.${verdict.kind}`;
+  const kind = t(kindKey) === kindKey ? String(verdict.kind || "") : t(kindKey);
+  const checks = (verdict.checks || []).map((check) => {
+    const status = String(check.status || "not_run");
+    const statusKey = `check.${status}`;
+    const tagClass = status === "passed" ? "tag-ok" : status === "failed" ? "tag-bad" : "tag-neutral";
+    return el("li", { testid: "verdict-check", attrs: { "data-status": status } },
+      el("span", { class: "check-name", text: check.name }),
+      el("span", {}, el("span", { class: `tag ${tagClass}`,
+        text: t(statusKey) === statusKey ? status : t(statusKey) })),
+      check.detail ? el("span", { class: "check-detail", text: check.detail }) : null);
+  });
+  return el("section", { class: "verdict", testid: "verdict",
+    attrs: { "data-valid": String(valid), "aria-label": valid ? t("verdict.valid") : t("verdict.failed") } },
+  el("div", { class: "verdict-head" },
+    el("span", { class: "verdict-word", text: valid ? `✔ ${t("verdict.valid")}` : `✘ ${t("verdict.failed")}` }),
+    kind ? el("span", { class: "tag tag-neutral", text: kind }) : null),
+  verdict.summary ? el("p", { class: "verdict-summary", text: verdict.summary }) : null,
+  el("ul", { class: "checks" }, checks));
+}
+
+/** POST `document` to the verify endpoint and announce the verdict. */
+async function verifyDocument(payload) {
+  const verdict = await api("verify", { method: "POST", json: payload });
+  announce(t(verdict.valid ? "verdict.announce.valid" : "verdict.announce.failed",
+    { summary: verdict.summary || "" }));
+  return verdict;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records (alert drill-down, record page, trace).
+
+/** A proof bundle offered as a file download (a Blob URL; nothing leaves the page). */
+function downloadBundle(ref, bundle) {
+  const blob = new Blob([JSON.stringify(bundle, null, 2)], { type: "application/json" });
+  const url = URL.createObjectURL(blob);
+  const link = el("a", { href: url, download: `proof-bundle-${String(ref).replace(/[^\w.-]+/g, "_")}.json` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  window.setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+/** One record as a card: platform, amount, time, parties, proof, Verify button. */
+function recordCard(record, { linkToRecord = true } = {}) {
+  const payment = record.payment;
+  const slot = el("div", { class: "verdict-slot" });
+  const verifyButton = el("button", { type: "button", testid: "record-verify",
+    text: t("rec.verify"), attrs: { "aria-label": t("rec.verify.label", { ref: record.ref }) } });
+  verifyButton.addEventListener("click", async () => {
+    verifyButton.disabled = true;
+    slot.replaceChildren(el("p", { text: t("verify.busy") }));
+    try {
+      slot.replaceChildren(verdictView(await verifyDocument(record.bundle)));
+    } catch (error) {
+      slot.replaceChildren(errorBox(error));
+    } finally {
+      verifyButton.disabled = false;
+    }
+  });
+  const bundle = record.bundle;
+  const proof = bundle && bundle.anchor
+    ? el("p", { class: "proof-line", text: t("rec.proof", { index: bundle.index,
+      size: bundle.tree_size, block: bundle.anchor.block_number }) })
+    : null;
+  const pairs = [
+    payment ? [t("rec.payer"), hex(payment.payer_key)] : null,
+    payment ? [t("rec.payee"), hex(payment.payee_key)] : null,
+    payment && payment.channel ? [t("rec.channel"), String(payment.channel)] : null,
+    [t("rec.index"), String(record.index)],
+    [t("rec.commitment"), hex(record.commitment)],
+    [t("rec.log"), hex(record.log_id)],
+    [t("rec.ref"), hex(record.ref, 14)],
+  ];
+  return el("li", { class: "record", testid: "record-row",
+    attrs: { "data-platform": record.platform, "data-ref": record.ref } },
+  el("div", { class: "record-head" },
+    el("h3", { text: `${record.platform} · #${record.index}` }),
+    payment
+      ? el("span", { class: "amount", testid: "record-amount",
+        text: formatYuan(payment.amount_fen, payment.currency) })
+      : el("span", { class: "tag tag-neutral", text: t("rec.nopayment") }),
+    payment ? el("span", { testid: "record-time", text: formatIso(payment.time) }) : null),
+  facts(pairs),
+  proof,
+  el("div", { class: "actions" },
+    bundle ? verifyButton : null,
+    bundle ? el("button", { type: "button", class: "button-secondary", text: t("rec.download"),
+      on: { click: () => downloadBundle(record.ref, bundle) } }) : null,
+    linkToRecord ? el("a", { href: `#/records/${encodeURIComponent(record.ref)}`,
+      text: t("rec.open") }) : null),
+  slot);
+}
+
+/** A list of record cards, or a "no records" line. */
+function recordList(records, options) {
+  if (!records || records.length === 0) {
+    return el("p", { text: t("records.none") });
+  }
+  return el("ul", { class: "records" }, records.map((r) => recordCard(r, options)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views: each returns the content of <main>.
+
+/** #/timeline: overview, each log's checkpoints with anchoring latency, faults. */
+async function timelineView() {
+  const [overview, checkpoints] = await Promise.all([
+    api("overview"), api("checkpoints?limit=25"),
+  ]);
+  const faults = session.role === "regulator" ? await api("faults").catch(() => null) : null;
+  const byLog = new Map((checkpoints.logs || []).map((log) => [log.log_id, log]));
+  const summary = el("section", { class: "panel", attrs: { "aria-label": t("overview.regulator") } },
+    facts([
+      [t("overview.regulator"), String(overview.regulator)],
+      [t("overview.chain"), String(overview.chain_id)],
+      [t("overview.head"), String(overview.head_block)],
+      overview.records !== null && overview.records !== undefined
+        ? [t("overview.records"), String(overview.records)] : null,
+      overview.faults !== null && overview.faults !== undefined
+        ? [t("overview.faults"), String(overview.faults)] : null,
+    ]));
+  const logs = (overview.logs || []).map((log) => logSection(log, byLog.get(log.log_id)));
+  return el("div", {},
+    heading(t("timeline.title")),
+    el("p", { class: "intro", text: t("timeline.intro") }),
+    summary,
+    logs.length ? logs : el("p", { text: t("logs.none") }),
+    faults ? faultsSection(faults.faults || []) : null);
+}
+
+/** One platform log: its figures and a table of its newest checkpoints, newest first. */
+function logSection(log, checkpointLog) {
+  const checkpoints = checkpointLog ? [...checkpointLog.checkpoints].reverse() : [];
+  const maxLatency = Math.max(1, ...checkpoints.map((c) => Number(c.latency_s) || 0));
+  const title = log.shard === null || log.shard === undefined
+    ? log.platform : `${log.platform} · ${t("log.shard")} ${log.shard}`;
+  const rows = checkpoints.map((c) => {
+    const bar = el("span", { class: "latency-bar", attrs: { "aria-hidden": "true" } });
+    bar.style.width = `${Math.round((Number(c.latency_s) / maxLatency) * 80)}px`;
+    return el("tr", { attrs: { "data-tree-size": c.tree_size } },
+      el("th", { class: "num", text: String(c.tree_size), attrs: { scope: "row" } }),
+      el("td", {}, el("span", { class: "latency-cell" }, bar, formatSeconds(c.latency_s))),
+      el("td", {}, c.verified
+        ? el("span", { class: "tag tag-ok", text: t("cp.verified.yes") })
+        : el("span", { class: "tag tag-wait", text: t("cp.verified.no") })),
+      el("td", { class: "num" }, String(c.block_number)),
+      el("td", {}, formatUnix(c.block_time)),
+      el("td", {}, formatUnix(c.timestamp)),
+      el("td", {}, hex(c.root, 8)),
+      el("td", {}, hex(c.tx_hash, 8)));
+  });
+  return el("section", { class: "panel", testid: "timeline-log",
+    attrs: { "data-platform": log.platform, "aria-label": title } },
+  el("h2", { text: title }),
+  facts([
+    [t("log.id"), hex(log.log_id)],
+    [t("log.anchored"), String(log.anchored_size)],
+    [t("log.verified"), String(log.verified_size)],
+    [t("log.checkpoints"), String(log.checkpoints)],
+    [t("log.last"), formatUnix(log.last_block_time)],
+  ]),
+  checkpoints.length
+    ? [el("p", { class: "intro", text: t("log.shown", { count: checkpoints.length }) }),
+      table([[t("cp.size"), "num"], t("cp.latency"), t("cp.verified"), [t("cp.block"), "num"],
+        t("cp.blocktime"), t("cp.signed"), t("cp.root"), t("cp.tx")], rows, title)]
+    : el("p", { text: t("log.empty") }));
+}
+
+/** The regulator's fault list (leaves that did not reproduce an anchored root, and so on). */
+function faultsSection(faults) {
+  const rows = faults.map((f) => el("tr", {},
+    el("td", { text: String(f.platform) }),
+    el("td", { class: "num", text: `${f.start}–${f.end}` }),
+    el("td", { text: String(f.kind) }),
+    el("td", { text: String(f.detail) }),
+    el("td", { text: typeof f.at === "number" ? formatUnix(f.at) : formatIso(f.at) })));
+  return el("section", { class: "panel", attrs: { "aria-label": t("faults.title") } },
+    el("h2", { text: t("faults.title") }),
+    faults.length
+      ? table([t("fault.platform"), [t("fault.range"), "num"], t("fault.kind"), t("fault.detail"),
+        t("fault.at")], rows, t("faults.title"))
+      : el("p", { text: t("faults.none") }));
+}
+
+/** The bucket width that gives about 30 points over `span` seconds. */
+function bucketFor(span) {
+  const choices = [1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400];
+  return choices.find((c) => span / c <= 40) || 86400;
+}
+
+/** "60 s", "5 min", "1 h", "1 d" for a bucket width. */
+function bucketLabel(seconds) {
+  if (seconds % 86400 === 0) return `${seconds / 86400} d`;
+  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
+  if (seconds % 60 === 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
+}
+
+/** The drawing width of a chart: its panel's width, so that 1 SVG unit is about 1 CSS pixel. */
+function chartWidth() {
+  const available = Math.min(window.innerWidth, 1200) - (window.innerWidth <= 640 ? 50 : 100);
+  const columns = window.innerWidth >= 1100 ? 2 : 1;
+  return Math.max(300, Math.min(640, Math.round(available / columns)));
+}
+
+/** #/charts: volume per platform, anchoring latency, alerts by rule. */
+async function chartsView() {
+  let charts = await api("charts?bucket_s=60");
+  const times = (charts.latency || []).flatMap((s) => s.points.map((p) => p.t));
+  const span = times.length ? Math.max(...times) - Math.min(...times) : 0;
+  const bucket = bucketFor(span);
+  if (bucket !== charts.bucket_s) {
+    charts = await api(`charts?bucket_s=${bucket}`);
+  }
+  const allTimes = [
+    ...(charts.volume || []).flatMap((s) => s.points.map((p) => p.t)),
+    ...(charts.latency || []).flatMap((s) => s.points.map((p) => p.t)),
+  ];
+  const fullSpan = allTimes.length ? Math.max(...allTimes) - Math.min(...allTimes) : 0;
+  const formatX = chartTimeFormatter(fullSpan);
+  const width = chartWidth();
+  const common = { xLabel: t("charts.time"), formatX, seriesHeader: t("charts.series"),
+    emptyText: t("charts.empty"), width };
+  const volume = lineChart({
+    ...common, testid: "chart-volume", title: t("charts.volume"),
+    yLabel: t("charts.volume.y", { bucket: bucketLabel(charts.bucket_s) }),
+    tableCaption: t("charts.table", { title: t("charts.volume") }),
+    series: (charts.volume || []).map((s) => ({ name: s.platform,
+      points: s.points.map((p) => [p.t, p.records]) })),
+    formatY: (v) => String(Math.round(v * 100) / 100),
+    integer: true,
+  });
+  const latency = lineChart({
+    ...common, testid: "chart-latency", title: t("charts.latency"), yLabel: t("charts.latency.y"),
+    tableCaption: t("charts.table", { title: t("charts.latency") }),
+    series: (charts.latency || []).map((s) => ({ name: s.platform,
+      points: s.points.map((p) => [p.t, p.latency_s]) })),
+    formatY: (v) => String(Math.round(v * 10) / 10),
+  });
+  let alerts;
+  if (charts.alerts_by_rule === null || charts.alerts_by_rule === undefined) {
+    alerts = el("p", { class: "intro", text: t("charts.alerts.auditor") });
+  } else {
+    const bars = Object.entries(charts.alerts_by_rule)
+      .map(([label, value]) => ({ label, value: Number(value) }))
+      .sort((a, b) => b.value - a.value || a.label.localeCompare(b.label));
+    alerts = barChart({
+      testid: "chart-alerts", title: t("charts.alerts"), bars, valueLabel: t("charts.alerts.x"),
+      categoryLabel: t("charts.rule"), emptyText: t("alerts.none"), width,
+      tableCaption: t("charts.table", { title: t("charts.alerts") }),
+    });
+  }
+  return el("div", {},
+    heading(t("charts.title")),
+    el("div", { class: "chart-grid" },
+      el("section", { class: "panel" }, volume),
+      el("section", { class: "panel" }, latency),
+      el("section", { class: "panel" }, alerts)));
+}
+
+/** #/verify: drop zone, file picker and paste box; the verdict with every check. */
+function verifyView() {
+  const output = el("div", { class: "verify-output" });
+  const showState = () => {
+    output.replaceChildren(
+      verifyState.error ? errorBox(verifyState.error) : "",
+      verifyState.verdict ? verdictView(verifyState.verdict) : "");
+  };
+  const textarea = el("textarea", { id: "verify-paste", testid: "verify-paste", spellcheck: false,
+    value: verifyState.text, attrs: { rows: "10", autocomplete: "off" } });
+  textarea.addEventListener("input", () => {
+    verifyState.text = textarea.value;
+  });
+  const submit = el("button", { type: "submit", testid: "verify-submit", text: t("verify.submit") });
+
+  const run = async () => {
+    verifyState.text = textarea.value;
+    verifyState.verdict = null;
+    verifyState.error = null;
+    if (!textarea.value.trim()) {
+      verifyState.error = new Error(t("verify.empty"));
+      showState();
+      announce(t("verify.empty"));
+      return;
+    }
+    let parsed;
+    try {
+      parsed = JSON.parse(textarea.value);
+    } catch (error) {
+      verifyState.error = new Error(t("verify.badjson", { message: error.message }));
+      showState();
+      return;
+    }
+    submit.disabled = true;
+    output.replaceChildren(el("p", { text: t("verify.busy") }));
+    try {
+      verifyState.verdict = await verifyDocument(parsed);
+    } catch (error) {
+      verifyState.error = error;
+    } finally {
+      submit.disabled = false;
+    }
+    showState();
+  };
+
+  const loadFile = (file) => {
+    file.text().then((text) => {
+      textarea.value = text;
+      announce(t("verify.loaded", { name: file.name, size: file.size }));
+      return run();
+    }, (error) => {
+      verifyState.error = new Error(t("verify.readerror", { message: error.message }));
+      showState();
+    });
+  };
+  verifyDrop = (transfer) => {
+    if (transfer.files && transfer.files.length) {
+      loadFile(transfer.files[0]);
+    } else if (transfer.getData("text")) {
+      textarea.value = transfer.getData("text");
+      run();
+    }
+  };
+
+  const fileInput = el("input", { type: "file", id: "verify-file", testid: "verify-input",
+    accept: ".json,application/json" });
+  fileInput.addEventListener("change", () => {
+    if (fileInput.files.length) {
+      loadFile(fileInput.files[0]);
+    }
+  });
+  const zone = el("div", { class: "drop-zone", testid: "drop-zone" },
+    el("p", { text: t("verify.drop") }),
+    el("div", { class: "file-label" },
+      el("label", { htmlFor: "verify-file", text: t("verify.file") }), fileInput));
+  zone.addEventListener("dragenter", () => zone.classList.add("drag-over"));
+  zone.addEventListener("dragleave", () => zone.classList.remove("drag-over"));
+  zone.addEventListener("drop", () => zone.classList.remove("drag-over"));
+
+  const form = el("form", { class: "panel", noValidate: true },
+    zone,
+    el("div", { class: "form-row" },
+      el("label", { htmlFor: "verify-paste", text: t("verify.paste") }), textarea),
+    el("div", { class: "actions" }, submit));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    run();
+  });
+  showState();
+  return el("div", {},
+    heading(t("verify.title")),
+    el("p", { class: "intro", text: t("verify.intro") }),
+    form,
+    el("div", { attrs: { "aria-live": "polite" } }, output));
+}
+
+/** The drop handler of the verify page while it is shown (drops elsewhere are ignored). */
+let verifyDrop = null;
+
+/** #/disclosures: the on-chain disclosure log, newest first. */
+async function disclosuresView() {
+  const data = await api("disclosures");
+  const requests = data.requests || [];
+  const showCollected = requests.some((r) => r.collected !== null && r.collected !== undefined);
+  const rows = requests.map((r) => el("tr", { testid: "disclosure-row",
+    attrs: { "data-fulfilled": String(Boolean(r.fulfilled)) } },
+  el("th", { class: "num", text: String(r.id), attrs: { scope: "row" } }),
+  el("td", { text: String(r.platform) }),
+  el("td", {}, r.fulfilled
+    ? el("span", { class: "tag tag-ok", text: t("ds.fulfilled", { block: r.fulfilled_block }) })
+    : el("span", { class: "tag tag-wait", text: t("ds.pending") })),
+  el("td", { class: "num", text: String(r.requested_block) }),
+  el("td", {}, hex(r.case_reference)),
+  el("td", {}, hex(r.commitment)),
+  el("td", {}, hex(r.response_digest)),
+  showCollected ? el("td", { text: r.collected ? t("yes") : t("no") }) : null));
+  const headers = [[t("ds.id"), "num"], t("ds.platform"), t("ds.status"),
+    [t("ds.requested"), "num"], t("ds.case"), t("ds.commitment"), t("ds.digest")];
+  if (showCollected) {
+    headers.push(t("ds.collected"));
+  }
+  const total = Number.isInteger(data.total) ? data.total : requests.length;
+  return el("div", {},
+    heading(t("disclosures.title")),
+    el("p", { class: "intro", text: t("disclosures.intro") }),
+    requests.length ? el("p", { testid: "disclosure-count",
+      text: t("disclosures.shown", { count: requests.length, total }) }) : null,
+    requests.length ? table(headers, rows, t("disclosures.title"))
+      : el("p", { text: t("disclosures.none") }));
+}
+
+/** #/alerts: the AML alerts, each linking to its records. */
+async function alertsView() {
+  const data = await api("alerts");
+  const alerts = data.alerts || [];
+  const rows = alerts.map((a) => el("tr", { testid: "alert-row", attrs: { "data-alert-id": a.id } },
+    el("th", { attrs: { scope: "row" } },
+      el("a", { href: `#/alerts/${a.id}`, text: t("al.open", { id: a.id }) })),
+    el("td", { text: String(a.rule) }),
+    el("td", {}, hex(a.identity)),
+    el("td", { text: String(a.direction) }),
+    el("td", { class: "num", text: formatYuan(a.total_fen) }),
+    el("td", { text: `${formatIso(a.window_start)} – ${formatIso(a.window_end)}` }),
+    el("td", { text: (a.platforms || []).join(", ") }),
+    el("td", { class: "num", text: String((a.refs || []).length) })));
+  return el("div", {},
+    heading(t("alerts.title")),
+    alerts.length
+      ? table([t("al.id"), t("al.rule"), t("al.identity"), t("al.direction"), [t("al.total"), "num"],
+        t("al.window"), t("al.platforms"), [t("al.records"), "num"]], rows, t("alerts.title"))
+      : el("p", { text: t("alerts.none") }));
+}
+
+/** #/alerts/<id>: one alert and its linked records across platforms. */
+async function alertView(id) {
+  const data = await api(`alerts/${encodeURIComponent(id)}`);
+  const a = data.alert;
+  return el("div", {},
+    el("p", {}, el("a", { href: "#/alerts", text: `← ${t("alert.back")}` })),
+    heading(t("alert.title", { id: a.id })),
+    el("section", { class: "panel", testid: "alert-detail" },
+      facts([
+        [t("al.rule"), String(a.rule)],
+        [t("al.identity"), hex(a.identity)],
+        [t("al.direction"), String(a.direction)],
+        [t("al.total"), el("span", { class: "amount", text: formatYuan(a.total_fen) })],
+        [t("al.window"), `${formatIso(a.window_start)} – ${formatIso(a.window_end)}`],
+        [t("al.platforms"), (a.platforms || []).join(", ")],
+      ]),
+      a.detail ? el("p", {}, el("strong", { text: `${t("alert.detail")}: ` }), String(a.detail)) : null),
+    el("h2", { text: t("alert.records") }),
+    recordList(data.records));
+}
+
+/** #/records/<ref>: one record with its proof. */
+async function recordView(ref) {
+  const data = await api(`records/${encodeURIComponent(ref)}`);
+  return el("div", {},
+    heading(t("record.title", { ref })),
+    recordList([data.record], { linkToRecord: false }));
+}
+
+/** #/trace: every record of one identity across platforms. */
+function traceView() {
+  const output = el("div", { attrs: { "aria-live": "polite" } });
+  const show = () => {
+    output.replaceChildren(
+      traceState.error ? errorBox(traceState.error) : "",
+      ...(traceState.records
+        ? [el("p", { text: t("trace.found", { count: traceState.records.length }) }),
+          recordList(traceState.records)]
+        : []));
+  };
+  const input = el("input", { type: "text", id: "trace-identity", testid: "trace-identity",
+    value: traceState.identity, autocomplete: "off", spellcheck: false });
+  const submit = el("button", { type: "submit", testid: "trace-submit", text: t("trace.submit") });
+  const form = el("form", { class: "panel", attrs: { role: "search" } },
+    el("div", { class: "form-row" },
+      el("label", { htmlFor: "trace-identity", text: t("trace.identity") }), input),
+    el("div", { class: "actions" }, submit));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    traceState.identity = input.value.trim();
+    traceState.records = null;
+    traceState.error = null;
+    if (!traceState.identity) {
+      traceState.error = new Error(t("trace.empty"));
+      show();
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const data = await api("trace", { method: "POST", json: { identity: traceState.identity } });
+      traceState.records = data.records || [];
+      announce(t("trace.found", { count: traceState.records.length }));
+    } catch (error) {
+      traceState.error = error;
+    } finally {
+      submit.disabled = false;
+    }
+    show();
+  });
+  show();
+  return el("div", {},
+    heading(t("trace.title")),
+    el("p", { class: "intro", text: t("trace.intro") }),
+    form,
+    output);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing and the page chrome.
+
+const ROUTES = [
+  { pattern: /^\/?$/, nav: "timeline", view: timelineView, title: "timeline.title" },
+  { pattern: /^\/timeline$/, nav: "timeline", view: timelineView, title: "timeline.title" },
+  { pattern: /^\/charts$/, nav: "charts", view: chartsView, title: "charts.title" },
+  { pattern: /^\/verify$/, nav: "verify", view: verifyView, title: "verify.title" },
+  { pattern: /^\/disclosures$/, nav: "disclosures", view: disclosuresView, title: "disclosures.title" },
+  { pattern: /^\/alerts$/, nav: "alerts", view: alertsView, title: "alerts.title" },
+  { pattern: /^\/alerts\/([^/]+)$/, nav: "alerts", view: alertView, title: "alerts.title" },
+  { pattern: /^\/records\/(.+)$/, nav: null, view: recordView, title: "rec.ref" },
+  { pattern: /^\/trace$/, nav: "trace", view: traceView, title: "trace.title" },
+];
+
+/** The route part of location.hash ("#/alerts/3" -> "/alerts/3"). */
+function currentPath() {
+  return location.hash.replace(/^#/, "");
+}
+
+/** Render the view of the current hash into <main>; `focus` moves focus to its heading. */
+async function render({ focus = false } = {}) {
+  const serial = ++renderSerial;
+  const main = document.getElementById("main");
+  const path = currentPath();
+  let route = null;
+  let params = [];
+  for (const candidate of ROUTES) {
+    const match = candidate.pattern.exec(path);
+    if (match) {
+      route = candidate;
+      params = match.slice(1).map((p) => decodeURIComponent(p));
+      break;
+    }
+  }
+  verifyDrop = null;
+  for (const link of document.querySelectorAll(".site-nav a[data-route]")) {
+    if (route && link.dataset.route === route.nav) {
+      link.setAttribute("aria-current", "page");
+    } else {
+      link.removeAttribute("aria-current");
+    }
+  }
+  let content;
+  if (!route) {
+    content = el("div", {}, heading(t("error.title")),
+      errorBox(new Error(t("error.notfound", { route: path }))));
+  } else {
+    main.setAttribute("aria-busy", "true");
+    main.replaceChildren(el("p", { class: "loading", text: t("loading") }));
+    try {
+      content = await route.view(...params);
+    } catch (error) {
+      content = el("div", {}, heading(t(route.title)), errorBox(error));
+    }
+  }
+  if (serial !== renderSerial) {
+    return; // A later navigation won.
+  }
+  main.removeAttribute("aria-busy");
+  main.replaceChildren(content);
+  document.title = `${main.querySelector("h1")?.textContent || ""} · ${t("app.title")}`;
+  if (focus) {
+    (main.querySelector("h1") || main).focus();
+  }
+}
+
+/** Show the session's role in the banner and the regulator-only navigation. */
+function updateChrome() {
+  const regulator = session.role === "regulator";
+  const banner = document.getElementById("role-banner");
+  banner.dataset.role = regulator ? "regulator" : "auditor";
+  banner.dataset.i18n = regulator ? "role.regulator" : "role.auditor";
+  banner.textContent = regulator
+    ? t("role.regulator", { name: session.name || session.member || "" })
+    : t("role.auditor");
+  for (const item of document.querySelectorAll(".regulator-only")) {
+    item.hidden = !regulator;
+  }
+  document.getElementById("logout").hidden = !regulator;
+}
+
+/** Translate the static chrome and re-render the view after a language switch. */
+function applyLanguage() {
+  translateStatic();
+  updateChrome();
+}
+
+/** Exchange a one-time #login=<token> for a session cookie; the token leaves the URL first. */
+async function loginFromHash() {
+  const match = /^#login=([A-Za-z0-9_-]+={0,2})$/.exec(location.hash);
+  if (!location.hash.startsWith("#login=")) {
+    return;
+  }
+  history.replaceState(null, "", `${location.pathname}${location.search}#/timeline`);
+  try {
+    if (!match) {
+      throw new ApiError(401, null, "malformed login token");
+    }
+    const answer = await api("session", { method: "POST", json: { token: match[1] } });
+    announce(t("login.ok", { name: answer.name || answer.member || "" }));
+  } catch (error) {
+    announce(t("error.login", { detail: error.message }));
+    document.getElementById("main").before(errorBox(
+      new Error(t("error.login", { detail: error.message }))));
+  }
+}
+
+/** Ask the node who we are (auditor unless a regulator session cookie is held). */
+async function loadSession() {
+  try {
+    session = await api("session");
+  } catch (error) {
+    session = { role: "auditor", member: null, name: null };
+    announce(error.message);
+  }
+}
+
+async function start() {
+  document.documentElement.lang = language() === "zh" ? "zh-CN" : "en";
+  translateStatic();
+  document.getElementById("lang-toggle").addEventListener("click", () => {
+    setLanguage(language() === "zh" ? "en" : "zh");
+    applyLanguage();
+    render({ focus: false });
+  });
+  document.getElementById("logout").addEventListener("click", async () => {
+    try {
+      await api("session", { method: "DELETE" });
+      announce(t("logout.ok"));
+    } catch (error) {
+      announce(error.message);
+    }
+    await loadSession();
+    updateChrome();
+    location.hash = "#/timeline";
+    render({ focus: true });
+  });
+  // The skip link must not change the hash: the hash is the route.
+  document.getElementById("skip-link").addEventListener("click", (event) => {
+    event.preventDefault();
+    const main = document.getElementById("main");
+    main.focus();
+    main.scrollIntoView();
+  });
+  // Files dropped anywhere would make the browser navigate away; the verify page takes them.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => {
+    event.preventDefault();
+    if (verifyDrop && event.dataTransfer) {
+      verifyDrop(event.dataTransfer);
+    }
+  });
+  await loginFromHash();
+  await loadSession();
+  updateChrome();
+  window.addEventListener("hashchange", async () => {
+    document.getElementById("status").textContent = "";
+    if (location.hash.startsWith("#login=")) {
+      // A login link opened in a tab that already shows the console.
+      document.body.dataset.ready = "false";
+      await loginFromHash();
+      await loadSession();
+      updateChrome();
+      await render({ focus: false });
+      document.body.dataset.ready = "true";
+      return;
+    }
+    render({ focus: true });
+  });
+  await render({ focus: false });
+  document.body.dataset.ready = "true";
+}
+
+start();
