@@ -36,7 +36,9 @@ from ledger_node.keyfiles import MemberKeys, write_member_keys
 from tests.console_support import (
     STRUCTURING_IDENTITY,
     ConsoleData,
+    ConsoleSite,
     build_console_data,
+    console_site,
     serve_in_thread,
     signed_console_login,
 )
@@ -635,3 +637,30 @@ def test_console_login_refusals(served: str, data: ConsoleData, tmp_path: Path) 
     with pytest.raises(InvalidConfig, match="--name"):
         login_target(config=None, url=served, name=None, sm2_key=None, account_key=None,
                      keys_dir=tmp_path)
+
+
+def test_the_console_site_fixture_serves_a_node_with_data(console_site: ConsoleSite) -> None:
+    """What the browser tests rely on: a served node, a login URL, a valid bundle."""
+    import httpx
+
+    with httpx.Client(base_url=console_site.base_url) as browser:
+        assert browser.get("/console/").status_code == 200
+        overview = browser.get("/console/api/overview").json()
+        assert sum(log["anchored_size"] for log in overview["logs"]) == (
+            console_site.data.record_count)
+        url = console_site.login_url()
+        assert url.startswith(console_site.console_url + "#login=")
+        opened = browser.post("/console/api/session", headers=CSRF,
+                              json={"token": url.split("#login=", 1)[1]})
+        assert opened.json()["role"] == "regulator"
+        assert len(browser.get("/console/api/alerts").json()["alerts"]) == 2
+        verdict = browser.post("/console/api/verify", content=console_site.bundle_text.encode(),
+                               headers=CSRF | {"Content-Type": "application/json"}).json()
+        assert verdict["valid"] is True
+        assert browser.post("/console/api/verify", headers=CSRF,
+                            json=console_site.case_file).json()["valid"] is True
+    with pytest.raises(AssertionError, match="refused"):
+        console_site.login_url(console_site.data.consortium.auditor)
+
+
+__all__ = ["console_site"]  # the fixture, imported for pytest
