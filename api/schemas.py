@@ -221,6 +221,8 @@ class CheckpointPublic(BaseModel):
     signature: HexBytes = Field(description="platform's DER SM2 signature")
     tx_hash: str | None = Field(description="anchoring transaction, 0x-prefixed")
     block_number: int | None
+    final: bool | None = Field(default=None, description="whether its anchoring has the "
+                               "configured number of confirmations")
 
 
 class CheckpointList(BaseModel):
@@ -356,8 +358,23 @@ class ChainHealth(BaseModel):
     error: str | None = None
 
 
+class AnchoringHealth(BaseModel):
+    """The sealer as this node sees it: finality, and its latest failure (kept after it
+    recovered; ``failing`` says whether anchoring is stalled now)."""
+
+    failing: bool
+    failures: int
+    last_error: str | None = Field(description="e.g. 'ContractRevert: contract reverted: "
+                                   "Membership_NotPlatform(...)'")
+    confirmations: int
+    final_size: int
+    checked_head: int | None = Field(description="chain head at the latest finality check")
+    lost_anchorings: int = Field(description="anchorings the chain lost, sent again")
+
+
 class Health(BaseModel):
-    """Liveness and the log's state."""
+    """Liveness and the log's state; ``degraded`` when the chain does not answer or
+    anchoring is failing."""
 
     status: Literal["ok", "degraded"]
     platform: str
@@ -366,6 +383,8 @@ class Health(BaseModel):
     store_size: int
     chain: ChainHealth
     last_anchored: CheckpointPublic | None
+    final_size: int = Field(default=0, description="the largest final anchored size")
+    anchoring: AnchoringHealth | None = None
 
 
 class ProblemPublic(BaseModel):

@@ -26,6 +26,9 @@
     [chain]
     deployment = "deployment.json" # the JointLedger deployment (chain id, address, ...)
     rpc_url = "http://127.0.0.1:8545"  # JSON-RPC node; --rpc-url overrides it
+    confirmations = 1              # blocks (its own included) that make an anchoring final
+    rpc_timeout_s = 30.0           # per JSON-RPC request; retried 4 times with backoff
+    receipt_timeout_s = 120.0      # a transaction not mined by then is checked and re-sent
 
 The chain is reached through ``rpc_url``; without one (neither in the file nor
 ``--rpc-url``) the node uses the embedded chain at its default address
@@ -66,7 +69,7 @@ _SECTIONS: Final = {
     "http": {"host", "port", "max_body_bytes", "clock_skew_ms", "membership_ttl_s",
              "nonce_capacity", "retry_after_s"},
     "keys": {"sm2", "account"},
-    "chain": {"deployment", "rpc_url"},
+    "chain": {"deployment", "rpc_url", "confirmations", "rpc_timeout_s", "receipt_timeout_s"},
 }
 
 
@@ -79,6 +82,8 @@ class ServeConfig:
     account_key: Path
     deployment: Path
     rpc_url: str | None = None
+    rpc_timeout: float = 30.0
+    receipt_timeout: float = 120.0
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     http: Settings = field(default_factory=Settings)
@@ -119,7 +124,13 @@ def load_serve_config(path: Path) -> ServeConfig:
             seal_size=config_value("node", node, "seal_size", int, 10_000),
             max_batch=config_value("node", node, "max_batch", int, 10_000),
             member_cache_ttl=float(config_value("node", node, "member_cache_ttl", number, 1.0)),
+            confirmations=config_value("chain", chain, "confirmations", int, 1),
         )
+        rpc_timeout = float(config_value("chain", chain, "rpc_timeout_s", number, 30.0))
+        receipt_timeout = float(config_value("chain", chain, "receipt_timeout_s", number, 120.0))
+        if node_config.confirmations < 1 or rpc_timeout <= 0 or receipt_timeout <= 0:
+            raise ValueError("chain.confirmations must be at least 1, chain.rpc_timeout_s and "
+                             "chain.receipt_timeout_s positive")
         settings_values = {k: v for k, v in http.items() if k not in {"host", "port"}}
         settings = Settings(**settings_values)
     except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
@@ -130,6 +141,8 @@ def load_serve_config(path: Path) -> ServeConfig:
         account_key=file("keys", keys, "account"),
         deployment=file("chain", chain, "deployment"),
         rpc_url=config_value("chain", chain, "rpc_url", str),
+        rpc_timeout=rpc_timeout,
+        receipt_timeout=receipt_timeout,
         host=config_value("http", http, "host", str, "127.0.0.1"),
         port=config_value("http", http, "port", int, DEFAULT_PORT),
         http=settings,
@@ -158,7 +171,9 @@ def build_node(config: ServeConfig, *, chain: LedgerChain | None = None,
     keys = load_keys(config)
     deployment = Deployment.load(config.deployment)
     if chain is None:
-        chain = LedgerChain.from_rpc(rpc_url or config.rpc_url or DEFAULT_CHAIN_URL)
+        chain = LedgerChain.from_rpc(rpc_url or config.rpc_url or DEFAULT_CHAIN_URL,
+                                     request_timeout=config.rpc_timeout,
+                                     receipt_timeout=config.receipt_timeout)
     bound = chain.with_account(keys.account).attach(deployment)
     return PlatformNode(config.node, bound, keys.sm2_key)
 

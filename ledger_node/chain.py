@@ -16,14 +16,17 @@ from __future__ import annotations
 import ast
 import functools
 import json
+import logging
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
+import requests
 from eth.vm.spoof import SpoofTransaction
 from eth_abi.abi import decode as abi_decode
 from eth_account import Account
@@ -34,9 +37,11 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import TimeExhausted, Web3Exception
+from web3.exceptions import TransactionNotFound, Web3Exception
 from web3.providers.eth_tester import EthereumTesterProvider
-from web3.types import TxReceipt
+from web3.providers.rpc import HTTPProvider
+from web3.providers.rpc.utils import ExceptionRetryConfiguration
+from web3.types import RPCEndpoint, RPCResponse, TxReceipt
 
 from ledger_node.contracts import ContractArtifact, load_artifact
 from ledger_node.errors import ChainError, ContractRevert, DeploymentError
@@ -62,6 +67,20 @@ _GAS_MARGIN_DEN: Final = 5
 _SELECTOR_ERROR_STRING: Final = bytes.fromhex("08c379a0")  # Error(string)
 _SELECTOR_PANIC: Final = bytes.fromhex("4e487b71")  # Panic(uint256)
 _BYTES_LITERAL: Final = re.compile(r"""b(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+_ALREADY_SENT: Final = re.compile(
+    r"already known|already imported|known transaction|nonce too low", re.IGNORECASE
+)  # how nodes (geth, Besu, anvil) answer a raw transaction they already hold or mined
+_RECEIPT_POLL_FIRST_S: Final = 0.01
+_RECEIPT_POLL_MAX_S: Final = 0.5
+
+RPC_ATTEMPTS: Final = 4
+"""How many times a JSON-RPC request is sent when the transport fails (refused connection,
+timeout) before :class:`~ledger_node.errors.ChainError` is raised."""
+
+RPC_BACKOFF_S: Final = 0.25
+"""The first pause between two attempts; it doubles after each (0.25, 0.5, 1 s)."""
+
+_log = logging.getLogger(__name__)
 
 
 class Role(IntEnum):
@@ -168,6 +187,16 @@ class TxOutcome:
 
 
 @dataclass(frozen=True)
+class MinedTransaction:
+    """Where a transaction is mined now (:meth:`LedgerChain.mined_transaction`)."""
+
+    tx_hash: bytes
+    block_number: int
+    block_hash: bytes
+    succeeded: bool
+
+
+@dataclass(frozen=True)
 class CommitmentRecord:
     """Who recorded a direct commitment, and in which block."""
 
@@ -257,18 +286,53 @@ class Deployment:
             raise DeploymentError(f"malformed deployment file {path}: {exc!r}") from exc
 
 
+class _RetryingHTTPProvider(HTTPProvider):
+    """web3's HTTP provider, retrying every request on transport failures (bounded,
+    exponential backoff) and raising :class:`ChainError` once the attempts are spent.
+
+    Re-sending is safe for reads, and for ``eth_sendRawTransaction`` too: the same signed
+    bytes are the same transaction, which a node mines at most once (a node that already
+    holds it answers "already known" / "nonce too low", which the sender resolves).
+    """
+
+    def __init__(self, url: str, *, timeout: float, attempts: int, backoff: float) -> None:
+        super().__init__(
+            url,
+            request_kwargs={"timeout": timeout},
+            exception_retry_configuration=ExceptionRetryConfiguration(
+                errors=(requests.ConnectionError, requests.Timeout),
+                retries=attempts,
+                backoff_factor=backoff,
+                method_allowlist=["eth", "net", "web3", "evm", "anvil"],
+            ),
+        )
+        self._attempts = attempts
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        try:
+            return super().make_request(method, params)
+        except requests.RequestException as exc:
+            raise ChainError(
+                f"JSON-RPC {method} to {self.endpoint_uri} failed after {self._attempts} "
+                f"attempts: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
 class _NonceBook:
     """Per-sender nonce allocation shared by every :class:`LedgerChain` on one ``Web3``.
 
     A sender's nonces are handed out under its lock, from the larger of the node's pending
     count and the last nonce this process used + 1, so one sender may fire transactions
-    back to back (or from several threads) without waiting for each to be mined.
+    back to back (or from several threads) without waiting for each to be mined. The hash
+    of the last transaction sent is kept to tell a node that lost it (restart, rollback)
+    from one that has not counted it yet.
     """
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._next: dict[str, int] = {}
+        self._last: dict[str, bytes] = {}
 
     def lock(self, address: str) -> threading.Lock:
         with self._guard:
@@ -278,13 +342,19 @@ class _NonceBook:
         """The nonce to use next (call with the sender's lock held)."""
         return max(pending_count, self._next.get(address, 0))
 
-    def used(self, address: str, nonce: int) -> None:
-        """Record that ``nonce`` was accepted by the node."""
+    def used(self, address: str, nonce: int, tx_hash: bytes) -> None:
+        """Record that ``nonce`` was accepted by the node, for transaction ``tx_hash``."""
         self._next[address] = nonce + 1
+        self._last[address] = tx_hash
+
+    def last_sent(self, address: str) -> bytes | None:
+        """The hash of the last transaction sent from ``address`` with a cached nonce."""
+        return self._last.get(address) if address in self._next else None
 
     def forget(self, address: str) -> None:
         """Drop the cached nonce, e.g. after a rejected send, to re-read it from the node."""
         self._next.pop(address, None)
+        self._last.pop(address, None)
 
 
 def _canonical_type(param: Mapping[str, Any]) -> str:
@@ -445,17 +515,28 @@ class LedgerChain:
         *,
         artifact: ContractArtifact | None = None,
         request_timeout: float = 30.0,
+        receipt_timeout: float = 120.0,
+        attempts: int = RPC_ATTEMPTS,
+        backoff: float = RPC_BACKOFF_S,
     ) -> LedgerChain:
         """A JSON-RPC node at ``url`` (http or https).
 
-        Raises :class:`ChainError` if the node does not answer.
+        Each request waits ``request_timeout`` seconds for an answer and is sent up to
+        ``attempts`` times on transport failures, ``backoff`` seconds apart at first, then
+        doubling; a transaction not mined within ``receipt_timeout`` seconds raises
+        :class:`ChainError` (after the nonce is re-read). Raises :class:`ChainError` if the
+        node does not answer.
         """
-        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": request_timeout}))
+        if request_timeout <= 0 or receipt_timeout <= 0 or attempts < 1 or backoff < 0:
+            raise ValueError("timeouts must be positive, attempts at least 1, backoff >= 0")
+        provider = _RetryingHTTPProvider(url, timeout=request_timeout, attempts=attempts,
+                                         backoff=backoff)
+        w3 = Web3(provider)
         try:
             _ = w3.eth.chain_id
-        except Exception as exc:  # requests' ConnectionError, timeouts, bad JSON ...
+        except Exception as exc:  # ChainError from the provider, bad JSON ...
             raise ChainError(f"JSON-RPC node at {url} does not answer: {exc}") from exc
-        return cls(w3, account=account, artifact=artifact)
+        return cls(w3, account=account, artifact=artifact, receipt_timeout=receipt_timeout)
 
     def with_account(self, account: LocalAccount) -> LedgerChain:
         """The same chain and contract, sending as ``account``."""
@@ -528,6 +609,18 @@ class LedgerChain:
     def block_number(self) -> int:
         """The latest block number."""
         return int(self._w3.eth.block_number)
+
+    def mined_transaction(self, tx_hash: bytes) -> MinedTransaction | None:
+        """Where ``tx_hash`` is mined in the chain as it is now, or ``None`` if it is not
+        (never mined, still pending, or lost in a reorganisation or rollback)."""
+        try:
+            receipt = self._w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+        except TransactionNotFound:
+            return None
+        if receipt is None or receipt.get("blockNumber") is None:
+            return None
+        return MinedTransaction(bytes(tx_hash), int(receipt["blockNumber"]),
+                                bytes(receipt["blockHash"]), int(receipt["status"]) == 1)
 
     def balance(self, address: Address) -> int:
         """The ether balance of ``address`` in wei."""
@@ -1040,23 +1133,28 @@ class LedgerChain:
         *,
         contract_events: bool,
     ) -> tuple[TxOutcome, TxReceipt]:
-        """Sign ``tx`` with a fresh nonce, send it raw and wait for a successful receipt."""
+        """Sign ``tx`` with a fresh nonce, send it raw and wait for a successful receipt.
+
+        A node answering that it already holds or mined these exact bytes (a re-send after a
+        transport timeout) is not an error if it knows the transaction's hash. Raises
+        :class:`ChainError` when the node lost this sender's previous transaction (a nonce
+        gap: the caller must re-check what it meant to do, then retry) or when the
+        transaction is not mined in time; the nonce is re-read from the node afterwards.
+        """
         address = str(account.address)
         with self._nonces.lock(address):
-            pending = int(self._w3.eth.get_transaction_count(account.address, "pending"))
-            nonce = self._nonces.peek(address, pending)
+            nonce = self._next_nonce(address)
             tx["nonce"] = nonce
             signed = account.sign_transaction(tx)
+            tx_hash = bytes(signed.hash)
             try:
-                tx_hash = self._w3.eth.send_raw_transaction(signed.raw_transaction)
+                self._w3.eth.send_raw_transaction(signed.raw_transaction)
             except Exception as exc:
-                self._nonces.forget(address)
-                self._raise_decoded(exc, "send transaction")
-            self._nonces.used(address, nonce)
-        try:
-            receipt = self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self._timeout)
-        except TimeExhausted as exc:
-            raise ChainError(f"transaction {tx_hash.hex()} not mined in {self._timeout}s") from exc
+                if not (_ALREADY_SENT.search(str(exc)) and self._node_knows(tx_hash)):
+                    self._nonces.forget(address)
+                    self._raise_decoded(exc, "send transaction")
+            self._nonces.used(address, nonce, tx_hash)
+        receipt = self._wait_for_receipt(address, nonce, tx_hash)
         if receipt["status"] != 1:
             self._explain_failure(tx, receipt)
         events = self._receipt_events(receipt) if contract_events else ()
@@ -1067,6 +1165,74 @@ class LedgerChain:
             events=events,
         )
         return outcome, receipt
+
+    def _next_nonce(self, address: str) -> int:
+        """The nonce for ``address``'s next transaction (call with its nonce lock held).
+
+        When the cached nonce runs ahead of the node's pending count and the node no longer
+        knows the last transaction sent, the node lost it (restarted without its pool, or
+        the chain rolled back): the cache is dropped and :class:`ChainError` raised, since
+        whatever that transaction did must be re-checked before anything is re-sent.
+        """
+        pending = int(self._w3.eth.get_transaction_count(address, "pending"))  # type: ignore[arg-type]
+        nonce = self._nonces.peek(address, pending)
+        last = self._nonces.last_sent(address)
+        if nonce > pending and last is not None and not self._node_knows(last):
+            self._nonces.forget(address)
+            raise ChainError(
+                f"nonce gap for {address}: the node's next nonce is {pending}, this process "
+                f"sent up to {nonce - 1} but the node lost transaction 0x{last.hex()} "
+                "(restart or rollback); re-check and retry"
+            )
+        return nonce
+
+    def _node_knows(self, tx_hash: bytes) -> bool:
+        """Whether the node holds ``tx_hash``, mined or pending."""
+        try:
+            self._w3.eth.get_transaction(HexBytes(tx_hash))
+        except TransactionNotFound:
+            return False
+        return True
+
+    def _wait_for_receipt(self, address: str, nonce: int, tx_hash: bytes) -> TxReceipt:
+        """Poll for ``tx_hash``'s receipt for up to the receipt timeout.
+
+        If it does not come, the sender's mined nonce tells what happened: another
+        transaction took the nonce, the node dropped this one, or it is still waiting (for
+        a lower nonce that may never come). The nonce cache is dropped in every case and
+        :class:`ChainError` raised saying which.
+        """
+        deadline = time.monotonic() + self._timeout
+        pause = _RECEIPT_POLL_FIRST_S
+        while True:
+            try:
+                receipt = self._w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+                if receipt is not None and receipt.get("blockNumber") is not None:
+                    return receipt
+            except TransactionNotFound:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, _RECEIPT_POLL_MAX_S)
+        with self._nonces.lock(address):
+            self._nonces.forget(address)
+        mined = int(self._w3.eth.get_transaction_count(address, "latest"))  # type: ignore[arg-type]
+        if mined > nonce:
+            found = self.mined_transaction(tx_hash)
+            if found is not None:  # mined just after the last poll
+                return self._w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+            fate = f"another transaction took its nonce {nonce}; it will never be mined"
+        elif not self._node_knows(tx_hash):
+            fate = f"the node dropped it (nonce {nonce}, the account's mined nonce is {mined})"
+        elif mined < nonce:
+            fate = (f"it waits behind a nonce gap (nonce {nonce}, the account's mined nonce is "
+                    f"{mined})")
+        else:
+            fate = f"it is still pending (nonce {nonce})"
+        _log.warning("transaction 0x%s not mined in %ss: %s", tx_hash.hex(), self._timeout, fate)
+        raise ChainError(f"transaction 0x{tx_hash.hex()} not mined in {self._timeout}s: {fate}")
 
     def _explain_failure(self, tx: Mapping[str, Any], receipt: TxReceipt) -> NoReturn:
         """Replay a mined, failed transaction as a call on the state before its block."""

@@ -134,6 +134,8 @@ class NodeConfig:
     ``member_stale_limit``: how old an entry may be used while the chain cannot be read.
     ``validation_threads``: how many submissions hash and verify signatures at once (the
     rest queue): bounding it keeps the writer and sealer threads their share of the GIL.
+    ``confirmations``: how many blocks, the anchoring's own included, make an anchored
+    checkpoint final (1: mined is final, right for the embedded chain and Besu QBFT).
     """
 
     platform: str
@@ -146,6 +148,7 @@ class NodeConfig:
     member_cache_ttl: float = 1.0
     member_stale_limit: float = 60.0
     validation_threads: int = 2
+    confirmations: int = 1
 
 
 @dataclass
@@ -247,8 +250,9 @@ class PlatformNode:
         self.chain_lock = threading.Lock()
         self._key = sm2_key
         self._hasher = hasher_for(config.hash_name)
-        if config.seal_interval <= 0 or config.seal_size < 1:
-            raise ValueError("seal_interval must be positive and seal_size at least 1")
+        if config.seal_interval <= 0 or config.seal_size < 1 or config.confirmations < 1:
+            raise ValueError("seal_interval must be positive, seal_size and confirmations at "
+                             "least 1")
         self._store = SQLiteStore(config.store_path, platform=config.platform,
                                   log_id=self.log_id, hash_name=config.hash_name)
         try:
@@ -294,6 +298,7 @@ class PlatformNode:
             log_id=self.log_id, hash_name=config.hash_name, head=self._head,
             on_anchored=self._anchored_cb, chain_lock=self.chain_lock,
             interval=config.seal_interval, seal_size=config.seal_size,
+            confirmations=config.confirmations,
         )
         self._started = False
         self._disclosure_lock = threading.Lock()

@@ -13,6 +13,15 @@ or one found ``"signed"`` in the store at start, e.g. after a crash between the 
 and the store update) is first looked up on the chain; if the chain already holds that size
 with the same root it is only marked anchored. Failures (chain down, revert) are counted and
 retried with exponential backoff; they never stop the thread.
+
+Reconciliation with the chain (docs/node.md, "External chains"): at start and after every
+failure the sealer compares the chain's latest checkpoint of this log with the store's; the
+anchored checkpoints the chain no longer holds (a rolled-back or reorganised chain) go back
+to ``"signed"`` and are anchored again, oldest first, each at its own size, so every
+checkpoint the node ever served is on chain again with the same root. An anchored
+checkpoint is *final* once its block has ``confirmations`` blocks on top of it, counting
+its own; until then each pass re-reads its receipt, and a lost one triggers the same
+reconciliation.
 """
 
 from __future__ import annotations
@@ -30,11 +39,12 @@ from ledger_node.chain import LedgerChain
 from ledger_node.checkpoint import Checkpoint, sign_checkpoint
 from ledger_node.errors import AnchorConflict
 from ledger_node.merkle import TreeHead
-from ledger_node.store import LeafStore, StoredCheckpoint
+from ledger_node.store import SQLiteStore, StoredCheckpoint
 
 _log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S: Final = 5.0
+_SCAN_PAGE: Final = 1000  # checkpoints read at once when looking for unconfirmed ones
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,10 @@ class SealerCounters:
     last_anchored_size: int
     last_error: str | None  # the latest failure, kept after recovery
     failing: bool  # the latest attempt failed (anchoring is stalled until one succeeds)
+    final_size: int = 0  # the largest anchored size with enough confirmations
+    confirmations: int = 1
+    checked_head: int | None = None  # the chain head at the latest confirmation check
+    lost_anchorings: int = 0  # anchorings found missing from the chain and sent again
 
 
 class Sealer:
@@ -55,12 +69,14 @@ class Sealer:
     ``head`` returns the log's current size and root (called from the sealer thread);
     ``on_anchored`` is told of every checkpoint once it is marked anchored. Chain calls are
     made under ``chain_lock`` (shared with other users of the same chain client).
+    ``confirmations``: how many blocks, its own included, make an anchoring final (1: as
+    soon as it is mined).
     """
 
     def __init__(
         self,
         *,
-        store: LeafStore,
+        store: SQLiteStore,
         chain: LedgerChain,
         key: gmcrypto.SM2PrivateKey,
         platform: str,
@@ -71,12 +87,16 @@ class Sealer:
         chain_lock: threading.Lock,
         interval: float = 0.2,
         seal_size: int = 10_000,
+        confirmations: int = 1,
     ) -> None:
         """Prepare the sealer; nothing runs before :meth:`start`."""
         if interval <= 0:
             raise ValueError(f"seal interval must be positive, got {interval}")
         if seal_size < 1:
             raise ValueError(f"seal size must be at least 1, got {seal_size}")
+        if confirmations < 1:
+            raise ValueError(f"confirmations must be at least 1, got {confirmations}")
+        self._confirmations = confirmations
         self._store = store
         self._chain = chain
         self._key = key
@@ -99,8 +119,15 @@ class Sealer:
         self._failing = False
         anchored = store.latest_checkpoint("anchored")
         self._last_anchored_size = anchored.tree_size if anchored is not None else 0
+        # Mined is final with one confirmation; with more, finality is read from the chain.
+        self._final_size = self._last_anchored_size if confirmations == 1 else 0
+        self._checked_head: int | None = None
+        self._lost = 0
+        self._unconfirmed: list[StoredCheckpoint] = []  # anchored, not final yet, oldest first
+        self._reconcile_due = True  # compare with the chain before the first anchoring
+        self._scan_unconfirmed = confirmations > 1
         pending = store.pending_checkpoints()
-        # At most one is pending by construction; if a store holds several, the oldest first.
+        # One is pending by construction, several after a rollback; the oldest first.
         self._unanchored: list[StoredCheckpoint] = pending
         self._recheck = bool(pending)  # anchoring may have happened before a crash
 
@@ -141,7 +168,9 @@ class Sealer:
     def counters(self) -> SealerCounters:
         """A snapshot of the sealer's counters."""
         return SealerCounters(self._signed, self._anchored, self._failures,
-                              self._last_anchored_size, self._last_error, self._failing)
+                              self._last_anchored_size, self._last_error, self._failing,
+                              self._final_size, self._confirmations, self._checked_head,
+                              self._lost)
 
     # ------------------------------------------------------------------ the loop
 
@@ -168,6 +197,7 @@ class Sealer:
 
     def _failed(self, exc: BaseException) -> None:
         self._failing = True
+        self._reconcile_due = True  # the chain may have lost or moved on: look again first
         self._failures += 1
         self._last_error = f"{type(exc).__name__}: {exc}"
         _log.warning("anchoring failed (%d so far): %s", self._failures, self._last_error)
@@ -180,10 +210,15 @@ class Sealer:
         subclasses, :class:`AnchorConflict`); the checkpoint then stays ``"signed"``.
         """
         done: StoredCheckpoint | None = None
-        while self._unanchored:
+        if self._reconcile_due:
+            self._reconcile()
+            self._reconcile_due = False
+        if self._unconfirmed:
+            self._confirm()
+        while self._unanchored:  # each re-checked: after a rollback old sends may still land
             done = self._anchor(self._unanchored[0], recheck=self._recheck)
             self._unanchored.pop(0)
-            self._recheck = False
+        self._recheck = False
         with self._cond:
             self._pending_leaves = 0
         head = self._head()
@@ -222,8 +257,119 @@ class Sealer:
         self._anchored += 1
         self._failing = False
         self._last_anchored_size = marked.tree_size
+        if self._confirmations == 1:
+            self._final_size = marked.tree_size
+        else:
+            self._unconfirmed.append(marked)
         self._on_anchored(marked)
         return marked
+
+    # ------------------------------------------------------------------ reconciliation
+
+    def _reconcile(self) -> None:
+        """Put back to ``"signed"`` every anchored checkpoint above the chain's latest size.
+
+        The chain is the truth about what is anchored: what the store says is anchored but
+        the chain does not hold was lost (the chain rolled back or reorganised); it is
+        anchored again, oldest first, each at its own size (the contract takes any
+        increasing size, and re-anchoring every lost size keeps every checkpoint the node
+        served verifiable). Anything held on chain is never sent again. Nothing is read
+        while the store has nothing anchored (nothing can have been lost).
+        """
+        if self._store.latest_checkpoint("anchored") is None:
+            return
+        with self._chain_lock:
+            on_chain = self._chain.latest_checkpoint(self._log_id)
+            head = self._chain.block_number()
+        chain_size = 0 if on_chain is None else on_chain.tree_size
+        lost = self._store.checkpoints("anchored", after=chain_size)
+        if lost:
+            _log.warning("the chain holds log %s up to size %d, the store has anchored up to "
+                         "%d: anchoring %d lost checkpoint(s) again", self._log_id.hex()[:16],
+                         chain_size, lost[-1].tree_size, len(lost))
+            back = [self._store.mark_unanchored(cp.tree_size) for cp in lost]
+            waiting = {cp.tree_size: cp for cp in self._unanchored + back}
+            self._unanchored = [waiting[size] for size in sorted(waiting)]
+            self._recheck = True
+            self._lost += len(lost)
+            self._unconfirmed = [cp for cp in self._unconfirmed if cp.tree_size <= chain_size]
+            still = self._store.latest_checkpoint("anchored")
+            self._last_anchored_size = 0 if still is None else still.tree_size
+        self._final_size = min(self._final_size, chain_size)
+        self._checked_head = head
+        if self._scan_unconfirmed:  # once per start: which anchored ones are not final yet
+            self._scan_unconfirmed = False
+            self._find_unconfirmed(head)
+
+    def _find_unconfirmed(self, head: int) -> None:
+        """Sort the store's anchored checkpoints into final and not yet final at ``head``."""
+        after, unconfirmed, final = 0, [], 0
+        while True:
+            page = self._store.checkpoints("anchored", after=after, limit=_SCAN_PAGE)
+            for cp in page:
+                if self._is_deep(cp, head):
+                    final = cp.tree_size
+                else:
+                    unconfirmed.append(cp)
+            if len(page) < _SCAN_PAGE:
+                break
+            after = page[-1].tree_size
+        known = {cp.tree_size for cp in self._unconfirmed}
+        self._unconfirmed = sorted(self._unconfirmed + [c for c in unconfirmed
+                                                        if c.tree_size not in known],
+                                   key=lambda c: c.tree_size)
+        self._final_size = max(self._final_size, final)
+
+    def _is_deep(self, stored: StoredCheckpoint, head: int) -> bool:
+        """Whether ``stored``'s block has enough confirmations at chain head ``head``."""
+        block = stored.block_number
+        return block is not None and head >= block + self._confirmations - 1
+
+    def _confirm(self) -> None:
+        """Check the anchored, not yet final checkpoints against the chain as it is now.
+
+        One still mined where the store says becomes final once deep enough (after its root
+        on chain is checked); one mined elsewhere (a reorganisation re-mined it) is updated;
+        one the chain lost triggers :meth:`_reconcile`. Raises :class:`AnchorConflict` if
+        the chain holds another root at its size.
+        """
+        with self._chain_lock:
+            head = self._chain.block_number()
+        self._checked_head = head
+        waiting: list[StoredCheckpoint] = []
+        for position, stored in enumerate(self._unconfirmed):
+            tx_hash = stored.tx_hash
+            assert tx_hash is not None  # anchored
+            with self._chain_lock:
+                mined = self._chain.mined_transaction(tx_hash)
+            if mined is None or not mined.succeeded:
+                found = self._find_on_chain(stored)
+                if found is None:  # lost: put it (and every later one) back, anchor again
+                    self._unconfirmed = waiting + self._unconfirmed[position:]
+                    self._reconcile()
+                    return
+                stored = self._store.mark_anchored(stored.tree_size, found[0], found[1],
+                                                   time.time())
+            elif mined.block_number != stored.block_number:
+                stored = self._store.mark_anchored(stored.tree_size, tx_hash,
+                                                   mined.block_number, time.time())
+            if self._is_deep(stored, head) and self._root_on_chain_matches(stored):
+                self._final_size = max(self._final_size, stored.tree_size)
+            else:
+                waiting.append(stored)
+        self._unconfirmed = waiting
+
+    def _root_on_chain_matches(self, stored: StoredCheckpoint) -> bool:
+        """True if the chain's checkpoint at ``stored``'s size has its root; raise
+        :class:`AnchorConflict` if it holds another."""
+        with self._chain_lock:
+            anchored = self._chain.checkpoint_at(self._log_id, stored.tree_size)
+        if not hmac.compare_digest(anchored.root, stored.root):
+            raise AnchorConflict(
+                f"the chain holds root {anchored.root.hex()} at size {stored.tree_size} "
+                f"of log {self._log_id.hex()}, the store {stored.root.hex()}"
+            )
+        return True
 
     def _find_on_chain(self, stored: StoredCheckpoint) -> tuple[bytes, int] | None:
         """Where the chain already anchored ``stored``, or ``None`` if it has not.

@@ -25,7 +25,9 @@ def list_checkpoints(
 ) -> dict[str, Any]:
     """This log's checkpoints anchored on chain with their signatures and transactions."""
     selected = node.checkpoints(after=after, limit=limit)
-    return {"log_id": node.log_id.hex(), "checkpoints": [checkpoint_json(c) for c in selected]}
+    final = node.sealer_status().final_size
+    return {"log_id": node.log_id.hex(),
+            "checkpoints": [checkpoint_json(c, final) for c in selected]}
 
 
 @router.get("/consistency", response_model=ConsistencyPublic, response_model_by_alias=True,

@@ -1,4 +1,5 @@
-"""``GET /v1/health``: chain reachability, store size, last anchored checkpoint."""
+"""``GET /v1/health``: chain reachability, store size, last anchored checkpoint, finality and
+the sealer's latest failure (with the contract's custom error when it reverted)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ router = APIRouter(prefix="/v1/health", tags=["health"])
             summary="Node health")
 def health(request: Request, node: NodeDep, problems: ProblemsDep) -> Any:
     """200 with the log's state when the chain answers; 503 problem (with the same state
-    under ``health``) when it does not."""
+    under ``health``) when it does not. ``status`` is ``degraded`` also while anchoring
+    fails (``anchoring.last_error`` says why)."""
     chain: dict[str, Any] = {"reachable": False}
     try:
         with node.chain_lock:
@@ -34,14 +36,25 @@ def health(request: Request, node: NodeDep, problems: ProblemsDep) -> Any:
     except (LedgerError, OSError, ValueError) as exc:
         chain = {"reachable": False, "error": f"{type(exc).__name__}: {exc}"}
     last = node.latest_checkpoint()
+    sealer = node.sealer_status()
     document = {
-        "status": "ok" if chain["reachable"] else "degraded",
+        "status": "ok" if chain["reachable"] and not sealer.failing else "degraded",
         "platform": node.platform,
         "log_id": node.log_id.hex(),
         "hash": node.hash_name,
         "store_size": node.size(),
         "chain": chain,
-        "last_anchored": None if last is None else checkpoint_json(last),
+        "last_anchored": None if last is None else checkpoint_json(last, sealer.final_size),
+        "final_size": sealer.final_size,
+        "anchoring": {
+            "failing": sealer.failing,
+            "failures": sealer.anchoring_failures,
+            "last_error": sealer.last_error,
+            "confirmations": sealer.confirmations,
+            "final_size": sealer.final_size,
+            "checked_head": sealer.checked_head,
+            "lost_anchorings": sealer.lost_anchorings,
+        },
     }
     if not chain["reachable"]:
         return problems.response("chain-unavailable", f"the chain does not answer: "
