@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import httpx
 
@@ -69,6 +69,9 @@ from ledger_node.regulator_store import (
     parse_evidence_ref,
 )
 from ledger_node.sdk import RegulatorClient
+
+if TYPE_CHECKING:  # casefile imports this module
+    from ledger_node.casefile import CaseFile, CaseReport
 
 log = logging.getLogger(__name__)
 
@@ -756,6 +759,18 @@ class RegulatorNode:
             ],
         }
 
+
+    def verify_case_file(self, case: CaseFile, *, open_escrows: bool) -> CaseReport:
+        """Check ``case`` against the chain, never against this node's store.
+
+        With ``open_escrows`` the node's own SM2 keys (current and retired) decrypt its
+        escrows and sealed answers; the keys never leave this object.
+        """
+        from ledger_node.casefile import verify_case_file  # casefile imports this module
+
+        with self.chain_lock:
+            return verify_case_file(case, chain=self.chain,
+                                    regulator_keys=self._keys if open_escrows else ())
 
 CASE_FILE_FORMAT: Final = "jointledger/case-file/v1"
 

@@ -50,7 +50,6 @@ from ledger_node.casefile import (
     CaseReport,
     is_case_file,
     parse_case_file,
-    verify_case_file,
 )
 from ledger_node.chain import Role
 from ledger_node.errors import (
@@ -457,17 +456,16 @@ def _case_checks(report: CaseReport) -> list[dict[str, str]]:
 
 
 def verify_document(regulator: RegulatorNode, document: Any,
-                    regulator_keys: Sequence[Any]) -> dict[str, Any]:
+                    open_escrows: bool) -> dict[str, Any]:
     """The console's verdict on a proof bundle or a case file, checked against the chain
-    (never the regulator's store); ``regulator_keys`` decrypt a case file's escrows."""
+    (never the regulator's store); with ``open_escrows`` the node's keys decrypt a case
+    file's escrows."""
     if is_case_file(document):
         try:
             case = parse_case_file(document)
         except InvalidCaseFile as exc:
             return _malformed("case_file", str(exc), ())
-        with regulator.chain_lock:
-            report = verify_case_file(case, chain=regulator.chain,
-                                      regulator_keys=regulator_keys)
+        report = regulator.verify_case_file(case, open_escrows=open_escrows)
         return {"kind": "case_file", "valid": report.valid, "summary": report.summary,
                 "checks": _case_checks(report), "counts": report.counts(),
                 "regulator_key": report.regulator_key,
@@ -513,15 +511,9 @@ async def verify(request: Request, regulator: RegulatorDep, _: CsrfChecked) -> d
     (escrows and sealed answers decrypted) only in a regulator session."""
     document = parse_document(await request.body())
     viewer = await run_in_threadpool(console_viewer, request)
-    keys = regulator_keys(regulator) if viewer.is_regulator else ()
-    result: dict[str, Any] = await run_in_threadpool(verify_document, regulator, document, keys)
+    result: dict[str, Any] = await run_in_threadpool(verify_document, regulator, document,
+                                                     viewer.is_regulator)
     return result
-
-
-def regulator_keys(regulator: RegulatorNode) -> Sequence[Any]:
-    """The regulator node's SM2 private keys (current and retired), for case files."""
-    keys: Sequence[Any] = regulator._keys  # the node's own keys; never leave this process
-    return keys
 
 
 # --------------------------------------------------------------------------------------
