@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,13 @@ CHROMIUM_ARGS = [
 WIDE = {"width": 1280, "height": 800}
 NARROW = {"width": 390, "height": 844}
 DOCS_SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "console-screenshots"
+DOCS_SHOTS = frozenset({
+    "timeline-auditor-1280x800", "charts-regulator-1280x800", "verify-failed-1280x800",
+    "alert-verified-regulator-1280x800", "disclosures-auditor-1280x800",
+    "alerts-1-regulator-zh-1280x800", "timeline-auditor-390x844", "verify-failed-390x844",
+    "alerts-1-regulator-390x844",
+})
+"""The screenshots kept in docs/console-screenshots/ (JL_UPDATE_SCREENSHOTS=1 rewrites them)."""
 CSP_LISTENER = """
 document.addEventListener("securitypolicyviolation", (event) => {
   console.error(`CSP violation: ${event.violatedDirective} blocked ${event.blockedURI}`);
@@ -165,8 +173,14 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory,
         reporter.write_line(f"\nconsole screenshots ({len(shots.taken)}): {shots.directory}")
     if os.environ.get("JL_UPDATE_SCREENSHOTS") == "1":
         DOCS_SCREENSHOTS.mkdir(exist_ok=True)
+        pngquant = shutil.which("pngquant")
         for path in shots.taken:
-            shutil.copyfile(path, DOCS_SCREENSHOTS / path.name)
+            if path.stem in DOCS_SHOTS:
+                target = DOCS_SCREENSHOTS / path.name
+                shutil.copyfile(path, target)
+                if pngquant:  # 256 colours: a third of the size, same look for these pages
+                    subprocess.run([pngquant, "--force", "--skip-if-larger", "--ext", ".png",
+                                    str(target)], check=False)
 
 
 def new_console(browser: Browser, site: ConsoleSite, viewport: dict[str, int] = WIDE,
@@ -406,6 +420,12 @@ def test_regulator_alert_drill_down_and_record_verify(
     assert verdict.get_attribute("data-valid") == "true"
     screenshots.take(console, "alert-verified-regulator-1280x800")
 
+    console.testid("alert-trace").click()  # the alert's identity on every platform
+    console.page.wait_for_selector("main h1 >> text=Records of one identity")
+    traced = console.testid("record-row")
+    traced.first.wait_for()
+    assert traced.count() == 4
+
     console.testid("nav-charts").click()
     alerts_chart = console.testid("chart-alerts")
     alerts_chart.wait_for()
@@ -425,6 +445,17 @@ def test_regulator_trace_and_logout(console: ConsolePage, console_site: ConsoleS
     records = console.testid("record-row")
     records.first.wait_for()
     assert records.count() == 4
+    assert console.page.locator("main").get_by_text("4 records found.").is_visible()
+    ref = records.first.get_attribute("data-ref")
+    records.first.get_by_role("link", name="Open record").click()
+    console.page.wait_for_selector(f"main h1 >> text=Record {ref}")
+    assert console.testid("record-row").count() == 1
+    assert console.testid("record-row").get_attribute("data-ref") == ref
+
+    console.allowed_statuses.add(404)
+    console.go("alerts/999")
+    assert console.testid("error").get_attribute("data-status") == "404"
+
     console.page.get_by_role("button", name="Log out").click()
     console.page.wait_for_selector("[data-testid=role-banner][data-role=auditor]")
     assert not console.testid("nav-alerts").is_visible()
@@ -468,6 +499,7 @@ def test_language_toggle(console: ConsolePage) -> None:
     assert console.testid("nav-timeline").inner_text() == "时间线"
     assert console.testid("role-banner").inner_text() == "审计视图（只读）"
     console.page.wait_for_selector("main h1 >> text=检查点时间线")
+    assert "最新区块" in console.page.locator("main").inner_text()
     console.page.reload()  # remembered
     console.page.wait_for_selector("body[data-ready='true']")
     assert console.testid("nav-verify").inner_text() == "验证"
@@ -476,11 +508,40 @@ def test_language_toggle(console: ConsolePage) -> None:
     assert console.page.evaluate("document.documentElement.lang") == "en"
 
 
-def test_chinese_browser_gets_chinese_labels(browser: Browser, console_site: ConsoleSite) -> None:
+def test_chinese_browser_gets_chinese_labels(browser: Browser, console_site: ConsoleSite,
+                                             screenshots: Screenshots) -> None:
     for console in new_console(browser, console_site, locale="zh-CN"):
         console.open()
         assert console.testid("nav-charts").inner_text() == "图表"
         assert console.page.evaluate("document.documentElement.lang") == "zh-CN"
+        console.open(console_site.login_url())
+        assert console.testid("role-banner").inner_text() == "监管视图：pboc"
+        console.go("alerts/1")
+        console.testid("record-row").first.wait_for()
+        assert "关联记录" in console.page.locator("main").inner_text()
+        screenshots.take(console, "alerts-1-regulator-zh-1280x800")
+
+
+def test_page_errors_and_csp_violations_are_caught(console: ConsolePage) -> None:
+    """The console listener sees what these tests forbid (so that it can fail them)."""
+    console.open()
+    page = console.page
+    with page.expect_event("pageerror"), \
+            page.expect_console_message(lambda m: "style-src-attr" in m.text), \
+            page.expect_console_message(lambda m: "script-src-elem" in m.text):
+        page.evaluate("""() => {
+            document.body.insertAdjacentHTML('beforeend', '<p style="color: red">inline</p>');
+            const script = document.createElement('script');
+            script.textContent = 'window.inlineRan = true;';
+            document.body.append(script);
+            setTimeout(() => { throw new Error('boom'); }, 0);
+        }""")
+    assert console.page.evaluate("window.inlineRan === undefined")  # blocked by the CSP
+    caught = "\n".join(console.unexpected_errors())
+    assert "CSP violation: style-src-attr" in caught
+    assert "CSP violation: script-src-elem" in caught
+    assert "uncaught: boom" in caught
+    console.errors.clear()
 
 
 def test_every_label_exists_in_both_languages(console: ConsolePage) -> None:

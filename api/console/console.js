@@ -117,6 +117,20 @@ function hex(value, keep = 10) {
   return el("code", { text: short, title: text });
 }
 
+/** An alert's direction (payer/payee) in the current language. */
+function direction(value) {
+  const key = `dir.${value}`;
+  return t(key) === key ? String(value) : t(key);
+}
+
+/** A record reference "platform/log id/index" with the log id shortened (whole in a tooltip). */
+function refLabel(ref) {
+  const parts = String(ref).split("/");
+  const text = parts.length === 3 && parts[1].length > 12
+    ? `${parts[0]}/${parts[1].slice(0, 8)}…/${parts[2]}` : String(ref);
+  return el("code", { text, title: String(ref) });
+}
+
 /** A duration in seconds as "12 s" or "3 min 4 s". */
 function formatSeconds(seconds) {
   const s = Math.round(Number(seconds));
@@ -291,7 +305,7 @@ function recordCard(record, { linkToRecord = true } = {}) {
     [t("rec.index"), String(record.index)],
     [t("rec.commitment"), hex(record.commitment)],
     [t("rec.log"), hex(record.log_id)],
-    [t("rec.ref"), hex(record.ref, 14)],
+    [t("rec.ref"), refLabel(record.ref)],
   ];
   return el("li", { class: "record", testid: "record-row",
     attrs: { "data-platform": record.platform, "data-ref": record.ref } },
@@ -620,7 +634,7 @@ async function alertsView() {
       el("a", { href: `#/alerts/${a.id}`, text: t("al.open", { id: a.id }) })),
     el("td", { text: String(a.rule) }),
     el("td", {}, hex(a.identity)),
-    el("td", { text: String(a.direction) }),
+    el("td", { text: direction(a.direction) }),
     el("td", { class: "num", text: formatYuan(a.total_fen) }),
     el("td", { text: `${formatIso(a.window_start)} – ${formatIso(a.window_end)}` }),
     el("td", { text: (a.platforms || []).join(", ") }),
@@ -644,12 +658,16 @@ async function alertView(id) {
       facts([
         [t("al.rule"), String(a.rule)],
         [t("al.identity"), hex(a.identity)],
-        [t("al.direction"), String(a.direction)],
+        [t("al.direction"), direction(a.direction)],
         [t("al.total"), el("span", { class: "amount", text: formatYuan(a.total_fen) })],
         [t("al.window"), `${formatIso(a.window_start)} – ${formatIso(a.window_end)}`],
         [t("al.platforms"), (a.platforms || []).join(", ")],
       ]),
-      a.detail ? el("p", {}, el("strong", { text: `${t("alert.detail")}: ` }), String(a.detail)) : null),
+      a.detail ? el("p", {}, el("strong", { text: `${t("alert.detail")}: ` }), String(a.detail)) : null,
+      /^[0-9a-fA-F]{64}$/.test(String(a.identity))
+        ? el("p", {}, el("a", { href: `#/trace/${a.identity}`, testid: "alert-trace",
+          text: t("alert.trace") }))
+        : null),
     el("h2", { text: t("alert.records") }),
     recordList(data.records));
 }
@@ -660,6 +678,18 @@ async function recordView(ref) {
   return el("div", {},
     heading(t("record.title", { ref })),
     recordList([data.record], { linkToRecord: false }));
+}
+
+/** #/trace/<identity key>: every record of an identity key (an alert's identity). */
+async function traceKeyView(key) {
+  const data = await api("trace", { method: "POST", json: { identity_key: key } });
+  const records = data.records || [];
+  return el("div", {},
+    heading(t("trace.key.title")),
+    el("p", { class: "intro", text: t("trace.intro") }),
+    el("section", { class: "panel" }, facts([[t("al.identity"), el("code", { text: key })]])),
+    el("p", { text: t("trace.found", { count: records.length }) }),
+    recordList(records));
 }
 
 /** #/trace: every record of one identity across platforms. */
@@ -723,6 +753,8 @@ const ROUTES = [
   { pattern: /^\/alerts\/([^/]+)$/, nav: "alerts", view: alertView, title: "alerts.title" },
   { pattern: /^\/records\/(.+)$/, nav: null, view: recordView, title: "rec.ref" },
   { pattern: /^\/trace$/, nav: "trace", view: traceView, title: "trace.title" },
+  { pattern: /^\/trace\/([0-9a-fA-F]{64})$/, nav: "trace", view: traceKeyView,
+    title: "trace.title" },
 ];
 
 /** The route part of location.hash ("#/alerts/3" -> "/alerts/3"). */
