@@ -527,10 +527,13 @@ class MemoryLevelStore:
         self._ensure(level).extend(digests)
 
     @classmethod
-    def from_levels(cls, digest_size: int, levels: Iterable[bytes | bytearray]) -> MemoryLevelStore:
-        """Return a store holding ``levels`` (concatenated digests, level 0 first) as they are."""
+    def from_levels(cls, digest_size: int, levels: Iterable[bytearray]) -> MemoryLevelStore:
+        """Return a store over ``levels`` (concatenated digests, level 0 first).
+
+        The bytearrays are taken over, not copied (a million-leaf log holds 64 MB).
+        """
         store = cls(digest_size)
-        store._levels = [bytearray(level) for level in levels]
+        store._levels = list(levels)
         return store
 
     def _ensure(self, level: int) -> bytearray:
@@ -599,7 +602,8 @@ class MerkleLog:
         if len(leaf_tail) % d:
             raise ValueError(f"the leaf tail holds {len(leaf_tail)} bytes, not a whole number "
                              f"of {d}-byte digests")
-        levels = [bytearray(prefixes[0] if prefixes else b"") + leaf_tail]
+        levels = [bytearray(prefixes[0] if prefixes else b"")]
+        levels[0] += leaf_tail
         size = len(levels[0]) // d
         for k, prefix in enumerate(prefixes):
             if len(prefix) // d > size >> k:

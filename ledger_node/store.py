@@ -692,7 +692,7 @@ class SQLiteStore(LeafStore):
         :meth:`save_levels` rewrites them.
         """
         size = self.size()
-        prefixes: list[bytes] = []
+        prefixes: list[bytearray] = []
         if not use_levels:
             self._level_chunks = None
         else:
@@ -720,7 +720,7 @@ class SQLiteStore(LeafStore):
         """How many leaves the last :meth:`load_log` took from the stored levels (0: none)."""
         return self._leaves_from_levels
 
-    def _stored_levels(self, digest_size: int, size: int) -> list[bytes]:
+    def _stored_levels(self, digest_size: int, size: int) -> list[bytearray]:
         """The stored levels' digests, each level's chunks concatenated; checked."""
         chunk_bytes = LEVEL_CHUNK * digest_size
         levels: list[bytearray] = []
@@ -750,7 +750,7 @@ class SQLiteStore(LeafStore):
         if levels[0][-digest_size:] != self.leaf_hash(covered - 1):
             raise _LevelsDamaged(f"leaf hash {covered - 1} differs from the leaves table")
         self._level_chunks = [len(digests) // chunk_bytes for digests in levels]
-        return [bytes(digests) for digests in levels]
+        return levels
 
     def save_levels(self, log: MerkleLog, *, rewrite: bool = False) -> int:
         """Store the level chunks ``log`` completed since the last save; see
