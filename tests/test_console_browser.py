@@ -461,6 +461,21 @@ def test_regulator_trace_and_logout(console: ConsolePage, console_site: ConsoleS
     assert not console.testid("nav-alerts").is_visible()
 
 
+def test_session_closed_elsewhere_falls_back_to_auditor(console: ConsolePage,
+                                                        console_site: ConsoleSite) -> None:
+    console.allowed_statuses.add(401)
+    console.open(console_site.login_url())
+    assert console.testid("role-banner").get_attribute("data-role") == "regulator"
+    closed = console.page.request.delete(  # the same cookie, as another tab would
+        console_site.base_url + "/console/api/session",
+        headers={"X-JL-Console": "1", "Content-Type": "application/json"})
+    assert closed.status == 204
+    console.testid("nav-alerts").click()
+    assert console.testid("error").get_attribute("data-status") == "401"
+    console.page.wait_for_selector("[data-testid=role-banner][data-role=auditor]")
+    assert not console.testid("nav-alerts").is_visible()
+
+
 def test_reused_login_token_is_refused(browser: Browser, console_site: ConsoleSite) -> None:
     url = console_site.login_url()
     for attempt in range(2):

@@ -5,6 +5,7 @@
 const SVG_NS = "http://www.w3.org/2000/svg";
 const DEFAULT_WIDTH = 640;
 const SERIES_CLASSES = 6;
+const MAX_DOTS = 150;
 let chartCounter = 0;
 
 /** An SVG element `tag` with attributes `attrs`. */
@@ -190,7 +191,9 @@ export function lineChart({
       .map((p, j) => `${j === 0 ? "M" : "L"}${xScale(p[0]).toFixed(1)},${yScale(p[1]).toFixed(1)}`)
       .join(" ");
     group.append(svg("path", { d, class: "series-line", fill: "none" }));
-    for (const p of s.points) {
+    // Dots (with their tooltips) only where they stay apart; the data table has every point.
+    const dots = s.points.length <= MAX_DOTS ? s.points : [];
+    for (const p of dots) {
       const dot = svg("circle", { cx: xScale(p[0]).toFixed(1), cy: yScale(p[1]).toFixed(1), r: 3,
         class: "series-dot" });
       dot.append(svg("title", {}, `${s.name}: ${formatX(p[0])}, ${formatY(p[1])}`));

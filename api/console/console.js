@@ -796,6 +796,10 @@ async function render({ focus = false } = {}) {
       content = await route.view(...params);
     } catch (error) {
       content = el("div", {}, heading(t(route.title)), errorBox(error));
+      if (error instanceof ApiError && error.status === 401 && session.role === "regulator") {
+        await loadSession(); // the session expired or was closed elsewhere
+        updateChrome();
+      }
     }
   }
   if (serial !== renderSerial) {
@@ -818,6 +822,8 @@ function updateChrome() {
   banner.textContent = regulator
     ? t("role.regulator", { name: session.name || session.member || "" })
     : t("role.auditor");
+  const toggle = document.getElementById("lang-toggle");
+  toggle.lang = language() === "zh" ? "en" : "zh-CN"; // the toggle names the other language
   for (const item of document.querySelectorAll(".regulator-only")) {
     item.hidden = !regulator;
   }
