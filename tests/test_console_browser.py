@@ -451,6 +451,12 @@ def test_regulator_trace_and_logout(console: ConsolePage, console_site: ConsoleS
     console.page.wait_for_selector(f"main h1 >> text=Record {ref}")
     assert console.testid("record-row").count() == 1
     assert console.testid("record-row").get_attribute("data-ref") == ref
+    with console.page.expect_download() as download:
+        console.page.get_by_role("button", name="Download proof bundle").click()
+    saved = json.loads(Path(download.value.path()).read_text())
+    assert saved["format"] == "jointledger/proof-bundle/v1"
+    assert f"{saved['checkpoint']['platform']}/{saved['checkpoint']['log_id']}/{saved['index']}" \
+        == ref
 
     console.allowed_statuses.add(404)
     console.go("alerts/999")
@@ -499,6 +505,8 @@ def test_regulator_routes_need_a_session(console: ConsolePage) -> None:
     error.wait_for()
     assert error.get_attribute("data-status") == "401"
     assert console.testid("alert-row").count() == 0
+    console.go("nowhere")
+    assert "No such page: /nowhere" in console.testid("error").inner_text()
 
 
 # ---------------------------------------------------------------------------------------------
