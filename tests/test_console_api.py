@@ -11,6 +11,7 @@ import copy
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -290,6 +291,12 @@ def test_overview_hides_counts_from_auditors(console: Console) -> None:
     assert public["faults"] is None
     assert public["chain_id"] == console.data.consortium.deployment.chain_id
     assert public["head_block"] >= 1
+    with console.data.regulator.chain_lock:
+        head = console.data.regulator.chain.w3.eth.get_block("latest")
+    assert public["head_block"] == head["number"]
+    assert public["head_block_time"] == head["timestamp"]
+    ahead = max(0, head["timestamp"] - int(time.time()))
+    assert abs(public["chain_clock_ahead_s"] - ahead) <= 1
     logs = {log["platform"]: log for log in public["logs"]}
     assert set(logs) == {"unionpay", "wechatpay"}
     for name, log in logs.items():

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -657,3 +658,27 @@ def test_layout_fits_the_window(browser: Browser, console_site: ConsoleSite,
         console.testid("nav-disclosures").click()
         console.testid("disclosure-row").first.wait_for()
         console.no_horizontal_overflow()
+
+
+def test_chain_clock_running_ahead_is_said(console: ConsolePage,
+                                           console_site: ConsoleSite) -> None:
+    """A chain whose block times run ahead of the node's clock makes every anchoring
+    latency overstate: the timeline and the charts say so. (Last in the module: the
+    chain's clock stays ahead afterwards.)"""
+    regulator = console_site.data.regulator
+    with regulator.chain_lock:
+        head = regulator.chain.w3.eth.get_block("latest")
+        tester = regulator.chain.w3.provider.ethereum_tester  # type: ignore[attr-defined]
+        target = max(int(head["timestamp"]), int(time.time())) + 600
+        tester.time_travel(target)
+    opened = int(time.time())
+    console.open()
+    notice = console.testid("clock-ahead")
+    notice.wait_for()
+    seconds = int(re.search(r"(\d+) s ahead", notice.inner_text()).group(1))  # type: ignore[union-attr]
+    assert target - int(time.time()) - 1 <= seconds <= target - opened + 1
+    console.testid("nav-charts").click()
+    console.page.wait_for_selector("[data-testid=chart-volume] svg")
+    assert console.testid("clock-ahead").is_visible()
+    console.testid("lang-toggle").click()
+    assert "秒" in console.testid("clock-ahead").inner_text()

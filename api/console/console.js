@@ -7,6 +7,8 @@ import { language, setLanguage, t, translateStatic } from "./i18n.js";
 
 const API = "api/";
 const CONSOLE_HEADER = { "X-JL-Console": "1", "Content-Type": "application/json" };
+/** Seconds the chain may run ahead of the node before the console says latencies overstate. */
+const CLOCK_AHEAD_NOTICE_S = 2;
 
 /** What the session endpoint said: {role, member, name}. */
 let session = { role: "auditor", member: null, name: null };
@@ -359,6 +361,7 @@ async function timelineView() {
   return el("div", {},
     heading(t("timeline.title")),
     el("p", { class: "intro", text: t("timeline.intro") }),
+    clockNotice(overview),
     summary,
     logs.length ? logs : el("p", { text: t("logs.none") }),
     faults ? faultsSection(faults.faults || []) : null);
@@ -439,8 +442,17 @@ function chartWidth() {
   return Math.max(300, Math.min(640, Math.round(available / columns)));
 }
 
+/** A note when the chain's block times run ahead of the node's clock (latencies overstate). */
+function clockNotice(overview) {
+  const ahead = Number(overview.chain_clock_ahead_s) || 0;
+  if (ahead <= CLOCK_AHEAD_NOTICE_S) return null;
+  return el("p", { class: "notice", attrs: { "data-testid": "clock-ahead" },
+    text: t("clock.ahead", { seconds: String(ahead) }) });
+}
+
 /** #/charts: volume per platform, anchoring latency, alerts by rule. */
 async function chartsView() {
+  const overview = await api("overview");
   let charts = await api("charts?bucket_s=60");
   const times = (charts.latency || []).flatMap((s) => s.points.map((p) => p.t));
   const span = times.length ? Math.max(...times) - Math.min(...times) : 0;
@@ -488,6 +500,7 @@ async function chartsView() {
   }
   return el("div", {},
     heading(t("charts.title")),
+    clockNotice(overview),
     el("div", { class: "chart-grid" },
       el("section", { class: "panel" }, volume),
       el("section", { class: "panel" }, latency),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,10 +312,12 @@ def _points(anchors: Sequence[StoredAnchor]) -> list[console_view.AnchorPoint]:
 
 @router.get("/api/overview", summary="The regulator node, the chain head and every log")
 def overview(regulator: RegulatorDep, viewer: ViewerDep) -> dict[str, Any]:
-    """Per log: anchored and verified sizes, checkpoints, the last anchoring block's time.
+    """Per log: anchored and verified sizes, checkpoints, the last anchoring block's time;
+    the head block, its time and how far it runs ahead of this node's clock.
     ``records`` and ``faults`` only for a regulator session (null otherwise)."""
     with regulator.chain_lock:
-        head = regulator.chain.block_number()
+        head_block = regulator.chain.w3.eth.get_block("latest")
+    head, head_time = int(head_block["number"]), int(head_block["timestamp"])
     by_log = _anchors_by_log(regulator)
     logs = []
     for state in regulator.store.logs():
@@ -331,6 +334,11 @@ def overview(regulator: RegulatorDep, viewer: ViewerDep) -> dict[str, Any]:
         "chain_id": regulator.chain.deployment.chain_id,
         "contract": regulator.chain.deployment.address,
         "head_block": head,
+        "head_block_time": head_time,
+        # How far the chain's clock runs ahead of this node's: an embedded chain that mines
+        # more than one block a second moves each block a second past its parent, so its
+        # block times (and the anchoring latencies read from them) run ahead of real time.
+        "chain_clock_ahead_s": max(0, head_time - int(time.time())),
         "records": regulator.store.record_count() if viewer.is_regulator else None,
         "logs": logs,
         "faults": len(regulator.store.faults()) if viewer.is_regulator else None,
