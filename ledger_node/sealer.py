@@ -350,9 +350,11 @@ class Sealer:
                     return
                 stored = self._store.mark_anchored(stored.tree_size, found[0], found[1],
                                                    time.time())
-            elif mined.block_number != stored.block_number:
+            elif mined.block_number != stored.block_number:  # re-mined in another block
                 stored = self._store.mark_anchored(stored.tree_size, tx_hash,
                                                    mined.block_number, time.time())
+                if stored.tree_size == self._last_anchored_size:
+                    self._on_anchored(stored)  # the node serves bundles naming this block
             if self._is_deep(stored, head) and self._root_on_chain_matches(stored):
                 self._final_size = max(self._final_size, stored.tree_size)
             else:
