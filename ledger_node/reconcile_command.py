@@ -23,10 +23,11 @@ or the chain cannot be reached.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -191,6 +192,21 @@ def _by_shard(platform: str, log_ids: Sequence[bytes]) -> list[bytes]:
     return sorted(log_ids, key=order)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector during a run: matching and the report make
+    hundreds of thousands of short-lived acyclic objects, and the collector's scans over
+    them cost about half the report's build time while freeing nothing (reference counting
+    still frees them). The previous state is restored."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def run_reconcile(
     *,
     platform: str,
@@ -224,18 +240,20 @@ def run_reconcile(
     :class:`~ledger_node.errors.LogVerificationFailed` and other
     :class:`~ledger_node.errors.LedgerError` subclasses.
     """
-    records = read_receipts(receipts, default_log=log_id_for(platform, shard))
-    keys = load_member_keys(sm2_key, account_key)
-    retired = load_retired_keys(retired_keys)
-    bound = chain if chain is not None else LedgerChain.from_rpc(rpc_url).attach(
-        Deployment.load(deployment))
-    own = bound.member(keys.address)
-    if own.role is not Role.PLATFORM or own.name != platform:
-        raise InvalidReconciliationInput("config", f"{keys.address} is registered as "
-                                                   f"{own.role.name.lower()} {own.name!r}, not "
-                                                   f"platform {platform!r}")
-    peer = platform_member(bound, counterparty, not_address=keys.address)
     with ExitStack() as stack:
+        stack.enter_context(_gc_paused())  # from reading the receipts to the report
+        records = read_receipts(receipts, default_log=log_id_for(platform, shard))
+        keys = load_member_keys(sm2_key, account_key)
+        retired = load_retired_keys(retired_keys)
+        bound = chain if chain is not None else LedgerChain.from_rpc(rpc_url).attach(
+            Deployment.load(deployment))
+        own = bound.member(keys.address)
+        if own.role is not Role.PLATFORM or own.name != platform:
+            raise InvalidReconciliationInput("config", f"{keys.address} is registered as "
+                                                       f"{own.role.name.lower()} {own.name!r}, not "
+                                                       f"platform {platform!r}")
+        peer = platform_member(bound, counterparty, not_address=keys.address)
+
         def open_nodes(given: Sequence[str]) -> list[tuple[str, NodeClient]]:
             return [(url, stack.enter_context(NodeClient(url))) for url in dict.fromkeys(given)]
 
@@ -262,10 +280,10 @@ def run_reconcile(
             counterparty_logs=[VerifiedLog(bound, peer, log_id, peer_nodes[log_id])
                                for log_id in _by_shard(peer.name, list(peer_nodes))],
             window=window, grace=grace, as_of=as_of, matched_bundles=matched_bundles)
-    target = out or Path(f"reconciliation-{platform}-{peer.name}-"
-                         f"{window.start:%Y%m%dT%H%M%SZ}.json")
-    document = report.to_json(matched_bundles=matched_bundles)
-    _write_private(target, document)
+        target = out or Path(f"reconciliation-{platform}-{peer.name}-"
+                             f"{window.start:%Y%m%dT%H%M%SZ}.json")
+        document = report.to_json(matched_bundles=matched_bundles)
+        _write_private(target, document)
     for line in summary_lines(document):
         echo(line)
     echo(f"report with proof bundles (keep it private): {target}")
