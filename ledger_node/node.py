@@ -898,6 +898,8 @@ class PlatformNode:
             "anchoring_failures": float(sealer.anchoring_failures),
             "anchoring_failing": 1.0 if sealer.failing else 0.0,
             "anchored_size": float(latest.tree_size if latest is not None else 0),
+            "final_size": float(sealer.final_size),
+            "lost_anchorings": float(sealer.lost_anchorings),
             "pending_leaves": float(self._log.size - (latest.tree_size if latest else 0)),
             "ack_latency_p50_seconds": _percentile(acks, 0.50),
             "ack_latency_p99_seconds": _percentile(acks, 0.99),

@@ -359,6 +359,8 @@ def test_end_to_end_final_after_three_confirmations(anvil_url: str, tmp_path: Pa
         assert health["status"] == "ok" and health["final_size"] == 5
         assert health["last_anchored"]["final"] is True
         assert client.get("/v1/checkpoints").json()["checkpoints"][0]["final"] is True
+        assert node.metrics()["final_size"] == 5.0
+        assert "jointledger_final_size 5.0" in client.get("/metrics").text
         assert_chain_matches_store(node, anvil_url)
     finally:
         node.stop()
@@ -456,6 +458,7 @@ def test_rollback_to_an_older_state_re_anchors_the_lost_checkpoints(
         submit(node, consortium.unionpay, new_leaves(4))  # and the node goes on
         wait_for("a new anchoring", lambda: fully_anchored(node))
         assert node.sealer_status().lost_anchorings >= 3
+        assert node.metrics()["lost_anchorings"] >= 3.0
         assert_chain_matches_store(node, own_anvil.url)
         assert [c.tree_size for c in reader.checkpoints(node.log_id)] == [4, 8, 12, 16, 20]
     finally:

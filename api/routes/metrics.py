@@ -27,7 +27,7 @@ def exposition(node_metrics: dict[str, float], http: HttpMetrics) -> str:
     for name, value in sorted(node_metrics.items()):
         metric = "jointledger_" + _NAME_CHARS.sub("_", name)
         kind = "gauge" if ("latency" in name or name in {
-            "log_size", "anchored_size", "pending_leaves"}) else "counter"
+            "log_size", "anchored_size", "final_size", "pending_leaves"}) else "counter"
         if kind == "counter" and not metric.endswith("_total"):
             metric += "_total"
         lines += [f"# TYPE {metric} {kind}", f"{metric} {float(value)!r}"]
