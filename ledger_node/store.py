@@ -70,6 +70,7 @@ LEVEL_CHUNK: Final = 1024
 """Digests per ``merkle_levels`` row (32 KiB of SM3 digests)."""
 CheckpointStatus = Literal["signed", "anchored"]
 
+_CHECK_MMAP_BYTES: Final = 1 << 31  # SQLite caps it at its compile-time maximum (2 GB)
 _LOOKUP_CHUNK: Final = 500  # bound parameters per IN (...) query (SQLite allows 32766)
 _TABLES: Final = {
     "meta": ("key", "value"),
@@ -453,7 +454,14 @@ class SQLiteStore(LeafStore):
         db.execute("PRAGMA foreign_keys = OFF")
         # the leaf-hash index takes random inserts: keep its pages in memory (64 MiB)
         db.execute("PRAGMA cache_size = -65536")
-        problems = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
+        # The check reads every page: through mmap it takes 0.3-0.4 s for a million-leaf
+        # store here instead of 0.6-0.9 s with read() into the page cache. The mapping is
+        # dropped after it, so that normal operation keeps SQLite's default read() I/O.
+        db.execute(f"PRAGMA mmap_size = {_CHECK_MMAP_BYTES}")
+        try:
+            problems = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
+        finally:
+            db.execute("PRAGMA mmap_size = 0")
         if problems != ["ok"]:
             raise StoreCorrupted(
                 f"store {self._path} failed its integrity check: {'; '.join(problems[:5])}"
