@@ -45,8 +45,10 @@ PAIRS = [  # (n, unionpay amount, wechatpay amount or None: no half, unionpay sh
     (4, 40_000, None, 1, 0),  # missing: own shard 1
     (5, 50_000, 50_000, 0, 1),  # matched across shards
     (6, 60_000, 60_000, 1, 1),
+    (7, 70_000, 70_000, 0, 0),  # also recorded again on counterparty shard 1, another amount
 ]
-CLEAN = (1, 3, 5, 6)
+DUPLICATE = (7, 69_000, 1)  # (pair, wechatpay amount, wechatpay shard): a second half
+CLEAN = (1, 3, 5, 6, 7)
 
 
 @dataclass
@@ -139,6 +141,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                            [_half(name, pair[0], pair[column]) for pair in chosen])
             submitted[name].update((pair[0], item) for pair, item in zip(chosen, done,
                                                                          strict=True))
+            if name == "wechatpay" and shard == DUPLICATE[2]:
+                done += _submit(consortium, servers[f"{name}-{shard}"], name, shard,
+                                [_half(name, DUPLICATE[0], DUPLICATE[1])])
             wait_anchored(nodes[f"{name}-{shard}"], len(done))
         mine = submitted["unionpay"]
         receipts = _write_receipts(directory / "records.jsonl.receipts.jsonl",
@@ -171,12 +176,12 @@ def test_findings_on_either_shard_exit_1_with_a_private_report(
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     report: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     assert report["format"] == "jointledger/reconciliation-shards/v1"
-    assert report["counts"] == {"matched": 4, "amount_mismatch": 1, "missing": 1, "pending": 0,
-                                "duplicated_on_counterparty": 0}
+    assert report["counts"] == {"matched": 5, "amount_mismatch": 1, "missing": 1, "pending": 0,
+                                "duplicated_on_counterparty": 1}
     assert [(log["shard"], log["log_id"], log["verified_size"]) for log in report["own_logs"]
-            ] == [(0, log_id_for("unionpay", 0).hex(), 3), (1, log_id_for("unionpay", 1).hex(), 3)]
+            ] == [(0, log_id_for("unionpay", 0).hex(), 4), (1, log_id_for("unionpay", 1).hex(), 3)]
     assert [(log["shard"], log["verified_size"]) for log in report["counterparty_logs"]] == [
-        (0, 2), (1, 3)]
+        (0, 3), (1, 4)]
     by_ref = {i["record"]["clearing_ref"]: i for i in report["items"]}
     assert len(by_ref) == len(PAIRS)
     theirs = world.submitted["wechatpay"]
@@ -191,7 +196,9 @@ def test_findings_on_either_shard_exit_1_with_a_private_report(
         if their_amount is None:
             assert item["counterparty"] == []
             continue
-        (found,) = item["counterparty"]
+        found, *again = item["counterparty"]
+        if n == DUPLICATE[0]:  # matched on shard 0 although shard 1 holds it with another amount
+            assert [(f["shard"], f["index"]) for f in again] == [(1, 3)]
         half = theirs[n]
         assert (found["shard"], found["log_id"], found["index"]) == (
             their_shard, half.log_id.hex(), half.receipt.index), n
@@ -204,7 +211,7 @@ def test_findings_on_either_shard_exit_1_with_a_private_report(
             assert bundle.checkpoint.checkpoint.log_id.hex() == found["log_id"]
             assert verify_bundle(bundle, chain=world.consortium.chain).valid
     printed = capsys.readouterr().out
-    assert "unionpay shard 0 3 leaves, shard 1 3 leaves; wechatpay shard 0 2 leaves" in printed
+    assert "unionpay shard 0 4 leaves, shard 1 3 leaves; wechatpay shard 0 3 leaves" in printed
     mismatch = f"(unionpay shard 0 leaf {world.submitted['unionpay'][2].receipt.index}; " \
                f"wechatpay shard 1 leaf {theirs[2].receipt.index})"
     assert mismatch in printed and "un-000002" in printed
@@ -244,8 +251,8 @@ def test_receipts_without_a_log_id_are_in_the_configs_shard(world: World, tmp_pa
     assert _run(world, "--out", str(out), receipts=old,
                 urls=[world.urls("unionpay")[0]]) == 0
     report = json.loads(out.read_text(encoding="utf-8"))
-    assert [i["record"]["clearing_ref"] for i in report["items"]] == ["CR-CLI-0001",
-                                                                      "CR-CLI-0005"]
+    assert [i["record"]["clearing_ref"] for i in report["items"]] == [
+        "CR-CLI-0001", "CR-CLI-0005", "CR-CLI-0007"]
 
 
 def test_a_counterparty_shard_with_no_node_given_exits_2(
