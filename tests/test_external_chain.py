@@ -32,12 +32,13 @@ from fastapi.testclient import TestClient
 from hexbytes import HexBytes
 
 from api.main import create_app
+from api.server import load_serve_config
 from api.settings import Settings
 from ledger_node import gmcrypto
 from ledger_node.bundle import verify_bundle
 from ledger_node.chain import LedgerChain, Role
 from ledger_node.demo import Party, new_party
-from ledger_node.errors import ChainError
+from ledger_node.errors import ChainError, InvalidConfig
 from ledger_node.leaf import Leaf, batch_digest
 from ledger_node.node import NodeConfig, PlatformNode
 from ledger_node.store import BatchEvidence
@@ -564,3 +565,25 @@ def test_a_nonce_gap_after_a_rollback_is_reported_then_closed(
         chain.fund(payee, 6, faucet)
     chain.fund(payee, 6, faucet)
     assert chain.balance(payee) == 6
+
+
+def test_serve_config_reads_the_chain_settings(tmp_path: Path) -> None:
+    def config(chain: str) -> Path:
+        path = tmp_path / "node.toml"
+        path.write_text('[node]\nplatform = "unionpay"\nstore = "u.db"\n\n'
+                        '[keys]\nsm2 = "u.pem"\naccount = "u.key"\n\n'
+                        f'[chain]\ndeployment = "deployment.json"\n{chain}\n')
+        return path
+
+    loaded = load_serve_config(config("confirmations = 3\nrpc_timeout_s = 2\n"
+                                      "receipt_timeout_s = 7.5"))
+    assert loaded.node.confirmations == 3
+    assert (loaded.rpc_timeout, loaded.receipt_timeout) == (2.0, 7.5)
+    defaults = load_serve_config(config(""))
+    assert defaults.node.confirmations == 1
+    assert (defaults.rpc_timeout, defaults.receipt_timeout) == (30.0, 120.0)
+    for bad in ("confirmations = 0", "rpc_timeout_s = 0", "receipt_timeout_s = -1"):
+        with pytest.raises(InvalidConfig, match="confirmations must be at least 1"):
+            load_serve_config(config(bad))
+    with pytest.raises(InvalidConfig, match="chain.confirmations has the wrong type"):
+        load_serve_config(config('confirmations = "3"'))
