@@ -23,17 +23,17 @@ from ledger_node import cli
 from ledger_node.bundle import ProofBundle, verify_bundle
 from ledger_node.chain import LedgerChain
 from ledger_node.checkpoint import log_id_for
-from ledger_node.errors import InvalidReconciliationInput
+from ledger_node.errors import ApiError, InvalidReconciliationInput, LogVerificationFailed
 from ledger_node.gmcrypto import generate_private_key, private_key_to_pem
 from ledger_node.keyfiles import MemberKeys, key_paths, write_member_keys
 from ledger_node.node import NodeConfig, PlatformNode
 from ledger_node.pairwise import CrossPlatform, Side
-from ledger_node.reconcile_command import read_receipts
+from ledger_node.reconcile_command import read_receipts, serving_nodes
 from ledger_node.record import PaymentRecord
 from ledger_node.rpc_server import ChainServer
-from ledger_node.sdk import PlatformClient, SubmittedRecord, registered_platform
+from ledger_node.sdk import NodeClient, PlatformClient, SubmittedRecord, registered_platform
 from tests.api_support import Consortium, make_consortium
-from tests.regulator_support import PERSON_TO_MERCHANT, T0, payment, wait_anchored
+from tests.regulator_support import PERSON_TO_MERCHANT, T0, http_to, payment, wait_anchored
 
 START, END = T0 - timedelta(hours=1), T0 + timedelta(hours=3)
 AS_OF = (END + timedelta(hours=2)).isoformat()
@@ -362,3 +362,31 @@ def test_receipts_are_read_by_log_and_deduplicated(world: World, tmp_path: Path)
     with pytest.raises(InvalidReconciliationInput, match="not a 32-byte hex log id"):
         read_receipts([_bad_receipts(tmp_path, "badlog", [json.dumps(bad)])],
                       default_log=default)
+
+
+@pytest.mark.slow  # the node's chain client gives up after its retries: ~2 s
+def test_a_node_whose_chain_is_down_still_names_its_log(tmp_path: Path) -> None:
+    """Its health answer is a 503 problem carrying the health document: the node is read as
+    usual (the command verifies against its own chain connection, not the node's)."""
+    embedded = LedgerChain.embedded()
+    chain_server = ChainServer(embedded.w3)
+    chain_server.start()
+    consortium = make_consortium(LedgerChain.from_rpc(chain_server.url))
+    party = consortium.wechatpay
+    node = PlatformNode(NodeConfig(platform="wechatpay", shard=1, store_path=tmp_path / "w.db",
+                                   seal_interval=0.05),
+                        LedgerChain.from_rpc(chain_server.url, party.account).attach(
+                            consortium.deployment), party.sm2_key)
+    node.start()
+    try:
+        chain_server.stop()
+        with NodeClient("http://testserver", http=http_to(node), retries=0) as client:
+            with pytest.raises(ApiError) as problem:
+                client.health()
+            assert problem.value.status == 503
+            assert serving_nodes("wechatpay", [("http://w1", client)]) == {
+                log_id_for("wechatpay", 1): client}
+            with pytest.raises(LogVerificationFailed, match="serves 'wechatpay'"):
+                serving_nodes("unionpay", [("http://w1", client)])
+    finally:
+        node.stop()
