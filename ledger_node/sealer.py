@@ -14,14 +14,14 @@ and the store update) is first looked up on the chain; if the chain already hold
 with the same root it is only marked anchored. Failures (chain down, revert) are counted and
 retried with exponential backoff; they never stop the thread.
 
-Reconciliation with the chain (docs/node.md, "External chains"): at start and after every
-failure the sealer compares the chain's latest checkpoint of this log with the store's; the
-anchored checkpoints the chain no longer holds (a rolled-back or reorganised chain) go back
-to ``"signed"`` and are anchored again, oldest first, each at its own size, so every
-checkpoint the node ever served is on chain again with the same root. An anchored
-checkpoint is *final* once its block has ``confirmations`` blocks on top of it, counting
-its own; until then each pass re-reads its receipt, and a lost one triggers the same
-reconciliation.
+Reconciliation with the chain (docs/node.md, "External chains"): at start, after every
+failure and every :data:`RECONCILE_EVERY_S` the sealer compares the chain's latest
+checkpoint of this log with the store's; the anchored checkpoints the chain no longer
+holds (a rolled-back or reorganised chain) go back to ``"signed"`` and are anchored again,
+oldest first, each at its own size, so every checkpoint the node ever served is on chain
+again with the same root. An anchored checkpoint is *final* once its block has
+``confirmations`` blocks on top of it, counting its own; until then each pass re-reads its
+receipt, and a lost one triggers the same reconciliation.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ _log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S: Final = 5.0
 _SCAN_PAGE: Final = 1000  # checkpoints read at once when looking for unconfirmed ones
+RECONCILE_EVERY_S: Final = 30.0
+"""How often an idle sealer compares the chain with the store anyway (a rolled-back chain
+is noticed even when nothing new is anchored and nothing fails)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class Sealer:
         self._lost = 0
         self._unconfirmed: list[StoredCheckpoint] = []  # anchored, not final yet, oldest first
         self._reconcile_due = True  # compare with the chain before the first anchoring
+        self._next_reconcile = 0.0
         self._scan_unconfirmed = confirmations > 1
         pending = store.pending_checkpoints()
         # One is pending by construction, several after a rollback; the oldest first.
@@ -210,9 +214,11 @@ class Sealer:
         subclasses, :class:`AnchorConflict`); the checkpoint then stays ``"signed"``.
         """
         done: StoredCheckpoint | None = None
-        if self._reconcile_due:
+        now = time.monotonic()
+        if self._reconcile_due or now >= self._next_reconcile:
             self._reconcile()
             self._reconcile_due = False
+            self._next_reconcile = now + RECONCILE_EVERY_S
         if self._unconfirmed:
             self._confirm()
         while self._unanchored:  # each re-checked: after a rollback old sends may still land
