@@ -7,6 +7,7 @@ The store part runs on :class:`SQLiteStore` alone; the node part restarts a real
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import zlib
 from collections.abc import Callable
@@ -192,6 +193,18 @@ def test_levels_ahead_of_the_leaves_are_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreCorrupted, match="levels cover 4096 leaves but only 3000 are stored"):
         store.load_log(SM3_HASHER)
     store.close()
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9])
+def test_a_truncated_store_with_levels_is_refused(tmp_path: Path, keep: float) -> None:
+    path = tmp_path / "log.db"
+    _filled(path)
+    db = sqlite3.connect(path)  # fold the WAL into the file: the cut hits leaves and levels
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    os.truncate(path, int(path.stat().st_size * keep))
+    with pytest.raises(StoreCorrupted, match="damaged|integrity"):
+        _open(path)
 
 
 def test_a_closed_store_saves_no_levels(tmp_path: Path) -> None:
