@@ -23,11 +23,10 @@ or the chain cannot be reached.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -44,6 +43,7 @@ from ledger_node.errors import (
     InvalidRecord,
     LogVerificationFailed,
 )
+from ledger_node.gcpause import gc_paused
 from ledger_node.gmcrypto import SM2PrivateKey, private_key_from_pem
 from ledger_node.keyfiles import load_member_keys
 from ledger_node.reconciler import (
@@ -192,21 +192,6 @@ def _by_shard(platform: str, log_ids: Sequence[bytes]) -> list[bytes]:
     return sorted(log_ids, key=order)
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector during a run: matching and the report make
-    hundreds of thousands of short-lived acyclic objects, and the collector's scans over
-    them cost about half the report's build time while freeing nothing (reference counting
-    still frees them). The previous state is restored."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def run_reconcile(
     *,
     platform: str,
@@ -241,7 +226,7 @@ def run_reconcile(
     :class:`~ledger_node.errors.LedgerError` subclasses.
     """
     with ExitStack() as stack:
-        stack.enter_context(_gc_paused())  # from reading the receipts to the report
+        stack.enter_context(gc_paused())  # from reading the receipts to the report
         records = read_receipts(receipts, default_log=log_id_for(platform, shard))
         keys = load_member_keys(sm2_key, account_key)
         retired = load_retired_keys(retired_keys)

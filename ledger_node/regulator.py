@@ -20,13 +20,11 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,10 +49,12 @@ from ledger_node.errors import (
     InvalidOpening,
     InvalidSignature,
     LedgerError,
+    UnknownAlert,
     UnknownLeaf,
     UnknownPlatform,
 )
 from ledger_node.escrow import EscrowOpener, EscrowPayload, payload_mismatches
+from ledger_node.gcpause import gc_paused
 from ledger_node.hashes import sm3
 from ledger_node.leaf import Leaf, LeafSummary
 from ledger_node.merkle import MerkleLog, hasher_for
@@ -105,23 +105,6 @@ class LeafSource(Protocol):
 
     def disclosure_response(self, log_id: bytes, request_id: int) -> bytes:
         """The sealed answer to disclosure request ``request_id``."""
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector during an ingest round.
-
-    A page makes tens of thousands of short-lived acyclic objects (leaves, payloads, rows);
-    the collector's generation scans over them cost about a quarter of the ingest time and
-    free nothing. Reference counting still frees them; the previous state is restored.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class HttpLeafSource:
@@ -431,7 +414,7 @@ class RegulatorNode:
         page = self.config.page_size
         ranges = [(at, min(at + page, target)) for at in range(state.verified_size, target, page)]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="regulator-fetch") as pool, \
-                _gc_paused():
+                gc_paused():
             ahead = [pool.submit(source.fetch, state.log_id, *r) for r in ranges[:2]]
             try:
                 return self._ingest_ranges(state, anchors, source, ranges, ahead, pool)
@@ -627,6 +610,13 @@ class RegulatorNode:
             cached = (count, detect(self.store.traced_payments(), self.config.aml))
             self._alerts = cached
         return cached[1]
+
+    def alert(self, alert_id: int) -> Alert:
+        """Alert number ``alert_id`` of :meth:`alerts`; :class:`UnknownAlert` if none."""
+        found = self.alerts()
+        if not 0 <= alert_id < len(found):
+            raise UnknownAlert(f"no alert {alert_id}; there are {len(found)}")
+        return found[alert_id]
 
     def alert_evidence(self, alert: Alert) -> list[TracedRecord]:
         """The records an alert rests on, each with its proof bundle."""

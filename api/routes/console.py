@@ -58,7 +58,6 @@ from ledger_node.errors import (
     InvalidBundle,
     InvalidCaseFile,
     Unauthenticated,
-    UnknownAlert,
     UnknownPlatform,
 )
 from ledger_node.escrow import identity_key
@@ -546,10 +545,7 @@ def alerts(regulator: RegulatorDep, member: RegulatorSession) -> dict[str, Any]:
 def alert(alert_id: Annotated[int, PathParam(ge=0, le=2**31)], regulator: RegulatorDep,
           member: RegulatorSession) -> dict[str, Any]:
     """The alert and each record it rests on, with payment and proof bundle."""
-    found = regulator.alerts()
-    if not 0 <= alert_id < len(found):
-        raise UnknownAlert(f"no alert {alert_id}; there are {len(found)}")
-    chosen = found[alert_id]
+    chosen = regulator.alert(alert_id)
     return {"alert": {"id": alert_id} | alert_json(chosen),
             "records": [record_json(r) for r in regulator.alert_evidence(chosen)]}
 

@@ -15,7 +15,6 @@ from api.errors import ProblemException
 from api.routes.common import DigestPath, problem_responses
 from ledger_node.auth import AuthenticatedMember, RequestAuthenticator
 from ledger_node.chain import Role
-from ledger_node.errors import UnknownAlert
 from ledger_node.escrow import identity_key
 from ledger_node.regulator import RegulatorNode, alert_json
 
@@ -157,10 +156,7 @@ def alerts(regulator: RegulatorDep, member: SignedRegulator,
 def alert(alert_id: Annotated[int, Path(ge=0, le=2**31)], regulator: RegulatorDep,
           member: SignedRegulator) -> dict[str, Any]:
     """The alert and each record it rests on with its proof bundle (checkpoint on chain)."""
-    found = regulator.alerts()
-    if not 0 <= alert_id < len(found):
-        raise UnknownAlert(f"no alert {alert_id}; there are {len(found)}")
-    chosen = found[alert_id]
+    chosen = regulator.alert(alert_id)
     return {"id": alert_id} | alert_json(chosen) | {
         "evidence": [r.to_json() for r in regulator.alert_evidence(chosen)]}
 
