@@ -80,6 +80,11 @@ timeout) before :class:`~ledger_node.errors.ChainError` is raised."""
 RPC_BACKOFF_S: Final = 0.25
 """The first pause between two attempts; it doubles after each (0.25, 0.5, 1 s)."""
 
+RPC_LOG_RANGE: Final = 1000
+"""The most blocks one ``eth_getLogs`` asks a JSON-RPC node for: Besu refuses wider ranges
+by default (``--rpc-max-logs-range``, 1000 since 22.10.3), so longer ranges are read in
+pages of this many blocks."""
+
 _log = logging.getLogger(__name__)
 
 
@@ -446,17 +451,23 @@ class LedgerChain:
         account: LocalAccount | None = None,
         artifact: ContractArtifact | None = None,
         receipt_timeout: float = 120.0,
+        log_range: int | None = None,
         _nonces: _NonceBook | None = None,
         _deployment: Deployment | None = None,
     ) -> None:
         """Wrap ``w3``; ``artifact`` defaults to the committed ``JointLedger`` artifact.
 
-        Raises :class:`~ledger_node.errors.ArtifactError` if the artifact cannot be loaded.
+        ``log_range``: the most blocks one event query covers (``None``: any range in one
+        query); longer ranges are read page by page. Raises
+        :class:`~ledger_node.errors.ArtifactError` if the artifact cannot be loaded.
         """
+        if log_range is not None and log_range < 1:
+            raise ValueError(f"log_range must be at least 1 block, got {log_range}")
         self._w3 = w3
         self._account = account
         self._artifact = artifact if artifact is not None else load_artifact()
         self._timeout = receipt_timeout
+        self._log_range = log_range
         self._nonces = _nonces if _nonces is not None else _NonceBook()
         self._deployment: Deployment | None = None
         self._contract: Contract | None = None
@@ -518,13 +529,15 @@ class LedgerChain:
         receipt_timeout: float = 120.0,
         attempts: int = RPC_ATTEMPTS,
         backoff: float = RPC_BACKOFF_S,
+        log_range: int | None = RPC_LOG_RANGE,
     ) -> LedgerChain:
         """A JSON-RPC node at ``url`` (http or https).
 
         Each request waits ``request_timeout`` seconds for an answer and is sent up to
         ``attempts`` times on transport failures, ``backoff`` seconds apart at first, then
         doubling; a transaction not mined within ``receipt_timeout`` seconds raises
-        :class:`ChainError` (after the nonce is re-read). Raises :class:`ChainError` if the
+        :class:`ChainError` (after the nonce is re-read). Event queries cover at most
+        ``log_range`` blocks each (:data:`RPC_LOG_RANGE`). Raises :class:`ChainError` if the
         node does not answer.
         """
         if request_timeout <= 0 or receipt_timeout <= 0 or attempts < 1 or backoff < 0:
@@ -536,7 +549,8 @@ class LedgerChain:
             _ = w3.eth.chain_id
         except Exception as exc:  # ChainError from the provider, bad JSON ...
             raise ChainError(f"JSON-RPC node at {url} does not answer: {exc}") from exc
-        return cls(w3, account=account, artifact=artifact, receipt_timeout=receipt_timeout)
+        return cls(w3, account=account, artifact=artifact, receipt_timeout=receipt_timeout,
+                   log_range=log_range)
 
     def with_account(self, account: LocalAccount) -> LedgerChain:
         """The same chain and contract, sending as ``account``."""
@@ -545,6 +559,7 @@ class LedgerChain:
             account=account,
             artifact=self._artifact,
             receipt_timeout=self._timeout,
+            log_range=self._log_range,
             _nonces=self._nonces,
             _deployment=self._deployment,
         )
@@ -556,7 +571,8 @@ class LedgerChain:
         address, or the deployment was made from a different ABI than the loaded artifact.
         """
         chain = self.with_account(self._account) if self._account else LedgerChain(
-            self._w3, artifact=self._artifact, receipt_timeout=self._timeout, _nonces=self._nonces
+            self._w3, artifact=self._artifact, receipt_timeout=self._timeout,
+            log_range=self._log_range, _nonces=self._nonces,
         )
         chain._bind(deployment)
         return chain
@@ -981,15 +997,14 @@ class LedgerChain:
 
     def risk_list_events(self, from_block: int, to_block: int) -> list[ChainEvent]:
         """Every risk-list event (:data:`RISK_LIST_EVENTS`) in ``from_block..to_block``, in
-        chain order (block, then log index), read with one ``eth_getLogs``."""
+        chain order (block, then log index), read with one ``eth_getLogs`` per page of
+        blocks."""
         contract = self._require_contract()
         layouts = self._risk_layouts
-        raw = self._w3.eth.get_logs({
-            "address": contract.address,
-            "fromBlock": from_block,
-            "toBlock": to_block,
-            "topics": [["0x" + t.hex() for t in layouts]],
-        })
+        topics = [["0x" + t.hex() for t in layouts]]
+        raw = [log for low, high in self._block_pages(from_block, to_block)
+               for log in self._w3.eth.get_logs({"address": contract.address, "fromBlock": low,
+                                                 "toBlock": high, "topics": topics})]
         decoded = []
         for log in raw:
             layout = layouts.get(bytes(log["topics"][0])) if log["topics"] else None
@@ -1060,17 +1075,29 @@ class LedgerChain:
     ) -> list[ChainEvent]:
         """Contract events called ``name`` in ``from_block..to_block``.
 
-        The range defaults to the deployment block through the latest block.
-        ``argument_filters`` match indexed arguments by their Solidity names, e.g.
+        The range defaults to the deployment block through the latest block; it is read in
+        pages of at most ``log_range`` blocks, oldest first. ``argument_filters`` match
+        indexed arguments by their Solidity names, e.g.
         ``events("CheckpointAnchored", logId=log_id)``.
         """
         contract = self._require_contract()
         start = self.deployment.deploy_block if from_block is None else from_block
-        end: int | str = "latest" if to_block is None else to_block
-        raw = contract.events[name]().get_logs(
-            from_block=start, to_block=end, argument_filters=argument_filters or None
-        )
-        return [self._event(name, log) for log in raw]
+        end = self.block_number() if to_block is None else to_block
+        event = contract.events[name]()
+        return [self._event(name, log)
+                for low, high in self._block_pages(start, end)
+                for log in event.get_logs(from_block=low, to_block=high,
+                                          argument_filters=argument_filters or None)]
+
+    def _block_pages(self, start: int, end: int) -> list[tuple[int, int]]:
+        """``start..end`` (inclusive) cut into ranges of at most ``log_range`` blocks (one
+        range when there is no limit); none when the range is empty (``end < start``)."""
+        if end < start:
+            return []
+        if self._log_range is None:
+            return [(start, end)]
+        step = self._log_range
+        return [(low, min(end, low + step - 1)) for low in range(start, end + 1, step)]
 
     # ------------------------------------------------------------------ internals
 
