@@ -55,15 +55,17 @@ def create_app(
 ) -> FastAPI:
     """Build the app serving ``node``.
 
-    ``authenticator`` defaults to one reading membership from ``node.chain`` (under the
-    node's chain lock), with the skew, nonce capacity and cache TTL of ``settings``.
+    ``authenticator`` defaults to one reading membership through ``node.member`` (the
+    node's cache of the chain's records, served stale while the chain does not answer),
+    with the skew, nonce capacity and cache TTL of ``settings``.
     """
     settings = settings if settings is not None else Settings()
     problems = ProblemFactory(settings.problem_base_uri)
 
     def member_on_chain(address: str) -> Member:
-        with node.chain_lock:
-            return node.chain.member(address)
+        # the node's cache keeps serving known members while the chain does not answer; the
+        # authenticator keeps records settings.membership_ttl_s itself, so nothing stacks
+        return node.member(address, ttl=settings.membership_ttl_s)
 
     if authenticator is None:
         authenticator = RequestAuthenticator(

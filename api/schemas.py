@@ -348,7 +348,7 @@ class VerdictPublic(BaseModel):
 
 
 class ChainHealth(BaseModel):
-    """The chain as this node sees it."""
+    """The chain as this node's background probe last saw it."""
 
     reachable: bool
     chain_id: int | None = None
@@ -356,6 +356,13 @@ class ChainHealth(BaseModel):
     contract: str | None = None
     latest_anchored_size: int | None = None
     error: str | None = None
+    checked_at: float | None = Field(
+        default=None, description="Unix seconds when the latest chain probe finished")
+    age_s: float | None = Field(
+        default=None, description="seconds since then; past the node's chain_status_max_age "
+        "(15 s) the chain counts as unreachable")
+    last_answered_at: float | None = Field(
+        default=None, description="Unix seconds when a probe last got the chain's answer")
 
 
 class AnchoringHealth(BaseModel):

@@ -34,6 +34,7 @@ from typing import Final
 from ledger_node import gmcrypto
 from ledger_node.bundle import ChainAnchor, ProofBundle
 from ledger_node.chain import DisclosureRequest, LedgerChain, Member, Role
+from ledger_node.chain_watch import ChainProbe, ChainStatus, ChainWatch
 from ledger_node.checkpoint import log_id_for
 from ledger_node.disclosure import response_digest, response_fingerprint
 from ledger_node.encoding import domain_tag
@@ -63,6 +64,7 @@ from ledger_node.errors import (
 from ledger_node.escrow import key_fingerprint
 from ledger_node.hashes import HashFunction, sm3
 from ledger_node.leaf import Leaf, LeafSummary
+from ledger_node.member_cache import StaleWhileRevalidateMembers
 from ledger_node.merkle import ConsistencyProof, TreeHead, hasher_for
 from ledger_node.sealer import Sealer, SealerCounters
 from ledger_node.store import (
@@ -131,7 +133,12 @@ class NodeConfig:
 
     ``member_cache_ttl``: how long (seconds) a signer's membership read from the chain is
     reused before it is read again (a removal or key rotation takes effect within it);
-    ``member_stale_limit``: how old an entry may be used while the chain cannot be read.
+    ``member_stale_limit``: how old an entry may be used while it is read again or the chain
+    cannot be read; ``member_refresh_wait``: how long a submission waits for that read when
+    the chain answered the previous one (then it goes on with the entry it has).
+    ``chain_probe_interval`` / ``chain_status_max_age``: the chain is probed in the
+    background this often (seconds) for ``/v1/health``; a status older than the max age (a
+    probe stuck in the RPC retries) counts as the chain not answering.
     ``validation_threads``: how many submissions hash and verify signatures at once (the
     rest queue): bounding it keeps the writer and sealer threads their share of the GIL.
     ``confirmations``: how many blocks, the anchoring's own included, make an anchored
@@ -147,6 +154,9 @@ class NodeConfig:
     max_batch: int = 10_000
     member_cache_ttl: float = 1.0
     member_stale_limit: float = 60.0
+    member_refresh_wait: float = 1.0
+    chain_probe_interval: float = 2.0
+    chain_status_max_age: float = 15.0
     validation_threads: int = 2
     confirmations: int = 1
 
@@ -240,6 +250,12 @@ class PlatformNode:
         """
         if config.max_batch < 1 or config.validation_threads < 1:
             raise ValueError("max_batch and validation_threads must be at least 1")
+        if not 0 < config.chain_probe_interval < config.chain_status_max_age:
+            raise ValueError("need 0 < chain_probe_interval < chain_status_max_age")
+        if min(config.member_cache_ttl, config.member_stale_limit,
+               config.member_refresh_wait) < 0:
+            raise ValueError("member_cache_ttl, member_stale_limit and member_refresh_wait "
+                             "must not be negative")
         self.config = config
         self.platform = config.platform
         self.log_id = log_id_for(config.platform, config.shard)
@@ -281,9 +297,11 @@ class PlatformNode:
         self._intake_open = False
         self._intake_lock = threading.Lock()
         self._writer: threading.Thread | None = None
-        self._members: dict[str, tuple[float, Member]] = {}
-        self._members_lock = threading.Lock()
-        self._refreshing = threading.Lock()
+        self._members = StaleWhileRevalidateMembers(
+            self._read_member, ttl=config.member_cache_ttl,
+            stale_limit=config.member_stale_limit, refresh_wait=config.member_refresh_wait)
+        self._chain_watch = ChainWatch(self._probe_chain, interval=config.chain_probe_interval,
+                                       max_age=config.chain_status_max_age)
         self._cpu_slots = threading.BoundedSemaphore(config.validation_threads)
         self._metrics_lock = threading.Lock()
         self._counts = {
@@ -349,12 +367,14 @@ class PlatformNode:
                                         daemon=True)
         self._writer.start()
         self._sealer.start()
+        self._chain_watch.start()
         with self._intake_lock:
             self._intake_open = True
         self._started = True
 
     def stop(self) -> None:
         """Stop intake, commit what is queued, try a final seal, close the store."""
+        self._chain_watch.stop()
         if not self._started:
             self._store.close()
             return
@@ -466,33 +486,43 @@ class PlatformNode:
         return tuple(joined[i:i + d] for i in range(0, len(joined), d))
 
     def _member(self, address: str) -> Member:
-        """The chain's membership record of ``address``, cached for ``member_cache_ttl``.
+        """The chain's membership record of ``address`` for intake (see :meth:`member`)."""
+        return self._members.get(address)
 
-        One thread refreshes an expired entry while the others keep using it; if the chain
-        cannot be read, an entry younger than ``member_stale_limit`` is used (intake goes on
-        while the chain is down) and an older or missing one raises :class:`ChainError`.
+    def member(self, address: str, *, ttl: float | None = None) -> Member:
+        """The chain's membership record of ``address``, cached for ``member_cache_ttl``
+        (or the caller's ``ttl``, e.g. the HTTP authenticator's own).
+
+        An older entry is read again in the background (one read per address at a time);
+        the caller waits for it at most ``member_refresh_wait`` and only if the chain
+        answered the previous read, else it goes on with the entry it has, so intake from
+        known signers goes on while the chain does not answer. A missing entry (a signer's
+        first submission) or one older than ``member_stale_limit`` is read in the caller's
+        thread and raises :class:`ChainError` if the chain does not answer.
         """
-        now = time.monotonic()
-        with self._members_lock:
-            cached = self._members.get(address)
-        if cached is not None and now - cached[0] < self.config.member_cache_ttl:
-            return cached[1]
-        if cached is not None and not self._refreshing.acquire(blocking=False):
-            return cached[1]  # another thread is reading it from the chain right now
-        if cached is None:
-            self._refreshing.acquire()
-        try:
-            with self.chain_lock:
-                member = self.chain.member(address)
-        except ChainError:
-            if cached is not None and now - cached[0] < self.config.member_stale_limit:
-                return cached[1]
-            raise
-        finally:
-            self._refreshing.release()
-        with self._members_lock:
-            self._members[address] = (now, member)
-        return member
+        return self._members.get(address, ttl=ttl)
+
+    def _read_member(self, address: str) -> Member:
+        with self.chain_lock:
+            return self.chain.member(address)
+
+    # ------------------------------------------------------------------ chain status
+
+    def chain_status(self, *, wait: float = 0.0) -> ChainStatus:
+        """The chain as the background probe last saw it; with ``wait`` > 0 a fresh probe is
+        asked for and waited for at most ``wait`` seconds (never behind a probe stuck
+        longer). Never waits on the chain beyond that."""
+        return self._chain_watch.status(wait=wait)
+
+    def _probe_chain(self) -> ChainProbe:
+        """Read the chain's head and this log's latest checkpoint on chain (under the lock:
+        the embedded chain's provider is not thread-safe)."""
+        with self.chain_lock:
+            chain = self.chain
+            block = chain.block_number()
+            latest = chain.latest_checkpoint(self.log_id)
+            return ChainProbe(chain.chain_id, block,
+                              None if latest is None else latest.tree_size)
 
     # ------------------------------------------------------------------ the writer
 
@@ -900,6 +930,8 @@ class PlatformNode:
             "anchored_size": float(latest.tree_size if latest is not None else 0),
             "final_size": float(sealer.final_size),
             "lost_anchorings": float(sealer.lost_anchorings),
+            "member_read_failures": float(self._members.failed_reads),
+            "chain_probe_failures": float(self._chain_watch.snapshot().failures),
             "pending_leaves": float(self._log.size - (latest.tree_size if latest else 0)),
             "ack_latency_p50_seconds": _percentile(acks, 0.50),
             "ack_latency_p99_seconds": _percentile(acks, 0.99),

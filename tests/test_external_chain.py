@@ -129,6 +129,11 @@ class PausableProxy:
     def pause(self) -> None:
         self._paused.set()
 
+    @property
+    def paused(self) -> bool:
+        """Whether it forwards nothing now."""
+        return self._paused.is_set()
+
     def resume(self) -> None:
         """Forward again; connections that lost data while paused are closed."""
         with self._lock:

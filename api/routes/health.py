@@ -1,18 +1,22 @@
-"""``GET /v1/health``: chain reachability, store size, last anchored checkpoint, finality and
-the sealer's latest failure (with the contract's custom error when it reverted)."""
+"""``GET /v1/health``: chain reachability (from the node's background probe, with its age),
+store size, last anchored checkpoint, finality and the sealer's latest failure (with the
+contract's custom error when it reverted)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from fastapi import APIRouter, Request
 
 from api.deps import NodeDep, ProblemsDep
 from api.routes.common import checkpoint_json
 from api.schemas import Health, ProblemPublic
-from ledger_node.errors import LedgerError
 
 router = APIRouter(prefix="/v1/health", tags=["health"])
+
+
+FRESH_PROBE_WAIT_S: Final = 1.0
+"""How long health waits for a fresh chain probe before answering from the latest one."""
 
 
 @router.get("", response_model=Health,
@@ -21,20 +25,28 @@ router = APIRouter(prefix="/v1/health", tags=["health"])
 def health(request: Request, node: NodeDep, problems: ProblemsDep) -> Any:
     """200 with the log's state when the chain answers; 503 problem (with the same state
     under ``health``) when it does not. ``status`` is ``degraded`` also while anchoring
-    fails (``anchoring.last_error`` says why)."""
-    chain: dict[str, Any] = {"reachable": False}
-    try:
-        with node.chain_lock:
-            chain = {
-                "reachable": True,
-                "chain_id": node.chain.chain_id,
-                "block_number": node.chain.block_number(),
-                "contract": node.deployment.address,
-            }
-            latest = node.chain.latest_checkpoint(node.log_id)
-            chain["latest_anchored_size"] = None if latest is None else latest.tree_size
-    except (LedgerError, OSError, ValueError) as exc:
-        chain = {"reachable": False, "error": f"{type(exc).__name__}: {exc}"}
+    fails (``anchoring.last_error`` says why).
+
+    The chain is judged from the node's background probe (``chain.checked_at``,
+    ``chain.age_s``): health asks for a fresh one and waits for it at most
+    :data:`FRESH_PROBE_WAIT_S`, never behind a probe stuck in the RPC client's retries.
+    """
+    status = node.chain_status(wait=FRESH_PROBE_WAIT_S)
+    chain: dict[str, Any] = {"reachable": status.reachable}
+    if status.probe is not None:
+        chain.update({
+            "chain_id": status.probe.chain_id,
+            "block_number": status.probe.block_number,
+            "contract": node.deployment.address,
+            "latest_anchored_size": status.probe.latest_anchored_size,
+        })
+    else:
+        chain["error"] = status.error
+    chain.update({
+        "checked_at": status.checked_at,
+        "age_s": None if status.age_s is None else round(status.age_s, 3),
+        "last_answered_at": status.last_answered_at,
+    })
     last = node.latest_checkpoint()
     sealer = node.sealer_status()
     document = {
