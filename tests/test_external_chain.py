@@ -242,9 +242,9 @@ def node_on(url: str, consortium: Consortium, store: Path, **config: Any) -> Pla
     chain = LedgerChain.from_rpc(url, request_timeout=RPC_TIMEOUT_S,
                                  receipt_timeout=RECEIPT_TIMEOUT_S)
     bound = chain.with_account(consortium.unionpay.account).attach(consortium.deployment)
-    # Membership is cached for 30 s: a refresh while the chain is down costs a submission
-    # the RPC's retries (about 2 s), so the default 1 s would slow intake to a crawl.
-    settings: dict[str, Any] = {"seal_interval": 0.05, "member_cache_ttl": 30.0} | config
+    # The default 1 s membership cache: while the chain is down, expired entries are read
+    # again in the background and intake goes on with them (tests/test_chain_outage.py).
+    settings: dict[str, Any] = {"seal_interval": 0.05} | config
     return PlatformNode(NodeConfig(platform="unionpay", store_path=store, **settings), bound,
                         consortium.unionpay.sm2_key)
 
