@@ -67,17 +67,19 @@ def test_watch_reports_each_probe_and_its_failure() -> None:
     watch.start()
     try:
         first = watch.status(wait=SAFETY_S)
+        assert first.probes in (1, 2) and first.failures == 0
         assert first.reachable and first.probe == ChainProbe(31337, 7, 3) and first.error is None
         assert first.checked_at is not None and first.last_answered_at == first.checked_at
         probe.mode = "fail"
         failed = watch.status(wait=SAFETY_S)  # a fresh probe, not the one a minute old
         assert not failed.reachable and failed.probe is None
         assert failed.error == "ChainError: JSON-RPC eth_blockNumber failed after 4 attempts"
-        assert (failed.probes, failed.failures) == (2, 1)
+        # the start probe may or may not have served the first request, so count from it
+        assert (failed.probes, failed.failures) == (first.probes + 1, 1)
         assert failed.last_answered_at == first.checked_at
         probe.mode = "answer"
         again = watch.status(wait=SAFETY_S)
-        assert again.reachable and (again.probes, again.failures) == (3, 1)
+        assert again.reachable and (again.probes, again.failures) == (first.probes + 2, 1)
     finally:
         watch.stop()
 
