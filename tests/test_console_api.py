@@ -541,6 +541,24 @@ def test_every_console_answer_carries_the_headers_problems_too(console: Console)
     assert "content-security-policy" not in console.client.get("/v1/health").headers
 
 
+def test_an_unhandled_error_is_a_problem_with_the_headers(
+        console: Console, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    def broken(regulator: object) -> None:
+        raise RuntimeError("planted")
+
+    monkeypatch.setattr("api.routes.console._anchors_by_log", broken)
+    client = TestClient(console.app, raise_server_exceptions=False)
+    answer = client.get("/console/api/overview")
+    document = problem(answer, 500, "internal-error")
+    assert "planted" not in document["detail"]  # logged, never shown
+    assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["cache-control"] == "no-store"
+    assert any("planted" in r.getMessage() or (r.exc_info and "planted" in str(r.exc_info[1]))
+               for r in caplog.records)
+
+
 @pytest.mark.parametrize("path", [
     "/console/assets/nope.js",
     "/console/assets/..%2F..%2Fregulator_app.py",

@@ -19,6 +19,7 @@ Every response under ``/console`` carries a strict Content-Security-Policy, ``no
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.console_session import ConsoleSession, ConsoleSessions
 from api.errors import ProblemException
+from api.problems import ProblemFactory
 from api.routes.common import problem_responses
 from api.routes.regulator import RegulatorDep, SignedRegulator, TraceRequest
 from ledger_node import console_view
@@ -64,6 +66,8 @@ from ledger_node.escrow import identity_key
 from ledger_node.jsonfields import show
 from ledger_node.regulator import RegulatorNode, TracedRecord, alert_json
 from ledger_node.regulator_store import StoredAnchor, parse_evidence_ref
+
+_log = logging.getLogger(__name__)
 
 COOKIE: Final = "jl_console"
 CSRF_HEADER: Final = "X-JL-Console"
@@ -107,9 +111,10 @@ class ConsoleHeadersMiddleware:
     """Add the console's security headers (CSP, nosniff, no-referrer) to every response
     under ``/console`` and to the login endpoint; JSON answers are also ``no-store``."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        """Wrap ``app``."""
+    def __init__(self, app: ASGIApp, problems: ProblemFactory) -> None:
+        """Wrap ``app``; ``problems`` builds the 500 answer for an error nothing handled."""
         self.app = app
+        self.problems = problems
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app; add the headers to the response start of console paths."""
@@ -119,9 +124,12 @@ class ConsoleHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         no_store = not path.startswith("/console/assets/") and path != "/console/"
+        started = False
 
         async def with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = [(k, v) for k, v in message.get("headers", [])
                            if k.lower() not in {h for h, _ in SECURITY_HEADERS}]
                 headers += list(SECURITY_HEADERS)
@@ -130,7 +138,18 @@ class ConsoleHeadersMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        try:
+            await self.app(scope, receive, with_headers)
+        except Exception:
+            # Starlette answers unhandled errors outside every middleware, without these
+            # headers: answer here instead, as the app's own handler would
+            if started:
+                raise
+            _log.exception("unhandled error in %s %s", scope.get("method", ""), path)
+            response = self.problems.response(
+                "internal-error", "the node failed to handle the request; it has been logged",
+                path)
+            await response(scope, receive, with_headers)
 
 
 def require_console_header(request: Request) -> None:
@@ -633,7 +652,7 @@ def install_console(app: FastAPI, sessions: ConsoleSessions) -> None:
         return RedirectResponse("/console/", status_code=308)
 
     app.add_api_route("/console", redirect, include_in_schema=False)
-    app.add_middleware(ConsoleHeadersMiddleware)
+    app.add_middleware(ConsoleHeadersMiddleware, problems=app.state.problems)
 
 
 __all__ = ["COOKIE", "CONTENT_SECURITY_POLICY", "ConsoleHeadersMiddleware", "install_console",
