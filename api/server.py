@@ -11,6 +11,11 @@
     seal_interval = 0.2            # seconds between checkpoints at most
     seal_size = 10000              # or as soon as this many leaves are pending
     max_batch = 10000              # leaves per submission at most
+    member_cache_ttl = 1.0         # seconds a signer's membership is reused before a re-read
+    member_stale_limit = 60.0      # an older entry is not used, even while the chain is down
+    member_refresh_wait = 1.0      # seconds a submission waits for a due re-read at most
+    chain_probe_interval = 2.0     # seconds between background chain probes (for health)
+    chain_status_max_age = 15.0    # an older probe result counts as "chain not answering"
 
     [http]
     host = "127.0.0.1"             # loopback only
@@ -65,7 +70,8 @@ DEFAULT_CHAIN_URL: Final = f"http://127.0.0.1:{DEFAULT_CHAIN_PORT}"
 _START_TIMEOUT_S: Final = 20.0
 _SECTIONS: Final = {
     "node": {"platform", "shard", "store", "hash", "seal_interval", "seal_size", "max_batch",
-             "member_cache_ttl"},
+             "member_cache_ttl", "member_stale_limit", "member_refresh_wait",
+             "chain_probe_interval", "chain_status_max_age"},
     "http": {"host", "port", "max_body_bytes", "clock_skew_ms", "membership_ttl_s",
              "nonce_capacity", "retry_after_s"},
     "keys": {"sm2", "account"},
@@ -124,6 +130,14 @@ def load_serve_config(path: Path) -> ServeConfig:
             seal_size=config_value("node", node, "seal_size", int, 10_000),
             max_batch=config_value("node", node, "max_batch", int, 10_000),
             member_cache_ttl=float(config_value("node", node, "member_cache_ttl", number, 1.0)),
+            member_stale_limit=float(config_value("node", node, "member_stale_limit", number,
+                                                  60.0)),
+            member_refresh_wait=float(config_value("node", node, "member_refresh_wait", number,
+                                                   1.0)),
+            chain_probe_interval=float(config_value("node", node, "chain_probe_interval",
+                                                    number, 2.0)),
+            chain_status_max_age=float(config_value("node", node, "chain_status_max_age",
+                                                    number, 15.0)),
             confirmations=config_value("chain", chain, "confirmations", int, 1),
         )
         rpc_timeout = float(config_value("chain", chain, "rpc_timeout_s", number, 30.0))

@@ -160,6 +160,20 @@ class NodeConfig:
     validation_threads: int = 2
     confirmations: int = 1
 
+    def __post_init__(self) -> None:
+        """Refuse settings no node can run with (``ValueError`` naming them)."""
+        if self.max_batch < 1 or self.validation_threads < 1:
+            raise ValueError("max_batch and validation_threads must be at least 1")
+        if self.seal_interval <= 0 or self.seal_size < 1 or self.confirmations < 1:
+            raise ValueError("seal_interval must be positive, seal_size and confirmations at "
+                             "least 1")
+        if not 0 < self.chain_probe_interval < self.chain_status_max_age:
+            raise ValueError("need 0 < chain_probe_interval < chain_status_max_age, got "
+                             f"{self.chain_probe_interval} and {self.chain_status_max_age}")
+        if min(self.member_cache_ttl, self.member_stale_limit, self.member_refresh_wait) < 0:
+            raise ValueError("member_cache_ttl, member_stale_limit and member_refresh_wait "
+                             "must not be negative")
+
 
 @dataclass
 class _Pending:
@@ -248,14 +262,6 @@ class PlatformNode:
         :class:`~ledger_node.errors.StoreMismatch` for a bad store, :class:`ChainError` if
         the chain has no deployment or account, ``ValueError`` for a bad configuration.
         """
-        if config.max_batch < 1 or config.validation_threads < 1:
-            raise ValueError("max_batch and validation_threads must be at least 1")
-        if not 0 < config.chain_probe_interval < config.chain_status_max_age:
-            raise ValueError("need 0 < chain_probe_interval < chain_status_max_age")
-        if min(config.member_cache_ttl, config.member_stale_limit,
-               config.member_refresh_wait) < 0:
-            raise ValueError("member_cache_ttl, member_stale_limit and member_refresh_wait "
-                             "must not be negative")
         self.config = config
         self.platform = config.platform
         self.log_id = log_id_for(config.platform, config.shard)
@@ -266,9 +272,6 @@ class PlatformNode:
         self.chain_lock = threading.Lock()
         self._key = sm2_key
         self._hasher = hasher_for(config.hash_name)
-        if config.seal_interval <= 0 or config.seal_size < 1 or config.confirmations < 1:
-            raise ValueError("seal_interval must be positive, seal_size and confirmations at "
-                             "least 1")
         self._store = SQLiteStore(config.store_path, platform=config.platform,
                                   log_id=self.log_id, hash_name=config.hash_name)
         try:

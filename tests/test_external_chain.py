@@ -599,7 +599,40 @@ def test_serve_config_reads_the_chain_settings(tmp_path: Path) -> None:
     assert defaults.node.confirmations == 1
     assert (defaults.rpc_timeout, defaults.receipt_timeout) == (30.0, 120.0)
     for bad in ("confirmations = 0", "rpc_timeout_s = 0", "receipt_timeout_s = -1"):
-        with pytest.raises(InvalidConfig, match="confirmations must be at least 1"):
+        with pytest.raises(InvalidConfig, match="confirmations (must be )?at least 1"):
             load_serve_config(config(bad))
     with pytest.raises(InvalidConfig, match="chain.confirmations has the wrong type"):
         load_serve_config(config('confirmations = "3"'))
+
+
+def test_serve_config_reads_the_membership_and_probe_settings(tmp_path: Path) -> None:
+    def config(node: str) -> Path:
+        path = tmp_path / "node.toml"
+        path.write_text(f'[node]\nplatform = "unionpay"\nstore = "u.db"\n{node}\n\n'
+                        '[keys]\nsm2 = "u.pem"\naccount = "u.key"\n\n'
+                        '[chain]\ndeployment = "deployment.json"\n')
+        return path
+
+    loaded = load_serve_config(config(
+        "member_cache_ttl = 5\nmember_stale_limit = 300\nmember_refresh_wait = 0.5\n"
+        "chain_probe_interval = 1\nchain_status_max_age = 4.5"))
+    assert (loaded.node.member_cache_ttl, loaded.node.member_stale_limit,
+            loaded.node.member_refresh_wait) == (5.0, 300.0, 0.5)
+    assert (loaded.node.chain_probe_interval, loaded.node.chain_status_max_age) == (1.0, 4.5)
+    defaults = load_serve_config(config("")).node
+    assert (defaults.member_cache_ttl, defaults.member_stale_limit, defaults.member_refresh_wait,
+            defaults.chain_probe_interval, defaults.chain_status_max_age) == (
+                1.0, 60.0, 1.0, 2.0, 15.0)
+    refused = {
+        "chain_probe_interval = 20": "chain_probe_interval < chain_status_max_age",
+        "chain_probe_interval = 0": "chain_probe_interval < chain_status_max_age",
+        "member_refresh_wait = -1": "must not be negative",
+        "member_stale_limit = -0.5": "must not be negative",
+        "seal_interval = 0": "seal_interval must be positive",
+        "max_batch = 0": "max_batch and validation_threads",
+    }
+    for bad, says in refused.items():
+        with pytest.raises(InvalidConfig, match=says):
+            load_serve_config(config(bad))
+    with pytest.raises(InvalidConfig, match="member_refresh_wait has the wrong type"):
+        load_serve_config(config('member_refresh_wait = "soon"'))
