@@ -43,7 +43,7 @@ class LeafIn(_Strict):
 
     commitment: Digest = Field(description="record commitment C (SM3)")
     escrow: HexBytes = Field(default="", max_length=2 * MAX_ESCROW_BYTES,
-                             description="regulator escrow ciphertext (empty until escrow)")
+                             description="regulator escrow (v1: 293 bytes; empty without one)")
     match_tag: Digest | None = Field(default=None, description="cross-platform match tag")
     amount_tag: Digest | None = Field(default=None, description="amount tag (with match_tag)")
 

@@ -55,10 +55,11 @@ def _build_parser() -> argparse.ArgumentParser:
     chain = commands.add_parser(
         "chain",
         help="serve the embedded chain as JSON-RPC (and deploy for a consortium)",
-        description="Serve a fresh embedded eth-tester chain as standard Ethereum JSON-RPC on "
-        "127.0.0.1, so every member's node, the regulator, auditors and Ethereum tools reach "
-        "one chain with --rpc-url. With --consortium, deploy JointLedger for its members and "
-        "write the deployment file nodes load.",
+        description="Serve the embedded eth-tester chain (fresh, or the one stored with "
+        "--data) as standard Ethereum JSON-RPC on 127.0.0.1, so every member's node, the "
+        "regulator, auditors and Ethereum tools reach one chain with --rpc-url. With "
+        "--consortium, deploy JointLedger for its members and write the deployment file nodes "
+        "load.",
     )
     chain.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
     chain.add_argument("--port", type=int, default=8545, help="TCP port (default 8545)")
