@@ -8,20 +8,23 @@ Nothing here reads a store or the chain: the console routes hand in what they re
 * **Latency**: per checkpoint, the anchoring block's time minus the time the platform
   signed into the checkpoint.
 * **Alerts by rule**: counts per AML rule name.
+* **Checkpoint pages**: a log's checkpoints paged backwards by tree size for the timeline.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from ledger_node.checkpoint import log_id_for
 
 MAX_BUCKETS: Final = 2_000
 """At most this many buckets per series; a finer bucket is widened to fit."""
 MAX_SHARD_SEARCHED: Final = 64
+
+_Anchored = TypeVar("_Anchored")
 
 
 @dataclass(frozen=True)
@@ -112,3 +115,23 @@ def shard_of(platform: str, log_id: bytes, max_shard: int = MAX_SHARD_SEARCHED) 
         if log_id_for(platform, shard) == log_id:
             return shard
     return None
+
+
+@dataclass(frozen=True)
+class CheckpointPage(Generic[_Anchored]):
+    """One page of a log's checkpoints, oldest first, and whether older ones remain."""
+
+    checkpoints: list[_Anchored]
+    older: bool
+
+
+def page_before(checkpoints: Sequence[_Anchored], tree_size: Callable[[_Anchored], int],
+                before: int | None, limit: int) -> CheckpointPage[_Anchored]:
+    """The newest ``limit`` of ``checkpoints`` (in ascending size order) whose size is
+    below ``before`` (all when ``None``), and whether any smaller one is left out: the
+    timeline pages a log backwards by asking again with ``before`` = the smallest shown."""
+    if limit < 1:
+        raise ValueError("a page holds at least one checkpoint")
+    below = [c for c in checkpoints if before is None or tree_size(c) < before]
+    shown = below[-limit:]
+    return CheckpointPage(shown, len(below) > len(shown))

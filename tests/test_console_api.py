@@ -332,6 +332,76 @@ def test_checkpoints_are_public_with_latency_and_verification(console: Console) 
     problem(console.client.get("/console/api/checkpoints?limit=5001"), 422, "validation-error")
 
 
+def checkpoint_page(console: Console, query: str) -> dict[str, Any]:
+    """The only log of a ``/console/api/checkpoints`` answer (asked without a session)."""
+    answer = console.client.get(f"/console/api/checkpoints?{query}")
+    assert answer.status_code == 200, answer.text
+    logs: list[dict[str, Any]] = answer.json()["logs"]
+    assert len(logs) == 1
+    return logs[0]
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_checkpoints_page_a_log_back_to_its_first_checkpoint(console: Console,
+                                                             limit: int) -> None:
+    log_id = console.data.nodes["wechatpay"].log_id.hex()
+    anchored = [cp["tree_size"] for cp in checkpoint_page(
+        console, f"log_id={log_id}")["checkpoints"]]
+    assert len(anchored) == 3 and anchored[-1] == len(console.data.submitted["wechatpay"])
+    seen: list[int] = []
+    flags: list[bool] = []
+    query = f"log_id={log_id.upper()}&limit={limit}"  # hex digits in either case
+    while True:
+        page = checkpoint_page(console, query)
+        assert page["platform"] == "wechatpay" and page["log_id"] == log_id
+        sizes = [cp["tree_size"] for cp in page["checkpoints"]]
+        assert sizes == sorted(sizes) and 1 <= len(sizes) <= limit
+        seen[:0] = sizes
+        flags.append(page["older"])
+        if not page["older"]:
+            break
+        query = f"log_id={log_id}&limit={limit}&before={sizes[0]}"
+    assert seen == anchored  # every checkpoint once, back to the first
+    assert flags == [True] * (len(flags) - 1) + [False]
+    assert len(flags) == -(-3 // limit)
+    # the whole log on one page has nothing older; `before` past the end changes nothing
+    assert checkpoint_page(console, f"log_id={log_id}&limit=3")["older"] is False
+    assert [cp["tree_size"] for cp in checkpoint_page(
+        console, f"log_id={log_id}&before={anchored[-1] + 1}")["checkpoints"]] == anchored
+
+
+def test_checkpoints_say_per_log_whether_older_ones_exist(console: Console) -> None:
+    every = console.client.get("/console/api/checkpoints").json()["logs"]
+    assert [log["older"] for log in every] == [False, False]
+    newest = console.client.get("/console/api/checkpoints?limit=1").json()["logs"]
+    assert [log["older"] for log in newest] == [True, True]
+    # `before` without a log id pages every log; with a platform, that platform's logs
+    second = console.client.get("/console/api/checkpoints?platform=unionpay&limit=1&before="
+                                f"{len(console.data.submitted['unionpay'])}").json()["logs"]
+    assert len(second) == 1 and len(second[0]["checkpoints"]) == 1 and second[0]["older"]
+    for log in console.client.get("/console/api/checkpoints?before=1").json()["logs"]:
+        assert log["checkpoints"] == [] and log["older"] is False
+
+
+def test_checkpoint_paging_refusals(console: Console) -> None:
+    log_id = console.data.nodes["unionpay"].log_id.hex()
+    for malformed in (log_id[:-1], log_id + "0", "g" + log_id[1:], "0x" + log_id[2:], ""):
+        document = problem(console.client.get(
+            f"/console/api/checkpoints?log_id={malformed}"), 422, "validation-error")
+        assert document["detail"].startswith("query.log_id")
+    unknown = problem(console.client.get(f"/console/api/checkpoints?log_id={'ab' * 32}"),
+                      404, "unknown-log")
+    assert "ab" * 32 in unknown["detail"]
+    # a log of another platform than the one asked for is not found either
+    problem(console.client.get(f"/console/api/checkpoints?platform=wechatpay&log_id={log_id}"),
+            404, "unknown-log")
+    for before in ("0", "-1", "x"):
+        document = problem(console.client.get(
+            f"/console/api/checkpoints?log_id={log_id}&before={before}"), 422,
+            "validation-error")
+        assert document["detail"].startswith("query.before")
+
+
 def test_charts_draw_volume_from_checkpoints_and_count_alerts_only_for_regulators(
         console: Console) -> None:
     public = console.client.get("/console/api/charts?bucket_s=60").json()

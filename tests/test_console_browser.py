@@ -242,6 +242,50 @@ def test_auditor_timeline_shows_both_logs(console: ConsolePage, console_site: Co
         assert "UTC" in rows.first.inner_text()
 
 
+def test_older_checkpoints_page_in_by_keyboard(browser: Browser,
+                                              console_site: ConsoleSite) -> None:
+    """With one checkpoint per page (``?page_size=1``), each log shows its newest checkpoint
+    and a "Show older checkpoints" button; pressing it by keyboard appends the next older
+    one until the first is shown, and then the button goes, leaving the focus in the table.
+    On the narrow window, so the button must fit it too."""
+    for console in new_console(browser, console_site, viewport=NARROW):
+        console.open(console_site.base_url + "/console/?page_size=1#/timeline")
+        page = console.page
+        logs = {name: page.locator(f"[data-testid=timeline-log][data-platform={name}]")
+                for name in console_site.data.submitted}
+        for log in logs.values():
+            assert log.locator("tbody tr").count() == 1
+            assert log.get_by_test_id("older-checkpoints").is_visible()
+        console.testid("lang-toggle").click()
+        log = logs["unionpay"]
+        older = log.get_by_test_id("older-checkpoints")
+        assert older.inner_text() == "显示更早的检查点"
+        console.testid("lang-toggle").click()
+        assert older.inner_text() == "Show older checkpoints"
+        assert older.get_attribute("aria-label") == "Show older checkpoints of unionpay · Shard 0"
+        older.focus()
+        for key, rows in (("Enter", 2), ("Space", 3)):
+            page.keyboard.press(key)
+            page.wait_for_function(
+                "(n) => document.querySelectorAll("
+                "'[data-platform=unionpay] tbody tr').length === n", arg=rows)
+            console.no_horizontal_overflow()
+        older.wait_for(state="hidden")
+        sizes = [int(log.locator("tbody tr").nth(i).get_attribute("data-tree-size") or 0)
+                 for i in range(3)]
+        anchored = console_site.data.regulator.store.all_anchors()
+        unionpay = console_site.data.nodes["unionpay"].log_id
+        assert sizes == sorted((a.tree_size for a in anchored if a.log_id == unionpay),
+                               reverse=True)  # newest first, back to the first checkpoint
+        assert "Newest 3 checkpoints" in log.inner_text()
+        assert page.evaluate("document.activeElement.getAttribute('role')") == "region"
+        assert page.evaluate("document.activeElement.closest('[data-platform]')"
+                             ".dataset.platform") == "unionpay"
+        assert page.locator("#status").inner_text() == ""  # nothing announced
+        assert logs["wechatpay"].locator("tbody tr").count() == 1  # the other log stays
+        assert logs["wechatpay"].get_by_test_id("older-checkpoints").is_visible()
+
+
 def test_auditor_charts_render_svg_with_data(console: ConsolePage,
                                              screenshots: Screenshots) -> None:
     console.open()

@@ -9,6 +9,9 @@ const API = "api/";
 const CONSOLE_HEADER = { "X-JL-Console": "1", "Content-Type": "application/json" };
 /** Seconds the chain may run ahead of the node before the console says latencies overstate. */
 const CLOCK_AHEAD_NOTICE_S = 2;
+/** Checkpoints per log the timeline shows at first and adds per "Show older checkpoints". */
+const TIMELINE_PAGE_SIZE = 25;
+const MAX_TIMELINE_PAGE_SIZE = 200;
 
 /** What the session endpoint said: {role, member, name}. */
 let session = { role: "auditor", member: null, name: null };
@@ -342,8 +345,9 @@ function recordList(records, options) {
 
 /** #/timeline: overview, each log's checkpoints with anchoring latency, faults. */
 async function timelineView() {
+  const pageSize = timelinePageSize();
   const [overview, checkpoints] = await Promise.all([
-    api("overview"), api("checkpoints?limit=25"),
+    api("overview"), api(`checkpoints?limit=${pageSize}`),
   ]);
   const faults = session.role === "regulator" ? await api("faults").catch(() => null) : null;
   const byLog = new Map((checkpoints.logs || []).map((log) => [log.log_id, log]));
@@ -357,7 +361,8 @@ async function timelineView() {
       overview.faults !== null && overview.faults !== undefined
         ? [t("overview.faults"), String(overview.faults)] : null,
     ]));
-  const logs = (overview.logs || []).map((log) => logSection(log, byLog.get(log.log_id)));
+  const logs = (overview.logs || []).map((log) =>
+    logSection(log, byLog.get(log.log_id), pageSize));
   return el("div", {},
     heading(t("timeline.title")),
     el("p", { class: "intro", text: t("timeline.intro") }),
@@ -367,26 +372,91 @@ async function timelineView() {
     faults ? faultsSection(faults.faults || []) : null);
 }
 
-/** One platform log: its figures and a table of its newest checkpoints, newest first. */
-function logSection(log, checkpointLog) {
-  const checkpoints = checkpointLog ? [...checkpointLog.checkpoints].reverse() : [];
-  const maxLatency = Math.max(1, ...checkpoints.map((c) => Number(c.latency_s) || 0));
+/**
+ * Checkpoints per page of the timeline: `?page_size=N` in the page's address (1 to 200), else
+ * TIMELINE_PAGE_SIZE. Lets a reader (and the browser tests) page a short log.
+ */
+function timelinePageSize() {
+  const asked = new URLSearchParams(location.search).get("page_size");
+  const size = /^\d{1,3}$/.test(asked || "") ? Number(asked) : 0;
+  return size >= 1 && size <= MAX_TIMELINE_PAGE_SIZE ? size : TIMELINE_PAGE_SIZE;
+}
+
+/** One checkpoint as a row of its log's table; `bar` is its latency bar (scaled later). */
+function checkpointRow(c, bar) {
+  return el("tr", { attrs: { "data-tree-size": c.tree_size } },
+    el("th", { class: "num", text: String(c.tree_size), attrs: { scope: "row" } }),
+    el("td", {}, el("span", { class: "latency-cell" }, bar, formatSeconds(c.latency_s))),
+    el("td", {}, c.verified
+      ? el("span", { class: "tag tag-ok", text: t("cp.verified.yes") })
+      : el("span", { class: "tag tag-wait", text: t("cp.verified.no") })),
+    el("td", { class: "num" }, String(c.block_number)),
+    el("td", {}, formatUnix(c.block_time)),
+    el("td", {}, formatUnix(c.timestamp)),
+    el("td", {}, hex(c.root, 8)),
+    el("td", {}, hex(c.tx_hash, 8)));
+}
+
+/**
+ * One platform log: its figures and a table of its newest checkpoints, newest first, with a
+ * "Show older checkpoints" button that appends the next older page while there is one.
+ */
+function logSection(log, checkpointLog, pageSize) {
   const title = log.shard === null || log.shard === undefined
     ? log.platform : `${log.platform} · ${t("log.shard")} ${log.shard}`;
-  const rows = checkpoints.map((c) => {
-    const bar = el("span", { class: "latency-bar", attrs: { "aria-hidden": "true" } });
-    bar.style.width = `${Math.round((Number(c.latency_s) / maxLatency) * 80)}px`;
-    return el("tr", { attrs: { "data-tree-size": c.tree_size } },
-      el("th", { class: "num", text: String(c.tree_size), attrs: { scope: "row" } }),
-      el("td", {}, el("span", { class: "latency-cell" }, bar, formatSeconds(c.latency_s))),
-      el("td", {}, c.verified
-        ? el("span", { class: "tag tag-ok", text: t("cp.verified.yes") })
-        : el("span", { class: "tag tag-wait", text: t("cp.verified.no") })),
-      el("td", { class: "num" }, String(c.block_number)),
-      el("td", {}, formatUnix(c.block_time)),
-      el("td", {}, formatUnix(c.timestamp)),
-      el("td", {}, hex(c.root, 8)),
-      el("td", {}, hex(c.tx_hash, 8)));
+  const shown = [];
+  const bars = [];
+  const body = el("tbody");
+  const shownLine = el("p", { class: "intro" });
+  /** Add `checkpoints` (oldest first, as the API gives them) below the rows shown. */
+  const append = (checkpoints) => {
+    for (const c of [...checkpoints].reverse()) {
+      const bar = el("span", { class: "latency-bar", attrs: { "aria-hidden": "true" } });
+      bar.dataset.latency = String(Number(c.latency_s) || 0);
+      bars.push(bar);
+      shown.push(c);
+      body.append(checkpointRow(c, bar));
+    }
+    const maxLatency = Math.max(1, ...bars.map((b) => Number(b.dataset.latency)));
+    for (const bar of bars) {
+      bar.style.width = `${Math.round((Number(bar.dataset.latency) / maxLatency) * 80)}px`;
+    }
+    shownLine.textContent = t("log.shown", { count: shown.length });
+  };
+  append(checkpointLog ? checkpointLog.checkpoints : []);
+  const tableBox = table([[t("cp.size"), "num"], t("cp.latency"), t("cp.verified"),
+    [t("cp.block"), "num"], t("cp.blocktime"), t("cp.signed"), t("cp.root"), t("cp.tx")],
+  [], title);
+  tableBox.querySelector("tbody").replaceWith(body);
+  const slot = el("div", { class: "older-slot" });
+  const older = el("button", { type: "button", class: "button-secondary older-checkpoints",
+    testid: "older-checkpoints", text: t("log.older"),
+    attrs: { "aria-label": t("log.older.label", { log: title }) } });
+  older.hidden = !(checkpointLog && checkpointLog.older && shown.length);
+  older.addEventListener("click", async () => {
+    if (older.getAttribute("aria-disabled") === "true") {
+      return; // a page is on its way
+    }
+    // aria-disabled, not disabled: a disabled button would lose the keyboard focus
+    older.setAttribute("aria-disabled", "true");
+    tableBox.setAttribute("aria-busy", "true");
+    try {
+      const before = Math.min(...shown.map((c) => Number(c.tree_size)));
+      const answer = await api(`checkpoints?log_id=${encodeURIComponent(log.log_id)}`
+        + `&before=${before}&limit=${pageSize}`);
+      const page = (answer.logs || [])[0];
+      slot.replaceChildren();
+      append(page ? page.checkpoints : []);
+      if (!page || !page.older || !page.checkpoints.length) {
+        older.hidden = true;
+        tableBox.focus(); // the button is gone: the keyboard stays in this log's table
+      }
+    } catch (error) {
+      slot.replaceChildren(errorBox(error));
+    } finally {
+      older.removeAttribute("aria-disabled");
+      tableBox.removeAttribute("aria-busy");
+    }
   });
   return el("section", { class: "panel", testid: "timeline-log",
     attrs: { "data-platform": log.platform, "aria-label": title } },
@@ -398,11 +468,7 @@ function logSection(log, checkpointLog) {
     [t("log.checkpoints"), String(log.checkpoints)],
     [t("log.last"), formatUnix(log.last_block_time)],
   ]),
-  checkpoints.length
-    ? [el("p", { class: "intro", text: t("log.shown", { count: checkpoints.length }) }),
-      table([[t("cp.size"), "num"], t("cp.latency"), t("cp.verified"), [t("cp.block"), "num"],
-        t("cp.blocktime"), t("cp.signed"), t("cp.root"), t("cp.tx")], rows, title)]
-    : el("p", { text: t("log.empty") }));
+  shown.length ? [shownLine, tableBox, older, slot] : el("p", { text: t("log.empty") }));
 }
 
 /** The regulator's fault list (leaves that did not reproduce an anchored root, and so on). */

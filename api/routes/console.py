@@ -93,6 +93,7 @@ CONTENT_TYPES: Final = {
     ".woff2": "font/woff2",
 }
 _REF: Final = r"^[a-z][a-z0-9_-]{0,31}/[0-9a-fA-F]{64}/[0-9]{1,19}$"
+_LOG_ID: Final = r"^[0-9a-fA-F]{64}$"
 _ASSET_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
 DEFAULT_CHECKPOINTS: Final = 200
 MAX_CHECKPOINTS: Final = 5_000
@@ -364,27 +365,40 @@ def overview(regulator: RegulatorDep, viewer: ViewerDep) -> dict[str, Any]:
 
 
 @router.get("/api/checkpoints", responses=problem_responses(404, 422),
-            summary="Each log's newest anchored checkpoints, oldest first")
+            summary="Each log's newest anchored checkpoints, oldest first; pages backwards")
 def checkpoints(
     regulator: RegulatorDep,
     platform: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_CHECKPOINTS)] = DEFAULT_CHECKPOINTS,
+    log_id: Annotated[str | None, Query(pattern=_LOG_ID, description=(
+        "only this log (64 hex digits)"))] = None,
+    before: Annotated[int | None, Query(ge=1, description=(
+        "only checkpoints with a tree size below this (the next older page)"))] = None,
 ) -> dict[str, Any]:
     """Per checkpoint: size, root, signed time, anchoring block and its time, the latency
-    between them, the transaction, and whether the regulator verified it against the leaves."""
+    between them, the transaction, and whether the regulator verified it against the leaves.
+    Per log, ``older`` says whether checkpoints older than the ones shown exist: the next
+    page is ``log_id=<log>&before=<smallest tree size shown>``."""
     states = [s for s in regulator.store.logs() if platform is None or s.platform == platform]
     if platform is not None and not states:
         raise UnknownPlatform(f"no log of platform {platform!r} is anchored on chain")
+    if log_id is not None:
+        states = [s for s in states if s.log_id.hex() == log_id.lower()]
+        if not states:
+            where = "" if platform is None else f" of platform {platform!r}"
+            raise ProblemException("unknown-log", f"no log {log_id.lower()}{where} is "
+                                   "anchored on chain")
     by_log = _anchors_by_log(regulator)
     logs = []
     for state in states:
-        anchors = by_log.get(state.log_id, [])[-limit:]
+        page = console_view.page_before(by_log.get(state.log_id, []),
+                                        lambda a: a.tree_size, before, limit)
         logs.append({"platform": state.platform, "log_id": state.log_id.hex(), "checkpoints": [
             {"tree_size": a.tree_size, "root": a.root.hex(), "timestamp": a.timestamp,
              "block_number": a.block_number, "block_time": a.block_time,
              "latency_s": a.block_time - a.timestamp, "tx_hash": "0x" + a.tx_hash.hex(),
              "verified": a.tree_size <= state.verified_size}
-            for a in anchors]})
+            for a in page.checkpoints], "older": page.older})
     return {"logs": logs}
 
 
