@@ -15,6 +15,7 @@ from ledger_node.console_view import (
     bucket_start,
     chart_bucket,
     latency_series,
+    page_before,
     rule_counts,
     shard_of,
     volume_series,
@@ -120,3 +121,26 @@ def test_rule_counts_and_shards() -> None:
     assert shard_of("unionpay", log_id_for("unionpay", 5)) == 5
     assert shard_of("unionpay", log_id_for("wechatpay", 0)) is None
     assert shard_of("unionpay", log_id_for("unionpay", 70)) is None  # beyond the search
+
+
+@given(st.lists(st.integers(1, 400), unique=True).map(sorted), st.integers(1, 30))
+def test_paging_backwards_visits_every_checkpoint_once_in_order(sizes: list[int],
+                                                                limit: int) -> None:
+    seen: list[int] = []
+    before: int | None = None
+    while True:
+        page = page_before(sizes, lambda size: size, before, limit)
+        assert len(page.checkpoints) <= limit and page.checkpoints == sorted(page.checkpoints)
+        assert all(before is None or size < before for size in page.checkpoints)
+        seen = page.checkpoints + seen
+        if not page.older:
+            break
+        assert page.checkpoints  # a page that says "older" is never empty
+        before = page.checkpoints[0]
+    assert seen == sizes
+
+
+def test_a_page_holds_at_least_one_checkpoint() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        page_before([1, 2], lambda size: size, None, 0)
+    assert page_before([1, 2, 3], lambda size: size, 1, 5).checkpoints == []
