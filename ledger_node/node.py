@@ -318,8 +318,8 @@ class PlatformNode:
             store=self._store, chain=chain, key=sm2_key, platform=config.platform,
             log_id=self.log_id, hash_name=config.hash_name, head=self._head,
             on_anchored=self._anchored_cb, chain_lock=self.chain_lock,
-            interval=config.seal_interval, seal_size=config.seal_size,
-            confirmations=config.confirmations,
+            on_rolled_back=self._rolled_back_cb, interval=config.seal_interval,
+            seal_size=config.seal_size, confirmations=config.confirmations,
         )
         self._started = False
         self._disclosure_lock = threading.Lock()
@@ -648,6 +648,12 @@ class PlatformNode:
             while self._acks and self._acks[0][0] <= stored.tree_size:
                 _, acked = self._acks.popleft()
                 self._anchor_latency.append(now - acked)
+
+    def _rolled_back_cb(self, still_anchored: StoredCheckpoint | None) -> None:
+        # the chain lost the anchorings above this one: bundles and statuses fall back to
+        # it (later leaves are pending again) until the sealer has anchored them again
+        with self._metrics_lock:
+            self._latest_anchored = still_anchored
 
     def find(self, leaf_hash: bytes) -> int | None:
         """The index of the committed leaf with ``leaf_hash``, or ``None``."""

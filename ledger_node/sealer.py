@@ -70,8 +70,11 @@ class Sealer:
     """The sealing thread of one platform log.
 
     ``head`` returns the log's current size and root (called from the sealer thread);
-    ``on_anchored`` is told of every checkpoint once it is marked anchored. Chain calls are
-    made under ``chain_lock`` (shared with other users of the same chain client).
+    ``on_anchored`` is told of every checkpoint once it is marked anchored, and
+    ``on_rolled_back`` of the latest checkpoint still anchored (``None``: none) when the chain
+    turns out to have lost anchorings, so that nothing is served against a lost transaction
+    until it is anchored again. Chain calls are made under ``chain_lock`` (shared with other
+    users of the same chain client).
     ``confirmations``: how many blocks, its own included, make an anchoring final (1: as
     soon as it is mined).
     """
@@ -88,6 +91,7 @@ class Sealer:
         head: Callable[[], TreeHead],
         on_anchored: Callable[[StoredCheckpoint], None],
         chain_lock: threading.Lock,
+        on_rolled_back: Callable[[StoredCheckpoint | None], None] | None = None,
         interval: float = 0.2,
         seal_size: int = 10_000,
         confirmations: int = 1,
@@ -108,6 +112,7 @@ class Sealer:
         self._hash_name = hash_name
         self._head = head
         self._on_anchored = on_anchored
+        self._on_rolled_back = on_rolled_back
         self._chain_lock = chain_lock
         self._interval = interval
         self._seal_size = seal_size
@@ -301,6 +306,8 @@ class Sealer:
             self._unconfirmed = [cp for cp in self._unconfirmed if cp.tree_size <= chain_size]
             still = self._store.latest_checkpoint("anchored")
             self._last_anchored_size = 0 if still is None else still.tree_size
+            if self._on_rolled_back is not None:
+                self._on_rolled_back(still)
         self._final_size = min(self._final_size, chain_size)
         self._checked_head = head
         if self._scan_unconfirmed:  # once per start: which anchored ones are not final yet

@@ -459,13 +459,33 @@ def test_rollback_to_an_older_state_re_anchors_the_lost_checkpoints(
         reader = LedgerChain.from_rpc(own_anvil.url).attach(node.deployment)
         assert [c.tree_size for c in reader.checkpoints(node.log_id)] == before
 
+        # hold the first re-anchoring, to look at what the node serves in between
+        send, held, release = node.chain.anchor_checkpoint, threading.Event(), threading.Event()
+
+        def held_send(log_id: bytes, tree_size: int, *rest: Any) -> Any:
+            if tree_size <= 16 and not release.is_set():  # a lost size, sent again
+                held.set()
+                release.wait(WAIT_S)
+            return send(log_id, tree_size, *rest)
+
+        node.chain.anchor_checkpoint = held_send  # type: ignore[method-assign]
         own_anvil.stop(signal.SIGKILL)
         own_anvil.start("--load-state", str(older))  # the chain lost three anchorings
         if confirmations == 1:
             submit(node, consortium.unionpay, new_leaves(4))  # its anchoring meets the gap
             before.append(20)
-        wait_for("the lost anchorings found",
-                 lambda: node.sealer_status().lost_anchorings >= 1)
+        try:
+            assert held.wait(WAIT_S), "the lost anchorings were not sent again"
+            assert node.sealer_status().lost_anchorings >= 3
+            # nothing is served against a lost transaction: bundles fall back to size 4
+            latest = node.latest_checkpoint()
+            assert latest is not None and latest.tree_size == 4
+            assert node.proof_bundle(4) is None and not node.leaf_status(4).anchored
+            bundle = node.proof_bundle(3)
+            assert bundle is not None and bundle.tree_size == 4
+            assert verify_bundle(bundle, chain=reader).valid
+        finally:
+            release.set()
         wait_for("re-anchored", lambda: fully_anchored(node)
                  and not node.sealer_status().failing
                  and [c.tree_size for c in reader.checkpoints(node.log_id)] == before)
