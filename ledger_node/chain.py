@@ -32,6 +32,7 @@ from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.exceptions import TransactionFailed
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
@@ -291,6 +292,21 @@ class Deployment:
             raise DeploymentError(f"malformed deployment file {path}: {exc!r}") from exc
 
 
+class _SerialTesterProvider(EthereumTesterProvider):
+    """eth-tester's provider, one request at a time: py-evm is not thread-safe, and several
+    nodes in one process (each with its own ``chain_lock``) may share one embedded chain."""
+
+    def __init__(self, tester: EthereumTester) -> None:
+        """Serve ``tester``."""
+        super().__init__(tester)
+        self._serial = threading.RLock()  # re-entrant: middleware may ask from within
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        """Answer one JSON-RPC request while holding the chain."""
+        with self._serial:
+            return super().make_request(method, params)
+
+
 class _RetryingHTTPProvider(HTTPProvider):
     """web3's HTTP provider, retrying every request on transport failures (bounded,
     exponential backoff) and raising :class:`ChainError` once the attempts are spent.
@@ -386,8 +402,10 @@ def _revert_data(exc: BaseException) -> bytes | None:
     """The raw revert data carried by a web3 / eth-tester exception chain, if any.
 
     web3 puts it in ``ContractLogicError.data`` (hex) for JSON-RPC nodes; the eth-tester
-    provider only keeps it in the message, as a Python bytes literal
-    (``execution reverted: b'...'``), which is parsed safely with ``ast.literal_eval``.
+    provider only keeps it in the message of its ``TransactionFailed``, as a Python bytes
+    literal (``execution reverted: b'...'``), which is parsed safely with
+    ``ast.literal_eval``. Bytes in any other exception (a ``KeyError`` of a trie node, say)
+    are not revert data.
     """
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -398,10 +416,11 @@ def _revert_data(exc: BaseException) -> bytes | None:
             return bytes.fromhex(data[2:])
         if isinstance(data, bytes):
             return data
+        tester_failure = isinstance(current, TransactionFailed)
         for arg in current.args:
-            if isinstance(arg, bytes):
+            if tester_failure and isinstance(arg, bytes):
                 return arg
-            if isinstance(arg, str):
+            if tester_failure and isinstance(arg, str):
                 match = _BYTES_LITERAL.search(arg)
                 if match:
                     literal = ast.literal_eval(match.group(0))
@@ -492,8 +511,7 @@ class LedgerChain:
         """A fresh in-memory eth-tester (py-evm) chain; its faucet is ETH_TESTER_FAUCET_KEY."""
         tester = EthereumTester(PyEVMBackend())
         tester.backend.chain.gas_estimator = _single_pass_gas_estimate
-        provider = EthereumTesterProvider(tester)
-        return cls(Web3(provider), account=account, artifact=artifact)
+        return cls(Web3(_SerialTesterProvider(tester)), account=account, artifact=artifact)
 
     @classmethod
     def embedded_on_disk(
@@ -515,8 +533,8 @@ class LedgerChain:
 
         store = open_chain_store(path)
         store.chain.gas_estimator = _single_pass_gas_estimate
-        provider = EthereumTesterProvider(store.tester)
-        return cls(Web3(provider), account=account, artifact=artifact)
+        return cls(Web3(_SerialTesterProvider(store.tester)), account=account,
+                   artifact=artifact)
 
     @classmethod
     def from_rpc(

@@ -518,8 +518,8 @@ class PlatformNode:
         return self._chain_watch.status(wait=wait)
 
     def _probe_chain(self) -> ChainProbe:
-        """Read the chain's head and this log's latest checkpoint on chain (under the lock:
-        the embedded chain's provider is not thread-safe)."""
+        """Read the chain's head and this log's latest checkpoint on chain (under the node's
+        chain lock, like every chain call of the node)."""
         with self.chain_lock:
             chain = self.chain
             block = chain.block_number()

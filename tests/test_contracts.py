@@ -493,6 +493,37 @@ class ContractBehaviour:
             c.unionpay.commit(b32(f"burst-{i}"))
         assert c.outsider.commitment_count() == 12
 
+    def test_several_senders_and_readers_at_once(self, c: Consortium) -> None:
+        """Clients with no lock in common (as several nodes in one process on the embedded
+        chain) send and read at the same time: every transaction lands, every read answers."""
+        errors: list[BaseException] = []
+        before = c.outsider.commitment_count()
+
+        def send(platform: LedgerChain, label: str) -> None:
+            try:
+                for i in range(6):
+                    platform.commit(b32(f"{label}-{i}"))
+            except BaseException as exc:  # collected and re-raised in the main thread
+                errors.append(exc)
+
+        def read() -> None:
+            try:
+                for _ in range(30):
+                    c.outsider.commitment_count()
+                    c.outsider.block_number()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=send, args=(c.unionpay, "together-u")),
+                   threading.Thread(target=send, args=(c.wechat, "together-w")),
+                   threading.Thread(target=read), threading.Thread(target=read)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert c.outsider.commitment_count() == before + 12
+
     # ------------------------------------------------------------------ disclosures
 
     def test_disclosure_request_and_fulfilment(self, c: Consortium) -> None:

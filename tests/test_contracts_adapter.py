@@ -45,6 +45,22 @@ def test_revert_data_from_eth_tester_message_and_chained() -> None:
     assert _revert_data(RuntimeError("no data here")) is None
 
 
+def test_bytes_in_other_exceptions_are_not_revert_data() -> None:
+    """py-evm's KeyError of a missing trie node carries a 32-byte hash: once taken for
+    revert data, it surfaced as "reverted with unknown error data"."""
+    node_hash = keccak(text="a trie node")
+    assert _revert_data(KeyError(node_hash)) is None
+    assert _revert_data(ValueError(f"missing node {node_hash!r}")) is None
+    try:
+        try:
+            raise KeyError(node_hash)
+        except KeyError as exc:
+            raise RuntimeError("while sending") from exc
+    except RuntimeError as outer:
+        assert _revert_data(outer) is None
+    assert _revert_data(TransactionFailed(NOT_LOG_OWNER)) == NOT_LOG_OWNER
+
+
 def test_custom_error_is_decoded_with_checksummed_args(offline: LedgerChain) -> None:
     error = offline._decode_revert(NOT_LOG_OWNER)
     assert isinstance(error, ContractRevert)
