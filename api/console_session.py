@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from ledger_node.auth import AuthenticatedMember
 from ledger_node.errors import Unauthenticated
+from ledger_node.protocol.auth import AuthenticatedMember
 
 TOKEN_TTL_S: Final = 60
 SESSION_TTL_S: Final = 8 * 3600

@@ -12,10 +12,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.problems import ProblemFactory
 from api.settings import Settings
-from ledger_node.auth import AuthenticatedMember, RequestAuthenticator
-from ledger_node.chain import Role
+from ledger_node.chain.adapter import Role
 from ledger_node.errors import Forbidden
-from ledger_node.node import PlatformNode
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.auth import AuthenticatedMember, RequestAuthenticator
 
 
 def get_node(request: Request) -> PlatformNode:
@@ -63,7 +63,7 @@ async def authenticated_member(
 
     Raises :class:`~ledger_node.errors.Unauthenticated` (401) or
     :class:`~ledger_node.errors.Forbidden` (403); see
-    :meth:`~ledger_node.auth.RequestAuthenticator.authenticate`.
+    :meth:`~ledger_node.protocol.auth.RequestAuthenticator.authenticate`.
     """
     body = await request.body()
     return await run_in_threadpool(

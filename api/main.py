@@ -22,9 +22,9 @@ from api.routes import (
     verify,
 )
 from api.settings import Settings
-from ledger_node.auth import RequestAuthenticator
-from ledger_node.chain import Member
-from ledger_node.node import PlatformNode
+from ledger_node.chain.adapter import Member
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.auth import RequestAuthenticator
 
 API_VERSION = "1.0.0"
 

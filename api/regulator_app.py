@@ -1,7 +1,7 @@
 """``create_regulator_app``: the FastAPI application of a regulator node under ``/v1``.
 
 Every route but ``/v1/health`` needs an SM2-signed request (the ``X-JL-*`` headers, with
-this node's :func:`~ledger_node.regulator.node_audience`) from a **regulator** member:
+this node's :func:`~ledger_node.regulator.node.node_audience`) from a **regulator** member:
 traces and alerts name identities and amounts, so nobody else may read them. Errors are
 RFC 9457 problem documents, as on the platform node. The app does not start or stop the
 regulator node.
@@ -17,9 +17,9 @@ from api.problems import ProblemFactory, install_problem_handlers
 from api.routes.console import install_console
 from api.routes.regulator import router as regulator_router
 from api.settings import Settings
-from ledger_node.auth import RequestAuthenticator
-from ledger_node.chain import Member
-from ledger_node.regulator import RegulatorNode, node_audience
+from ledger_node.chain.adapter import Member
+from ledger_node.protocol.auth import RequestAuthenticator
+from ledger_node.regulator.node import RegulatorNode, node_audience
 
 API_VERSION = "1.0.0"
 DESCRIPTION = """

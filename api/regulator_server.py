@@ -44,19 +44,19 @@ from api.config_file import config_table, config_value, read_config
 from api.regulator_app import create_regulator_app
 from api.server import DEFAULT_CHAIN_URL, LOOPBACK_HOSTS, run_until_stopped
 from api.settings import Settings
-from ledger_node import gmcrypto
-from ledger_node.aml import AmlConfig
-from ledger_node.chain import Deployment, LedgerChain, Role
+from ledger_node.chain.adapter import Deployment, LedgerChain, Role
+from ledger_node.client.sdk import RegulatorClient
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.keyfiles import load_member_keys
 from ledger_node.errors import InvalidAmlConfig, InvalidConfig, InvalidKey
-from ledger_node.keyfiles import load_member_keys
-from ledger_node.regulator import (
+from ledger_node.protocol.aml import AmlConfig
+from ledger_node.regulator.node import (
     DEFAULT_PAGE,
     HttpLeafSource,
     LeafSource,
     RegulatorConfig,
     RegulatorNode,
 )
-from ledger_node.sdk import RegulatorClient
 
 DEFAULT_PORT: Final = 8790
 _SECTIONS: Final = {

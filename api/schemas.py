@@ -2,7 +2,8 @@
 
 Request models validate form (hex lengths, sizes, types) before any domain code runs, so
 malformed input becomes a 422 problem naming the field; the domain types
-(:class:`~ledger_node.leaf.Leaf`, :class:`~ledger_node.bundle.ProofBundle`) are built from
+(:class:`~ledger_node.log.leaf.Leaf`, :class:`~ledger_node.protocol.bundle.ProofBundle`) are built
+from
 them in the routes. Every model carries an example for the OpenAPI page at ``/docs``.
 """
 
@@ -12,8 +13,8 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger_node.disclosure import MAX_RESPONSE_SIZE
-from ledger_node.leaf import MAX_ESCROW_BYTES, Leaf
+from ledger_node.log.leaf import MAX_ESCROW_BYTES, Leaf
+from ledger_node.protocol.disclosure import MAX_RESPONSE_SIZE
 
 MAX_BATCH: Final = 10_000
 
@@ -155,7 +156,7 @@ class DisclosureRequestPublic(BaseModel):
 
 
 class DisclosureResponseCreate(_Strict):
-    """A sealed disclosure response (``ledger_node.disclosure``) for the node to store and
+    """A sealed disclosure response (``ledger_node.protocol.disclosure``) for the node to store and
     log on chain."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{

@@ -39,7 +39,7 @@ The chain is reached through ``rpc_url``; without one (neither in the file nor
 ``--rpc-url``) the node uses the embedded chain at its default address
 :data:`DEFAULT_CHAIN_URL`, where ``jointledger chain`` serves it over JSON-RPC, so every
 member's node reaches one and the same chain. Tests and tools may hand an in-process
-:class:`~ledger_node.chain.LedgerChain` instead.
+:class:`~ledger_node.chain.adapter.LedgerChain` instead.
 """
 
 from __future__ import annotations
@@ -58,11 +58,11 @@ from fastapi import FastAPI
 from api.config_file import config_table, config_value, read_config
 from api.main import create_app
 from api.settings import Settings
-from ledger_node.chain import Deployment, LedgerChain
+from ledger_node.chain.adapter import Deployment, LedgerChain
+from ledger_node.chain.rpc_server import DEFAULT_PORT as DEFAULT_CHAIN_PORT
+from ledger_node.crypto.keyfiles import MemberKeys, load_member_keys
 from ledger_node.errors import InvalidConfig, InvalidKey
-from ledger_node.keyfiles import MemberKeys, load_member_keys
-from ledger_node.node import NodeConfig, PlatformNode
-from ledger_node.rpc_server import DEFAULT_PORT as DEFAULT_CHAIN_PORT
+from ledger_node.platform.node import NodeConfig, PlatformNode
 
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_PORT: Final = 8700

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import httpx
 
-from ledger_node.chain import LedgerChain
-from ledger_node.demo import sample_records
-from ledger_node.leaf import Leaf
-from ledger_node.localsite import LocalSite
-from ledger_node.sdk import PlatformClient
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.client.sdk import PlatformClient
+from ledger_node.demo.localsite import LocalSite
+from ledger_node.demo.run import sample_records
+from ledger_node.log.leaf import Leaf
 
 
 def row(name: str, value: str, goal: str = "", verdict: str = "") -> None:

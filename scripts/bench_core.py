@@ -21,12 +21,13 @@ from datetime import UTC, datetime
 from gmssl import func as gm_func
 from gmssl import sm3 as gm_sm3
 
-from ledger_node import gmcrypto, hashes, merkle
-from ledger_node.chain import LedgerChain, Role
-from ledger_node.checkpoint import Checkpoint, log_id_for, sign_checkpoint
-from ledger_node.commitment import new_salt, record_commitment
-from ledger_node.demo import new_party
-from ledger_node.record import Channel, PaymentRecord
+from ledger_node.chain.adapter import LedgerChain, Role
+from ledger_node.crypto import gmcrypto, hashes
+from ledger_node.demo.run import new_party
+from ledger_node.log import merkle
+from ledger_node.log.checkpoint import Checkpoint, log_id_for, sign_checkpoint
+from ledger_node.protocol.commitment import new_salt, record_commitment
+from ledger_node.protocol.record import Channel, PaymentRecord
 
 
 def rate(operation: Callable[[], object], *, seconds: float = 1.0) -> float:

@@ -7,7 +7,7 @@ its SDK (escrows sealed, tags added); then unionpay reconciles with wechatpay:
 
 1. the pairwise key (static-static ECDH and KDF) and the two tags of one record;
 2. reading and verifying a log over the public summaries endpoint (leaves/s);
-3. a whole in-process run (``ledger_node.reconciler.reconcile``: both logs read and
+3. a whole in-process run (``ledger_node.reconcile.reconciler.reconcile``: both logs read and
    verified, openings checked, expectations, matching, report with bundles);
 4. the same through the node (``PlatformClient.reconcile`` -> ``POST /v1/reconciliation``),
    a second time with the node's verified counterparty log cached.
@@ -27,15 +27,15 @@ from pathlib import Path
 
 from api.main import create_app
 from api.server import PlatformServer
-from ledger_node.aml import PartyKind
-from ledger_node.chain import LedgerChain, Role
-from ledger_node.demo import new_party
-from ledger_node.node import NodeConfig, PlatformNode
-from ledger_node.pairwise import CrossPlatform, Side, pairwise_key, record_tags
-from ledger_node.reconciler import VerifiedLog, platform_member, reconcile
-from ledger_node.reconciliation import Window
-from ledger_node.record import Channel, PaymentRecord
-from ledger_node.sdk import NodeClient, PlatformClient, own_records, registered_platform
+from ledger_node.chain.adapter import LedgerChain, Role
+from ledger_node.client.sdk import NodeClient, PlatformClient, own_records, registered_platform
+from ledger_node.demo.run import new_party
+from ledger_node.platform.node import NodeConfig, PlatformNode
+from ledger_node.protocol.aml import PartyKind
+from ledger_node.protocol.pairwise import CrossPlatform, Side, pairwise_key, record_tags
+from ledger_node.protocol.reconciliation import Window
+from ledger_node.protocol.record import Channel, PaymentRecord
+from ledger_node.reconcile.reconciler import VerifiedLog, platform_member, reconcile
 
 KINDS = (PartyKind.PERSON, PartyKind.INSTITUTION)
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)

@@ -30,13 +30,13 @@ from pathlib import Path
 
 import httpx
 
-from ledger_node.checkpoint import Checkpoint, log_id_for, sign_checkpoint
-from ledger_node.leaf import Leaf
-from ledger_node.localsite import LocalSite, free_port
-from ledger_node.merkle import MerkleLog, hasher_for
-from ledger_node.node import intake_leaf_data
-from ledger_node.sdk import PlatformClient
-from ledger_node.store import BatchEvidence, NewBatch, SQLiteStore, StoredCheckpoint
+from ledger_node.client.sdk import PlatformClient
+from ledger_node.demo.localsite import LocalSite, free_port
+from ledger_node.log.checkpoint import Checkpoint, log_id_for, sign_checkpoint
+from ledger_node.log.leaf import Leaf
+from ledger_node.log.merkle import MerkleLog, hasher_for
+from ledger_node.platform.node import intake_leaf_data
+from ledger_node.platform.store import BatchEvidence, NewBatch, SQLiteStore, StoredCheckpoint
 
 _CLI = [sys.executable, "-m", "ledger_node.cli"]
 BATCH = 1_000
@@ -123,7 +123,7 @@ def profile_start(path: Path) -> dict[str, float]:
     out["(same) rebuild the Merkle log from them"] = time.perf_counter() - t
     store.close()
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import ledger_node.cli, api.server"], check=True)
+    subprocess.run([sys.executable, "-c", "import ledger_node.cli.main, api.server"], check=True)
     out["start Python and import the server (separate process)"] = time.perf_counter() - t
     return out
 

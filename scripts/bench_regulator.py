@@ -30,19 +30,19 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ledger_node import gmcrypto
-from ledger_node.aml import PartyKind
-from ledger_node.chain import LedgerChain, Member, Role
-from ledger_node.demo import sample_records
-from ledger_node.escrow import EscrowOpener, EscrowPayload, EscrowSealer, identity_key
-from ledger_node.hashes import sm3
-from ledger_node.leaf import Leaf
-from ledger_node.localsite import LocalSite
-from ledger_node.merkle import MerkleLog, hasher_for
-from ledger_node.record import Channel
-from ledger_node.regulator import HttpLeafSource, RegulatorConfig, RegulatorNode
-from ledger_node.regulator_store import IngestedLeaf, StoredAnchor
-from ledger_node.sdk import PlatformClient, RegulatorClient
+from ledger_node.chain.adapter import LedgerChain, Member, Role
+from ledger_node.client.sdk import PlatformClient, RegulatorClient
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.hashes import sm3
+from ledger_node.demo.localsite import LocalSite
+from ledger_node.demo.run import sample_records
+from ledger_node.log.leaf import Leaf
+from ledger_node.log.merkle import MerkleLog, hasher_for
+from ledger_node.protocol.aml import PartyKind
+from ledger_node.protocol.escrow import EscrowOpener, EscrowPayload, EscrowSealer, identity_key
+from ledger_node.protocol.record import Channel
+from ledger_node.regulator.node import HttpLeafSource, RegulatorConfig, RegulatorNode
+from ledger_node.regulator.store import IngestedLeaf, StoredAnchor
 
 KINDS = (PartyKind.PERSON, PartyKind.INSTITUTION)
 

@@ -29,8 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ledger_node.chain import ChainEvent, LedgerChain
-from ledger_node.risklist import RiskList, distribute_list_key
+from ledger_node.chain.adapter import ChainEvent, LedgerChain
+from ledger_node.protocol.risklist import RiskList, distribute_list_key
 
 GOAL_CHECKS_PER_S = 50_000
 
@@ -162,7 +162,7 @@ def http(c: object, listed: list[str], args: argparse.Namespace) -> None:
     from fastapi.testclient import TestClient
 
     from api.main import create_app
-    from ledger_node.auth import sign_request
+    from ledger_node.protocol.auth import sign_request
     from tests.api_support import Consortium, make_node
 
     assert isinstance(c, Consortium)

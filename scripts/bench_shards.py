@@ -4,7 +4,7 @@
 Real processes on 127.0.0.1: ``jointledger chain`` and two ``jointledger serve`` processes of
 unionpay (shard 0 and shard 1, each its own store and log). First one shard alone takes
 10,000-leaf batches from 2 client threads; then both shards at once, 2 client threads each,
-every leaf sent to the shard its commitment picks (as :class:`~ledger_node.sharded.
+every leaf sent to the shard its commitment picks (as :class:`~ledger_node.client.sharded.
 ShardedPlatformClient` does). Leaves and batch signatures are made before timing. Last, the
 SDK itself: :meth:`ShardedPlatformClient.submit_prepared` over both shards, its encoding and
 signing timed. Figures, not assertions: copy the table into docs/performance.md with the
@@ -29,11 +29,11 @@ from pathlib import Path
 
 import httpx
 
-from ledger_node.demo import sample_records
-from ledger_node.leaf import Leaf
-from ledger_node.localsite import LocalSite
-from ledger_node.sdk import NodeClient, PlatformClient
-from ledger_node.sharded import ShardedPlatformClient, shard_of
+from ledger_node.client.sdk import NodeClient, PlatformClient
+from ledger_node.client.sharded import ShardedPlatformClient, shard_of
+from ledger_node.demo.localsite import LocalSite
+from ledger_node.demo.run import sample_records
+from ledger_node.log.leaf import Leaf
 
 CHUNK = 10_000
 THREADS_PER_SHARD = 2

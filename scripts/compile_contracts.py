@@ -1,10 +1,10 @@
-"""Compile contracts/*.sol and write the committed artifacts to contracts/build/.
+"""Compile contracts/*.sol and write the committed artifacts to ledger_node/chain/artifacts/.
 
 Usage: .venv/bin/python scripts/compile_contracts.py [--check]
 
 With ``--check`` nothing is written; the exit status is 1 when the committed artifacts are
 stale (different sources, or different ABI/bytecode from the pinned compiler). The compiler
-is found as :func:`ledger_node.solc.resolve_solc` describes.
+is found as :func:`ledger_node.chain.solc.resolve_solc` describes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ledger_node import contracts, solc
+from ledger_node.chain import contracts, solc
 from ledger_node.errors import LedgerError
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from eth_account import Account
 
-from ledger_node.chain import LedgerChain
-from ledger_node.consortium import load_consortium
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.chain.consortium import load_consortium
 from ledger_node.errors import LedgerError
 
 

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ledger_node.auth import sign_batch
-from ledger_node.chain import Deployment, LedgerChain, Role
-from ledger_node.commitment import new_salt, record_commitment
-from ledger_node.demo import Party, new_party, sample_records
-from ledger_node.leaf import Leaf
-from ledger_node.node import NodeConfig, PlatformNode
+from ledger_node.chain.adapter import Deployment, LedgerChain, Role
+from ledger_node.demo.run import Party, new_party, sample_records
+from ledger_node.log.leaf import Leaf
+from ledger_node.platform.node import NodeConfig, PlatformNode
+from ledger_node.protocol.auth import sign_batch
+from ledger_node.protocol.commitment import new_salt, record_commitment
 
 _ETHER = 10**18
 T = TypeVar("T")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger_node.chain import LedgerChain
-from ledger_node.node import PlatformNode
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.platform.node import PlatformNode
 from tests.api_support import Consortium, make_consortium, make_node
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

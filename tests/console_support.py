@@ -28,14 +28,14 @@ import uvicorn
 
 from api.regulator_app import create_regulator_app
 from api.settings import Settings
-from ledger_node.auth import sign_request
-from ledger_node.chain import LedgerChain
-from ledger_node.demo import Party
-from ledger_node.escrow import identity_key
-from ledger_node.node import PlatformNode
-from ledger_node.record import PaymentRecord
-from ledger_node.regulator import RegulatorNode, node_audience
-from ledger_node.sdk import PlatformClient, SubmittedRecord
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.client.sdk import PlatformClient, SubmittedRecord
+from ledger_node.demo.run import Party
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.auth import sign_request
+from ledger_node.protocol.escrow import identity_key
+from ledger_node.protocol.record import PaymentRecord
+from ledger_node.regulator.node import RegulatorNode, node_audience
 from tests.api_support import Consortium, make_consortium
 from tests.regulator_support import (
     PERSON_TO_MERCHANT,

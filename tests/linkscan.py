@@ -1,12 +1,12 @@
 """The unlinkability audit's scanner, for ``tests/test_unlinkability.py``.
 
-The functions live in :mod:`ledger_node.linkscan` (the demo's auditor check uses them too);
+The functions live in :mod:`ledger_node.demo.linkscan` (the demo's auditor check uses them too);
 this module re-exports them under the same names.
 """
 
 from __future__ import annotations
 
-from ledger_node.linkscan import (
+from ledger_node.demo.linkscan import (
     MIN_HEX_RUN,
     WINDOW,
     Haystack,

@@ -12,13 +12,13 @@ import httpx
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from ledger_node.demo import Party
-from ledger_node.node import PlatformNode
-from ledger_node.pairwise import CrossPlatform, Side
-from ledger_node.reconciler import VerifiedLog, platform_member
-from ledger_node.record import PaymentRecord
-from ledger_node.scenario import Scenario
-from ledger_node.sdk import NodeClient, PlatformClient, registered_platform
+from ledger_node.client.sdk import NodeClient, PlatformClient, registered_platform
+from ledger_node.demo.run import Party
+from ledger_node.demo.scenario import Scenario
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.pairwise import CrossPlatform, Side
+from ledger_node.protocol.record import PaymentRecord
+from ledger_node.reconcile.reconciler import VerifiedLog, platform_member
 from tests.api_support import Consortium
 from tests.regulator_support import start_node
 

@@ -11,13 +11,13 @@ import httpx
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from ledger_node.aml import PartyKind
-from ledger_node.demo import Party
-from ledger_node.gmcrypto import SM2PrivateKey
-from ledger_node.node import NodeConfig, PlatformNode
-from ledger_node.record import Channel, PaymentRecord
-from ledger_node.regulator import HttpLeafSource, LeafSource, RegulatorConfig, RegulatorNode
-from ledger_node.sdk import PlatformClient, RegulatorClient
+from ledger_node.client.sdk import PlatformClient, RegulatorClient
+from ledger_node.crypto.gmcrypto import SM2PrivateKey
+from ledger_node.demo.run import Party
+from ledger_node.platform.node import NodeConfig, PlatformNode
+from ledger_node.protocol.aml import PartyKind
+from ledger_node.protocol.record import Channel, PaymentRecord
+from ledger_node.regulator.node import HttpLeafSource, LeafSource, RegulatorConfig, RegulatorNode
 from tests.api_support import Consortium, wait_for
 
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import strategies as st
 
-from ledger_node.record import ISO_4217, MAX_AMOUNT_FEN, Channel, PaymentRecord
+from ledger_node.protocol.record import ISO_4217, MAX_AMOUNT_FEN, Channel, PaymentRecord
 
 _TEXT_ALPHABET = st.characters(
     codec="utf-8", exclude_categories=("Cc", "Cs"), min_codepoint=0x20

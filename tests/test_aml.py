@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_node.aml import (
+from ledger_node.errors import InvalidAmlConfig, InvalidRecord, LedgerError
+from ledger_node.protocol.aml import (
     Alert,
     AmlConfig,
     Category,
@@ -25,7 +26,6 @@ from ledger_node.aml import (
     categorize,
     detect,
 )
-from ledger_node.errors import InvalidAmlConfig, InvalidRecord, LedgerError
 
 PERSON, INSTITUTION = PartyKind.PERSON, PartyKind.INSTITUTION
 T0 = datetime(2024, 3, 1, 2, 0, tzinfo=UTC)  # 10:00 in Beijing

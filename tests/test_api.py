@@ -16,14 +16,20 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from ledger_node import gmcrypto, merkle
-from ledger_node.auth import sign_batch
-from ledger_node.bundle import ProofBundle, verify_bundle
-from ledger_node.chain import LedgerChain
-from ledger_node.commitment import RecordOpening, disclose_field, new_salt, record_commitment
-from ledger_node.demo import sample_records
-from ledger_node.leaf import Leaf
-from ledger_node.node import PlatformNode
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.crypto import gmcrypto
+from ledger_node.demo.run import sample_records
+from ledger_node.log import merkle
+from ledger_node.log.leaf import Leaf
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.auth import sign_batch
+from ledger_node.protocol.bundle import ProofBundle, verify_bundle
+from ledger_node.protocol.commitment import (
+    RecordOpening,
+    disclose_field,
+    new_salt,
+    record_commitment,
+)
 from tests.api_support import (
     Consortium,
     make_consortium,

@@ -19,13 +19,13 @@ from api.server import (
     load_serve_config,
     serve_platform_file,
 )
-from ledger_node.bundle import ProofBundle, verify_bundle
-from ledger_node.chain import LedgerChain
-from ledger_node.demo import sample_records
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.client.sdk import PlatformClient, SubmittedRecord
+from ledger_node.crypto.keyfiles import MemberKeys, write_member_keys
+from ledger_node.demo.run import sample_records
 from ledger_node.errors import ChainError, InvalidConfig
-from ledger_node.keyfiles import MemberKeys, write_member_keys
-from ledger_node.node import PlatformNode
-from ledger_node.sdk import PlatformClient, SubmittedRecord
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.bundle import ProofBundle, verify_bundle
 from tests.api_support import Consortium, make_consortium
 
 

@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI
 
 from api.main import create_app
-from ledger_node.chain import LedgerChain
-from ledger_node.node import PlatformNode
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.platform.node import PlatformNode
 from tests.api_support import make_consortium, make_node, random_leaves, submission
 from tests.fuzz_support import fuzz_without_server_errors
 
@@ -28,7 +28,7 @@ def fuzz_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformNode
 
 
 def _evidence(consortium: Any, node: PlatformNode, leaves: list[Any]) -> Any:
-    from ledger_node.auth import MembershipCache, authenticate_batch
+    from ledger_node.protocol.auth import MembershipCache, authenticate_batch
 
     body = submission(consortium.unionpay, node.log_id, leaves)
     return authenticate_batch(MembershipCache(consortium.chain.member),

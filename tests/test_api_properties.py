@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.main import create_app
-from ledger_node.chain import LedgerChain
-from ledger_node.leaf import Leaf
-from ledger_node.node import PlatformNode
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.log.leaf import Leaf
+from ledger_node.platform.node import PlatformNode
 from tests.api_support import Consortium, make_consortium, make_node, submission, wait_for
 
 MUTATIONS = ("leaf", "index", "tree_size", "root", "path", "signature", "timestamp")

@@ -11,8 +11,14 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from ledger_node import gmcrypto
-from ledger_node.auth import (
+from ledger_node.chain.adapter import LedgerChain, Member, Role
+from ledger_node.crypto import gmcrypto
+from ledger_node.demo.run import Party, new_party
+from ledger_node.errors import Forbidden, Unauthenticated
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.log.leaf import batch_digest
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.auth import (
     HEADER_NONCE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
@@ -23,12 +29,6 @@ from ledger_node.auth import (
     sign_batch,
     sign_request,
 )
-from ledger_node.chain import LedgerChain, Member, Role
-from ledger_node.checkpoint import log_id_for
-from ledger_node.demo import Party, new_party
-from ledger_node.errors import Forbidden, Unauthenticated
-from ledger_node.leaf import batch_digest
-from ledger_node.node import PlatformNode
 from tests.api_support import Consortium, make_consortium, make_node, random_leaves, submission
 from tests.test_api import assert_problem
 
@@ -307,9 +307,9 @@ def test_authenticator_swapped_with_dependency_overrides(node: PlatformNode,
 
 
 def test_fast_batch_digest_is_batch_digest() -> None:
-    from ledger_node.auth import fast_batch_digest
     from ledger_node.errors import InvalidLeaf
-    from ledger_node.leaf import Leaf
+    from ledger_node.log.leaf import Leaf
+    from ledger_node.protocol.auth import fast_batch_digest
 
     leaves = random_leaves(3, seed=24) + [
         Leaf(b"\x01" * 32, b"escrow", b"\x02" * 32, b"\x03" * 32), Leaf(b"\x04" * 32, b"x")]

@@ -24,8 +24,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from web3 import Web3
 
-from ledger_node import merkle
-from ledger_node.bundle import (
+from ledger_node.chain.adapter import Deployment, LedgerChain, Role
+from ledger_node.crypto.gmcrypto import SM2PublicKey
+from ledger_node.demo.run import Party, new_party, sample_records
+from ledger_node.errors import ChainError, InvalidBundle, LedgerError
+from ledger_node.log import merkle
+from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint, log_id_for, sign_checkpoint
+from ledger_node.log.leaf import Leaf, LeafSummary
+from ledger_node.protocol.bundle import (
     BUNDLE_FORMAT,
     CHECK_NAMES,
     ChainAnchor,
@@ -36,19 +42,13 @@ from ledger_node.bundle import (
     build_bundle,
     verify_bundle,
 )
-from ledger_node.chain import Deployment, LedgerChain, Role
-from ledger_node.checkpoint import Checkpoint, SignedCheckpoint, log_id_for, sign_checkpoint
-from ledger_node.commitment import (
+from ledger_node.protocol.commitment import (
     RecordOpening,
     disclose_field,
     new_salt,
     record_commitment,
 )
-from ledger_node.demo import Party, new_party, sample_records
-from ledger_node.errors import ChainError, InvalidBundle, LedgerError
-from ledger_node.gmcrypto import SM2PublicKey
-from ledger_node.leaf import Leaf, LeafSummary
-from ledger_node.record import PaymentRecord
+from ledger_node.protocol.record import PaymentRecord
 
 ETHER = 10**18
 UNIONPAY_SIZES = (3, 8, 12)

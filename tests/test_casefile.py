@@ -22,24 +22,24 @@ from typing import Any
 
 import pytest
 
-from ledger_node import gmcrypto
-from ledger_node.bundle import CheckStatus
-from ledger_node.casefile import (
+from ledger_node.chain.adapter import Deployment, LedgerChain
+from ledger_node.chain.rpc_server import ChainServer
+from ledger_node.cli.main import main
+from ledger_node.client.sdk import PlatformClient, SubmittedRecord
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.hashes import sm3
+from ledger_node.errors import InvalidCaseFile
+from ledger_node.protocol.bundle import CheckStatus
+from ledger_node.protocol.commitment import new_salt, record_commitment
+from ledger_node.protocol.escrow import EscrowSealer, identity_key
+from ledger_node.regulator.casefile import (
     CASE_FILE_FORMAT,
     CaseReport,
     is_case_file,
     parse_case_file,
     verify_case_file,
 )
-from ledger_node.chain import Deployment, LedgerChain
-from ledger_node.cli import main
-from ledger_node.commitment import new_salt, record_commitment
-from ledger_node.errors import InvalidCaseFile
-from ledger_node.escrow import EscrowSealer, identity_key
-from ledger_node.hashes import sm3
-from ledger_node.regulator import CollectedDisclosure, RegulatorNode
-from ledger_node.rpc_server import ChainServer
-from ledger_node.sdk import PlatformClient, SubmittedRecord
+from ledger_node.regulator.node import CollectedDisclosure, RegulatorNode
 from tests.api_support import Consortium, make_consortium
 from tests.regulator_support import (
     PERSON_TO_MERCHANT,

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ledger_node.chain import Deployment, LedgerChain
-from ledger_node.chain_command import run_chain
-from ledger_node.checkpoint import log_id_for
+from ledger_node.chain.adapter import Deployment, LedgerChain
+from ledger_node.cli.chain import run_chain
+from ledger_node.crypto.keyfiles import load_member_keys, new_member_keys
+from ledger_node.demo.localsite import free_port
 from ledger_node.errors import ChainError
-from ledger_node.keyfiles import load_member_keys, new_member_keys
-from ledger_node.localsite import free_port
+from ledger_node.log.checkpoint import log_id_for
 
 
 class ServedChain:

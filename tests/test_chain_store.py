@@ -1,4 +1,4 @@
-"""The durable embedded chain (ledger_node/chain_store.py): reopen, crash, corruption.
+"""The durable embedded chain (ledger_node/chain/embedded_store.py): reopen, crash, corruption.
 
 A JointLedger consortium is deployed on a stored chain, checkpoints are anchored, the store
 is closed and reopened (twice) and everything a node relies on must be the same: chain id,
@@ -29,18 +29,18 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger_node.chain import AnchoredCheckpoint, Deployment, LedgerChain, Member, Role
-from ledger_node.chain_command import run_chain
-from ledger_node.chain_store import (
+from ledger_node.chain.adapter import AnchoredCheckpoint, Deployment, LedgerChain, Member, Role
+from ledger_node.chain.embedded_store import (
     TESTER_CHAIN_ID,
     close_chain_store,
     open_chain_store,
     verify_chain,
     verify_state,
 )
-from ledger_node.checkpoint import log_id_for
+from ledger_node.chain.rpc_server import ChainServer
+from ledger_node.cli.chain import run_chain
 from ledger_node.errors import ChainError, ChainStoreCorrupt
-from ledger_node.rpc_server import ChainServer
+from ledger_node.log.checkpoint import log_id_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ETHER = 10**18
@@ -250,8 +250,8 @@ _CHILD = textwrap.dedent(
     import sys
     from pathlib import Path
     from eth_account import Account
-    from ledger_node.chain import Deployment, LedgerChain
-    from ledger_node.checkpoint import log_id_for
+    from ledger_node.chain.adapter import Deployment, LedgerChain
+    from ledger_node.log.checkpoint import log_id_for
 
     path, deployment_file, key = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     chain = LedgerChain.embedded_on_disk(path, Account.from_key(key))

@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from ledger_node import gmcrypto
-from ledger_node.checkpoint import (
+from ledger_node.crypto import gmcrypto
+from ledger_node.errors import InvalidCheckpoint, InvalidSignature
+from ledger_node.log.checkpoint import (
     Checkpoint,
     SignedCheckpoint,
     log_id_for,
     sign_checkpoint,
     verify_checkpoint_signature,
 )
-from ledger_node.errors import InvalidCheckpoint, InvalidSignature
 
 KEY = gmcrypto.generate_private_key()
 CHECKPOINT = Checkpoint(

@@ -21,13 +21,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ledger_node.aml import PartyKind
-from ledger_node.checkpoint import log_id_for
-from ledger_node.demo import sample_records
-from ledger_node.escrow import EscrowOpener, EscrowPayload
-from ledger_node.keyfiles import MemberKeys, load_member_keys
-from ledger_node.leaf import Leaf
-from ledger_node.sdk import RegulatorClient
+from ledger_node.client.sdk import RegulatorClient
+from ledger_node.crypto.keyfiles import MemberKeys, load_member_keys
+from ledger_node.demo.run import sample_records
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.log.leaf import Leaf
+from ledger_node.protocol.aml import PartyKind
+from ledger_node.protocol.escrow import EscrowOpener, EscrowPayload
 
 pytestmark = pytest.mark.slow
 JOINTLEDGER = [sys.executable, "-m", "ledger_node.cli"]

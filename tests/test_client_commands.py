@@ -15,20 +15,20 @@ import pytest
 
 from api.main import create_app
 from api.server import PlatformServer
-from ledger_node import cli
-from ledger_node.aml import PartyKind
-from ledger_node.chain import Member, Role
-from ledger_node.client_commands import RecordFileError, read_records, run_submit
-from ledger_node.commitment import RecordOpening, verify_opening
-from ledger_node.demo import sample_records
+from ledger_node.chain.adapter import Member, Role
+from ledger_node.cli import main as cli
+from ledger_node.cli.client import RecordFileError, read_records, run_submit
+from ledger_node.client.sdk import registered_platform, registered_regulator_key
+from ledger_node.crypto.gmcrypto import SM2PublicKey
+from ledger_node.crypto.keyfiles import MemberKeys, key_paths, write_member_keys
+from ledger_node.demo.run import sample_records
 from ledger_node.errors import UnknownCounterparty, UnknownRegulator
-from ledger_node.escrow import EscrowOpener, EscrowPayload, key_fingerprint
-from ledger_node.gmcrypto import SM2PublicKey
-from ledger_node.keyfiles import MemberKeys, key_paths, write_member_keys
-from ledger_node.node import PlatformNode
-from ledger_node.pairwise import Side, pairwise_key, record_tags
-from ledger_node.record import PaymentRecord
-from ledger_node.sdk import registered_platform, registered_regulator_key
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.aml import PartyKind
+from ledger_node.protocol.commitment import RecordOpening, verify_opening
+from ledger_node.protocol.escrow import EscrowOpener, EscrowPayload, key_fingerprint
+from ledger_node.protocol.pairwise import Side, pairwise_key, record_tags
+from ledger_node.protocol.record import PaymentRecord
 from tests.api_support import Consortium
 
 PERSON_ID = "11010519491231002X"  # valid GB 11643 resident identity number

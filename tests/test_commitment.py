@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_node.commitment import (
+from ledger_node.crypto.hashes import sm3
+from ledger_node.errors import InvalidOpening, InvalidRecord
+from ledger_node.protocol.commitment import (
     FIELD_SALT_SIZE,
     FieldDisclosure,
     RecordOpening,
@@ -23,9 +25,7 @@ from ledger_node.commitment import (
     verify_field_disclosure,
     verify_opening,
 )
-from ledger_node.errors import InvalidOpening, InvalidRecord
-from ledger_node.hashes import sm3
-from ledger_node.record import FIELD_NAMES, Channel, PaymentRecord
+from ledger_node.protocol.record import FIELD_NAMES, Channel, PaymentRecord
 from tests.strategies import records, salts
 from tests.test_record import sample_record
 

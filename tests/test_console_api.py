@@ -23,17 +23,17 @@ from api.console_session import ConsoleSessions
 from api.regulator_app import create_regulator_app
 from api.routes.console import CONTENT_SECURITY_POLICY
 from api.settings import Settings
-from ledger_node.chain import Role
-from ledger_node.console_command import (
+from ledger_node.chain.adapter import Role
+from ledger_node.cli.console import (
     ConsoleLoginRefused,
     login_target,
     request_login_url,
     run_console_login,
 )
-from ledger_node.demo import Party, new_party
+from ledger_node.crypto.keyfiles import MemberKeys, write_member_keys
+from ledger_node.demo.run import Party, new_party
 from ledger_node.errors import InvalidConfig
-from ledger_node.escrow import identity_key
-from ledger_node.keyfiles import MemberKeys, write_member_keys
+from ledger_node.protocol.escrow import identity_key
 from tests.console_support import (
     STRUCTURING_IDENTITY,
     ConsoleData,
@@ -195,7 +195,7 @@ def test_logout_ends_the_session_and_clears_the_cookie(console: Console) -> None
 def test_session_store_is_bounded_and_keeps_no_secret() -> None:
     clock = Clock()
     sessions = ConsoleSessions(clock=clock, max_tokens=2, max_sessions=2)
-    from ledger_node.auth import AuthenticatedMember
+    from ledger_node.protocol.auth import AuthenticatedMember
 
     member = AuthenticatedMember("0x" + "11" * 20, Role.REGULATOR, "pboc")
     tokens = [sessions.issue_token(member) for _ in range(3)]

@@ -1,4 +1,5 @@
-"""The console's chart shaping (ledger_node/console_view.py): volume buckets from checkpoint
+"""The console's chart shaping (ledger_node/regulator/console_view.py): volume buckets from
+checkpoint
 size deltas, anchoring latency, bucket widening, rule counts, shard lookup."""
 
 from __future__ import annotations
@@ -7,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger_node.checkpoint import log_id_for
-from ledger_node.console_view import (
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.regulator.console_view import (
     AnchorPoint,
     LatencyPoint,
     VolumePoint,

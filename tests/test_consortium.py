@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ledger_node.chain import LedgerChain, Role
-from ledger_node.consortium import DEV_FUNDING_WEI, deploy_consortium, load_consortium
+from ledger_node.chain.adapter import LedgerChain, Role
+from ledger_node.chain.consortium import DEV_FUNDING_WEI, deploy_consortium, load_consortium
+from ledger_node.crypto.keyfiles import new_member_keys
 from ledger_node.errors import InvalidConfig
-from ledger_node.keyfiles import new_member_keys
 
 GOOD = """
 threshold = 2

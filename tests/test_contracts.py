@@ -19,7 +19,7 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger_node.chain import (
+from ledger_node.chain.adapter import (
     Deployment,
     LedgerChain,
     Member,
@@ -27,7 +27,7 @@ from ledger_node.chain import (
     Role,
     TxOutcome,
 )
-from ledger_node.contracts import load_artifact
+from ledger_node.chain.contracts import load_artifact
 from ledger_node.errors import ChainError, ContractRevert, DeploymentError
 
 FUNDING_WEI = 10**20

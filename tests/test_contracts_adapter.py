@@ -12,7 +12,7 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.exceptions import ContractCustomError
 
-from ledger_node.chain import Deployment, LedgerChain, _revert_data
+from ledger_node.chain.adapter import Deployment, LedgerChain, _revert_data
 from ledger_node.errors import ChainError, ContractRevert, DeploymentError
 
 OWNER = "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"

@@ -20,8 +20,8 @@ from test_contracts import (
     reverts,
 )
 
-from ledger_node.chain import LedgerChain, ProposalKind, Role
-from ledger_node.contracts import load_artifact
+from ledger_node.chain.adapter import LedgerChain, ProposalKind, Role
+from ledger_node.chain.contracts import load_artifact
 
 
 def ct(label: str) -> bytes:

@@ -33,15 +33,15 @@ from typing import Any
 import httpx
 import pytest
 
-from ledger_node.bundle import ProofBundle, verify_bundle
-from ledger_node.chain import Deployment, LedgerChain
-from ledger_node.checkpoint import log_id_for
+from ledger_node.chain.adapter import Deployment, LedgerChain
+from ledger_node.client.sdk import PlatformClient
+from ledger_node.demo.localsite import LocalSite, free_port
 from ledger_node.errors import ApiError
-from ledger_node.leaf import Leaf
-from ledger_node.localsite import LocalSite, free_port
-from ledger_node.merkle import MerkleLog, hasher_for, root_from_inclusion_proof
-from ledger_node.node import intake_leaf_data
-from ledger_node.sdk import PlatformClient
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.log.leaf import Leaf
+from ledger_node.log.merkle import MerkleLog, hasher_for, root_from_inclusion_proof
+from ledger_node.platform.node import intake_leaf_data
+from ledger_node.protocol.bundle import ProofBundle, verify_bundle
 from tests.api_support import random_leaves
 
 pytestmark = pytest.mark.slow

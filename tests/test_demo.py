@@ -17,10 +17,21 @@ from typing import Any
 
 import pytest
 
-from ledger_node.aml import Alert
-from ledger_node.chain_command import run_chain
-from ledger_node.cli import main
-from ledger_node.demo import (
+from ledger_node.cli.chain import run_chain
+from ledger_node.cli.main import main
+from ledger_node.demo.linkscan import Haystack
+from ledger_node.demo.localsite import free_port
+from ledger_node.demo.report import (
+    FOUND,
+    NOT_BUILT,
+    Check,
+    CheckpointRow,
+    DemoReport,
+    Finding,
+    TraceRow,
+    compare_alerts,
+)
+from ledger_node.demo.run import (
     MARKER,
     PHASES,
     cross_platform_hint,
@@ -31,22 +42,7 @@ from ledger_node.demo import (
     run_demo,
     spec_document,
 )
-from ledger_node.demo_report import (
-    FOUND,
-    NOT_BUILT,
-    Check,
-    CheckpointRow,
-    DemoReport,
-    Finding,
-    TraceRow,
-    compare_alerts,
-)
-from ledger_node.errors import InvalidConfig, InvalidScenario
-from ledger_node.escrow import identity_key
-from ledger_node.linkscan import Haystack
-from ledger_node.localsite import free_port
-from ledger_node.pairwise import Side
-from ledger_node.scenario import (
+from ledger_node.demo.scenario import (
     LargeValue,
     PlantedKind,
     ReconciliationMismatch,
@@ -58,6 +54,10 @@ from ledger_node.scenario import (
     generate_scenario,
     spec_from_document,
 )
+from ledger_node.errors import InvalidConfig, InvalidScenario
+from ledger_node.protocol.aml import Alert
+from ledger_node.protocol.escrow import identity_key
+from ledger_node.protocol.pairwise import Side
 
 SMALL = "payments: 1500\nseed: 3\npeople: 300\nmerchants: 40\n"
 

@@ -24,13 +24,13 @@ from web3.types import RPCEndpoint
 
 from api.regulator_server import build_regulator, load_regulator_config
 from api.server import build_node, load_serve_config
-from ledger_node import gmcrypto
-from ledger_node.chain import ANVIL_FAUCET_KEY, Deployment, LedgerChain, Role
+from ledger_node.chain.adapter import ANVIL_FAUCET_KEY, Deployment, LedgerChain, Role
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.keyfiles import MemberKeys, new_member_keys
 from ledger_node.errors import InvalidConfig
-from ledger_node.keyfiles import MemberKeys, new_member_keys
-from ledger_node.leaf import Leaf, batch_digest
-from ledger_node.node import PlatformNode
-from ledger_node.store import BatchEvidence, SQLiteStore
+from ledger_node.log.leaf import Leaf, batch_digest
+from ledger_node.platform.node import PlatformNode
+from ledger_node.platform.store import BatchEvidence, SQLiteStore
 from tests.api_support import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -257,7 +257,8 @@ def test_every_toml_and_json_block_parses() -> None:
     for body in tomls:
         tomllib.loads(body)
     (genesis,) = [json.loads(b) for b in guide_blocks("json") if '"config"' in b]
-    artifact = json.loads((REPO / "contracts" / "build" / "JointLedger.json").read_text())
+    artifact_file = REPO / "ledger_node" / "chain" / "artifacts" / "JointLedger.json"
+    artifact = json.loads(artifact_file.read_text())
     # The contracts are compiled for Cancun: the genesis must run it from block 0.
     assert artifact["compiler"]["settings"]["evmVersion"] == "cancun"
     assert genesis["config"]["cancunTime"] == genesis["config"]["shanghaiTime"] == 0

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ledger_node.chain import ANVIL_FAUCET_KEY, Deployment, LedgerChain
-from ledger_node.consortium import load_consortium
-from ledger_node.keyfiles import new_member_keys
+from ledger_node.chain.adapter import ANVIL_FAUCET_KEY, Deployment, LedgerChain
+from ledger_node.chain.consortium import load_consortium
+from ledger_node.crypto.keyfiles import new_member_keys
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "deploy.py"
 

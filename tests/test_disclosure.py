@@ -10,10 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_node import gmcrypto
-from ledger_node.commitment import RecordOpening, new_salt, record_commitment, verify_opening
-from ledger_node.demo import sample_records
-from ledger_node.disclosure import (
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.hashes import sm3
+from ledger_node.demo.run import sample_records
+from ledger_node.errors import InvalidDisclosureResponse, UnknownDisclosureKey
+from ledger_node.protocol.commitment import (
+    RecordOpening,
+    new_salt,
+    record_commitment,
+    verify_opening,
+)
+from ledger_node.protocol.disclosure import (
     HEADER_SIZE,
     MAX_RESPONSE_SIZE,
     MIN_RESPONSE_SIZE,
@@ -26,9 +33,7 @@ from ledger_node.disclosure import (
     seal_disclosure_response,
     wrapped_key_raw,
 )
-from ledger_node.errors import InvalidDisclosureResponse, UnknownDisclosureKey
-from ledger_node.escrow import WRAPPED_KEY_SIZE, key_fingerprint
-from ledger_node.hashes import sm3
+from ledger_node.protocol.escrow import WRAPPED_KEY_SIZE, key_fingerprint
 from tests.strategies import records, salts
 
 REGULATOR = gmcrypto.generate_private_key()

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger_node import hashes
-from ledger_node.encoding import domain_tag, encode_parts, length_prefixed
+from ledger_node.crypto import hashes
+from ledger_node.crypto.encoding import domain_tag, encode_parts, length_prefixed
 
 SM3_ABC = "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
 SM3_ABCD16 = "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"

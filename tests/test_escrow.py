@@ -1,4 +1,5 @@
-"""Tests for ledger_node.escrow: identity keys, the payload codec and the sealed envelope."""
+"""Tests for ledger_node.protocol.escrow: identity keys, the payload codec and the sealed
+envelope."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ledger_node.aml import PartyKind, TracedPayment
-from ledger_node.commitment import record_commitment
+from ledger_node.crypto.gmcrypto import SM2PrivateKey, generate_private_key
+from ledger_node.crypto.hashes import sm3
 from ledger_node.errors import (
     EscrowAuthenticationFailed,
     EscrowError,
@@ -23,7 +24,10 @@ from ledger_node.errors import (
     InvalidIdentity,
     UnknownEscrowKey,
 )
-from ledger_node.escrow import (
+from ledger_node.log.leaf import MAX_ESCROW_BYTES
+from ledger_node.protocol.aml import PartyKind, TracedPayment
+from ledger_node.protocol.commitment import record_commitment
+from ledger_node.protocol.escrow import (
     ESCROW_SIZE,
     HEADER_SIZE,
     NO_CLEARING_KEY,
@@ -40,10 +44,7 @@ from ledger_node.escrow import (
     normalise_identity,
     payload_mismatches,
 )
-from ledger_node.gmcrypto import SM2PrivateKey, generate_private_key
-from ledger_node.hashes import sm3
-from ledger_node.leaf import MAX_ESCROW_BYTES
-from ledger_node.record import Channel, PaymentRecord
+from ledger_node.protocol.record import Channel, PaymentRecord
 from tests.strategies import records, salts
 
 PERSON_ID = "11010519491231002X"  # valid resident ID (check character X)

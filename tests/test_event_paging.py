@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from web3 import Web3
 
-from ledger_node.chain import RPC_LOG_RANGE, LedgerChain, Member, Role
+from ledger_node.chain.adapter import RPC_LOG_RANGE, LedgerChain, Member, Role
 
 MAX_RANGE = 4
 """The proxy's eth_getLogs limit in blocks (Besu's default is 1000; small here)."""

@@ -34,14 +34,14 @@ from hexbytes import HexBytes
 from api.main import create_app
 from api.server import load_serve_config
 from api.settings import Settings
-from ledger_node import gmcrypto
-from ledger_node.bundle import verify_bundle
-from ledger_node.chain import LedgerChain, Role
-from ledger_node.demo import Party, new_party
+from ledger_node.chain.adapter import LedgerChain, Role
+from ledger_node.crypto import gmcrypto
+from ledger_node.demo.run import Party, new_party
 from ledger_node.errors import ChainError, InvalidConfig
-from ledger_node.leaf import Leaf, batch_digest
-from ledger_node.node import NodeConfig, PlatformNode
-from ledger_node.store import BatchEvidence
+from ledger_node.log.leaf import Leaf, batch_digest
+from ledger_node.platform.node import NodeConfig, PlatformNode
+from ledger_node.platform.store import BatchEvidence
+from ledger_node.protocol.bundle import verify_bundle
 from tests.api_support import Consortium, make_consortium
 from tests.conftest import ANVIL_BINARY, ANVIL_START_TIMEOUT_S, _answers, _free_port
 

@@ -1,4 +1,5 @@
-"""Tests for ledger_node.gmcrypto: standard vectors, cross-checks against gmssl, every rejection
+"""Tests for ledger_node.crypto.gmcrypto: standard vectors, cross-checks against gmssl, every
+rejection
 path, and interoperability with the OpenSSL 3 command line."""
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from gmssl.sm2 import CryptSM2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger_node import gmcrypto as gm
+from ledger_node.crypto import gmcrypto as gm
+from ledger_node.crypto.hashes import sm3
 from ledger_node.errors import CryptoError, DecryptionFailed, InvalidKey, InvalidSignature
-from ledger_node.hashes import sm3
 
 VECTORS = Path(__file__).parent / "vectors" / "crypto"
 STANDARD: dict[str, Any] = json.loads((VECTORS / "standard.json").read_text())

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ledger_node import gmcrypto
-from ledger_node.cli import main
+from ledger_node.cli.main import main
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.keyfiles import key_paths, load_member_keys, new_member_keys
 from ledger_node.errors import InvalidKey
-from ledger_node.keyfiles import key_paths, load_member_keys, new_member_keys
 
 
 def test_new_keys_round_trip_with_private_modes(tmp_path: Path) -> None:

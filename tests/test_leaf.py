@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger_node.encoding import encode_parts
+from ledger_node.crypto.encoding import encode_parts
+from ledger_node.crypto.hashes import sm3
 from ledger_node.errors import InvalidLeaf
-from ledger_node.hashes import sm3
-from ledger_node.leaf import MAX_ESCROW_BYTES, Leaf, LeafSummary, batch_digest
+from ledger_node.log.leaf import MAX_ESCROW_BYTES, Leaf, LeafSummary, batch_digest
 
 digests = st.binary(min_size=32, max_size=32)
 tag_pairs = st.none() | st.tuples(digests, digests)

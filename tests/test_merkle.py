@@ -1,7 +1,7 @@
 """Merkle log: cross-checks against a naive RFC 9162 reference, properties and corruptions.
 
 The reference below is the RFC's recursive definitions written out literally over
-``ledger_node.hashes`` (so it shares no hashing code with the fast path either).
+``ledger_node.crypto.hashes`` (so it shares no hashing code with the fast path either).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ledger_node.crypto.hashes import hash_function, sha256, sm3
 from ledger_node.errors import InvalidProof, RootMismatchError
-from ledger_node.hashes import hash_function, sha256, sm3
-from ledger_node.merkle import (
+from ledger_node.log.merkle import (
     SHA256_HASHER,
     SM3_HASHER,
     FunctionHasher,
@@ -128,7 +128,7 @@ def _flip(b: bytes, bit: int) -> bytes:
 
 @pytest.mark.parametrize("data", [b"", b"abc", bytes(range(256)) * 5])
 def test_fast_sm3_equals_ledger_hashes_sm3(data: bytes) -> None:
-    """The hashlib (OpenSSL) SM3 path equals ledger_node.hashes.sm3 (cryptography)."""
+    """The hashlib (OpenSSL) SM3 path equals ledger_node.crypto.hashes.sm3 (cryptography)."""
     assert SM3_HASHER.empty_root() == sm3(b"")
     assert SM3_HASHER.hash_leaf(data) == sm3(b"\x00" + data)
     left, right = sm3(data), sm3(data + b"x")

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from ledger_node.bundle import verify_bundle
-from ledger_node.chain import LedgerChain
+from ledger_node.chain.adapter import LedgerChain
 from ledger_node.errors import NodeStopped, StoreCorrupted
-from ledger_node.merkle import SM3_HASHER, MerkleLog
-from ledger_node.store import LEVEL_CHUNK, SQLiteStore
+from ledger_node.log.merkle import SM3_HASHER, MerkleLog
+from ledger_node.platform.store import LEVEL_CHUNK, SQLiteStore
+from ledger_node.protocol.bundle import verify_bundle
 from tests.test_node import (  # noqa: F401  (base_chain and consortium are fixtures)
     Consortium,
     base_chain,
@@ -171,7 +171,7 @@ def test_damaged_levels_are_rebuilt_from_the_leaves(
     _filled(path)
     damage(path)
     store = _open(path)
-    with caplog.at_level(logging.WARNING, logger="ledger_node.store"):
+    with caplog.at_level(logging.WARNING, logger="ledger_node.platform.store"):
         log = store.load_log(SM3_HASHER)
     assert reason in caplog.text and "rebuilding them from the leaf hashes" in caplog.text
     assert store.leaves_from_levels == 0
@@ -277,7 +277,7 @@ def test_levels_giving_another_root_are_rebuilt_by_the_node(
     path = tmp_path / "node.db"
     root = _run_node(consortium, path, 2100)
     original = _rewrite_chunk(path, 1, 0, lambda d: b"\x03" * 32 + d[32:])
-    with caplog.at_level(logging.WARNING, logger="ledger_node.node"):
+    with caplog.at_level(logging.WARNING, logger="ledger_node.platform.node"):
         node = make_node(consortium, path)
     assert "do not give the checkpoints' roots" in caplog.text
     assert node._head().root == root

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ledger_node.errors import InvalidProof, RootMismatchError
-from ledger_node.merkle import (
+from ledger_node.log.merkle import (
     SHA256_HASHER,
     MerkleLog,
     consistency_proof,

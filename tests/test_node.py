@@ -21,11 +21,9 @@ from typing import Any
 
 import pytest
 
-from ledger_node import gmcrypto, merkle
-from ledger_node.bundle import verify_bundle
-from ledger_node.chain import LedgerChain, Role
-from ledger_node.checkpoint import log_id_for
-from ledger_node.demo import Party, new_party
+from ledger_node.chain.adapter import LedgerChain, Role
+from ledger_node.crypto import gmcrypto
+from ledger_node.demo.run import Party, new_party
 from ledger_node.errors import (
     ChainError,
     Forbidden,
@@ -38,16 +36,19 @@ from ledger_node.errors import (
     UnknownCheckpoint,
     UnknownLeaf,
 )
-from ledger_node.leaf import Leaf, batch_digest
-from ledger_node.merkle import SM3_HASHER, MerkleLog
-from ledger_node.node import (
+from ledger_node.log import merkle
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.log.leaf import Leaf, batch_digest
+from ledger_node.log.merkle import SM3_HASHER, MerkleLog
+from ledger_node.platform.node import (
     BatchEvidence,
     NodeConfig,
     PlatformNode,
     intake_batch_digest,
     intake_leaf_data,
 )
-from ledger_node.store import NewBatch, SQLiteStore
+from ledger_node.platform.store import NewBatch, SQLiteStore
+from ledger_node.protocol.bundle import verify_bundle
 from tests.test_merkle import CountingHasher
 
 ETHER = 10**18
@@ -584,11 +585,11 @@ def test_intake_encoding_matches_the_leaf_module() -> None:
 _KILLED_CHILD = r"""
 import os, sys
 from pathlib import Path
-from ledger_node import gmcrypto
-from ledger_node.chain import LedgerChain, Role
-from ledger_node.demo import new_party
-from ledger_node.leaf import Leaf, batch_digest
-from ledger_node.node import BatchEvidence, NodeConfig, PlatformNode
+from ledger_node.crypto import gmcrypto
+from ledger_node.chain.adapter import LedgerChain, Role
+from ledger_node.demo.run import new_party
+from ledger_node.log.leaf import Leaf, batch_digest
+from ledger_node.platform.node import BatchEvidence, NodeConfig, PlatformNode
 
 chain = LedgerChain.embedded()
 up, pboc = new_party("unionpay", Role.PLATFORM), new_party("pboc", Role.REGULATOR)

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from ledger_node.errors import InvalidKey, InvalidPeerKey, InvalidRecord, InvalidWindow
-from ledger_node.gmcrypto import (
+from ledger_node.crypto.gmcrypto import (
     SM2_A,
     SM2_B,
     SM2_GX,
@@ -29,8 +28,9 @@ from ledger_node.gmcrypto import (
     SM2PrivateKey,
     generate_private_key,
 )
-from ledger_node.hashes import sm3
-from ledger_node.pairwise import (
+from ledger_node.crypto.hashes import sm3
+from ledger_node.errors import InvalidKey, InvalidPeerKey, InvalidRecord, InvalidWindow
+from ledger_node.protocol.pairwise import (
     CrossPlatform,
     PairwiseKey,
     Side,
@@ -42,7 +42,7 @@ from ledger_node.pairwise import (
     record_match_tags,
     record_tags,
 )
-from ledger_node.reconciliation import (
+from ledger_node.protocol.reconciliation import (
     DEFAULT_GRACE,
     MAX_GRACE,
     MAX_WINDOW,
@@ -57,7 +57,7 @@ from ledger_node.reconciliation import (
     own_side,
     parse_time,
 )
-from ledger_node.record import Channel, PaymentRecord
+from ledger_node.protocol.record import Channel, PaymentRecord
 
 A_ADDRESS = "0x" + "a1" * 20
 B_ADDRESS = "0x" + "0b" * 20  # lower than A's: the canonical order puts B first

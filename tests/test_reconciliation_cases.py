@@ -18,10 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from ledger_node.auth import sign_request
-from ledger_node.chain import LedgerChain, Member, Role
-from ledger_node.commitment import RecordOpening, new_salt
-from ledger_node.demo import Party
+from ledger_node.chain.adapter import LedgerChain, Member, Role
+from ledger_node.client.sdk import NodeClient, PlatformClient, SubmittedRecord, SummaryRange
+from ledger_node.crypto.gmcrypto import generate_private_key
+from ledger_node.demo.run import Party
 from ledger_node.errors import (
     ApiError,
     InvalidLeaf,
@@ -33,20 +33,20 @@ from ledger_node.errors import (
     PairwiseKeyUnavailable,
     UnknownCounterparty,
 )
-from ledger_node.gmcrypto import generate_private_key
-from ledger_node.leaf import LeafSummary
-from ledger_node.node import PlatformNode
-from ledger_node.pairwise import CrossPlatform, Side, record_tags
-from ledger_node.reconciler import (
+from ledger_node.log.leaf import LeafSummary
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.auth import sign_request
+from ledger_node.protocol.commitment import RecordOpening, new_salt
+from ledger_node.protocol.pairwise import CrossPlatform, Side, record_tags
+from ledger_node.protocol.reconciliation import ReconciliationReport, Status, Window
+from ledger_node.protocol.record import PaymentRecord
+from ledger_node.reconcile.reconciler import (
     KeyPeriod,
     VerifiedLog,
     key_history,
     platform_member,
     reconcile,
 )
-from ledger_node.reconciliation import ReconciliationReport, Status, Window
-from ledger_node.record import PaymentRecord
-from ledger_node.sdk import NodeClient, PlatformClient, SubmittedRecord, SummaryRange
 from tests.api_support import Consortium, make_consortium
 from tests.reconciliation_support import (
     http_client,
@@ -350,7 +350,7 @@ def test_a_log_of_another_owner_is_refused(pair: Pair, tagged_day: list[Submitte
 def test_a_checkpoint_signed_by_no_registered_key_is_refused(
         pair: Pair, tagged_day: list[SubmittedRecord], monkeypatch: pytest.MonkeyPatch) -> None:
     stranger = generate_private_key().public_key().raw
-    monkeypatch.setattr("ledger_node.reconciler.key_history",
+    monkeypatch.setattr("ledger_node.reconcile.reconciler.key_history",
                         lambda chain, member: [KeyPeriod(stranger, None, None)])
     log = verified_log(pair.consortium, pair.nodes["wechatpay"])
     with pytest.raises(LogVerificationFailed) as caught:

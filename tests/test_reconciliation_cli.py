@@ -1,4 +1,4 @@
-"""``jointledger reconcile`` through :func:`ledger_node.cli.main`: the embedded chain served
+"""``jointledger reconcile`` through :func:`ledger_node.cli.main.main`: the embedded chain served
 as JSON-RPC, two log shards of each platform served over HTTP, unionpay's config file and key
 files, and the receipts ``jointledger submit`` writes. The planted findings sit on different
 shards of both sides, as do matched pairs. Exit status 1 with the findings, 0 when clean, 2
@@ -19,19 +19,19 @@ import pytest
 
 from api.main import create_app
 from api.server import PlatformServer
-from ledger_node import cli
-from ledger_node.bundle import ProofBundle, verify_bundle
-from ledger_node.chain import LedgerChain
-from ledger_node.checkpoint import log_id_for
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.chain.rpc_server import ChainServer
+from ledger_node.cli import main as cli
+from ledger_node.cli.reconcile import read_receipts, serving_nodes
+from ledger_node.client.sdk import NodeClient, PlatformClient, SubmittedRecord, registered_platform
+from ledger_node.crypto.gmcrypto import generate_private_key, private_key_to_pem
+from ledger_node.crypto.keyfiles import MemberKeys, key_paths, write_member_keys
 from ledger_node.errors import ApiError, InvalidReconciliationInput, LogVerificationFailed
-from ledger_node.gmcrypto import generate_private_key, private_key_to_pem
-from ledger_node.keyfiles import MemberKeys, key_paths, write_member_keys
-from ledger_node.node import NodeConfig, PlatformNode
-from ledger_node.pairwise import CrossPlatform, Side
-from ledger_node.reconcile_command import read_receipts, serving_nodes
-from ledger_node.record import PaymentRecord
-from ledger_node.rpc_server import ChainServer
-from ledger_node.sdk import NodeClient, PlatformClient, SubmittedRecord, registered_platform
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.platform.node import NodeConfig, PlatformNode
+from ledger_node.protocol.bundle import ProofBundle, verify_bundle
+from ledger_node.protocol.pairwise import CrossPlatform, Side
+from ledger_node.protocol.record import PaymentRecord
 from tests.api_support import Consortium, make_consortium
 from tests.regulator_support import PERSON_TO_MERCHANT, T0, http_to, payment, wait_anchored
 

@@ -14,16 +14,9 @@ from datetime import timedelta
 
 import pytest
 
-from ledger_node.aml import Direction
-from ledger_node.bundle import verify_bundle
-from ledger_node.chain import LedgerChain
-from ledger_node.checkpoint import log_id_for
-from ledger_node.commitment import verify_opening
-from ledger_node.errors import ApiError
-from ledger_node.node import PlatformNode
-from ledger_node.reconciler import platform_member, reconcile
-from ledger_node.reconciliation import ReconciliationReport, Status, Window
-from ledger_node.scenario import (
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.client.sdk import SubmittedRecord, own_records
+from ledger_node.demo.scenario import (
     PlantedKind,
     ReconciliationMismatch,
     ReconciliationMissing,
@@ -32,7 +25,14 @@ from ledger_node.scenario import (
     ScenarioSpec,
     generate_scenario,
 )
-from ledger_node.sdk import SubmittedRecord, own_records
+from ledger_node.errors import ApiError
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.aml import Direction
+from ledger_node.protocol.bundle import verify_bundle
+from ledger_node.protocol.commitment import verify_opening
+from ledger_node.protocol.reconciliation import ReconciliationReport, Status, Window
+from ledger_node.reconcile.reconciler import platform_member, reconcile
 from tests.api_support import Consortium, make_consortium
 from tests.reconciliation_support import (
     PLATFORMS,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 
 from ledger_node.errors import InvalidRecord
-from ledger_node.record import (
+from ledger_node.protocol.record import (
     FIELD_NAMES,
     Channel,
     PaymentRecord,

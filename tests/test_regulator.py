@@ -16,16 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from ledger_node.aml import PartyKind
-from ledger_node.bundle import verify_bundle
-from ledger_node.chain import LedgerChain
-from ledger_node.commitment import RecordOpening
-from ledger_node.disclosure import case_reference, seal_disclosure_response
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.client.sdk import SubmittedRecord, registered_regulator_key
+from ledger_node.crypto.gmcrypto import SM2PublicKey, generate_private_key
 from ledger_node.errors import DisclosureRejected, UnknownLeaf
-from ledger_node.escrow import EscrowSealer, identity_key
-from ledger_node.gmcrypto import SM2PublicKey, generate_private_key
-from ledger_node.record import PaymentRecord
-from ledger_node.regulator import (
+from ledger_node.protocol.aml import PartyKind
+from ledger_node.protocol.bundle import verify_bundle
+from ledger_node.protocol.commitment import RecordOpening
+from ledger_node.protocol.disclosure import case_reference, seal_disclosure_response
+from ledger_node.protocol.escrow import EscrowSealer, identity_key
+from ledger_node.protocol.record import PaymentRecord
+from ledger_node.regulator.node import (
     FAULT_ESCROW,
     FAULT_ESCROW_MISMATCH,
     FAULT_NO_ENDPOINT,
@@ -34,8 +35,7 @@ from ledger_node.regulator import (
     RegulatorConfig,
     RegulatorNode,
 )
-from ledger_node.regulator_store import parse_evidence_ref
-from ledger_node.sdk import SubmittedRecord, registered_regulator_key
+from ledger_node.regulator.store import parse_evidence_ref
 from tests.api_support import make_consortium
 from tests.regulator_support import (
     PERSON_TO_MERCHANT,
@@ -283,7 +283,7 @@ def test_structuring_across_both_platforms_raises_an_alert_with_evidence(site: S
 
 def test_store_of_another_regulator_is_refused(site: Site, tmp_path: Path) -> None:
     from ledger_node.errors import StoreCorrupted
-    from ledger_node.regulator_store import RegulatorStore
+    from ledger_node.regulator.store import RegulatorStore
 
     RegulatorStore(tmp_path / "r.db", regulator="pboc").close()
     with pytest.raises(StoreCorrupted, match="belongs to regulator 'pboc'"):

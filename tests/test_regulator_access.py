@@ -20,18 +20,17 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from ledger_node import gmcrypto
-from ledger_node.aml import PartyKind
-from ledger_node.auth import sign_request
-from ledger_node.chain import DisclosureRequest, LedgerChain, Member, Role
-from ledger_node.checkpoint import log_id_for
-from ledger_node.commitment import RecordOpening, record_commitment, verify_opening
-from ledger_node.demo import Party, new_party, sample_records
-from ledger_node.disclosure import (
-    open_disclosure_response,
-    response_digest,
-    seal_disclosure_response,
+from ledger_node.chain.adapter import DisclosureRequest, LedgerChain, Member, Role
+from ledger_node.client.sdk import (
+    DisclosureReceipt,
+    PlatformClient,
+    RegulatorClient,
+    SubmittedRecord,
+    registered_regulator_key,
 )
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.hashes import sm3
+from ledger_node.demo.run import Party, new_party, sample_records
 from ledger_node.errors import (
     ApiError,
     DisclosureConflict,
@@ -45,23 +44,24 @@ from ledger_node.errors import (
     UnknownLeaf,
     UnknownRegulator,
 )
-from ledger_node.escrow import (
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.platform.node import PlatformNode
+from ledger_node.platform.store import SQLiteStore, StoredDisclosureResponse
+from ledger_node.protocol.aml import PartyKind
+from ledger_node.protocol.auth import sign_request
+from ledger_node.protocol.commitment import RecordOpening, record_commitment, verify_opening
+from ledger_node.protocol.disclosure import (
+    open_disclosure_response,
+    response_digest,
+    seal_disclosure_response,
+)
+from ledger_node.protocol.escrow import (
     ESCROW_SIZE,
     EscrowOpener,
     EscrowPayload,
     escrow_fingerprint,
     key_fingerprint,
 )
-from ledger_node.hashes import sm3
-from ledger_node.node import PlatformNode
-from ledger_node.sdk import (
-    DisclosureReceipt,
-    PlatformClient,
-    RegulatorClient,
-    SubmittedRecord,
-    registered_regulator_key,
-)
-from ledger_node.store import SQLiteStore, StoredDisclosureResponse
 from tests.api_support import Consortium, make_consortium, make_node
 from tests.test_api import assert_problem
 

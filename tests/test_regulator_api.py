@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.regulator_app import create_regulator_app
-from ledger_node.auth import sign_request
-from ledger_node.demo import Party
-from ledger_node.escrow import identity_key
-from ledger_node.node import PlatformNode
-from ledger_node.regulator import RegulatorNode, node_audience
+from ledger_node.demo.run import Party
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.auth import sign_request
+from ledger_node.protocol.escrow import identity_key
+from ledger_node.regulator.node import RegulatorNode, node_audience
 from tests.api_support import Consortium
 from tests.regulator_support import (
     PERSON_TO_MERCHANT,

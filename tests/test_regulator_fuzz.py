@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from api.regulator_app import create_regulator_app
-from ledger_node.auth import AuthenticatedMember
-from ledger_node.chain import LedgerChain, Role
-from ledger_node.regulator import RegulatorNode
+from ledger_node.chain.adapter import LedgerChain, Role
+from ledger_node.protocol.auth import AuthenticatedMember
+from ledger_node.regulator.node import RegulatorNode
 from tests.api_support import make_consortium
 from tests.fuzz_support import fuzz_without_server_errors
 from tests.regulator_support import (

@@ -15,10 +15,11 @@ from cryptography.hazmat.primitives import hmac as crypto_hmac
 from gmssl import func as gm_func
 from gmssl import sm3 as gm_sm3
 
-from ledger_node import gmcrypto, riskdevice
-from ledger_node.chain import LedgerChain, Role
-from ledger_node.demo import Party, new_party
-from ledger_node.encoding import encode_parts
+from ledger_node.chain.adapter import LedgerChain, Role
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.encoding import encode_parts
+from ledger_node.crypto.hashes import sm3
+from ledger_node.demo.run import Party, new_party
 from ledger_node.errors import (
     ContractRevert,
     InvalidFingerprint,
@@ -29,8 +30,8 @@ from ledger_node.errors import (
     RiskListError,
     UnknownRiskReason,
 )
-from ledger_node.hashes import sm3
-from ledger_node.riskdevice import (
+from ledger_node.protocol import riskdevice
+from ledger_node.protocol.riskdevice import (
     ListKeyRing,
     RiskReason,
     entry_function,
@@ -40,7 +41,7 @@ from ledger_node.riskdevice import (
     risk_entry,
     seal_ring,
 )
-from ledger_node.risklist import (
+from ledger_node.protocol.risklist import (
     RiskList,
     current_ring,
     deliver_list_key,

@@ -14,13 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from ledger_node.auth import sign_request
-from ledger_node.chain import LedgerChain, Role
-from ledger_node.checkpoint import log_id_for
-from ledger_node.demo import Party, new_party
-from ledger_node.node import PlatformNode
-from ledger_node.riskdevice import RiskReason
-from ledger_node.risklist import RiskList, distribute_list_key
+from ledger_node.chain.adapter import LedgerChain, Role
+from ledger_node.demo.run import Party, new_party
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.auth import sign_request
+from ledger_node.protocol.riskdevice import RiskReason
+from ledger_node.protocol.risklist import RiskList, distribute_list_key
 from tests.api_support import Consortium, make_consortium, make_node
 from tests.test_api import assert_problem
 

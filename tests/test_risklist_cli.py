@@ -1,4 +1,4 @@
-"""``jointledger risk`` through :func:`ledger_node.cli.main`, against a consortium on anvil
+"""``jointledger risk`` through :func:`ledger_node.cli.main.main`, against a consortium on anvil
 (the command reaches the chain over JSON-RPC with each member's own key files)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ledger_node import cli
-from ledger_node.chain import LedgerChain
-from ledger_node.demo import Party
-from ledger_node.keyfiles import MemberKeys, write_member_keys
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.cli import main as cli
+from ledger_node.crypto.keyfiles import MemberKeys, write_member_keys
+from ledger_node.demo.run import Party
 from tests.api_support import Consortium, make_consortium
 
 IMEI = "imei:490154203237518"

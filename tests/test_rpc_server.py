@@ -1,4 +1,4 @@
-"""The embedded chain served as standard Ethereum JSON-RPC (ledger_node.rpc_server).
+"""The embedded chain served as standard Ethereum JSON-RPC (ledger_node.chain.rpc_server).
 
 Everything goes over real HTTP on 127.0.0.1: LedgerChain clients through ``from_rpc``, raw
 ``httpx`` posts for the wire format (checked against a real anvil node), every refused
@@ -24,12 +24,12 @@ from eth_utils.crypto import keccak
 from test_contracts import ContractBehaviour
 from web3 import Web3
 
-from ledger_node.chain import ETH_TESTER_FAUCET_KEY, Deployment, LedgerChain, Role
-from ledger_node.chain_command import run_chain
-from ledger_node.contracts import load_artifact
-from ledger_node.demo import Party, new_party
+from ledger_node.chain.adapter import ETH_TESTER_FAUCET_KEY, Deployment, LedgerChain, Role
+from ledger_node.chain.contracts import load_artifact
+from ledger_node.chain.rpc_server import MAX_BATCH, ChainServer, json_nested_deeper_than
+from ledger_node.cli.chain import run_chain
+from ledger_node.demo.run import Party, new_party
 from ledger_node.errors import ChainError, ContractRevert
-from ledger_node.rpc_server import MAX_BATCH, ChainServer, json_nested_deeper_than
 
 ETHER = 10**18
 ABI = list(load_artifact().abi)

@@ -23,18 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger_node import aml
-from ledger_node.aml import AmlConfig, Category, Direction, PartyKind, Rule
-from ledger_node.errors import InvalidScenario
-from ledger_node.escrow import (
-    EscrowPayload,
-    classify_identity,
-    identity_key,
-    is_resident_id,
-    is_social_credit_code,
-)
-from ledger_node.record import FIELD_NAMES, PaymentRecord
-from ledger_node.scenario import (
+from ledger_node.demo.scenario import (
     DEFAULT_PLANTED,
     LargeValue,
     PlantedKind,
@@ -47,6 +36,17 @@ from ledger_node.scenario import (
     load_scenario_spec,
     spec_from_document,
 )
+from ledger_node.errors import InvalidScenario
+from ledger_node.protocol import aml
+from ledger_node.protocol.aml import AmlConfig, Category, Direction, PartyKind, Rule
+from ledger_node.protocol.escrow import (
+    EscrowPayload,
+    classify_identity,
+    identity_key,
+    is_resident_id,
+    is_social_credit_code,
+)
+from ledger_node.protocol.record import FIELD_NAMES, PaymentRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ScenarioSpec(payments=1_500, people=200, merchants=30, seed=7)
@@ -116,7 +116,7 @@ def test_another_seed_gives_another_scenario(small: Scenario) -> None:
 
 def test_output_does_not_depend_on_the_process_hash_seed() -> None:
     code = ("import hashlib, sys; sys.path.insert(0, '.'); from tests.test_scenario import "
-            "canonical, SMALL; from ledger_node.scenario import generate_scenario; "
+            "canonical, SMALL; from ledger_node.demo.scenario import generate_scenario; "
             "print(hashlib.sha256(canonical(generate_scenario(SMALL))).hexdigest())")
     digests = set()
     for hash_seed in ("1", "2"):

@@ -12,13 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from ledger_node.bundle import verify_bundle
-from ledger_node.chain import LedgerChain
-from ledger_node.commitment import disclose_field, record_commitment
-from ledger_node.demo import sample_records
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.client.sdk import PlatformClient
+from ledger_node.demo.run import sample_records
 from ledger_node.errors import ApiError, InvalidBatch, InvalidRecord, ProofPending
-from ledger_node.node import PlatformNode
-from ledger_node.sdk import PlatformClient
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.bundle import verify_bundle
+from ledger_node.protocol.commitment import disclose_field, record_commitment
 from tests.api_support import Consortium
 
 
@@ -159,7 +159,7 @@ def test_bundle_wait_gives_up_with_proof_pending() -> None:
                               json={"status": 202, "detail": "leaf 0 is pending"})
 
     http = httpx.Client(transport=httpx.MockTransport(pending), base_url="http://node")
-    from ledger_node import gmcrypto
+    from ledger_node.crypto import gmcrypto
 
     client = PlatformClient("http://node", "unionpay", "0x" + "00" * 20,
                             gmcrypto.generate_private_key(), http=http)

@@ -9,12 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from ledger_node.aml import PartyKind
-from ledger_node.demo import sample_records
+from ledger_node.client.sdk import PlatformClient
+from ledger_node.demo.run import sample_records
 from ledger_node.errors import InvalidIdentity
-from ledger_node.escrow import EscrowOpener, EscrowPayload, identity_key
-from ledger_node.node import PlatformNode
-from ledger_node.sdk import PlatformClient
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.aml import PartyKind
+from ledger_node.protocol.escrow import EscrowOpener, EscrowPayload, identity_key
 from tests.api_support import Consortium
 
 KINDS = (PartyKind.PERSON, PartyKind.INSTITUTION)

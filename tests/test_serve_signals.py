@@ -7,11 +7,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from ledger_node.chain import LedgerChain
-from ledger_node.checkpoint import log_id_for
-from ledger_node.demo import sample_records
-from ledger_node.localsite import LocalSite
-from ledger_node.sdk import PlatformClient
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.client.sdk import PlatformClient
+from ledger_node.demo.localsite import LocalSite
+from ledger_node.demo.run import sample_records
+from ledger_node.log.checkpoint import log_id_for
 
 
 def test_sigterm_drains_and_seals_the_node(tmp_path: Path) -> None:

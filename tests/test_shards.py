@@ -15,18 +15,20 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.regulator_server import load_regulator_config
 from api.server import load_serve_config
-from ledger_node.bundle import verify_bundle
-from ledger_node.chain import LedgerChain
-from ledger_node.checkpoint import log_id_for
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.client.sdk import NodeClient, PlatformClient, RegulatorClient, registered_platform
+from ledger_node.client.sharded import ShardedPlatformClient, shard_of
+from ledger_node.demo.localsite import LocalSite
 from ledger_node.errors import InvalidBatch, InvalidConfig, UnknownLeaf
-from ledger_node.escrow import identity_key
-from ledger_node.leaf import Leaf
-from ledger_node.localsite import LocalSite
-from ledger_node.node import PlatformNode
-from ledger_node.pairwise import CrossPlatform, Side
-from ledger_node.reconciliation import Window
-from ledger_node.record import PaymentRecord
-from ledger_node.regulator import (
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.log.leaf import Leaf
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.bundle import verify_bundle
+from ledger_node.protocol.escrow import identity_key
+from ledger_node.protocol.pairwise import CrossPlatform, Side
+from ledger_node.protocol.reconciliation import Window
+from ledger_node.protocol.record import PaymentRecord
+from ledger_node.regulator.node import (
     FAULT_NO_ENDPOINT,
     FAULT_UNREACHABLE,
     HttpLeafSource,
@@ -34,8 +36,6 @@ from ledger_node.regulator import (
     RegulatorConfig,
     RegulatorNode,
 )
-from ledger_node.sdk import NodeClient, PlatformClient, RegulatorClient, registered_platform
-from ledger_node.sharded import ShardedPlatformClient, shard_of
 from tests.api_support import make_consortium
 from tests.regulator_support import PERSON_TO_MERCHANT, T0, payment, start_node, wait_anchored
 from tests.test_regulator_server import GOOD

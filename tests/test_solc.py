@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from ledger_node import contracts, solc
+from ledger_node.chain import contracts, solc
 from ledger_node.errors import ArtifactError, CompilerError
 
 
@@ -63,7 +63,7 @@ def test_committed_artifacts_are_up_to_date(compiler: solc.SolcBinary) -> None:
     sources = contracts.read_sources()
     committed = contracts.load_artifact()
     assert committed.sources_sha256 == contracts.sources_sha256(sources), (
-        "contracts/*.sol changed since contracts/build/ was written: "
+        "contracts/*.sol changed since ledger_node/chain/artifacts/ was written: "
         "run .venv/bin/python scripts/compile_contracts.py"
     )
     output = solc.compile_sources(sources, compiler)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from ledger_node.checkpoint import Checkpoint, log_id_for
 from ledger_node.errors import (
     InvalidBatch,
     NodeStopped,
@@ -22,9 +21,10 @@ from ledger_node.errors import (
     UnknownCheckpoint,
     UnknownLeaf,
 )
-from ledger_node.leaf import Leaf
-from ledger_node.merkle import SM3_HASHER
-from ledger_node.store import (
+from ledger_node.log.checkpoint import Checkpoint, log_id_for
+from ledger_node.log.leaf import Leaf
+from ledger_node.log.merkle import SM3_HASHER
+from ledger_node.platform.store import (
     BatchEvidence,
     LeafStore,
     NewBatch,

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from ledger_node.bundle import verify_bundle
-from ledger_node.chain import LedgerChain
-from ledger_node.node import PlatformNode
-from ledger_node.regulator import RegulatorNode
-from ledger_node.scenario import RecordRef, Scenario, ScenarioSpec, generate_scenario
-from ledger_node.sdk import PlatformClient
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.client.sdk import PlatformClient
+from ledger_node.demo.scenario import RecordRef, Scenario, ScenarioSpec, generate_scenario
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.bundle import verify_bundle
+from ledger_node.regulator.node import RegulatorNode
 from tests.api_support import Consortium, make_consortium
 from tests.regulator_support import platform_client, regulator_for, start_node, wait_anchored
 

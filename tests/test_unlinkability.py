@@ -79,26 +79,34 @@ from trie.iter import NodeIterator
 from api.main import create_app
 from api.server import PlatformServer
 from api.settings import Settings
-from ledger_node.aml import PartyKind
-from ledger_node.auth import sign_batch, sign_request
-from ledger_node.chain import DisclosureRequest, LedgerChain, Role
-from ledger_node.chain_store import close_chain_store
-from ledger_node.checkpoint import log_id_for
-from ledger_node.demo import new_party
-from ledger_node.encoding import encode_parts
-from ledger_node.escrow import (
+from ledger_node.chain.adapter import DisclosureRequest, LedgerChain, Role
+from ledger_node.chain.embedded_store import close_chain_store
+from ledger_node.chain.rpc_server import ChainServer
+from ledger_node.client.sdk import (
+    NodeClient,
+    PlatformClient,
+    RegulatorClient,
+    SubmittedRecord,
+    registered_platform,
+)
+from ledger_node.crypto.encoding import encode_parts
+from ledger_node.crypto.gmcrypto import SM2PublicKey
+from ledger_node.crypto.hashes import sm3
+from ledger_node.demo.run import new_party
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.log.leaf import Leaf, leaf_data
+from ledger_node.log.merkle import hasher_for
+from ledger_node.platform.node import NodeConfig, PlatformNode
+from ledger_node.protocol.aml import PartyKind
+from ledger_node.protocol.auth import sign_batch, sign_request
+from ledger_node.protocol.escrow import (
     ESCROW_SIZE,
     EscrowSealer,
     identity_key,
     is_resident_id,
     is_social_credit_code,
 )
-from ledger_node.gmcrypto import SM2PublicKey
-from ledger_node.hashes import sm3
-from ledger_node.leaf import Leaf, leaf_data
-from ledger_node.merkle import hasher_for
-from ledger_node.node import NodeConfig, PlatformNode
-from ledger_node.pairwise import (
+from ledger_node.protocol.pairwise import (
     CrossPlatform,
     PairwiseKey,
     Side,
@@ -106,16 +114,8 @@ from ledger_node.pairwise import (
     pairwise_key,
     record_tags,
 )
-from ledger_node.record import Channel, PaymentRecord
-from ledger_node.regulator import HttpLeafSource, RegulatorConfig, RegulatorNode
-from ledger_node.rpc_server import ChainServer
-from ledger_node.sdk import (
-    NodeClient,
-    PlatformClient,
-    RegulatorClient,
-    SubmittedRecord,
-    registered_platform,
-)
+from ledger_node.protocol.record import Channel, PaymentRecord
+from ledger_node.regulator.node import HttpLeafSource, RegulatorConfig, RegulatorNode
 from tests.api_support import Consortium, make_consortium
 from tests.linkscan import (
     WINDOW,

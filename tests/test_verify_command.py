@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger_node.cli import main
+from ledger_node.cli.main import main
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from fastapi import Path
 
 from api.problems import PROBLEM_MEDIA_TYPE
 from api.schemas import ProblemPublic
-from ledger_node.store import StoredCheckpoint
+from ledger_node.platform.store import StoredCheckpoint
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

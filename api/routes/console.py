@@ -39,22 +39,7 @@ from api.errors import ProblemException
 from api.problems import ProblemFactory
 from api.routes.common import problem_responses
 from api.routes.regulator import RegulatorDep, SignedRegulator, TraceRequest
-from ledger_node import console_view
-from ledger_node.auth import AuthenticatedMember, RequestAuthenticator
-from ledger_node.bundle import (
-    BUNDLE_FORMAT,
-    CHECK_NAMES,
-    CHECK_STRUCTURE,
-    ProofBundle,
-    verify_bundle,
-)
-from ledger_node.casefile import (
-    CASE_FILE_FORMAT,
-    CaseReport,
-    is_case_file,
-    parse_case_file,
-)
-from ledger_node.chain import Role
+from ledger_node.chain.adapter import Role
 from ledger_node.errors import (
     Forbidden,
     InvalidBundle,
@@ -62,10 +47,25 @@ from ledger_node.errors import (
     Unauthenticated,
     UnknownPlatform,
 )
-from ledger_node.escrow import identity_key
 from ledger_node.jsonfields import show
-from ledger_node.regulator import RegulatorNode, TracedRecord, alert_json
-from ledger_node.regulator_store import StoredAnchor, parse_evidence_ref
+from ledger_node.protocol.auth import AuthenticatedMember, RequestAuthenticator
+from ledger_node.protocol.bundle import (
+    BUNDLE_FORMAT,
+    CHECK_NAMES,
+    CHECK_STRUCTURE,
+    ProofBundle,
+    verify_bundle,
+)
+from ledger_node.protocol.escrow import identity_key
+from ledger_node.regulator import console_view
+from ledger_node.regulator.casefile import (
+    CASE_FILE_FORMAT,
+    CaseReport,
+    is_case_file,
+    parse_case_file,
+)
+from ledger_node.regulator.node import RegulatorNode, TracedRecord, alert_json
+from ledger_node.regulator.store import StoredAnchor, parse_evidence_ref
 
 _log = logging.getLogger(__name__)
 

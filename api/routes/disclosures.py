@@ -17,9 +17,9 @@ from api.schemas import (
     DisclosureResponseCreate,
     DisclosureResponsePublic,
 )
-from ledger_node.chain import Role
+from ledger_node.chain.adapter import Role
 from ledger_node.errors import Forbidden
-from ledger_node.store import StoredDisclosureResponse
+from ledger_node.platform.store import StoredDisclosureResponse
 
 router = APIRouter(prefix="/v1/disclosures", tags=["disclosures"])
 

@@ -11,8 +11,8 @@ from api.deps import NodeDep, OwnerOrRegulatorDep, ProblemsDep, SettingsDep
 from api.routes.common import DigestPath, IndexPath, problem_responses
 from api.schemas import LeafStatusPublic, PendingProof, ProofBundlePublic
 from ledger_node.errors import UnknownLeaf
-from ledger_node.leaf import LeafSummary
-from ledger_node.node import PlatformNode
+from ledger_node.log.leaf import LeafSummary
+from ledger_node.platform.node import PlatformNode
 
 router = APIRouter(prefix="/v1/leaves", tags=["leaves"])
 

@@ -22,11 +22,11 @@ from api.schemas import (
     SubmissionCreate,
     SubmissionReceipts,
 )
-from ledger_node.auth import AuthenticatedMember, authenticate_batch
-from ledger_node.chain import Role
+from ledger_node.chain.adapter import Role
 from ledger_node.errors import Forbidden, InvalidBatch, InvalidLeaf, LeafRangeUnavailable
-from ledger_node.leaf import Leaf
-from ledger_node.node import PlatformNode
+from ledger_node.log.leaf import Leaf
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.auth import AuthenticatedMember, authenticate_batch
 
 router = APIRouter(prefix="/v1/logs", tags=["intake"])
 

@@ -3,7 +3,7 @@ counterparty platform's log, verified against the chain (docs/reconciliation.md)
 
 The node holds no plaintext records and derives no pairwise key: the platform's process
 computes, for each of its cross-platform records, the tags the counterparty's half must carry
-(:mod:`ledger_node.reconciliation`) and sends only those, with the leaf index and payment
+(:mod:`ledger_node.protocol.reconciliation`) and sends only those, with the leaf index and payment
 time. The node reads the counterparty's leaf summaries from the counterparty's node, rebuilds
 the tree and compares it with the root anchored on chain (refusing a mismatch with 502
 ``counterparty-log-refused``), matches, and answers the report with both sides' proof
@@ -24,20 +24,26 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from api.deps import MemberDep, NodeDep
 from api.routes.common import problem_responses
 from api.schemas import Digest
-from ledger_node.auth import AuthenticatedMember
-from ledger_node.chain import Role
-from ledger_node.checkpoint import log_id_for
+from ledger_node.chain.adapter import Role
+from ledger_node.client.sdk import NodeClient
 from ledger_node.errors import Forbidden, InvalidReconciliationInput, LogVerificationFailed
-from ledger_node.node import PlatformNode
-from ledger_node.reconciler import (
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.auth import AuthenticatedMember
+from ledger_node.protocol.reconciliation import (
+    DEFAULT_GRACE,
+    MAX_GRACE,
+    Expectation,
+    TagPair,
+    Window,
+)
+from ledger_node.reconcile.reconciler import (
     NodeLogView,
     SummarySource,
     VerifiedLog,
     platform_member,
     reconcile_expectations,
 )
-from ledger_node.reconciliation import DEFAULT_GRACE, MAX_GRACE, Expectation, TagPair, Window
-from ledger_node.sdk import NodeClient
 
 router = APIRouter(prefix="/v1/reconciliation", tags=["reconciliation"])
 

@@ -13,10 +13,10 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import request_target
 from api.errors import ProblemException
 from api.routes.common import DigestPath, problem_responses
-from ledger_node.auth import AuthenticatedMember, RequestAuthenticator
-from ledger_node.chain import Role
-from ledger_node.escrow import identity_key
-from ledger_node.regulator import RegulatorNode, alert_json
+from ledger_node.chain.adapter import Role
+from ledger_node.protocol.auth import AuthenticatedMember, RequestAuthenticator
+from ledger_node.protocol.escrow import identity_key
+from ledger_node.regulator.node import RegulatorNode, alert_json
 
 router = APIRouter(prefix="/v1", tags=["regulator"])
 _HEX32 = r"^[0-9a-fA-F]{64}$"

@@ -1,7 +1,7 @@
 """``/v1/risk-devices``: the shared risk-device list, checked against this node's synced copy.
 
 The node holds its platform's SM2 key, so it opens the list-key ring the regulator delivered
-to its platform and keeps a :class:`~ledger_node.risklist.RiskList` synced from the chain
+to its platform and keeps a :class:`~ledger_node.protocol.risklist.RiskList` synced from the chain
 (at most ``risk_list_max_age_s`` seconds old, default 1; every answer names the block it is
 current to). Checks are for members that hold the list key themselves (platforms and
 regulators, SM2-signed requests); adding and removing entries is for this node's own
@@ -18,11 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import MemberDep, NodeDep
 from api.routes.common import problem_responses
-from ledger_node.auth import AuthenticatedMember
-from ledger_node.chain import Role
+from ledger_node.chain.adapter import Role
 from ledger_node.errors import Forbidden
-from ledger_node.riskdevice import MAX_FINGERPRINT_CHARS, RiskReason
-from ledger_node.risklist import KEY_HOLDER_ROLES, RiskHit, RiskList
+from ledger_node.protocol.auth import AuthenticatedMember
+from ledger_node.protocol.riskdevice import MAX_FINGERPRINT_CHARS, RiskReason
+from ledger_node.protocol.risklist import KEY_HOLDER_ROLES, RiskHit, RiskList
 
 router = APIRouter(prefix="/v1/risk-devices", tags=["risk devices"])
 
@@ -33,7 +33,7 @@ _REASONS: Final = ", ".join(f"{r.value} {r.label}" for r in RiskReason)
 _CREATE_LOCK: Final = threading.Lock()
 
 # Bounded as text here (so a huge string never reaches the domain); the domain rules of
-# ledger_node.riskdevice then answer 422 invalid-fingerprint naming what is wrong.
+# ledger_node.protocol.riskdevice then answer 422 invalid-fingerprint naming what is wrong.
 Fingerprint = Annotated[str, Field(max_length=4 * MAX_FINGERPRINT_CHARS,
                                    description="KIND:VALUE, KIND one of imei, meid, "
                                    "android_id, idfv, oaid, device_id (docs/risklist.md)",

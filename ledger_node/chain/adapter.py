@@ -44,7 +44,7 @@ from web3.providers.rpc import HTTPProvider
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
 from web3.types import RPCEndpoint, RPCResponse, TxReceipt
 
-from ledger_node.contracts import ContractArtifact, load_artifact
+from ledger_node.chain.contracts import ContractArtifact, load_artifact
 from ledger_node.errors import ChainError, ContractRevert, DeploymentError
 
 Address = str
@@ -525,11 +525,11 @@ class LedgerChain:
 
         Every mined block is committed to disk before its transaction hash is returned; a
         reopened store resumes at its head (docs/embedded-chain.md). The open store is
-        behind ``w3``; close it with :func:`ledger_node.chain_store.close_chain_store`.
+        behind ``w3``; close it with :func:`ledger_node.chain.embedded_store.close_chain_store`.
         Raises :class:`~ledger_node.errors.ChainStoreCorrupt` for a damaged file and
         :class:`ChainError` if another process has it open.
         """
-        from ledger_node.chain_store import open_chain_store
+        from ledger_node.chain.embedded_store import open_chain_store
 
         store = open_chain_store(path)
         store.chain.gas_estimator = _single_pass_gas_estimate

@@ -30,8 +30,8 @@ from typing import Any, Final
 from eth_account import Account
 from web3 import Web3
 
-from ledger_node import gmcrypto
-from ledger_node.chain import Deployment, LedgerChain, Member, Role
+from ledger_node.chain.adapter import Deployment, LedgerChain, Member, Role
+from ledger_node.crypto import gmcrypto
 from ledger_node.errors import InvalidConfig, InvalidKey
 
 _ROLES: Final = {"platform": Role.PLATFORM, "regulator": Role.REGULATOR, "auditor": Role.AUDITOR}

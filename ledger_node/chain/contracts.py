@@ -1,6 +1,6 @@
 """The compiled contract artifacts: building them from compiler output and loading them.
 
-Artifacts are committed under ``contracts/build/`` so that running the ledger needs no
+Artifacts are committed under ``ledger_node/chain/artifacts/`` so that running the ledger needs no
 compiler. Each records the sources' SHA-256 digests, the compiler version and settings, so a
 test can tell when they are stale.
 """
@@ -16,8 +16,10 @@ from typing import Any, Final
 
 from ledger_node.errors import ArtifactError
 
-CONTRACTS_DIR: Final = Path(__file__).resolve().parent.parent / "contracts"
-BUILD_DIR: Final = CONTRACTS_DIR / "build"
+CONTRACTS_DIR: Final = Path(__file__).resolve().parents[2] / "contracts"
+"""The Solidity sources: in a checkout only, for compiling (a wheel carries the artifacts)."""
+BUILD_DIR: Final = Path(__file__).resolve().parent / "artifacts"
+"""The compiled artifacts, shipped as package data."""
 MAIN_CONTRACT: Final = "JointLedger"
 ARTIFACT_FORMAT: Final = "jointledger-artifact-v1"
 

@@ -1,7 +1,7 @@
 """Finding a Solidity compiler and compiling the contracts with it (standard JSON, py-solc-x).
 
 Only the compile pipeline (``scripts/compile_contracts.py`` and the staleness test) needs a
-compiler; running the ledger uses the committed artifacts in ``contracts/build/``.
+compiler; running the ledger uses the committed artifacts in ``ledger_node/chain/artifacts/``.
 
 Resolution order, first match wins:
 
@@ -36,7 +36,7 @@ EVM_VERSION: Final = "cancun"
 
 OPTIMIZER_RUNS: Final = 200
 
-REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 SOLCJS_MODULE: Final = REPO_ROOT / ".tools" / "node_modules" / "solc"
 SOLCJS_WRAPPER: Final = REPO_ROOT / "scripts" / "solcjs-wrapper"
 

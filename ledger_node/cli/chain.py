@@ -15,16 +15,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ledger_node.chain import ETH_TESTER_FAUCET_KEY, Deployment, LedgerChain
-from ledger_node.chain_store import close_chain_store
-from ledger_node.consortium import (
+from ledger_node.chain.adapter import ETH_TESTER_FAUCET_KEY, Deployment, LedgerChain
+from ledger_node.chain.consortium import (
     DEV_FUNDING_WEI,
     Consortium,
     deploy_consortium,
     load_consortium,
 )
+from ledger_node.chain.embedded_store import close_chain_store
+from ledger_node.chain.rpc_server import ChainServer
 from ledger_node.errors import DeploymentError
-from ledger_node.rpc_server import ChainServer
 
 Echo = Callable[[str], None]
 

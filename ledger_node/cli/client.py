@@ -9,7 +9,7 @@ private (0600) JSONL file the platform keeps for later disclosures.
 A records file may state each record's party kinds in the optional ``payer_kind`` /
 ``payee_kind`` fields (JSONL keys or CSV columns, ``person`` or ``institution``). They go
 into the escrow only, not the record or its commitment; when absent the kind is read from
-the identity number (:func:`~ledger_node.escrow.classify_identity`).
+the identity number (:func:`~ledger_node.protocol.escrow.classify_identity`).
 
 A record that is one half of a cross-platform payment says so in the optional
 ``counterparty`` (the other platform's member name) and ``side`` (``payer`` if this
@@ -30,15 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from ledger_node.aml import PartyKind
-from ledger_node.chain import Deployment, LedgerChain, Member
-from ledger_node.errors import InvalidIdentity, InvalidRecord, UnknownRegulator
-from ledger_node.escrow import classify_identity, key_fingerprint
-from ledger_node.gmcrypto import SM2PublicKey
-from ledger_node.keyfiles import load_member_keys
-from ledger_node.pairwise import CrossPlatform, Side
-from ledger_node.record import FIELD_NAMES, PaymentRecord
-from ledger_node.sdk import (
+from ledger_node.chain.adapter import Deployment, LedgerChain, Member
+from ledger_node.client.sdk import (
     Counterparties,
     NodeClient,
     PartyKinds,
@@ -47,6 +40,13 @@ from ledger_node.sdk import (
     registered_platform,
     registered_regulator_key,
 )
+from ledger_node.crypto.gmcrypto import SM2PublicKey
+from ledger_node.crypto.keyfiles import load_member_keys
+from ledger_node.errors import InvalidIdentity, InvalidRecord, UnknownRegulator
+from ledger_node.protocol.aml import PartyKind
+from ledger_node.protocol.escrow import classify_identity, key_fingerprint
+from ledger_node.protocol.pairwise import CrossPlatform, Side
+from ledger_node.protocol.record import FIELD_NAMES, PaymentRecord
 
 Echo = Callable[[str], None]
 KIND_FIELDS: Final = ("payer_kind", "payee_kind")
@@ -226,7 +226,7 @@ def chain_regulator_key(deployment: Path, rpc_url: str, name: str | None = None
     The chain at ``rpc_url`` is reached, and bound to ``deployment``, at the first call
     (so a bad records file is reported before any connection); each call then reads the
     key again, so a governance rotation takes effect at the next chunk. Raises what
-    :func:`~ledger_node.sdk.registered_regulator_key`, :meth:`LedgerChain.from_rpc` and
+    :func:`~ledger_node.client.sdk.registered_regulator_key`, :meth:`LedgerChain.from_rpc` and
     :meth:`LedgerChain.attach` raise.
     """
     chain: LedgerChain | None = None

@@ -17,10 +17,10 @@ from typing import Final
 
 import httpx
 
-from ledger_node.auth import sign_request
+from ledger_node.crypto.keyfiles import key_paths, load_member_keys
 from ledger_node.errors import InvalidConfig, InvalidKey
-from ledger_node.keyfiles import key_paths, load_member_keys
-from ledger_node.regulator import node_audience
+from ledger_node.protocol.auth import sign_request
+from ledger_node.regulator.node import node_audience
 
 LOGIN_PATH: Final = "/v1/console/sessions"
 EXIT_OK: Final = 0

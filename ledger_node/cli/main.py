@@ -248,7 +248,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _keys_new(name: str, directory: Path) -> int:
-    from ledger_node.keyfiles import key_paths, new_member_keys
+    from ledger_node.crypto.keyfiles import key_paths, new_member_keys
 
     try:
         keys = new_member_keys(directory, name)
@@ -267,7 +267,7 @@ def _keys_new(name: str, directory: Path) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     from api.server import DEFAULT_CHAIN_URL, load_serve_config
-    from ledger_node.client_commands import (
+    from ledger_node.cli.client import (
         RecordFileError,
         chain_counterparties,
         chain_regulator_key,
@@ -306,7 +306,7 @@ def _demo(args: argparse.Namespace) -> int:
     import time
 
     started = time.perf_counter()  # the demo's clock includes importing it (~2 s)
-    from ledger_node.demo import prepare_demo, run_demo
+    from ledger_node.demo.run import prepare_demo, run_demo
     from ledger_node.errors import InvalidConfig, InvalidScenario
 
     try:
@@ -319,7 +319,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ledger_node.verify_command import run_verify
+    from ledger_node.cli.verify import run_verify
 
     if not args.rpc_url and not args.checkpoint_key:
         print("jointledger verify: give --rpc-url (full check) or --checkpoint-key "
@@ -337,6 +337,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _reconcile(args: argparse.Namespace) -> int:
     from api.server import DEFAULT_CHAIN_URL, load_serve_config
+    from ledger_node.cli.reconcile import EXIT_REFUSED, EXIT_UNUSABLE, run_reconcile
     from ledger_node.errors import (
         ChainError,
         InvalidKey,
@@ -346,8 +347,7 @@ def _reconcile(args: argparse.Namespace) -> int:
         PairwiseKeyUnavailable,
         UnknownCounterparty,
     )
-    from ledger_node.reconcile_command import EXIT_REFUSED, EXIT_UNUSABLE, run_reconcile
-    from ledger_node.reconciliation import Window, check_grace, parse_time
+    from ledger_node.protocol.reconciliation import Window, check_grace, parse_time
 
     try:
         window = Window(parse_time(args.window[0], "window start"),
@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "verify":
             return _verify(args)
         if args.command == "chain":
-            from ledger_node.chain_command import run_chain
+            from ledger_node.cli.chain import run_chain
 
             return run_chain(args.host, args.port, consortium_path=args.consortium,
                              deployment_path=args.deployment, data=args.data)
@@ -401,23 +401,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "submit":
             return _submit(args)
         if args.command == "proof":
-            from ledger_node.client_commands import run_proof
+            from ledger_node.cli.client import run_proof
 
             return run_proof(args.url, args.index, out=args.out, wait=args.wait)
         if args.command == "checkpoints":
-            from ledger_node.client_commands import run_checkpoints
+            from ledger_node.cli.client import run_checkpoints
 
             return run_checkpoints(args.url, after=args.after, limit=args.limit)
         if args.command == "reconcile":
             return _reconcile(args)
         if args.command == "console-login":
-            from ledger_node.console_command import run_console_login
+            from ledger_node.cli.console import run_console_login
 
             return run_console_login(config=args.config, url=args.url, name=args.name,
                                      sm2_key=args.sm2_key, account_key=args.account_key,
                                      keys_dir=args.keys)
         if args.command == "risk":
-            from ledger_node.risk_command import run_risk
+            from ledger_node.cli.risk import run_risk
 
             return run_risk(args.action, config=args.config, role=args.role,
                             rpc_url=args.rpc_url, fingerprints=args.fingerprints,

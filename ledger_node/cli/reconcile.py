@@ -4,7 +4,7 @@ It runs in the platform's own process, the only place that holds both the plaint
 (the receipts ``jointledger submit`` writes: log, leaf index and opening per record) and the
 platform's SM2 private keys (current and retired), from which the pairwise keys in force are
 derived. Every log involved is read over its node's public summaries endpoint and verified
-against the chain (:class:`~ledger_node.reconciler.VerifiedLog`), so no node is trusted.
+against the chain (:class:`~ledger_node.reconcile.reconciler.VerifiedLog`), so no node is trusted.
 
 **Shards.** Either platform may run several log shards (docs/shards.md). The command is given
 the node URLs of both (``--url``, ``--counterparty-url``, each a list) and asks each node
@@ -12,7 +12,7 @@ which log it serves (``/v1/health``). The own logs read are those the receipts n
 counterparty's are every log the chain says it owns (``logsOf``): a counterparty half may be
 on any of them, so a log on chain that no given node serves is an error, not a silent gap
 (it would turn matched payments into "missing"). All counterparty shards are matched at once
-(:func:`~ledger_node.reconciler.reconcile_shards`).
+(:func:`~ledger_node.reconcile.reconciler.reconcile_shards`).
 
 The report (``jointledger/reconciliation-shards/v1``, docs/reconciliation.md) goes to a
 private (0600) JSON file, a summary to stdout. Exit status: 0 when nothing is missing or
@@ -33,9 +33,11 @@ from typing import Any, Final
 
 import httpx
 
-from ledger_node.chain import Deployment, LedgerChain, Role
-from ledger_node.checkpoint import log_id_for
-from ledger_node.commitment import RecordOpening, verify_opening
+from ledger_node.chain.adapter import Deployment, LedgerChain, Role
+from ledger_node.client.sdk import NodeClient
+from ledger_node.client.sharded import describe_logs, shard_number, unread_logs
+from ledger_node.crypto.gmcrypto import SM2PrivateKey, private_key_from_pem
+from ledger_node.crypto.keyfiles import load_member_keys
 from ledger_node.errors import (
     ApiError,
     InvalidOpening,
@@ -44,18 +46,16 @@ from ledger_node.errors import (
     LogVerificationFailed,
 )
 from ledger_node.gcpause import gc_paused
-from ledger_node.gmcrypto import SM2PrivateKey, private_key_from_pem
-from ledger_node.keyfiles import load_member_keys
-from ledger_node.reconciler import (
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.protocol.commitment import RecordOpening, verify_opening
+from ledger_node.protocol.reconciliation import EXCEPTIONS, Window
+from ledger_node.reconcile.reconciler import (
     FAULT_UNREACHABLE,
     FAULT_WRONG_LOG,
     VerifiedLog,
     platform_member,
     reconcile_shards,
 )
-from ledger_node.reconciliation import EXCEPTIONS, Window
-from ledger_node.sdk import NodeClient
-from ledger_node.sharded import describe_logs, shard_number, unread_logs
 
 Receipts = dict[bytes, list[tuple[int, RecordOpening]]]
 """Own records by log id: ``(leaf index, opening)`` in index order."""

@@ -14,16 +14,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from ledger_node import gmcrypto
-from ledger_node.chain import Deployment, LedgerChain
+from ledger_node.chain.adapter import Deployment, LedgerChain
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.keyfiles import load_member_keys
 from ledger_node.errors import (
     InvalidConfig,
     InvalidFingerprint,
     InvalidKey,
     UnknownRiskReason,
 )
-from ledger_node.keyfiles import load_member_keys
-from ledger_node.risklist import RiskHit, RiskList, deliver_list_key, distribute_list_key
+from ledger_node.protocol.risklist import RiskHit, RiskList, deliver_list_key, distribute_list_key
 
 EXIT_LISTED: Final = 3
 

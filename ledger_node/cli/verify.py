@@ -3,7 +3,8 @@
 With ``--rpc-url`` a bundle is checked against the chain (root, owner, SM2 key, anchoring
 transaction); with only ``--checkpoint-key`` it is checked up to the signed checkpoint and
 the output says plainly that the anchoring itself was not checked. A document whose
-``format`` is the case-file format is checked as a case file (:mod:`ledger_node.casefile`),
+``format`` is the case-file format is checked as a case file
+(:mod:`ledger_node.regulator.casefile`),
 always against the chain; ``--regulator-key`` adds the decryption of escrows and sealed
 disclosure responses.
 """
@@ -15,14 +16,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ledger_node import gmcrypto
-from ledger_node.bundle import Check, CheckStatus, ProofBundle, Verdict, verify_bundle
-from ledger_node.chain import Deployment, LedgerChain
-from ledger_node.commitment import FieldDisclosure, RecordOpening
+from ledger_node.chain.adapter import Deployment, LedgerChain
+from ledger_node.crypto import gmcrypto
 from ledger_node.jsonlimits import MAX_JSON_DEPTH, json_nested_deeper_than
+from ledger_node.protocol.bundle import Check, CheckStatus, ProofBundle, Verdict, verify_bundle
+from ledger_node.protocol.commitment import FieldDisclosure, RecordOpening
 
 if TYPE_CHECKING:
-    from ledger_node.casefile import CaseReport
+    from ledger_node.regulator.casefile import CaseReport
 
 Echo = Callable[[str], None]
 _MARKS = {
@@ -83,7 +84,7 @@ def run_verify(
     subclasses for malformed documents (``InvalidBundle`` and ``InvalidCaseFile`` name the
     field) or an unreachable chain.
     """
-    from ledger_node.casefile import is_case_file
+    from ledger_node.regulator.casefile import is_case_file
 
     document = read_json(bundle_path, "bundle or case file")
     if is_case_file(document):
@@ -151,7 +152,7 @@ def run_verify_case_file(
     document, :class:`~ledger_node.errors.InvalidKey` for a key that is not an SM2 private
     key and :class:`~ledger_node.errors.ChainError` if the chain cannot be read.
     """
-    from ledger_node.casefile import parse_case_file, verify_case_file
+    from ledger_node.regulator.casefile import parse_case_file, verify_case_file
 
     if not rpc_url:
         raise ValueError("a case file is checked against the chain: give --rpc-url")

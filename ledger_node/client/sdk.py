@@ -12,12 +12,12 @@ the counterparty platform and this record's side) the leaf gets its match and am
 under the pairwise key this platform shares with the counterparty (:mod:`ledger_node.
 pairwise`; the counterparty's key registered now is read once per chunk). The commitment is
 unchanged. :meth:`NodeClient.summaries` reads any log's leaf summaries in bulk, for
-reconciliation (:mod:`ledger_node.reconciler`).
+reconciliation (:mod:`ledger_node.reconcile.reconciler`).
 
 It also fetches proof bundles (waiting for anchoring), checkpoints, and asks the node to
 verify bundles; member-only endpoints are called with SM2-signed requests. It answers the
 regulator's disclosure requests: it seals the opening for the regulator
-(:mod:`ledger_node.disclosure`) and has the node log the answer on chain.
+(:mod:`ledger_node.protocol.disclosure`) and has the node log the answer on chain.
 
 :class:`RegulatorClient` is the regulator's side: whole leaves with escrows, the disclosure
 requests addressed to a platform and their sealed answers.
@@ -34,21 +34,9 @@ from typing import Any, Final, Self
 
 import httpx
 
-from ledger_node import gmcrypto
-from ledger_node.aml import PartyKind
-from ledger_node.auth import sign_batch, sign_request
-from ledger_node.bundle import Check, CheckStatus, ProofBundle, Verdict
-from ledger_node.chain import LedgerChain, Member, Role
-from ledger_node.checkpoint import log_id_for
-from ledger_node.commitment import (
-    FieldDisclosure,
-    RecordOpening,
-    Salt,
-    new_salt,
-    record_commitment,
-    verify_opening,
-)
-from ledger_node.disclosure import response_digest, seal_disclosure_response
+from ledger_node.chain.adapter import LedgerChain, Member, Role
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.hashes import DIGEST_SIZE
 from ledger_node.errors import (
     ApiError,
     InvalidBatch,
@@ -59,12 +47,24 @@ from ledger_node.errors import (
     UnknownDisclosureRequest,
     UnknownRegulator,
 )
-from ledger_node.escrow import EscrowSealer
-from ledger_node.hashes import DIGEST_SIZE
-from ledger_node.leaf import Leaf, LeafSummary
-from ledger_node.node import Receipt
-from ledger_node.pairwise import CrossPlatform, PairwiseKey, pairwise_key, record_tags
-from ledger_node.reconciliation import (
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.log.leaf import Leaf, LeafSummary
+from ledger_node.platform.node import Receipt
+from ledger_node.protocol.aml import PartyKind
+from ledger_node.protocol.auth import sign_batch, sign_request
+from ledger_node.protocol.bundle import Check, CheckStatus, ProofBundle, Verdict
+from ledger_node.protocol.commitment import (
+    FieldDisclosure,
+    RecordOpening,
+    Salt,
+    new_salt,
+    record_commitment,
+    verify_opening,
+)
+from ledger_node.protocol.disclosure import response_digest, seal_disclosure_response
+from ledger_node.protocol.escrow import EscrowSealer
+from ledger_node.protocol.pairwise import CrossPlatform, PairwiseKey, pairwise_key, record_tags
+from ledger_node.protocol.reconciliation import (
     DEFAULT_GRACE,
     Expectation,
     OwnRecord,
@@ -74,7 +74,7 @@ from ledger_node.reconciliation import (
     check_grace,
     expectations_for,
 )
-from ledger_node.record import PaymentRecord, format_time
+from ledger_node.protocol.record import PaymentRecord, format_time
 
 MAX_CHUNK: Final = 10_000
 PartyKinds = tuple[PartyKind, PartyKind]
@@ -284,7 +284,7 @@ class NodeClient:
         """Ask the node to verify ``bundle`` against its chain.
 
         For a verdict that does not trust the node at all, call
-        :func:`~ledger_node.bundle.verify_bundle` with your own chain client instead.
+        :func:`~ledger_node.protocol.bundle.verify_bundle` with your own chain client instead.
         """
         body: dict[str, Any] = {
             "bundle": bundle.to_json() if isinstance(bundle, ProofBundle) else bundle}
@@ -594,14 +594,15 @@ class PlatformClient(NodeClient):
         that governance rotated out), and sent with leaf indexes and payment times in
         signed ``POST /v1/reconciliation`` requests of at most 10,000; the node verifies
         the counterparty's log (read from ``counterparty_url``) against the chain and
-        matches. ``records`` are :class:`~ledger_node.reconciliation.OwnRecord` values
+        matches. ``records`` are :class:`~ledger_node.protocol.reconciliation.OwnRecord` values
         (:func:`own_records` makes them from submitted records). Returns the merged report
         document (docs/reconciliation.md). Raises what
-        :func:`~ledger_node.reconciler.pairwise_keys_in_force` raises and :class:`ApiError`
+        :func:`~ledger_node.reconcile.reconciler.pairwise_keys_in_force` raises and
+        :class:`ApiError`
         for a problem answer (502 ``counterparty-log-refused``, 404
         ``unknown-counterparty``, 422 ``invalid-window``).
         """
-        from ledger_node.reconciler import pairwise_keys_in_force, platform_member
+        from ledger_node.reconcile.reconciler import pairwise_keys_in_force, platform_member
 
         grace = check_grace(grace)
         own = chain.member(self.account)
@@ -802,8 +803,8 @@ class RegulatorClient(NodeClient):
     def disclosure_response(self, request_id: int) -> bytes:
         """The sealed answer to disclosure request ``request_id`` as the node stores it.
 
-        Open it with :func:`~ledger_node.disclosure.open_disclosure_response`, and compare
-        :func:`~ledger_node.disclosure.response_digest` with the digest on chain. Raises
+        Open it with :func:`~ledger_node.protocol.disclosure.open_disclosure_response`, and compare
+        :func:`~ledger_node.protocol.disclosure.response_digest` with the digest on chain. Raises
         :class:`ApiError` 404 while the request is not answered.
         """
         data = self._send("GET", f"/v1/disclosures/{request_id}/response", signed=True).json()
@@ -906,7 +907,7 @@ def _api_error(response: httpx.Response) -> ApiError:
 
 
 def verdict_from_json(data: dict[str, Any]) -> Verdict:
-    """Rebuild a :class:`~ledger_node.bundle.Verdict` from its JSON form."""
+    """Rebuild a :class:`~ledger_node.protocol.bundle.Verdict` from its JSON form."""
     checks = tuple(
         Check(str(c["name"]), bool(c["passed"]), str(c["detail"]), CheckStatus(c["status"]))
         for c in data["checks"]

@@ -10,8 +10,8 @@ separately, possibly on another machine. The client spreads submissions over the
   shards, and intake stays idempotent per leaf as with one node.
 * **In parallel.** Each shard's chunks go out from a thread of its own (the shards are
   separate processes); retries stay per shard (each shard has its own
-  :class:`~ledger_node.sdk.PlatformClient`).
-* **Receipts.** Each :class:`~ledger_node.sdk.SubmittedRecord` names the log and shard its
+  :class:`~ledger_node.client.sdk.PlatformClient`).
+* **Receipts.** Each :class:`~ledger_node.client.sdk.SubmittedRecord` names the log and shard its
   leaf went to; its proof bundle is fetched from that shard (:meth:`bundle`).
 * **Reconciliation.** :meth:`reconcile` has each own shard's node match its records against
   every shard log of the counterparty, and merges the answers: a half found on any
@@ -30,15 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Final, Self
 
-from ledger_node import gmcrypto
-from ledger_node.bundle import ProofBundle
-from ledger_node.chain import LedgerChain, Member
-from ledger_node.checkpoint import log_id_for
-from ledger_node.errors import InvalidBatch, InvalidConfig, UnknownLeaf
-from ledger_node.leaf import Leaf
-from ledger_node.reconciliation import DEFAULT_GRACE, Status, Window
-from ledger_node.record import PaymentRecord
-from ledger_node.sdk import (
+from ledger_node.chain.adapter import LedgerChain, Member
+from ledger_node.client.sdk import (
     CrossPlatformHint,
     DisclosureReceipt,
     PartyKinds,
@@ -49,6 +42,13 @@ from ledger_node.sdk import (
     own_records,
     registered_platform,
 )
+from ledger_node.crypto import gmcrypto
+from ledger_node.errors import InvalidBatch, InvalidConfig, UnknownLeaf
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.log.leaf import Leaf
+from ledger_node.protocol.bundle import ProofBundle
+from ledger_node.protocol.reconciliation import DEFAULT_GRACE, Status, Window
+from ledger_node.protocol.record import PaymentRecord
 
 _PRECEDENCE: Final = (Status.MATCHED, Status.AMOUNT_MISMATCH, Status.PENDING, Status.MISSING)
 """Which status wins when the counterparty's shards answer differently for one record."""

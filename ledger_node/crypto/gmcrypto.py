@@ -34,8 +34,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from gmssl.sm2 import CryptSM2
 
+from ledger_node.crypto.hashes import sm3
 from ledger_node.errors import CryptoError, DecryptionFailed, InvalidKey, InvalidSignature
-from ledger_node.hashes import sm3
 
 # --------------------------------------------------------------------------------------------
 # SM4

@@ -15,7 +15,7 @@ from pathlib import Path
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger_node import gmcrypto
+from ledger_node.crypto import gmcrypto
 from ledger_node.errors import InvalidKey
 
 

@@ -1,7 +1,7 @@
 """The unlinkability audit's scanner: planted values in every encoding, searched in public bytes.
 
 Pure functions over bytes (no I/O), used by the audit in ``tests/test_unlinkability.py`` and
-by the auditor check of ``jointledger demo`` (:mod:`ledger_node.demo`):
+by the auditor check of ``jointledger demo`` (:mod:`ledger_node.demo.run`):
 
 * **Needles.** :func:`text_needles`, :func:`amount_needles`, :func:`time_needles` and
   :func:`key_needles` turn one planted value (an identity, an account token, an amount, a
@@ -35,8 +35,8 @@ from typing import Final
 
 from eth_utils.crypto import keccak
 
-from ledger_node.hashes import sm3
-from ledger_node.record import format_time
+from ledger_node.crypto.hashes import sm3
+from ledger_node.protocol.record import format_time
 
 WINDOW: Final = 8
 """Length of the public byte runs two records of one person must not share."""

@@ -19,9 +19,9 @@ from types import TracebackType
 
 import httpx
 
-from ledger_node.chain import Deployment, LedgerChain
-from ledger_node.consortium import DEV_FUNDING_WEI, deploy_consortium, load_consortium
-from ledger_node.keyfiles import MemberKeys, key_paths, load_member_keys, new_member_keys
+from ledger_node.chain.adapter import Deployment, LedgerChain
+from ledger_node.chain.consortium import DEV_FUNDING_WEI, deploy_consortium, load_consortium
+from ledger_node.crypto.keyfiles import MemberKeys, key_paths, load_member_keys, new_member_keys
 
 DEFAULT_MEMBERS: Sequence[tuple[str, str]] = (
     ("unionpay", "platform"), ("wechatpay", "platform"), ("pboc", "regulator"))

@@ -3,7 +3,7 @@
 Pure data and logic, no I/O: :func:`compare_alerts` holds the regulator's alerts against the
 scenario's ground truth case by case; :class:`DemoReport` collects every table, lists the
 reasons the run failed (:meth:`DemoReport.failures`) and renders itself as JSON and as
-Markdown. The demo (:mod:`ledger_node.demo`) fills it in.
+Markdown. The demo (:mod:`ledger_node.demo.run`) fills it in.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ledger_node.aml import Alert
-from ledger_node.scenario import PlantedKind, RecordRef, Scenario
+from ledger_node.demo.scenario import PlantedKind, RecordRef, Scenario
+from ledger_node.protocol.aml import Alert
 
 NOT_BUILT: Final = "not checked: reconciliation not run"
 """What the report says about planted reconciliation faults when nothing was reconciled."""

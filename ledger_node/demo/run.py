@@ -1,10 +1,10 @@
 """``jointledger demo``: the whole story in one command, on real processes.
 
-1. **Scenario**: a simulated payment day with ground truth (:mod:`ledger_node.scenario`).
+1. **Scenario**: a simulated payment day with ground truth (:mod:`ledger_node.demo.scenario`).
 2. **Consortium**: ``jointledger chain --consortium`` (or an external chain at ``--rpc-url``,
    deployed for the consortium here), a ``jointledger serve`` platform node per platform and
    the ``pboc`` regulator node, each its own process on 127.0.0.1 with its own keys and store
-   (:class:`~ledger_node.localsite.LocalSite`).
+   (:class:`~ledger_node.demo.localsite.LocalSite`).
 3. **Submit**: each platform's SDK commits its records, seals every escrow for the regulator
    key registered on chain, tags the halves of cross-platform payments for reconciliation
    and submits signed 10,000-leaf batches over HTTP.
@@ -21,7 +21,7 @@
    or clearing reference, in any encoding or digest, is in the chain's public data or the
    nodes' public API answers.
 
-Progress goes to stderr; the report (:mod:`ledger_node.demo_report`) to stdout, and with
+Progress goes to stderr; the report (:mod:`ledger_node.demo.report`) to stdout, and with
 every artefact to the output directory. :func:`run_demo` returns 0 when every planted case
 is found, nothing else alerts or is found and every check passes, else 1.
 
@@ -51,14 +51,22 @@ import httpx
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger_node import gmcrypto
-from ledger_node.aml import Alert
-from ledger_node.auth import sign_request
-from ledger_node.bundle import ProofBundle, verify_bundle
-from ledger_node.casefile import parse_case_file, verify_case_file
-from ledger_node.chain import LedgerChain, Member, Role
-from ledger_node.commitment import disclose_field
-from ledger_node.demo_report import (
+from ledger_node.chain.adapter import LedgerChain, Member, Role
+from ledger_node.cli.verify import render_case_report
+from ledger_node.client.sdk import (
+    MAX_CHUNK,
+    NodeClient,
+    PlatformClient,
+    SubmittedRecord,
+    own_records,
+    registered_platform,
+    registered_regulator_key,
+)
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.keyfiles import MemberKeys
+from ledger_node.demo.linkscan import Haystack, Needle, chance_hits, key_needles, text_needles
+from ledger_node.demo.localsite import LocalSite, SiteError
+from ledger_node.demo.report import (
     FOUND,
     AlertComparison,
     Check,
@@ -70,17 +78,7 @@ from ledger_node.demo_report import (
     TraceRow,
     compare_alerts,
 )
-from ledger_node.errors import ApiError, InvalidConfig, InvalidProof, InvalidScenario, ProofPending
-from ledger_node.escrow import identity_key
-from ledger_node.keyfiles import MemberKeys
-from ledger_node.linkscan import Haystack, Needle, chance_hits, key_needles, text_needles
-from ledger_node.localsite import LocalSite, SiteError
-from ledger_node.merkle import hasher_for, verify_consistency
-from ledger_node.pairwise import CrossPlatform, Side
-from ledger_node.reconciliation import DEFAULT_GRACE, Window
-from ledger_node.record import Channel, PaymentRecord
-from ledger_node.regulator import node_audience
-from ledger_node.scenario import (
+from ledger_node.demo.scenario import (
     Identity,
     PlantedCase,
     RecordRef,
@@ -89,16 +87,18 @@ from ledger_node.scenario import (
     generate_scenario,
     load_scenario_spec,
 )
-from ledger_node.sdk import (
-    MAX_CHUNK,
-    NodeClient,
-    PlatformClient,
-    SubmittedRecord,
-    own_records,
-    registered_platform,
-    registered_regulator_key,
-)
-from ledger_node.verify_command import render_case_report
+from ledger_node.errors import ApiError, InvalidConfig, InvalidProof, InvalidScenario, ProofPending
+from ledger_node.log.merkle import hasher_for, verify_consistency
+from ledger_node.protocol.aml import Alert
+from ledger_node.protocol.auth import sign_request
+from ledger_node.protocol.bundle import ProofBundle, verify_bundle
+from ledger_node.protocol.commitment import disclose_field
+from ledger_node.protocol.escrow import identity_key
+from ledger_node.protocol.pairwise import CrossPlatform, Side
+from ledger_node.protocol.reconciliation import DEFAULT_GRACE, Window
+from ledger_node.protocol.record import Channel, PaymentRecord
+from ledger_node.regulator.casefile import parse_case_file, verify_case_file
+from ledger_node.regulator.node import node_audience
 
 Echo = Callable[[str], None]
 

@@ -14,7 +14,7 @@ regulator will sum (a cross-platform payment counts once per platform record) an
 clean traffic take it past half the category's threshold; a planted case's counterparties
 stay under the threshold itself, and a planted subject has no clean traffic in the group its
 case is about. No day's sum and no window's sum can exceed a group's total, so neither rule of
-:mod:`ledger_node.aml` can fire outside the planted cases.
+:mod:`ledger_node.protocol.aml` can fire outside the planted cases.
 
 Deterministic: the same spec (seed included) gives the same records, byte for byte.
 :func:`spec_from_document` / :func:`load_scenario_spec` read the YAML or JSON scenario file
@@ -41,10 +41,10 @@ from typing import Any, ClassVar, Final, TypeVar
 
 import yaml
 
-from ledger_node.aml import Alert, AmlConfig, Category, Direction, PartyKind, Rule
 from ledger_node.errors import InvalidScenario
-from ledger_node.escrow import classify_identity, identity_key, is_resident_id
-from ledger_node.record import FIELD_NAMES, Channel, PaymentRecord
+from ledger_node.protocol.aml import Alert, AmlConfig, Category, Direction, PartyKind, Rule
+from ledger_node.protocol.escrow import classify_identity, identity_key, is_resident_id
+from ledger_node.protocol.record import FIELD_NAMES, Channel, PaymentRecord
 
 __all__ = [
     "BEIJING",
@@ -1038,7 +1038,7 @@ _RECORD_SETTERS: Final = tuple(getattr(PaymentRecord, name).__set__ for name in 
 if FIELD_NAMES != ("platform", "local_tx_id", "payer_identity", "payer_account",
                    "payee_identity", "payee_account", "amount_fen", "currency", "time",
                    "channel", "cross_border", "clearing_ref"):  # pragma: no cover
-    raise ImportError("ledger_node.scenario must be updated for PaymentRecord's new fields")
+    raise ImportError("ledger_node.demo.scenario must be updated for PaymentRecord's new fields")
 
 
 (_SET_PLATFORM, _SET_TX_ID, _SET_PAYER, _SET_PAYER_ACCOUNT, _SET_PAYEE, _SET_PAYEE_ACCOUNT,

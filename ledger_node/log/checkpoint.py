@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ledger_node import gmcrypto
-from ledger_node.encoding import encode_parts
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.encoding import encode_parts
+from ledger_node.crypto.hashes import DIGEST_SIZE, sm3
 from ledger_node.errors import InvalidCheckpoint, InvalidSignature
-from ledger_node.hashes import DIGEST_SIZE, sm3
 
 LogId = bytes
 

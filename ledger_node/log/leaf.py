@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ledger_node.encoding import encode_parts
+from ledger_node.crypto.encoding import encode_parts
+from ledger_node.crypto.hashes import DIGEST_SIZE, sm3
 from ledger_node.errors import InvalidLeaf
-from ledger_node.hashes import DIGEST_SIZE, sm3
 
 MAX_ESCROW_BYTES: Final = 4096
 _HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})*")

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from ledger_node.crypto.hashes import HashFunction, sm3
 from ledger_node.errors import InvalidProof, RootMismatchError
-from ledger_node.hashes import HashFunction, sm3
 
 Root = bytes
 LeafHash = bytes
@@ -132,7 +132,7 @@ class HashlibHasher:
 
 
 class FunctionHasher:
-    """A :class:`Hasher` over any one-shot hash function, such as ``ledger_node.hashes.sm3``.
+    """A :class:`Hasher` over any one-shot hash function, such as ``ledger_node.crypto.hashes.sm3``.
 
     Slower than :class:`HashlibHasher` (it concatenates the prefix and builds a context per
     hash); used for SM3 only when the ``hashlib`` OpenSSL lacks it.

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from ledger_node.chain import Member
+from ledger_node.chain.adapter import Member
 
 __all__ = ["StaleWhileRevalidateMembers"]
 

@@ -7,12 +7,12 @@
   node's own active platform member), queues it and blocks until the single writer thread
   has committed it. The writer drains everything queued into ONE SQLite transaction (one
   fsync: group commit), then appends the new leaf hashes to the in-memory
-  :class:`~ledger_node.merkle.MerkleLog` and wakes the callers. An acknowledgement
+  :class:`~ledger_node.log.merkle.MerkleLog` and wakes the callers. An acknowledgement
   (returned receipts) therefore means: on disk, in the log, and will be anchored.
 * Idempotency: a leaf already stored (same leaf hash), earlier in the same batch or in a
   batch committed in the same group, gets the existing index with ``duplicate=True`` and is
   not stored again.
-* The :class:`~ledger_node.sealer.Sealer` anchors signed checkpoints of the head; proof
+* The :class:`~ledger_node.platform.sealer.Sealer` anchors signed checkpoints of the head; proof
   bundles are served against the latest anchored checkpoint only.
 """
 
@@ -31,13 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from ledger_node import gmcrypto
-from ledger_node.bundle import ChainAnchor, ProofBundle
-from ledger_node.chain import DisclosureRequest, LedgerChain, Member, Role
-from ledger_node.chain_watch import ChainProbe, ChainStatus, ChainWatch
-from ledger_node.checkpoint import log_id_for
-from ledger_node.disclosure import response_digest, response_fingerprint
-from ledger_node.encoding import domain_tag
+from ledger_node.chain.adapter import DisclosureRequest, LedgerChain, Member, Role
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.encoding import domain_tag
+from ledger_node.crypto.hashes import HashFunction, sm3
 from ledger_node.errors import (
     ChainError,
     CommitmentNotInLog,
@@ -61,19 +58,22 @@ from ledger_node.errors import (
     UnknownDisclosureRequest,
     UnknownLeaf,
 )
-from ledger_node.escrow import key_fingerprint
-from ledger_node.hashes import HashFunction, sm3
-from ledger_node.leaf import Leaf, LeafSummary
-from ledger_node.member_cache import StaleWhileRevalidateMembers
-from ledger_node.merkle import ConsistencyProof, TreeHead, hasher_for
-from ledger_node.sealer import Sealer, SealerCounters
-from ledger_node.store import (
+from ledger_node.log.checkpoint import log_id_for
+from ledger_node.log.leaf import Leaf, LeafSummary
+from ledger_node.log.merkle import ConsistencyProof, TreeHead, hasher_for
+from ledger_node.platform.chain_watch import ChainProbe, ChainStatus, ChainWatch
+from ledger_node.platform.member_cache import StaleWhileRevalidateMembers
+from ledger_node.platform.sealer import Sealer, SealerCounters
+from ledger_node.platform.store import (
     BatchEvidence,
     NewBatch,
     SQLiteStore,
     StoredCheckpoint,
     StoredDisclosureResponse,
 )
+from ledger_node.protocol.bundle import ChainAnchor, ProofBundle
+from ledger_node.protocol.disclosure import response_digest, response_fingerprint
+from ledger_node.protocol.escrow import key_fingerprint
 
 __all__ = [
     "BatchEvidence",
@@ -197,7 +197,7 @@ _NO_TAGS: Final = struct.pack(">II", 0, 0)
 
 def _sm3_function() -> HashFunction:
     """SM3 through hashlib's OpenSSL when it has it (copying a context is the cheapest way
-    to hash many short inputs), else through :func:`ledger_node.hashes.sm3`."""
+    to hash many short inputs), else through :func:`ledger_node.crypto.hashes.sm3`."""
     try:
         base = hashlib.new("sm3")
     except ValueError:
@@ -217,7 +217,7 @@ _SM3: Final = _sm3_function()
 def intake_leaf_data(leaves: Sequence[Leaf]) -> list[bytes]:
     """``[leaf.leaf_data() for leaf in leaves]``, computed in one tight loop.
 
-    The same bytes as :func:`ledger_node.leaf.leaf_data` (tag, then each part length
+    The same bytes as :func:`ledger_node.log.leaf.leaf_data` (tag, then each part length
     prefixed; a commitment, escrow digest and match tags are 32 bytes, absent tags empty),
     without its per-part generic encoding: intake spends most of its time here.
     """
@@ -232,7 +232,7 @@ def intake_leaf_data(leaves: Sequence[Leaf]) -> list[bytes]:
 
 
 def intake_batch_digest(log_id: bytes, datas: Sequence[bytes]) -> bytes:
-    """:func:`ledger_node.leaf.batch_digest` from the leaves' data already encoded."""
+    """:func:`ledger_node.log.leaf.batch_digest` from the leaves' data already encoded."""
     pack = struct.Struct(">I").pack
     parts = [_BATCH_TAG, pack(len(log_id)), log_id]
     for data in datas:
@@ -802,7 +802,7 @@ class PlatformNode:
                           index: int | None = None) -> DisclosureAnswer:
         """Store a sealed answer to a disclosure request, then log its digest on chain.
 
-        The response (``ledger_node.disclosure``) comes from the platform's own system,
+        The response (``ledger_node.protocol.disclosure``) comes from the platform's own system,
         which holds the openings; this node never sees a record. Checks, in order: a
         different response already stored or logged on chain (:class:`DisclosureConflict`),
         the request exists (:class:`UnknownDisclosureRequest`) and is addressed to this

@@ -2,7 +2,7 @@
 
 A background thread wakes every ``interval`` seconds, or as soon as ``seal_size`` leaves are
 waiting, whichever comes first. When the log has grown past the last checkpoint it makes a
-:class:`~ledger_node.checkpoint.Checkpoint` of the current head, signs it with the node's
+:class:`~ledger_node.log.checkpoint.Checkpoint` of the current head, signs it with the node's
 SM2 key, saves it durably as ``"signed"`` and only then anchors it in one chain
 transaction, after which it marks it ``"anchored"`` with the transaction hash and block.
 
@@ -34,12 +34,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from ledger_node import gmcrypto
-from ledger_node.chain import LedgerChain
-from ledger_node.checkpoint import Checkpoint, sign_checkpoint
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.crypto import gmcrypto
 from ledger_node.errors import AnchorConflict
-from ledger_node.merkle import TreeHead
-from ledger_node.store import SQLiteStore, StoredCheckpoint
+from ledger_node.log.checkpoint import Checkpoint, sign_checkpoint
+from ledger_node.log.merkle import TreeHead
+from ledger_node.platform.store import SQLiteStore, StoredCheckpoint
 
 _log = logging.getLogger(__name__)
 

@@ -51,7 +51,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from ledger_node.checkpoint import Checkpoint, SignedCheckpoint
 from ledger_node.errors import (
     DisclosureConflict,
     DisclosureNotAnswered,
@@ -62,8 +61,9 @@ from ledger_node.errors import (
     UnknownCheckpoint,
     UnknownLeaf,
 )
-from ledger_node.leaf import Leaf
-from ledger_node.merkle import Hasher, MerkleLog
+from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint
+from ledger_node.log.leaf import Leaf
+from ledger_node.log.merkle import Hasher, MerkleLog
 
 SCHEMA_VERSION: Final = 1
 LEVEL_CHUNK: Final = 1024

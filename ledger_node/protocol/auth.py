@@ -4,7 +4,7 @@ Two mechanisms, both checked against the membership the chain holds:
 
 - **Batch submissions** carry the platform's SM2 signature over
   ``batch_digest(log_id, leaves)``; :func:`authenticate_batch` checks it and returns the
-  :class:`~ledger_node.store.BatchEvidence` the node stores (non-repudiation). A replayed
+  :class:`~ledger_node.platform.store.BatchEvidence` the node stores (non-repudiation). A replayed
   batch is harmless because intake is idempotent per leaf.
 - **Other member-only requests** carry four headers, ``X-JL-Member`` (chain address),
   ``X-JL-Timestamp`` (Unix milliseconds), ``X-JL-Nonce`` (random) and ``X-JL-Signature``
@@ -26,13 +26,13 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from ledger_node import gmcrypto
-from ledger_node.chain import Member, Role
-from ledger_node.encoding import encode_parts
+from ledger_node.chain.adapter import Member, Role
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.encoding import encode_parts
+from ledger_node.crypto.hashes import sm3
 from ledger_node.errors import Forbidden, InvalidKey, InvalidSignature, Unauthenticated
-from ledger_node.hashes import sm3
-from ledger_node.leaf import Leaf, batch_digest, leaf_data
-from ledger_node.store import BatchEvidence
+from ledger_node.log.leaf import Leaf, batch_digest, leaf_data
+from ledger_node.platform.store import BatchEvidence
 
 HEADER_MEMBER: Final = "X-JL-Member"
 HEADER_TIMESTAMP: Final = "X-JL-Timestamp"
@@ -331,7 +331,7 @@ def authenticate_batch(
 
     Returns the evidence to store with the batch. With ``verify_signature=False`` only the
     membership and role are checked here, for a caller that hands the evidence to
-    :meth:`~ledger_node.node.PlatformNode.submit`, which verifies the signature itself.
+    :meth:`~ledger_node.platform.node.PlatformNode.submit`, which verifies the signature itself.
 
     Raises :class:`Unauthenticated` for an unknown signer or a signature that does not
     verify with the signer's registered key; :class:`Forbidden` for a removed member, a

@@ -24,14 +24,9 @@ from eth_utils.address import is_checksum_address
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
-from ledger_node.chain import AnchoredCheckpoint, Deployment, LedgerChain
-from ledger_node.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
-from ledger_node.commitment import (
-    FieldDisclosure,
-    RecordOpening,
-    verify_field_disclosure,
-    verify_opening,
-)
+from ledger_node.chain.adapter import AnchoredCheckpoint, Deployment, LedgerChain
+from ledger_node.crypto.gmcrypto import SM2PublicKey
+from ledger_node.crypto.hashes import DIGEST_SIZE
 from ledger_node.errors import (
     ChainError,
     ContractRevert,
@@ -41,15 +36,20 @@ from ledger_node.errors import (
     InvalidSignature,
     LedgerError,
 )
-from ledger_node.gmcrypto import SM2PublicKey
-from ledger_node.hashes import DIGEST_SIZE
 from ledger_node.jsonfields import JsonFields, show
-from ledger_node.leaf import Leaf, LeafSummary
-from ledger_node.merkle import (
+from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
+from ledger_node.log.leaf import Leaf, LeafSummary
+from ledger_node.log.merkle import (
     MerkleLog,
     hasher_for,
     inclusion_proof_length,
     root_from_inclusion_proof,
+)
+from ledger_node.protocol.commitment import (
+    FieldDisclosure,
+    RecordOpening,
+    verify_field_disclosure,
+    verify_opening,
 )
 
 BUNDLE_FORMAT: Final = "jointledger/proof-bundle/v1"

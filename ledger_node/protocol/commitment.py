@@ -17,10 +17,16 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ledger_node.encoding import domain_tag, length_prefixed
+from ledger_node.crypto.encoding import domain_tag, length_prefixed
+from ledger_node.crypto.hashes import DIGEST_SIZE, sm3_with_prefix
 from ledger_node.errors import InvalidOpening, InvalidRecord
-from ledger_node.hashes import DIGEST_SIZE, sm3_with_prefix
-from ledger_node.record import FIELD_NAMES, FIELD_SPECS, PaymentRecord, encode_field, field_spec
+from ledger_node.protocol.record import (
+    FIELD_NAMES,
+    FIELD_SPECS,
+    PaymentRecord,
+    encode_field,
+    field_spec,
+)
 
 Commitment = bytes
 Salt = bytes

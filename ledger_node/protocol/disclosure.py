@@ -30,22 +30,8 @@ import json
 from collections.abc import Iterable
 from typing import Final
 
-from ledger_node.commitment import RecordOpening
-from ledger_node.encoding import encode_parts
-from ledger_node.errors import (
-    DecryptionFailed,
-    EscrowFormatError,
-    InvalidDisclosureResponse,
-    InvalidOpening,
-    InvalidRecord,
-    UnknownDisclosureKey,
-)
-
-# The wrapped key uses the escrow envelope's fixed raw SM2 form (no DER length fields).
-from ledger_node.escrow import WRAPPED_KEY_SIZE, key_fingerprint
-from ledger_node.escrow import _der_from_raw as wrapped_key_der
-from ledger_node.escrow import _raw_from_der as wrapped_key_raw
-from ledger_node.gmcrypto import (
+from ledger_node.crypto.encoding import encode_parts
+from ledger_node.crypto.gmcrypto import (
     GCM_NONCE_SIZE,
     GCM_TAG_SIZE,
     SM2PrivateKey,
@@ -56,7 +42,21 @@ from ledger_node.gmcrypto import (
     sm4_gcm_decrypt,
     sm4_gcm_encrypt,
 )
-from ledger_node.hashes import DIGEST_SIZE, sm3
+from ledger_node.crypto.hashes import DIGEST_SIZE, sm3
+from ledger_node.errors import (
+    DecryptionFailed,
+    EscrowFormatError,
+    InvalidDisclosureResponse,
+    InvalidOpening,
+    InvalidRecord,
+    UnknownDisclosureKey,
+)
+from ledger_node.protocol.commitment import RecordOpening
+
+# The wrapped key uses the escrow envelope's fixed raw SM2 form (no DER length fields).
+from ledger_node.protocol.escrow import WRAPPED_KEY_SIZE, key_fingerprint
+from ledger_node.protocol.escrow import _der_from_raw as wrapped_key_der
+from ledger_node.protocol.escrow import _raw_from_der as wrapped_key_raw
 
 __all__ = [
     "MAX_RESPONSE_SIZE",
@@ -176,7 +176,7 @@ def open_disclosure_response(
     """Decrypt a sealed response with whichever of ``keys`` it was sealed for.
 
     Returns the opening; the caller still checks it with
-    :func:`~ledger_node.commitment.verify_opening` against the commitment (and the digest
+    :func:`~ledger_node.protocol.commitment.verify_opening` against the commitment (and the digest
     on chain against :func:`response_digest`). Raises :class:`InvalidDisclosureResponse` for,
     in the order checked: an unknown version or a size out of bounds; no key with the
     response's fingerprint (:class:`UnknownDisclosureKey`); a wrapped key that does not

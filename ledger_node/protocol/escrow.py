@@ -40,19 +40,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from ledger_node.aml import EvidenceRef, IdentityKey, PartyKind, TracedPayment
-from ledger_node.encoding import encode_parts
-from ledger_node.errors import (
-    DecryptionFailed,
-    EscrowAuthenticationFailed,
-    EscrowFormatError,
-    EscrowKeyUnwrapFailed,
-    EscrowVersionError,
-    InvalidEscrowPayload,
-    InvalidIdentity,
-    UnknownEscrowKey,
-)
-from ledger_node.gmcrypto import (
+from ledger_node.crypto.encoding import encode_parts
+from ledger_node.crypto.gmcrypto import (
     GCM_NONCE_SIZE,
     GCM_TAG_SIZE,
     SM4_KEY_SIZE,
@@ -64,9 +53,20 @@ from ledger_node.gmcrypto import (
     sm4_gcm_decrypt,
     sm4_gcm_encrypt,
 )
-from ledger_node.hashes import DIGEST_SIZE, sm3
-from ledger_node.leaf import MAX_ESCROW_BYTES
-from ledger_node.record import ISO_4217, MAX_AMOUNT_FEN, Channel, PaymentRecord
+from ledger_node.crypto.hashes import DIGEST_SIZE, sm3
+from ledger_node.errors import (
+    DecryptionFailed,
+    EscrowAuthenticationFailed,
+    EscrowFormatError,
+    EscrowKeyUnwrapFailed,
+    EscrowVersionError,
+    InvalidEscrowPayload,
+    InvalidIdentity,
+    UnknownEscrowKey,
+)
+from ledger_node.log.leaf import MAX_ESCROW_BYTES
+from ledger_node.protocol.aml import EvidenceRef, IdentityKey, PartyKind, TracedPayment
+from ledger_node.protocol.record import ISO_4217, MAX_AMOUNT_FEN, Channel, PaymentRecord
 
 __all__ = [
     "ESCROW_SIZE",
@@ -230,7 +230,7 @@ def classify_identity(identity: str) -> PartyKind:
 class EscrowPayload:
     """What the regulator learns from one record's escrow: exactly what AML needs.
 
-    Field names match :class:`ledger_node.aml.TracedPayment`. Construction validates every
+    Field names match :class:`ledger_node.protocol.aml.TracedPayment`. Construction validates every
     field (time converted to UTC, channel to :class:`Channel`) and raises
     :class:`InvalidEscrowPayload` naming the bad field. ``cash`` must equal
     ``channel == "cash"``, as in :attr:`PaymentRecord.cash`.

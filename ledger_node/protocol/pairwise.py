@@ -27,12 +27,12 @@ from typing import Final
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 
-from ledger_node import gmcrypto
-from ledger_node.encoding import domain_tag, encode_parts, length_prefixed
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.encoding import domain_tag, encode_parts, length_prefixed
+from ledger_node.crypto.gmcrypto import SM2PrivateKey, SM2PublicKey
+from ledger_node.crypto.hashes import DIGEST_SIZE, sm3
 from ledger_node.errors import InvalidPeerKey, InvalidRecord
-from ledger_node.gmcrypto import SM2PrivateKey, SM2PublicKey
-from ledger_node.hashes import DIGEST_SIZE, sm3
-from ledger_node.record import PaymentRecord, encode_field
+from ledger_node.protocol.record import PaymentRecord, encode_field
 
 TAG_SIZE: Final = DIGEST_SIZE
 KEY_SIZE: Final = 32

@@ -29,11 +29,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, Protocol
 
-from ledger_node.bundle import ProofBundle
 from ledger_node.errors import InvalidWindow
-from ledger_node.leaf import LeafSummary
-from ledger_node.pairwise import PairwiseKey, Side, record_match_tags, record_tags
-from ledger_node.record import PaymentRecord, format_time
+from ledger_node.log.leaf import LeafSummary
+from ledger_node.protocol.bundle import ProofBundle
+from ledger_node.protocol.pairwise import PairwiseKey, Side, record_match_tags, record_tags
+from ledger_node.protocol.record import PaymentRecord, format_time
 
 REPORT_FORMAT: Final = "jointledger/reconciliation/v1"
 DEFAULT_GRACE: Final = timedelta(hours=1)

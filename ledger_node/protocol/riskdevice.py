@@ -1,6 +1,6 @@
 """Risk-device list primitives: fingerprints, reason codes, list-key rings and entries.
 
-Pure logic, no chain (the synced list is :mod:`ledger_node.risklist`; docs/risklist.md):
+Pure logic, no chain (the synced list is :mod:`ledger_node.protocol.risklist`; docs/risklist.md):
 
 - a device **fingerprint** is ``KIND:VALUE`` in a normal form (:func:`normalise_fingerprint`);
 - an **entry** is ``HMAC-SM3(epoch key, tag("risk-device") || length || fingerprint)``, 32
@@ -23,8 +23,8 @@ from typing import Final
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 
-from ledger_node import gmcrypto
-from ledger_node.encoding import domain_tag, length_prefixed
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.encoding import domain_tag, length_prefixed
 from ledger_node.errors import (
     DecryptionFailed,
     InvalidFingerprint,

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from ledger_node import gmcrypto
-from ledger_node.chain import Address, ChainEvent, LedgerChain, Role, TxOutcome
+from ledger_node.chain.adapter import Address, ChainEvent, LedgerChain, Role, TxOutcome
+from ledger_node.crypto import gmcrypto
 from ledger_node.errors import (
     InvalidFingerprint,
     InvalidListKey,
@@ -28,7 +28,7 @@ from ledger_node.errors import (
     RiskDeviceNotListed,
     RiskListError,
 )
-from ledger_node.riskdevice import (
+from ledger_node.protocol.riskdevice import (
     EntryFunction,
     ListKeyRing,
     RiskReason,

@@ -8,13 +8,13 @@
 * **Verified logs.** :class:`VerifiedLog` reads a platform's leaf summaries from any node
   (``GET /v1/logs/{log_id}/summaries``, public) up to the newest checkpoint anchored on chain,
   rebuilds the Merkle tree and compares its root with the anchored one, exactly as the
-  regulator does (:mod:`ledger_node.regulator`): a node serving leaves that do not reproduce
+  regulator does (:mod:`ledger_node.regulator.node`): a node serving leaves that do not reproduce
   the anchored root, fewer leaves than anchored, another platform's log, or a checkpoint not
   signed with a key its platform registered is refused with :class:`LogVerificationFailed`.
   It then builds proof bundles from its own tree and the chain, trusting no node.
 * **A run.** :func:`reconcile` puts it together in the platform's own process: its records
   (with their leaf indexes), its own log and the counterparty's, both verified, and a
-  :class:`~ledger_node.reconciliation.ReconciliationReport`.
+  :class:`~ledger_node.protocol.reconciliation.ReconciliationReport`.
 * **Across shards.** :func:`reconcile_shards` does the same for records on several own logs
   (shards) against every log of the counterparty at once (:class:`ShardLogs`): a half is
   found on whichever shard holds it. Its :class:`ShardedReport` names each item's shard.
@@ -31,11 +31,10 @@ from typing import Any, Final, Protocol
 
 import httpx
 
-from ledger_node import gmcrypto
-from ledger_node.bundle import ChainAnchor, ProofBundle, build_bundle
-from ledger_node.chain import LedgerChain, Member, Role
-from ledger_node.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
-from ledger_node.commitment import RecordOpening, verify_opening
+from ledger_node.chain.adapter import LedgerChain, Member, Role
+from ledger_node.client.sdk import SummaryRange
+from ledger_node.client.sharded import shard_number
+from ledger_node.crypto import gmcrypto
 from ledger_node.errors import (
     ApiError,
     InvalidCheckpoint,
@@ -48,11 +47,14 @@ from ledger_node.errors import (
     UnknownCounterparty,
     UnknownLeaf,
 )
-from ledger_node.leaf import LeafSummary
-from ledger_node.merkle import MerkleLog, hasher_for
-from ledger_node.node import PlatformNode
-from ledger_node.pairwise import PairwiseKey, pairwise_key
-from ledger_node.reconciliation import (
+from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
+from ledger_node.log.leaf import LeafSummary
+from ledger_node.log.merkle import MerkleLog, hasher_for
+from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.bundle import ChainAnchor, ProofBundle, build_bundle
+from ledger_node.protocol.commitment import RecordOpening, verify_opening
+from ledger_node.protocol.pairwise import PairwiseKey, pairwise_key
+from ledger_node.protocol.reconciliation import (
     EXCEPTIONS,
     CounterpartyTags,
     Expectation,
@@ -67,9 +69,7 @@ from ledger_node.reconciliation import (
     expectations_for,
     match_expectations,
 )
-from ledger_node.record import format_time
-from ledger_node.sdk import SummaryRange
-from ledger_node.sharded import shard_number
+from ledger_node.protocol.record import format_time
 
 PAGE: Final = 10_000
 KEY_MARGIN: Final = timedelta(minutes=5)
@@ -184,7 +184,7 @@ def _period_text(period: KeyPeriod) -> str:
 
 
 class SummarySource(Protocol):
-    """Where a log's leaf summaries are read (a :class:`~ledger_node.sdk.NodeClient`)."""
+    """Where a log's leaf summaries are read (a :class:`~ledger_node.client.sdk.NodeClient`)."""
 
     def summaries(self, log_id: bytes, start: int, end: int) -> SummaryRange:
         """Summaries ``[start, end)`` of ``log_id``."""
@@ -379,7 +379,7 @@ class VerifiedLog:
 
 
 class NodeLogView:
-    """A platform node's own log as a :class:`~ledger_node.reconciliation.LogView` (the
+    """A platform node's own log as a :class:`~ledger_node.protocol.reconciliation.LogView` (the
     node's reconciliation endpoint trusts its own store)."""
 
     def __init__(self, node: PlatformNode) -> None:

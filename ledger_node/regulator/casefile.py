@@ -1,6 +1,6 @@
 """Regulator case files (``jointledger/case-file/v1``): strict parsing and verification.
 
-A case file is what :meth:`ledger_node.regulator.RegulatorNode.case_file` writes: the AML
+A case file is what :meth:`ledger_node.regulator.node.RegulatorNode.case_file` writes: the AML
 alerts of a case, every record they rest on (leaf, escrow, the decrypted payment and a proof
 bundle) and the disclosures collected for the case (the sealed answer and the opening).
 :func:`verify_case_file` checks all of it against the chain alone, with no node running:
@@ -9,7 +9,7 @@ bundle) and the disclosures collected for the case (the sealed answer and the op
   is about exactly the record's leaf (commitment, tags, SM3 of the escrow) and position;
 * with the regulator's private key, every escrow decrypts to exactly the payment stated;
   without it, that check is reported as *not checked*, never as passed;
-* re-running :func:`ledger_node.aml.detect` with the file's AML settings over the file's
+* re-running :func:`ledger_node.protocol.aml.detect` with the file's AML settings over the file's
   payments reproduces every alert exactly, and every alert's evidence is in the file;
 * every disclosure request is on chain as stated (regulator, platform, commitment, case),
   fulfilled with the digest of the response in the file; the opening opens the record's
@@ -36,17 +36,9 @@ from eth_utils.address import is_checksum_address
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
-from ledger_node.aml import Alert, AmlConfig, Direction, PartyKind, Rule, detect
-from ledger_node.bundle import Check, CheckStatus, ProofBundle, Verdict, verify_bundle
-from ledger_node.chain import Deployment, LedgerChain, Role
-from ledger_node.commitment import RecordOpening, verify_opening
-from ledger_node.disclosure import (
-    CASE_KEY_SIZE,
-    MAX_RESPONSE_SIZE,
-    case_reference,
-    open_disclosure_response,
-    response_digest,
-)
+from ledger_node.chain.adapter import Deployment, LedgerChain, Role
+from ledger_node.crypto.gmcrypto import SM2PrivateKey
+from ledger_node.crypto.hashes import DIGEST_SIZE, sm3
 from ledger_node.errors import (
     ChainError,
     ContractRevert,
@@ -61,15 +53,28 @@ from ledger_node.errors import (
     InvalidRecord,
     LedgerError,
 )
-from ledger_node.escrow import EscrowOpener, EscrowPayload, identity_key, payload_mismatches
-from ledger_node.gmcrypto import SM2PrivateKey
-from ledger_node.hashes import DIGEST_SIZE, sm3
 from ledger_node.jsonfields import JsonFields, show
-from ledger_node.leaf import Leaf
-from ledger_node.merkle import hasher_for
-from ledger_node.record import PaymentRecord
-from ledger_node.regulator import CASE_FILE_FORMAT
-from ledger_node.regulator_store import evidence_ref
+from ledger_node.log.leaf import Leaf
+from ledger_node.log.merkle import hasher_for
+from ledger_node.protocol.aml import Alert, AmlConfig, Direction, PartyKind, Rule, detect
+from ledger_node.protocol.bundle import Check, CheckStatus, ProofBundle, Verdict, verify_bundle
+from ledger_node.protocol.commitment import RecordOpening, verify_opening
+from ledger_node.protocol.disclosure import (
+    CASE_KEY_SIZE,
+    MAX_RESPONSE_SIZE,
+    case_reference,
+    open_disclosure_response,
+    response_digest,
+)
+from ledger_node.protocol.escrow import (
+    EscrowOpener,
+    EscrowPayload,
+    identity_key,
+    payload_mismatches,
+)
+from ledger_node.protocol.record import PaymentRecord
+from ledger_node.regulator.node import CASE_FILE_FORMAT
+from ledger_node.regulator.store import evidence_ref
 
 __all__ = [
     "CASE_FILE_FORMAT",

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
-from ledger_node.checkpoint import log_id_for
+from ledger_node.log.checkpoint import log_id_for
 
 MAX_BUCKETS: Final = 2_000
 """At most this many buckets per series; a finer bucket is widened to fit."""

@@ -13,7 +13,7 @@
 * **Trace**: by identity key (both sides of every payment, every platform) and by
   commitment; each record comes with a proof bundle built from the regulator's own tree
   and the checkpoint read from the chain, not from the platform.
-* **AML**: :func:`ledger_node.aml.detect` over the index, each alert with its evidence.
+* **AML**: :func:`ledger_node.protocol.aml.detect` over the index, each alert with its evidence.
 * **Disclosures**: requests logged on chain, answers fetched from the platform node,
   checked against the digest the platform logged on chain, the commitment and the escrow.
 """
@@ -32,14 +32,11 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import httpx
 
-from ledger_node import gmcrypto
-from ledger_node.aml import Alert, AmlConfig, detect
-from ledger_node.bundle import ChainAnchor, ProofBundle, build_bundle
-from ledger_node.chain import LedgerChain
-from ledger_node.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
-from ledger_node.commitment import RecordOpening, verify_opening
-from ledger_node.disclosure import case_reference, open_disclosure_response
-from ledger_node.encoding import encode_parts
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.client.sdk import RegulatorClient
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.encoding import encode_parts
+from ledger_node.crypto.hashes import sm3
 from ledger_node.errors import (
     ApiError,
     DisclosureRejected,
@@ -53,13 +50,17 @@ from ledger_node.errors import (
     UnknownLeaf,
     UnknownPlatform,
 )
-from ledger_node.escrow import EscrowOpener, EscrowPayload, payload_mismatches
 from ledger_node.gcpause import gc_paused
-from ledger_node.hashes import sm3
-from ledger_node.leaf import Leaf, LeafSummary
-from ledger_node.merkle import MerkleLog, hasher_for
-from ledger_node.node import intake_leaf_data
-from ledger_node.regulator_store import (
+from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
+from ledger_node.log.leaf import Leaf, LeafSummary
+from ledger_node.log.merkle import MerkleLog, hasher_for
+from ledger_node.platform.node import intake_leaf_data
+from ledger_node.protocol.aml import Alert, AmlConfig, detect
+from ledger_node.protocol.bundle import ChainAnchor, ProofBundle, build_bundle
+from ledger_node.protocol.commitment import RecordOpening, verify_opening
+from ledger_node.protocol.disclosure import case_reference, open_disclosure_response
+from ledger_node.protocol.escrow import EscrowOpener, EscrowPayload, payload_mismatches
+from ledger_node.regulator.store import (
     IndexedRecord,
     IngestedLeaf,
     LogState,
@@ -68,10 +69,9 @@ from ledger_node.regulator_store import (
     StoredDisclosure,
     parse_evidence_ref,
 )
-from ledger_node.sdk import RegulatorClient
 
 if TYPE_CHECKING:  # casefile imports this module
-    from ledger_node.casefile import CaseFile, CaseReport
+    from ledger_node.regulator.casefile import CaseFile, CaseReport
 
 log = logging.getLogger(__name__)
 
@@ -629,7 +629,7 @@ class RegulatorNode:
         """Log on chain a request that the commitment's platform open it; return its id.
 
         ``case_id`` is the regulator's own case number; the chain gets a per-request
-        :func:`~ledger_node.disclosure.case_reference` under the case's secret key, so the
+        :func:`~ledger_node.protocol.disclosure.case_reference` under the case's secret key, so the
         requests of one case do not link the records they name.
         """
         records = self.store.records_of_commitment(commitment)
@@ -756,7 +756,7 @@ class RegulatorNode:
         With ``open_escrows`` the node's own SM2 keys (current and retired) decrypt its
         escrows and sealed answers; the keys never leave this object.
         """
-        from ledger_node.casefile import verify_case_file  # casefile imports this module
+        from ledger_node.regulator.casefile import verify_case_file  # casefile imports this module
 
         with self.chain_lock:
             return verify_case_file(case, chain=self.chain,

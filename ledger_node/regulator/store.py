@@ -6,7 +6,7 @@ decrypted payment of each, and the log's new verified size and root. A crash the
 leaves the store at the end of the last verified range, and ingest resumes from there.
 
 Payments are indexed by payer and payee identity key and by commitment, so a trace is two
-index lookups. Nothing here verifies anything: :mod:`ledger_node.regulator` decides what is
+index lookups. Nothing here verifies anything: :mod:`ledger_node.regulator.node` decides what is
 written.
 """
 
@@ -22,11 +22,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from ledger_node.aml import PartyKind, TracedPayment
 from ledger_node.errors import NodeStopped, StoreCorrupted
-from ledger_node.escrow import EscrowPayload
-from ledger_node.leaf import Leaf
-from ledger_node.record import Channel
+from ledger_node.log.leaf import Leaf
+from ledger_node.protocol.aml import PartyKind, TracedPayment
+from ledger_node.protocol.escrow import EscrowPayload
+from ledger_node.protocol.record import Channel
 
 SCHEMA_VERSION: Final = 1
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

@@ -23,10 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ledger_node import gmcrypto, merkle
-from ledger_node.bundle import ChainAnchor, build_bundle
-from ledger_node.checkpoint import Checkpoint, log_id_for, sign_checkpoint
-from ledger_node.leaf import Leaf
+from ledger_node.crypto import gmcrypto
+from ledger_node.log import merkle
+from ledger_node.log.checkpoint import Checkpoint, log_id_for, sign_checkpoint
+from ledger_node.log.leaf import Leaf
+from ledger_node.protocol.bundle import ChainAnchor, build_bundle
 
 HERE = Path(__file__).resolve().parent
 PLATFORM_KEY = gmcrypto.SM2PrivateKey.from_bytes(bytes.fromhex("12345678" * 8))

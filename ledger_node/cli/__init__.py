@@ -1,0 +1,1 @@
+"""The jointledger command line, the top layer: one module per command."""

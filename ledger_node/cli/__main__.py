@@ -1,0 +1,5 @@
+"""``python -m ledger_node.cli``: the same as the ``jointledger`` command."""
+
+from ledger_node.cli.main import main
+
+raise SystemExit(main())

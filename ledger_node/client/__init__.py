@@ -1,0 +1,1 @@
+"""The SDK: HTTP clients of platform and regulator nodes, and sharded submission."""

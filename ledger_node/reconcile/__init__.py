@@ -1,0 +1,1 @@
+"""Reconciliation: two platforms' logs verified against the chain and matched."""

@@ -1,0 +1,1 @@
+"""The regulator's node: log ingest, its store, case files and the console's views."""
