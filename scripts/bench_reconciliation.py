@@ -32,10 +32,11 @@ from ledger_node.client.sdk import NodeClient, PlatformClient, own_records, regi
 from ledger_node.demo.run import new_party
 from ledger_node.platform.node import NodeConfig, PlatformNode
 from ledger_node.protocol.aml import PartyKind
+from ledger_node.protocol.keys_in_force import platform_member
 from ledger_node.protocol.pairwise import CrossPlatform, Side, pairwise_key, record_tags
 from ledger_node.protocol.reconciliation import Window
 from ledger_node.protocol.record import Channel, PaymentRecord
-from ledger_node.reconcile.reconciler import VerifiedLog, platform_member, reconcile
+from ledger_node.reconcile.reconciler import VerifiedLog, reconcile
 
 KINDS = (PartyKind.PERSON, PartyKind.INSTITUTION)
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)

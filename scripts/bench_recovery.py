@@ -33,10 +33,10 @@ import httpx
 from ledger_node.client.sdk import PlatformClient
 from ledger_node.demo.localsite import LocalSite, free_port
 from ledger_node.log.checkpoint import Checkpoint, log_id_for, sign_checkpoint
-from ledger_node.log.leaf import Leaf
+from ledger_node.log.leaf import Leaf, leaves_data
 from ledger_node.log.merkle import MerkleLog, hasher_for
-from ledger_node.platform.node import intake_leaf_data
-from ledger_node.platform.store import BatchEvidence, NewBatch, SQLiteStore, StoredCheckpoint
+from ledger_node.platform.store import NewBatch, SQLiteStore, StoredCheckpoint
+from ledger_node.protocol.auth import BatchEvidence
 
 _CLI = [sys.executable, "-m", "ledger_node.cli"]
 BATCH = 1_000
@@ -58,7 +58,7 @@ def build_store(path: Path, count: int, site: LocalSite) -> float:
         for first in range(start, min(count, start + BATCH * 50), BATCH):
             n = min(BATCH, count - first)
             leaves = tuple(Leaf(os.urandom(32), os.urandom(ESCROW_BYTES)) for _ in range(n))
-            hashes = tuple(hasher.hash_leaf(d) for d in intake_leaf_data(leaves))
+            hashes = tuple(hasher.hash_leaf(d) for d in leaves_data(leaves))
             batches.append(NewBatch(BatchEvidence(keys.address, os.urandom(32), signature),
                                     time.time(), tuple(range(first, first + n)), leaves,
                                     hashes))

@@ -16,9 +16,10 @@ from ledger_node.client.sdk import NodeClient, PlatformClient, registered_platfo
 from ledger_node.demo.run import Party
 from ledger_node.demo.scenario import Scenario
 from ledger_node.platform.node import PlatformNode
+from ledger_node.protocol.keys_in_force import platform_member
 from ledger_node.protocol.pairwise import CrossPlatform, Side
 from ledger_node.protocol.record import PaymentRecord
-from ledger_node.reconcile.reconciler import VerifiedLog, platform_member
+from ledger_node.reconcile.reconciler import VerifiedLog
 from tests.api_support import Consortium
 from tests.regulator_support import start_node
 

@@ -304,15 +304,3 @@ def test_authenticator_swapped_with_dependency_overrides(node: PlatformNode,
         assert_problem(client.get(path, headers=now_headers), 401, "unauthenticated",
                        "from the server clock")
     assert len(fixed.nonces) == 1
-
-
-def test_fast_batch_digest_is_batch_digest() -> None:
-    from ledger_node.errors import InvalidLeaf
-    from ledger_node.log.leaf import Leaf
-    from ledger_node.protocol.auth import fast_batch_digest
-
-    leaves = random_leaves(3, seed=24) + [
-        Leaf(b"\x01" * 32, b"escrow", b"\x02" * 32, b"\x03" * 32), Leaf(b"\x04" * 32, b"x")]
-    assert fast_batch_digest(b"\x09" * 32, leaves) == batch_digest(b"\x09" * 32, leaves)
-    with pytest.raises(InvalidLeaf):
-        fast_batch_digest(b"\x09" * 32, [])

@@ -38,9 +38,8 @@ from ledger_node.client.sdk import PlatformClient
 from ledger_node.demo.localsite import LocalSite, free_port
 from ledger_node.errors import ApiError
 from ledger_node.log.checkpoint import log_id_for
-from ledger_node.log.leaf import Leaf
+from ledger_node.log.leaf import Leaf, leaves_data
 from ledger_node.log.merkle import MerkleLog, hasher_for, root_from_inclusion_proof
-from ledger_node.platform.node import intake_leaf_data
 from ledger_node.protocol.bundle import ProofBundle, verify_bundle
 from tests.api_support import random_leaves
 
@@ -152,7 +151,7 @@ def _feed(client: PlatformClient, feed: Feed, stop: threading.Event, seed: int) 
     try:
         while not stop.is_set():
             batch = random_leaves(rng.randint(1, 12), seed=rng.randrange(2**32))
-            hashes = [hasher.hash_leaf(d) for d in intake_leaf_data(batch)]
+            hashes = [hasher.hash_leaf(d) for d in leaves_data(batch)]
             feed.leaves.update(zip(hashes, batch, strict=True))
             attempts = 0
             while True:

@@ -30,7 +30,8 @@ from ledger_node.crypto.keyfiles import MemberKeys, new_member_keys
 from ledger_node.errors import InvalidConfig
 from ledger_node.log.leaf import Leaf, batch_digest
 from ledger_node.platform.node import PlatformNode
-from ledger_node.platform.store import BatchEvidence, SQLiteStore
+from ledger_node.platform.store import SQLiteStore
+from ledger_node.protocol.auth import BatchEvidence
 from tests.api_support import wait_for
 
 REPO = Path(__file__).resolve().parent.parent

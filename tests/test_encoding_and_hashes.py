@@ -30,10 +30,10 @@ def test_hash_function_by_name() -> None:
 @pytest.mark.parametrize("use_hashlib", [True, False], ids=["hashlib", "cryptography"])
 @given(prefix=st.binary(max_size=80), data=st.binary(max_size=200))
 def test_sm3_with_prefix_equals_plain_sm3(use_hashlib: bool, prefix: bytes, data: bytes) -> None:
-    if use_hashlib and not hashes._HASHLIB_HAS_SM3:
+    if use_hashlib and not hashes.HASHLIB_HAS_SM3:
         pytest.skip("this Python's OpenSSL has no SM3; only the cryptography path exists")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(hashes, "_HASHLIB_HAS_SM3", use_hashlib)
+        patch.setattr(hashes, "HASHLIB_HAS_SM3", use_hashlib)
         prefixed = hashes.sm3_with_prefix(prefix)
     assert prefixed(data) == hashes.sm3(prefix + data)
     assert prefixed(data) == prefixed(data)  # the shared prefix context is never consumed

@@ -40,7 +40,7 @@ from ledger_node.demo.run import Party, new_party
 from ledger_node.errors import ChainError, InvalidConfig
 from ledger_node.log.leaf import Leaf, batch_digest
 from ledger_node.platform.node import NodeConfig, PlatformNode
-from ledger_node.platform.store import BatchEvidence
+from ledger_node.protocol.auth import BatchEvidence
 from ledger_node.protocol.bundle import verify_bundle
 from tests.api_support import Consortium, make_consortium
 from tests.conftest import ANVIL_BINARY, ANVIL_START_TIMEOUT_S, _answers, _free_port

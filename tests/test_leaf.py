@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 from ledger_node.crypto.encoding import encode_parts
 from ledger_node.crypto.hashes import sm3
 from ledger_node.errors import InvalidLeaf
-from ledger_node.log.leaf import MAX_ESCROW_BYTES, Leaf, LeafSummary, batch_digest
+from ledger_node.log.leaf import (
+    MAX_ESCROW_BYTES,
+    Leaf,
+    LeafSummary,
+    batch_digest,
+    batch_digest_from_data,
+    leaves_data,
+)
 
 digests = st.binary(min_size=32, max_size=32)
 tag_pairs = st.none() | st.tuples(digests, digests)
@@ -71,3 +78,27 @@ def test_batch_digest_binds_log_order_and_content() -> None:
     assert digest != batch_digest(log2, [a, b])
     assert digest != batch_digest(log1, [b, a])
     assert digest != batch_digest(log1, [a])
+
+
+_digests = st.binary(min_size=32, max_size=32)
+_leaves = st.builds(
+    lambda c, e, tags: Leaf(c, e, *(tags or (None, None))),
+    _digests, st.binary(max_size=64), st.none() | st.tuples(_digests, _digests))
+
+
+@given(log_id=st.binary(min_size=1, max_size=40), batch=st.lists(_leaves, min_size=1, max_size=8))
+def test_leaves_data_and_batch_digest_match_the_reference_encoding(
+        log_id: bytes, batch: list[Leaf]) -> None:
+    datas = leaves_data(batch)
+    reference = [encode_parts("leaf", leaf.commitment, sm3(leaf.escrow), leaf.match_tag or b"",
+                              leaf.amount_tag or b"") for leaf in batch]
+    assert datas == reference == [leaf.leaf_data() for leaf in batch]
+    expected = sm3(encode_parts("batch", log_id, *reference))
+    assert batch_digest_from_data(log_id, datas) == expected == batch_digest(log_id, batch)
+
+
+def test_a_batch_of_no_leaves_has_no_digest() -> None:
+    with pytest.raises(InvalidLeaf, match="at least one leaf"):
+        batch_digest(b"\x09" * 32, [])
+    with pytest.raises(InvalidLeaf, match="at least one leaf"):
+        batch_digest_from_data(b"\x09" * 32, [])

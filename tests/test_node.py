@@ -41,13 +41,11 @@ from ledger_node.log.checkpoint import log_id_for
 from ledger_node.log.leaf import Leaf, batch_digest
 from ledger_node.log.merkle import SM3_HASHER, MerkleLog
 from ledger_node.platform.node import (
-    BatchEvidence,
     NodeConfig,
     PlatformNode,
-    intake_batch_digest,
-    intake_leaf_data,
 )
 from ledger_node.platform.store import NewBatch, SQLiteStore
+from ledger_node.protocol.auth import BatchEvidence
 from ledger_node.protocol.bundle import verify_bundle
 from tests.test_merkle import CountingHasher
 
@@ -574,14 +572,6 @@ def test_proofs_in_a_large_log_come_from_the_levels(consortium: Consortium,
     node.stop()
 
 
-def test_intake_encoding_matches_the_leaf_module() -> None:
-    batch = leaves(30) + [Leaf(b"\x05" * 32)]
-    datas = intake_leaf_data(batch)
-    assert datas == [leaf.leaf_data() for leaf in batch]
-    log_id = log_id_for("unionpay")
-    assert intake_batch_digest(log_id, datas) == batch_digest(log_id, batch)
-
-
 _KILLED_CHILD = r"""
 import os, sys
 from pathlib import Path
@@ -589,7 +579,8 @@ from ledger_node.crypto import gmcrypto
 from ledger_node.chain.adapter import LedgerChain, Role
 from ledger_node.demo.run import new_party
 from ledger_node.log.leaf import Leaf, batch_digest
-from ledger_node.platform.node import BatchEvidence, NodeConfig, PlatformNode
+from ledger_node.platform.node import NodeConfig, PlatformNode
+from ledger_node.protocol.auth import BatchEvidence
 
 chain = LedgerChain.embedded()
 up, pboc = new_party("unionpay", Role.PLATFORM), new_party("pboc", Role.REGULATOR)

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from ledger_node.chain.adapter import LedgerChain, Member, Role
+from ledger_node.chain.adapter import KeyPeriod, LedgerChain, Member, Role
 from ledger_node.client.sdk import NodeClient, PlatformClient, SubmittedRecord, SummaryRange
 from ledger_node.crypto.gmcrypto import generate_private_key
 from ledger_node.demo.run import Party
@@ -37,16 +37,11 @@ from ledger_node.log.leaf import LeafSummary
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.auth import sign_request
 from ledger_node.protocol.commitment import RecordOpening, new_salt
+from ledger_node.protocol.keys_in_force import platform_member
 from ledger_node.protocol.pairwise import CrossPlatform, Side, record_tags
 from ledger_node.protocol.reconciliation import ReconciliationReport, Status, Window
 from ledger_node.protocol.record import PaymentRecord
-from ledger_node.reconcile.reconciler import (
-    KeyPeriod,
-    VerifiedLog,
-    key_history,
-    platform_member,
-    reconcile,
-)
+from ledger_node.reconcile.reconciler import VerifiedLog, reconcile
 from tests.api_support import Consortium, make_consortium
 from tests.reconciliation_support import (
     http_client,
@@ -204,7 +199,7 @@ def test_a_key_rotation_inside_the_window(tmp_path: Path) -> None:
         u_sub += _submit(u_client, nodes["unionpay"], [m for m, _ in after], UNIONPAY_HALF)
         w_sub += _submit(w_client, nodes["wechatpay"], [straddle[1]] + [t for _, t in after],
                          WECHATPAY_HALF)
-        periods = key_history(consortium.chain, platform_member(consortium.chain, "wechatpay"))
+        periods = consortium.chain.key_history(platform_member(consortium.chain, "wechatpay"))
         assert [p.public_key for p in periods] == [wechat.sm2_key.public_key().raw,
                                                   wechat_new.sm2_key.public_key().raw]
         chain = consortium.chain
@@ -350,7 +345,7 @@ def test_a_log_of_another_owner_is_refused(pair: Pair, tagged_day: list[Submitte
 def test_a_checkpoint_signed_by_no_registered_key_is_refused(
         pair: Pair, tagged_day: list[SubmittedRecord], monkeypatch: pytest.MonkeyPatch) -> None:
     stranger = generate_private_key().public_key().raw
-    monkeypatch.setattr("ledger_node.reconcile.reconciler.key_history",
+    monkeypatch.setattr(LedgerChain, "key_history",
                         lambda chain, member: [KeyPeriod(stranger, None, None)])
     log = verified_log(pair.consortium, pair.nodes["wechatpay"])
     with pytest.raises(LogVerificationFailed) as caught:

@@ -31,8 +31,9 @@ from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.aml import Direction
 from ledger_node.protocol.bundle import verify_bundle
 from ledger_node.protocol.commitment import verify_opening
+from ledger_node.protocol.keys_in_force import platform_member
 from ledger_node.protocol.reconciliation import ReconciliationReport, Status, Window
-from ledger_node.reconcile.reconciler import platform_member, reconcile
+from ledger_node.reconcile.reconciler import reconcile
 from tests.api_support import Consortium, make_consortium
 from tests.reconciliation_support import (
     PLATFORMS,

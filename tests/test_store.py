@@ -24,13 +24,8 @@ from ledger_node.errors import (
 from ledger_node.log.checkpoint import Checkpoint, log_id_for
 from ledger_node.log.leaf import Leaf
 from ledger_node.log.merkle import SM3_HASHER
-from ledger_node.platform.store import (
-    BatchEvidence,
-    LeafStore,
-    NewBatch,
-    SQLiteStore,
-    StoredCheckpoint,
-)
+from ledger_node.platform.store import LeafStore, NewBatch, SQLiteStore, StoredCheckpoint
+from ledger_node.protocol.auth import BatchEvidence
 
 LOG_ID = log_id_for("unionpay")
 SIGNER = "0x" + "11" * 20

@@ -28,8 +28,10 @@ from ledger_node.chain.adapter import Role
 from ledger_node.client.sdk import NodeClient
 from ledger_node.errors import Forbidden, InvalidReconciliationInput, LogVerificationFailed
 from ledger_node.log.checkpoint import log_id_for
+from ledger_node.platform.log_view import NodeLogView
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.auth import AuthenticatedMember
+from ledger_node.protocol.keys_in_force import platform_member
 from ledger_node.protocol.reconciliation import (
     DEFAULT_GRACE,
     MAX_GRACE,
@@ -38,10 +40,8 @@ from ledger_node.protocol.reconciliation import (
     Window,
 )
 from ledger_node.reconcile.reconciler import (
-    NodeLogView,
     SummarySource,
     VerifiedLog,
-    platform_member,
     reconcile_expectations,
 )
 

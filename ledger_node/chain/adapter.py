@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, Final, NoReturn
@@ -106,6 +107,21 @@ class ProposalKind(IntEnum):
     ROTATE_KEY = 2
     CHANGE_THRESHOLD = 3
     REMOVE_RISK_DEVICE = 4
+
+
+@dataclass(frozen=True)
+class KeyPeriod:
+    """An SM2 key a member had registered, from ``since`` until ``until`` (Unix seconds of
+    the rotation blocks; ``None``: since admission, or still registered)."""
+
+    public_key: bytes
+    since: int | None
+    until: int | None
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        """Whether the key was registered at some time in ``[start, end]``."""
+        return ((self.since is None or self.since <= end.timestamp())
+                and (self.until is None or self.until > start.timestamp()))
 
 
 @dataclass(frozen=True)
@@ -643,6 +659,25 @@ class LedgerChain:
     def block_number(self) -> int:
         """The latest block number."""
         return int(self._w3.eth.block_number)
+
+    def block_time(self, block: int | None = None) -> int:
+        """The Unix timestamp of block number ``block`` (``None``: the latest block)."""
+        return int(self._w3.eth.get_block("latest" if block is None else block)["timestamp"])
+
+    def key_history(self, member: Member) -> list[KeyPeriod]:
+        """Every SM2 key ``member`` has had registered, oldest first, from its ``KeyRotated``
+        events (a member never rotated has one period, its current key)."""
+        events = self.events("KeyRotated", account=member.address)
+        if not events:
+            return [KeyPeriod(member.public_key, None, None)]
+        periods = []
+        since: int | None = None
+        for event in events:
+            at = self.block_time(event.block_number)
+            periods.append(KeyPeriod(bytes(event.args["oldKey"]), since, at))
+            since = at
+        periods.append(KeyPeriod(bytes(events[-1].args["newKey"]), since, None))
+        return periods
 
     def mined_transaction(self, tx_hash: bytes) -> MinedTransaction | None:
         """Where ``tx_hash`` is mined in the chain as it is now, or ``None`` if it is not

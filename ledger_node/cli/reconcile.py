@@ -48,12 +48,12 @@ from ledger_node.errors import (
 from ledger_node.gcpause import gc_paused
 from ledger_node.log.checkpoint import log_id_for
 from ledger_node.protocol.commitment import RecordOpening, verify_opening
+from ledger_node.protocol.keys_in_force import platform_member
 from ledger_node.protocol.reconciliation import EXCEPTIONS, Window
 from ledger_node.reconcile.reconciler import (
     FAULT_UNREACHABLE,
     FAULT_WRONG_LOG,
     VerifiedLog,
-    platform_member,
     reconcile_shards,
 )
 

@@ -14,24 +14,21 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ledger_node.chain.adapter import Deployment, LedgerChain
 from ledger_node.crypto import gmcrypto
 from ledger_node.jsonlimits import MAX_JSON_DEPTH, json_nested_deeper_than
-from ledger_node.protocol.bundle import Check, CheckStatus, ProofBundle, Verdict, verify_bundle
+from ledger_node.protocol.bundle import ProofBundle, Verdict, check_line, verify_bundle
 from ledger_node.protocol.commitment import FieldDisclosure, RecordOpening
-
-if TYPE_CHECKING:
-    from ledger_node.regulator.casefile import CaseReport
+from ledger_node.regulator.casefile import (
+    is_case_file,
+    parse_case_file,
+    render_case_report,
+    verify_case_file,
+)
 
 Echo = Callable[[str], None]
-_MARKS = {
-    CheckStatus.PASSED: "PASS",
-    CheckStatus.FAILED: "FAIL",
-    CheckStatus.NOT_RUN: "----",
-    CheckStatus.NOT_CHECKED: "n/a ",
-}
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -84,8 +81,6 @@ def run_verify(
     subclasses for malformed documents (``InvalidBundle`` and ``InvalidCaseFile`` name the
     field) or an unreachable chain.
     """
-    from ledger_node.regulator.casefile import is_case_file
-
     document = read_json(bundle_path, "bundle or case file")
     if is_case_file(document):
         for given, option in ((opening, "--opening"), (disclosure, "--disclosure"),
@@ -130,7 +125,7 @@ def render_verdict(bundle: ProofBundle, verdict: Verdict) -> str:
     ]
     width = max(len(check.name) for check in verdict.checks)
     for check in verdict.checks:
-        lines.append(f"  {_MARKS[check.status]}  {check.name.ljust(width)}  {check.detail}")
+        lines.append(check_line(check, width))
     lines.append(verdict.summary)
     return "\n".join(lines)
 
@@ -152,8 +147,6 @@ def run_verify_case_file(
     document, :class:`~ledger_node.errors.InvalidKey` for a key that is not an SM2 private
     key and :class:`~ledger_node.errors.ChainError` if the chain cannot be read.
     """
-    from ledger_node.regulator.casefile import parse_case_file, verify_case_file
-
     if not rpc_url:
         raise ValueError("a case file is checked against the chain: give --rpc-url")
     case = parse_case_file(document)
@@ -167,43 +160,3 @@ def run_verify_case_file(
     )
     echo(json.dumps(report.to_json(), indent=2) if as_json else render_case_report(report))
     return 0 if report.valid else 1
-
-
-def render_case_report(report: CaseReport) -> str:
-    """Return a case report as lines for people:
-    the case-level checks, one line per record, alert and disclosure (with each check that
-    did not pass under it), then the counts and the summary."""
-    lines = [
-        f"case file: case {report.case_id.hex()}, regulator {report.regulator}, chain "
-        f"{report.chain_id}, contract {report.contract}",
-        "contract: " + ("pinned by --deployment" if report.deployment_pinned
-                        else "named by the file, NOT pinned (give --deployment)"),
-        "regulator key: " + ("given: escrows and sealed responses decrypted and compared"
-                             if report.regulator_key else
-                             "not given: escrows and sealed responses NOT decrypted"),
-    ]
-    width = max(len(c.name) for c in report.checks)
-    lines += [_check_line(c, width) for c in report.checks]
-    for title, items in (("records", report.records), ("alerts", report.alerts),
-                         ("disclosures", report.disclosures)):
-        lines.append(f"{title} ({len(items)}):")
-        where = max((len(i.where) for i in items), default=0)
-        for item in items:
-            mark = "PASS" if item.valid else "FAIL"
-            unchecked = [c.name for c in item.checks if c.status is CheckStatus.NOT_CHECKED]
-            note = f"  (not checked: {', '.join(unchecked)})" if unchecked else ""
-            lines.append(f"  {mark}  {item.where.ljust(where)}  {item.label}{note}")
-            lines += ["      " + _check_line(c, 0).strip() for c in item.checks
-                      if c.status in (CheckStatus.FAILED, CheckStatus.NOT_RUN)]
-    counts = report.counts()
-    lines.append(f"checks: {counts['passed']} passed, {counts['failed']} failed, "
-                 f"{counts['not_run']} not run, {counts['not_checked']} not checked")
-    if report.unlisted_alerts:
-        lines.append(f"note: the file's payments raise {report.unlisted_alerts} more alert(s) "
-                     "that the file does not list")
-    lines.append(report.summary)
-    return "\n".join(lines)
-
-
-def _check_line(check: Check, width: int) -> str:
-    return f"  {_MARKS[check.status]}  {check.name.ljust(width)}  {check.detail}"

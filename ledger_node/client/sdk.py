@@ -48,8 +48,7 @@ from ledger_node.errors import (
     UnknownRegulator,
 )
 from ledger_node.log.checkpoint import log_id_for
-from ledger_node.log.leaf import Leaf, LeafSummary
-from ledger_node.platform.node import Receipt
+from ledger_node.log.leaf import Leaf, LeafSummary, Receipt
 from ledger_node.protocol.aml import PartyKind
 from ledger_node.protocol.auth import sign_batch, sign_request
 from ledger_node.protocol.bundle import Check, CheckStatus, ProofBundle, Verdict
@@ -63,6 +62,7 @@ from ledger_node.protocol.commitment import (
 )
 from ledger_node.protocol.disclosure import response_digest, seal_disclosure_response
 from ledger_node.protocol.escrow import EscrowSealer
+from ledger_node.protocol.keys_in_force import pairwise_keys_in_force, platform_member
 from ledger_node.protocol.pairwise import CrossPlatform, PairwiseKey, pairwise_key, record_tags
 from ledger_node.protocol.reconciliation import (
     DEFAULT_GRACE,
@@ -597,13 +597,11 @@ class PlatformClient(NodeClient):
         matches. ``records`` are :class:`~ledger_node.protocol.reconciliation.OwnRecord` values
         (:func:`own_records` makes them from submitted records). Returns the merged report
         document (docs/reconciliation.md). Raises what
-        :func:`~ledger_node.reconcile.reconciler.pairwise_keys_in_force` raises and
+        :func:`~ledger_node.protocol.keys_in_force.pairwise_keys_in_force` raises and
         :class:`ApiError`
         for a problem answer (502 ``counterparty-log-refused``, 404
         ``unknown-counterparty``, 422 ``invalid-window``).
         """
-        from ledger_node.reconcile.reconciler import pairwise_keys_in_force, platform_member
-
         grace = check_grace(grace)
         own = chain.member(self.account)
         peer = platform_member(chain, counterparty, not_address=self.account)

@@ -21,8 +21,7 @@ DEFAULT_HASH: Final[HashName] = "sm3"
 _SM3: Final = hashes.SM3()  # one algorithm object: constructing it per call costs ~10%
 
 
-def sm3(data: bytes) -> bytes:
-    """Return the 32-byte SM3 digest of ``data`` (OpenSSL)."""
+def _sm3_cryptography(data: bytes) -> bytes:
     digest = hashes.Hash(_SM3)
     digest.update(data)
     return digest.finalize()
@@ -33,7 +32,6 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-_BY_NAME: Final[dict[str, HashFunction]] = {"sm3": sm3, "sha256": sha256}
 
 
 def hash_function(name: str) -> HashFunction:
@@ -52,7 +50,7 @@ def sm3_with_prefix(prefix: bytes) -> HashFunction:
     when the linked OpenSSL provides it) copy about 1.5x faster than ``cryptography``'s, so
     they are used where available; both are OpenSSL and tests check they agree.
     """
-    if _HASHLIB_HAS_SM3:
+    if HASHLIB_HAS_SM3:
         fast = hashlib.new("sm3", prefix)
 
         def digest_hashlib(data: bytes) -> bytes:
@@ -81,4 +79,11 @@ def _hashlib_has_sm3() -> bool:
 
 
 SM3_ABC_HEX: Final = "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
-_HASHLIB_HAS_SM3: Final = _hashlib_has_sm3()
+HASHLIB_HAS_SM3: Final = _hashlib_has_sm3()
+"""Whether Python's ``hashlib`` (its linked OpenSSL) has SM3: the one probe for it."""
+
+sm3: Final[HashFunction] = sm3_with_prefix(b"") if HASHLIB_HAS_SM3 else _sm3_cryptography
+"""Return the 32-byte SM3 digest of ``data`` (OpenSSL: hashlib's when it has SM3, copying
+one context being the cheapest way to hash many short inputs; else ``cryptography``'s)."""
+
+_BY_NAME: Final[dict[str, HashFunction]] = {"sm3": sm3, "sha256": sha256}

@@ -52,7 +52,6 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from ledger_node.chain.adapter import LedgerChain, Member, Role
-from ledger_node.cli.verify import render_case_report
 from ledger_node.client.sdk import (
     MAX_CHUNK,
     NodeClient,
@@ -97,7 +96,7 @@ from ledger_node.protocol.escrow import identity_key
 from ledger_node.protocol.pairwise import CrossPlatform, Side
 from ledger_node.protocol.reconciliation import DEFAULT_GRACE, Window
 from ledger_node.protocol.record import Channel, PaymentRecord
-from ledger_node.regulator.casefile import parse_case_file, verify_case_file
+from ledger_node.regulator.casefile import parse_case_file, render_case_report, verify_case_file
 from ledger_node.regulator.node import node_audience
 
 Echo = Callable[[str], None]

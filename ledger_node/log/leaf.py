@@ -9,11 +9,12 @@ served beside the log; only its digest is inside the tree, so the anchored root 
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ledger_node.crypto.encoding import encode_parts
+from ledger_node.crypto.encoding import domain_tag, encode_parts
 from ledger_node.crypto.hashes import DIGEST_SIZE, sm3
 from ledger_node.errors import InvalidLeaf
 
@@ -96,6 +97,15 @@ class LeafSummary:
         return leaf_data(self.commitment, self.escrow_digest, self.match_tag, self.amount_tag)
 
 
+@dataclass(frozen=True)
+class Receipt:
+    """Where a submitted leaf is in the log; ``duplicate``: seen before, nothing stored."""
+
+    index: int
+    leaf_hash: bytes
+    duplicate: bool
+
+
 def leaf_data(
     commitment: bytes, escrow_digest: bytes, match_tag: bytes | None, amount_tag: bytes | None
 ) -> bytes:
@@ -103,11 +113,48 @@ def leaf_data(
     return encode_parts("leaf", commitment, escrow_digest, match_tag or b"", amount_tag or b"")
 
 
-def batch_digest(log_id: bytes, leaves: Sequence[Leaf]) -> bytes:
-    """Return the SM3 digest a platform signs for a batch of leaves submitted to ``log_id``."""
-    if not leaves:
+_LEAF_TAG: Final = domain_tag("leaf")
+_BATCH_TAG: Final = domain_tag("batch")
+_LEN32: Final = struct.pack(">I", DIGEST_SIZE)
+_NO_TAGS: Final = struct.pack(">II", 0, 0)
+_EMPTY_ESCROW_DIGEST: Final = sm3(b"")
+
+
+def leaves_data(leaves: Sequence[Leaf]) -> list[bytes]:
+    """``[leaf.leaf_data() for leaf in leaves]``, computed in one tight loop.
+
+    The same bytes as :func:`leaf_data` (tag, then each part length prefixed; a commitment,
+    escrow digest and match tags are 32 bytes, absent tags empty) without its generic
+    per-part encoding, and without hashing empty escrows one by one: intake, ingest and
+    batch signing spend most of their encoding time here.
+    """
+    out: list[bytes] = []
+    put, h, join = out.append, sm3, b"".join
+    for leaf in leaves:
+        match_tag, escrow = leaf.match_tag, leaf.escrow
+        tail = _NO_TAGS if match_tag is None else join(
+            (_LEN32, match_tag, _LEN32, leaf.amount_tag or b""))
+        digest = h(escrow) if escrow else _EMPTY_ESCROW_DIGEST
+        put(join((_LEAF_TAG, _LEN32, leaf.commitment, _LEN32, digest, tail)))
+    return out
+
+
+def batch_digest_from_data(log_id: bytes, datas: Sequence[bytes]) -> bytes:
+    """:func:`batch_digest` from the leaves' data already encoded (:func:`leaves_data`)."""
+    if not datas:
         raise InvalidLeaf("leaves", "a batch holds at least one leaf")
-    return sm3(encode_parts("batch", log_id, *(leaf.leaf_data() for leaf in leaves)))
+    pack = struct.Struct(">I").pack
+    parts = [_BATCH_TAG, pack(len(log_id)), log_id]
+    for data in datas:
+        parts.append(pack(len(data)))
+        parts.append(data)
+    return sm3(b"".join(parts))
+
+
+def batch_digest(log_id: bytes, leaves: Sequence[Leaf]) -> bytes:
+    """Return the SM3 digest a platform signs for a batch of leaves submitted to ``log_id``:
+    ``SM3(encode_parts("batch", log_id, *leaf_data))``. Raises :class:`InvalidLeaf` for none."""
+    return batch_digest_from_data(log_id, leaves_data(leaves))
 
 
 def _check_digest(name: str, value: object) -> None:

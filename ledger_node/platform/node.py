@@ -18,11 +18,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import queue
-import struct
 import threading
 import time
 from collections import deque
@@ -33,8 +31,6 @@ from typing import Final
 
 from ledger_node.chain.adapter import DisclosureRequest, LedgerChain, Member, Role
 from ledger_node.crypto import gmcrypto
-from ledger_node.crypto.encoding import domain_tag
-from ledger_node.crypto.hashes import HashFunction, sm3
 from ledger_node.errors import (
     ChainError,
     CommitmentNotInLog,
@@ -59,18 +55,18 @@ from ledger_node.errors import (
     UnknownLeaf,
 )
 from ledger_node.log.checkpoint import log_id_for
-from ledger_node.log.leaf import Leaf, LeafSummary
+from ledger_node.log.leaf import Leaf, LeafSummary, Receipt, batch_digest_from_data, leaves_data
 from ledger_node.log.merkle import ConsistencyProof, TreeHead, hasher_for
 from ledger_node.platform.chain_watch import ChainProbe, ChainStatus, ChainWatch
 from ledger_node.platform.member_cache import StaleWhileRevalidateMembers
 from ledger_node.platform.sealer import Sealer, SealerCounters
 from ledger_node.platform.store import (
-    BatchEvidence,
     NewBatch,
     SQLiteStore,
     StoredCheckpoint,
     StoredDisclosureResponse,
 )
+from ledger_node.protocol.auth import BatchEvidence
 from ledger_node.protocol.bundle import ChainAnchor, ProofBundle
 from ledger_node.protocol.disclosure import response_digest, response_fingerprint
 from ledger_node.protocol.escrow import key_fingerprint
@@ -91,15 +87,6 @@ _GROUP_LEAF_CAP: Final = 50_000  # at most this many leaves per group commit
 _logger = logging.getLogger(__name__)
 MAX_LEAF_RANGE: Final = 10_000
 """The most leaves :meth:`PlatformNode.leaves` returns at once."""
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """Where a submitted leaf is in the log; ``duplicate``: seen before, nothing stored."""
-
-    index: int
-    leaf_hash: bytes
-    duplicate: bool
 
 
 @dataclass(frozen=True)
@@ -187,58 +174,6 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     receipts: list[Receipt] | None = None
     error: BaseException | None = None
-
-
-_LEAF_TAG: Final = domain_tag("leaf")
-_BATCH_TAG: Final = domain_tag("batch")
-_LEN32: Final = struct.pack(">I", 32)
-_NO_TAGS: Final = struct.pack(">II", 0, 0)
-
-
-def _sm3_function() -> HashFunction:
-    """SM3 through hashlib's OpenSSL when it has it (copying a context is the cheapest way
-    to hash many short inputs), else through :func:`ledger_node.crypto.hashes.sm3`."""
-    try:
-        base = hashlib.new("sm3")
-    except ValueError:
-        return sm3
-
-    def digest(data: bytes) -> bytes:
-        ctx = base.copy()
-        ctx.update(data)
-        return ctx.digest()
-
-    return digest
-
-
-_SM3: Final = _sm3_function()
-
-
-def intake_leaf_data(leaves: Sequence[Leaf]) -> list[bytes]:
-    """``[leaf.leaf_data() for leaf in leaves]``, computed in one tight loop.
-
-    The same bytes as :func:`ledger_node.log.leaf.leaf_data` (tag, then each part length
-    prefixed; a commitment, escrow digest and match tags are 32 bytes, absent tags empty),
-    without its per-part generic encoding: intake spends most of its time here.
-    """
-    out: list[bytes] = []
-    put, h, join = out.append, _SM3, b"".join
-    for leaf in leaves:
-        match_tag = leaf.match_tag
-        tail = _NO_TAGS if match_tag is None else join(
-            (_LEN32, match_tag, _LEN32, leaf.amount_tag or b""))
-        put(join((_LEAF_TAG, _LEN32, leaf.commitment, _LEN32, h(leaf.escrow), tail)))
-    return out
-
-
-def intake_batch_digest(log_id: bytes, datas: Sequence[bytes]) -> bytes:
-    """:func:`ledger_node.log.leaf.batch_digest` from the leaves' data already encoded."""
-    pack = struct.Struct(">I").pack
-    parts = [_BATCH_TAG, pack(len(log_id)), log_id]
-    for data in datas:
-        parts.append(pack(len(data)))
-        parts.append(data)
-    return _SM3(b"".join(parts))
 
 
 def _percentile(samples: Sequence[float], q: float) -> float:
@@ -449,8 +384,8 @@ class PlatformNode:
 
     def _validate_slot(self, leaves: Sequence[Leaf], evidence: BatchEvidence, started: float,
                        received: float) -> _Pending:
-        datas = intake_leaf_data(leaves)
-        digest = intake_batch_digest(self.log_id, datas)
+        datas = leaves_data(leaves)
+        digest = batch_digest_from_data(self.log_id, datas)
         if not isinstance(evidence.digest, bytes) or not hmac.compare_digest(
             evidence.digest, digest
         ):

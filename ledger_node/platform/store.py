@@ -64,6 +64,7 @@ from ledger_node.errors import (
 from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint
 from ledger_node.log.leaf import Leaf
 from ledger_node.log.merkle import Hasher, MerkleLog
+from ledger_node.protocol.auth import BatchEvidence
 
 SCHEMA_VERSION: Final = 1
 LEVEL_CHUNK: Final = 1024
@@ -139,15 +140,6 @@ CREATE TABLE checkpoints (
     anchored_at REAL
 );
 """ + _DISCLOSURE_SCHEMA + _LEVELS_SCHEMA
-
-
-@dataclass(frozen=True)
-class BatchEvidence:
-    """Non-repudiation: the platform's SM2 signature over ``batch_digest(log_id, leaves)``."""
-
-    signer: str  # chain address of the signing platform member
-    digest: bytes  # batch_digest(log_id, leaves)
-    signature: bytes  # DER SM2
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Two mechanisms, both checked against the membership the chain holds:
 
 - **Batch submissions** carry the platform's SM2 signature over
   ``batch_digest(log_id, leaves)``; :func:`authenticate_batch` checks it and returns the
-  :class:`~ledger_node.platform.store.BatchEvidence` the node stores (non-repudiation). A replayed
+  :class:`BatchEvidence` the node stores (non-repudiation). A replayed
   batch is harmless because intake is idempotent per leaf.
 - **Other member-only requests** carry four headers, ``X-JL-Member`` (chain address),
   ``X-JL-Timestamp`` (Unix milliseconds), ``X-JL-Nonce`` (random) and ``X-JL-Signature``
@@ -31,8 +31,7 @@ from ledger_node.crypto import gmcrypto
 from ledger_node.crypto.encoding import encode_parts
 from ledger_node.crypto.hashes import sm3
 from ledger_node.errors import Forbidden, InvalidKey, InvalidSignature, Unauthenticated
-from ledger_node.log.leaf import Leaf, batch_digest, leaf_data
-from ledger_node.platform.store import BatchEvidence
+from ledger_node.log.leaf import Leaf, batch_digest
 
 HEADER_MEMBER: Final = "X-JL-Member"
 HEADER_TIMESTAMP: Final = "X-JL-Timestamp"
@@ -48,7 +47,6 @@ _ADDRESS: Final = re.compile(r"0x[0-9a-fA-F]{40}")
 _NONCE: Final = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2}){1,256}")
 
-_EMPTY_ESCROW_DIGEST: Final = sm3(b"")
 
 MemberLookup = Callable[[str], Member]
 """Returns the chain's record of an address (role NONE and inactive when never admitted)."""
@@ -110,20 +108,13 @@ def sign_request(
     }
 
 
-def fast_batch_digest(log_id: bytes, leaves: Sequence[Leaf]) -> bytes:
-    """``batch_digest(log_id, leaves)``, without re-hashing empty escrows leaf by leaf.
+@dataclass(frozen=True)
+class BatchEvidence:
+    """Non-repudiation: the platform's SM2 signature over ``batch_digest(log_id, leaves)``."""
 
-    Until the regulator issue every escrow is empty: hashing ``b""`` 10,000 times is a tenth
-    of the cost of intake. Raises :class:`~ledger_node.errors.InvalidLeaf` for no leaves.
-    """
-    if not leaves:
-        return batch_digest(log_id, leaves)  # raises InvalidLeaf
-    datas = [
-        leaf_data(leaf.commitment, leaf.escrow_digest if leaf.escrow else _EMPTY_ESCROW_DIGEST,
-                  leaf.match_tag, leaf.amount_tag)
-        for leaf in leaves
-    ]
-    return sm3(encode_parts("batch", log_id, *datas))
+    signer: str  # chain address of the signing platform member
+    digest: bytes  # batch_digest(log_id, leaves)
+    signature: bytes  # DER SM2
 
 
 def sign_batch(key: gmcrypto.SM2PrivateKey, log_id: bytes, leaves: Sequence[Leaf]) -> bytes:
@@ -341,7 +332,7 @@ def authenticate_batch(
     record = members.get(signer)
     if record.role is Role.NONE:
         raise Unauthenticated(f"signer {signer} is not a member of the consortium")
-    digest = fast_batch_digest(log_id, leaves)
+    digest = batch_digest(log_id, leaves)
     if verify_signature:
         _verify_batch_signature(record, digest, signature)
     if not record.active:

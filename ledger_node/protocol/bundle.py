@@ -357,6 +357,20 @@ class Check:
                 "detail": self.detail}
 
 
+CHECK_MARKS: Final = {
+    CheckStatus.PASSED: "PASS",
+    CheckStatus.FAILED: "FAIL",
+    CheckStatus.NOT_RUN: "----",
+    CheckStatus.NOT_CHECKED: "n/a ",
+}
+"""How a check's status is shown to people, four characters wide."""
+
+
+def check_line(check: Check, width: int) -> str:
+    """One check as a line for people: its mark, its name padded to ``width``, its detail."""
+    return f"  {CHECK_MARKS[check.status]}  {check.name.ljust(width)}  {check.detail}"
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The outcome of :func:`verify_bundle`.

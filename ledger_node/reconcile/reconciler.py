@@ -31,7 +31,7 @@ from typing import Any, Final, Protocol
 
 import httpx
 
-from ledger_node.chain.adapter import LedgerChain, Member, Role
+from ledger_node.chain.adapter import LedgerChain, Member
 from ledger_node.client.sdk import SummaryRange
 from ledger_node.client.sharded import shard_number
 from ledger_node.crypto import gmcrypto
@@ -43,21 +43,19 @@ from ledger_node.errors import (
     InvalidReconciliationInput,
     InvalidSignature,
     LogVerificationFailed,
-    PairwiseKeyUnavailable,
-    UnknownCounterparty,
     UnknownLeaf,
 )
 from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
 from ledger_node.log.leaf import LeafSummary
 from ledger_node.log.merkle import MerkleLog, hasher_for
-from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.bundle import ChainAnchor, ProofBundle, build_bundle
 from ledger_node.protocol.commitment import RecordOpening, verify_opening
-from ledger_node.protocol.pairwise import PairwiseKey, pairwise_key
+from ledger_node.protocol.keys_in_force import pairwise_keys_in_force
 from ledger_node.protocol.reconciliation import (
     EXCEPTIONS,
     CounterpartyTags,
     Expectation,
+    LogView,
     OwnRecord,
     ReconciliationReport,
     ReportItem,
@@ -72,8 +70,6 @@ from ledger_node.protocol.reconciliation import (
 from ledger_node.protocol.record import format_time
 
 PAGE: Final = 10_000
-KEY_MARGIN: Final = timedelta(minutes=5)
-"""Clock slack around the window when choosing the keys in force."""
 
 FAULT_ROOT_MISMATCH: Final = "root-mismatch"
 FAULT_WITHHELD: Final = "withheld"
@@ -83,101 +79,6 @@ FAULT_UNREACHABLE: Final = "unreachable"
 
 SHARDED_REPORT_FORMAT: Final = "jointledger/reconciliation-shards/v1"
 """The report of :func:`reconcile_shards` (``jointledger reconcile``)."""
-
-
-# ---------------------------------------------------------------------------- keys in force
-
-
-@dataclass(frozen=True)
-class KeyPeriod:
-    """An SM2 key a member had registered, from ``since`` until ``until`` (Unix seconds of
-    the rotation blocks; ``None``: since admission, or still registered)."""
-
-    public_key: bytes
-    since: int | None
-    until: int | None
-
-    def overlaps(self, start: datetime, end: datetime) -> bool:
-        """Whether the key was registered at some time in ``[start, end]``."""
-        return ((self.since is None or self.since <= end.timestamp())
-                and (self.until is None or self.until > start.timestamp()))
-
-
-def key_history(chain: LedgerChain, member: Member) -> list[KeyPeriod]:
-    """Every SM2 key ``member`` has had registered, oldest first, from its ``KeyRotated``
-    events (a member never rotated has one period, its current key)."""
-    events = chain.events("KeyRotated", account=member.address)
-    if not events:
-        return [KeyPeriod(member.public_key, None, None)]
-    periods = []
-    since: int | None = None
-    for event in events:
-        at = int(chain.w3.eth.get_block(event.block_number)["timestamp"])
-        periods.append(KeyPeriod(bytes(event.args["oldKey"]), since, at))
-        since = at
-    periods.append(KeyPeriod(bytes(events[-1].args["newKey"]), since, None))
-    return periods
-
-
-def platform_member(chain: LedgerChain, name: str, *, not_address: str | None = None) -> Member:
-    """The platform called ``name`` on chain, active or removed (an old window may still be
-    reconciled with a removed platform).
-
-    Raises :class:`UnknownCounterparty` if no platform has that name or if it is the member
-    at ``not_address`` (the reconciling platform itself).
-    """
-    members = chain.members()
-    found = [m for m in members if m.name == name]
-    platforms = [m for m in found if m.role is Role.PLATFORM]
-    if not platforms:
-        known = sorted(m.name for m in members if m.role is Role.PLATFORM)
-        what = (f"a {found[-1].role.name.lower()}, not a platform" if found
-                else "not registered on chain")
-        raise UnknownCounterparty(f"{name!r} is {what} (platforms: {', '.join(known)})")
-    member = platforms[-1]
-    if not_address is not None and member.address.lower() == not_address.lower():
-        raise UnknownCounterparty(f"{name!r} is the reconciling platform itself")
-    return member
-
-
-def pairwise_keys_in_force(
-    chain: LedgerChain,
-    own: Member,
-    own_keys: Sequence[gmcrypto.SM2PrivateKey],
-    counterparty: Member,
-    start: datetime,
-    end: datetime,
-) -> list[PairwiseKey]:
-    """The pairwise keys of every pair of keys both platforms had registered in
-    ``[start, end]`` (widened by :data:`KEY_MARGIN`), newest pair first.
-
-    ``own_keys`` are the platform's SM2 private keys, current and retired. Raises
-    :class:`PairwiseKeyUnavailable` if one of its keys in force is not among them.
-    """
-    low, high = start - KEY_MARGIN, end + KEY_MARGIN
-    private = {key.public_key().raw: key for key in own_keys}
-    own_periods = [p for p in key_history(chain, own) if p.overlaps(low, high)]
-    peer_periods = [p for p in key_history(chain, counterparty) if p.overlaps(low, high)]
-    keys: list[PairwiseKey] = []
-    for period in reversed(own_periods):
-        key = private.get(period.public_key)
-        if key is None:
-            raise PairwiseKeyUnavailable(
-                f"{own.name}'s SM2 key {period.public_key.hex()[:16]}... was registered "
-                f"during the window{_period_text(period)} but its private key was not given: "
-                "pass the retired key too")
-        for peer in reversed(peer_periods):
-            derived = pairwise_key(key, own.address, counterparty.address, peer.public_key)
-            if all(derived.secret != k.secret for k in keys):
-                keys.append(derived)
-    return keys
-
-
-def _period_text(period: KeyPeriod) -> str:
-    def when(value: int | None, default: str) -> str:
-        return default if value is None else datetime.fromtimestamp(value, UTC).isoformat()
-
-    return f" (from {when(period.since, 'admission')} until {when(period.until, 'now')})"
 
 
 # ---------------------------------------------------------------------------- verified logs
@@ -319,7 +220,7 @@ class VerifiedLog:
         with self._chain_lock:
             events = self.chain.events("CheckpointAnchored", logId=self.log_id,
                                        treeSize=size)
-            history = key_history(self.chain, self.chain.member(self.member.address))
+            history = self.chain.key_history(self.chain.member(self.member.address))
         if not events:
             raise self._refuse(FAULT_WITHHELD, f"no CheckpointAnchored event for size {size}")
         event = events[-1]
@@ -375,40 +276,6 @@ class VerifiedLog:
         if self._checkpoint is not None and self._anchor is not None:
             out["root"] = self._checkpoint.checkpoint.root.hex()
             out["anchor"] = self._anchor.to_json()
-        return out
-
-
-class NodeLogView:
-    """A platform node's own log as a :class:`~ledger_node.protocol.reconciliation.LogView` (the
-    node's reconciliation endpoint trusts its own store)."""
-
-    def __init__(self, node: PlatformNode) -> None:
-        self.node = node
-        self.platform = node.platform
-        self.log_id = node.log_id
-        latest = node.latest_checkpoint()
-        self._size = 0 if latest is None else latest.tree_size
-
-    @property
-    def anchored_size(self) -> int:
-        """The size of the node's latest anchored checkpoint when this view was made."""
-        return self._size
-
-    def summary(self, index: int) -> LeafSummary:
-        """The summary of leaf ``index``."""
-        return LeafSummary.of(self.node.leaf(index))
-
-    def bundle(self, index: int) -> ProofBundle | None:
-        """The node's proof bundle of leaf ``index``."""
-        return self.node.proof_bundle(index)
-
-    def describe(self) -> dict[str, Any]:
-        """Platform, log id and anchored size."""
-        latest = self.node.latest_checkpoint()
-        out: dict[str, Any] = {"platform": self.platform, "log_id": self.log_id.hex(),
-                               "verified_size": self._size}
-        if latest is not None:
-            out["root"] = latest.root.hex()
         return out
 
 
@@ -480,7 +347,7 @@ def _own_records(own: Member, own_log: VerifiedLog, records: Iterable[tuple[int,
 
 
 def reconcile_expectations(
-    own: NodeLogView,
+    own: LogView,
     counterparty_log: VerifiedLog,
     expectations: Sequence[Expectation],
     *,
@@ -700,17 +567,12 @@ __all__ = [
     "FAULT_UNREACHABLE",
     "FAULT_WITHHELD",
     "FAULT_WRONG_LOG",
-    "KeyPeriod",
-    "NodeLogView",
     "SHARDED_REPORT_FORMAT",
     "ShardLogs",
     "ShardedReport",
     "SummarySource",
     "VerifiedLog",
-    "key_history",
     "describe_shard",
-    "pairwise_keys_in_force",
-    "platform_member",
     "reconcile",
     "reconcile_expectations",
     "reconcile_shards",

@@ -57,7 +57,14 @@ from ledger_node.jsonfields import JsonFields, show
 from ledger_node.log.leaf import Leaf
 from ledger_node.log.merkle import hasher_for
 from ledger_node.protocol.aml import Alert, AmlConfig, Direction, PartyKind, Rule, detect
-from ledger_node.protocol.bundle import Check, CheckStatus, ProofBundle, Verdict, verify_bundle
+from ledger_node.protocol.bundle import (
+    Check,
+    CheckStatus,
+    ProofBundle,
+    Verdict,
+    check_line,
+    verify_bundle,
+)
 from ledger_node.protocol.commitment import RecordOpening, verify_opening
 from ledger_node.protocol.disclosure import (
     CASE_KEY_SIZE,
@@ -73,7 +80,6 @@ from ledger_node.protocol.escrow import (
     payload_mismatches,
 )
 from ledger_node.protocol.record import PaymentRecord
-from ledger_node.regulator.node import CASE_FILE_FORMAT
 from ledger_node.regulator.store import evidence_ref
 
 __all__ = [
@@ -86,8 +92,12 @@ __all__ = [
     "ItemReport",
     "is_case_file",
     "parse_case_file",
+    "render_case_report",
     "verify_case_file",
 ]
+
+CASE_FILE_FORMAT: Final = "jointledger/case-file/v1"
+"""The ``format`` of a case file document."""
 
 _MAX_U64: Final = 2**64 - 1
 _MAX_CHAIN_ID: Final = 2**256 - 1
@@ -1080,3 +1090,39 @@ def verify_case_file(
         alerts=alerts, disclosures=disclosures, regulator_key=bool(regulator_keys),
         deployment_pinned=verifier.pinned, unlisted_alerts=unlisted,
     )
+
+
+def render_case_report(report: CaseReport) -> str:
+    """Return a case report as lines for people:
+    the case-level checks, one line per record, alert and disclosure (with each check that
+    did not pass under it), then the counts and the summary."""
+    lines = [
+        f"case file: case {report.case_id.hex()}, regulator {report.regulator}, chain "
+        f"{report.chain_id}, contract {report.contract}",
+        "contract: " + ("pinned by --deployment" if report.deployment_pinned
+                        else "named by the file, NOT pinned (give --deployment)"),
+        "regulator key: " + ("given: escrows and sealed responses decrypted and compared"
+                             if report.regulator_key else
+                             "not given: escrows and sealed responses NOT decrypted"),
+    ]
+    width = max(len(c.name) for c in report.checks)
+    lines += [check_line(c, width) for c in report.checks]
+    for title, items in (("records", report.records), ("alerts", report.alerts),
+                         ("disclosures", report.disclosures)):
+        lines.append(f"{title} ({len(items)}):")
+        where = max((len(i.where) for i in items), default=0)
+        for item in items:
+            mark = "PASS" if item.valid else "FAIL"
+            unchecked = [c.name for c in item.checks if c.status is CheckStatus.NOT_CHECKED]
+            note = f"  (not checked: {', '.join(unchecked)})" if unchecked else ""
+            lines.append(f"  {mark}  {item.where.ljust(where)}  {item.label}{note}")
+            lines += ["      " + check_line(c, 0).strip() for c in item.checks
+                      if c.status in (CheckStatus.FAILED, CheckStatus.NOT_RUN)]
+    counts = report.counts()
+    lines.append(f"checks: {counts['passed']} passed, {counts['failed']} failed, "
+                 f"{counts['not_run']} not run, {counts['not_checked']} not checked")
+    if report.unlisted_alerts:
+        lines.append(f"note: the file's payments raise {report.unlisted_alerts} more alert(s) "
+                     "that the file does not list")
+    lines.append(report.summary)
+    return "\n".join(lines)

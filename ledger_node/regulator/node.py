@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 import httpx
 
@@ -52,14 +52,14 @@ from ledger_node.errors import (
 )
 from ledger_node.gcpause import gc_paused
 from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
-from ledger_node.log.leaf import Leaf, LeafSummary
+from ledger_node.log.leaf import Leaf, LeafSummary, leaves_data
 from ledger_node.log.merkle import MerkleLog, hasher_for
-from ledger_node.platform.node import intake_leaf_data
 from ledger_node.protocol.aml import Alert, AmlConfig, detect
 from ledger_node.protocol.bundle import ChainAnchor, ProofBundle, build_bundle
 from ledger_node.protocol.commitment import RecordOpening, verify_opening
 from ledger_node.protocol.disclosure import case_reference, open_disclosure_response
 from ledger_node.protocol.escrow import EscrowOpener, EscrowPayload, payload_mismatches
+from ledger_node.regulator.casefile import CASE_FILE_FORMAT, CaseFile, CaseReport, verify_case_file
 from ledger_node.regulator.store import (
     IndexedRecord,
     IngestedLeaf,
@@ -69,9 +69,6 @@ from ledger_node.regulator.store import (
     StoredDisclosure,
     parse_evidence_ref,
 )
-
-if TYPE_CHECKING:  # casefile imports this module
-    from ledger_node.regulator.casefile import CaseFile, CaseReport
 
 log = logging.getLogger(__name__)
 
@@ -507,7 +504,7 @@ class RegulatorNode:
     def _leaf_hashes(tree: MerkleLog, leaves: Sequence[Leaf]) -> list[bytes]:
         """Leaf hashes of ``leaves`` in one tight loop (the same bytes as
         ``tree.hasher.hash_leaf(leaf.leaf_data())``)."""
-        datas = intake_leaf_data(leaves)
+        datas = leaves_data(leaves)
         bulk = getattr(tree.hasher, "hash_leaves", None)
         if bulk is None:
             return [tree.hasher.hash_leaf(d) for d in datas]
@@ -756,17 +753,12 @@ class RegulatorNode:
         With ``open_escrows`` the node's own SM2 keys (current and retired) decrypt its
         escrows and sealed answers; the keys never leave this object.
         """
-        from ledger_node.regulator.casefile import verify_case_file  # casefile imports this module
 
         with self.chain_lock:
             return verify_case_file(case, chain=self.chain,
                                     regulator_keys=self._keys if open_escrows else ())
 
-CASE_FILE_FORMAT: Final = "jointledger/case-file/v1"
-
-
 __all__ = [
-    "CASE_FILE_FORMAT",
     "CollectedDisclosure",
     "HttpLeafSource",
     "LeafSource",
