@@ -11,9 +11,9 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.problems import ProblemFactory
-from api.settings import Settings
 from ledger_node.chain.adapter import Role
 from ledger_node.errors import Forbidden
+from ledger_node.http_settings import Settings
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.auth import AuthenticatedMember, RequestAuthenticator
 

@@ -21,8 +21,8 @@ from api.routes import (
     risk,
     verify,
 )
-from api.settings import Settings
 from ledger_node.chain.adapter import Member
+from ledger_node.http_settings import Settings
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.auth import RequestAuthenticator
 

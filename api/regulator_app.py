@@ -16,8 +16,8 @@ from api.middleware import BodyLimitMiddleware
 from api.problems import ProblemFactory, install_problem_handlers
 from api.routes.console import install_console
 from api.routes.regulator import router as regulator_router
-from api.settings import Settings
 from ledger_node.chain.adapter import Member
+from ledger_node.http_settings import Settings
 from ledger_node.protocol.auth import RequestAuthenticator
 from ledger_node.regulator.node import RegulatorNode, node_audience
 

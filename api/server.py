@@ -1,45 +1,8 @@
-"""Running a platform node with its HTTP API: the config file, the chain, uvicorn.
+"""Running a platform node with its HTTP API: the chain, uvicorn, signals.
 
-``jointledger serve --role platform --name unionpay --config FILE`` calls
-:func:`load_serve_config` and :func:`serve_platform`. The config file is TOML::
-
-    [node]
-    platform = "unionpay"          # the platform's name; its log is (platform, shard)
-    shard = 0
-    store = "unionpay.db"          # SQLite store (WAL); relative paths: to the config file
-    hash = "sm3"                   # "sm3" | "sha256"
-    seal_interval = 0.2            # seconds between checkpoints at most
-    seal_size = 10000              # or as soon as this many leaves are pending
-    max_batch = 10000              # leaves per submission at most
-    member_cache_ttl = 1.0         # seconds a signer's membership is reused before a re-read
-    member_stale_limit = 60.0      # an older entry is not used, even while the chain is down
-    member_refresh_wait = 1.0      # seconds a submission waits for a due re-read at most
-    chain_probe_interval = 2.0     # seconds between background chain probes (for health)
-    chain_status_max_age = 15.0    # an older probe result counts as "chain not answering"
-
-    [http]
-    host = "127.0.0.1"             # loopback only
-    port = 8700                    # 0: any free port
-    max_body_bytes = 33554432      # larger bodies get 413 before parsing
-    clock_skew_ms = 30000          # signed requests: allowed clock distance
-    membership_ttl_s = 2.0         # seconds a chain membership record is cached
-
-    [keys]
-    sm2 = "keys/unionpay.sm2.pem"          # the platform's SM2 private key (PEM)
-    account = "keys/unionpay.account.key"  # its chain account key (hex)
-
-    [chain]
-    deployment = "deployment.json" # the JointLedger deployment (chain id, address, ...)
-    rpc_url = "http://127.0.0.1:8545"  # JSON-RPC node; --rpc-url overrides it
-    confirmations = 1              # blocks (its own included) that make an anchoring final
-    rpc_timeout_s = 30.0           # per JSON-RPC request; retried 4 times with backoff
-    receipt_timeout_s = 120.0      # a transaction not mined by then is checked and re-sent
-
-The chain is reached through ``rpc_url``; without one (neither in the file nor
-``--rpc-url``) the node uses the embedded chain at its default address
-:data:`DEFAULT_CHAIN_URL`, where ``jointledger chain`` serves it over JSON-RPC, so every
-member's node reaches one and the same chain. Tests and tools may hand an in-process
-:class:`~ledger_node.chain.adapter.LedgerChain` instead.
+``jointledger serve --role platform --name unionpay --config FILE`` reads the config with
+:func:`~ledger_node.platform.config.load_serve_config` (its format is documented there) and
+serves it with :func:`serve_platform`.
 """
 
 from __future__ import annotations
@@ -47,149 +10,24 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import uvicorn
 from fastapi import FastAPI
 
-from api.config_file import config_table, config_value, read_config
 from api.main import create_app
-from api.settings import Settings
-from ledger_node.chain.adapter import Deployment, LedgerChain
-from ledger_node.chain.rpc_server import DEFAULT_PORT as DEFAULT_CHAIN_PORT
-from ledger_node.crypto.keyfiles import MemberKeys, load_member_keys
-from ledger_node.errors import InvalidConfig, InvalidKey
-from ledger_node.platform.node import NodeConfig, PlatformNode
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.errors import InvalidConfig
+from ledger_node.http_settings import LOOPBACK_HOSTS
+from ledger_node.platform.config import (
+    ServeConfig,
+    build_node,
+    load_serve_config,
+)
 
-LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
-DEFAULT_PORT: Final = 8700
-DEFAULT_CHAIN_URL: Final = f"http://127.0.0.1:{DEFAULT_CHAIN_PORT}"
 _START_TIMEOUT_S: Final = 20.0
-_SECTIONS: Final = {
-    "node": {"platform", "shard", "store", "hash", "seal_interval", "seal_size", "max_batch",
-             "member_cache_ttl", "member_stale_limit", "member_refresh_wait",
-             "chain_probe_interval", "chain_status_max_age"},
-    "http": {"host", "port", "max_body_bytes", "clock_skew_ms", "membership_ttl_s",
-             "nonce_capacity", "retry_after_s"},
-    "keys": {"sm2", "account"},
-    "chain": {"deployment", "rpc_url", "confirmations", "rpc_timeout_s", "receipt_timeout_s"},
-}
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """Everything needed to run one platform node with its HTTP API."""
-
-    node: NodeConfig
-    sm2_key: Path
-    account_key: Path
-    deployment: Path
-    rpc_url: str | None = None
-    rpc_timeout: float = 30.0
-    receipt_timeout: float = 120.0
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    http: Settings = field(default_factory=Settings)
-
-    def __post_init__(self) -> None:
-        if self.host not in LOOPBACK_HOSTS:
-            raise InvalidConfig(f"http.host {self.host!r}: the node binds to loopback only "
-                                f"({', '.join(sorted(LOOPBACK_HOSTS))})")
-        if not 0 <= self.port <= 65535:
-            raise InvalidConfig(f"http.port {self.port} is not a TCP port")
-
-
-def load_serve_config(path: Path) -> ServeConfig:
-    """Read a TOML config file (format in the module docstring).
-
-    Relative paths in it are resolved against the file's directory. Raises
-    :class:`InvalidConfig` naming the offending key for a missing, unreadable or malformed
-    file.
-    """
-    document = read_config(path, _SECTIONS)
-    base = path.resolve().parent
-    node = config_table(document, "node", _SECTIONS, required=True)
-    http = config_table(document, "http", _SECTIONS)
-    keys = config_table(document, "keys", _SECTIONS, required=True)
-    chain = config_table(document, "chain", _SECTIONS, required=True)
-
-    def file(section: str, data: Mapping[str, Any], key: str) -> Path:
-        return base / Path(config_value(section, data, key, str, required=True))
-
-    number = (int, float)
-    try:
-        node_config = NodeConfig(
-            platform=config_value("node", node, "platform", str, required=True),
-            store_path=file("node", node, "store"),
-            shard=config_value("node", node, "shard", int, 0),
-            hash_name=config_value("node", node, "hash", str, "sm3"),
-            seal_interval=float(config_value("node", node, "seal_interval", number, 0.2)),
-            seal_size=config_value("node", node, "seal_size", int, 10_000),
-            max_batch=config_value("node", node, "max_batch", int, 10_000),
-            member_cache_ttl=float(config_value("node", node, "member_cache_ttl", number, 1.0)),
-            member_stale_limit=float(config_value("node", node, "member_stale_limit", number,
-                                                  60.0)),
-            member_refresh_wait=float(config_value("node", node, "member_refresh_wait", number,
-                                                   1.0)),
-            chain_probe_interval=float(config_value("node", node, "chain_probe_interval",
-                                                    number, 2.0)),
-            chain_status_max_age=float(config_value("node", node, "chain_status_max_age",
-                                                    number, 15.0)),
-            confirmations=config_value("chain", chain, "confirmations", int, 1),
-        )
-        rpc_timeout = float(config_value("chain", chain, "rpc_timeout_s", number, 30.0))
-        receipt_timeout = float(config_value("chain", chain, "receipt_timeout_s", number, 120.0))
-        if node_config.confirmations < 1 or rpc_timeout <= 0 or receipt_timeout <= 0:
-            raise ValueError("chain.confirmations must be at least 1, chain.rpc_timeout_s and "
-                             "chain.receipt_timeout_s positive")
-        settings_values = {k: v for k, v in http.items() if k not in {"host", "port"}}
-        settings = Settings(**settings_values)
-    except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-        raise InvalidConfig(f"{path}: {exc}") from None
-    return ServeConfig(
-        node=node_config,
-        sm2_key=file("keys", keys, "sm2"),
-        account_key=file("keys", keys, "account"),
-        deployment=file("chain", chain, "deployment"),
-        rpc_url=config_value("chain", chain, "rpc_url", str),
-        rpc_timeout=rpc_timeout,
-        receipt_timeout=receipt_timeout,
-        host=config_value("http", http, "host", str, "127.0.0.1"),
-        port=config_value("http", http, "port", int, DEFAULT_PORT),
-        http=settings,
-    )
-
-
-def load_keys(config: ServeConfig) -> MemberKeys:
-    """The platform's SM2 key and chain account key; :class:`InvalidConfig` if unusable."""
-    try:
-        return load_member_keys(config.sm2_key, config.account_key)
-    except InvalidKey as exc:
-        raise InvalidConfig(f"key files: {exc}") from None
-
-
-def build_node(config: ServeConfig, *, chain: LedgerChain | None = None,
-               rpc_url: str | None = None) -> PlatformNode:
-    """A (not yet started) node for ``config``.
-
-    The chain is ``chain`` if given (any provider; re-bound to the platform's account and
-    the deployment file), else a JSON-RPC client of ``rpc_url``, the config's ``rpc_url`` or
-    the embedded chain's default address :data:`DEFAULT_CHAIN_URL`. Raises
-    :class:`InvalidConfig` for unusable key files, :class:`~ledger_node.errors.ChainError`
-    / :class:`~ledger_node.errors.DeploymentError` if the chain cannot be reached or holds
-    no such deployment.
-    """
-    keys = load_keys(config)
-    deployment = Deployment.load(config.deployment)
-    if chain is None:
-        chain = LedgerChain.from_rpc(rpc_url or config.rpc_url or DEFAULT_CHAIN_URL,
-                                     request_timeout=config.rpc_timeout,
-                                     receipt_timeout=config.receipt_timeout)
-    bound = chain.with_account(keys.account).attach(deployment)
-    return PlatformNode(config.node, bound, keys.sm2_key)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -27,10 +27,10 @@ import pytest
 import uvicorn
 
 from api.regulator_app import create_regulator_app
-from api.settings import Settings
 from ledger_node.chain.adapter import LedgerChain
 from ledger_node.client.sdk import PlatformClient, SubmittedRecord
 from ledger_node.demo.run import Party
+from ledger_node.http_settings import Settings
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.auth import sign_request
 from ledger_node.protocol.escrow import identity_key

@@ -15,10 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import Settings
 from ledger_node.chain.adapter import LedgerChain
 from ledger_node.crypto import gmcrypto
 from ledger_node.demo.run import sample_records
+from ledger_node.http_settings import Settings
 from ledger_node.log import merkle
 from ledger_node.log.leaf import Leaf
 from ledger_node.platform.node import PlatformNode

@@ -12,18 +12,13 @@ import httpx
 import pytest
 
 from api.main import create_app
-from api.server import (
-    PlatformServer,
-    ServeConfig,
-    build_node,
-    load_serve_config,
-    serve_platform_file,
-)
+from api.server import PlatformServer, serve_platform_file
 from ledger_node.chain.adapter import LedgerChain
 from ledger_node.client.sdk import PlatformClient, SubmittedRecord
 from ledger_node.crypto.keyfiles import MemberKeys, write_member_keys
 from ledger_node.demo.run import sample_records
 from ledger_node.errors import ChainError, InvalidConfig
+from ledger_node.platform.config import ServeConfig, build_node, load_serve_config
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.bundle import ProofBundle, verify_bundle
 from tests.api_support import Consortium, make_consortium

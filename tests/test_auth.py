@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import Settings
 from ledger_node.chain.adapter import LedgerChain, Member, Role
 from ledger_node.crypto import gmcrypto
 from ledger_node.demo.run import Party, new_party
 from ledger_node.errors import Forbidden, Unauthenticated
+from ledger_node.http_settings import Settings
 from ledger_node.log.checkpoint import log_id_for
 from ledger_node.log.leaf import batch_digest
 from ledger_node.platform.node import PlatformNode

@@ -19,10 +19,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import Settings
 from ledger_node.chain.adapter import LedgerChain, Member, Role
 from ledger_node.demo.run import Party
 from ledger_node.errors import ChainError
+from ledger_node.http_settings import Settings
 from ledger_node.platform.chain_watch import ChainProbe, ChainWatch, _Outcome, judge
 from ledger_node.platform.member_cache import StaleWhileRevalidateMembers
 from ledger_node.platform.node import NodeConfig, PlatformNode

@@ -22,7 +22,6 @@ from fastapi.testclient import TestClient
 from api.console_session import ConsoleSessions
 from api.regulator_app import create_regulator_app
 from api.routes.console import CONTENT_SECURITY_POLICY
-from api.settings import Settings
 from ledger_node.chain.adapter import Role
 from ledger_node.cli.console import (
     ConsoleLoginRefused,
@@ -33,6 +32,7 @@ from ledger_node.cli.console import (
 from ledger_node.crypto.keyfiles import MemberKeys, write_member_keys
 from ledger_node.demo.run import Party, new_party
 from ledger_node.errors import InvalidConfig
+from ledger_node.http_settings import Settings
 from ledger_node.protocol.escrow import identity_key
 from tests.console_support import (
     STRUCTURING_IDENTITY,

@@ -22,16 +22,16 @@ import pytest
 from web3 import Web3
 from web3.types import RPCEndpoint
 
-from api.regulator_server import build_regulator, load_regulator_config
-from api.server import build_node, load_serve_config
 from ledger_node.chain.adapter import ANVIL_FAUCET_KEY, Deployment, LedgerChain, Role
 from ledger_node.crypto import gmcrypto
 from ledger_node.crypto.keyfiles import MemberKeys, new_member_keys
 from ledger_node.errors import InvalidConfig
 from ledger_node.log.leaf import Leaf, batch_digest
+from ledger_node.platform.config import build_node, load_serve_config
 from ledger_node.platform.node import PlatformNode
 from ledger_node.platform.store import SQLiteStore
 from ledger_node.protocol.auth import BatchEvidence
+from ledger_node.regulator.config import build_regulator, load_regulator_config
 from tests.api_support import wait_for
 
 REPO = Path(__file__).resolve().parent.parent

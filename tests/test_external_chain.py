@@ -32,13 +32,13 @@ from fastapi.testclient import TestClient
 from hexbytes import HexBytes
 
 from api.main import create_app
-from api.server import load_serve_config
-from api.settings import Settings
 from ledger_node.chain.adapter import LedgerChain, Role
 from ledger_node.crypto import gmcrypto
 from ledger_node.demo.run import Party, new_party
 from ledger_node.errors import ChainError, InvalidConfig
+from ledger_node.http_settings import Settings
 from ledger_node.log.leaf import Leaf, batch_digest
+from ledger_node.platform.config import load_serve_config
 from ledger_node.platform.node import NodeConfig, PlatformNode
 from ledger_node.protocol.auth import BatchEvidence
 from ledger_node.protocol.bundle import verify_bundle

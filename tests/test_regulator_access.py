@@ -19,7 +19,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import Settings
 from ledger_node.chain.adapter import DisclosureRequest, LedgerChain, Member, Role
 from ledger_node.client.sdk import (
     DisclosureReceipt,
@@ -44,6 +43,7 @@ from ledger_node.errors import (
     UnknownLeaf,
     UnknownRegulator,
 )
+from ledger_node.http_settings import Settings
 from ledger_node.log.checkpoint import log_id_for
 from ledger_node.platform.node import PlatformNode
 from ledger_node.platform.store import SQLiteStore, StoredDisclosureResponse

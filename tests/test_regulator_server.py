@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from api.regulator_server import build_regulator, load_regulator_config
 from ledger_node.crypto import gmcrypto
 from ledger_node.crypto.keyfiles import MemberKeys, write_member_keys
 from ledger_node.errors import InvalidConfig
+from ledger_node.regulator.config import build_regulator, load_regulator_config
 from tests.api_support import Consortium
 
 GOOD = """

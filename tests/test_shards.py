@@ -13,8 +13,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.regulator_server import load_regulator_config
-from api.server import load_serve_config
 from ledger_node.chain.adapter import LedgerChain
 from ledger_node.client.sdk import NodeClient, PlatformClient, RegulatorClient, registered_platform
 from ledger_node.client.sharded import ShardedPlatformClient, shard_of
@@ -22,12 +20,14 @@ from ledger_node.demo.localsite import LocalSite
 from ledger_node.errors import InvalidBatch, InvalidConfig, UnknownLeaf
 from ledger_node.log.checkpoint import log_id_for
 from ledger_node.log.leaf import Leaf
+from ledger_node.platform.config import load_serve_config
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.bundle import verify_bundle
 from ledger_node.protocol.escrow import identity_key
 from ledger_node.protocol.pairwise import CrossPlatform, Side
 from ledger_node.protocol.reconciliation import Window
 from ledger_node.protocol.record import PaymentRecord
+from ledger_node.regulator.config import load_regulator_config
 from ledger_node.regulator.node import (
     FAULT_NO_ENDPOINT,
     FAULT_UNREACHABLE,

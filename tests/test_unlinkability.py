@@ -78,7 +78,6 @@ from trie.iter import NodeIterator
 
 from api.main import create_app
 from api.server import PlatformServer
-from api.settings import Settings
 from ledger_node.chain.adapter import DisclosureRequest, LedgerChain, Role
 from ledger_node.chain.embedded_store import close_chain_store
 from ledger_node.chain.rpc_server import ChainServer
@@ -93,6 +92,7 @@ from ledger_node.crypto.encoding import encode_parts
 from ledger_node.crypto.gmcrypto import SM2PublicKey
 from ledger_node.crypto.hashes import sm3
 from ledger_node.demo.run import new_party
+from ledger_node.http_settings import Settings
 from ledger_node.log.checkpoint import log_id_for
 from ledger_node.log.leaf import Leaf, leaf_data
 from ledger_node.log.merkle import hasher_for

@@ -53,6 +53,7 @@ from web3.providers.eth_tester import EthereumTesterProvider
 from ledger_node.jsonlimits import MAX_JSON_DEPTH, json_nested_deeper_than
 
 __all__ = [
+    "DEFAULT_CHAIN_URL",
     "DEFAULT_PORT",
     "MAX_BATCH",
     "MAX_BODY_BYTES",
@@ -64,6 +65,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 DEFAULT_PORT: Final = 8545
+DEFAULT_CHAIN_URL: Final = f"http://127.0.0.1:{DEFAULT_PORT}"
+"""Where ``jointledger chain`` serves the embedded chain by default, and nodes look for it."""
 """The conventional Ethereum JSON-RPC port."""
 
 MAX_BODY_BYTES: Final = 5 * 1024 * 1024

@@ -46,7 +46,7 @@ def login_target(*, config: Path | None, url: str | None, name: str | None,
     """Combine ``--config`` (the regulator's serve TOML) with the explicit options, which
     win. Raises :class:`InvalidConfig` when no node URL or no key files result."""
     if config is not None:
-        from api.regulator_server import load_regulator_config
+        from ledger_node.regulator.config import load_regulator_config
 
         served = load_regulator_config(config)
         url = url or f"http://{served.host}:{served.port}"

@@ -266,13 +266,14 @@ def _keys_new(name: str, directory: Path) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from api.server import DEFAULT_CHAIN_URL, load_serve_config
+    from ledger_node.chain.rpc_server import DEFAULT_CHAIN_URL
     from ledger_node.cli.client import (
         RecordFileError,
         chain_counterparties,
         chain_regulator_key,
         run_submit,
     )
+    from ledger_node.platform.config import load_serve_config
 
     if not 1 <= args.chunk <= 10_000:
         print("jointledger submit: --chunk must be in 1..10000", file=sys.stderr)
@@ -336,7 +337,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    from api.server import DEFAULT_CHAIN_URL, load_serve_config
+    from ledger_node.chain.rpc_server import DEFAULT_CHAIN_URL
     from ledger_node.cli.reconcile import EXIT_REFUSED, EXIT_UNUSABLE, run_reconcile
     from ledger_node.errors import (
         ChainError,
@@ -347,6 +348,7 @@ def _reconcile(args: argparse.Namespace) -> int:
         PairwiseKeyUnavailable,
         UnknownCounterparty,
     )
+    from ledger_node.platform.config import load_serve_config
     from ledger_node.protocol.reconciliation import Window, check_grace, parse_time
 
     try:

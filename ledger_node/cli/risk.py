@@ -37,14 +37,14 @@ def member_chain(config: Path, role: str, rpc_url: str | None
     """
     retired: tuple[Path, ...] = ()
     if role == "regulator":
-        from api.regulator_server import load_regulator_config
+        from ledger_node.regulator.config import load_regulator_config
 
         regulator = load_regulator_config(config)
         sm2, account, deployment_path = (regulator.sm2_key, regulator.account_key,
                                          regulator.deployment)
         retired, url = regulator.retired_sm2, regulator.rpc_url
     else:
-        from api.server import load_serve_config
+        from ledger_node.platform.config import load_serve_config
 
         platform = load_serve_config(config)
         sm2, account, deployment_path = platform.sm2_key, platform.account_key, \
@@ -55,7 +55,7 @@ def member_chain(config: Path, role: str, rpc_url: str | None
         old = [gmcrypto.private_key_from_pem(path.read_bytes()) for path in retired]
     except (InvalidKey, OSError) as exc:
         raise InvalidConfig(f"key files: {exc}") from None
-    from api.server import DEFAULT_CHAIN_URL
+    from ledger_node.chain.rpc_server import DEFAULT_CHAIN_URL
 
     deployment = Deployment.load(deployment_path)
     chain = LedgerChain.from_rpc(rpc_url or url or DEFAULT_CHAIN_URL)

@@ -1,0 +1,181 @@
+"""The regulator node's config file, and the node it describes.
+
+``jointledger serve --role regulator`` reads it with :func:`load_regulator_config` (the
+HTTP layer, :mod:`api.regulator_server`, then serves the node). The config file is TOML::
+
+
+    [regulator]
+    name = "pboc"                  # the regulator's member name on chain
+    store = "pboc-regulator.db"    # SQLite store (WAL); relative paths: to the config file
+    follow_interval = 1.0          # seconds between follow-and-ingest rounds
+    page_size = 10000              # leaves per fetch (1..10000)
+
+    [platforms]                    # each platform's node, by member name
+    unionpay = "http://127.0.0.1:8701"
+    wechatpay = ["http://127.0.0.1:8702", "http://127.0.0.1:8712"]  # one node per log shard
+
+    [aml]                          # optional: AmlConfig.to_json keys (PBoC 2016 defaults)
+    cash_threshold_fen = 5000000
+
+    [http]
+    host = "127.0.0.1"
+    port = 8790
+
+    [keys]
+    sm2 = "keys/pboc.sm2.pem"              # the regulator's current SM2 key
+    account = "keys/pboc.account.key"      # its chain account key
+    retired_sm2 = []                       # old SM2 keys: escrows sealed for them stay readable
+
+    [chain]
+    deployment = "deployment.json"
+    rpc_url = "http://127.0.0.1:8545"      # --rpc-url overrides it
+
+Every mistake raises :class:`~ledger_node.errors.InvalidConfig` naming the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from ledger_node.chain.adapter import Deployment, LedgerChain, Role
+from ledger_node.chain.rpc_server import DEFAULT_CHAIN_URL
+from ledger_node.client.sdk import RegulatorClient
+from ledger_node.config_file import config_table, config_value, read_config
+from ledger_node.crypto import gmcrypto
+from ledger_node.crypto.keyfiles import load_member_keys
+from ledger_node.errors import InvalidAmlConfig, InvalidConfig, InvalidKey
+from ledger_node.http_settings import LOOPBACK_HOSTS, Settings
+from ledger_node.protocol.aml import AmlConfig
+from ledger_node.regulator.node import (
+    DEFAULT_PAGE,
+    HttpLeafSource,
+    LeafSource,
+    RegulatorConfig,
+    RegulatorNode,
+)
+
+DEFAULT_PORT: Final = 8790
+_SECTIONS: Final = {
+    "regulator": {"name", "store", "follow_interval", "page_size"},
+    "platforms": None,  # any member name
+    "aml": None,  # checked by AmlConfig.from_json
+    "http": {"host", "port", "max_body_bytes", "clock_skew_ms", "membership_ttl_s",
+             "nonce_capacity", "retry_after_s"},
+    "keys": {"sm2", "account", "retired_sm2"},
+    "chain": {"deployment", "rpc_url"},
+}
+
+
+@dataclass(frozen=True)
+class RegulatorServeConfig:
+    """Everything needed to run a regulator node with its HTTP API."""
+
+    regulator: RegulatorConfig
+    platforms: Mapping[str, str | tuple[str, ...]]
+    """Each platform's node URL, or its nodes' URLs, one per log shard, as configured (each
+    node's log is read from its ``/v1/health``)."""
+    sm2_key: Path
+    account_key: Path
+    deployment: Path
+    retired_sm2: tuple[Path, ...] = ()
+    rpc_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    http: Settings = field(default_factory=Settings)
+
+
+def load_regulator_config(path: Path) -> RegulatorServeConfig:
+    """Read a regulator config file (format in the module docstring)."""
+    document = read_config(path, _SECTIONS)
+    base = path.resolve().parent
+    regulator = config_table(document, "regulator", _SECTIONS)
+    platforms = config_table(document, "platforms", _SECTIONS)
+    http = config_table(document, "http", _SECTIONS)
+    keys = config_table(document, "keys", _SECTIONS)
+    chain = config_table(document, "chain", _SECTIONS)
+    for section, data in (("regulator", regulator), ("keys", keys), ("chain", chain)):
+        if not data:
+            raise InvalidConfig(f"[{section}] is missing")
+    urls: dict[str, str | tuple[str, ...]] = {}
+    for name, value in platforms.items():
+        listed = value if isinstance(value, list) else [value]
+        if not listed or not all(isinstance(url, str) and url.startswith(("http://", "https://"))
+                                 for url in listed):
+            raise InvalidConfig(f"platforms.{name} must be an http(s) URL or a non-empty list "
+                                f"of them (one per log shard), got {value!r}")
+        if len(set(listed)) != len(listed):
+            raise InvalidConfig(f"platforms.{name} lists a URL twice: {value!r}")
+        urls[name] = value if isinstance(value, str) else tuple(listed)
+    try:
+        aml = AmlConfig.from_json(config_table(document, "aml", _SECTIONS))
+    except InvalidAmlConfig as exc:
+        raise InvalidConfig(f"[aml] {exc}") from None
+    retired = config_value("keys", keys, "retired_sm2", list, [])
+    if not all(isinstance(p, str) for p in retired):
+        raise InvalidConfig("keys.retired_sm2 must be a list of file names")
+    page = config_value("regulator", regulator, "page_size", int, DEFAULT_PAGE)
+    if not 1 <= page <= DEFAULT_PAGE:
+        raise InvalidConfig(f"regulator.page_size must be in 1..{DEFAULT_PAGE}, got {page}")
+    interval = float(config_value("regulator", regulator, "follow_interval", (int, float), 1.0))
+    if interval <= 0:
+        raise InvalidConfig("regulator.follow_interval must be positive")
+    host = config_value("http", http, "host", str, "127.0.0.1")
+    if host not in LOOPBACK_HOSTS:
+        raise InvalidConfig(f"http.host {host!r}: the node binds to loopback only")
+    port = config_value("http", http, "port", int, DEFAULT_PORT)
+    if not 0 <= port <= 65535:
+        raise InvalidConfig(f"http.port {port} is not a TCP port")
+    try:
+        settings = Settings(**{k: v for k, v in http.items() if k not in {"host", "port"}})
+    except ValueError as exc:
+        raise InvalidConfig(f"{path}: {exc}") from None
+    return RegulatorServeConfig(
+        regulator=RegulatorConfig(
+            name=config_value("regulator", regulator, "name", str, required=True),
+            store_path=base / config_value("regulator", regulator, "store", str, required=True),
+            page_size=page, follow_interval=interval, aml=aml),
+        platforms=urls,
+        sm2_key=base / config_value("keys", keys, "sm2", str, required=True),
+        account_key=base / config_value("keys", keys, "account", str, required=True),
+        retired_sm2=tuple(base / p for p in retired),
+        deployment=base / config_value("chain", chain, "deployment", str, required=True),
+        rpc_url=config_value("chain", chain, "rpc_url", str),
+        host=host, port=port, http=settings,
+    )
+
+
+def build_regulator(config: RegulatorServeConfig, *, chain: LedgerChain | None = None,
+                    rpc_url: str | None = None) -> RegulatorNode:
+    """A (not yet started) regulator node for ``config``.
+
+    Checks that the account is an active regulator on chain named as configured and that its
+    registered SM2 key is the configured current key (so escrows sealed from now on open).
+    """
+    try:
+        member_keys = load_member_keys(config.sm2_key, config.account_key)
+        retired = [gmcrypto.private_key_from_pem(p.read_bytes()) for p in config.retired_sm2]
+    except (InvalidKey, OSError) as exc:
+        raise InvalidConfig(f"key files: {exc}") from None
+    deployment = Deployment.load(config.deployment)
+    if chain is None:
+        chain = LedgerChain.from_rpc(rpc_url or config.rpc_url or DEFAULT_CHAIN_URL)
+    bound = chain.with_account(member_keys.account).attach(deployment)
+    member = bound.member(member_keys.account.address)
+    name = config.regulator.name
+    if member.role is not Role.REGULATOR or not member.active or member.name != name:
+        raise InvalidConfig(f"account {member_keys.account.address} is not the active "
+                            f"regulator {name!r} on chain (chain says "
+                            f"{member.role.name.lower()} {member.name!r})")
+    if member.public_key != member_keys.sm2_key.public_key().raw:
+        raise InvalidConfig(f"keys.sm2 is not the SM2 key {name} has registered on chain; "
+                            "after a rotation, move the old key to keys.retired_sm2")
+    sources: dict[str, list[LeafSource]] = {
+        platform: [HttpLeafSource(RegulatorClient(url, member_keys.account.address,
+                                                  member_keys.sm2_key, retries=2))
+                   for url in ((urls,) if isinstance(urls, str) else urls)]
+        for platform, urls in config.platforms.items()
+    }
+    return RegulatorNode(config.regulator, bound, [member_keys.sm2_key, *retired], sources)
