@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: installs what the project needs, then runs a job.
 #   ./dev.sh demo [args...]   the main job on the embedded chain
-#   ./dev.sh test [pytest args...]   ruff, mypy --strict and the whole test suite
+#   ./dev.sh test [pytest args...]   ruff, mypy --strict, import-linter and the whole test suite
 # Needs only Python >= 3.11, Node.js/npm and git. Everything else lands in .venv/ and .tools/
 # (and, for the browser tests run as root, Debian's chromium from apt-get).
 set -euo pipefail
@@ -78,6 +78,8 @@ case "$cmd" in
     .venv/bin/ruff check ledger_node api scripts tests
     log "mypy --strict"
     .venv/bin/mypy ledger_node api
+    log "import-linter (the layers of docs/architecture.md)"
+    .venv/bin/lint-imports
     log "pytest"
     exec .venv/bin/pytest "$@"
     ;;
