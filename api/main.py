@@ -63,8 +63,8 @@ def create_app(
     problems = ProblemFactory(settings.problem_base_uri)
 
     def member_on_chain(address: str) -> Member:
-        # the node's cache keeps serving known members while the chain does not answer; the
-        # authenticator keeps records settings.membership_ttl_s itself, so nothing stacks
+        # the node's one cache, with the HTTP layer's TTL: it keeps serving known members
+        # while the chain does not answer
         return node.member(address, ttl=settings.membership_ttl_s)
 
     if authenticator is None:
@@ -73,7 +73,6 @@ def create_app(
             audience=node.log_id,
             skew_ms=settings.clock_skew_ms,
             nonce_capacity=settings.nonce_capacity,
-            membership_ttl=settings.membership_ttl_s,
         )
     app = FastAPI(
         title=f"JointLedger platform node ({node.platform})",

@@ -17,6 +17,7 @@ from api.problems import ProblemFactory, install_problem_handlers
 from api.routes.console import install_console
 from api.routes.regulator import router as regulator_router
 from ledger_node.chain.adapter import Member
+from ledger_node.chain.member_cache import StaleWhileRevalidateMembers
 from ledger_node.http_settings import Settings
 from ledger_node.protocol.auth import RequestAuthenticator
 from ledger_node.regulator.node import RegulatorNode, node_audience
@@ -55,12 +56,14 @@ def create_regulator_app(
             return regulator.chain.member(address)
 
     if authenticator is None:
+        ttl = settings.membership_ttl_s  # a plain TTL: no stale record past it
+        members = StaleWhileRevalidateMembers(member_on_chain, ttl=ttl, stale_limit=ttl,
+                                              refresh_wait=0.0)
         authenticator = RequestAuthenticator(
-            member_on_chain,
+            members.get,
             audience=node_audience(regulator.config.name),
             skew_ms=settings.clock_skew_ms,
             nonce_capacity=settings.nonce_capacity,
-            membership_ttl=settings.membership_ttl_s,
         )
     app = FastAPI(
         title=f"JointLedger regulator node ({regulator.config.name})",

@@ -19,8 +19,10 @@ from ledger_node.chain.adapter import LedgerChain
 from ledger_node.crypto import gmcrypto
 from ledger_node.demo.run import sample_records
 from ledger_node.http_settings import Settings
+from ledger_node.log import leaf as leaf_module
 from ledger_node.log import merkle
 from ledger_node.log.leaf import Leaf
+from ledger_node.platform import node as node_module
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.auth import sign_batch
 from ledger_node.protocol.bundle import ProofBundle, verify_bundle
@@ -78,6 +80,27 @@ def anchored_bundle(client: TestClient, index: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- the happy path
+
+
+def test_an_http_submission_computes_its_batch_digest_once(
+    client: TestClient, node: PlatformNode, consortium: Consortium, url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+    real = leaf_module.batch_digest_from_data
+
+    def counting(log_id: bytes, datas: Any) -> bytes:
+        calls.append(len(datas))
+        return real(log_id, datas)
+
+    monkeypatch.setattr(leaf_module, "batch_digest_from_data", counting)
+    monkeypatch.setattr(node_module, "batch_digest_from_data", counting)
+    body = submission(consortium.unionpay, node.log_id, random_leaves(3, seed=77))
+    calls.clear()  # signing the batch above is the client's digest, not the node's
+    response = client.post(url, json=body)
+    assert response.status_code == 201, response.text
+    assert calls == [3]
+
 
 
 def test_submit_is_durable_idempotent_and_provable(

@@ -28,10 +28,10 @@ def fuzz_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformNode
 
 
 def _evidence(consortium: Any, node: PlatformNode, leaves: list[Any]) -> Any:
-    from ledger_node.protocol.auth import MembershipCache, authenticate_batch
+    from ledger_node.protocol.auth import authenticate_batch
 
     body = submission(consortium.unionpay, node.log_id, leaves)
-    return authenticate_batch(MembershipCache(consortium.chain.member),
+    return authenticate_batch(consortium.chain.member,
                               platform_address=node.platform_address, log_id=node.log_id,
                               leaves=leaves, signer=body["signer"],
                               signature=bytes.fromhex(body["signature"]))

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from ledger_node.chain.adapter import LedgerChain, Member, Role
+from ledger_node.chain.member_cache import StaleWhileRevalidateMembers
 from ledger_node.crypto import gmcrypto
 from ledger_node.demo.run import Party, new_party
 from ledger_node.errors import Forbidden, Unauthenticated
@@ -22,10 +23,10 @@ from ledger_node.protocol.auth import (
     HEADER_NONCE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
-    MembershipCache,
     NonceCache,
     RequestAuthenticator,
     authenticate_batch,
+    authorize_batch_signer,
     sign_batch,
     sign_request,
 )
@@ -156,7 +157,8 @@ def test_unknown_removed_and_mis_roled_members(consortium: Consortium) -> None:
         auth.authenticate("GET", "/v1/x", headers(impostor), b"")
 
 
-def test_membership_cache_expires(consortium: Consortium) -> None:
+def test_the_authenticator_reads_membership_through_the_callers_cache_only(
+        consortium: Consortium) -> None:
     calls: list[str] = []
     clock = [0.0]
 
@@ -164,17 +166,15 @@ def test_membership_cache_expires(consortium: Consortium) -> None:
         calls.append(address)
         return consortium.chain.member(address)
 
-    cache = MembershipCache(lookup, ttl=2.0, clock=lambda: clock[0])
-    address = consortium.pboc.account.address
-    cache.get(address)
-    cache.get(address.lower())
-    assert len(calls) == 1
+    cache = StaleWhileRevalidateMembers(lookup, ttl=2.0, stale_limit=2.0, refresh_wait=0.0,
+                                        clock=lambda: clock[0])
+    auth = RequestAuthenticator(cache.get, audience=AUDIENCE, clock_ms=lambda: NOW)
+    for _ in range(3):
+        auth.authenticate("GET", "/v1/x", headers(consortium.pboc), b"")
+    assert len(calls) == 1  # no second cache in front of, or behind, the caller's
     clock[0] = 2.5
-    cache.get(address)
+    auth.authenticate("GET", "/v1/x", headers(consortium.pboc), b"")
     assert len(calls) == 2
-    cache.invalidate(address)
-    cache.get(address)
-    assert len(calls) == 3
 
 
 # ---------------------------------------------------------------------- batch signatures
@@ -183,16 +183,19 @@ def test_membership_cache_expires(consortium: Consortium) -> None:
 def test_batch_authentication(consortium: Consortium) -> None:
     log_id = b"\x07" * 32
     leaves = random_leaves(2, seed=20)
-    members = MembershipCache(consortium.chain.member)
+    members = consortium.chain.member
     owner = consortium.unionpay.account.address
 
-    def check(party: Party, signature: bytes | None = None, verify: bool = True) -> None:
+    def check(party: Party, signature: bytes | None = None) -> None:
         authenticate_batch(
             members, platform_address=owner, log_id=log_id, leaves=leaves,
             signer=party.account.address,
             signature=signature if signature is not None else sign_batch(party.sm2_key, log_id,
-                                                                          leaves),
-            verify_signature=verify)
+                                                                          leaves))
+
+    def authorize(party: Party) -> Member:
+        return authorize_batch_signer(members, platform_address=owner, log_id=log_id,
+                                      signer=party.account.address)
 
     evidence = authenticate_batch(members, platform_address=owner, log_id=log_id, leaves=leaves,
                                   signer=owner.lower(),
@@ -201,12 +204,19 @@ def test_batch_authentication(consortium: Consortium) -> None:
     assert evidence.signer == owner and evidence.digest == batch_digest(log_id, leaves)
     with pytest.raises(Forbidden, match="regulator"):
         check(consortium.pboc)
+    with pytest.raises(Forbidden, match="regulator"):
+        authorize(consortium.pboc)
     with pytest.raises(Forbidden, match="own log"):
         check(consortium.wechatpay)
+    with pytest.raises(Forbidden, match="own log"):
+        authorize(consortium.wechatpay)
     other = sign_batch(consortium.wechatpay.sm2_key, log_id, leaves)
     with pytest.raises(Unauthenticated, match="does not verify"):
         check(consortium.unionpay, other)
-    check(consortium.unionpay, other, verify=False)  # left to the node, which verifies
+    assert authorize(consortium.unionpay).address == owner  # the signature is the node's job
+    with pytest.raises(Unauthenticated, match="not a member"):
+        authorize_batch_signer(members, platform_address=owner, log_id=log_id,
+                               signer="0x" + "12" * 20)
 
 
 # ---------------------------------------------------------------------- through the API

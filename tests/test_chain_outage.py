@@ -20,11 +20,11 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from ledger_node.chain.adapter import LedgerChain, Member, Role
+from ledger_node.chain.member_cache import StaleWhileRevalidateMembers
 from ledger_node.demo.run import Party
 from ledger_node.errors import ChainError
 from ledger_node.http_settings import Settings
 from ledger_node.platform.chain_watch import ChainProbe, ChainWatch, _Outcome, judge
-from ledger_node.platform.member_cache import StaleWhileRevalidateMembers
 from ledger_node.platform.node import NodeConfig, PlatformNode
 from tests.api_support import Consortium, submission
 from tests.test_external_chain import (

@@ -213,7 +213,7 @@ def _live_session(request: Request) -> tuple[str, ConsoleSession] | None:
 def _still_regulator(request: Request, member: AuthenticatedMember) -> None:
     """Raise :class:`Forbidden` unless the chain still has ``member`` as an active regulator."""
     authenticator: RequestAuthenticator = request.app.state.authenticator
-    record = authenticator.members.get(member.address)
+    record = authenticator.member(member.address)
     if not record.active or record.role is Role.NONE:
         raise Forbidden(f"{member.address} ({member.name}) has been removed from the "
                         "consortium; the console session no longer opens the regulator view")

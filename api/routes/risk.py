@@ -160,7 +160,7 @@ def _result(request: Request, fingerprint: str, hit: RiskHit | None,
     if hit is None:
         return {"fingerprint": fingerprint, "listed": False}
     if hit.adder not in names:
-        names[hit.adder] = request.app.state.authenticator.members.get(hit.adder).name
+        names[hit.adder] = request.app.state.authenticator.member(hit.adder).name
     return {"fingerprint": hit.fingerprint, "listed": True, "entry": hit.entry.hex(),
             "reason": hit.reason.label, "reason_code": int(hit.reason), "adder": hit.adder,
             "adder_name": names[hit.adder], "epoch": hit.epoch, "block": hit.block_number}

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Final
 
 from ledger_node.chain.adapter import DisclosureRequest, LedgerChain, Member, Role
+from ledger_node.chain.member_cache import StaleWhileRevalidateMembers
 from ledger_node.crypto import gmcrypto
 from ledger_node.errors import (
     ChainError,
@@ -58,7 +59,6 @@ from ledger_node.log.checkpoint import log_id_for
 from ledger_node.log.leaf import Leaf, LeafSummary, Receipt, batch_digest_from_data, leaves_data
 from ledger_node.log.merkle import ConsistencyProof, TreeHead, hasher_for
 from ledger_node.platform.chain_watch import ChainProbe, ChainStatus, ChainWatch
-from ledger_node.platform.member_cache import StaleWhileRevalidateMembers
 from ledger_node.platform.sealer import Sealer, SealerCounters
 from ledger_node.platform.store import (
     NewBatch,
@@ -343,15 +343,28 @@ class PlatformNode:
 
         Returns only after the batch is committed to disk and appended to the log (group
         commit with concurrent callers). Raises :class:`InvalidLeaf` / :class:`InvalidBatch`
-        for bad input, :class:`Forbidden` if the signer is not this node's active platform
-        member, :class:`NodeStopped` when the node is not running, and
+        for bad input (``evidence.digest`` not the batch's digest among it),
+        :class:`Forbidden` if the signer is not this node's active platform member,
+        :class:`NodeStopped` when the node is not running, and
         :class:`~ledger_node.errors.StoreCorrupted` if the commit failed; nothing is stored
         in any of these cases.
         """
+        if not isinstance(evidence, BatchEvidence):
+            raise InvalidBatch("evidence must be a BatchEvidence")
+        return self._submit(leaves, evidence.signer, evidence.signature, evidence.digest)
+
+    def submit_signed(self, leaves: Sequence[Leaf], *, signer: str,
+                      signature: bytes) -> list[Receipt]:
+        """:meth:`submit` of a batch as it arrived over HTTP: the batch digest is computed
+        once, here, both to verify ``signature`` and to store as the evidence."""
+        return self._submit(leaves, signer, signature, None)
+
+    def _submit(self, leaves: Sequence[Leaf], signer: str, signature: bytes,
+                claimed_digest: bytes | None) -> list[Receipt]:
         if not self._intake_open:
             raise NodeStopped("the node is not accepting submissions (not started or stopping)")
         try:
-            pending = self._validate(leaves, evidence)
+            pending = self._validate(leaves, signer, signature, claimed_digest)
         except LedgerError:
             with self._metrics_lock:
                 self._counts["rejected"] += 1
@@ -366,7 +379,8 @@ class PlatformNode:
         assert pending.receipts is not None
         return pending.receipts
 
-    def _validate(self, leaves: Sequence[Leaf], evidence: BatchEvidence) -> _Pending:
+    def _validate(self, leaves: Sequence[Leaf], signer: str, signature: bytes,
+                  claimed_digest: bytes | None) -> _Pending:
         started, received = time.monotonic(), time.time()
         if isinstance(leaves, (str, bytes)) or not isinstance(leaves, Sequence):
             raise InvalidBatch("leaves must be a sequence of Leaf")
@@ -377,23 +391,21 @@ class PlatformNode:
         for i, leaf in enumerate(leaves):
             if not isinstance(leaf, Leaf):
                 raise InvalidLeaf(f"leaves[{i}]", f"must be a Leaf, got {type(leaf).__name__}")
-        if not isinstance(evidence, BatchEvidence):
-            raise InvalidBatch("evidence must be a BatchEvidence")
         with self._cpu_slots:
-            return self._validate_slot(leaves, evidence, started, received)
+            return self._validate_slot(leaves, signer, signature, claimed_digest, started,
+                                       received)
 
-    def _validate_slot(self, leaves: Sequence[Leaf], evidence: BatchEvidence, started: float,
+    def _validate_slot(self, leaves: Sequence[Leaf], signer: str, signature: bytes,
+                       claimed_digest: bytes | None, started: float,
                        received: float) -> _Pending:
         datas = leaves_data(leaves)
         digest = batch_digest_from_data(self.log_id, datas)
-        if not isinstance(evidence.digest, bytes) or not hmac.compare_digest(
-            evidence.digest, digest
-        ):
+        if claimed_digest is not None and (not isinstance(claimed_digest, bytes)
+                                           or not hmac.compare_digest(claimed_digest, digest)):
             raise InvalidBatch(
                 f"evidence digest does not match batch_digest(log_id {self.log_id.hex()[:16]}…,"
                 f" leaves): expected {digest.hex()}"
             )
-        signer = evidence.signer
         if not isinstance(signer, str) or signer.lower() != self.platform_address.lower():
             raise Forbidden(
                 f"signer {signer!r} may not submit to log {self.log_id.hex()[:16]}…: it "
@@ -404,14 +416,15 @@ class PlatformNode:
             raise Forbidden(f"signer {signer} is not an active platform member on chain")
         try:
             public_key = gmcrypto.SM2PublicKey.from_raw(member.public_key)
-            if not isinstance(evidence.signature, bytes):
+            if not isinstance(signature, bytes):
                 raise InvalidSignature("signature must be bytes")
-            gmcrypto.verify(public_key, digest, evidence.signature)
+            gmcrypto.verify(public_key, digest, signature)
         except (InvalidSignature, InvalidKey) as exc:
             raise InvalidBatch(
                 f"batch signature does not verify with the SM2 key registered on chain for "
                 f"{signer}: {exc}"
             ) from None
+        evidence = BatchEvidence(signer=signer, digest=digest, signature=signature)
         return _Pending(tuple(leaves), self._leaf_hashes(datas), evidence, received, started)
 
     def _leaf_hashes(self, datas: Sequence[bytes]) -> tuple[bytes, ...]:

@@ -4,15 +4,18 @@ Two mechanisms, both checked against the membership the chain holds:
 
 - **Batch submissions** carry the platform's SM2 signature over
   ``batch_digest(log_id, leaves)``; :func:`authenticate_batch` checks it and returns the
-  :class:`BatchEvidence` the node stores (non-repudiation). A replayed
-  batch is harmless because intake is idempotent per leaf.
+  :class:`BatchEvidence` the node stores (non-repudiation); a node that verifies the
+  signature itself, with the digest it computes once, checks only the signer's right with
+  :func:`authorize_batch_signer`. A replayed batch is harmless because intake is
+  idempotent per leaf.
 - **Other member-only requests** carry four headers, ``X-JL-Member`` (chain address),
   ``X-JL-Timestamp`` (Unix milliseconds), ``X-JL-Nonce`` (random) and ``X-JL-Signature``
   (hex DER SM2 over :func:`request_payload`). :class:`RequestAuthenticator` rejects clock
   skew beyond a window, nonces already seen within it, unknown, removed and mis-roled members.
 
-Membership is read from the chain through a lookup function and cached for a few seconds
-(:class:`MembershipCache`), so a removal on chain takes effect quickly.
+Membership is read through a lookup function: the caller's one cache of the chain's records
+(:class:`~ledger_node.chain.member_cache.StaleWhileRevalidateMembers`, a few seconds), so a
+removal on chain takes effect quickly.
 """
 
 from __future__ import annotations
@@ -41,7 +44,6 @@ AUTH_HEADERS: Final = (HEADER_MEMBER, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIG
 
 DEFAULT_SKEW_MS: Final = 30_000
 DEFAULT_NONCE_CAPACITY: Final = 100_000
-DEFAULT_MEMBERSHIP_TTL_S: Final = 2.0
 
 _ADDRESS: Final = re.compile(r"0x[0-9a-fA-F]{40}")
 _NONCE: Final = re.compile(r"[A-Za-z0-9_-]{16,128}")
@@ -122,51 +124,6 @@ def sign_batch(key: gmcrypto.SM2PrivateKey, log_id: bytes, leaves: Sequence[Leaf
     return gmcrypto.sign(key, batch_digest(log_id, leaves))
 
 
-class MembershipCache:
-    """Chain membership records, each cached for ``ttl`` seconds (thread-safe).
-
-    A short TTL bounds how long a removed member keeps access; the chain stays the source
-    of truth and the node holds no member secrets.
-    """
-
-    def __init__(
-        self,
-        lookup: MemberLookup,
-        *,
-        ttl: float = DEFAULT_MEMBERSHIP_TTL_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        """Cache ``lookup`` results for ``ttl`` seconds measured by ``clock``."""
-        self._lookup = lookup
-        self._ttl = ttl
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, Member]] = {}
-
-    def get(self, address: str) -> Member:
-        """The chain's record of ``address``; raises ChainError if the chain cannot answer."""
-        key = address.lower()
-        now = self._clock()
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and entry[0] > now:
-                return entry[1]
-        member = self._lookup(address)
-        with self._lock:
-            if len(self._entries) > 10_000:  # members are few; this only bounds junk lookups
-                self._entries.clear()
-            self._entries[key] = (now + self._ttl, member)
-        return member
-
-    def invalidate(self, address: str | None = None) -> None:
-        """Forget one address's record, or every record."""
-        with self._lock:
-            if address is None:
-                self._entries.clear()
-            else:
-                self._entries.pop(address.lower(), None)
-
-
 class NonceCache:
     """Nonces seen within the skew window, bounded to ``capacity`` entries (thread-safe).
 
@@ -233,17 +190,19 @@ class RequestAuthenticator:
         audience: bytes,
         skew_ms: int = DEFAULT_SKEW_MS,
         nonce_capacity: int = DEFAULT_NONCE_CAPACITY,
-        membership_ttl: float = DEFAULT_MEMBERSHIP_TTL_S,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
-        """Authenticate against ``lookup`` (usually ``chain.member``), cached ``membership_ttl`` s.
+        """Authenticate against ``lookup``: the caller's membership cache
+        (:class:`~ledger_node.chain.member_cache.StaleWhileRevalidateMembers`), which this
+        class does not wrap in a second one.
 
         Only requests signed for ``audience`` (this node's log id) are accepted. Requests
         stamped more than ``skew_ms`` away from ``clock_ms()`` are refused; nonces are
         remembered for twice that window, at most ``nonce_capacity`` of them.
         """
         self._audience = audience
-        self.members = MembershipCache(lookup, ttl=membership_ttl)
+        self.member: MemberLookup = lookup
+        """The chain's record of an address, through the caller's cache."""
         self.nonces = NonceCache(nonce_capacity)
         self._skew_ms = skew_ms
         self._clock_ms = clock_ms
@@ -286,7 +245,7 @@ class RequestAuthenticator:
                 f"request timestamp is {abs(now - stamp)} ms from the server clock "
                 f"(allowed: {self._skew_ms} ms)"
             )
-        record = self.members.get(member)
+        record = self.member(member)
         if record.role is Role.NONE:
             raise Unauthenticated(f"{member} is not a member of the consortium")
         try:
@@ -308,33 +267,49 @@ class RequestAuthenticator:
         return AuthenticatedMember(record.address, record.role, record.name)
 
 
+def authorize_batch_signer(
+    members: MemberLookup, *, platform_address: str, log_id: bytes, signer: str
+) -> Member:
+    """Check that ``signer`` may submit to ``log_id`` (the signature is left to the caller,
+    which has the batch digest); return its chain record.
+
+    Raises :class:`Unauthenticated` for an unknown signer; :class:`Forbidden` for a removed
+    member, a member that is not a platform, or a platform other than the log's owner
+    ``platform_address``.
+    """
+    record = members(signer)
+    if record.role is Role.NONE:
+        raise Unauthenticated(f"signer {signer} is not a member of the consortium")
+    _check_batch_signer(record, platform_address=platform_address, log_id=log_id, signer=signer)
+    return record
+
+
 def authenticate_batch(
-    members: MembershipCache,
+    members: MemberLookup,
     *,
     platform_address: str,
     log_id: bytes,
     leaves: Sequence[Leaf],
     signer: str,
     signature: bytes,
-    verify_signature: bool = True,
 ) -> BatchEvidence:
-    """Check a submission's batch signature and the signer's right to submit to ``log_id``.
-
-    Returns the evidence to store with the batch. With ``verify_signature=False`` only the
-    membership and role are checked here, for a caller that hands the evidence to
-    :meth:`~ledger_node.platform.node.PlatformNode.submit`, which verifies the signature itself.
+    """Check a submission's batch signature and the signer's right to submit to ``log_id``;
+    return the evidence to store with the batch.
 
     Raises :class:`Unauthenticated` for an unknown signer or a signature that does not
-    verify with the signer's registered key; :class:`Forbidden` for a removed member, a
-    member that is not a platform, or a platform other than the log's owner
-    ``platform_address``.
+    verify with the signer's registered key, and what :func:`authorize_batch_signer` raises.
     """
-    record = members.get(signer)
+    record = members(signer)
     if record.role is Role.NONE:
         raise Unauthenticated(f"signer {signer} is not a member of the consortium")
     digest = batch_digest(log_id, leaves)
-    if verify_signature:
-        _verify_batch_signature(record, digest, signature)
+    _verify_batch_signature(record, digest, signature)
+    _check_batch_signer(record, platform_address=platform_address, log_id=log_id, signer=signer)
+    return BatchEvidence(signer=record.address, digest=digest, signature=signature)
+
+
+def _check_batch_signer(record: Member, *, platform_address: str, log_id: bytes,
+                        signer: str) -> None:
     if not record.active:
         raise Forbidden(f"signer {signer} has been removed from the consortium")
     if record.role is not Role.PLATFORM:
@@ -344,7 +319,6 @@ def authenticate_batch(
             f"signer {signer} ({record.name}) may submit only to its own log, "
             f"not to {log_id.hex()}"
         )
-    return BatchEvidence(signer=record.address, digest=digest, signature=signature)
 
 
 def _verify_batch_signature(record: Member, digest: bytes, signature: bytes) -> None:
