@@ -78,8 +78,7 @@ class Submitter:
 
     def registered_key(self) -> SM2PublicKey:
         self.lookups += 1
-        with self.node.chain_lock:  # the node's sealer shares the embedded chain
-            return registered_regulator_key(self.consortium.chain)
+        return registered_regulator_key(self.consortium.chain)
 
     def __call__(self, path: Path, *, escrow: bool = True, chunk: int = 2,
                  regulator_key: Callable[[], SM2PublicKey] | None = None) -> list[dict[str, Any]]:
@@ -287,8 +286,7 @@ rpc_url = "http://127.0.0.1:9"
 
 def _counterparties(consortium: Consortium, node: PlatformNode) -> Callable[[str], Member]:
     def lookup(name: str) -> Member:
-        with node.chain_lock:
-            return registered_platform(consortium.chain, name)
+        return registered_platform(consortium.chain, name)
 
     return lookup
 

@@ -418,16 +418,14 @@ def test_after_a_key_rotation_the_regulator_reads_old_and_new_escrows(site: Site
     as_unionpay = c.as_party(c.unionpay)
 
     def current_key() -> SM2PublicKey:
-        with node.chain_lock:
-            return registered_regulator_key(as_unionpay)
+        return registered_regulator_key(as_unionpay)
 
     client = platform_client(c, c.unionpay, node, regulator_key=current_key)
     client.submit_records([payment("unionpay", i, "alice", "shop", 100 + i) for i in range(3)],
                           kinds=KINDS)
     old, new = c.pboc.sm2_key, generate_private_key()
-    with node.chain_lock:
-        proposal, _ = c.chain.propose_rotate_key(c.pboc.account.address, new.public_key().raw)
-        as_unionpay.approve(proposal)
+    proposal, _ = c.chain.propose_rotate_key(c.pboc.account.address, new.public_key().raw)
+    as_unionpay.approve(proposal)
     client.submit_records([payment("unionpay", 10 + i, "alice", "shop", 200 + i)
                            for i in range(2)], kinds=KINDS)
     wait_anchored(node, 5)

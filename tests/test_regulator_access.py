@@ -244,15 +244,13 @@ def request_disclosure(consortium: Consortium, node: PlatformNode, platform: Par
                        commitment: bytes) -> int:
     """pboc logs a disclosure request on chain (under the node's chain lock: the embedded
     chain serves one caller at a time)."""
-    with node.chain_lock:
-        return consortium.chain.request_disclosure(platform.account.address, commitment,
-                                                   CASE)[0]
+    return consortium.chain.request_disclosure(platform.account.address, commitment,
+                                               CASE)[0]
 
 
 def chain_request(consortium: Consortium, node: PlatformNode, request_id: int
                   ) -> DisclosureRequest:
-    with node.chain_lock:
-        return consortium.chain.disclosure_request(request_id)
+    return consortium.chain.disclosure_request(request_id)
 
 
 def test_disclosure_end_to_end(consortium: Consortium, node: PlatformNode,
@@ -273,8 +271,7 @@ def test_disclosure_end_to_end(consortium: Consortium, node: PlatformNode,
         "fulfilled": False, "response_digest": None, "answered": False,
     }
 
-    with node.chain_lock:  # the platform's system reads the regulator's key on chain
-        raw_key = consortium.chain.member(listed["regulator"]).public_key
+    raw_key = consortium.chain.member(listed["regulator"]).public_key
     receipt = sdk.answer_disclosure(request_id, target.prepared.opening,
                                     gmcrypto.SM2PublicKey.from_raw(raw_key),
                                     chain_id=consortium.chain.chain_id,
@@ -283,8 +280,7 @@ def test_disclosure_end_to_end(consortium: Consortium, node: PlatformNode,
     on_chain = chain_request(consortium, node, request_id)
     assert on_chain.fulfilled and on_chain.response_digest == sm3(receipt.response)
     assert on_chain.fulfilled_block == receipt.block
-    with node.chain_lock:
-        fulfilled = consortium.chain.events("DisclosureFulfilled", requestId=request_id)
+    fulfilled = consortium.chain.events("DisclosureFulfilled", requestId=request_id)
     assert [e.tx_hash for e in fulfilled] == [receipt.tx_hash]
     assert request_id not in [r["id"] for r in sdk.disclosure_requests()]
     stored = node.store.disclosure_response(request_id)
@@ -448,8 +444,7 @@ def test_recovery_after_a_crash_between_store_and_chain(
     second = request_disclosure(consortium, node, consortium.unionpay,
                                 submitted[1].prepared.leaf.commitment)
     response = sealed(consortium, second, opening)
-    with node.chain_lock:
-        outcome = unionpay_chain.fulfil_disclosure(second, sm3(response))
+    outcome = unionpay_chain.fulfil_disclosure(second, sm3(response))
     other = sealed(consortium, second, opening)
     assert_problem(signed_post(client, consortium.unionpay,
                                f"/v1/disclosures/{second}/response",
@@ -523,8 +518,7 @@ def test_a_rotated_regulator_key_takes_effect_at_the_next_batch(
             asked: list[gmcrypto.SM2PublicKey] = []
 
             def current_key() -> gmcrypto.SM2PublicKey:
-                with node.chain_lock:
-                    key = registered_regulator_key(as_unionpay)
+                key = registered_regulator_key(as_unionpay)
                 asked.append(key)
                 return key
 
@@ -534,10 +528,9 @@ def test_a_rotated_regulator_key_takes_effect_at_the_next_batch(
             old, new = consortium.pboc.sm2_key, gmcrypto.generate_private_key()
             assert asked == [old.public_key()] * 2  # one call per chunk (3 + 2)
 
-            with node.chain_lock:  # governance: pboc proposes, unionpay approves (2 of 3)
-                proposal, _ = consortium.chain.propose_rotate_key(pboc, new.public_key().raw)
-                as_unionpay.approve(proposal)
-                assert consortium.chain.member(pboc).public_key == new.public_key().raw
+            proposal, _ = consortium.chain.propose_rotate_key(pboc, new.public_key().raw)
+            as_unionpay.approve(proposal)
+            assert consortium.chain.member(pboc).public_key == new.public_key().raw
             after = sdk.submit_records(records[5:], kinds=lambda record: KINDS)
             assert asked[2:] == [new.public_key()]
 
@@ -580,17 +573,16 @@ def test_a_rotated_regulator_key_takes_effect_at_the_next_batch(
 
             # with a second regulator the key must be named
             cbirc = new_party("cbirc", Role.REGULATOR)
-            with node.chain_lock:
-                proposal, _ = consortium.chain.propose_add_member(
-                    cbirc.account.address, Role.REGULATOR, "cbirc", cbirc.sm2_key.public_key().raw)
-                as_unionpay.approve(proposal)
-                with pytest.raises(UnknownRegulator, match="2 active regulators"):
-                    registered_regulator_key(as_unionpay)
-                assert registered_regulator_key(as_unionpay, "pboc") == new.public_key()
-                assert registered_regulator_key(as_unionpay, "cbirc") == \
-                    cbirc.sm2_key.public_key()
-                with pytest.raises(UnknownRegulator, match="named 'nobody'"):
-                    registered_regulator_key(as_unionpay, "nobody")
+            proposal, _ = consortium.chain.propose_add_member(
+                cbirc.account.address, Role.REGULATOR, "cbirc", cbirc.sm2_key.public_key().raw)
+            as_unionpay.approve(proposal)
+            with pytest.raises(UnknownRegulator, match="2 active regulators"):
+                registered_regulator_key(as_unionpay)
+            assert registered_regulator_key(as_unionpay, "pboc") == new.public_key()
+            assert registered_regulator_key(as_unionpay, "cbirc") == \
+                cbirc.sm2_key.public_key()
+            with pytest.raises(UnknownRegulator, match="named 'nobody'"):
+                registered_regulator_key(as_unionpay, "nobody")
     finally:
         node.stop()
 

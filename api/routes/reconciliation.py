@@ -175,15 +175,13 @@ def reconcile(body: ReconciliationCreate, request: Request, node: NodeDep, membe
         expectations.append(Expectation(item.index, item.time, tuple(
             TagPair(bytes.fromhex(t.match_tag), bytes.fromhex(t.amount_tag))
             for t in item.tags)))
-    with node.chain_lock:
-        counterparty = platform_member(node.chain, body.counterparty,
-                                       not_address=node.platform_address)
+    counterparty = platform_member(node.chain, body.counterparty,
+                                   not_address=node.platform_address)
     log_id = log_id_for(counterparty.name, body.counterparty_shard)
     key = (log_id, body.counterparty_url)
     cache = _cache(request)
     lock, log = cache.get(key, lambda: VerifiedLog(
-        node.chain, counterparty, log_id, sources(body.counterparty_url),
-        chain_lock=node.chain_lock))
+        node.chain, counterparty, log_id, sources(body.counterparty_url)))
     with lock:
         try:
             report = reconcile_expectations(

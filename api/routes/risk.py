@@ -124,7 +124,7 @@ def node_risk_list(request: Request, node: NodeDep) -> RiskList:
     with _CREATE_LOCK:
         risk_list: RiskList | None = getattr(state, "risk_list", None)
         if risk_list is None:
-            risk_list = RiskList(node.chain, node.sm2_key, chain_lock=node.chain_lock)
+            risk_list = RiskList(node.chain, node.sm2_key)
             state.risk_list = risk_list
     risk_list.sync_if_older(float(getattr(state, "risk_list_max_age_s", DEFAULT_MAX_AGE_S)))
     return risk_list

@@ -28,10 +28,9 @@ def verify(request: VerifyRequest, node: NodeDep) -> dict[str, Any]:
     opening = None if request.opening is None else RecordOpening.from_json(request.opening)
     disclosure = (None if request.disclosure is None
                   else FieldDisclosure.from_json(request.disclosure))
-    with node.chain_lock:  # the embedded chain's provider is not thread-safe
-        try:
-            verdict = verify_bundle(bundle, chain=node.chain, opening=opening,
-                                    disclosure=disclosure)
-        except DeploymentError as exc:  # defensive: the verifier reports these as checks
-            verdict = Verdict(False, False, (Check("deployment", False, str(exc)),))
+    try:
+        verdict = verify_bundle(bundle, chain=node.chain, opening=opening,
+                                disclosure=disclosure)
+    except DeploymentError as exc:  # defensive: the verifier reports these as checks
+        verdict = Verdict(False, False, (Check("deployment", False, str(exc)),))
     return verdict.to_json()

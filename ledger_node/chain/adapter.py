@@ -310,7 +310,7 @@ class Deployment:
 
 class _SerialTesterProvider(EthereumTesterProvider):
     """eth-tester's provider, one request at a time: py-evm is not thread-safe, and several
-    nodes in one process (each with its own ``chain_lock``) may share one embedded chain."""
+    nodes in one process may share one embedded chain, and no caller above the adapter locks."""
 
     def __init__(self, tester: EthereumTester) -> None:
         """Serve ``tester``."""

@@ -204,7 +204,6 @@ class PlatformNode:
         self.chain = chain
         self.platform_address = chain.address
         self.deployment = chain.deployment
-        self.chain_lock = threading.Lock()
         self._key = sm2_key
         self._hasher = hasher_for(config.hash_name)
         self._store = SQLiteStore(config.store_path, platform=config.platform,
@@ -252,7 +251,7 @@ class PlatformNode:
         self._sealer = Sealer(
             store=self._store, chain=chain, key=sm2_key, platform=config.platform,
             log_id=self.log_id, hash_name=config.hash_name, head=self._head,
-            on_anchored=self._anchored_cb, chain_lock=self.chain_lock,
+            on_anchored=self._anchored_cb,
             on_rolled_back=self._rolled_back_cb, interval=config.seal_interval,
             seal_size=config.seal_size, confirmations=config.confirmations,
         )
@@ -289,9 +288,8 @@ class PlatformNode:
         """
         if self._started:
             return
-        with self.chain_lock:
-            me = self.chain.member(self.platform_address)
-            owner = self.chain.log_owner(self.log_id)
+        me = self.chain.member(self.platform_address)
+        owner = self.chain.log_owner(self.log_id)
         if me.role != Role.PLATFORM or not me.active:
             raise Forbidden(f"{self.platform_address} is not an active platform member")
         if me.public_key != self._key.public_key().raw:
@@ -454,8 +452,7 @@ class PlatformNode:
         return self._members.get(address, ttl=ttl)
 
     def _read_member(self, address: str) -> Member:
-        with self.chain_lock:
-            return self.chain.member(address)
+        return self.chain.member(address)
 
     # ------------------------------------------------------------------ chain status
 
@@ -466,14 +463,12 @@ class PlatformNode:
         return self._chain_watch.status(wait=wait)
 
     def _probe_chain(self) -> ChainProbe:
-        """Read the chain's head and this log's latest checkpoint on chain (under the node's
-        chain lock, like every chain call of the node)."""
-        with self.chain_lock:
-            chain = self.chain
-            block = chain.block_number()
-            latest = chain.latest_checkpoint(self.log_id)
-            return ChainProbe(chain.chain_id, block,
-                              None if latest is None else latest.tree_size)
+        """Read the chain's head and this log's latest checkpoint on chain."""
+        chain = self.chain
+        block = chain.block_number()
+        latest = chain.latest_checkpoint(self.log_id)
+        return ChainProbe(chain.chain_id, block,
+                          None if latest is None else latest.tree_size)
 
     # ------------------------------------------------------------------ the writer
 
@@ -728,8 +723,7 @@ class PlatformNode:
         ):
             raise UnknownDisclosureRequest(request_id)
         try:
-            with self.chain_lock:
-                return self.chain.disclosure_request(request_id)
+            return self.chain.disclosure_request(request_id)
         except ContractRevert as exc:
             if exc.name == "Disclosure_UnknownRequest":
                 raise UnknownDisclosureRequest(request_id) from None
@@ -740,9 +734,8 @@ class PlatformNode:
     ) -> list[tuple[DisclosureRequest, StoredDisclosureResponse | None]]:
         """Every request addressed to this platform on chain, oldest first, each with the
         response stored here (``None`` if not answered)."""
-        with self.chain_lock:
-            events = self.chain.events("DisclosureRequested", platform=self.platform_address)
-            requests = [self.chain.disclosure_request(int(e.args["requestId"])) for e in events]
+        events = self.chain.events("DisclosureRequested", platform=self.platform_address)
+        requests = [self.chain.disclosure_request(int(e.args["requestId"])) for e in events]
         stored = {s.request_id: s for s in self._store.disclosure_responses()}
         return [(r, stored.get(r.id)) for r in sorted(requests, key=lambda r: r.id)]
 
@@ -811,8 +804,7 @@ class PlatformNode:
 
     def _check_sealed_for(self, request: DisclosureRequest, response: bytes) -> None:
         fingerprint = response_fingerprint(response)
-        with self.chain_lock:
-            regulator = self.chain.member(request.regulator)
+        regulator = self.chain.member(request.regulator)
         if regulator.role is not Role.REGULATOR or not regulator.active:
             raise Forbidden(
                 f"disclosure request {request.id} was made by {request.regulator}, which is no "
@@ -847,8 +839,7 @@ class PlatformNode:
         request; return the fulfilling transaction and block."""
         if not request.fulfilled:
             try:
-                with self.chain_lock:
-                    outcome = self.chain.fulfil_disclosure(request.id, digest)
+                outcome = self.chain.fulfil_disclosure(request.id, digest)
                 return outcome.tx_hash, outcome.block_number
             except ContractRevert as exc:
                 if exc.name != "Disclosure_AlreadyFulfilled":
@@ -859,9 +850,8 @@ class PlatformNode:
                     f"disclosure request {request.id} was fulfilled on chain meanwhile with "
                     f"digest {request.response_digest.hex()}"
                 )
-        with self.chain_lock:
-            events = self.chain.events("DisclosureFulfilled", request.fulfilled_block,
-                                       to_block=request.fulfilled_block, requestId=request.id)
+        events = self.chain.events("DisclosureFulfilled", request.fulfilled_block,
+                                   to_block=request.fulfilled_block, requestId=request.id)
         if not events:
             raise ChainError(f"disclosure request {request.id} is fulfilled on chain but no "
                              f"DisclosureFulfilled event is in block {request.fulfilled_block}")

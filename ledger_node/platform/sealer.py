@@ -73,8 +73,7 @@ class Sealer:
     ``on_anchored`` is told of every checkpoint once it is marked anchored, and
     ``on_rolled_back`` of the latest checkpoint still anchored (``None``: none) when the chain
     turns out to have lost anchorings, so that nothing is served against a lost transaction
-    until it is anchored again. Chain calls are made under ``chain_lock`` (shared with other
-    users of the same chain client).
+    until it is anchored again.
     ``confirmations``: how many blocks, its own included, make an anchoring final (1: as
     soon as it is mined).
     """
@@ -90,7 +89,6 @@ class Sealer:
         hash_name: str,
         head: Callable[[], TreeHead],
         on_anchored: Callable[[StoredCheckpoint], None],
-        chain_lock: threading.Lock,
         on_rolled_back: Callable[[StoredCheckpoint | None], None] | None = None,
         interval: float = 0.2,
         seal_size: int = 10_000,
@@ -113,7 +111,6 @@ class Sealer:
         self._head = head
         self._on_anchored = on_anchored
         self._on_rolled_back = on_rolled_back
-        self._chain_lock = chain_lock
         self._interval = interval
         self._seal_size = seal_size
         self._cond = threading.Condition()
@@ -257,10 +254,9 @@ class Sealer:
                 tx_hash, block_number = found
                 return self._mark(stored, tx_hash, block_number)
         cp = stored.checkpoint
-        with self._chain_lock:
-            outcome = self._chain.anchor_checkpoint(
-                cp.log_id, cp.tree_size, cp.root, cp.timestamp, stored.signature
-            )
+        outcome = self._chain.anchor_checkpoint(
+            cp.log_id, cp.tree_size, cp.root, cp.timestamp, stored.signature
+        )
         return self._mark(stored, outcome.tx_hash, outcome.block_number)
 
     def _mark(self, stored: StoredCheckpoint, tx_hash: bytes, block: int) -> StoredCheckpoint:
@@ -289,9 +285,8 @@ class Sealer:
         """
         if self._store.latest_checkpoint("anchored") is None:
             return
-        with self._chain_lock:
-            on_chain = self._chain.latest_checkpoint(self._log_id)
-            head = self._chain.block_number()
+        on_chain = self._chain.latest_checkpoint(self._log_id)
+        head = self._chain.block_number()
         chain_size = 0 if on_chain is None else on_chain.tree_size
         lost = self._store.checkpoints("anchored", after=chain_size)
         if lost:
@@ -346,15 +341,13 @@ class Sealer:
         one the chain lost triggers :meth:`_reconcile`. Raises :class:`AnchorConflict` if
         the chain holds another root at its size.
         """
-        with self._chain_lock:
-            head = self._chain.block_number()
+        head = self._chain.block_number()
         self._checked_head = head
         waiting: list[StoredCheckpoint] = []
         for position, stored in enumerate(self._unconfirmed):
             tx_hash = stored.tx_hash
             assert tx_hash is not None  # anchored
-            with self._chain_lock:
-                mined = self._chain.mined_transaction(tx_hash)
+            mined = self._chain.mined_transaction(tx_hash)
             if mined is None or not mined.succeeded:
                 found = self._find_on_chain(stored)
                 if found is None:  # lost: put it (and every later one) back, anchor again
@@ -377,8 +370,7 @@ class Sealer:
     def _root_on_chain_matches(self, stored: StoredCheckpoint) -> bool:
         """True if the chain's checkpoint at ``stored``'s size has its root; raise
         :class:`AnchorConflict` if it holds another."""
-        with self._chain_lock:
-            anchored = self._chain.checkpoint_at(self._log_id, stored.tree_size)
+        anchored = self._chain.checkpoint_at(self._log_id, stored.tree_size)
         if not hmac.compare_digest(anchored.root, stored.root):
             raise AnchorConflict(
                 f"the chain holds root {anchored.root.hex()} at size {stored.tree_size} "
@@ -392,11 +384,10 @@ class Sealer:
         Raises :class:`AnchorConflict` if the chain has passed that size without it or holds
         another root at it: the chain's history of this log is not the store's.
         """
-        with self._chain_lock:
-            latest = self._chain.latest_checkpoint(self._log_id)
-            if latest is None or latest.tree_size < stored.tree_size:
-                return None
-            history = self._chain.checkpoints(self._log_id)
+        latest = self._chain.latest_checkpoint(self._log_id)
+        if latest is None or latest.tree_size < stored.tree_size:
+            return None
+        history = self._chain.checkpoints(self._log_id)
         for anchored in history:
             if anchored.tree_size == stored.tree_size:
                 if not hmac.compare_digest(anchored.root, stored.root):

@@ -10,13 +10,12 @@ docs/risklist.md has the design.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from ledger_node.chain.adapter import Address, ChainEvent, LedgerChain, Role, TxOutcome
 from ledger_node.crypto import gmcrypto
@@ -86,18 +85,14 @@ class RiskList:
     ``chain`` is bound to the deployment; it sends as the member when entries are added or
     removed. ``sm2_keys`` are the member's SM2 private keys, current first, then retired ones
     (rings delivered before a rotation were sealed to the old key). ``member`` defaults to
-    the chain's sending account. ``chain_lock``, if given, is held around every use of
-    ``chain`` (a platform node shares its chain client with the sealer). Thread-safe: checks
-    may run while another thread syncs.
+    the chain's sending account. Thread-safe: checks may run while another thread
+    syncs (the chain adapter serialises what must be).
     """
 
     def __init__(self, chain: LedgerChain,
                  sm2_keys: gmcrypto.SM2PrivateKey | Sequence[gmcrypto.SM2PrivateKey], *,
-                 member: Address | None = None,
-                 chain_lock: threading.Lock | None = None) -> None:
+                 member: Address | None = None) -> None:
         self._chain = chain
-        self._chain_lock: contextlib.AbstractContextManager[object] = \
-            chain_lock if chain_lock is not None else contextlib.nullcontext()
         self._keys = (sm2_keys,) if isinstance(sm2_keys, gmcrypto.SM2PrivateKey) \
             else tuple(sm2_keys)
         if not self._keys:
@@ -161,21 +156,16 @@ class RiskList:
         """
         with self._sync_lock:
             start = self._synced_block + 1
-            head = self._on_chain(self._chain.block_number)
+            head = self._chain.block_number()
             added = removed = 0
             for low in range(start, head + 1, MAX_SYNC_SPAN):
                 high = min(head, low + MAX_SYNC_SPAN - 1)
-                events = self._on_chain(self._chain.risk_list_events, low, high)
+                events = self._chain.risk_list_events(low, high)
                 a, r = self._apply(events, high)
                 added, removed = added + a, removed + r
             self._refresh_ring()
             self._synced_at = time.monotonic()
             return SyncReport(start, head, added, removed, self._epoch, self._ring.epoch)
-
-    def _on_chain(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` with the chain lock held."""
-        with self._chain_lock:
-            return fn(*args)
 
     def sync_if_older(self, max_age_s: float) -> None:
         """Sync unless the last sync finished less than ``max_age_s`` seconds ago."""
@@ -219,7 +209,7 @@ class RiskList:
         newest = max(self._delivered, default=0)
         if newest <= self._ring.epoch:
             return
-        ciphertext = self._on_chain(self._chain.list_key, self._member, newest)
+        ciphertext = self._chain.list_key(self._member, newest)
         if ciphertext is None:
             raise InvalidListKey(f"a ListKeySet event names epoch {newest} but the chain "
                                  "holds no key ring for this member")
@@ -345,10 +335,10 @@ class RiskList:
                 raise RiskDeviceAlreadyListed(f"item {i} repeats an earlier fingerprint")
             entries.append(entry)
         if len(entries) == 1:
-            outcome = self._on_chain(self._chain.add_risk_device, entries[0], epoch,
+            outcome = self._chain.add_risk_device(entries[0], epoch,
                                      int(reasons[0]))
         else:
-            outcome = self._on_chain(self._chain.add_risk_devices, entries, epoch,
+            outcome = self._chain.add_risk_devices(entries, epoch,
                                      [int(r) for r in reasons])
         self.sync()
         hits = self.check_many([fp for fp, _ in items])
@@ -372,7 +362,7 @@ class RiskList:
         ``RiskList_NotAdder`` for another member's entry (use :meth:`propose_removal`).
         """
         hit = self._listed(fingerprint)
-        outcome = self._on_chain(self._chain.remove_risk_device, hit.entry)
+        outcome = self._chain.remove_risk_device(hit.entry)
         self.sync()
         return hit, outcome
 
@@ -380,7 +370,7 @@ class RiskList:
         """Propose removing any member's entry of ``fingerprint`` by governance; return the
         entry, the proposal id and the outcome (it executes at once if M is 1)."""
         hit = self._listed(fingerprint)
-        proposal_id, outcome = self._on_chain(self._chain.propose_remove_risk_device,
+        proposal_id, outcome = self._chain.propose_remove_risk_device(
                                               hit.entry)
         return hit, proposal_id, outcome
 
