@@ -172,7 +172,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     key_file.write_bytes(gmcrypto.private_key_to_pem(c.pboc.sm2_key))
     # Round-trip through JSON text: the verifier sees what a file holds.
     case_a, case_b = (json.loads(json.dumps(doc)) for doc in (case_a, case_b))
-    with ChainServer(consortium.chain.w3) as server:
+    with ChainServer(consortium.chain) as server:
         yield Site(server.url, LedgerChain.from_rpc(server.url), consortium, deployment_file,
                    key_file, case_a, case_b, list(alert.refs), bob_ref, tmp)
 

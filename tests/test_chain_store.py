@@ -193,7 +193,7 @@ def test_verify_state_finds_damage_below_the_head(consortium: Consortium) -> Non
 def test_chain_server_serves_a_reopened_chain(consortium: Consortium) -> None:
     chain = _open(consortium.path).attach(consortium.deployment)
     expected = _snapshot(chain)
-    with ChainServer(chain.w3) as server:
+    with ChainServer(chain) as server:
         remote = LedgerChain.from_rpc(server.url, consortium.platform).attach(
             consortium.deployment
         )

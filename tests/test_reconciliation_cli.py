@@ -101,7 +101,7 @@ def _submit(consortium: Consortium, server: PlatformServer, name: str, shard: in
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     directory = tmp_path_factory.mktemp("reconcile-cli")
     embedded = LedgerChain.embedded()
-    chain_server = ChainServer(embedded.w3)
+    chain_server = ChainServer(embedded)
     chain_server.start()
     nodes: dict[str, PlatformNode] = {}
     servers: dict[str, PlatformServer] = {}
@@ -369,7 +369,7 @@ def test_a_node_whose_chain_is_down_still_names_its_log(tmp_path: Path) -> None:
     """Its health answer is a 503 problem carrying the health document: the node is read as
     usual (the command verifies against its own chain connection, not the node's)."""
     embedded = LedgerChain.embedded()
-    chain_server = ChainServer(embedded.w3)
+    chain_server = ChainServer(embedded)
     chain_server.start()
     consortium = make_consortium(LedgerChain.from_rpc(chain_server.url))
     party = consortium.wechatpay

@@ -44,7 +44,7 @@ DATA = re.compile(r"^0x([0-9a-f]{2})*$")
 def server() -> Iterator[ChainServer]:
     """A fresh embedded chain served on a free local port for this module."""
     chain = LedgerChain.embedded()
-    with ChainServer(chain.w3) as running:
+    with ChainServer(chain) as running:
         yield running
 
 
@@ -489,7 +489,7 @@ def test_http_level_rejections(server: ChainServer) -> None:
 
 
 def test_small_body_limit_is_configurable() -> None:
-    with ChainServer(LedgerChain.embedded().w3, max_body_bytes=64) as small:
+    with ChainServer(LedgerChain.embedded(), max_body_bytes=64) as small:
         assert post_raw(small.url, b"[" + b" " * 100 + b"]").status_code == 413
         assert result(small.url, "eth_chainId")
 
@@ -653,13 +653,13 @@ def test_read_methods(server: ChainServer, network: Network) -> None:
 
 def test_constructor_rejections() -> None:
     with pytest.raises(ValueError, match="loopback"):
-        ChainServer(LedgerChain.embedded().w3, host="0.0.0.0")
-    with pytest.raises(TypeError, match="eth-tester"):
-        ChainServer(Web3(Web3.HTTPProvider("http://127.0.0.1:9")))
+        ChainServer(LedgerChain.embedded(), host="0.0.0.0")
+    with pytest.raises(TypeError, match="in-process only"):
+        ChainServer(LedgerChain(Web3(Web3.HTTPProvider("http://127.0.0.1:9"))))
 
 
 def test_stop_closes_the_port_and_open_connections() -> None:
-    server = ChainServer(LedgerChain.embedded().w3)
+    server = ChainServer(LedgerChain.embedded())
     server.start()
     with pytest.raises(RuntimeError):
         server.start()
@@ -701,3 +701,10 @@ def test_jointledger_chain_prints_url_chain_id_and_faucet_key() -> None:
         stop.set()
         thread.join()
     assert "stopped" in lines[-1]
+
+
+def test_the_server_holds_the_embedded_providers_own_lock() -> None:
+    """In-process users of the chain and the server's clients are served one at a time."""
+    chain = LedgerChain.embedded()
+    with ChainServer(chain) as server:
+        assert server.lock is chain.embedded_tester()[1]

@@ -705,7 +705,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     directory = tmp_path_factory.mktemp("unlinkability")
     chain_path = directory / "chain.sqlite"
     embedded = LedgerChain.embedded_on_disk(chain_path)
-    chain_server = ChainServer(embedded.w3)
+    chain_server = ChainServer(embedded)
     tap = ChainTap(chain_server)
     chain_server.start()
     recorder = Recorder()

@@ -21,6 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
@@ -315,11 +316,12 @@ class _SerialTesterProvider(EthereumTesterProvider):
     def __init__(self, tester: EthereumTester) -> None:
         """Serve ``tester``."""
         super().__init__(tester)
-        self._serial = threading.RLock()  # re-entrant: middleware may ask from within
+        self.serial = threading.RLock()  # re-entrant: middleware may ask from within
+        """Held around each request; the JSON-RPC server of this chain holds it too."""
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         """Answer one JSON-RPC request while holding the chain."""
-        with self._serial:
+        with self.serial:
             return super().make_request(method, params)
 
 
@@ -628,6 +630,24 @@ class LedgerChain:
         self._contract = self._w3.eth.contract(address=address, abi=list(self._artifact.abi))
 
     # ------------------------------------------------------------------ basics
+
+    def embedded_tester(self) -> tuple[EthereumTester, AbstractContextManager[Any]]:
+        """The in-process chain behind an embedded :class:`LedgerChain`, and the lock its
+        provider holds around each request, which whoever else calls into that chain (the
+        JSON-RPC server) must hold too. Raises ``TypeError`` for a chain reached by URL."""
+        provider = self._w3.provider
+        if not isinstance(provider, _SerialTesterProvider):
+            raise TypeError("an embedded chain is served in-process only: this LedgerChain "
+                            f"uses {type(provider).__name__}")
+        return provider.ethereum_tester, provider.serial
+
+    def close(self) -> None:
+        """Release what the chain holds open: the SQLite store of a stored embedded chain
+        (:meth:`embedded_on_disk`); nothing for the others."""
+        from ledger_node.chain.embedded_store import close_chain_store, is_stored_chain
+
+        if is_stored_chain(self._w3):
+            close_chain_store(self._w3)
 
     @property
     def w3(self) -> Web3:

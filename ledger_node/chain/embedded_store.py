@@ -430,6 +430,12 @@ def verify_chain(store: ChainStore) -> Iterator[int]:
         yield number
 
 
+def is_stored_chain(w3: Any) -> bool:
+    """Whether ``w3`` is backed by a stored embedded chain (``embedded_on_disk``)."""
+    tester = getattr(w3.provider, "ethereum_tester", None)
+    return isinstance(getattr(tester, "backend", None), DurablePyEVMBackend)
+
+
 def close_chain_store(w3: Any) -> None:
     """Close the durable chain behind ``w3`` (a ``Web3`` from ``embedded_on_disk``).
 

@@ -13,8 +13,9 @@ Everything that would let a caller act as someone else (the tester's unlocked ac
 ``eth_sendTransaction``, ``eth_sign*``, ``personal_*``) or rewrite the chain (``evm_*``,
 ``testing_*``, ``debug_*``, ...) is refused with JSON-RPC error -32601 and a reason.
 
-The chain is not thread-safe: every call into it holds :attr:`ChainServer.lock`. In-process
-users of the same ``Web3`` must either go through :attr:`ChainServer.url` or hold that lock.
+The chain is not thread-safe: every call into it holds :attr:`ChainServer.lock`, which is the
+lock the embedded :class:`~ledger_node.chain.adapter.LedgerChain`'s provider holds around each
+of its own requests, so in-process users of the same chain are serialised with the server.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
@@ -47,9 +49,8 @@ from eth_tester.exceptions import (
     ValidationError as TesterValidationError,
 )
 from eth_utils.exceptions import ValidationError as EvmValidationError
-from web3 import Web3
-from web3.providers.eth_tester import EthereumTesterProvider
 
+from ledger_node.chain.adapter import LedgerChain
 from ledger_node.jsonlimits import MAX_JSON_DEPTH, json_nested_deeper_than
 
 __all__ = [
@@ -367,20 +368,11 @@ def _encode_block(block: Mapping[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------- dispatcher
 
 
-def _tester_of(w3: Web3) -> EthereumTester:
-    """The EthereumTester behind ``w3``; raise TypeError for any other provider."""
-    provider = w3.provider
-    tester = getattr(provider, "ethereum_tester", None)
-    if (
-        not isinstance(provider, EthereumTesterProvider)
-        or not isinstance(tester, EthereumTester)
-        or getattr(tester.backend, "chain", None) is None
-    ):
-        raise TypeError(
-            "ChainServer serves an in-process eth-tester chain: w3 must use an "
-            f"EthereumTesterProvider over a py-evm backend, not {type(provider).__name__}"
-        )
-    return tester
+def _check_py_evm(tester: EthereumTester) -> None:
+    """Refuse an eth-tester chain on any backend but py-evm (the server reads its chain)."""
+    if getattr(tester.backend, "chain", None) is None:
+        raise TypeError("ChainServer serves an in-process eth-tester chain over a py-evm "
+                        f"backend, not {type(tester.backend).__name__}")
 
 
 class ChainRpc:
@@ -390,7 +382,8 @@ class ChainRpc:
     request held only notifications). Every call into the chain holds ``lock``.
     """
 
-    def __init__(self, tester: EthereumTester, chain_id: int, lock: threading.Lock) -> None:
+    def __init__(self, tester: EthereumTester, chain_id: int,
+                 lock: AbstractContextManager[Any]) -> None:
         self._tester = tester
         self._chain: Any = tester.backend.chain  # py-evm Chain: calls and estimates
         self._chain_id = chain_id
@@ -1187,22 +1180,22 @@ class ChainServer:
 
     The port is bound at construction (``port=0`` picks a free one, see :attr:`url`);
     :meth:`start` serves it from a background thread and :meth:`stop` closes it. Usable as
-    a context manager. Raises ``TypeError`` if ``w3`` is not backed by an eth-tester
-    provider, ``ValueError`` for a non-loopback host and ``OSError`` if the port is taken.
+    a context manager. Raises ``TypeError`` if ``chain`` is not an embedded (eth-tester,
+    py-evm) chain, ``ValueError`` for a non-loopback host and ``OSError`` if the port is taken.
     """
 
     def __init__(
         self,
-        w3: Web3,
+        chain: LedgerChain,
         host: str = "127.0.0.1",
         port: int = 0,
         *,
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         _require_loopback(host)
-        tester = _tester_of(w3)
-        self._lock = threading.Lock()
-        self._rpc = ChainRpc(tester, int(w3.eth.chain_id), self._lock)
+        tester, self._lock = chain.embedded_tester()
+        _check_py_evm(tester)
+        self._rpc = ChainRpc(tester, chain.chain_id, self._lock)
         self._httpd = _HTTPServer((host, port), self._rpc, max_body_bytes)
         bound_host, bound_port = self._httpd.server_address[:2]
         host_text = bound_host.decode() if isinstance(bound_host, bytes) else str(bound_host)
@@ -1217,8 +1210,9 @@ class ChainServer:
         return self._url
 
     @property
-    def lock(self) -> threading.Lock:
-        """The lock held around every call into the chain; in-process users must hold it."""
+    def lock(self) -> AbstractContextManager[Any]:
+        """The lock held around every call into the chain: the embedded provider's own, so
+        in-process users of the same :class:`LedgerChain` are serialised with the server."""
         return self._lock
 
     @property

@@ -22,7 +22,6 @@ from ledger_node.chain.consortium import (
     deploy_consortium,
     load_consortium,
 )
-from ledger_node.chain.embedded_store import close_chain_store
 from ledger_node.chain.rpc_server import ChainServer
 from ledger_node.errors import DeploymentError
 
@@ -54,14 +53,13 @@ def run_chain(
         return _serve(chain, host, port, consortium, deployment_path, data is not None, echo,
                       stop)
     finally:
-        if data is not None:
-            close_chain_store(chain.w3)
+        chain.close()
 
 
 def _serve(chain: LedgerChain, host: str, port: int, consortium: Consortium | None,
            deployment_path: Path, durable: bool, echo: Echo,
            stop: threading.Event | None) -> int:
-    server = ChainServer(chain.w3, host, port)  # binds the port now; serves after start()
+    server = ChainServer(chain, host, port)  # binds the port now; serves after start()
     echo(f"JSON-RPC chain at {server.url} (chain id {chain.chain_id}, "
          f"{'stored' if durable else 'in memory'}, head block {chain.block_number()})")
     echo(f"dev faucet key {ETH_TESTER_FAUCET_KEY} (development only: public and funded)")
