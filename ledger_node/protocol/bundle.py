@@ -17,7 +17,6 @@ import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final
 
 from eth_utils.address import is_checksum_address
@@ -45,6 +44,7 @@ from ledger_node.log.merkle import (
     inclusion_proof_length,
     root_from_inclusion_proof,
 )
+from ledger_node.protocol.checks import Check, CheckStatus
 from ledger_node.protocol.commitment import (
     FieldDisclosure,
     RecordOpening,
@@ -315,60 +315,6 @@ def _signed_checkpoint(data: object) -> SignedCheckpoint:
 # --------------------------------------------------------------------------------------
 # Verdicts
 # --------------------------------------------------------------------------------------
-
-
-class CheckStatus(StrEnum):
-    """What became of one check."""
-
-    PASSED = "passed"
-    FAILED = "failed"
-    NOT_RUN = "not_run"  # a check it depends on failed, so it could not be run
-    NOT_CHECKED = "not_checked"  # this mode cannot perform it (no chain at hand)
-
-
-@dataclass(frozen=True)
-class Check:
-    """One verification step: its name, whether it passed, and why (always human-readable).
-
-    ``status`` tells a failure from a check that was not performed: ``NOT_RUN`` (skipped
-    because a check it depends on failed) and ``NOT_CHECKED`` (this mode cannot perform
-    it) both have ``passed=False``. Left out, ``status`` follows ``passed``.
-    """
-
-    name: str
-    passed: bool
-    detail: str
-    status: CheckStatus = CheckStatus.PASSED
-
-    def __post_init__(self) -> None:
-        if not self.passed and self.status is CheckStatus.PASSED:
-            object.__setattr__(self, "status", CheckStatus.FAILED)
-        if self.passed and self.status is not CheckStatus.PASSED:
-            raise ValueError(f"check {self.name!r} cannot both pass and be {self.status}")
-
-    @property
-    def performed(self) -> bool:
-        """Whether the check was carried out (it passed or it failed)."""
-        return self.status in (CheckStatus.PASSED, CheckStatus.FAILED)
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"name", "status", "passed", "detail"}``."""
-        return {"name": self.name, "status": self.status.value, "passed": self.passed,
-                "detail": self.detail}
-
-
-CHECK_MARKS: Final = {
-    CheckStatus.PASSED: "PASS",
-    CheckStatus.FAILED: "FAIL",
-    CheckStatus.NOT_RUN: "----",
-    CheckStatus.NOT_CHECKED: "n/a ",
-}
-"""How a check's status is shown to people, four characters wide."""
-
-
-def check_line(check: Check, width: int) -> str:
-    """One check as a line for people: its mark, its name padded to ``width``, its detail."""
-    return f"  {CHECK_MARKS[check.status]}  {check.name.ljust(width)}  {check.detail}"
 
 
 @dataclass(frozen=True)

@@ -57,14 +57,8 @@ from ledger_node.jsonfields import JsonFields, show
 from ledger_node.log.leaf import Leaf
 from ledger_node.log.merkle import hasher_for
 from ledger_node.protocol.aml import Alert, AmlConfig, Direction, PartyKind, Rule, detect
-from ledger_node.protocol.bundle import (
-    Check,
-    CheckStatus,
-    ProofBundle,
-    Verdict,
-    check_line,
-    verify_bundle,
-)
+from ledger_node.protocol.bundle import ProofBundle, Verdict, verify_bundle
+from ledger_node.protocol.checks import Check, CheckStatus, check_line
 from ledger_node.protocol.commitment import RecordOpening, verify_opening
 from ledger_node.protocol.disclosure import (
     CASE_KEY_SIZE,
