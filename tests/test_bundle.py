@@ -35,13 +35,12 @@ from ledger_node.protocol.bundle import (
     BUNDLE_FORMAT,
     CHECK_NAMES,
     ChainAnchor,
-    Check,
-    CheckStatus,
     ProofBundle,
     Verdict,
     build_bundle,
     verify_bundle,
 )
+from ledger_node.protocol.checks import Check, CheckStatus
 from ledger_node.protocol.commitment import (
     RecordOpening,
     disclose_field,

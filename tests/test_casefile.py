@@ -29,7 +29,7 @@ from ledger_node.client.sdk import PlatformClient, SubmittedRecord
 from ledger_node.crypto import gmcrypto
 from ledger_node.crypto.hashes import sm3
 from ledger_node.errors import InvalidCaseFile
-from ledger_node.protocol.bundle import CheckStatus
+from ledger_node.protocol.checks import CheckStatus
 from ledger_node.protocol.commitment import new_salt, record_commitment
 from ledger_node.protocol.escrow import EscrowSealer, identity_key
 from ledger_node.regulator.casefile import (

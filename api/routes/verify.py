@@ -10,7 +10,8 @@ from api.deps import NodeDep
 from api.routes.common import problem_responses
 from api.schemas import VerdictPublic, VerifyRequest
 from ledger_node.errors import DeploymentError
-from ledger_node.protocol.bundle import Check, ProofBundle, Verdict, verify_bundle
+from ledger_node.protocol.bundle import ProofBundle, Verdict, verify_bundle
+from ledger_node.protocol.checks import Check
 from ledger_node.protocol.commitment import FieldDisclosure, RecordOpening
 
 router = APIRouter(prefix="/v1/verify", tags=["verify"])

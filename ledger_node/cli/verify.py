@@ -19,7 +19,8 @@ from typing import Any
 from ledger_node.chain.adapter import Deployment, LedgerChain
 from ledger_node.crypto import gmcrypto
 from ledger_node.jsonlimits import MAX_JSON_DEPTH, json_nested_deeper_than
-from ledger_node.protocol.bundle import ProofBundle, Verdict, check_line, verify_bundle
+from ledger_node.protocol.bundle import ProofBundle, Verdict, verify_bundle
+from ledger_node.protocol.checks import check_line
 from ledger_node.protocol.commitment import FieldDisclosure, RecordOpening
 from ledger_node.regulator.casefile import (
     is_case_file,

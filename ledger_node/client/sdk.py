@@ -51,7 +51,8 @@ from ledger_node.log.checkpoint import log_id_for
 from ledger_node.log.leaf import Leaf, LeafSummary, Receipt
 from ledger_node.protocol.aml import PartyKind
 from ledger_node.protocol.auth import sign_batch, sign_request
-from ledger_node.protocol.bundle import Check, CheckStatus, ProofBundle, Verdict
+from ledger_node.protocol.bundle import ProofBundle, Verdict
+from ledger_node.protocol.checks import Check, CheckStatus
 from ledger_node.protocol.commitment import (
     FieldDisclosure,
     RecordOpening,

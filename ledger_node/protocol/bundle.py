@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final
 
 from eth_utils.address import is_checksum_address
 from web3 import Web3
-from web3.exceptions import Web3Exception
 
 from ledger_node.chain.adapter import AnchoredCheckpoint, Deployment, LedgerChain
 from ledger_node.crypto.gmcrypto import SM2PublicKey
@@ -30,11 +28,9 @@ from ledger_node.crypto.hashes import DIGEST_SIZE
 from ledger_node.errors import (
     ChainError,
     ContractRevert,
-    DeploymentError,
     InvalidBundle,
     InvalidCheckpoint,
     InvalidSignature,
-    LedgerError,
 )
 from ledger_node.jsonfields import JsonFields, show
 from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
@@ -45,6 +41,7 @@ from ledger_node.log.merkle import (
     inclusion_proof_length,
     root_from_inclusion_proof,
 )
+from ledger_node.protocol.checks import Check, CheckFailed, CheckRunner, CheckStatus
 from ledger_node.protocol.commitment import (
     FieldDisclosure,
     RecordOpening,
@@ -317,60 +314,6 @@ def _signed_checkpoint(data: object) -> SignedCheckpoint:
 # --------------------------------------------------------------------------------------
 
 
-class CheckStatus(StrEnum):
-    """What became of one check."""
-
-    PASSED = "passed"
-    FAILED = "failed"
-    NOT_RUN = "not_run"  # a check it depends on failed, so it could not be run
-    NOT_CHECKED = "not_checked"  # this mode cannot perform it (no chain at hand)
-
-
-@dataclass(frozen=True)
-class Check:
-    """One verification step: its name, whether it passed, and why (always human-readable).
-
-    ``status`` tells a failure from a check that was not performed: ``NOT_RUN`` (skipped
-    because a check it depends on failed) and ``NOT_CHECKED`` (this mode cannot perform
-    it) both have ``passed=False``. Left out, ``status`` follows ``passed``.
-    """
-
-    name: str
-    passed: bool
-    detail: str
-    status: CheckStatus = CheckStatus.PASSED
-
-    def __post_init__(self) -> None:
-        if not self.passed and self.status is CheckStatus.PASSED:
-            object.__setattr__(self, "status", CheckStatus.FAILED)
-        if self.passed and self.status is not CheckStatus.PASSED:
-            raise ValueError(f"check {self.name!r} cannot both pass and be {self.status}")
-
-    @property
-    def performed(self) -> bool:
-        """Whether the check was carried out (it passed or it failed)."""
-        return self.status in (CheckStatus.PASSED, CheckStatus.FAILED)
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"name", "status", "passed", "detail"}``."""
-        return {"name": self.name, "status": self.status.value, "passed": self.passed,
-                "detail": self.detail}
-
-
-CHECK_MARKS: Final = {
-    CheckStatus.PASSED: "PASS",
-    CheckStatus.FAILED: "FAIL",
-    CheckStatus.NOT_RUN: "----",
-    CheckStatus.NOT_CHECKED: "n/a ",
-}
-"""How a check's status is shown to people, four characters wide."""
-
-
-def check_line(check: Check, width: int) -> str:
-    """One check as a line for people: its mark, its name padded to ``width``, its detail."""
-    return f"  {CHECK_MARKS[check.status]}  {check.name.ljust(width)}  {check.detail}"
-
-
 @dataclass(frozen=True)
 class Verdict:
     """The outcome of :func:`verify_bundle`.
@@ -455,65 +398,6 @@ MODE_KEY_ONLY: Final = "key-only"
 MODE_UNTRUSTED: Final = "untrusted"
 
 
-class _Fail(Exception):
-    """A check's failure, with the reason to report."""
-
-
-class _Run:
-    """The checks of one verification, in order, and which passed (for dependencies)."""
-
-    def __init__(self) -> None:
-        self.checks: list[Check] = []
-        self.passed: set[str] = set()
-
-    def run(self, name: str, depends: Sequence[str], check: Callable[[], str], *,
-            reads_chain: bool = False) -> bool:
-        """Run ``check`` unless a dependency did not pass; record and return the outcome.
-
-        ``check`` returns the detail of a pass and raises :class:`_Fail` (or a ledger error
-        about the bundle) for a failure. For a check that ``reads_chain``, a
-        :class:`ChainError` that is not about the bundle, or any unexpected exception (the
-        chain cannot be read), propagates as :class:`ChainError`; for the others, anything
-        raised is a failure of the bundle.
-        """
-        blocked = [d for d in depends if d not in self.passed]
-        if blocked:
-            self.checks.append(Check(name, False, f"not run: {blocked[0]} did not pass",
-                                     CheckStatus.NOT_RUN))
-            return False
-        try:
-            detail = check()
-        except _Fail as exc:
-            self.checks.append(Check(name, False, str(exc)))
-            return False
-        except ContractRevert as exc:
-            self.checks.append(Check(name, False, f"the contract refused: {exc.name}"
-                                                  f"{exc.error_args!r}"))
-            return False
-        except ChainError as exc:
-            if not isinstance(exc, DeploymentError):
-                raise
-            self.checks.append(Check(name, False, str(exc)))
-            return False
-        except Web3Exception as exc:  # some are ValueErrors: an RPC failure is not a verdict
-            raise ChainError(f"reading the chain failed during the {name} check: {exc!r}") from exc
-        except (LedgerError, ValueError, TypeError) as exc:
-            self.checks.append(Check(name, False, str(exc) or type(exc).__name__))
-            return False
-        except Exception as exc:
-            if reads_chain:  # transport failures (requests, sockets): the chain was not read
-                raise ChainError(f"reading the chain failed during the {name} check: "
-                                 f"{exc!r}") from exc
-            self.checks.append(Check(name, False, f"{type(exc).__name__}: {exc}"))
-            return False
-        self.checks.append(Check(name, True, detail))
-        self.passed.add(name)
-        return True
-
-    def not_checked(self, name: str, detail: str) -> None:
-        self.checks.append(Check(name, False, detail, CheckStatus.NOT_CHECKED))
-
-
 def verify_bundle(
     bundle: ProofBundle,
     *,
@@ -551,25 +435,28 @@ def verify_bundle(
     A check whose prerequisite failed is ``NOT_RUN``. Never raises for a bad bundle; raises
     :class:`ChainError` only when the chain itself cannot be read (unreachable node).
     """
-    run = _Run()
+    runner = CheckRunner()
     ctx = _ChainContext(bundle)
     mode = MODE_CHAIN if chain is not None else (
         MODE_KEY_ONLY if checkpoint_key is not None else MODE_UNTRUSTED)
 
-    run.run(CHECK_STRUCTURE, (), lambda: _check_structure(bundle))
-    run.run(CHECK_INCLUSION, (CHECK_STRUCTURE,), lambda: _check_inclusion(bundle))
+    runner.run(CHECK_STRUCTURE, lambda: _check_structure(bundle))
+    runner.run(CHECK_INCLUSION, lambda: _check_inclusion(bundle), depends_on=(CHECK_STRUCTURE,))
 
     root: bytes | None = None
     if chain is not None:
         trusted = deployment if deployment is not None else _bound_deployment(chain)
-        run.run(CHECK_DEPLOYMENT, (CHECK_STRUCTURE,), lambda: ctx.attach(chain, trusted),
-                reads_chain=True)
-        run.run(CHECK_CHECKPOINT_ON_CHAIN, (CHECK_DEPLOYMENT,), ctx.checkpoint_on_chain,
-                reads_chain=True)
-        run.run(CHECK_LOG_OWNER, (CHECK_CHECKPOINT_ON_CHAIN,), ctx.log_owner, reads_chain=True)
-        run.run(CHECK_SIGNATURE, (CHECK_LOG_OWNER,), lambda: ctx.signature(checkpoint_key))
-        run.run(CHECK_ANCHORING, (CHECK_CHECKPOINT_ON_CHAIN,), ctx.anchoring, reads_chain=True)
-        if {CHECK_INCLUSION, CHECK_CHECKPOINT_ON_CHAIN} <= run.passed:
+        runner.run(CHECK_DEPLOYMENT, lambda: ctx.attach(chain, trusted),
+                   depends_on=(CHECK_STRUCTURE,), reads_chain=True)
+        runner.run(CHECK_CHECKPOINT_ON_CHAIN, ctx.checkpoint_on_chain,
+                   depends_on=(CHECK_DEPLOYMENT,), reads_chain=True)
+        runner.run(CHECK_LOG_OWNER, ctx.log_owner, depends_on=(CHECK_CHECKPOINT_ON_CHAIN,),
+                   reads_chain=True)
+        runner.run(CHECK_SIGNATURE, lambda: ctx.signature(checkpoint_key),
+                   depends_on=(CHECK_LOG_OWNER,))
+        runner.run(CHECK_ANCHORING, ctx.anchoring, depends_on=(CHECK_CHECKPOINT_ON_CHAIN,),
+                   reads_chain=True)
+        if {CHECK_INCLUSION, CHECK_CHECKPOINT_ON_CHAIN} <= runner.passed:
             root = ctx.chain_root
     else:
         why = ("NOT CHECKED: no chain was given (key-only mode)" if checkpoint_key is not None
@@ -577,30 +464,32 @@ def verify_bundle(
         anchor = getattr(bundle, "anchor", None)
         named = (f"the contract {show(getattr(anchor, 'contract', None))} on chain "
                  f"{show(getattr(anchor, 'chain_id', None))}")
-        run.not_checked(CHECK_DEPLOYMENT, f"{why}; {named} was not read")
-        run.not_checked(CHECK_CHECKPOINT_ON_CHAIN, f"{why}; the root is the bundle's own, not "
-                                                   "one read from the chain")
-        run.not_checked(CHECK_LOG_OWNER, f"{why}; the signing key is not matched with the "
-                                         "chain's membership")
+        runner.not_checked(CHECK_DEPLOYMENT, f"{why}; {named} was not read")
+        runner.not_checked(CHECK_CHECKPOINT_ON_CHAIN, f"{why}; the root is the bundle's own, not "
+                                                      "one read from the chain")
+        runner.not_checked(CHECK_LOG_OWNER, f"{why}; the signing key is not matched with the "
+                                            "chain's membership")
         if checkpoint_key is not None:
-            run.run(CHECK_SIGNATURE, (CHECK_STRUCTURE,),
-                    lambda: _check_signature(bundle.checkpoint, checkpoint_key, "the given key"))
+            runner.run(CHECK_SIGNATURE,
+                       lambda: _check_signature(bundle.checkpoint, checkpoint_key, "the given key"),
+                       depends_on=(CHECK_STRUCTURE,))
         else:
-            run.run(CHECK_SIGNATURE, (CHECK_STRUCTURE,), _no_trust)
+            runner.run(CHECK_SIGNATURE, _no_trust, depends_on=(CHECK_STRUCTURE,))
         scope = ("a valid verdict proves inclusion up to a checkpoint signed by the given key, "
                  "no more" if checkpoint_key is not None else "nothing anchors trust")
-        run.not_checked(CHECK_ANCHORING, f"{why}: the anchoring of this checkpoint on chain "
-                                         f"was NOT checked; {scope}")
-        if checkpoint_key is not None and {CHECK_INCLUSION, CHECK_SIGNATURE} <= run.passed:
+        runner.not_checked(CHECK_ANCHORING, f"{why}: the anchoring of this checkpoint on chain "
+                                            f"was NOT checked; {scope}")
+        if checkpoint_key is not None and {CHECK_INCLUSION, CHECK_SIGNATURE} <= runner.passed:
             root = bundle.checkpoint.checkpoint.root
 
     if opening is not None:
-        run.run(CHECK_OPENING, (CHECK_STRUCTURE,), lambda: _check_opening(bundle, opening))
+        runner.run(CHECK_OPENING, lambda: _check_opening(bundle, opening),
+                   depends_on=(CHECK_STRUCTURE,))
     if disclosure is not None:
-        run.run(CHECK_DISCLOSURE, (CHECK_STRUCTURE,),
-                lambda: _check_disclosure(bundle, disclosure))
+        runner.run(CHECK_DISCLOSURE, lambda: _check_disclosure(bundle, disclosure),
+                   depends_on=(CHECK_STRUCTURE,))
 
-    checks = tuple(run.checks)
+    checks = runner.checks
     valid = mode != MODE_UNTRUSTED and all(
         c.status in (CheckStatus.PASSED, CheckStatus.NOT_CHECKED) for c in checks)
     pinned = chain is not None and ctx.pinned
@@ -617,8 +506,8 @@ def _bound_deployment(chain: LedgerChain) -> Deployment | None:
 
 
 def _no_trust() -> str:
-    raise _Fail("no chain and no checkpoint key were given: nothing anchors trust in this "
-                "checkpoint, whose root and signature are only the bundle's own claim")
+    raise CheckFailed("no chain and no checkpoint key were given: nothing anchors trust in this "
+                      "checkpoint, whose root and signature are only the bundle's own claim")
 
 
 def _is_bytes(value: object, size: int | None = None) -> bool:
@@ -674,7 +563,7 @@ def _check_structure(bundle: ProofBundle) -> str:
         problems.append(f"anchoring block {anchor.block_number} precedes the deployment block "
                         f"{anchor.deploy_block}")
     if problems:
-        raise _Fail("; ".join(problems))
+        raise CheckFailed("; ".join(problems))
     return (f"leaf {bundle.index} of {bundle.tree_size}, {bundle.hash_name}, path of "
             f"{len(bundle.path)} hashes")
 
@@ -687,8 +576,8 @@ def _check_inclusion(bundle: ProofBundle) -> str:
                                      bundle.path)
     expected = bundle.checkpoint.checkpoint.root
     if not hmac.compare_digest(root, expected):
-        raise _Fail(f"the leaf hash and path compute root {root.hex()}, the checkpoint says "
-                    f"{expected.hex()}")
+        raise CheckFailed(f"the leaf hash and path compute root {root.hex()}, the checkpoint says "
+                          f"{expected.hex()}")
     return f"leaf hash {leaf_hash.hex()} and path compute root {root.hex()}"
 
 
@@ -697,7 +586,7 @@ def _check_signature(signed: SignedCheckpoint, key: SM2PublicKey, whose: str) ->
     try:
         verify_checkpoint_signature(key, signed)
     except InvalidSignature as exc:
-        raise _Fail(f"{exc} (key: {whose})") from None
+        raise CheckFailed(f"{exc} (key: {whose})") from None
     return f"SM2 signature of {signed.checkpoint.platform} verifies with {whose}"
 
 
@@ -706,7 +595,7 @@ def _check_opening(bundle: ProofBundle, opening: RecordOpening) -> str:
     verify_opening(bundle.leaf.commitment, opening)
     platform = bundle.checkpoint.checkpoint.platform
     if opening.record.platform != platform:
-        raise _Fail(f"the record is {opening.record.platform}'s, the log is {platform}'s")
+        raise CheckFailed(f"the record is {opening.record.platform}'s, the log is {platform}'s")
     return "the record and salt open the leaf's commitment"
 
 
@@ -731,30 +620,30 @@ class _ChainContext:
     def chain_root(self) -> bytes:
         """The root the contract holds for the bundle's log and size."""
         if self.anchored is None:
-            raise _Fail("checkpoint_on_chain has not passed")
+            raise CheckFailed("checkpoint_on_chain has not passed")
         return self.anchored.root
 
     def _attached(self) -> LedgerChain:
         if self.chain is None:
-            raise _Fail("deployment has not passed")
+            raise CheckFailed("deployment has not passed")
         return self.chain
 
     def attach(self, chain: LedgerChain, trusted: Deployment | None) -> str:
         anchor = self.bundle.anchor
         connected = chain.chain_id
         if connected != anchor.chain_id:
-            raise _Fail(f"the bundle is for chain {anchor.chain_id}, the chain given is "
-                        f"{connected}")
+            raise CheckFailed(f"the bundle is for chain {anchor.chain_id}, the chain given is "
+                              f"{connected}")
         if trusted is not None:
             if trusted.chain_id != anchor.chain_id:
-                raise _Fail(f"the bundle is for chain {anchor.chain_id}, the verifier trusts "
-                            f"the deployment on chain {trusted.chain_id}")
+                raise CheckFailed(f"the bundle is for chain {anchor.chain_id}, the verifier trusts "
+                                  f"the deployment on chain {trusted.chain_id}")
             if Web3.to_checksum_address(trusted.address) != anchor.contract:
-                raise _Fail(f"the bundle names contract {anchor.contract}, the verifier trusts "
-                            f"{Web3.to_checksum_address(trusted.address)}")
+                raise CheckFailed(f"the bundle names contract {anchor.contract}, the verifier "
+                                  f"trusts {Web3.to_checksum_address(trusted.address)}")
             if trusted.abi_sha256 != anchor.abi_sha256:
-                raise _Fail(f"the bundle names ABI {anchor.abi_sha256[:16]}…, the trusted "
-                            f"deployment has {trusted.abi_sha256[:16]}…")
+                raise CheckFailed(f"the bundle names ABI {anchor.abi_sha256[:16]}…, the trusted "
+                                  f"deployment has {trusted.abi_sha256[:16]}…")
         self.chain = chain.attach(anchor.deployment)
         self.pinned = trusted is not None
         whose = ("the deployment the verifier trusts" if trusted is not None
@@ -767,14 +656,15 @@ class _ChainContext:
         try:
             anchored = self._attached().checkpoint_at(cp.log_id, cp.tree_size)
         except ContractRevert as exc:
-            raise _Fail(f"the contract holds no checkpoint of log {cp.log_id.hex()} at size "
-                        f"{cp.tree_size} ({exc.name}): that size was never anchored here") from None
+            raise CheckFailed(f"the contract holds no checkpoint of log {cp.log_id.hex()} at "
+                              f"size {cp.tree_size} ({exc.name}): that size was never anchored "
+                              "here") from None
         if not hmac.compare_digest(anchored.root, cp.root):
-            raise _Fail(f"the chain's root for size {cp.tree_size} is {anchored.root.hex()}, "
-                        f"the bundle's {cp.root.hex()}")
+            raise CheckFailed(f"the chain's root for size {cp.tree_size} is {anchored.root.hex()}, "
+                              f"the bundle's {cp.root.hex()}")
         if anchored.timestamp != cp.timestamp:
-            raise _Fail(f"the chain's timestamp for size {cp.tree_size} is "
-                        f"{anchored.timestamp}, the bundle's {cp.timestamp}")
+            raise CheckFailed(f"the chain's timestamp for size {cp.tree_size} is "
+                              f"{anchored.timestamp}, the bundle's {cp.timestamp}")
         self.anchored = anchored
         return (f"the contract holds root {anchored.root.hex()} for size {cp.tree_size}, "
                 f"anchored in block {anchored.block_number}")
@@ -784,11 +674,11 @@ class _ChainContext:
         cp = self.bundle.checkpoint.checkpoint
         owner = chain.log_owner(cp.log_id)
         if owner is None:
-            raise _Fail(f"log {cp.log_id.hex()} has no owner on chain")
+            raise CheckFailed(f"log {cp.log_id.hex()} has no owner on chain")
         member = chain.member(owner)
         if member.name != cp.platform:
-            raise _Fail(f"log {cp.log_id.hex()[:16]}… belongs to {owner}, registered as "
-                        f"{member.name!r}; the checkpoint names {cp.platform!r}")
+            raise CheckFailed(f"log {cp.log_id.hex()[:16]}… belongs to {owner}, registered as "
+                              f"{member.name!r}; the checkpoint names {cp.platform!r}")
         anchored_in = self.anchored.block_number if self.anchored is not None else 0
         # The key in force when the checkpoint was anchored: the old key of the first
         # rotation after that block, or the key registered now if there was none since.
@@ -806,10 +696,10 @@ class _ChainContext:
 
     def signature(self, given: SM2PublicKey | None) -> str:
         if self.key is None:
-            raise _Fail("log_owner has not passed")
+            raise CheckFailed("log_owner has not passed")
         if given is not None and given.raw != self.key.raw:
-            raise _Fail(f"the given checkpoint key is not the key registered on chain for "
-                        f"{self.owner}")
+            raise CheckFailed(f"the given checkpoint key is not the key registered on chain for "
+                              f"{self.owner}")
         return _check_signature(self.bundle.checkpoint, self.key,
                                 f"the key registered on chain for {self.owner}")
 
@@ -818,23 +708,23 @@ class _ChainContext:
         anchor = self.bundle.anchor
         cp = self.bundle.checkpoint.checkpoint
         if self.anchored is None:
-            raise _Fail("checkpoint_on_chain has not passed")
+            raise CheckFailed("checkpoint_on_chain has not passed")
         block = self.anchored.block_number
         tx = "0x" + anchor.tx_hash.hex()
         if anchor.block_number != block:
-            raise _Fail(f"the contract records size {cp.tree_size} as anchored in block "
-                        f"{block}, the bundle says block {anchor.block_number}")
+            raise CheckFailed(f"the contract records size {cp.tree_size} as anchored in block "
+                              f"{block}, the bundle says block {anchor.block_number}")
         events = chain.events("CheckpointAnchored", from_block=block, to_block=block,
                               logId=cp.log_id)
         found = [e for e in events if e.tx_hash == anchor.tx_hash]
         if not found:
-            raise _Fail(f"transaction {tx} emitted no CheckpointAnchored for log "
-                        f"{cp.log_id.hex()[:16]}… in block {block}")
+            raise CheckFailed(f"transaction {tx} emitted no CheckpointAnchored for log "
+                              f"{cp.log_id.hex()[:16]}… in block {block}")
         event = found[0]
         stated = (int(event.args["treeSize"]), bytes(event.args["root"]),
                   int(event.args["timestamp"]))
         if stated != (cp.tree_size, cp.root, cp.timestamp):
-            raise _Fail(f"transaction {tx} anchored size {stated[0]} root {stated[1].hex()} "
-                        f"at {stated[2]}, not this checkpoint")
+            raise CheckFailed(f"transaction {tx} anchored size {stated[0]} root {stated[1].hex()} "
+                              f"at {stated[2]}, not this checkpoint")
         return (f"transaction {tx} in block {block} emitted CheckpointAnchored(log "
                 f"{cp.log_id.hex()[:16]}…, size {cp.tree_size}, root {cp.root.hex()[:16]}…)")

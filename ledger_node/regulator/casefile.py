@@ -27,22 +27,19 @@ from __future__ import annotations
 import functools
 import hmac
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
 from eth_utils.address import is_checksum_address
 from web3 import Web3
-from web3.exceptions import Web3Exception
 
 from ledger_node.chain.adapter import Deployment, LedgerChain, Role
 from ledger_node.crypto.gmcrypto import SM2PrivateKey
 from ledger_node.crypto.hashes import DIGEST_SIZE, sm3
 from ledger_node.errors import (
     ChainError,
-    ContractRevert,
-    DeploymentError,
     EscrowError,
     InvalidAmlConfig,
     InvalidBundle,
@@ -51,19 +48,18 @@ from ledger_node.errors import (
     InvalidLeaf,
     InvalidOpening,
     InvalidRecord,
-    LedgerError,
 )
 from ledger_node.jsonfields import JsonFields, show
 from ledger_node.log.leaf import Leaf
 from ledger_node.log.merkle import hasher_for
 from ledger_node.protocol.aml import Alert, AmlConfig, Direction, PartyKind, Rule, detect
-from ledger_node.protocol.bundle import (
+from ledger_node.protocol.bundle import ProofBundle, Verdict, verify_bundle
+from ledger_node.protocol.checks import (
     Check,
+    CheckFailed,
+    CheckRunner,
     CheckStatus,
-    ProofBundle,
-    Verdict,
     check_line,
-    verify_bundle,
 )
 from ledger_node.protocol.commitment import RecordOpening, verify_opening
 from ledger_node.protocol.disclosure import (
@@ -583,63 +579,6 @@ class CaseReport:
 # --------------------------------------------------------------------------------------
 
 
-class _Fail(Exception):
-    """A check's failure, with the reason to report."""
-
-
-class _Run:
-    """The checks of one item, in order, and which passed (for dependencies)."""
-
-    def __init__(self) -> None:
-        self.checks: list[Check] = []
-        self.passed: set[str] = set()
-
-    def run(self, name: str, depends: Sequence[str], check: Callable[[], str], *,
-            reads_chain: bool = False) -> bool:
-        """Run ``check`` unless a dependency did not pass; record and return the outcome.
-
-        ``check`` returns the detail of a pass and raises :class:`_Fail` (or a ledger error
-        about the file) for a failure. A :class:`ChainError` that is not a contract revert
-        or a deployment mismatch, a web3 failure, or (for ``reads_chain``) any unexpected
-        exception means the chain could not be read: it propagates as :class:`ChainError`.
-        """
-        blocked = [d for d in depends if d not in self.passed]
-        if blocked:
-            self.checks.append(Check(name, False, f"not run: {blocked[0]} did not pass",
-                                     CheckStatus.NOT_RUN))
-            return False
-        try:
-            detail = check()
-        except _Fail as exc:
-            return self._failed(name, str(exc))
-        except ContractRevert as exc:
-            return self._failed(name, f"the contract refused: {exc.name}{exc.error_args!r}")
-        except DeploymentError as exc:
-            return self._failed(name, str(exc))
-        except ChainError:
-            raise
-        except Web3Exception as exc:
-            raise ChainError(f"reading the chain failed during the {name} check: {exc!r}"
-                             ) from exc
-        except (LedgerError, ValueError, TypeError) as exc:
-            return self._failed(name, str(exc) or type(exc).__name__)
-        except Exception as exc:
-            if reads_chain:
-                raise ChainError(f"reading the chain failed during the {name} check: "
-                                 f"{exc!r}") from exc
-            return self._failed(name, f"{type(exc).__name__}: {exc}")
-        self.checks.append(Check(name, True, detail))
-        self.passed.add(name)
-        return True
-
-    def _failed(self, name: str, detail: str) -> bool:
-        self.checks.append(Check(name, False, detail))
-        return False
-
-    def not_checked(self, name: str, detail: str) -> None:
-        self.checks.append(Check(name, False, detail, CheckStatus.NOT_CHECKED))
-
-
 def _short(data: bytes) -> str:
     return data.hex()[:16] + "…"
 
@@ -678,17 +617,17 @@ class _Verifier:
         case = self.case
         connected = self.chain.chain_id
         if connected != case.chain_id:
-            raise _Fail(f"the file is about chain {case.chain_id}, the chain given is "
-                        f"{connected}")
+            raise CheckFailed(f"the file is about chain {case.chain_id}, the chain given is "
+                              f"{connected}")
         trusted = self.trusted
         if trusted is not None:
             if trusted.chain_id != case.chain_id:
-                raise _Fail(f"the file is about chain {case.chain_id}, the verifier trusts the "
-                            f"deployment on chain {trusted.chain_id}")
+                raise CheckFailed(f"the file is about chain {case.chain_id}, the verifier trusts "
+                                  f"the deployment on chain {trusted.chain_id}")
             address = Web3.to_checksum_address(trusted.address)
             if address != case.contract:
-                raise _Fail(f"the file names contract {case.contract}, the verifier trusts "
-                            f"{address}")
+                raise CheckFailed(f"the file names contract {case.contract}, the verifier trusts "
+                                  f"{address}")
         self.attached = self.chain.attach(self._deployment())
         self.pinned = trusted is not None
         whose = ("the deployment the verifier trusts" if self.pinned
@@ -697,54 +636,54 @@ class _Verifier:
 
     def _on_chain(self) -> LedgerChain:
         if self.attached is None:
-            raise _Fail("chain has not passed")
+            raise CheckFailed("chain has not passed")
         return self.attached
 
     def regulator(self) -> str:
         case = self.case
         member = self._on_chain().member(case.regulator_account)
         if member.role is not Role.REGULATOR:
-            raise _Fail(f"{case.regulator_account} is {member.role.name.lower()} on chain, not "
-                        "a regulator")
+            raise CheckFailed(f"{case.regulator_account} is {member.role.name.lower()} on chain, "
+                              "not a regulator")
         if member.name != case.regulator_name:
-            raise _Fail(f"{case.regulator_account} is registered as {member.name!r}, the file "
-                        f"says {case.regulator_name!r}")
+            raise CheckFailed(f"{case.regulator_account} is registered as {member.name!r}, the "
+                              f"file says {case.regulator_name!r}")
         removed = "" if member.active else " (since removed)"
         return f"{case.regulator_account} is regulator {member.name!r} on chain{removed}"
 
     # ------------------------------------------------------------------ records
 
     def verify_record(self, record: CaseRecord) -> ItemReport:
-        run = _Run()
-        run.run(CHECK_REF, (), lambda: self._ref(record))
-        run.run(CHECK_ANCHOR, (), lambda: self._anchor(record))
-        run.run(CHECK_LEAF, (), lambda: self._leaf(record))
-        run.run(CHECK_POSITION, (), lambda: self._position(record))
+        runner = CheckRunner()
+        runner.run(CHECK_REF, lambda: self._ref(record))
+        runner.run(CHECK_ANCHOR, lambda: self._anchor(record))
+        runner.run(CHECK_LEAF, lambda: self._leaf(record))
+        runner.run(CHECK_POSITION, lambda: self._position(record))
         verdict = verify_bundle(record.bundle, chain=self.chain, deployment=self.trusted)
-        run.run(CHECK_BUNDLE, (), lambda: self._bundle(record, verdict))
+        runner.run(CHECK_BUNDLE, lambda: self._bundle(record, verdict))
         if self.opener is not None:
-            run.run(CHECK_PAYMENT, (), lambda: self._payment(record))
+            runner.run(CHECK_PAYMENT, lambda: self._payment(record))
         else:
             stated = ("states the payment" if record.payment is not None
                       else "states the escrow is unreadable")
-            run.not_checked(CHECK_PAYMENT, f"no regulator key: the escrow was NOT decrypted; "
-                            f"the file {stated}, but only the escrow's digest is bound to "
-                            "the anchored leaf")
-        return ItemReport(record.where, record.ref, tuple(run.checks), verdict)
+            runner.not_checked(CHECK_PAYMENT, f"no regulator key: the escrow was NOT decrypted; "
+                               f"the file {stated}, but only the escrow's digest is bound to "
+                               "the anchored leaf")
+        return ItemReport(record.where, record.ref, runner.checks, verdict)
 
     def _ref(self, record: CaseRecord) -> str:
         expected = evidence_ref(record.platform, record.log_id, record.index)
         if record.ref != expected:
-            raise _Fail(f"the ref is {record.ref!r}, the record's platform, log and index make "
-                        f"{expected!r}")
+            raise CheckFailed(f"the ref is {record.ref!r}, the record's platform, log and index "
+                              f"make {expected!r}")
         return f"{record.ref} names the record's platform, log and index"
 
     def _anchor(self, record: CaseRecord) -> str:
         anchor = record.bundle.anchor
         if (anchor.chain_id, anchor.contract) != (self.case.chain_id, self.case.contract):
-            raise _Fail(f"the bundle is anchored in {anchor.contract} on chain "
-                        f"{anchor.chain_id}, the file is about {self.case.contract} on chain "
-                        f"{self.case.chain_id}")
+            raise CheckFailed(f"the bundle is anchored in {anchor.contract} on chain "
+                              f"{anchor.chain_id}, the file is about {self.case.contract} on chain "
+                              f"{self.case.chain_id}")
         return f"the bundle is anchored in the file's contract, block {anchor.block_number}"
 
     def _leaf(self, record: CaseRecord) -> str:
@@ -765,7 +704,7 @@ class _Verifier:
                 problems.append(f"leaf_hash is {record.leaf_hash.hex()}, the leaf hashes to "
                                 f"{leaf_hash.hex()}")
         if problems:
-            raise _Fail("; ".join(problems))
+            raise CheckFailed("; ".join(problems))
         return (f"the bundle proves this leaf: commitment {_short(leaf.commitment)}, "
                 f"escrow of {len(leaf.escrow)} bytes with SM3 {_short(digest)}")
 
@@ -783,12 +722,12 @@ class _Verifier:
             problems.append(f"the bundle's log is {cp.platform}'s, the record says "
                             f"{record.platform}")
         if problems:
-            raise _Fail("; ".join(problems))
+            raise CheckFailed("; ".join(problems))
         return f"leaf {record.index} of {record.platform}'s log {_short(record.log_id)}"
 
     def _bundle(self, record: CaseRecord, verdict: Verdict) -> str:
         if not verdict.valid:
-            raise _Fail("the proof bundle does not verify: " + "; ".join(verdict.reasons))
+            raise CheckFailed("the proof bundle does not verify: " + "; ".join(verdict.reasons))
         return (f"the proof bundle verifies: leaf {record.bundle.index} of "
                 f"{record.bundle.tree_size} under the root read from the chain")
 
@@ -799,18 +738,18 @@ class _Verifier:
         except EscrowError as exc:
             if record.payment is None:
                 return f"the escrow does not open, as the file states ({exc})"
-            raise _Fail(f"the escrow does not open with the given key(s): "
-                        f"{type(exc).__name__}: {exc}") from None
+            raise CheckFailed(f"the escrow does not open with the given key(s): "
+                              f"{type(exc).__name__}: {exc}") from None
         if record.payment is None:
-            raise _Fail(f"the file states the escrow is unreadable, but it opens to a payment "
-                        f"of {opened.amount_fen} {opened.currency}")
+            raise CheckFailed(f"the file states the escrow is unreadable, but it opens to a "
+                              f"payment of {opened.amount_fen} {opened.currency}")
         if opened != record.payment:
             diffs = [f"{name} (escrow: {_value(getattr(opened, name))}, file: "
                      f"{_value(getattr(record.payment, name))})"
                      for name in _PAYMENT_KEYS
                      if getattr(opened, name) != getattr(record.payment, name)]
-            raise _Fail("the escrow decrypts to another payment than the file states: "
-                        + ", ".join(diffs))
+            raise CheckFailed("the escrow decrypts to another payment than the file states: "
+                              + ", ".join(diffs))
         return (f"the escrow decrypts to exactly the payment stated ({opened.amount_fen} "
                 f"{opened.currency} at {opened.time.isoformat()})")
 
@@ -823,12 +762,12 @@ class _Verifier:
         raised = detect(payments, self.case.aml_config)
         items = []
         for stated in self.case.alerts:
-            run = _Run()
-            run.run(CHECK_EVIDENCE, (), functools.partial(self._evidence, stated, records))
-            run.run(CHECK_REPRODUCED, (), functools.partial(self._reproduced, stated, raised))
+            runner = CheckRunner()
+            runner.run(CHECK_EVIDENCE, functools.partial(self._evidence, stated, records))
+            runner.run(CHECK_REPRODUCED, functools.partial(self._reproduced, stated, raised))
             alert = stated.alert
             label = f"{alert.rule} {alert.direction} {_short(alert.identity)}"
-            items.append(ItemReport(stated.where, label, tuple(run.checks)))
+            items.append(ItemReport(stated.where, label, runner.checks))
         listed = [s.alert for s in self.case.alerts]
         named = set(self.case.identities)
         missing = [a for a in raised if a not in listed and a.identity in named]
@@ -853,7 +792,7 @@ class _Verifier:
                 failed = [c.name for c in records[ref].checks if not _acceptable(c)]
                 problems.append(f"{ref} ({record.where}) failed {', '.join(failed)}")
         if problems:
-            raise _Fail("; ".join(problems))
+            raise CheckFailed("; ".join(problems))
         decrypted = ("decrypted and compared" if self.opener is not None
                      else "NOT decrypted (no regulator key)")
         return (f"all {len(stated.alert.refs)} records it rests on are in the file and verify; "
@@ -868,9 +807,9 @@ class _Verifier:
         same = [a for a in raised if (a.rule, a.identity, a.direction)
                 == (alert.rule, alert.identity, alert.direction)]
         if not same:
-            raise _Fail(f"the file's payments raise no {alert.rule} alert on identity "
-                        f"{_short(alert.identity)} as {alert.direction} under the file's AML "
-                        "settings")
+            raise CheckFailed(f"the file's payments raise no {alert.rule} alert on identity "
+                              f"{_short(alert.identity)} as {alert.direction} under the file's AML "
+                              "settings")
         closest = max(same, key=lambda a: (len(set(a.refs) & set(alert.refs)),
                                            -abs(a.total_fen - alert.total_fen)))
         diffs = [_alert_diff(name, getattr(alert, name), getattr(closest, name))
@@ -878,34 +817,34 @@ class _Verifier:
                  if getattr(alert, name) != getattr(closest, name)]
         if not diffs:  # the prose alone differs (it follows from the fields otherwise)
             diffs.append(_alert_diff("detail", alert.detail, closest.detail))
-        raise _Fail("not reproduced: the nearest alert the file's payments raise differs in "
-                    + "; ".join(diffs))
+        raise CheckFailed("not reproduced: the nearest alert the file's payments raise differs in "
+                          + "; ".join(diffs))
 
     # ------------------------------------------------------------------ disclosures
 
-    def verify_disclosure(self, entry: CaseDisclosure, case_run: _Run) -> ItemReport:
-        run = _Run()
-        chain_ok = CHECK_CHAIN in case_run.passed
-        run.run(CHECK_CASE, (), lambda: self._case(entry))
-        if chain_ok:
-            run.run(CHECK_REQUEST, (), lambda: self._request(entry), reads_chain=True)
-            run.run(CHECK_RESPONSE, (CHECK_REQUEST,), lambda: self._response(entry))
+    def verify_disclosure(self, entry: CaseDisclosure, chain_passed: bool) -> ItemReport:
+        runner = CheckRunner()
+        runner.run(CHECK_CASE, lambda: self._case(entry))
+        if chain_passed:
+            runner.run(CHECK_REQUEST, lambda: self._request(entry), reads_chain=True)
+            runner.run(CHECK_RESPONSE, lambda: self._response(entry),
+                       depends_on=(CHECK_REQUEST,))
         else:
             for name in (CHECK_REQUEST, CHECK_RESPONSE):
-                run.checks.append(Check(name, False, "not run: chain did not pass",
-                                        CheckStatus.NOT_RUN))
-        run.run(CHECK_RECORD, (), lambda: self._disclosed_record(entry))
-        run.run(CHECK_OPENING, (), lambda: self._opening(entry))
-        run.run(CHECK_ESCROW_AGREES, (CHECK_RECORD, CHECK_OPENING),
-                lambda: self._escrow_agrees(entry))
+                runner.not_run(name, CHECK_CHAIN)
+        runner.run(CHECK_RECORD, lambda: self._disclosed_record(entry))
+        runner.run(CHECK_OPENING, lambda: self._opening(entry))
+        runner.run(CHECK_ESCROW_AGREES, lambda: self._escrow_agrees(entry),
+                   depends_on=(CHECK_RECORD, CHECK_OPENING))
         if self.keys:
-            run.run(CHECK_SEALED_RESPONSE, (CHECK_OPENING,), lambda: self._sealed(entry))
+            runner.run(CHECK_SEALED_RESPONSE, lambda: self._sealed(entry),
+                       depends_on=(CHECK_OPENING,))
         else:
-            run.not_checked(CHECK_SEALED_RESPONSE, "no regulator key: the sealed response was "
-                            "NOT decrypted; that the platform sent this opening rests on the "
-                            "digest alone, that it opens the commitment is checked above")
+            runner.not_checked(CHECK_SEALED_RESPONSE, "no regulator key: the sealed response "
+                               "was NOT decrypted; that the platform sent this opening rests on "
+                               "the digest alone, that it opens the commitment is checked above")
         return ItemReport(entry.where, f"request {entry.request_id} to {entry.platform}",
-                          tuple(run.checks))
+                          runner.checks)
 
     def _case(self, entry: CaseDisclosure) -> str:
         problems = []
@@ -917,7 +856,7 @@ class _Verifier:
             problems.append(f"the entry's case_ref is {entry.case_ref.hex()}, the file's case "
                             f"key and the commitment give {expected.hex()}")
         if problems:
-            raise _Fail("; ".join(problems))
+            raise CheckFailed("; ".join(problems))
         return "the entry is for the file's case, its reference derived from the case key"
 
     def _request(self, entry: CaseDisclosure) -> str:
@@ -946,7 +885,7 @@ class _Verifier:
             problems.append(f"transaction 0x{entry.request_tx.hex()} did not log request "
                             f"{entry.request_id} (block {request.requested_block})")
         if problems:
-            raise _Fail("; ".join(problems))
+            raise CheckFailed("; ".join(problems))
         self.requests[entry.request_id] = request.fulfilled, request.response_digest
         return (f"request {entry.request_id} is on chain as stated: {self.case.regulator_name} "
                 f"asked {entry.platform} to open {_short(entry.commitment)} for this case "
@@ -955,22 +894,22 @@ class _Verifier:
     def _response(self, entry: CaseDisclosure) -> str:
         fulfilled, digest = self.requests[entry.request_id]
         if not fulfilled:
-            raise _Fail("the request is not fulfilled on chain: the platform has logged no "
-                        "answer")
+            raise CheckFailed("the request is not fulfilled on chain: the platform has logged no "
+                              "answer")
         if entry.response is None:
-            raise _Fail("the file holds no response to the request")
+            raise CheckFailed("the file holds no response to the request")
         got = response_digest(entry.response)
         if not hmac.compare_digest(got, digest):
-            raise _Fail(f"SM3 of the response in the file is {got.hex()}, the platform logged "
-                        f"{digest.hex()} on chain")
+            raise CheckFailed(f"SM3 of the response in the file is {got.hex()}, the platform "
+                              f"logged {digest.hex()} on chain")
         return f"SM3 of the response is the digest {_short(digest)} the platform logged on chain"
 
     def _record_of(self, entry: CaseDisclosure) -> CaseRecord:
         for record in self.case.records:
             if record.platform == entry.platform and record.leaf.commitment == entry.commitment:
                 return record
-        raise _Fail(f"commitment {entry.commitment.hex()} is not the commitment of a record of "
-                    f"{entry.platform} in this file")
+        raise CheckFailed(f"commitment {entry.commitment.hex()} is not the commitment of a "
+                          f"record of {entry.platform} in this file")
 
     def _disclosed_record(self, entry: CaseDisclosure) -> str:
         record = self._record_of(entry)
@@ -978,11 +917,11 @@ class _Verifier:
 
     def _opening(self, entry: CaseDisclosure) -> str:
         if entry.opening is None:
-            raise _Fail("the file holds no opening for this request")
+            raise CheckFailed("the file holds no opening for this request")
         verify_opening(entry.commitment, entry.opening)
         if entry.opening.record.platform != entry.platform:
-            raise _Fail(f"the opened record is {entry.opening.record.platform!r}'s, the request "
-                        f"went to {entry.platform!r}")
+            raise CheckFailed(f"the opened record is {entry.opening.record.platform!r}'s, the "
+                              f"request went to {entry.platform!r}")
         return "the record and salt open the commitment"
 
     def _escrow_agrees(self, entry: CaseDisclosure) -> str:
@@ -990,27 +929,27 @@ class _Verifier:
         assert entry.opening is not None
         opened = entry.opening.record
         if record.payment is None:
-            raise _Fail(f"{record.where} states no payment (its escrow was unreadable): the "
-                        "opening cannot be compared with it")
+            raise CheckFailed(f"{record.where} states no payment (its escrow was unreadable): the "
+                              "opening cannot be compared with it")
         mismatches = payload_mismatches(record.payment, opened)
         if mismatches:
             shown = ", ".join(
                 f"{name} (escrow: {_value(getattr(record.payment, name))}, opening: "
                 f"{_value(_opened_value(opened, name))})" for name in mismatches)
-            raise _Fail(f"the platform escrowed something else than it committed: {shown} "
-                        f"of {record.where} disagree with the opened record")
+            raise CheckFailed(f"the platform escrowed something else than it committed: {shown} "
+                              f"of {record.where} disagree with the opened record")
         source = ("the escrow as decrypted" if self.opener is not None
                   else "the payment the file states (escrow NOT decrypted)")
         return f"the opened record agrees with {source} in every escrowed field"
 
     def _sealed(self, entry: CaseDisclosure) -> str:
         if entry.response is None:
-            raise _Fail("the file holds no response to decrypt")
+            raise CheckFailed("the file holds no response to decrypt")
         opening = open_disclosure_response(
             self.keys, entry.response, entry.request_id, entry.commitment,
             chain_id=self.case.chain_id, contract=self.case.contract)
         if opening != entry.opening:
-            raise _Fail("the sealed response decrypts to another opening than the file holds")
+            raise CheckFailed("the sealed response decrypts to another opening than the file holds")
         return "the sealed response decrypts to exactly the opening in the file"
 
 
@@ -1077,16 +1016,17 @@ def verify_case_file(
         except ChainError:
             deployment = None
     verifier = _Verifier(case, chain, deployment, regulator_keys)
-    run = _Run()
-    run.run(CHECK_STRUCTURE, (), verifier.structure)
-    run.run(CHECK_CHAIN, (), verifier.attach, reads_chain=True)
-    run.run(CHECK_REGULATOR, (CHECK_CHAIN,), verifier.regulator, reads_chain=True)
+    runner = CheckRunner()
+    runner.run(CHECK_STRUCTURE, verifier.structure)
+    runner.run(CHECK_CHAIN, verifier.attach, reads_chain=True)
+    runner.run(CHECK_REGULATOR, verifier.regulator, depends_on=(CHECK_CHAIN,), reads_chain=True)
     records = tuple(verifier.verify_record(r) for r in case.records)
     alerts, unlisted = verifier.verify_alerts({r.label: r for r in records})
-    disclosures = tuple(verifier.verify_disclosure(d, run) for d in case.disclosures)
+    chain_passed = CHECK_CHAIN in runner.passed
+    disclosures = tuple(verifier.verify_disclosure(d, chain_passed) for d in case.disclosures)
     return CaseReport(
         case_id=case.case_id, chain_id=case.chain_id, contract=case.contract,
-        regulator=case.regulator_name, checks=tuple(run.checks), records=records,
+        regulator=case.regulator_name, checks=runner.checks, records=records,
         alerts=alerts, disclosures=disclosures, regulator_key=bool(regulator_keys),
         deployment_pinned=verifier.pinned, unlisted_alerts=unlisted,
     )
