@@ -36,7 +36,6 @@ import httpx
 
 from ledger_node.chain.adapter import LedgerChain, Member, Role
 from ledger_node.crypto import gmcrypto
-from ledger_node.crypto.hashes import DIGEST_SIZE
 from ledger_node.errors import (
     ApiError,
     InvalidBatch,
@@ -871,23 +870,17 @@ def _merge_reports(parts: Sequence[dict[str, Any]], skipped: Skipped,
 
 
 def _summaries_from_json(items: object) -> list[LeafSummary]:
-    """Leaf summaries from their JSON forms, every value checked to be a 32-byte digest."""
+    """Leaf summaries from their JSON forms, each parsed by :meth:`LeafSummary.from_json`
+    (every value a 32-byte digest); an error names the summary, ``summaries[3].match_tag``."""
     if not isinstance(items, list):
         raise InvalidLeaf("summaries", "must be a JSON array")
     out: list[LeafSummary] = []
-    put, unhex = out.append, bytes.fromhex
-    for item in items:
-        match_tag, amount_tag = item["match_tag"], item["amount_tag"]
-        summary = LeafSummary(unhex(item["commitment"]), unhex(item["escrow_digest"]),
-                              None if match_tag is None else unhex(match_tag),
-                              None if amount_tag is None else unhex(amount_tag))
-        if (len(summary.commitment) != DIGEST_SIZE or len(summary.escrow_digest) != DIGEST_SIZE
-                or (match_tag is None) != (amount_tag is None)
-                or (summary.match_tag is not None and len(summary.match_tag) != DIGEST_SIZE)
-                or (summary.amount_tag is not None
-                    and len(summary.amount_tag) != DIGEST_SIZE)):
-            raise InvalidLeaf("summaries", f"summary {len(out)} is not four 32-byte digests")
-        put(summary)
+    put, parse = out.append, LeafSummary.from_json
+    for position, item in enumerate(items):
+        try:
+            put(parse(item))
+        except InvalidLeaf as exc:
+            raise InvalidLeaf(f"summaries[{position}].{exc.field}", exc.reason) from None
     return out
 
 

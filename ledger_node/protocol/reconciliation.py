@@ -303,21 +303,15 @@ class ReportItem:
         if self.outcome.key_id:
             out["key_id"] = self.outcome.key_id.hex()
         out["expected"] = [pair.to_json() for pair in expected.tags]
-        out["leaf"] = _summary_json(self.own_leaf)
+        out["leaf"] = self.own_leaf.to_json()
         if bundles:
             out["bundle"] = None if self.own_bundle is None else self.own_bundle.to_json()
         out["counterparty"] = [
-            {"index": index, "leaf": _summary_json(leaf)}
+            {"index": index, "leaf": leaf.to_json()}
             | ({"bundle": None if bundle is None else bundle.to_json()} if bundles else {})
             for index, leaf, bundle in self.counterparty
         ]
         return out
-
-
-def _summary_json(leaf: LeafSummary) -> dict[str, Any]:
-    return {"commitment": leaf.commitment.hex(), "escrow_digest": leaf.escrow_digest.hex(),
-            "match_tag": None if leaf.match_tag is None else leaf.match_tag.hex(),
-            "amount_tag": None if leaf.amount_tag is None else leaf.amount_tag.hex()}
 
 
 @dataclass
