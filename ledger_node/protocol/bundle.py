@@ -158,7 +158,6 @@ class ProofBundle:
 
     def to_json(self) -> dict[str, Any]:
         """The self-contained JSON document: ``{"format": BUNDLE_FORMAT, ...}``, hex bytes."""
-        cp = self.checkpoint.checkpoint
         return {
             "format": BUNDLE_FORMAT,
             "hash": self.hash_name,
@@ -166,7 +165,7 @@ class ProofBundle:
             "index": self.index,
             "tree_size": self.tree_size,
             "path": [p.hex() for p in self.path],
-            "checkpoint": cp.to_json() | {"signature": self.checkpoint.signature.hex()},
+            "checkpoint": self.checkpoint.to_json(),
             "anchor": self.anchor.to_json(),
         }
 
