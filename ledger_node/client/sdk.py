@@ -72,6 +72,7 @@ from ledger_node.protocol.reconciliation import (
     Window,
     check_grace,
     expectations_for,
+    report_record_json,
 )
 from ledger_node.protocol.record import PaymentRecord, format_time
 
@@ -845,11 +846,8 @@ def _merge_reports(parts: Sequence[dict[str, Any]], skipped: Skipped,
     for item in items:
         expected = records.get(item["index"])
         if expected is not None and expected.record is not None and expected.side is not None:
-            record = expected.record
             item["side"] = expected.side.value
-            item["record"] = {"local_tx_id": record.local_tx_id,
-                              "clearing_ref": record.clearing_ref,
-                              "amount_fen": record.amount_fen, "currency": record.currency}
+            item["record"] = report_record_json(expected.record)
             ids = {t.match_tag.hex(): t.key_id.hex() for t in expected.tags}
             for pair in item.get("expected", []):
                 pair["key_id"] = ids.get(pair["match_tag"], "")

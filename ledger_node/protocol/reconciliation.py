@@ -254,6 +254,13 @@ def match_expectations(
     return out
 
 
+def report_record_json(record: PaymentRecord) -> dict[str, Any]:
+    """What a report shows of one of the platform's own records, in its own report only:
+    its references, amount and currency (never the parties)."""
+    return {"local_tx_id": record.local_tx_id, "clearing_ref": record.clearing_ref,
+            "amount_fen": record.amount_fen, "currency": record.currency}
+
+
 class LogView(Protocol):
     """A verified view of one platform's log: leaves and proof bundles by index."""
 
@@ -297,9 +304,7 @@ class ReportItem:
             out["side"] = expected.side.value
         record = expected.record
         if record is not None:  # the platform's own data, in its own report
-            out["record"] = {"local_tx_id": record.local_tx_id,
-                             "clearing_ref": record.clearing_ref,
-                             "amount_fen": record.amount_fen, "currency": record.currency}
+            out["record"] = report_record_json(record)
         if self.outcome.key_id:
             out["key_id"] = self.outcome.key_id.hex()
         out["expected"] = [pair.to_json() for pair in expected.tags]
@@ -425,4 +430,5 @@ __all__ = [
     "match_expectations",
     "own_side",
     "parse_time",
+    "report_record_json",
 ]
