@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 
 import httpx
 
@@ -79,6 +79,8 @@ from ledger_node.protocol.record import PaymentRecord, format_time
 MAX_CHUNK: Final = 10_000
 PartyKinds = tuple[PartyKind, PartyKind]
 """A payment's (payer, payee) party kinds, for the AML payload of its escrow."""
+_Item = TypeVar("_Item")
+"""What a node answers a JSON array of (a leaf, a leaf summary)."""
 _RETRY_STATUSES: Final = frozenset({500, 502, 503, 504})
 Progress = Callable[[int, int], None]
 """Called with (leaves acknowledged so far, total leaves) after each chunk."""
@@ -313,7 +315,9 @@ class NodeClient:
         try:
             served = SummaryRange(bytes.fromhex(data["log_id"]), str(data["platform"]),
                                   str(data["hash"]), int(data["start"]), int(data["end"]),
-                                  int(data["size"]), _summaries_from_json(data["summaries"]))
+                                  int(data["size"]),
+                                  _items_from_json(data["summaries"], LeafSummary.from_json,
+                                                   "summaries"))
         except InvalidLeaf:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -775,7 +779,8 @@ class RegulatorClient(NodeClient):
         try:
             served = LeafRange(bytes.fromhex(data["log_id"]), str(data["platform"]),
                                str(data["hash"]), int(data["start"]), int(data["end"]),
-                               int(data["size"]), _leaves_from_json(data["leaves"]))
+                               int(data["size"]),
+                               _items_from_json(data["leaves"], Leaf.from_json, "leaves"))
         except InvalidLeaf:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -811,22 +816,6 @@ class RegulatorClient(NodeClient):
     def _signature_headers(self, method: str, target: str, content: bytes) -> dict[str, str]:
         return sign_request(self._key, self.account, method, target, content,
                             audience=self.log_id)
-
-
-def _leaves_from_json(items: object) -> list[Leaf]:
-    """Leaves from their ``Leaf.to_json`` forms, without the per-field checks of
-    :meth:`Leaf.from_json` that would dominate a 10,000-leaf read (``Leaf`` still checks
-    every length)."""
-    if not isinstance(items, list):
-        raise InvalidLeaf("leaves", "must be a JSON array")
-    out: list[Leaf] = []
-    put, unhex = out.append, bytes.fromhex
-    for item in items:
-        match_tag, amount_tag = item["match_tag"], item["amount_tag"]
-        put(Leaf(unhex(item["commitment"]), unhex(item["escrow"]),
-                 None if match_tag is None else unhex(match_tag),
-                 None if amount_tag is None else unhex(amount_tag)))
-    return out
 
 
 def own_records(submitted: Iterable[SubmittedRecord]) -> list[OwnRecord]:
@@ -867,18 +856,25 @@ def _merge_reports(parts: Sequence[dict[str, Any]], skipped: Skipped,
     return report
 
 
-def _summaries_from_json(items: object) -> list[LeafSummary]:
-    """Leaf summaries from their JSON forms, each parsed by :meth:`LeafSummary.from_json`
-    (every value a 32-byte digest); an error names the summary, ``summaries[3].match_tag``."""
+def _items_from_json(items: object, parse: Callable[[object], _Item], where: str
+                     ) -> list[_Item]:
+    """``[parse(item) for item in items]`` for the JSON array ``where`` of a node's answer.
+
+    ``parse`` is the type's own reader (:meth:`Leaf.from_json`,
+    :meth:`LeafSummary.from_json`), so every value is checked as it is everywhere else;
+    its :class:`InvalidLeaf` is raised again naming the item, ``summaries[3].match_tag``.
+    """
     if not isinstance(items, list):
-        raise InvalidLeaf("summaries", "must be a JSON array")
-    out: list[LeafSummary] = []
-    put, parse = out.append, LeafSummary.from_json
+        raise InvalidLeaf(where, "must be a JSON array")
+    out: list[_Item] = []
+    put = out.append
     for position, item in enumerate(items):
         try:
             put(parse(item))
         except InvalidLeaf as exc:
-            raise InvalidLeaf(f"summaries[{position}].{exc.field}", exc.reason) from None
+            place = f"{where}[{position}]"
+            raise InvalidLeaf(place if exc.field == "leaf" else f"{place}.{exc.field}",
+                              exc.reason) from None
     return out
 
 

@@ -63,8 +63,8 @@ class Leaf:
         """Parse the :meth:`to_json` form; raise :class:`InvalidLeaf` naming the field."""
         if not isinstance(data, dict):
             raise InvalidLeaf("leaf", "must be a JSON object")
-        unknown = sorted(set(data) - {"commitment", "escrow", "match_tag", "amount_tag"})
-        if unknown:
+        if not _LEAF_FIELDS.issuperset(data):  # one test for the usual case
+            unknown = sorted(set(data) - _LEAF_FIELDS)
             raise InvalidLeaf(str(unknown[0]), "is not a leaf field")
         if "commitment" not in data:
             raise InvalidLeaf("commitment", "is missing")
@@ -132,6 +132,7 @@ class LeafSummary:
         return cls(commitment, escrow_digest, match_tag, amount_tag)
 
 
+_LEAF_FIELDS: Final = frozenset({"commitment", "escrow", "match_tag", "amount_tag"})
 _SUMMARY_FIELDS: Final = frozenset({"commitment", "escrow_digest", "match_tag", "amount_tag"})
 
 
