@@ -33,15 +33,18 @@ from api.schemas import (
     LeafStatusPublic,
     LeafSummaryPublic,
     ProofBundlePublic,
+    ReceiptPublic,
+    SubmissionReceipts,
     VerdictPublic,
 )
 from ledger_node.chain.adapter import LedgerChain
 from ledger_node.client.sdk import PlatformClient, SubmittedRecord
 from ledger_node.demo.run import sample_records
+from ledger_node.log import merkle
 from ledger_node.log.leaf import LeafSummary
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.bundle import verify_bundle
-from tests.api_support import Consortium
+from tests.api_support import Consortium, random_leaves, submission
 from tests.test_regulator_access import (
     KINDS,
     answer_with,
@@ -156,6 +159,20 @@ def test_leaves_by_hand_are_the_models_and_to_json(consortium: Consortium, clien
         "start": 0, "end": end, "size": node.size(),
         "leaves": [leaf.to_json() for leaf in leaves]})
     assert answer.status_code == 200 and answer.content == model_bytes(expected)
+
+
+def test_receipts_by_hand_are_the_models(consortium: Consortium, client: TestClient,
+                                         node: PlatformNode) -> None:
+    leaves = random_leaves(3, seed=82)
+    url = f"/v1/logs/{node.log_id.hex()}/leaves"
+    for duplicate in (False, True):
+        answer = client.post(url, json=submission(consortium.unionpay, node.log_id, leaves))
+        assert answer.status_code == 201
+        hashes = [merkle.SM3_HASHER.hash_leaf(leaf.leaf_data()) for leaf in leaves]
+        expected = SubmissionReceipts(receipts=[
+            ReceiptPublic(index=node.find(h), leaf_hash=h.hex(), duplicate=duplicate)
+            for h in hashes])
+        assert answer.content == model_bytes(expected)
 
 
 def test_verdicts_are_their_model(client: TestClient, node: PlatformNode,
