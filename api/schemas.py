@@ -3,8 +3,10 @@
 Request models validate form (hex lengths, sizes, types) before any domain code runs, so
 malformed input becomes a 422 problem naming the field; the domain types
 (:class:`~ledger_node.log.leaf.Leaf`, :class:`~ledger_node.protocol.bundle.ProofBundle`) are built
-from
-them in the routes. Every model carries an example for the OpenAPI page at ``/docs``.
+from them in the routes. Response models are built from the domain types by their ``of``
+constructors, which the routes return; where a domain type has its own JSON form
+(``to_json``), the model is made from it, so the type keeps one wire format. Every model
+carries an example for the OpenAPI page at ``/docs``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger_node.log.leaf import MAX_ESCROW_BYTES, Leaf
+from ledger_node.chain.adapter import DisclosureRequest
+from ledger_node.log.leaf import MAX_ESCROW_BYTES, Leaf, LeafSummary
+from ledger_node.log.merkle import ConsistencyProof
+from ledger_node.platform.chain_watch import ChainStatus
+from ledger_node.platform.node import LeafStatus
+from ledger_node.platform.sealer import SealerCounters
+from ledger_node.platform.store import StoredCheckpoint, StoredDisclosureResponse
+from ledger_node.protocol.bundle import Verdict
 from ledger_node.protocol.disclosure import MAX_RESPONSE_SIZE
 
 MAX_BATCH: Final = 10_000
@@ -99,6 +108,11 @@ class LeafSummaryPublic(BaseModel):
     match_tag: Digest | None = None
     amount_tag: Digest | None = None
 
+    @classmethod
+    def of(cls, summary: LeafSummary) -> LeafSummaryPublic:
+        """The API form of ``summary``: its own :meth:`~LeafSummary.to_json`."""
+        return cls.model_validate(summary.to_json())
+
 
 class LeafPublic(BaseModel):
     """A whole leaf as stored, escrow included (regulator-only data)."""
@@ -154,6 +168,22 @@ class DisclosureRequestPublic(BaseModel):
     response_digest: Digest | None = Field(description="SM3 of the answer, once fulfilled")
     answered: bool = Field(description="this node stores the answer")
 
+    @classmethod
+    def of(cls, request: DisclosureRequest, stored: StoredDisclosureResponse | None
+           ) -> DisclosureRequestPublic:
+        """``request`` as read on chain, with ``stored``, this node's answer if any."""
+        return cls(
+            id=request.id,
+            regulator=request.regulator,
+            platform=request.platform,
+            commitment=request.commitment.hex(),
+            case_id=request.case_id.hex(),
+            requested_block=request.requested_block,
+            fulfilled=request.fulfilled,
+            response_digest=request.response_digest.hex() if request.fulfilled else None,
+            answered=stored is not None and stored.fulfilled,
+        )
+
 
 class DisclosureResponseCreate(_Strict):
     """A sealed disclosure response (``ledger_node.protocol.disclosure``) for the node to store and
@@ -182,6 +212,13 @@ class DisclosureFulfilment(BaseModel):
     tx_hash: str = Field(description="the fulfilDisclosure transaction, 0x-prefixed")
     block: int
 
+    @classmethod
+    def of(cls, stored: StoredDisclosureResponse) -> DisclosureFulfilment:
+        """Where ``stored`` (an answer already logged on chain) was logged."""
+        assert stored.tx_hash is not None and stored.block_number is not None
+        return cls(request_id=stored.request_id, response_digest=stored.digest.hex(),
+                   tx_hash="0x" + stored.tx_hash.hex(), block=stored.block_number)
+
 
 class DisclosureResponsePublic(BaseModel):
     """The stored, fulfilled answer to a disclosure request, for the regulator to open."""
@@ -196,6 +233,13 @@ class DisclosureResponsePublic(BaseModel):
     response_digest: Digest
     tx_hash: str
 
+    @classmethod
+    def of(cls, stored: StoredDisclosureResponse) -> DisclosureResponsePublic:
+        """``stored`` (an answer already logged on chain) with its sealed bytes."""
+        assert stored.tx_hash is not None
+        return cls(request_id=stored.request_id, response=stored.response.hex(),
+                   response_digest=stored.digest.hex(), tx_hash="0x" + stored.tx_hash.hex())
+
 
 class LeafStatusPublic(BaseModel):
     """A leaf's place in the log and whether a checkpoint covering it is anchored."""
@@ -208,6 +252,14 @@ class LeafStatusPublic(BaseModel):
     leaf: LeafSummaryPublic
     bundle: str = Field(description="path of the leaf's proof bundle",
                         examples=["/v1/leaves/41/bundle"])
+
+    @classmethod
+    def of(cls, status: LeafStatus, summary: LeafSummary) -> LeafStatusPublic:
+        """The status of the leaf ``summary`` summarises, with its bundle's path."""
+        return cls(index=status.index, leaf_hash=status.leaf_hash.hex(),
+                   anchored=status.anchored, checkpoint_size=status.checkpoint_size,
+                   leaf=LeafSummaryPublic.of(summary),
+                   bundle=f"/v1/leaves/{status.index}/bundle")
 
 
 class CheckpointPublic(BaseModel):
@@ -224,6 +276,19 @@ class CheckpointPublic(BaseModel):
     block_number: int | None
     final: bool | None = Field(default=None, description="whether its anchoring has the "
                                "configured number of confirmations")
+
+    @classmethod
+    def of(cls, stored: StoredCheckpoint, final_size: int | None = None) -> CheckpointPublic:
+        """``stored`` as served: its signed JSON (:meth:`SignedCheckpoint.to_json`) and its
+        anchoring (``0x`` transaction hash); given ``final_size`` (the node's largest final
+        size), whether it is final, else ``final`` is left unset."""
+        document = stored.signed().to_json() | {
+            "tx_hash": None if stored.tx_hash is None else "0x" + stored.tx_hash.hex(),
+            "block_number": stored.block_number,
+        }
+        if final_size is not None:
+            document["final"] = stored.anchored and stored.tree_size <= final_size
+        return cls.model_validate(document)
 
 
 class CheckpointList(BaseModel):
@@ -245,6 +310,16 @@ class ConsistencyPublic(BaseModel):
     path: list[Digest]
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    @classmethod
+    def of(cls, log_id: bytes, hash_name: str, proof: ConsistencyProof, root_from: bytes,
+           root_to: bytes) -> ConsistencyPublic:
+        """``proof`` between the anchored roots ``root_from`` and ``root_to`` of ``log_id``."""
+        return cls.model_validate({
+            "log_id": log_id.hex(), "hash": hash_name, "from": proof.size1,
+            "to": proof.size2, "root_from": root_from.hex(), "root_to": root_to.hex(),
+            "path": [p.hex() for p in proof.path],
+        })
 
 
 class CheckpointInBundle(BaseModel):
@@ -347,6 +422,12 @@ class VerdictPublic(BaseModel):
     checks: list[CheckPublic]
     reasons: list[str]
 
+    @classmethod
+    def of(cls, verdict: Verdict) -> VerdictPublic:
+        """The API form of ``verdict``: its own :meth:`~Verdict.to_json`, less the fields
+        this model does not publish (``summary``, ``deployment_pinned``)."""
+        return cls.model_validate(verdict.to_json())
+
 
 class ChainHealth(BaseModel):
     """The chain as this node's background probe last saw it."""
@@ -365,6 +446,24 @@ class ChainHealth(BaseModel):
     last_answered_at: float | None = Field(
         default=None, description="Unix seconds when a probe last got the chain's answer")
 
+    @classmethod
+    def of(cls, status: ChainStatus, contract: str) -> ChainHealth:
+        """What the probe read (chain id, head, the node's ``contract``, latest anchored
+        size) when it answered, else why the chain counts as unreachable; and when it ran.
+        Fields that do not apply are left unset (so ``exclude_unset`` leaves them out)."""
+        fields: dict[str, Any] = {"reachable": status.reachable}
+        if status.probe is not None:
+            fields |= {"chain_id": status.probe.chain_id,
+                       "block_number": status.probe.block_number,
+                       "contract": contract,
+                       "latest_anchored_size": status.probe.latest_anchored_size}
+        else:
+            fields["error"] = status.error
+        fields |= {"checked_at": status.checked_at,
+                   "age_s": None if status.age_s is None else round(status.age_s, 3),
+                   "last_answered_at": status.last_answered_at}
+        return cls.model_validate(fields)
+
 
 class AnchoringHealth(BaseModel):
     """The sealer as this node sees it: finality, and its latest failure (kept after it
@@ -378,6 +477,14 @@ class AnchoringHealth(BaseModel):
     final_size: int
     checked_head: int | None = Field(description="chain head at the latest finality check")
     lost_anchorings: int = Field(description="anchorings the chain lost, sent again")
+
+    @classmethod
+    def of(cls, sealer: SealerCounters) -> AnchoringHealth:
+        """The sealer's counters as health reports them."""
+        return cls(failing=sealer.failing, failures=sealer.anchoring_failures,
+                   last_error=sealer.last_error, confirmations=sealer.confirmations,
+                   final_size=sealer.final_size, checked_head=sealer.checked_head,
+                   lost_anchorings=sealer.lost_anchorings)
 
 
 class Health(BaseModel):

@@ -660,6 +660,20 @@ def test_json_document_shape(world: World) -> None:
     assert world.bundle(1).to_json()["leaf"]["match_tag"] is None
 
 
+def test_the_leaf_is_in_the_summarys_own_json(world: World) -> None:
+    """A bundle's ``leaf`` is :meth:`LeafSummary.to_json`, and a bad value in it is refused
+    with the summary parser's reason under the bundle's field path."""
+    for index in (0, 1):
+        bundle = world.bundle(index)
+        assert bundle.to_json()["leaf"] == bundle.leaf.to_json()
+    document = world.bundle(0).to_json()
+    document["leaf"]["escrow_digest"] = "00" * 31
+    with pytest.raises(InvalidBundle) as caught:
+        ProofBundle.from_json(document)
+    assert (caught.value.field, caught.value.reason) == ("leaf.escrow_digest",
+                                                         "must be 32 bytes, got 31")
+
+
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     def edit(document: dict[str, Any]) -> None:
         *parents, last = path.split(".")

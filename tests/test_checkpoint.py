@@ -98,3 +98,11 @@ def test_invalid_checkpoints_are_rejected(change: dict[str, Any], message: str) 
 def test_malformed_json_is_rejected(document: object, message: str) -> None:
     with pytest.raises(InvalidCheckpoint, match=message):
         Checkpoint.from_json(document)
+
+
+def test_signed_json_is_the_checkpoints_then_the_signature() -> None:
+    signed = sign_checkpoint(KEY, CHECKPOINT)
+    document = signed.to_json()
+    assert list(document) == ["platform", "log_id", "tree_size", "root", "timestamp", "hash",
+                              "signature"]
+    assert document == CHECKPOINT.to_json() | {"signature": signed.signature.hex()}

@@ -56,6 +56,7 @@ from ledger_node.protocol.reconciliation import (
     match_expectations,
     own_side,
     parse_time,
+    report_record_json,
 )
 from ledger_node.protocol.record import Channel, PaymentRecord
 
@@ -464,3 +465,11 @@ def test_a_record_without_reference_has_no_tags() -> None:
     full = _record("unionpay", 9)
     assert record_match_tags(_key(), full) == {
         side: match_tag(_key(), side, full.clearing_ref) for side in Side}
+
+
+def test_a_report_shows_an_own_records_references_and_amount_only() -> None:
+    record = _record("unionpay", 7)
+    document = report_record_json(record)
+    assert document == {"local_tx_id": "un-7", "clearing_ref": "CR000007",
+                        "amount_fen": 10_007, "currency": "CNY"}
+    assert list(document) == ["local_tx_id", "clearing_ref", "amount_fen", "currency"]

@@ -172,3 +172,23 @@ def test_bad_paths_and_bodies_are_problems(api: Api) -> None:
                                                audience=node_audience("pboc"))
                           | {"Content-Type": "application/json"})
     problem(bad, 400, "malformed-json")
+
+
+def test_disclosure_requests_are_shown_in_their_stored_form(api: Api) -> None:
+    """``POST`` and ``GET /v1/disclosures`` both show a request as ``StoredDisclosure.to_json``
+    (lowercase hex whatever the case asked in), the list adding whether it was collected."""
+    pboc = api.consortium.pboc
+    api.call("POST", "/v1/ingest", pboc)
+    traced = api.call("POST", "/v1/trace/identity", pboc, {"identity": "bob"}).json()
+    commitment = traced["records"][0]["leaf"]["commitment"]
+    answer = api.call("POST", "/v1/disclosures", pboc,
+                      {"commitment": commitment.upper(), "case_id": "CD" * 32})
+    assert answer.status_code == 201, answer.text
+    stored = api.regulator.store.disclosure(answer.json()["request_id"])
+    assert stored is not None
+    assert list(answer.json()) == ["request_id", "platform", "commitment", "case_id", "tx_hash"]
+    assert answer.json() == stored.to_json()
+    assert (answer.json()["commitment"], answer.json()["case_id"]) == (commitment, "cd" * 32)
+    listed = api.call("GET", "/v1/disclosures", pboc).json()["disclosures"]
+    assert stored.to_json() | {"collected": False} in listed
+    assert all(list(d) == [*stored.to_json(), "collected"] for d in listed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -13,9 +14,11 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from ledger_node.chain.adapter import LedgerChain
-from ledger_node.client.sdk import PlatformClient
+from ledger_node.client.sdk import NodeClient, PlatformClient, RegulatorClient
+from ledger_node.crypto.gmcrypto import generate_private_key
 from ledger_node.demo.run import sample_records
-from ledger_node.errors import ApiError, InvalidBatch, InvalidRecord, ProofPending
+from ledger_node.errors import ApiError, InvalidBatch, InvalidLeaf, InvalidRecord, ProofPending
+from ledger_node.log.leaf import Leaf, LeafSummary
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.bundle import verify_bundle
 from ledger_node.protocol.commitment import disclose_field, record_commitment
@@ -168,3 +171,56 @@ def test_bundle_wait_gives_up_with_proof_pending() -> None:
     with pytest.raises(ProofPending):
         client.bundle(0, timeout=0.05)
     assert len(calls) >= 2
+
+
+def test_summaries_are_parsed_strictly_naming_the_summary() -> None:
+    """Every served summary goes through ``LeafSummary.from_json``; a bad one is refused
+    with its place in the answer, so a reconciler can say which leaf a node garbled."""
+    good = LeafSummary(b"\xab" * 32, b"\xcd" * 32, b"\x01" * 32, b"\x02" * 32)
+    log_id = b"\x09" * 32
+
+    def client(items: list[dict[str, Any]]) -> NodeClient:
+        def serve(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, json={"log_id": log_id.hex(), "platform": "unionpay",
+                                             "hash": "sm3", "start": 0, "end": len(items),
+                                             "size": len(items), "summaries": items})
+        return NodeClient("http://node", http=httpx.Client(transport=httpx.MockTransport(serve),
+                                                           base_url="http://node"))
+
+    assert client([good.to_json()] * 2).summaries(log_id, 0, 2).summaries == [good, good]
+    short_tag = good.to_json() | {"match_tag": "00" * 31}
+    with pytest.raises(InvalidLeaf) as caught:
+        client([good.to_json(), short_tag]).summaries(log_id, 0, 2)
+    assert caught.value.field == "summaries[1].match_tag"
+    assert caught.value.reason == "must be 32 bytes, got 31"
+    with pytest.raises(InvalidLeaf) as caught:
+        client([good.to_json() | {"escrow": ""}]).summaries(log_id, 0, 1)
+    assert caught.value.field == "summaries[0].escrow"
+    with pytest.raises(InvalidLeaf) as caught:
+        client([good.to_json(), None]).summaries(log_id, 0, 2)  # type: ignore[list-item]
+    assert caught.value.field == "summaries[1]"
+
+
+def test_leaf_ranges_are_parsed_strictly_naming_the_leaf() -> None:
+    """Whole leaves go through ``Leaf.from_json`` as summaries go through theirs."""
+    good = Leaf(b"\xab" * 32, b"\x01\x02", b"\x03" * 32, b"\x04" * 32)
+    log_id = b"\x09" * 32
+
+    def client(items: list[object]) -> RegulatorClient:
+        def serve(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, json={"log_id": log_id.hex(), "platform": "unionpay",
+                                             "hash": "sm3", "start": 0, "end": len(items),
+                                             "size": len(items), "leaves": items})
+        http = httpx.Client(transport=httpx.MockTransport(serve), base_url="http://node")
+        return RegulatorClient("http://node", "0x" + "00" * 20, generate_private_key(), log_id,
+                               http=http)
+
+    assert client([good.to_json()]).leaves(log_id, 0, 1) == [good]
+    for items, field in (
+        ([good.to_json(), good.to_json() | {"escrow": "ab cd"}], "leaves[1].escrow"),
+        ([good.to_json() | {"amount_tag": None}], "leaves[0].amount_tag"),
+        (["not a leaf"], "leaves[0]"),
+    ):
+        with pytest.raises(InvalidLeaf) as caught:
+            client(items).leaves(log_id, 0, len(items))
+        assert caught.value.field == field, caught.value

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from api.deps import NodeDep
-from api.routes.common import checkpoint_json, problem_responses
-from api.schemas import CheckpointList, ConsistencyPublic
+from api.routes.common import problem_responses
+from api.schemas import CheckpointList, CheckpointPublic, ConsistencyPublic
 from ledger_node.errors import InvalidCheckpoint
 
 router = APIRouter(prefix="/v1", tags=["checkpoints"])
@@ -22,12 +22,12 @@ def list_checkpoints(
     node: NodeDep,
     after: Annotated[int, Query(ge=0, description="only checkpoints larger than this size")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, Any]:
+) -> CheckpointList:
     """This log's checkpoints anchored on chain with their signatures and transactions."""
     selected = node.checkpoints(after=after, limit=limit)
     final = node.sealer_status().final_size
-    return {"log_id": node.log_id.hex(),
-            "checkpoints": [checkpoint_json(c, final) for c in selected]}
+    return CheckpointList(log_id=node.log_id.hex(),
+                          checkpoints=[CheckpointPublic.of(c, final) for c in selected])
 
 
 @router.get("/consistency", response_model=ConsistencyPublic, response_model_by_alias=True,
@@ -37,7 +37,7 @@ def consistency(
     node: NodeDep,
     size1: Annotated[int, Query(alias="from", ge=1, le=2**64 - 1)],
     size2: Annotated[int, Query(alias="to", ge=1, le=2**64 - 1)],
-) -> dict[str, Any]:
+) -> ConsistencyPublic:
     """The RFC 9162 proof that the log at ``to`` extends the log at ``from``.
 
     Both sizes must be anchored checkpoints' (404 ``unknown-checkpoint`` otherwise) and
@@ -46,12 +46,5 @@ def consistency(
     if size1 > size2:
         raise InvalidCheckpoint(f"from ({size1}) must not be larger than to ({size2})")
     proof = node.consistency_proof(size1, size2)
-    return {
-        "log_id": node.log_id.hex(),
-        "hash": node.hash_name,
-        "from": proof.size1,
-        "to": proof.size2,
-        "root_from": node.checkpoint(size1).root.hex(),
-        "root_to": node.checkpoint(size2).root.hex(),
-        "path": [p.hex() for p in proof.path],
-    }
+    return ConsistencyPublic.of(node.log_id, node.hash_name, proof,
+                                node.checkpoint(size1).root, node.checkpoint(size2).root)

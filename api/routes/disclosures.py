@@ -3,7 +3,7 @@ sealed answers the platform's own system posts for the node to store and log on 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
@@ -19,43 +19,24 @@ from api.schemas import (
 )
 from ledger_node.chain.adapter import Role
 from ledger_node.errors import Forbidden
-from ledger_node.platform.store import StoredDisclosureResponse
 
 router = APIRouter(prefix="/v1/disclosures", tags=["disclosures"])
 
 RequestIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="request id on chain")]
 
 
-def _fulfilment(stored: StoredDisclosureResponse) -> dict[str, Any]:
-    assert stored.tx_hash is not None and stored.block_number is not None
-    return {"request_id": stored.request_id, "response_digest": stored.digest.hex(),
-            "tx_hash": "0x" + stored.tx_hash.hex(), "block": stored.block_number}
-
-
 @router.get("", response_model=list[DisclosureRequestPublic],
             responses=problem_responses(401, 403, 503),
             summary="Disclosure requests addressed to this platform (own platform or regulator)")
-def disclosure_requests(node: NodeDep, member: MemberDep) -> list[dict[str, Any]]:
+def disclosure_requests(node: NodeDep, member: MemberDep) -> list[DisclosureRequestPublic]:
     """Every disclosure request addressed to this platform, read from the chain, oldest
     first, with whether it is fulfilled on chain and whether this node holds the answer.
 
     Needs an SM2-signed request from this log's own platform or a regulator.
     """
     require_owner_or_regulator(member, node, "disclosure requests")
-    return [
-        {
-            "id": request.id,
-            "regulator": request.regulator,
-            "platform": request.platform,
-            "commitment": request.commitment.hex(),
-            "case_id": request.case_id.hex(),
-            "requested_block": request.requested_block,
-            "fulfilled": request.fulfilled,
-            "response_digest": request.response_digest.hex() if request.fulfilled else None,
-            "answered": stored is not None and stored.fulfilled,
-        }
-        for request, stored in node.disclosure_requests()
-    ]
+    return [DisclosureRequestPublic.of(request, stored)
+            for request, stored in node.disclosure_requests()]
 
 
 @router.post(
@@ -87,7 +68,8 @@ def answer_disclosure(request_id: RequestIdPath, body: DisclosureResponseCreate,
             f"disclosure requests at {node.platform}'s node: only {node.platform} may"
         )
     answer = node.answer_disclosure(request_id, bytes.fromhex(body.response), index=body.index)
-    return JSONResponse(_fulfilment(answer.stored), status_code=201 if answer.created else 200)
+    return JSONResponse(DisclosureFulfilment.of(answer.stored).model_dump(mode="json"),
+                        status_code=201 if answer.created else 200)
 
 
 @router.get(
@@ -97,11 +79,8 @@ def answer_disclosure(request_id: RequestIdPath, body: DisclosureResponseCreate,
     summary="The sealed answer to a disclosure request (regulator or own platform, signed)",
 )
 def disclosure_response(request_id: RequestIdPath, node: NodeDep, member: MemberDep
-                        ) -> dict[str, Any]:
+                        ) -> DisclosureResponsePublic:
     """The sealed response stored here and logged on chain; only the regulator whose key it
     was sealed for can open it. 404 ``disclosure-not-answered`` until then."""
     require_owner_or_regulator(member, node, "disclosure responses")
-    stored = node.disclosure_response(request_id)
-    fulfilment = _fulfilment(stored)
-    return {"request_id": stored.request_id, "response": stored.response.hex(),
-            "response_digest": fulfilment["response_digest"], "tx_hash": fulfilment["tx_hash"]}
+    return DisclosureResponsePublic.of(node.disclosure_response(request_id))

@@ -4,13 +4,13 @@ contract's custom error when it reverted)."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from api.deps import NodeDep, ProblemsDep
-from api.routes.common import checkpoint_json
-from api.schemas import Health, ProblemPublic
+from api.schemas import AnchoringHealth, ChainHealth, CheckpointPublic, Health, ProblemPublic
 
 router = APIRouter(prefix="/v1/health", tags=["health"])
 
@@ -22,7 +22,7 @@ FRESH_PROBE_WAIT_S: Final = 1.0
 @router.get("", response_model=Health,
             responses={503: {"model": ProblemPublic, "description": "Chain unreachable"}},
             summary="Node health")
-def health(request: Request, node: NodeDep, problems: ProblemsDep) -> Any:
+def health(request: Request, node: NodeDep, problems: ProblemsDep) -> Health | JSONResponse:
     """200 with the log's state when the chain answers; 503 problem (with the same state
     under ``health``) when it does not. ``status`` is ``degraded`` also while anchoring
     fails (``anchoring.last_error`` says why).
@@ -31,44 +31,24 @@ def health(request: Request, node: NodeDep, problems: ProblemsDep) -> Any:
     ``chain.age_s``): health asks for a fresh one and waits for it at most
     :data:`FRESH_PROBE_WAIT_S`, never behind a probe stuck in the RPC client's retries.
     """
-    status = node.chain_status(wait=FRESH_PROBE_WAIT_S)
-    chain: dict[str, Any] = {"reachable": status.reachable}
-    if status.probe is not None:
-        chain.update({
-            "chain_id": status.probe.chain_id,
-            "block_number": status.probe.block_number,
-            "contract": node.deployment.address,
-            "latest_anchored_size": status.probe.latest_anchored_size,
-        })
-    else:
-        chain["error"] = status.error
-    chain.update({
-        "checked_at": status.checked_at,
-        "age_s": None if status.age_s is None else round(status.age_s, 3),
-        "last_answered_at": status.last_answered_at,
-    })
+    chain = ChainHealth.of(node.chain_status(wait=FRESH_PROBE_WAIT_S), node.deployment.address)
     last = node.latest_checkpoint()
     sealer = node.sealer_status()
-    document = {
-        "status": "ok" if chain["reachable"] and not sealer.failing else "degraded",
-        "platform": node.platform,
-        "log_id": node.log_id.hex(),
-        "hash": node.hash_name,
-        "store_size": node.size(),
-        "chain": chain,
-        "last_anchored": None if last is None else checkpoint_json(last, sealer.final_size),
-        "final_size": sealer.final_size,
-        "anchoring": {
-            "failing": sealer.failing,
-            "failures": sealer.anchoring_failures,
-            "last_error": sealer.last_error,
-            "confirmations": sealer.confirmations,
-            "final_size": sealer.final_size,
-            "checked_head": sealer.checked_head,
-            "lost_anchorings": sealer.lost_anchorings,
-        },
-    }
-    if not chain["reachable"]:
+    document = Health(
+        status="ok" if chain.reachable and not sealer.failing else "degraded",
+        platform=node.platform,
+        log_id=node.log_id.hex(),
+        hash=node.hash_name,
+        store_size=node.size(),
+        chain=chain,
+        last_anchored=None if last is None else CheckpointPublic.of(last, sealer.final_size),
+        final_size=sealer.final_size,
+        anchoring=AnchoringHealth.of(sealer),
+    )
+    if not chain.reachable:
+        # The problem carries the fields that apply (exclude_unset), as it always has: an
+        # unreachable chain has no chain_id, block_number, contract or anchored size.
         return problems.response("chain-unavailable", f"the chain does not answer: "
-                                 f"{chain.get('error')}", request.url.path, health=document)
+                                 f"{chain.error}", request.url.path,
+                                 health=document.model_dump(mode="json", exclude_unset=True))
     return document

@@ -17,27 +17,13 @@ from ledger_node.platform.node import PlatformNode
 router = APIRouter(prefix="/v1/leaves", tags=["leaves"])
 
 
-def _status(node: PlatformNode, index: int) -> dict[str, Any]:
-    status = node.leaf_status(index)
-    summary = LeafSummary.of(node.leaf(index))
-    return {
-        "index": status.index,
-        "leaf_hash": status.leaf_hash.hex(),
-        "anchored": status.anchored,
-        "checkpoint_size": status.checkpoint_size,
-        "leaf": {
-            "commitment": summary.commitment.hex(),
-            "escrow_digest": summary.escrow_digest.hex(),
-            "match_tag": None if summary.match_tag is None else summary.match_tag.hex(),
-            "amount_tag": None if summary.amount_tag is None else summary.amount_tag.hex(),
-        },
-        "bundle": f"/v1/leaves/{status.index}/bundle",
-    }
+def _status(node: PlatformNode, index: int) -> LeafStatusPublic:
+    return LeafStatusPublic.of(node.leaf_status(index), LeafSummary.of(node.leaf(index)))
 
 
 @router.get("/by-hash/{leaf_hash}", response_model=LeafStatusPublic,
             responses=problem_responses(404, 422), summary="Find a leaf by its leaf hash")
-def leaf_by_hash(leaf_hash: DigestPath, node: NodeDep) -> dict[str, Any]:
+def leaf_by_hash(leaf_hash: DigestPath, node: NodeDep) -> LeafStatusPublic:
     """The status of the leaf whose RFC 9162 leaf hash is ``leaf_hash``."""
     index = node.find(bytes.fromhex(leaf_hash))
     if index is None:
@@ -47,7 +33,7 @@ def leaf_by_hash(leaf_hash: DigestPath, node: NodeDep) -> dict[str, Any]:
 
 @router.get("/{index}", response_model=LeafStatusPublic,
             responses=problem_responses(404, 422), summary="A leaf's status")
-def leaf_status(index: IndexPath, node: NodeDep) -> dict[str, Any]:
+def leaf_status(index: IndexPath, node: NodeDep) -> LeafStatusPublic:
     """Where leaf ``index`` is and whether a checkpoint covering it is anchored."""
     return _status(node, index)
 

@@ -113,7 +113,9 @@ def _tag(value: bytes | None) -> str:
 
 def leaves_json(leaves: list[Leaf]) -> str:
     """``[leaf.to_json() ...]`` as JSON text, built directly: the values are hex, which
-    needs no escaping, and ``json.dumps`` of 10,000 escrows costs five times as much."""
+    needs no escaping, and a page of 10,000 293-byte escrows takes 20 ms so against 46 ms
+    for ``json.dumps`` of ``to_json()`` and 56 ms through :class:`LeafRangePublic`. The
+    text is exactly ``to_json``'s: tests/test_api_wire.py holds them equal."""
     return ",".join(
         f'{{"commitment":"{leaf.commitment.hex()}","escrow":"{leaf.escrow.hex()}",'
         f'"match_tag":{_tag(leaf.match_tag)},"amount_tag":{_tag(leaf.amount_tag)}}}'
@@ -176,7 +178,17 @@ class LeafSummaryRangePublic(BaseModel):
 
 
 def summaries_json(leaves: list[Leaf]) -> str:
-    """``[LeafSummary.of(leaf) as JSON ...]`` built directly (hex values need no escaping)."""
+    """``[LeafSummary.of(leaf).to_json() ...]`` as compact JSON text, built directly.
+
+    Hand-built on purpose, the one place a summary is not written by
+    :meth:`~ledger_node.log.leaf.LeafSummary.to_json`: this is the hot path of
+    reconciliation (other platforms read whole logs, 10,000 summaries a page), and text
+    made from hex values, which need no escaping, takes 21 ms a page against 43 ms for
+    ``json.dumps`` of ``to_json()`` and 54 ms through :class:`LeafSummaryRangePublic`
+    (measured with 293-byte escrows; their SM3, which all three pay, is 18 ms of each). The
+    text is exactly ``to_json``'s, key order included: tests/test_api_wire.py holds them
+    equal.
+    """
     return ",".join(
         f'{{"commitment":"{leaf.commitment.hex()}","escrow_digest":"{leaf.escrow_digest.hex()}",'
         f'"match_tag":{_tag(leaf.match_tag)},"amount_tag":{_tag(leaf.amount_tag)}}}'

@@ -171,20 +171,15 @@ def request_disclosure(body: DisclosureRequestBody, regulator: RegulatorDep,
                                               bytes.fromhex(body.case_id))
     stored = regulator.store.disclosure(request_id)
     assert stored is not None
-    return {"request_id": request_id, "platform": stored.platform,
-            "commitment": body.commitment.lower(), "case_id": body.case_id.lower(),
-            "tx_hash": "0x" + stored.requested_tx.hex()}
+    return stored.to_json()
 
 
 @router.get("/disclosures", responses=problem_responses(401, 403),
             summary="Disclosure requests this regulator made, collected or not")
 def list_disclosures(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, Any]:
     """Each request with whether its verified opening has been collected."""
-    return {"disclosures": [
-        {"request_id": d.request_id, "platform": d.platform, "commitment": d.commitment.hex(),
-         "case_id": d.case_id.hex(), "tx_hash": "0x" + d.requested_tx.hex(),
-         "collected": d.opening is not None}
-        for d in regulator.store.disclosures()]}
+    return {"disclosures": [d.to_json() | {"collected": d.opening is not None}
+                            for d in regulator.store.disclosures()]}
 
 
 @router.post("/disclosures/{request_id}/collect",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from api.deps import NodeDep
@@ -19,7 +17,7 @@ router = APIRouter(prefix="/v1/verify", tags=["verify"])
 
 @router.post("", response_model=VerdictPublic, responses=problem_responses(400, 413, 422, 503),
              summary="Verify a proof bundle (and an opening or disclosure) against the chain")
-def verify(request: VerifyRequest, node: NodeDep) -> dict[str, Any]:
+def verify(request: VerifyRequest, node: NodeDep) -> VerdictPublic:
     """Check the bundle against the root anchored on chain, never against this node's store.
 
     A well-formed bundle that does not verify (another log, another chain, a wrong path or
@@ -34,4 +32,4 @@ def verify(request: VerifyRequest, node: NodeDep) -> dict[str, Any]:
                                 disclosure=disclosure)
     except DeploymentError as exc:  # defensive: the verifier reports these as checks
         verdict = Verdict(False, False, (Check("deployment", False, str(exc)),))
-    return verdict.to_json()
+    return VerdictPublic.of(verdict)

@@ -30,13 +30,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 
 import httpx
 
 from ledger_node.chain.adapter import LedgerChain, Member, Role
 from ledger_node.crypto import gmcrypto
-from ledger_node.crypto.hashes import DIGEST_SIZE
 from ledger_node.errors import (
     ApiError,
     InvalidBatch,
@@ -74,12 +73,15 @@ from ledger_node.protocol.reconciliation import (
     Window,
     check_grace,
     expectations_for,
+    report_record_json,
 )
 from ledger_node.protocol.record import PaymentRecord, format_time
 
 MAX_CHUNK: Final = 10_000
 PartyKinds = tuple[PartyKind, PartyKind]
 """A payment's (payer, payee) party kinds, for the AML payload of its escrow."""
+_Item = TypeVar("_Item")
+"""What a node answers a JSON array of (a leaf, a leaf summary)."""
 _RETRY_STATUSES: Final = frozenset({500, 502, 503, 504})
 Progress = Callable[[int, int], None]
 """Called with (leaves acknowledged so far, total leaves) after each chunk."""
@@ -314,7 +316,9 @@ class NodeClient:
         try:
             served = SummaryRange(bytes.fromhex(data["log_id"]), str(data["platform"]),
                                   str(data["hash"]), int(data["start"]), int(data["end"]),
-                                  int(data["size"]), _summaries_from_json(data["summaries"]))
+                                  int(data["size"]),
+                                  _items_from_json(data["summaries"], LeafSummary.from_json,
+                                                   "summaries"))
         except InvalidLeaf:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -776,7 +780,8 @@ class RegulatorClient(NodeClient):
         try:
             served = LeafRange(bytes.fromhex(data["log_id"]), str(data["platform"]),
                                str(data["hash"]), int(data["start"]), int(data["end"]),
-                               int(data["size"]), _leaves_from_json(data["leaves"]))
+                               int(data["size"]),
+                               _items_from_json(data["leaves"], Leaf.from_json, "leaves"))
         except InvalidLeaf:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -814,22 +819,6 @@ class RegulatorClient(NodeClient):
                             audience=self.log_id)
 
 
-def _leaves_from_json(items: object) -> list[Leaf]:
-    """Leaves from their ``Leaf.to_json`` forms, without the per-field checks of
-    :meth:`Leaf.from_json` that would dominate a 10,000-leaf read (``Leaf`` still checks
-    every length)."""
-    if not isinstance(items, list):
-        raise InvalidLeaf("leaves", "must be a JSON array")
-    out: list[Leaf] = []
-    put, unhex = out.append, bytes.fromhex
-    for item in items:
-        match_tag, amount_tag = item["match_tag"], item["amount_tag"]
-        put(Leaf(unhex(item["commitment"]), unhex(item["escrow"]),
-                 None if match_tag is None else unhex(match_tag),
-                 None if amount_tag is None else unhex(amount_tag)))
-    return out
-
-
 def own_records(submitted: Iterable[SubmittedRecord]) -> list[OwnRecord]:
     """Submitted records as reconciliation input: leaf index, record, the leaf's match tag."""
     return [OwnRecord(item.receipt.index, item.prepared.record, item.prepared.leaf.match_tag)
@@ -847,11 +836,8 @@ def _merge_reports(parts: Sequence[dict[str, Any]], skipped: Skipped,
     for item in items:
         expected = records.get(item["index"])
         if expected is not None and expected.record is not None and expected.side is not None:
-            record = expected.record
             item["side"] = expected.side.value
-            item["record"] = {"local_tx_id": record.local_tx_id,
-                              "clearing_ref": record.clearing_ref,
-                              "amount_fen": record.amount_fen, "currency": record.currency}
+            item["record"] = report_record_json(expected.record)
             ids = {t.match_tag.hex(): t.key_id.hex() for t in expected.tags}
             for pair in item.get("expected", []):
                 pair["key_id"] = ids.get(pair["match_tag"], "")
@@ -871,24 +857,25 @@ def _merge_reports(parts: Sequence[dict[str, Any]], skipped: Skipped,
     return report
 
 
-def _summaries_from_json(items: object) -> list[LeafSummary]:
-    """Leaf summaries from their JSON forms, every value checked to be a 32-byte digest."""
+def _items_from_json(items: object, parse: Callable[[object], _Item], where: str
+                     ) -> list[_Item]:
+    """``[parse(item) for item in items]`` for the JSON array ``where`` of a node's answer.
+
+    ``parse`` is the type's own reader (:meth:`Leaf.from_json`,
+    :meth:`LeafSummary.from_json`), so every value is checked as it is everywhere else;
+    its :class:`InvalidLeaf` is raised again naming the item, ``summaries[3].match_tag``.
+    """
     if not isinstance(items, list):
-        raise InvalidLeaf("summaries", "must be a JSON array")
-    out: list[LeafSummary] = []
-    put, unhex = out.append, bytes.fromhex
-    for item in items:
-        match_tag, amount_tag = item["match_tag"], item["amount_tag"]
-        summary = LeafSummary(unhex(item["commitment"]), unhex(item["escrow_digest"]),
-                              None if match_tag is None else unhex(match_tag),
-                              None if amount_tag is None else unhex(amount_tag))
-        if (len(summary.commitment) != DIGEST_SIZE or len(summary.escrow_digest) != DIGEST_SIZE
-                or (match_tag is None) != (amount_tag is None)
-                or (summary.match_tag is not None and len(summary.match_tag) != DIGEST_SIZE)
-                or (summary.amount_tag is not None
-                    and len(summary.amount_tag) != DIGEST_SIZE)):
-            raise InvalidLeaf("summaries", f"summary {len(out)} is not four 32-byte digests")
-        put(summary)
+        raise InvalidLeaf(where, "must be a JSON array")
+    out: list[_Item] = []
+    put = out.append
+    for position, item in enumerate(items):
+        try:
+            put(parse(item))
+        except InvalidLeaf as exc:
+            place = f"{where}[{position}]"
+            raise InvalidLeaf(place if exc.field == "leaf" else f"{place}.{exc.field}",
+                              exc.reason) from None
     return out
 
 

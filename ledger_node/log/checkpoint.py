@@ -121,6 +121,11 @@ class SignedCheckpoint:
     checkpoint: Checkpoint
     signature: bytes
 
+    def to_json(self) -> dict[str, Any]:
+        """The checkpoint's JSON form followed by ``signature`` (hex DER): a proof bundle's
+        ``checkpoint``, and the start of an anchored checkpoint's JSON wherever it is served."""
+        return self.checkpoint.to_json() | {"signature": self.signature.hex()}
+
 
 def sign_checkpoint(
     private_key: gmcrypto.SM2PrivateKey, checkpoint: Checkpoint

@@ -205,8 +205,7 @@ class StoredCheckpoint:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form: the checkpoint, its signature and its anchoring (hex for bytes)."""
-        return self.checkpoint.to_json() | {
-            "signature": self.signature.hex(),
+        return self.signed().to_json() | {
             "status": self.status,
             "tx_hash": self.tx_hash.hex() if self.tx_hash is not None else None,
             "block_number": self.block_number,

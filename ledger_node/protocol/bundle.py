@@ -30,6 +30,7 @@ from ledger_node.errors import (
     ContractRevert,
     InvalidBundle,
     InvalidCheckpoint,
+    InvalidLeaf,
     InvalidSignature,
 )
 from ledger_node.jsonfields import JsonFields, show
@@ -154,20 +155,14 @@ class ProofBundle:
 
     def to_json(self) -> dict[str, Any]:
         """The self-contained JSON document: ``{"format": BUNDLE_FORMAT, ...}``, hex bytes."""
-        cp = self.checkpoint.checkpoint
         return {
             "format": BUNDLE_FORMAT,
             "hash": self.hash_name,
-            "leaf": {
-                "commitment": self.leaf.commitment.hex(),
-                "escrow_digest": self.leaf.escrow_digest.hex(),
-                "match_tag": None if self.leaf.match_tag is None else self.leaf.match_tag.hex(),
-                "amount_tag": None if self.leaf.amount_tag is None else self.leaf.amount_tag.hex(),
-            },
+            "leaf": self.leaf.to_json(),
             "index": self.index,
             "tree_size": self.tree_size,
             "path": [p.hex() for p in self.path],
-            "checkpoint": cp.to_json() | {"signature": self.checkpoint.signature.hex()},
+            "checkpoint": self.checkpoint.to_json(),
             "anchor": self.anchor.to_json(),
         }
 
@@ -270,20 +265,11 @@ def _hash_name(field: str, value: object) -> str:
 
 
 def _leaf_summary(data: object) -> LeafSummary:
-    obj = _object("leaf", data, _LEAF_KEYS)
-    match_tag = None if obj["match_tag"] is None else _digest("leaf.match_tag", obj["match_tag"])
-    amount_tag = (
-        None if obj["amount_tag"] is None else _digest("leaf.amount_tag", obj["amount_tag"])
-    )
-    if (match_tag is None) != (amount_tag is None):
-        raise InvalidBundle("leaf.amount_tag", "match_tag and amount_tag come together or not "
-                                               "at all")
-    return LeafSummary(
-        commitment=_digest("leaf.commitment", obj["commitment"]),
-        escrow_digest=_digest("leaf.escrow_digest", obj["escrow_digest"]),
-        match_tag=match_tag,
-        amount_tag=amount_tag,
-    )
+    obj = _object("leaf", data, _LEAF_KEYS)  # a bundle names every field, null tags too
+    try:
+        return LeafSummary.from_json(obj)
+    except InvalidLeaf as exc:
+        raise InvalidBundle(f"leaf.{exc.field}", exc.reason) from None
 
 
 def _signed_checkpoint(data: object) -> SignedCheckpoint:

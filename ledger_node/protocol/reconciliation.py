@@ -254,6 +254,13 @@ def match_expectations(
     return out
 
 
+def report_record_json(record: PaymentRecord) -> dict[str, Any]:
+    """What a report shows of one of the platform's own records, in its own report only:
+    its references, amount and currency (never the parties)."""
+    return {"local_tx_id": record.local_tx_id, "clearing_ref": record.clearing_ref,
+            "amount_fen": record.amount_fen, "currency": record.currency}
+
+
 class LogView(Protocol):
     """A verified view of one platform's log: leaves and proof bundles by index."""
 
@@ -297,27 +304,19 @@ class ReportItem:
             out["side"] = expected.side.value
         record = expected.record
         if record is not None:  # the platform's own data, in its own report
-            out["record"] = {"local_tx_id": record.local_tx_id,
-                             "clearing_ref": record.clearing_ref,
-                             "amount_fen": record.amount_fen, "currency": record.currency}
+            out["record"] = report_record_json(record)
         if self.outcome.key_id:
             out["key_id"] = self.outcome.key_id.hex()
         out["expected"] = [pair.to_json() for pair in expected.tags]
-        out["leaf"] = _summary_json(self.own_leaf)
+        out["leaf"] = self.own_leaf.to_json()
         if bundles:
             out["bundle"] = None if self.own_bundle is None else self.own_bundle.to_json()
         out["counterparty"] = [
-            {"index": index, "leaf": _summary_json(leaf)}
+            {"index": index, "leaf": leaf.to_json()}
             | ({"bundle": None if bundle is None else bundle.to_json()} if bundles else {})
             for index, leaf, bundle in self.counterparty
         ]
         return out
-
-
-def _summary_json(leaf: LeafSummary) -> dict[str, Any]:
-    return {"commitment": leaf.commitment.hex(), "escrow_digest": leaf.escrow_digest.hex(),
-            "match_tag": None if leaf.match_tag is None else leaf.match_tag.hex(),
-            "amount_tag": None if leaf.amount_tag is None else leaf.amount_tag.hex()}
 
 
 @dataclass
@@ -431,4 +430,5 @@ __all__ = [
     "match_expectations",
     "own_side",
     "parse_time",
+    "report_record_json",
 ]

@@ -185,6 +185,13 @@ class StoredDisclosure:
     opening: str | None
     verified_at: float | None
 
+    def to_json(self) -> dict[str, Any]:
+        """The request as the regulator node's API shows it: id, platform, commitment, case
+        id and the requesting transaction (``0x`` hash)."""
+        return {"request_id": self.request_id, "platform": self.platform,
+                "commitment": self.commitment.hex(), "case_id": self.case_id.hex(),
+                "tx_hash": "0x" + self.requested_tx.hex()}
+
 
 def evidence_ref(platform: str, log_id: bytes, index: int) -> str:
     """The reference of leaf ``index`` of ``log_id``: ``platform/<log id hex>/<index>``."""
