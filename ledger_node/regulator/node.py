@@ -321,8 +321,7 @@ class RegulatorNode:
                 self.store.ensure_log(log_id, member.name, owner, "sm3")
                 self._trees[log_id] = MerkleLog(hasher_for("sm3"))
             if event.block_number not in times:
-                times[event.block_number] = int(
-                    self.chain.w3.eth.get_block(event.block_number)["timestamp"])
+                times[event.block_number] = self.chain.block_time(event.block_number)
             assert event.tx_hash is not None
             anchors.append(StoredAnchor(
                 log_id, int(event.args["treeSize"]), bytes(event.args["root"]),
