@@ -1,17 +1,19 @@
 """Reconciliation against the chain and the nodes: keys in force, verified logs, a full run.
 
-* **Keys in force.** :func:`key_history` reads a member's SM2 keys from the chain (the key
-  registered now and every key a governance rotation replaced, with the block times of the
-  rotations); :func:`pairwise_keys_in_force` derives the pairwise key of every pair of keys
-  the two platforms had registered during the window (plus its grace period), with the
-  platform's retired private keys, which it must keep for this.
+* **Keys in force.** :meth:`~ledger_node.chain.adapter.LedgerChain.key_history` reads a
+  member's SM2 keys from the chain (the key registered now and every key a governance
+  rotation replaced, with the block times of the rotations);
+  :func:`pairwise_keys_in_force` derives the pairwise key of every pair of keys the two
+  platforms had registered during the window (plus its grace period), with the platform's
+  retired private keys, which it must keep for this.
 * **Verified logs.** :class:`VerifiedLog` reads a platform's leaf summaries from any node
-  (``GET /v1/logs/{log_id}/summaries``, public) up to the newest checkpoint anchored on chain,
-  rebuilds the Merkle tree and compares its root with the anchored one, exactly as the
-  regulator does (:mod:`ledger_node.regulator.node`): a node serving leaves that do not reproduce
-  the anchored root, fewer leaves than anchored, another platform's log, or a checkpoint not
-  signed with a key its platform registered is refused with :class:`LogVerificationFailed`.
-  It then builds proof bundles from its own tree and the chain, trusting no node.
+  (``GET /v1/logs/{log_id}/summaries``, public) up to the newest checkpoint anchored on chain
+  and verifies them with the same follower as the regulator's ingest
+  (:class:`~ledger_node.client.log_follower.LogFollower`): a node serving leaves that do not
+  reproduce the anchored root, fewer leaves than anchored, another platform's log, or a
+  checkpoint not signed with a key its platform registered is refused with
+  :class:`LogVerificationFailed`. It then builds proof bundles from its own tree and the
+  chain, trusting no node.
 * **A run.** :func:`reconcile` puts it together in the platform's own process: its records
   (with their leaf indexes), its own log and the counterparty's, both verified, and a
   :class:`~ledger_node.protocol.reconciliation.ReconciliationReport`.
@@ -22,32 +24,46 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
 import httpx
 
 from ledger_node.chain.adapter import LedgerChain, Member
+from ledger_node.client.log_follower import (
+    FAULT_BAD_SIGNATURE,
+    FAULT_ROOT_MISMATCH,
+    FAULT_UNREACHABLE,
+    FAULT_WITHHELD,
+    FAULT_WRONG_LOG,
+    MAX_PAGE,
+    AnchoredRootMismatch,
+    HashChanged,
+    LogFault,
+    LogFollower,
+    PageIncomplete,
+    PageNotServed,
+    RegisteredKeys,
+    ServedPage,
+    UnsignedCheckpoint,
+    VerifiedRange,
+)
 from ledger_node.client.sdk import SummaryRange
 from ledger_node.client.sharded import shard_number
 from ledger_node.crypto import gmcrypto
 from ledger_node.errors import (
     ApiError,
-    InvalidCheckpoint,
     InvalidLeaf,
     InvalidOpening,
     InvalidReconciliationInput,
-    InvalidSignature,
     LogVerificationFailed,
     UnknownLeaf,
 )
-from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
+from ledger_node.log.checkpoint import SignedCheckpoint
 from ledger_node.log.leaf import LeafSummary
-from ledger_node.log.merkle import MerkleLog, hasher_for
 from ledger_node.protocol.bundle import ChainAnchor, ProofBundle, build_bundle
 from ledger_node.protocol.commitment import RecordOpening, verify_opening
 from ledger_node.protocol.keys_in_force import pairwise_keys_in_force
@@ -69,13 +85,7 @@ from ledger_node.protocol.reconciliation import (
 )
 from ledger_node.protocol.record import format_time
 
-PAGE: Final = 10_000
-
-FAULT_ROOT_MISMATCH: Final = "root-mismatch"
-FAULT_WITHHELD: Final = "withheld"
-FAULT_WRONG_LOG: Final = "wrong-log"
-FAULT_BAD_SIGNATURE: Final = "bad-checkpoint-signature"
-FAULT_UNREACHABLE: Final = "unreachable"
+PAGE: Final = MAX_PAGE
 
 SHARDED_REPORT_FORMAT: Final = "jointledger/reconciliation-shards/v1"
 """The report of :func:`reconcile_shards` (``jointledger reconcile``)."""
@@ -111,15 +121,16 @@ class VerifiedLog:
         self.platform = platform.name
         self.log_id = log_id
         self._source = source
-        self._page = page
-        self._tree: MerkleLog | None = None
+        self._chain_lock = chain_lock if chain_lock is not None else nullcontext()
+        self._follower: LogFollower[LeafSummary] = LogFollower(
+            platform.name, platform.address, log_id,
+            RegisteredKeys(chain, chain_lock=self._chain_lock), _summaries_data, page_size=page)
         self._commitments = bytearray()
         self._tagged: dict[int, LeafSummary] = {}
         self._by_match: dict[bytes, list[tuple[int, bytes]]] = {}
         self._checkpoint: SignedCheckpoint | None = None
         self._anchor: ChainAnchor | None = None
         self._broken: str | None = None
-        self._chain_lock = chain_lock if chain_lock is not None else nullcontext()
 
     @property
     def anchored_size(self) -> int:
@@ -155,93 +166,37 @@ class VerifiedLog:
         target, verified = latest.tree_size, self.anchored_size
         if target <= verified:
             return 0
-        pages = [(at, min(at + self._page, target)) for at in range(verified, target,
-                                                                    self._page)]
-        fetched: list[SummaryRange] = []
-        for start, end in pages:
-            fetched.append(self._fetch(start, end))
-        hash_name = fetched[0].hash_name
-        if self._tree is None:
-            try:
-                self._tree = MerkleLog(hasher_for(hash_name))
-            except ValueError:
-                raise self._refuse(FAULT_WRONG_LOG, f"the node names hash {hash_name!r}"
-                                   ) from None
-        tree = self._tree
-        for served in fetched:
-            if served.hash_name != tree.hasher.name:
-                raise self._refuse(FAULT_ROOT_MISMATCH, f"the node now says hash "
-                                   f"{served.hash_name!r}, the log was read with "
-                                   f"{tree.hasher.name!r}")
-            tree.extend([s.leaf_data() for s in served.summaries])
-        root = tree.root(target)
-        if not hmac.compare_digest(root, latest.root):
-            raise self._refuse(FAULT_ROOT_MISMATCH, f"leaves [0, {target}) as served give root "
-                               f"{root.hex()}, the chain anchors {latest.root.hex()} (block "
-                               f"{latest.block_number})")
-        signed = self._signed_checkpoint(target, latest.root, latest.timestamp, tree.hasher.name)
-        for served in fetched:
-            for offset, summary in enumerate(served.summaries):
+        with self._chain_lock:  # the view has no signature: the event has
+            events = self.chain.events("CheckpointAnchored", logId=self.log_id,
+                                       treeSize=target)
+        if not events:
+            raise self._refuse(FAULT_WITHHELD, f"no CheckpointAnchored event for size {target}")
+        event = events[-1]
+        anchor = replace(latest, signature=bytes(event.args["signature"]),
+                         tx_hash=event.tx_hash)
+        parts: list[VerifiedRange[LeafSummary]] = []
+        try:
+            self._follower.follow([anchor], self._page, parts.append)
+        except LogFault as fault:
+            raise self._refuse(fault.kind, _refusal_detail(fault, self.platform)) from None
+        for part in parts:
+            for offset, summary in enumerate(part.items):
                 self._commitments += summary.commitment
                 if summary.match_tag is not None and summary.amount_tag is not None:
-                    index = served.start + offset
+                    index = part.start + offset
                     self._tagged[index] = summary
                     self._by_match.setdefault(summary.match_tag, []).append(
                         (index, summary.amount_tag))
-        self._checkpoint = signed
+        self._anchor = ChainAnchor.of(self.chain.deployment, event.tx_hash, event.block_number)
+        self._checkpoint = parts[-1].checkpoint
         return target - verified
 
-    def _fetch(self, start: int, end: int) -> SummaryRange:
-        try:
-            served = self._source.summaries(self.log_id, start, end)
-        except ApiError as exc:
-            kind = FAULT_WITHHELD if exc.status in (404, 416) else FAULT_UNREACHABLE
-            raise self._refuse(kind, f"the node did not serve leaves [{start}, {end}) that the "
-                               f"chain anchors: {exc}") from None
-        except InvalidLeaf as exc:
-            raise self._refuse(FAULT_WITHHELD, f"leaves [{start}, {end}): {exc}") from None
-        except httpx.TransportError as exc:
-            raise self._refuse(FAULT_UNREACHABLE, f"leaves [{start}, {end}): "
-                               f"{type(exc).__name__}: {exc}") from None
-        if served.platform != self.platform or served.log_id != self.log_id:
-            raise self._refuse(FAULT_WRONG_LOG, f"asked for {self.platform}'s log "
-                               f"{self.log_id.hex()}, the node serves {served.platform!r}'s "
-                               f"{served.log_id.hex()}")
-        if (served.start, served.end, len(served.summaries)) != (start, end, end - start):
-            raise self._refuse(FAULT_WITHHELD, f"asked for leaves [{start}, {end}), the node "
-                               f"served {len(served.summaries)} for [{served.start}, "
-                               f"{served.end})")
-        return served
-
-    def _signed_checkpoint(self, size: int, root: bytes, timestamp: int,
-                           hash_name: str) -> SignedCheckpoint:
-        """The anchored checkpoint of ``size`` with its signature, checked against every key
-        the platform has had registered; also sets the chain anchor for bundles."""
-        with self._chain_lock:
-            events = self.chain.events("CheckpointAnchored", logId=self.log_id,
-                                       treeSize=size)
-            history = self.chain.key_history(self.chain.member(self.member.address))
-        if not events:
-            raise self._refuse(FAULT_WITHHELD, f"no CheckpointAnchored event for size {size}")
-        event = events[-1]
-        try:
-            checkpoint = Checkpoint(self.platform, self.log_id, size, root, timestamp,
-                                    hash_name)
-        except InvalidCheckpoint as exc:
-            raise self._refuse(FAULT_WRONG_LOG, str(exc)) from None
-        signed = SignedCheckpoint(checkpoint, bytes(event.args["signature"]))
-        for period in reversed(history):
-            try:
-                verify_checkpoint_signature(gmcrypto.SM2PublicKey.from_raw(period.public_key),
-                                            signed)
-                break
-            except (InvalidSignature, ValueError):
-                continue
-        else:
-            raise self._refuse(FAULT_BAD_SIGNATURE, f"the checkpoint at size {size} is not "
-                               f"signed by a key {self.platform} registered")
-        self._anchor = ChainAnchor.of(self.chain.deployment, event.tx_hash, event.block_number)
-        return signed
+    def _page(self, start: int, end: int) -> ServedPage[LeafSummary]:
+        """Summaries ``[start, end)`` as the node serves them, with whose log it says."""
+        served = self._source.summaries(self.log_id, start, end)
+        return ServedPage(served.summaries, served.hash_name, served.size,
+                          origin=(served.platform, served.log_id),
+                          served=(served.start, served.end))
 
     def commitment(self, index: int) -> bytes:
         """The commitment of verified leaf ``index``; :class:`UnknownLeaf` past the size."""
@@ -265,9 +220,10 @@ class VerifiedLog:
 
     def bundle(self, index: int) -> ProofBundle | None:
         """The proof bundle of verified tagged leaf ``index`` at the verified checkpoint."""
-        assert self._checkpoint is not None and self._anchor is not None and self._tree
+        assert self._checkpoint is not None and self._anchor is not None
+        assert self._follower.tree is not None
         return build_bundle(self.summary(index), index, self._checkpoint, self._anchor,
-                            log=self._tree)
+                            log=self._follower.tree)
 
     def describe(self) -> dict[str, Any]:
         """Platform, log id, verified size and the checkpoint's root and anchoring."""
@@ -277,6 +233,40 @@ class VerifiedLog:
             out["root"] = self._checkpoint.checkpoint.root.hex()
             out["anchor"] = self._anchor.to_json()
         return out
+
+
+def _summaries_data(summaries: Sequence[LeafSummary]) -> list[bytes]:
+    """The bytes each summary's leaf hash is taken over."""
+    return [summary.leaf_data() for summary in summaries]
+
+
+def _refusal_detail(fault: LogFault, platform: str) -> str:
+    """The detail :class:`LogVerificationFailed` gives for ``fault``: this module's wording
+    (stable in reports, CLI output and HTTP answers) where it differs from the regulator's
+    (:attr:`LogFault.detail`)."""
+    if isinstance(fault, PageNotServed):
+        (start, end), error = fault.page, fault.error
+        if isinstance(error, ApiError):
+            return (f"the node did not serve leaves [{start}, {end}) that the chain anchors: "
+                    f"{error}")
+        if isinstance(error, InvalidLeaf):
+            return f"leaves [{start}, {end}): {error}"
+        if isinstance(error, httpx.TransportError):
+            return f"leaves [{start}, {end}): {type(error).__name__}: {error}"
+    elif isinstance(fault, PageIncomplete) and fault.served_range is not None:
+        (start, end), (served_start, served_end) = fault.page, fault.served_range
+        return (f"asked for leaves [{start}, {end}), the node served {fault.served_count} "
+                f"for [{served_start}, {served_end})")
+    elif isinstance(fault, HashChanged):
+        return f"the node now says hash {fault.now!r}, the log was read with {fault.was!r}"
+    elif isinstance(fault, AnchoredRootMismatch):  # the root is over the whole log
+        return (f"leaves [0, {fault.end}) as served give root {fault.computed.hex()}, the "
+                f"chain anchors {fault.anchor.root.hex()} (block {fault.anchor.block_number})")
+    elif isinstance(fault, UnsignedCheckpoint):
+        if fault.malformed is not None:
+            return str(fault.malformed)
+        return f"the checkpoint at size {fault.end} is not signed by a key {platform} registered"
+    return fault.detail
 
 
 # ---------------------------------------------------------------------------- a run

@@ -5,7 +5,8 @@
 * **Ingest**: for each log, fetch the leaves (with escrows) between the verified size and the
   newest anchored size from the platform's node, rebuild the tree and compare its root with
   **every** anchored checkpoint in the range, whose SM2 signature is checked with a key the
-  platform has registered. A range that does not reproduce its anchored root, or that the
+  platform has registered (:class:`~ledger_node.client.log_follower.LogFollower`, which
+  reconciliation uses too). A range that does not reproduce its anchored root, or that the
   node does not serve in full, is refused and reported as a :class:`~ledger_node.
   regulator_store.Fault` (platform, log, range); nothing of it is indexed. Verified leaves
   are decrypted (one SM2 decryption per sealed batch) and written with the new verified
@@ -24,7 +25,6 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,25 +33,33 @@ from typing import Any, Final, Protocol
 import httpx
 
 from ledger_node.chain.adapter import LedgerChain
+from ledger_node.client.log_follower import (
+    FAULT_BAD_SIGNATURE,
+    FAULT_ROOT_MISMATCH,
+    FAULT_UNREACHABLE,
+    FAULT_WITHHELD,
+    MAX_PAGE,
+    LogFault,
+    LogFollower,
+    RegisteredKeys,
+    ServedPage,
+    VerifiedRange,
+)
 from ledger_node.client.sdk import RegulatorClient
 from ledger_node.crypto import gmcrypto
 from ledger_node.crypto.encoding import encode_parts
 from ledger_node.crypto.hashes import sm3
 from ledger_node.errors import (
-    ApiError,
     DisclosureRejected,
     EscrowError,
-    InvalidCheckpoint,
-    InvalidLeaf,
     InvalidOpening,
-    InvalidSignature,
     LedgerError,
     UnknownAlert,
     UnknownLeaf,
     UnknownPlatform,
 )
 from ledger_node.gcpause import gc_paused
-from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint, verify_checkpoint_signature
+from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint
 from ledger_node.log.leaf import Leaf, LeafSummary, leaves_data
 from ledger_node.log.merkle import MerkleLog, hasher_for
 from ledger_node.protocol.aml import Alert, AmlConfig, detect
@@ -72,14 +80,13 @@ from ledger_node.regulator.store import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PAGE: Final = 10_000
+DEFAULT_PAGE: Final = MAX_PAGE
 _CURSOR: Final = "checkpoint_block"
+_PAGES_AHEAD: Final = 2  # pages fetched while one is checked (the node builds the next)
 
-# Fault kinds (stable strings: they appear in the API and in case files).
-FAULT_ROOT_MISMATCH: Final = "root-mismatch"
-FAULT_WITHHELD: Final = "withheld"
-FAULT_UNREACHABLE: Final = "unreachable"
-FAULT_BAD_SIGNATURE: Final = "bad-checkpoint-signature"
+# Fault kinds (stable strings: they appear in the API and in case files). Those of a served
+# log that does not match the chain are the follower's (FAULT_ROOT_MISMATCH, FAULT_WITHHELD,
+# FAULT_UNREACHABLE, FAULT_BAD_SIGNATURE); these are the regulator's own.
 FAULT_ESCROW: Final = "unreadable-escrow"
 FAULT_ESCROW_MISMATCH: Final = "escrow-mismatch"
 FAULT_NO_ENDPOINT: Final = "no-endpoint"
@@ -248,12 +255,12 @@ class RegulatorNode:
         self._trees: dict[bytes, MerkleLog] = {}
         self._ingest_lock = threading.Lock()
         self._alerts: tuple[int, list[Alert]] | None = None
-        self._platform_keys: dict[str, list[gmcrypto.SM2PublicKey]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         self.chain_lock = threading.RLock()
         """Held around every chain call: the follow thread and API threads share ``chain``."""
+        self._platform_keys = RegisteredKeys(chain, chain_lock=self.chain_lock)
         for state in self.store.logs():
             self._trees[state.log_id] = self._rebuild_tree(state)
 
@@ -321,8 +328,7 @@ class RegulatorNode:
                 self.store.ensure_log(log_id, member.name, owner, "sm3")
                 self._trees[log_id] = MerkleLog(hasher_for("sm3"))
             if event.block_number not in times:
-                times[event.block_number] = int(
-                    self.chain.w3.eth.get_block(event.block_number)["timestamp"])
+                times[event.block_number] = self.chain.block_time(event.block_number)
             assert event.tx_hash is not None
             anchors.append(StoredAnchor(
                 log_id, int(event.args["treeSize"]), bytes(event.args["root"]),
@@ -335,36 +341,6 @@ class RegulatorNode:
         tree = MerkleLog(hasher_for(state.hash_name))
         tree.extend_leaf_hashes(self.store.leaf_hashes(state.log_id))
         return tree
-
-    def _keys_of(self, platform_address: str) -> list[gmcrypto.SM2PublicKey]:
-        """Every SM2 key the platform has registered (current first, then rotated-out)."""
-        keys = self._platform_keys.get(platform_address)
-        if keys is None:
-            with self.chain_lock:
-                raw = [self.chain.member(platform_address).public_key]
-                for event in self.chain.events("KeyRotated", account=platform_address):
-                    raw.append(bytes(event.args["oldKey"]))
-            keys = [gmcrypto.SM2PublicKey.from_raw(k) for k in dict.fromkeys(raw)]
-            self._platform_keys[platform_address] = keys
-        return keys
-
-    def _signature_ok(self, state: LogState, anchor: StoredAnchor, hash_name: str) -> bool:
-        try:
-            checkpoint = Checkpoint(state.platform, anchor.log_id, anchor.tree_size,
-                                    anchor.root, anchor.timestamp, hash_name)
-        except InvalidCheckpoint:
-            return False
-        signed = SignedCheckpoint(checkpoint, anchor.signature)
-        for attempt in range(2):
-            for key in self._keys_of(state.platform_address):
-                try:
-                    verify_checkpoint_signature(key, signed)
-                    return True
-                except InvalidSignature:
-                    continue
-            if attempt == 0:  # the platform may have rotated its key since: re-read it
-                self._platform_keys.pop(state.platform_address, None)
-        return False
 
     def _fault(self, state: LogState, start: int, end: int, kind: str, detail: str) -> None:
         log.warning("refused %s log %s [%d, %d): %s: %s", state.platform,
@@ -394,9 +370,11 @@ class RegulatorNode:
     def _ingest_log(self, state: LogState) -> int:
         """Ingest ``state``'s log up to its newest anchored checkpoint; return leaves added.
 
-        Pages are fetched one ahead (the platform node builds the next page while this one is
-        checked). After each page every anchored checkpoint it covers is checked (root, then
-        signature), and everything up to the last good checkpoint is committed at once.
+        The log's :class:`~ledger_node.client.log_follower.LogFollower` fetches pages ahead
+        (the platform node builds the next page while this one is checked) and checks every
+        anchored checkpoint each page reaches (root, then signature); everything up to the
+        last good checkpoint of a page is committed at once. A fault is recorded and stops
+        the log's ingest for this round.
         """
         anchors = self.store.anchors(state.log_id, above=state.verified_size)
         if not anchors:
@@ -407,114 +385,40 @@ class RegulatorNode:
                         f"no configured node of platform {state.platform!r} serves log "
                         f"{state.log_id.hex()}")
             return 0
-        target = anchors[-1].tree_size
-        page = self.config.page_size
-        ranges = [(at, min(at + page, target)) for at in range(state.verified_size, target, page)]
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="regulator-fetch") as pool, \
-                gc_paused():
-            ahead = [pool.submit(source.fetch, state.log_id, *r) for r in ranges[:2]]
-            try:
-                return self._ingest_ranges(state, anchors, source, ranges, ahead, pool)
-            finally:
-                for future in ahead:
-                    future.cancel()
-
-    def _ingest_ranges(self, state: LogState, anchors: list[StoredAnchor], source: LeafSource,
-                       ranges: list[tuple[int, int]], ahead: list[Future[ServedLeaves]],
-                       pool: ThreadPoolExecutor) -> int:
-        tree = self._trees[state.log_id]
+        follower: LogFollower[Leaf] = LogFollower(
+            state.platform, state.platform_address, state.log_id, self._platform_keys,
+            leaves_data, tree=self._trees[state.log_id], page_size=self.config.page_size,
+            ahead=_PAGES_AHEAD, on_new_tree=lambda tree: self._new_tree(state.log_id, tree))
         added = 0
-        start = state.verified_size  # verified and committed up to here
-        pending: list[Leaf] = []  # fetched, hashed into the tree, not yet committed
-        pending_hashes: list[bytes] = []
-        hash_name = state.hash_name
-        next_anchor = 0
-        for number, (at, end) in enumerate(ranges):
-            future = ahead.pop(0)
-            if number + 2 < len(ranges):
-                ahead.append(pool.submit(source.fetch, state.log_id, *ranges[number + 2]))
+
+        def commit(verified: VerifiedRange[Leaf]) -> None:
+            nonlocal added
+            self._commit(state, verified.start, verified.items, verified.leaf_hashes,
+                         verified.anchor.root)
+            added += len(verified.items)
+
+        def fetch(start: int, end: int) -> ServedPage[Leaf]:
+            served = source.fetch(state.log_id, start, end)
+            return ServedPage(served.leaves, served.hash_name, served.size)
+
+        with gc_paused():
             try:
-                served = future.result()
-            except (LedgerError, httpx.TransportError) as exc:
-                self._discard(state, tree, pending)
-                status = exc.status if isinstance(exc, ApiError) else 0
-                kind = (FAULT_WITHHELD if status in (404, 416) or isinstance(exc, InvalidLeaf)
-                        else FAULT_UNREACHABLE)
-                self._fault(state, at, anchors[-1].tree_size, kind,
-                            f"the node did not serve leaves [{at}, {end}) that the chain "
-                            f"anchors: {type(exc).__name__}: {exc}")
-                return added
-            if len(served.leaves) != end - at:
-                self._discard(state, tree, pending)
-                self._fault(state, at, end, FAULT_WITHHELD,
-                            f"asked for leaves [{at}, {end}), the node served "
-                            f"{len(served.leaves)} (it reports size {served.size}; the chain "
-                            f"anchors {anchors[-1].tree_size})")
-                return added
-            if served.hash_name != hash_name:
-                if tree.size != 0:
-                    self._discard(state, tree, pending)
-                    self._fault(state, at, end, FAULT_ROOT_MISMATCH,
-                                f"the node now says hash {served.hash_name!r}, the log was "
-                                f"verified with {hash_name!r}")
-                    return added
-                hash_name = served.hash_name
-                tree = self._trees[state.log_id] = MerkleLog(hasher_for(hash_name))
-                self.store.set_hash_name(state.log_id, hash_name)
-            hashes = self._leaf_hashes(tree, served.leaves)
-            tree.extend_leaf_hashes(hashes)
-            pending.extend(served.leaves)
-            pending_hashes.extend(hashes)
-            good: StoredAnchor | None = None
-            failure: tuple[str, str] | None = None
-            while next_anchor < len(anchors) and anchors[next_anchor].tree_size <= tree.size:
-                anchor = anchors[next_anchor]
-                root = tree.root(anchor.tree_size)
-                if root != anchor.root:
-                    failure = (FAULT_ROOT_MISMATCH,
-                               f"leaves [{start}, {anchor.tree_size}) as served give root "
-                               f"{root.hex()}, the chain anchors {anchor.root.hex()} "
-                               f"(block {anchor.block_number})")
-                elif not self._signature_ok(state, anchor, hash_name):
-                    failure = (FAULT_BAD_SIGNATURE,
-                               f"the checkpoint at size {anchor.tree_size} anchored in block "
-                               f"{anchor.block_number} is not signed by a key "
-                               f"{state.platform} registered")
-                if failure is not None:
-                    break
-                good = anchor
-                next_anchor += 1
-            if good is not None:
-                count = good.tree_size - start
-                self._commit(state, start, pending[:count], pending_hashes[:count], good.root)
-                added += count
-                del pending[:count]
-                del pending_hashes[:count]
-                start = good.tree_size
-                state = LogState(state.log_id, state.platform, state.platform_address,
-                                 hash_name, start, good.root)
-            if failure is not None:
-                self._discard(state, tree, pending)
-                bad_size = anchors[next_anchor].tree_size
-                self._fault(state, start, bad_size, failure[0], failure[1])
-                return added
+                follower.follow(anchors, fetch, commit)
+            except LogFault as fault:
+                self._discard(state, follower)
+                self._fault(state, fault.start, fault.end, fault.kind, fault.detail)
         return added
 
-    @staticmethod
-    def _leaf_hashes(tree: MerkleLog, leaves: Sequence[Leaf]) -> list[bytes]:
-        """Leaf hashes of ``leaves`` in one tight loop (the same bytes as
-        ``tree.hasher.hash_leaf(leaf.leaf_data())``)."""
-        datas = leaves_data(leaves)
-        bulk = getattr(tree.hasher, "hash_leaves", None)
-        if bulk is None:
-            return [tree.hasher.hash_leaf(d) for d in datas]
-        joined = bytes(bulk(datas))
-        size = tree.hasher.digest_size
-        return [joined[i:i + size] for i in range(0, len(joined), size)]
+    def _new_tree(self, log_id: bytes, tree: MerkleLog) -> None:
+        """The node names another hash than assumed for a log with nothing verified yet:
+        trace with the follower's new tree and remember the hash."""
+        self._trees[log_id] = tree
+        self.store.set_hash_name(log_id, tree.hasher.name)
 
-    def _discard(self, state: LogState, tree: MerkleLog, pending: Sequence[Leaf]) -> None:
+    def _discard(self, state: LogState, follower: LogFollower[Leaf]) -> None:
         """Forget unverified leaves: rebuild the tree from the store (a rare, refused case)."""
-        if pending:
+        tree = follower.tree
+        if tree is not None and tree.size > follower.verified_size:
             fresh = self.store.log(state.log_id)
             assert fresh is not None
             self._trees[state.log_id] = self._rebuild_tree(fresh)
@@ -759,6 +663,13 @@ class RegulatorNode:
                                     regulator_keys=self._keys if open_escrows else ())
 
 __all__ = [
+    "FAULT_BAD_SIGNATURE",
+    "FAULT_ESCROW",
+    "FAULT_ESCROW_MISMATCH",
+    "FAULT_NO_ENDPOINT",
+    "FAULT_ROOT_MISMATCH",
+    "FAULT_UNREACHABLE",
+    "FAULT_WITHHELD",
     "CollectedDisclosure",
     "HttpLeafSource",
     "LeafSource",
