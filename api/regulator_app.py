@@ -52,8 +52,7 @@ def create_regulator_app(
     settings = settings if settings is not None else Settings()
     problems = ProblemFactory(settings.problem_base_uri)
     def member_on_chain(address: str) -> Member:
-        with regulator.chain_lock:
-            return regulator.chain.member(address)
+        return regulator.chain.member(address)
 
     if authenticator is None:
         ttl = settings.membership_ttl_s  # a plain TTL: no stale record past it

@@ -334,9 +334,7 @@ def overview(regulator: RegulatorDep, viewer: ViewerDep) -> dict[str, Any]:
     """Per log: anchored and verified sizes, checkpoints, the last anchoring block's time;
     the head block, its time and how far it runs ahead of this node's clock.
     ``records`` and ``faults`` only for a regulator session (null otherwise)."""
-    with regulator.chain_lock:
-        head_block = regulator.chain.w3.eth.get_block("latest")
-    head, head_time = int(head_block["number"]), int(head_block["timestamp"])
+    head, head_time = regulator.chain.head()
     by_log = _anchors_by_log(regulator)
     logs = []
     for state in regulator.store.logs():
@@ -444,11 +442,10 @@ def disclosures(
 ) -> dict[str, Any]:
     """The newest ``limit`` disclosure requests on chain (any regulator's); ``collected``
     (this regulator holds a verified opening) only for a regulator session."""
-    with regulator.chain_lock:
-        newest = regulator.chain.disclosure_request_count()
-        requests = [regulator.chain.disclosure_request(i)
-                    for i in range(newest, max(newest - limit, 0), -1)]
-        names = {m.address.lower(): m.name for m in regulator.chain.members()}
+    newest = regulator.chain.disclosure_request_count()
+    requests = [regulator.chain.disclosure_request(i)
+                for i in range(newest, max(newest - limit, 0), -1)]
+    names = {m.address.lower(): m.name for m in regulator.chain.members()}
     out = []
     for r in requests:
         collected: bool | None = None
@@ -514,8 +511,7 @@ def verify_document(regulator: RegulatorNode, document: Any,
         bundle = ProofBundle.from_json(document)
     except InvalidBundle as exc:
         return _malformed("bundle", str(exc), CHECK_NAMES)
-    with regulator.chain_lock:
-        verdict = verify_bundle(bundle, chain=regulator.chain)
+    verdict = verify_bundle(bundle, chain=regulator.chain)
     return {"kind": "bundle", "valid": verdict.valid, "summary": verdict.summary,
             "checks": _check_rows(verdict.checks), "mode": verdict.mode,
             "deployment_pinned": verdict.deployment_pinned,

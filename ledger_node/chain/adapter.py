@@ -680,6 +680,11 @@ class LedgerChain:
         """The latest block number."""
         return int(self._w3.eth.block_number)
 
+    def head(self) -> tuple[int, int]:
+        """The latest block's number and Unix timestamp, read together."""
+        block = self._w3.eth.get_block("latest")
+        return int(block["number"]), int(block["timestamp"])
+
     def block_time(self, block: int | None = None) -> int:
         """The Unix timestamp of block number ``block`` (``None``: the latest block)."""
         return int(self._w3.eth.get_block("latest" if block is None else block)["timestamp"])

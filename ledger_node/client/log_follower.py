@@ -26,10 +26,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 import httpx
 
@@ -253,20 +252,16 @@ class RegisteredKeys:
     point on the curve is skipped: it cannot have signed anything.
     """
 
-    def __init__(self, chain: LedgerChain, *,
-                 chain_lock: AbstractContextManager[Any] | None = None) -> None:
-        """``chain_lock`` is held around every chain call (when the chain client is shared
-        with other threads)."""
+    def __init__(self, chain: LedgerChain) -> None:
+        """Read keys from ``chain`` (the adapter serialises what must be)."""
         self._chain = chain
-        self._chain_lock = chain_lock if chain_lock is not None else nullcontext()
         self._keys: dict[str, list[gmcrypto.SM2PublicKey]] = {}
 
     def of(self, address: str) -> list[gmcrypto.SM2PublicKey]:
         """Every usable key ``address`` has had registered, the current one first."""
         keys = self._keys.get(address)
         if keys is None:
-            with self._chain_lock:
-                history = self._chain.key_history(self._chain.member(address))
+            history = self._chain.key_history(self._chain.member(address))
             keys = []
             for raw in dict.fromkeys(period.public_key for period in reversed(history)):
                 try:

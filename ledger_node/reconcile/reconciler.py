@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
@@ -110,10 +109,8 @@ class VerifiedLog:
     """
 
     def __init__(self, chain: LedgerChain, platform: Member, log_id: bytes,
-                 source: SummarySource, *, page: int = PAGE,
-                 chain_lock: AbstractContextManager[Any] | None = None) -> None:
-        """``platform`` owns ``log_id`` (checked on chain at each sync). ``chain_lock`` is
-        held around every chain call (a node shares its chain client with its sealer)."""
+                 source: SummarySource, *, page: int = PAGE) -> None:
+        """``platform`` owns ``log_id`` (checked on chain at each sync)."""
         if not 1 <= page <= PAGE:
             raise ValueError(f"page must be in 1..{PAGE}")
         self.chain = chain
@@ -121,10 +118,9 @@ class VerifiedLog:
         self.platform = platform.name
         self.log_id = log_id
         self._source = source
-        self._chain_lock = chain_lock if chain_lock is not None else nullcontext()
         self._follower: LogFollower[LeafSummary] = LogFollower(
             platform.name, platform.address, log_id,
-            RegisteredKeys(chain, chain_lock=self._chain_lock), _summaries_data, page_size=page)
+            RegisteredKeys(chain), _summaries_data, page_size=page)
         self._commitments = bytearray()
         self._tagged: dict[int, LeafSummary] = {}
         self._by_match: dict[bytes, list[tuple[int, bytes]]] = {}
@@ -154,9 +150,8 @@ class VerifiedLog:
         if self._broken is not None:
             raise LogVerificationFailed(self.platform, "refused", f"an earlier sync failed "
                                         f"({self._broken})")
-        with self._chain_lock:
-            owner = self.chain.log_owner(self.log_id)
-            latest = self.chain.latest_checkpoint(self.log_id)
+        owner = self.chain.log_owner(self.log_id)
+        latest = self.chain.latest_checkpoint(self.log_id)
         if owner is None:
             return 0  # nothing anchored yet: an empty log as far as the chain knows
         if owner.lower() != self.member.address.lower():
@@ -166,9 +161,8 @@ class VerifiedLog:
         target, verified = latest.tree_size, self.anchored_size
         if target <= verified:
             return 0
-        with self._chain_lock:  # the view has no signature: the event has
-            events = self.chain.events("CheckpointAnchored", logId=self.log_id,
-                                       treeSize=target)
+        events = self.chain.events("CheckpointAnchored", logId=self.log_id,
+                                   treeSize=target)
         if not events:
             raise self._refuse(FAULT_WITHHELD, f"no CheckpointAnchored event for size {target}")
         event = events[-1]

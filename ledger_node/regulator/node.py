@@ -258,9 +258,7 @@ class RegulatorNode:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
-        self.chain_lock = threading.RLock()
-        """Held around every chain call: the follow thread and API threads share ``chain``."""
-        self._platform_keys = RegisteredKeys(chain, chain_lock=self.chain_lock)
+        self._platform_keys = RegisteredKeys(chain)
         for state in self.store.logs():
             self._trees[state.log_id] = self._rebuild_tree(state)
 
@@ -309,8 +307,7 @@ class RegulatorNode:
 
     def follow_chain(self) -> int:
         """Store the checkpoints anchored since the last scan; return how many were new."""
-        with self.chain_lock:
-            return self._follow_chain()
+        return self._follow_chain()
 
     def _follow_chain(self) -> int:
         head = self.chain.block_number()
@@ -539,9 +536,8 @@ class RegulatorNode:
         state = self.store.log(records[0].log_id)
         assert state is not None
         reference = case_reference(self.store.case_key(case_id), commitment)
-        with self.chain_lock:
-            request_id, outcome = self.chain.request_disclosure(state.platform_address,
-                                                                commitment, reference)
+        request_id, outcome = self.chain.request_disclosure(state.platform_address,
+                                                            commitment, reference)
         self.store.save_disclosure_request(request_id, state.platform, commitment, case_id,
                                            outcome.tx_hash)
         return request_id
@@ -557,8 +553,7 @@ class RegulatorNode:
         stored = self.store.disclosure(request_id)
         if stored is None:
             raise UnknownLeaf(f"disclosure request {request_id} was not made by this node")
-        with self.chain_lock:
-            request = self.chain.disclosure_request(request_id)
+        request = self.chain.disclosure_request(request_id)
         if not request.fulfilled:
             return None
         records = self.store.records_of_commitment(stored.commitment)
@@ -658,9 +653,8 @@ class RegulatorNode:
         escrows and sealed answers; the keys never leave this object.
         """
 
-        with self.chain_lock:
-            return verify_case_file(case, chain=self.chain,
-                                    regulator_keys=self._keys if open_escrows else ())
+        return verify_case_file(case, chain=self.chain,
+                                regulator_keys=self._keys if open_escrows else ())
 
 __all__ = [
     "FAULT_BAD_SIGNATURE",
