@@ -200,6 +200,23 @@ def test_resending_is_idempotent(node: PlatformNode, consortium: Consortium) -> 
     assert m["leaves"] == 7 and m["duplicates"] == 7
 
 
+def test_batch_evidence_and_the_risk_list_come_from_node_methods(
+    node: PlatformNode, consortium: Consortium,
+) -> None:
+    """What the HTTP routes need comes from node methods: a leaf's signed batch (the
+    evidence route) and the risk-device list copy the node builds with its own key."""
+    batch = leaves(3)
+    evidence = sign(consortium.unionpay, node.log_id, batch)
+    node.submit(batch, evidence)
+    stored = node.leaf_batch(2)
+    assert stored.evidence == evidence and stored.indexes == (0, 1, 2)
+    with pytest.raises(UnknownLeaf):
+        node.leaf_batch(3)
+    risk_list = node.risk_list()
+    assert risk_list is node.risk_list()  # one copy per node, synced by its callers
+    assert risk_list.member == consortium.unionpay.account.address
+
+
 def test_queued_submissions_share_one_commit(node: PlatformNode, consortium: Consortium,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """While the writer is busy, 31 submitters queue up; the next commit takes them all."""

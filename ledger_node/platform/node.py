@@ -46,12 +46,14 @@ from ledger_node.platform.metrics import NodeMetrics
 from ledger_node.platform.sealer import Sealer, SealerCounters
 from ledger_node.platform.store import (
     SQLiteStore,
+    StoredBatch,
     StoredCheckpoint,
     StoredDisclosureResponse,
 )
 from ledger_node.platform.writer import GroupWriter, WriteQueue
 from ledger_node.protocol.auth import BatchEvidence
 from ledger_node.protocol.bundle import ProofBundle
+from ledger_node.protocol.risklist import RiskList
 
 __all__ = [
     "MAX_LEAF_RANGE",
@@ -190,6 +192,7 @@ class PlatformNode:
             store_path=config.store_path)
         self._disclosures = DisclosureDesk(platform=config.platform, chain=chain,
                                            store=self._store, log_size=self._log_queries.size)
+        self._risk_list = RiskList(chain, sm2_key)
         self._started = False
 
     def _check_checkpoints(self, latest: StoredCheckpoint | None) -> None:
@@ -323,6 +326,11 @@ class PlatformNode:
         (:meth:`LogQueries.leaves <ledger_node.platform.log_queries.LogQueries.leaves>`)."""
         return self._log_queries.leaves(start, end, limit=limit)
 
+    def leaf_batch(self, index: int) -> StoredBatch:
+        """The signed batch leaf ``index`` arrived in (its non-repudiation evidence);
+        raise :class:`UnknownLeaf` if there is no such leaf."""
+        return self._log_queries.leaf_batch(index)
+
     def leaf_status(self, index: int) -> LeafStatus:
         """Where leaf ``index`` is and whether it is anchored; raise :class:`UnknownLeaf`."""
         return self._log_queries.leaf_status(index)
@@ -375,6 +383,15 @@ class PlatformNode:
         """The answer to ``request_id`` stored here and logged on chain
         (:class:`DisclosureNotAnswered` if there is none yet)."""
         return self._disclosures.disclosure_response(request_id)
+
+    # ------------------------------------------------------------------ the risk-device list
+
+    def risk_list(self) -> RiskList:
+        """This platform's copy of the shared risk-device list, built once by the node from
+        its chain and its SM2 key (which opens the list-key ring delivered to the platform),
+        so that the key never leaves the node. Not synced here: callers sync it as fresh as
+        they need (:meth:`RiskList.sync_if_older`)."""
+        return self._risk_list
 
     # ------------------------------------------------------------------ metrics
 
