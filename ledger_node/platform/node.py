@@ -20,6 +20,9 @@ lock:
   evidence and proof bundles against the latest anchored checkpoint only, and checkpoints.
 * :class:`~ledger_node.platform.disclosures.DisclosureDesk` answers regulators' disclosure
   requests; :class:`~ledger_node.platform.metrics.NodeMetrics` counts for ``/metrics``.
+
+The node's public methods are the whole interface (the HTTP routes use nothing else): the
+store and the SM2 key stay inside; the node builds the risk-device list copy its key opens.
 """
 
 from __future__ import annotations
@@ -415,13 +418,13 @@ class PlatformNode:
         """The recorded submit→ack latencies (seconds), one per submission."""
         return self._metrics.ack_latencies()
 
-    @property
-    def store(self) -> SQLiteStore:
-        """The node's store (read access for tools and tests)."""
-        return self._store
+    # ------------------------------------------------------------------ test seam
 
     @property
-    def sm2_key(self) -> gmcrypto.SM2PrivateKey:
-        """The platform's SM2 private key the node signs checkpoints with (it also opens the
-        platform's copy of the risk-device list key)."""
-        return self._key
+    def store_for_tests(self) -> SQLiteStore:
+        """Test seam: the node's open store, for tests that inspect it or inject a fault.
+
+        Routes and tools use the node's methods (tests/test_architecture.py keeps the HTTP
+        layer off this).
+        """
+        return self._store
