@@ -22,7 +22,7 @@ from ledger_node.http_settings import Settings
 from ledger_node.log import leaf as leaf_module
 from ledger_node.log import merkle
 from ledger_node.log.leaf import Leaf
-from ledger_node.platform import node as node_module
+from ledger_node.platform import intake as intake_module
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.auth import sign_batch
 from ledger_node.protocol.bundle import ProofBundle, verify_bundle
@@ -94,7 +94,7 @@ def test_an_http_submission_computes_its_batch_digest_once(
         return real(log_id, datas)
 
     monkeypatch.setattr(leaf_module, "batch_digest_from_data", counting)
-    monkeypatch.setattr(node_module, "batch_digest_from_data", counting)
+    monkeypatch.setattr(intake_module, "batch_digest_from_data", counting)
     body = submission(consortium.unionpay, node.log_id, random_leaves(3, seed=77))
     calls.clear()  # signing the batch above is the client's digest, not the node's
     response = client.post(url, json=body)

@@ -3,6 +3,7 @@ import-linter layers contract kept (``lint-imports`` also runs in the test comma
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,14 @@ def test_the_layers_contract_is_kept() -> None:
     result = subprocess.run([str(lint)], cwd=REPO, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Contracts: 1 kept, 0 broken." in result.stdout
+
+
+def test_the_http_layer_uses_only_the_node_s_methods() -> None:
+    """Routes call the platform node's methods: never its store, its private parts or its
+    SM2 key (the node builds what needs the key, e.g. the risk-device list copy)."""
+    reaching_in = re.compile(r"\bnode\.(?:store|_)|sm2_key")
+    found = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+             for path in sorted((REPO / "api").rglob("*.py"))
+             for number, line in enumerate(path.read_text().splitlines(), start=1)
+             if reaching_in.search(line)]
+    assert found == []

@@ -308,7 +308,7 @@ def assert_chain_matches_store(node: PlatformNode, url: str) -> None:
     history = reader.checkpoints(node.log_id)
     sizes = [c.tree_size for c in history]
     assert sizes == sorted(set(sizes)), f"a size anchored twice or out of order: {sizes}"
-    stored = node.store.checkpoints()
+    stored = node.store_for_tests.checkpoints()
     assert all(c.anchored for c in stored)
     assert [c.tree_size for c in stored] == sizes
     on_chain = {c.tree_size: c for c in history}
@@ -397,7 +397,7 @@ def test_reverted_anchoring_reports_the_custom_error(anvil_url: str, tmp_path: P
         error = body["anchoring"]["last_error"]
         assert error.startswith("ContractRevert: ") and "Membership_NotPlatform" in error
         assert body["last_anchored"]["tree_size"] == 5 and node.size() == 10
-        assert [c.status for c in node.store.checkpoints()] == ["anchored", "signed"]
+        assert [c.status for c in node.store_for_tests.checkpoints()] == ["anchored", "signed"]
     finally:
         node.stop()
 

@@ -240,22 +240,22 @@ def test_a_restarted_node_resumes_from_its_levels_and_migrates_an_old_store(
     root = _run_node(consortium, path, 2100)
     assert _rows(path) == [(0, 0), (0, 1), (1, 0)]  # saved by the writer
     node = make_node(consortium, path)
-    assert node.store.leaves_from_levels == 2 * LEVEL_CHUNK
+    assert node.store_for_tests.leaves_from_levels == 2 * LEVEL_CHUNK
     assert node._head().root == root
     bundle = node.proof_bundle(5)
     assert bundle is not None
     assert verify_bundle(bundle, chain=LedgerChain(consortium.base.w3)).valid
-    node.store.close()
+    node.store_for_tests.close()
 
     _sql(path, "DROP TABLE merkle_levels")  # a store an older version wrote
     node = make_node(consortium, path)
-    assert node.store.leaves_from_levels == 0
+    assert node.store_for_tests.leaves_from_levels == 0
     assert node._head().root == root
-    node.store.close()
+    node.store_for_tests.close()
     assert _rows(path) == [(0, 0), (0, 1), (1, 0)]  # built once, at that start
     node = make_node(consortium, path)
-    assert node.store.leaves_from_levels == 2 * LEVEL_CHUNK
-    node.store.close()
+    assert node.store_for_tests.leaves_from_levels == 2 * LEVEL_CHUNK
+    node.store_for_tests.close()
 
 
 def _rewrite_chunk(path: Path, level: int, chunk: int, edit: Callable[[bytes], bytes]) -> bytes:
@@ -281,14 +281,14 @@ def test_levels_giving_another_root_are_rebuilt_by_the_node(
         node = make_node(consortium, path)
     assert "do not give the checkpoints' roots" in caplog.text
     assert node._head().root == root
-    node.store.close()
+    node.store_for_tests.close()
     db = sqlite3.connect(path)
     stored = db.execute("SELECT digests FROM merkle_levels WHERE level = 1").fetchone()[0]
     db.close()
     assert stored == original  # rewritten from the leaves
     node = make_node(consortium, path)
-    assert node.store.leaves_from_levels == 2 * LEVEL_CHUNK
-    node.store.close()
+    assert node.store_for_tests.leaves_from_levels == 2 * LEVEL_CHUNK
+    node.store_for_tests.close()
 
 
 def test_leaves_and_levels_altered_together_are_refused(

@@ -177,7 +177,7 @@ def test_ack_is_durable_across_reopen(consortium: Consortium, tmp_path: Path) ->
     again = make_node(consortium, path)
     assert again.size() == len(submitted) and again._head().root == root
     assert again.leaf(3) == submitted[3]
-    again.store.close()
+    again.store_for_tests.close()
 
 
 def test_resending_is_idempotent(node: PlatformNode, consortium: Consortium) -> None:
@@ -192,12 +192,30 @@ def test_resending_is_idempotent(node: PlatformNode, consortium: Consortium) -> 
     receipts = submit(node, consortium.unionpay, mixed)
     assert [(r.index, r.duplicate) for r in receipts] == [(1, True), (5, False), (6, False),
                                                          (5, True)]
-    assert node.size() == 7 and node.store.size() == 7
+    assert node.size() == 7 and node.store_for_tests.size() == 7
     assert node.find(leaf_hash(new[1])) == 6
     assert node.find(b"\x00" * 32) is None and node.find(b"short") is None
-    assert node.store.batch_of(6).indexes == (1, 5, 6, 5)
+    assert node.store_for_tests.batch_of(6).indexes == (1, 5, 6, 5)
     m = node.metrics()
     assert m["leaves"] == 7 and m["duplicates"] == 7
+
+
+def test_batch_evidence_and_the_risk_list_come_from_node_methods(
+    node: PlatformNode, consortium: Consortium,
+) -> None:
+    """What the HTTP routes need comes from node methods: a leaf's signed batch (the
+    evidence route) and the risk-device list copy the node builds with its own key."""
+    batch = leaves(3)
+    evidence = sign(consortium.unionpay, node.log_id, batch)
+    node.submit(batch, evidence)
+    stored = node.leaf_batch(2)
+    assert stored.evidence == evidence and stored.indexes == (0, 1, 2)
+    with pytest.raises(UnknownLeaf):
+        node.leaf_batch(3)
+    risk_list = node.risk_list()
+    assert risk_list is node.risk_list()  # one copy per node, synced by its callers
+    assert risk_list.member == consortium.unionpay.account.address
+    assert not hasattr(node, "store") and not hasattr(node, "sm2_key")  # they stay inside
 
 
 def test_queued_submissions_share_one_commit(node: PlatformNode, consortium: Consortium,
@@ -208,14 +226,14 @@ def test_queued_submissions_share_one_commit(node: PlatformNode, consortium: Con
     threads = [threading.Thread(target=lambda b=b: results.append(
         submit(node, consortium.unionpay, b))) for b in batches]
     writing = threading.Event()
-    append = node.store.append_batches
+    append = node.store_for_tests.append_batches
 
     def signalling_append(groups: Any) -> None:
         writing.set()
         append(groups)
 
-    monkeypatch.setattr(node.store, "append_batches", signalling_append)
-    with node.store._write_lock:  # the writer's first commit waits here
+    monkeypatch.setattr(node.store_for_tests, "append_batches", signalling_append)
+    with node.store_for_tests._write_lock:  # the writer's first commit waits here
         threads[0].start()
         wait_for("the writer to start the first commit", writing.is_set)
         for t in threads[1:]:
@@ -261,10 +279,10 @@ def test_concurrent_submitters_share_commits(node: PlatformNode, consortium: Con
     assert 1 <= m["commits"] <= submissions
     fresh = [r for rs in results.values() for r in rs if not r.duplicate]
     total = threads * per_thread + len(shared)
-    assert len(fresh) == total and node.size() == total and node.store.size() == total
+    assert len(fresh) == total and node.size() == total and node.store_for_tests.size() == total
     assert sorted(r.index for r in fresh) == list(range(total))
     for r in (r for rs in results.values() for r in rs):
-        assert node.store.leaf_hash(r.index) == r.leaf_hash
+        assert node.store_for_tests.leaf_hash(r.index) == r.leaf_hash
         assert node._log.leaf_hash(r.index) == r.leaf_hash
     shared_indexes = {tuple(r.index for r in rs[-len(shared):]) for rs in results.values()}
     assert len(shared_indexes) == 1  # every thread got the same receipts for the shared leaves
@@ -299,14 +317,14 @@ def test_rejected_batches_store_nothing(consortium: Consortium, tmp_path: Path) 
     for batch_, evidence, error, message in cases:
         with pytest.raises(error, match=message):
             node.submit(batch_, evidence)
-    assert node.store.size() == 0 and node.size() == 0
+    assert node.store_for_tests.size() == 0 and node.size() == 0
     assert node.metrics()["rejected"] == len(cases)
 
     # a platform removed by the consortium may no longer submit
     consortium.as_(pboc).propose_remove_member(up.account.address)
     with pytest.raises(Forbidden, match="not an active platform member"):
         submit(node, up, batch)
-    assert node.store.size() == 0
+    assert node.store_for_tests.size() == 0
     node.stop()
     with pytest.raises(NodeStopped):
         submit(node, up, batch)
@@ -371,7 +389,7 @@ def test_pending_leaves_have_no_bundle_until_anchored(consortium: Consortium,
     bundle = again.proof_bundle(receipts[1].index)
     assert bundle is not None and bundle.tree_size == 3
     assert verify_bundle(bundle, chain=LedgerChain(consortium.base.w3)).valid
-    again.store.close()
+    again.store_for_tests.close()
 
 
 def test_seal_size_triggers_a_checkpoint(consortium: Consortium, tmp_path: Path) -> None:

@@ -189,10 +189,10 @@ def test_node_and_store_ranges(consortium: Consortium, node: PlatformNode,
     submit(consortium, client, 2, seed=3)
     size = node.size()
     assert node.leaves(size - 2, size) == [node.leaf(size - 2), node.leaf(size - 1)]
-    assert node.store.leaves(size - 2, size) == node.leaves(size - 2, size)
-    assert node.store.leaves(5, 5) == []
+    assert node.store_for_tests.leaves(size - 2, size) == node.leaves(size - 2, size)
+    assert node.store_for_tests.leaves(5, 5) == []
     with pytest.raises(UnknownLeaf, match="not all stored"):
-        node.store.leaves(size - 1, size + 1)
+        node.store_for_tests.leaves(size - 1, size + 1)
     with pytest.raises(LeafRangeUnavailable) as caught:
         node.leaves(0, size + 1)
     assert caught.value.size == size
@@ -283,7 +283,7 @@ def test_disclosure_end_to_end(consortium: Consortium, node: PlatformNode,
     fulfilled = consortium.chain.events("DisclosureFulfilled", requestId=request_id)
     assert [e.tx_hash for e in fulfilled] == [receipt.tx_hash]
     assert request_id not in [r["id"] for r in sdk.disclosure_requests()]
-    stored = node.store.disclosure_response(request_id)
+    stored = node.store_for_tests.disclosure_response(request_id)
     assert stored is not None and stored.leaf_index == target.receipt.index  # found by scan
 
     regulator = regulator_client(consortium, client, node.log_id)
@@ -328,7 +328,7 @@ def test_answering_with_an_index_hint(consortium: Consortium, node: PlatformNode
     receipt = answer_with(sdk, consortium, request_id, target.prepared.opening,
                           index=target.receipt.index)
     assert receipt.created
-    stored = node.store.disclosure_response(request_id)
+    stored = node.store_for_tests.disclosure_response(request_id)
     assert stored is not None and stored.leaf_index == target.receipt.index
 
     # a wrong hint falls back to the scan
@@ -336,7 +336,7 @@ def test_answering_with_an_index_hint(consortium: Consortium, node: PlatformNode
                                    submitted[0].prepared.leaf.commitment)
     answer_with(sdk, consortium, request_2, submitted[0].prepared.opening,
                 index=target.receipt.index)
-    stored = node.store.disclosure_response(request_2)
+    stored = node.store_for_tests.disclosure_response(request_2)
     assert stored is not None and stored.leaf_index == submitted[0].receipt.index
 
 
@@ -410,7 +410,7 @@ def test_disclosure_rejections(consortium: Consortium, node: PlatformNode,
         answer_with(sdk, consortium, request_id, submitted[1].prepared.opening)
 
     # nothing above was stored or logged
-    assert node.store.disclosure_response(request_id) is None
+    assert node.store_for_tests.disclosure_response(request_id) is None
     assert not chain_request(consortium, node, request_id).fulfilled
     first = signed_post(client, consortium.unionpay, path, good)
     assert first.status_code == 201, first.text
@@ -430,7 +430,7 @@ def test_recovery_after_a_crash_between_store_and_chain(
     first = request_disclosure(consortium, node, consortium.unionpay,
                                submitted[0].prepared.leaf.commitment)
     response = sealed(consortium, first, opening)
-    node.store.save_disclosure_response(first, submitted[0].receipt.index, response,
+    node.store_for_tests.save_disclosure_response(first, submitted[0].receipt.index, response,
                                         sm3(response), 1.0)
     path = f"/v1/disclosures/{first}/response"
     assert_problem(signed_get(client, consortium.pboc, path), 404, "disclosure-not-answered",

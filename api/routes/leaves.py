@@ -78,8 +78,7 @@ def leaf_evidence(index: IndexPath, node: NodeDep, member: OwnerOrRegulatorDep
     signature and when it arrived. Needs an SM2-signed request (``X-JL-*`` headers) from this
     log's own platform or a regulator.
     """
-    node.leaf_status(index)  # UnknownLeaf for an index beyond the log
-    batch = node.store.batch_of(index)
+    batch = node.leaf_batch(index)  # UnknownLeaf for an index beyond the log
     return {
         "index": index,
         "batch": batch.id,

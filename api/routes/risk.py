@@ -10,7 +10,6 @@ platform, from its chain account. docs/risklist.md describes the list.
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Request
@@ -30,7 +29,6 @@ MAX_CHECK_BATCH: Final = 10_000
 DEFAULT_MAX_AGE_S: Final = 1.0
 _EXAMPLE_FINGERPRINT: Final = "imei:490154203237518"
 _REASONS: Final = ", ".join(f"{r.value} {r.label}" for r in RiskReason)
-_CREATE_LOCK: Final = threading.Lock()
 
 # Bounded as text here (so a huge string never reaches the domain); the domain rules of
 # ledger_node.protocol.riskdevice then answer 422 invalid-fingerprint naming what is wrong.
@@ -118,14 +116,10 @@ class RiskListStatus(BaseModel):
 
 
 def node_risk_list(request: Request, node: NodeDep) -> RiskList:
-    """This node's synced risk list, created on first use from the node's chain and key,
-    and synced when older than ``app.state.risk_list_max_age_s`` seconds."""
+    """The node's own copy of the risk list (the node holds the key that opens it), synced
+    when older than ``app.state.risk_list_max_age_s`` seconds."""
     state = request.app.state
-    with _CREATE_LOCK:
-        risk_list: RiskList | None = getattr(state, "risk_list", None)
-        if risk_list is None:
-            risk_list = RiskList(node.chain, node.sm2_key)
-            state.risk_list = risk_list
+    risk_list = node.risk_list()
     risk_list.sync_if_older(float(getattr(state, "risk_list_max_age_s", DEFAULT_MAX_AGE_S)))
     return risk_list
 

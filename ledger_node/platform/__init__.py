@@ -1,3 +1,3 @@
-"""A platform's node: intake, the store, the sealer that anchors checkpoints, the membership cache
-and the chain watch.
+"""A platform's node (``node.py``) and its parts: intake, the group-commit writer, log queries,
+disclosures and metrics; the store, the sealer that anchors checkpoints and the chain watch.
 """
