@@ -34,7 +34,7 @@ def serve_regulator_file(path: Path, *, name: str | None = None, rpc_url: str | 
             lifespan="off"))
         echo(f"{config.regulator.name} regulator node: following "
              f"{', '.join(sorted(config.platforms)) or 'no platform'}; "
-             f"{regulator.store.record_count()} records indexed")
+             f"{regulator.record_count()} records indexed")
         echo(f"serving on http://{config.host}:{config.port} (API docs at /docs)")
         run_until_stopped(server)
     finally:

@@ -320,7 +320,7 @@ def close_session(request: Request, _: CsrfChecked) -> Response:
 
 def _anchors_by_log(regulator: RegulatorNode) -> dict[bytes, list[StoredAnchor]]:
     by_log: dict[bytes, list[StoredAnchor]] = {}
-    for anchor in regulator.store.all_anchors():
+    for anchor in regulator.all_anchors():
         by_log.setdefault(anchor.log_id, []).append(anchor)
     return by_log
 
@@ -337,7 +337,7 @@ def overview(regulator: RegulatorDep, viewer: ViewerDep) -> dict[str, Any]:
     head, head_time = regulator.chain.head()
     by_log = _anchors_by_log(regulator)
     logs = []
-    for state in regulator.store.logs():
+    for state in regulator.logs():
         anchors = by_log.get(state.log_id, [])
         logs.append({
             "platform": state.platform, "log_id": state.log_id.hex(),
@@ -356,9 +356,9 @@ def overview(regulator: RegulatorDep, viewer: ViewerDep) -> dict[str, Any]:
         # more than one block a second moves each block a second past its parent, so its
         # block times (and the anchoring latencies read from them) run ahead of real time.
         "chain_clock_ahead_s": max(0, head_time - int(time.time())),
-        "records": regulator.store.record_count() if viewer.is_regulator else None,
+        "records": regulator.record_count() if viewer.is_regulator else None,
         "logs": logs,
-        "faults": len(regulator.store.faults()) if viewer.is_regulator else None,
+        "faults": len(regulator.faults()) if viewer.is_regulator else None,
     }
 
 
@@ -377,7 +377,7 @@ def checkpoints(
     between them, the transaction, and whether the regulator verified it against the leaves.
     Per log, ``older`` says whether checkpoints older than the ones shown exist: the next
     page is ``log_id=<log>&before=<smallest tree size shown>``."""
-    states = [s for s in regulator.store.logs() if platform is None or s.platform == platform]
+    states = [s for s in regulator.logs() if platform is None or s.platform == platform]
     if platform is not None and not states:
         raise UnknownPlatform(f"no log of platform {platform!r} is anchored on chain")
     if log_id is not None:
@@ -408,7 +408,7 @@ def charts(regulator: RegulatorDep, viewer: ViewerDep,
     platforms over one time range); ``bucket_s`` is widened if the range would need more
     than 2,000 buckets. ``alerts_by_rule`` only for a regulator session."""
     by_log = _anchors_by_log(regulator)
-    states = regulator.store.logs()
+    states = regulator.logs()
     times = [a.block_time for anchors in by_log.values() for a in anchors]
     bucket = console_view.chart_bucket(times, bucket_s)
     span = (min(times), max(times)) if times else None
@@ -450,7 +450,7 @@ def disclosures(
     for r in requests:
         collected: bool | None = None
         if viewer.is_regulator:
-            stored = regulator.store.disclosure(r.id)
+            stored = regulator.disclosure(r.id)
             collected = stored is not None and stored.opening is not None
         out.append({
             "id": r.id, "regulator": names.get(r.regulator.lower(), r.regulator),
@@ -615,7 +615,7 @@ def faults(regulator: RegulatorDep, member: RegulatorSession) -> dict[str, Any]:
         {"platform": f.platform, "log_id": f.log_id.hex(), "start": f.start, "end": f.end,
          "kind": f.kind, "detail": f.detail, "at": int(f.found_at),
          "last_seen": int(f.last_seen)}
-        for f in regulator.store.faults()]}
+        for f in regulator.faults()]}
 
 
 # --------------------------------------------------------------------------------------

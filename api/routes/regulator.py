@@ -83,7 +83,7 @@ def health(regulator: RegulatorDep) -> dict[str, Any]:
         "name": regulator.config.name,
         "logs": len(progress),
         "behind": sum(p.anchored_size - p.verified_size for p in progress),
-        "faults": len(regulator.store.faults()),
+        "faults": len(regulator.faults()),
         "last_error": regulator.last_error,
     }
 
@@ -93,7 +93,7 @@ def health(regulator: RegulatorDep) -> dict[str, Any]:
 def ingest(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, Any]:
     """Ingest progress per platform log, and SM2 decryptions so far (one per batch)."""
     return {"logs": [p.to_json() for p in regulator.progress()],
-            "records": regulator.store.record_count(),
+            "records": regulator.record_count(),
             "sm2_decryptions": regulator.sm2_decryptions}
 
 
@@ -109,7 +109,7 @@ def ingest_now(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, An
             summary="Data refused from platform nodes, and unreadable escrows")
 def faults(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, Any]:
     """Every fault: which platform, which log, which range, what was wrong."""
-    return {"faults": [f.to_json() for f in regulator.store.faults()]}
+    return {"faults": [f.to_json() for f in regulator.faults()]}
 
 
 @router.post("/trace/identity", responses=problem_responses(401, 403, 422),
@@ -169,7 +169,7 @@ def request_disclosure(body: DisclosureRequestBody, regulator: RegulatorDep,
     off chain with the opening sealed for the regulator."""
     request_id = regulator.request_disclosure(bytes.fromhex(body.commitment),
                                               bytes.fromhex(body.case_id))
-    stored = regulator.store.disclosure(request_id)
+    stored = regulator.disclosure(request_id)
     assert stored is not None
     return stored.to_json()
 
@@ -179,7 +179,7 @@ def request_disclosure(body: DisclosureRequestBody, regulator: RegulatorDep,
 def list_disclosures(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, Any]:
     """Each request with whether its verified opening has been collected."""
     return {"disclosures": [d.to_json() | {"collected": d.opening is not None}
-                            for d in regulator.store.disclosures()]}
+                            for d in regulator.disclosures()]}
 
 
 @router.post("/disclosures/{request_id}/collect",

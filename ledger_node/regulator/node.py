@@ -69,6 +69,7 @@ from ledger_node.protocol.disclosure import case_reference, open_disclosure_resp
 from ledger_node.protocol.escrow import EscrowOpener, EscrowPayload, payload_mismatches
 from ledger_node.regulator.casefile import CASE_FILE_FORMAT, CaseFile, CaseReport, verify_case_file
 from ledger_node.regulator.store import (
+    Fault,
     IndexedRecord,
     IngestedLeaf,
     LogState,
@@ -453,6 +454,30 @@ class RegulatorNode:
             out.append(LogProgress(state.platform, state.log_id, state.verified_size, anchored,
                                    state.hash_name))
         return out
+
+    def logs(self) -> list[LogState]:
+        """Every followed log's state, as the store holds it."""
+        return self.store.logs()
+
+    def all_anchors(self) -> list[StoredAnchor]:
+        """Every anchored checkpoint read from the chain, of every log."""
+        return self.store.all_anchors()
+
+    def record_count(self) -> int:
+        """How many records are indexed."""
+        return self.store.record_count()
+
+    def faults(self) -> list[Fault]:
+        """Every fault recorded against a platform's log."""
+        return self.store.faults()
+
+    def disclosure(self, request_id: int) -> StoredDisclosure | None:
+        """The disclosure request ``request_id`` this regulator made, if any."""
+        return self.store.disclosure(request_id)
+
+    def disclosures(self) -> list[StoredDisclosure]:
+        """Every disclosure request this regulator made."""
+        return self.store.disclosures()
 
     @property
     def sm2_decryptions(self) -> int:
