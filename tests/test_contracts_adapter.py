@@ -12,8 +12,10 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.exceptions import ContractCustomError
 
-from ledger_node.chain.adapter import Deployment, LedgerChain, _revert_data
+from ledger_node.chain.adapter import Deployment, LedgerChain, Role, _revert_data
+from ledger_node.crypto.gmcrypto import generate_private_key
 from ledger_node.errors import ChainError, ContractRevert, DeploymentError
+from tests.api_support import make_consortium
 
 OWNER = "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"
 CALLER = "0x2B5AD5c4795c026514f8317c7a215E218DcCD6cF"
@@ -100,3 +102,24 @@ def test_malformed_deployment_file(tmp_path: Path) -> None:
 def test_reads_need_a_deployment(offline: LedgerChain) -> None:
     with pytest.raises(ChainError, match="no JointLedger deployment"):
         offline.threshold()
+
+
+def test_key_history_follows_rotations_and_re_admissions() -> None:
+    """Every key a member had registered: at admission, after each rotation and after a
+    re-admission with a new key (which emits MemberAdded, not KeyRotated)."""
+    c = make_consortium(LedgerChain.embedded())
+    union = c.as_party(c.unionpay)
+    address = c.wechatpay.account.address
+    first = c.chain.member(address).public_key
+    assert [p.public_key for p in c.chain.key_history(c.chain.member(address))] == [first]
+    rotated, readmitted = (generate_private_key().public_key().raw for _ in range(2))
+    proposal, _ = c.chain.propose_rotate_key(address, rotated)
+    union.approve(proposal)
+    proposal, _ = c.chain.propose_remove_member(address)
+    union.approve(proposal)
+    proposal, _ = c.chain.propose_add_member(address, Role.PLATFORM, "wechatpay", readmitted)
+    union.approve(proposal)
+    history = c.chain.key_history(c.chain.member(address))
+    assert [p.public_key for p in history] == [first, rotated, readmitted]
+    assert history[0].since is None and history[-1].until is None
+    assert all(a.until == b.since and b.since is not None for a, b in zip(history, history[1:]))

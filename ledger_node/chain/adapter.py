@@ -690,18 +690,28 @@ class LedgerChain:
         return int(self._w3.eth.get_block("latest" if block is None else block)["timestamp"])
 
     def key_history(self, member: Member) -> list[KeyPeriod]:
-        """Every SM2 key ``member`` has had registered, oldest first, from its ``KeyRotated``
-        events (a member never rotated has one period, its current key)."""
-        events = self.events("KeyRotated", account=member.address)
-        if not events:
-            return [KeyPeriod(member.public_key, None, None)]
-        periods = []
-        since: int | None = None
-        for event in events:
+        """Every SM2 key ``member`` has had registered, oldest first: its key at admission,
+        each ``KeyRotated`` new key, and the key of each re-admission after a removal (a
+        member never rotated nor re-admitted has one period, its current key)."""
+        changes = sorted(
+            self.events("KeyRotated", account=member.address)
+            + self.events("MemberAdded", account=member.address),
+            key=lambda e: (e.block_number, e.log_index))
+        periods: list[KeyPeriod] = []
+        for event in changes:
+            rotated = event.name == "KeyRotated"
+            key = bytes(event.args["newKey" if rotated else "publicKey"])
+            if not periods:  # the first change: admission, or a rotation of a genesis member
+                first = bytes(event.args["oldKey"]) if rotated else key
+                periods.append(KeyPeriod(first, None, None))
+                if not rotated:
+                    continue
             at = self.block_time(event.block_number)
-            periods.append(KeyPeriod(bytes(event.args["oldKey"]), since, at))
-            since = at
-        periods.append(KeyPeriod(bytes(events[-1].args["newKey"]), since, None))
+            previous = periods[-1]
+            periods[-1] = KeyPeriod(previous.public_key, previous.since, at)
+            periods.append(KeyPeriod(key, at, None))
+        if not periods:
+            return [KeyPeriod(member.public_key, None, None)]
         return periods
 
     def mined_transaction(self, tx_hash: bytes) -> MinedTransaction | None:
