@@ -122,4 +122,5 @@ def test_key_history_follows_rotations_and_re_admissions() -> None:
     history = c.chain.key_history(c.chain.member(address))
     assert [p.public_key for p in history] == [first, rotated, readmitted]
     assert history[0].since is None and history[-1].until is None
-    assert all(a.until == b.since and b.since is not None for a, b in zip(history, history[1:]))
+    assert all(a.until == b.since and b.since is not None
+               for a, b in zip(history, history[1:], strict=False))
