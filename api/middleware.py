@@ -1,4 +1,5 @@
-"""ASGI middleware: request body guards (size 413, JSON depth 400, before parsing), metrics."""
+"""ASGI middleware: request body guards (size 413, encoding 415, JSON depth 400, before any
+parser), metrics."""
 
 from __future__ import annotations
 
@@ -10,19 +11,28 @@ from typing import Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import ProblemFactory
-from ledger_node.jsonlimits import MAX_JSON_DEPTH, json_nested_deeper_than
+from ledger_node.jsonlimits import (
+    MAX_JSON_DEPTH,
+    JsonTextRefused,
+    check_json_text,
+    json_nested_deeper_than,
+)
 
 _METHODS_WITH_BODY: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over ``max_bytes`` (413) or nested too deep (400), unparsed.
+    """Refuse request bodies over ``max_bytes`` (413), not UTF-8 (415) or nested too deep
+    (400), unparsed.
 
     A declared ``Content-Length`` over the limit is refused without reading the body; a
     streamed (chunked) body is read up to the limit and refused as soon as it passes it.
-    JSON nested deeper than :data:`MAX_JSON_DEPTH` is refused before any parser sees it
-    (see :mod:`ledger_node.jsonlimits`: it could crash the process). Accepted bodies are
-    buffered and replayed to the application unchanged.
+    A body that is not UTF-8 without a byte order mark, or declares another charset, is
+    refused (JSON between systems is UTF-8, RFC 8259 §8.1; ``json`` would otherwise guess
+    UTF-16 or UTF-32 and parse text the depth check never saw), and JSON nested deeper than
+    :data:`MAX_JSON_DEPTH` is refused before any parser sees it (see
+    :mod:`ledger_node.jsonlimits`: it could crash the process). Accepted bodies are buffered
+    and replayed to the application unchanged.
     """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, problems: ProblemFactory) -> None:
@@ -64,6 +74,13 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        content_type = next((v.decode("latin-1") for n, v in scope.get("headers", ())
+                             if n == b"content-type"), None)
+        try:
+            check_json_text(body, content_type=content_type)
+        except JsonTextRefused as refused:
+            await self._reject(scope, send, "unsupported-media-type", refused.reason)
+            return
         if json_nested_deeper_than(body, MAX_JSON_DEPTH):
             await self._reject(scope, send, "malformed-json",
                                f"JSON nested deeper than {MAX_JSON_DEPTH} levels is refused")

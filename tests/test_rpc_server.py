@@ -26,10 +26,11 @@ from web3 import Web3
 
 from ledger_node.chain.adapter import ETH_TESTER_FAUCET_KEY, Deployment, LedgerChain, Role
 from ledger_node.chain.contracts import load_artifact
-from ledger_node.chain.rpc_server import MAX_BATCH, ChainServer, json_nested_deeper_than
+from ledger_node.chain.rpc_server import MAX_BATCH, ChainServer
 from ledger_node.cli.chain import run_chain
 from ledger_node.demo.run import Party, new_party
 from ledger_node.errors import ChainError, ContractRevert
+from ledger_node.jsonlimits import json_nested_deeper_than
 
 ETHER = 10**18
 ABI = list(load_artifact().abi)

@@ -51,7 +51,7 @@ from eth_tester.exceptions import (
 from eth_utils.exceptions import ValidationError as EvmValidationError
 
 from ledger_node.chain.adapter import LedgerChain
-from ledger_node.jsonlimits import MAX_JSON_DEPTH, json_nested_deeper_than
+from ledger_node.jsonlimits import JsonTextRefused, parse_json
 
 __all__ = [
     "DEFAULT_CHAIN_URL",
@@ -60,7 +60,6 @@ __all__ = [
     "MAX_BODY_BYTES",
     "ChainRpc",
     "ChainServer",
-    "json_nested_deeper_than",
 ]
 
 _log = logging.getLogger(__name__)
@@ -428,12 +427,12 @@ class ChainRpc:
         Never raises for bad input: malformed JSON is -32700, a malformed call -32600, an
         empty or oversized batch one -32600 error object.
         """
-        if json_nested_deeper_than(body, MAX_JSON_DEPTH):
-            error = _RpcError(PARSE_ERROR, f"parse error: JSON nested deeper than {MAX_JSON_DEPTH}")
-            return _dump(_error_response(None, error))
         try:
-            request = json.loads(body)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            request = parse_json(body)  # UTF-8 only, nesting checked, then parsed as text
+        except JsonTextRefused as refused:
+            error = _RpcError(PARSE_ERROR, f"parse error: {refused.reason}")
+            return _dump(_error_response(None, error))
+        except (ValueError, RecursionError) as exc:
             return _dump(_error_response(None, _RpcError(PARSE_ERROR, f"parse error: {exc}")))
         if isinstance(request, list):
             if not request:

@@ -43,6 +43,7 @@ from ledger_node.client.sdk import (
 from ledger_node.crypto.gmcrypto import SM2PublicKey
 from ledger_node.crypto.keyfiles import load_member_keys
 from ledger_node.errors import InvalidIdentity, InvalidRecord, UnknownRegulator
+from ledger_node.jsonlimits import JsonTextRefused, parse_json_text
 from ledger_node.protocol.aml import PartyKind
 from ledger_node.protocol.escrow import classify_identity, key_fingerprint
 from ledger_node.protocol.pairwise import CrossPlatform, Side
@@ -169,7 +170,9 @@ def _jsonl_rows(handle: TextIO) -> Iterator[tuple[int, object]]:
         if not text.strip():
             continue
         try:
-            yield line, json.loads(text)
+            yield line, parse_json_text(text)
+        except JsonTextRefused as refused:
+            raise RecordFileError(f"line {line}: {refused.reason}") from None
         except json.JSONDecodeError as exc:
             raise RecordFileError(f"line {line}: not JSON: {exc.msg}") from None
 

@@ -46,6 +46,7 @@ from ledger_node.errors import (
     LogVerificationFailed,
 )
 from ledger_node.gcpause import gc_paused
+from ledger_node.jsonlimits import JsonTextRefused, parse_json_text
 from ledger_node.log.checkpoint import log_id_for
 from ledger_node.protocol.commitment import RecordOpening, verify_opening
 from ledger_node.protocol.keys_in_force import platform_member
@@ -104,7 +105,9 @@ def read_receipts(paths: Sequence[Path], *, default_log: bytes) -> Receipts:
 
 def _receipt(where: str, text: str, default_log: bytes) -> tuple[bytes, int, RecordOpening]:
     try:
-        data = json.loads(text)
+        data = parse_json_text(text)
+    except JsonTextRefused as refused:
+        raise InvalidReconciliationInput(where, refused.reason) from None
     except json.JSONDecodeError as exc:
         raise InvalidReconciliationInput(where, f"not JSON: {exc.msg}") from None
     if not isinstance(data, dict):

@@ -11,6 +11,7 @@ disclosure responses.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 from ledger_node.chain.adapter import Deployment, LedgerChain
 from ledger_node.crypto import gmcrypto
-from ledger_node.jsonlimits import MAX_JSON_DEPTH, json_nested_deeper_than
+from ledger_node.jsonlimits import JsonTextRefused, parse_json
 from ledger_node.protocol.bundle import ProofBundle, Verdict, verify_bundle
 from ledger_node.protocol.checks import check_line
 from ledger_node.protocol.commitment import FieldDisclosure, RecordOpening
@@ -35,19 +36,18 @@ Echo = Callable[[str], None]
 def read_json(path: Path, what: str) -> Any:
     """Return the parsed JSON document at ``path``; raise ``ValueError`` naming ``what``.
 
-    Nesting deeper than :data:`MAX_JSON_DEPTH` is refused before parsing (see
+    The file is UTF-8 (a leading byte order mark, as editors write, is skipped); nesting
+    deeper than :data:`MAX_JSON_DEPTH` is refused before parsing (see
     :mod:`ledger_node.jsonlimits`: it would overflow the stack rather than raise).
     """
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ValueError(f"cannot read the {what} {path}: {exc.strerror}") from None
-    if json_nested_deeper_than(raw, MAX_JSON_DEPTH):
-        raise ValueError(f"the {what} {path} nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"the {what} {path} is not UTF-8 text: {exc}") from None
+        return parse_json(raw.removeprefix(codecs.BOM_UTF8))
+    except JsonTextRefused as refused:
+        raise ValueError(f"the {what} {path} is refused: {refused.reason}") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"the {what} {path} is not JSON: {exc}") from None
 

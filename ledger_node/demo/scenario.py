@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Final, TypeVar
 import yaml
 
 from ledger_node.errors import InvalidScenario
+from ledger_node.jsonlimits import JsonTextRefused, parse_json_text
 from ledger_node.protocol.aml import Alert, AmlConfig, Category, Direction, PartyKind, Rule
 from ledger_node.protocol.escrow import classify_identity, identity_key, is_resident_id
 from ledger_node.protocol.record import FIELD_NAMES, Channel, PaymentRecord
@@ -1343,7 +1344,9 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _parse(text: str, suffix: str) -> object:
     if suffix == ".json":
         try:
-            return json.loads(text, object_pairs_hook=_json_object)
+            return parse_json_text(text, object_pairs_hook=_json_object)
+        except JsonTextRefused as refused:
+            raise InvalidScenario("$", refused.reason) from None
         except json.JSONDecodeError as exc:
             raise InvalidScenario(f"line {exc.lineno}", f"not valid JSON: {exc.msg}") from None
     try:

@@ -51,6 +51,7 @@ from ledger_node.errors import (
     InvalidRecord,
     UnknownDisclosureKey,
 )
+from ledger_node.jsonlimits import parse_json
 from ledger_node.protocol.commitment import RecordOpening
 
 # The wrapped key uses the escrow envelope's fixed raw SM2 form (no DER length fields).
@@ -202,8 +203,8 @@ def open_disclosure_response(
             "contract (altered, or sealed for another)"
         ) from None
     try:
-        document = json.loads(plaintext.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError
+        document = parse_json(plaintext)
+    except (ValueError, RecursionError) as exc:  # JsonTextRefused, JSONDecodeError
         raise InvalidDisclosureResponse(f"the plaintext is not JSON: {exc}") from None
     try:
         opening = RecordOpening.from_json(document)
