@@ -549,7 +549,6 @@ def test_a_case_file_verifies_with_the_key_only_in_a_regulator_session(
 
 @pytest.mark.parametrize(("body", "says"), [
     (b"{not json", "not JSON"),
-    (b"\xff\xfe", "not UTF-8"),
     (b"[1, 2]", "not a JSON object"),
     (b'{"hello": 1}', "no \"format\""),
     (b'{"format": "jointledger/other/v9"}', "unknown format"),
@@ -557,6 +556,17 @@ def test_a_case_file_verifies_with_the_key_only_in_a_regulator_session(
 def test_documents_that_are_not_bundles_or_case_files_are_422(console: Console, body: bytes,
                                                               says: str) -> None:
     document = problem(verify(console, body), 422, "validation-error")
+    assert says in document["detail"]
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    (b"\xff\xfe", "byte order mark"),
+    (b'{"format": "\xff"}', "invalid byte"),
+    ('{"format": "x"}'.encode("utf-16-le"), "NUL bytes"),
+])
+def test_documents_that_are_not_utf8_are_refused_before_parsing(console: Console, body: bytes,
+                                                                says: str) -> None:
+    document = problem(verify(console, body), 415, "unsupported-media-type")
     assert says in document["detail"]
 
 

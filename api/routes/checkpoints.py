@@ -7,20 +7,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import NodeDep
-from api.routes.common import problem_responses
+from api.routes.common import MAX_STORED_INT, problem_responses
 from api.schemas import CheckpointList, CheckpointPublic, ConsistencyPublic
 from ledger_node.errors import InvalidCheckpoint
 
 router = APIRouter(prefix="/v1", tags=["checkpoints"])
 
-Size = Annotated[int, Query(ge=0, le=2**64 - 1)]
+Size = Annotated[int, Query(ge=0, le=MAX_STORED_INT)]
 
 
 @router.get("/checkpoints", response_model=CheckpointList,
             responses=problem_responses(422), summary="Anchored checkpoints, oldest first")
 def list_checkpoints(
     node: NodeDep,
-    after: Annotated[int, Query(ge=0, description="only checkpoints larger than this size")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_STORED_INT,
+                                description="only checkpoints larger than this size")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> CheckpointList:
     """This log's checkpoints anchored on chain with their signatures and transactions."""
@@ -35,8 +36,8 @@ def list_checkpoints(
             summary="Consistency proof between two anchored sizes")
 def consistency(
     node: NodeDep,
-    size1: Annotated[int, Query(alias="from", ge=1, le=2**64 - 1)],
-    size2: Annotated[int, Query(alias="to", ge=1, le=2**64 - 1)],
+    size1: Annotated[int, Query(alias="from", ge=1, le=MAX_STORED_INT)],
+    size2: Annotated[int, Query(alias="to", ge=1, le=MAX_STORED_INT)],
 ) -> ConsistencyPublic:
     """The RFC 9162 proof that the log at ``to`` extends the log at ``from``.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import Path
 
@@ -24,4 +24,9 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 DigestPath = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{64}$",
                                  description="32 bytes as 64 hex digits")]
-IndexPath = Annotated[int, Path(ge=0, le=2**63 - 1, description="leaf index in the log")]
+MAX_STORED_INT: Final = 2**63 - 1
+"""The largest integer the stores hold (SQLite's INTEGER): every integer input is bounded by
+it, so a larger one is a 422 problem, never an overflow in the store."""
+
+IndexPath = Annotated[int, Path(ge=0, le=MAX_STORED_INT, description="leaf index in the log")]
+RequestIdPath = Annotated[int, Path(ge=1, le=MAX_STORED_INT, description="request id on chain")]

@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.console_session import ConsoleSession, ConsoleSessions
 from api.errors import ProblemException
 from api.problems import ProblemFactory
-from api.routes.common import problem_responses
+from api.routes.common import MAX_STORED_INT, problem_responses
 from api.routes.regulator import RegulatorDep, SignedRegulator, TraceRequest
 from ledger_node.chain.adapter import Role
 from ledger_node.errors import (
@@ -370,7 +370,7 @@ def checkpoints(
     limit: Annotated[int, Query(ge=1, le=MAX_CHECKPOINTS)] = DEFAULT_CHECKPOINTS,
     log_id: Annotated[str | None, Query(pattern=_LOG_ID, description=(
         "only this log (64 hex digits)"))] = None,
-    before: Annotated[int | None, Query(ge=1, description=(
+    before: Annotated[int | None, Query(ge=1, le=MAX_STORED_INT, description=(
         "only checkpoints with a tree size below this (the next older page)"))] = None,
 ) -> dict[str, Any]:
     """Per checkpoint: size, root, signed time, anchoring block and its time, the latency

@@ -3,13 +3,11 @@ sealed answers the platform's own system posts for the node to store and log on 
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import MemberDep, NodeDep
-from api.routes.common import problem_responses
+from api.routes.common import RequestIdPath, problem_responses
 from api.routes.logs import require_owner_or_regulator
 from api.schemas import (
     DisclosureFulfilment,
@@ -22,7 +20,6 @@ from ledger_node.errors import Forbidden
 
 router = APIRouter(prefix="/v1/disclosures", tags=["disclosures"])
 
-RequestIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="request id on chain")]
 
 
 @router.get("", response_model=list[DisclosureRequestPublic],

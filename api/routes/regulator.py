@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import request_target
 from api.errors import ProblemException
-from api.routes.common import DigestPath, problem_responses
+from api.routes.common import DigestPath, RequestIdPath, problem_responses
 from ledger_node.chain.adapter import Role
 from ledger_node.protocol.auth import AuthenticatedMember, RequestAuthenticator
 from ledger_node.protocol.escrow import identity_key
@@ -185,7 +185,7 @@ def list_disclosures(regulator: RegulatorDep, member: SignedRegulator) -> dict[s
 @router.post("/disclosures/{request_id}/collect",
              responses=problem_responses(401, 403, 404, 422),
              summary="Fetch, check and keep the platform's answer")
-def collect_disclosure(request_id: int, request: Request, regulator: RegulatorDep,
+def collect_disclosure(request_id: RequestIdPath, request: Request, regulator: RegulatorDep,
                        member: SignedRegulator) -> Any:
     """200 with the verified opening; 202 with ``Retry-After`` while the platform has not
     fulfilled the request on chain; 422 problem if the answer fails a check."""

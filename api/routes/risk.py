@@ -59,8 +59,8 @@ class RiskDeviceCreate(_Strict):
     """A device to list, with its reason: a code or a name."""
 
     fingerprint: Fingerprint
-    reason: int | str = Field(description=f"reason code or name: {_REASONS}",
-                              examples=["money_mule"])
+    reason: Annotated[int, Field(ge=0, le=255)] | str = Field(
+        description=f"reason code or name: {_REASONS}", examples=["money_mule"])
 
 
 class RiskDeviceRemove(_Strict):
