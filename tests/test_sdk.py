@@ -224,3 +224,19 @@ def test_leaf_ranges_are_parsed_strictly_naming_the_leaf() -> None:
         with pytest.raises(InvalidLeaf) as caught:
             client(items).leaves(log_id, 0, len(items))
         assert caught.value.field == field, caught.value
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    (('["Ģ", ' + "[" * 99_000 + "]" * 99_000 + "]").encode("utf-16-le"), "NUL bytes"),
+    (b"\xff\xfe{}", "byte order mark"),
+    (b"[" * 100 + b"]" * 100, "nested deeper"),
+])
+def test_a_hostile_node_cannot_crash_its_clients(body: bytes, says: str) -> None:
+    """A node is another organisation's server: its answer is checked before any parser."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+    http = httpx.Client(base_url="http://node.test", transport=httpx.MockTransport(answer))
+    client = NodeClient("http://node.test", http=http)
+    with pytest.raises(ApiError, match=says):
+        client.health()

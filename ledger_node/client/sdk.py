@@ -46,6 +46,7 @@ from ledger_node.errors import (
     UnknownDisclosureRequest,
     UnknownRegulator,
 )
+from ledger_node.jsonlimits import JsonTextRefused, check_json_body
 from ledger_node.log.checkpoint import log_id_for
 from ledger_node.log.leaf import Leaf, LeafSummary, Receipt
 from ledger_node.protocol.aml import PartyKind
@@ -352,6 +353,7 @@ class NodeClient:
                 if attempt >= self._retries:
                     raise
             else:
+                _check_answer(response)
                 if response.status_code < 400:
                     return response
                 if response.status_code not in _RETRY_STATUSES or attempt >= self._retries:
@@ -877,6 +879,17 @@ def _items_from_json(items: object, parse: Callable[[object], _Item], where: str
             raise InvalidLeaf(place if exc.field == "leaf" else f"{place}.{exc.field}",
                               exc.reason) from None
     return out
+
+
+def _check_answer(response: httpx.Response) -> None:
+    """Refuse an answer that is not UTF-8 JSON text of bounded depth before anything parses
+    it: a node is another organisation's server (see :mod:`ledger_node.jsonlimits`)."""
+    try:
+        check_json_body(response.content, content_type=response.headers.get("content-type"))
+    except JsonTextRefused as refused:
+        raise ApiError(response.status_code, "about:blank", "Unusable answer",
+                       f"{response.request.url} answered with a body this client refuses: "
+                       f"{refused.reason}") from None
 
 
 def _api_error(response: httpx.Response) -> ApiError:
