@@ -191,6 +191,11 @@ class LocalSite:
             return f'"{url}"'
         return "[" + ", ".join(f'"{u}"' for _, u in sorted(shards.items())) + "]"
 
+    def process_alive(self, key: str) -> bool:
+        """Whether process ``key`` (``"chain"`` or a node name) was started and still runs."""
+        process = self._processes.get(key)
+        return process is not None and process.poll() is None
+
     def stop_process(self, key: str) -> None:
         """Stop one process (``"chain"`` or a node name) with SIGTERM, then SIGKILL."""
         process = self._processes.pop(key, None)
