@@ -19,7 +19,12 @@ from typing import Any
 
 from ledger_node.chain.adapter import Deployment, LedgerChain
 from ledger_node.crypto import gmcrypto
-from ledger_node.jsonlimits import JsonTextRefused, parse_json
+from ledger_node.jsonlimits import (
+    MAX_JSON_DEPTH,
+    JsonTextRefused,
+    check_json_text,
+    json_nested_deeper_than,
+)
 from ledger_node.protocol.bundle import ProofBundle, Verdict, verify_bundle
 from ledger_node.protocol.checks import check_line
 from ledger_node.protocol.commitment import FieldDisclosure, RecordOpening
@@ -44,10 +49,15 @@ def read_json(path: Path, what: str) -> Any:
         raw = path.read_bytes()
     except OSError as exc:
         raise ValueError(f"cannot read the {what} {path}: {exc.strerror}") from None
+    text = raw.removeprefix(codecs.BOM_UTF8)
     try:
-        return parse_json(raw.removeprefix(codecs.BOM_UTF8))
+        check_json_text(text)
     except JsonTextRefused as refused:
         raise ValueError(f"the {what} {path} is refused: {refused.reason}") from None
+    if json_nested_deeper_than(text, MAX_JSON_DEPTH):
+        raise ValueError(f"the {what} {path} nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text.decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"the {what} {path} is not JSON: {exc}") from None
 
