@@ -25,6 +25,8 @@ from ledger_node.protocol.aml import (
     TracedPayment,
     categorize,
     detect,
+    lasting_key,
+    rule_category,
 )
 
 PERSON, INSTITUTION = PartyKind.PERSON, PartyKind.INSTITUTION
@@ -546,3 +548,34 @@ def test_a_cross_platform_payment_seen_on_both_platforms_counts_once() -> None:
 def test_clearing_key_must_be_32_bytes() -> None:
     with pytest.raises(InvalidRecord, match="clearing_key"):
         pay(100, clearing_key=b"short")
+
+
+# --- lasting keys (the regulator's alert numbers) ----------------------------------------------
+
+
+def test_an_alert_keeps_its_lasting_key_as_it_grows() -> None:
+    """More payments on the same day, or later ones in the same window, keep the key; each
+    platform's day is its own alert unless days are summed across platforms."""
+    day = [pay(30_000_000, t=T0, platform="alpha"), pay(30_000_000, t=T0 + timedelta(hours=1),
+                                                        platform="alpha")]
+    (first,) = [a for a in detect(day) if a.direction == "payer"]
+    grown = day + [pay(1_000, t=T0 + timedelta(hours=3), platform="alpha")]
+    (second,) = [a for a in detect(grown) if a.direction == "payer"]
+    config = AmlConfig()
+    assert second.refs != first.refs
+    assert lasting_key(second, config) == lasting_key(first, config)
+    beta = pay(60_000_000, t=T0, platform="beta")
+    keys = {lasting_key(a, config) for a in detect([*day, beta]) if a.direction == "payer"}
+    assert len(keys) == 2 and any(k.endswith("|alpha") for k in keys)
+    summed = AmlConfig(cumulate_across_platforms=True)
+    (across,) = [a for a in detect([*day, beta], summed) if a.direction == "payer"]
+    assert lasting_key(across, summed).endswith("|*")
+    (alone,) = [a for a in detect(day, summed) if a.direction == "payer"]
+    assert lasting_key(alone, summed) == lasting_key(across, summed)  # beta joined the day
+
+
+def test_rule_category() -> None:
+    assert rule_category("structuring.person_cross_border") is Category.PERSON_CROSS_BORDER
+    assert rule_category(Rule.LARGE_CASH) is Category.CASH
+    with pytest.raises(ValueError):
+        rule_category("large_value.yachts")

@@ -107,7 +107,7 @@ def problem(response: Any, status: int, slug: str) -> dict[str, Any]:
     return document
 
 
-REGULATOR_ONLY = ["/console/api/alerts", "/console/api/alerts/0", "/console/api/faults"]
+REGULATOR_ONLY = ["/console/api/alerts", "/console/api/alerts/1", "/console/api/faults"]
 
 
 # ------------------------------------------------------------------ login and sessions
@@ -429,6 +429,7 @@ def test_alerts_drill_down_to_records_across_platforms(console: Console) -> None
     listed = console.client.get("/console/api/alerts").json()["alerts"]
     assert [a["rule"] for a in listed] == ["large_value.person_domestic",
                                            "structuring.person_domestic"]
+    assert [a["id"] for a in listed] == [1, 2]  # numbered from 1
     structuring = listed[1]
     assert structuring["identity"] == identity_key(STRUCTURING_IDENTITY).hex()
     assert structuring["platforms"] == ["unionpay", "wechatpay"]
@@ -442,6 +443,7 @@ def test_alerts_drill_down_to_records_across_platforms(console: Console) -> None
         assert rec["bundle"]["format"] == "jointledger/proof-bundle/v1"
     problem(console.client.get("/console/api/alerts/99"), 404, "unknown-alert")
     problem(console.client.get("/console/api/alerts/-1"), 422, "validation-error")
+    problem(console.client.get("/console/api/alerts/0"), 422, "validation-error")
 
     ref = one["records"][0]["ref"]
     record = console.client.get(f"/console/api/records/{ref}").json()["record"]
@@ -450,6 +452,36 @@ def test_alerts_drill_down_to_records_across_platforms(console: Console) -> None
     problem(console.client.get(f"/console/api/records/{platform}/{log_id}/999"), 404,
             "unknown-leaf")
     problem(console.client.get("/console/api/records/nope"), 422, "validation-error")
+
+
+def test_alerts_carry_the_basis_the_page_explains_them_with(console: Console) -> None:
+    """``basis`` gives the threshold and the day or window, so the page can say "¥600,000.00
+    reached ¥500,000.00" in the reader's language; ``detail`` stays the protocol's text."""
+    console.login()
+    large, structuring = console.client.get("/console/api/alerts").json()["alerts"]
+    assert large["basis"] == {"family": "large_value", "category": "person_domestic",
+                              "threshold_fen": 500_000_00, "day_utc_offset_s": 8 * 3600,
+                              "across_platforms": False}
+    assert structuring["basis"] == {"family": "structuring", "category": "person_domestic",
+                                    "threshold_fen": 500_000_00, "window_s": 86_400}
+    assert large["total_fen"] == 600_000_00 and "60000000 fen >= 50000000 fen" in large[
+        "detail"]  # machines and case files keep the protocol's sentence
+    one = console.client.get(f"/console/api/alerts/{large['id']}").json()["alert"]
+    assert one == large
+
+
+def test_alert_numbers_are_the_same_after_the_node_recomputes(console: Console,
+                                                             data: ConsoleData) -> None:
+    """Numbers come from the store, not from positions: forgetting the computed alerts (as
+    a restart does) gives every alert its number again."""
+    console.login()
+    before = [(a["id"], a["rule"]) for a in console.client.get("/console/api/alerts").json()[
+        "alerts"]]
+    data.regulator._alerts = None  # what a restart loses
+    after = [(a["id"], a["rule"]) for a in console.client.get("/console/api/alerts").json()[
+        "alerts"]]
+    assert after == before == [(1, "large_value.person_domestic"),
+                               (2, "structuring.person_domestic")]
 
 
 def test_trace_finds_every_record_of_an_identity(console: Console) -> None:

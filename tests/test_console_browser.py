@@ -22,6 +22,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +215,21 @@ def flipped(bundle: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
+BEIJING_TIME = re.compile(r"(2\d{3}-\d\d-\d\d \d\d:\d\d:\d\d) \(UTC\+8\)")
+
+
+def assert_beijing_time(element: Any, zone: str = " (UTC+8)") -> None:
+    """``element`` is a <time> showing Beijing time with ``zone`` after it, its UTC moment in
+    ``datetime`` and on hover (``title``), eight hours behind the shown time."""
+    text = element.inner_text()
+    assert text.endswith(zone), text
+    shown = datetime.strptime(text[:19], "%Y-%m-%d %H:%M:%S")
+    moment = datetime.fromisoformat(element.get_attribute("datetime").replace("Z", "+00:00"))
+    assert shown == moment.replace(tzinfo=None) + timedelta(hours=8)
+    title = element.get_attribute("title")
+    assert moment.strftime("%Y-%m-%d %H:%M:%S") in title and "UTC" in title
+
+
 # ---------------------------------------------------------------------------------------------
 # Auditor view
 
@@ -240,6 +256,11 @@ def test_auditor_timeline_shows_both_logs(console: ConsolePage, console_site: Co
         assert rows.first.get_attribute("data-tree-size") == str(len(submitted))
         assert re.search(r"\d+ s", rows.first.inner_text())  # anchoring latency
         assert "UTC" in rows.first.inner_text()
+        times = rows.first.locator("time")
+        assert times.count() == 2  # block time, signed at: Beijing time, UTC on hover
+        for i in range(2):
+            assert_beijing_time(times.nth(i))
+        assert_beijing_time(log.locator("dd time"))  # last anchored
 
 
 def test_older_checkpoints_page_in_by_keyboard(browser: Browser,
@@ -256,10 +277,12 @@ def test_older_checkpoints_page_in_by_keyboard(browser: Browser,
         for log in logs.values():
             assert log.locator("tbody tr").count() == 1
             assert log.get_by_test_id("older-checkpoints").is_visible()
+            assert "Newest 1 checkpoint." in log.inner_text()  # one, not "1 checkpoints"
         console.testid("lang-toggle").click()
         log = logs["unionpay"]
         older = log.get_by_test_id("older-checkpoints")
         assert older.inner_text() == "显示更早的检查点"
+        assert "最新的 1 个检查点。" in log.inner_text()
         console.testid("lang-toggle").click()
         assert older.inner_text() == "Show older checkpoints"
         assert older.get_attribute("aria-label") == "Show older checkpoints of unionpay · Shard 0"
@@ -318,6 +341,10 @@ def test_disclosure_log_lists_both_requests(console: ConsolePage, console_site: 
     assert states == {str(console_site.data.fulfilled_request): "true",
                       str(console_site.data.pending_request): "false"}
     assert "Opening collected" not in console.page.locator("thead").inner_text()  # auditor
+    assert console.testid("disclosure-count").inner_text() == "2 shown of 2 requests ever made."
+    console.testid("lang-toggle").click()
+    console.page.wait_for_selector("main h1 >> text=披露记录")
+    assert console.testid("disclosure-count").inner_text() == "显示 2 条，链上共 2 条请求。"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,9 +472,22 @@ def test_regulator_alert_drill_down_and_record_verify(
     rows = console.testid("alert-row")
     rows.first.wait_for()
     assert rows.count() == 2
+    assert [rows.nth(i).get_attribute("data-alert-id") for i in range(2)] == ["1", "2"]
+    assert rows.first.get_by_role("link").inner_text() == "Alert 1"  # numbered from 1
     structuring = rows.filter(has_text="structuring")
     assert "¥600,000.00" in structuring.inner_text()
+    window = structuring.locator(".time-range")
+    assert window.inner_text().endswith(" (UTC+8)")  # the zone once for the range
+    for i in range(2):
+        assert_beijing_time(window.locator("time").nth(i), zone="")
     structuring.get_by_role("link").click()
+    explanation = console.testid("alert-explanation")
+    explanation.wait_for()
+    assert explanation.inner_text() == (
+        "Detail: 4 domestic personal payments as payer, each under the threshold of "
+        "¥500,000.00, came to ¥600,000.00 on unionpay, wechatpay within 24 h, reaching the "
+        "threshold.")
+    assert "fen" not in console.testid("alert-detail").inner_text()
 
     records = console.testid("record-row")
     records.first.wait_for()
@@ -456,8 +496,8 @@ def test_regulator_alert_drill_down_and_record_verify(
     assert sorted(platforms) == ["unionpay", "unionpay", "wechatpay", "wechatpay"]
     for i in range(4):
         assert records.nth(i).get_by_test_id("record-amount").inner_text() == "¥150,000.00"
-        assert re.fullmatch(r"2\d{3}-\d\d-\d\d \d\d:\d\d:\d\d UTC",
-                            records.nth(i).get_by_test_id("record-time").inner_text())
+        assert BEIJING_TIME.fullmatch(records.nth(i).get_by_test_id("record-time").inner_text())
+        assert_beijing_time(records.nth(i).get_by_test_id("record-time"))
     wechat = console.page.locator("[data-testid=record-row][data-platform=wechatpay]").first
     wechat.get_by_test_id("record-verify").click()
     verdict = wechat.get_by_test_id("verdict")
@@ -510,6 +550,109 @@ def test_regulator_trace_and_logout(console: ConsolePage, console_site: ConsoleS
     console.page.get_by_role("button", name="Log out").click()
     console.page.wait_for_selector("[data-testid=role-banner][data-role=auditor]")
     assert not console.testid("nav-alerts").is_visible()
+
+
+def test_large_value_alert_speaks_yuan_and_beijing_time_in_both_languages(
+        console: ConsolePage, console_site: ConsoleSite) -> None:
+    """Alert 1 (whale's single ¥600,000 payment): explained from its fields, amounts in yuan,
+    the natural day in Beijing time; the same in Chinese, with the window's zone in words."""
+    console.open(console_site.login_url())
+    console.go("alerts/1")
+    explanation = console.testid("alert-explanation")
+    explanation.wait_for()
+    assert console.page.locator("main h1").inner_text() == "Alert 1"
+    assert explanation.inner_text() == (
+        "Detail: A single domestic personal payment as payer of ¥600,000.00 on the natural "
+        "day 2026-11-27 (UTC+8) reached the large-value threshold of ¥500,000.00 on "
+        "unionpay.")
+    detail = console.testid("alert-detail")
+    assert "fen" not in detail.inner_text()
+    assert "2026-11-27 00:00:00 – 2026-11-28 00:00:00 (UTC+8)" in detail.inner_text()
+    console.testid("lang-toggle").click()
+    console.page.wait_for_selector("main h1 >> text=预警 1")
+    explanation = console.testid("alert-explanation")
+    assert explanation.inner_text() == (
+        "说明：单笔自然人境内转账（付款）¥600,000.00，自然日 2026-11-27（UTC+8），在 unionpay "
+        "达到大额交易报告标准 ¥500,000.00。")
+    window = console.testid("alert-detail").locator(".time-range")
+    assert window.inner_text() == "2026-11-27 00:00:00 – 2026-11-28 00:00:00（北京时间）"
+    assert window.locator("time").first.get_attribute("title") == "UTC 时间 2026-11-26 16:00:00"
+    record_time = console.testid("record-time").first
+    assert_beijing_time(record_time, zone="（北京时间）")
+
+
+def test_counts_read_right_in_both_languages(console: ConsolePage,
+                                             console_site: ConsoleSite) -> None:
+    """One record is "1 record", four are "4 records"; Chinese counts with its counter."""
+    console.open(console_site.login_url())
+    console.testid("nav-trace").click()
+    for identity, english, chinese in (("whale", "1 record found.", "找到 1 条记录。"),
+                                       (STRUCTURING_IDENTITY, "4 records found.",
+                                        "找到 4 条记录。")):
+        console.page.get_by_label("Identity").fill(identity)
+        console.testid("trace-submit").click()
+        found = console.page.locator("main").get_by_text(english)
+        found.wait_for()
+        console.testid("lang-toggle").click()
+        console.page.locator("main").get_by_text(chinese).wait_for()
+        console.testid("lang-toggle").click()
+        console.page.locator("main").get_by_text(english).wait_for()
+
+
+def _skew_latencies(route: Any, where: str) -> None:
+    """Answer the console's request with its real answer, two latencies changed: the newest
+    checkpoint's block stamped 5 s before it was signed, the one before 1 s before."""
+    answer = route.fetch()
+    body = answer.json()
+    if where == "checkpoints":
+        points = body["logs"][0]["checkpoints"]
+        key = "latency_s"
+    else:
+        points = body["latency"][0]["points"]
+        key = "latency_s"
+    points[-1][key] = -5  # beyond the tolerance: the clocks disagree
+    points[-2][key] = -1  # within it: shown as 0 s
+    route.fulfill(response=answer, json=body)
+
+
+def test_a_block_stamped_before_signing_is_never_a_negative_latency(
+        console: ConsolePage) -> None:
+    """Clocks that disagree (a chain behind the platform) are said in words, like a chain
+    running ahead: "clocks disagree" in the row, a notice, the point left out of the chart;
+    a second of disagreement reads 0 s. Never a negative latency."""
+    page = console.page
+    page.route("**/console/api/checkpoints*",
+               lambda route: _skew_latencies(route, "checkpoints"))
+    console.open()
+    rows = console.testid("timeline-log").first.locator("tbody tr")
+    newest = rows.nth(0).get_by_test_id("latency-clocks")
+    assert newest.inner_text() == "clocks disagree"
+    assert "5 s before the platform signed" in (newest.get_attribute("title") or "")
+    assert rows.nth(1).get_by_test_id("latency").inner_text() == "0 s"
+    notice = console.testid("clock-behind")
+    assert notice.inner_text().startswith(
+        "1 checkpoint was anchored in a block stamped 5 s before the platform signed it")
+    main = page.locator("main").inner_text()
+    assert not re.search(r"[-−]\s*\d+\s*(s|min|h)\b", main), "a negative duration is shown"
+    console.testid("lang-toggle").click()
+    page.wait_for_selector("main h1 >> text=检查点时间线")
+    assert console.testid("timeline-log").first.locator("tbody tr").nth(0).get_by_test_id(
+        "latency-clocks").inner_text() == "时钟不一致"
+    assert "早 5 秒" in console.testid("clock-behind").inner_text()
+    assert "0 秒" in console.testid("timeline-log").first.locator("tbody tr").nth(1).inner_text()
+    console.testid("lang-toggle").click()
+
+    page.route("**/console/api/charts*", lambda route: _skew_latencies(route, "charts"))
+    console.go("charts")
+    figure = console.testid("chart-latency")
+    figure.locator("svg").wait_for()
+    assert console.testid("clock-behind").inner_text().startswith("1 checkpoint was anchored")
+    values = [float(v) for v in figure.locator(".visually-hidden table tbody tr td:nth-child(3)"
+                                               ).all_inner_texts()]
+    assert values and min(values) >= 0
+    volume_dots = console.testid("chart-volume").locator("svg circle.series-dot").count()
+    assert figure.locator("svg circle.series-dot").count() == 6 - 1  # the -5 s point is out
+    assert volume_dots > 0
 
 
 def test_session_closed_elsewhere_falls_back_to_auditor(console: ConsolePage,
@@ -621,6 +764,11 @@ def test_every_label_exists_in_both_languages(console: ConsolePage) -> None:
         return [...en].filter((k) => !zh.has(k)).concat([...zh].filter((k) => !en.has(k)));
     }""")
     assert missing == []
+    without_other = console.page.evaluate("""async () => {
+        const i18n = await import('./assets/i18n.js');
+        return i18n.pluralsWithoutOther('en').concat(i18n.pluralsWithoutOther('zh'));
+    }""")
+    assert without_other == []  # every plural label has a form for any count
 
 
 def test_keyboard_only_navigation(console: ConsolePage) -> None:

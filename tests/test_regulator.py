@@ -19,7 +19,7 @@ import pytest
 from ledger_node.chain.adapter import LedgerChain
 from ledger_node.client.sdk import SubmittedRecord, registered_regulator_key
 from ledger_node.crypto.gmcrypto import SM2PublicKey, generate_private_key
-from ledger_node.errors import DisclosureRejected, UnknownLeaf
+from ledger_node.errors import DisclosureRejected, UnknownAlert, UnknownLeaf
 from ledger_node.protocol.aml import PartyKind
 from ledger_node.protocol.bundle import verify_bundle
 from ledger_node.protocol.commitment import RecordOpening
@@ -279,6 +279,76 @@ def test_structuring_across_both_platforms_raises_an_alert_with_evidence(site: S
                    for e in evidence)
     finally:
         regulator.stop()
+
+
+def test_alert_numbers_start_at_1_and_last_across_restarts(site: Site) -> None:
+    """Alerts are numbered from 1 and keep their numbers: across a restart that recomputes
+    them, when a new alert sorts before an old one, and when an alert grows."""
+    whale_day = T0 + timedelta(days=1)
+    site.submit("unionpay", [payment("unionpay", 0, "whale", "yacht", 600_000_00, whale_day)])
+    regulator = site.regulator()
+    try:
+        regulator.sync()
+        assert [(n.id, n.alert.rule) for n in regulator.numbered_alerts()] == [
+            (1, "large_value.person_domestic")]
+        whale = regulator.alert(1)
+        with pytest.raises(UnknownAlert, match="numbered from 1"):
+            regulator.alert(0)
+    finally:
+        regulator.stop()
+
+    # A structuring ring the day before: it sorts first, but is numbered after the whale.
+    site.submit("unionpay", [payment("unionpay", 10 + i, "mallory", f"m{i}", 150_000_00,
+                                     T0 + timedelta(hours=i)) for i in range(2)])
+    site.submit("wechatpay", [payment("wechatpay", 10 + i, "mallory", f"w{i}", 150_000_00,
+                                      T0 + timedelta(hours=2 + i)) for i in range(2)])
+    regulator = site.regulator()  # a restart on the same store
+    try:
+        regulator.sync()
+        numbered = [(n.id, n.alert.rule, n.alert.identity)
+                    for n in regulator.numbered_alerts()]
+        assert numbered == [(2, "structuring.person_domestic", identity_key("mallory")),
+                            (1, "large_value.person_domestic", identity_key("whale"))]
+        assert regulator.alert(1) == whale
+        ring = regulator.alert(2)
+    finally:
+        regulator.stop()
+
+    # The ring grows by one more payment in its window: same alert, same number.
+    site.submit("wechatpay", [payment("wechatpay", 20, "mallory", "w9", 150_000_00,
+                                      T0 + timedelta(hours=5))])
+    regulator = site.regulator()
+    try:
+        regulator.sync()
+        grown = regulator.alert(2)
+        assert grown.window_start == ring.window_start and len(grown.refs) == 5
+        assert [n.id for n in regulator.numbered_alerts()] == [2, 1]
+        with pytest.raises(UnknownAlert, match="no alert has had that number"):
+            regulator.alert(3)
+    finally:
+        regulator.stop()
+
+
+def test_a_version_1_store_is_upgraded_and_numbers_alerts_from_1(tmp_path: Path) -> None:
+    from ledger_node.regulator.store import SCHEMA_VERSION, RegulatorStore
+
+    path = tmp_path / "r.db"
+    RegulatorStore(path, regulator="pboc").close()
+    with sqlite3.connect(path) as db:  # as version 1 made it
+        db.execute("DROP TABLE alert_numbers")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.close()
+    store = RegulatorStore(path, regulator="pboc")
+    try:
+        assert store.alert_numbers(["b", "a"]) == {"b": 1, "a": 2}
+        assert store.alert_numbers(["c", "a"]) == {"c": 3, "a": 2}
+        assert store.alert_key(3) == "c" and store.alert_key(4) is None
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    db.close()
+    assert version == (str(SCHEMA_VERSION),) == ("2",)
 
 
 def test_store_of_another_regulator_is_refused(site: Site, tmp_path: Path) -> None:

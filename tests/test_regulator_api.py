@@ -133,9 +133,11 @@ def test_ingest_trace_and_alerts_through_the_api(api: Api) -> None:
     alerts = api.call("GET", "/v1/alerts", c.pboc).json()
     assert [a["rule"] for a in alerts["alerts"]] == ["structuring.person_domestic"]
     assert api.call("GET", "/v1/alerts?rule=large_value", c.pboc).json()["count"] == 0
-    one = api.call("GET", "/v1/alerts/0", c.pboc).json()
+    assert [a["id"] for a in alerts["alerts"]] == [1]  # numbered from 1
+    one = api.call("GET", "/v1/alerts/1", c.pboc).json()
     assert len(one["evidence"]) == 4
     problem(api.call("GET", "/v1/alerts/7", c.pboc), 404, "unknown-alert")
+    problem(api.call("GET", "/v1/alerts/0", c.pboc), 422, "validation-error")
 
     case = api.call("POST", "/v1/cases", c.pboc, {
         "case_id": "ab" * 32, "identities": [identity_key("mallory").hex()]}).json()

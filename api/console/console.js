@@ -3,12 +3,19 @@
 // styles), so the strict Content-Security-Policy holds and no data can inject markup.
 
 import { barChart, lineChart } from "./charts.js";
-import { language, setLanguage, t, translateStatic } from "./i18n.js";
+import { language, parts, setLanguage, t, translateStatic } from "./i18n.js";
 
 const API = "api/";
 const CONSOLE_HEADER = { "X-JL-Console": "1", "Content-Type": "application/json" };
-/** Seconds the chain may run ahead of the node before the console says latencies overstate. */
-const CLOCK_AHEAD_NOTICE_S = 2;
+/**
+ * Seconds two clocks may disagree by before the console says so: the chain running ahead of
+ * the node (latencies overstate), or a block stamped before its checkpoint was signed (a
+ * latency below zero, never shown as such: within this it reads 0 s, beyond it "clocks
+ * disagree"). Times are whole seconds on both sides.
+ */
+const CLOCK_TOLERANCE_S = 2;
+/** Beijing time (China Standard Time, no daylight saving) is UTC+8: the regulator's clock. */
+const BEIJING_OFFSET_S = 8 * 3600;
 /** Checkpoints per log the timeline shows at first and adds per "Show older checkpoints". */
 const TIMELINE_PAGE_SIZE = 25;
 const MAX_TIMELINE_PAGE_SIZE = 200;
@@ -25,7 +32,8 @@ let renderSerial = 0;
 
 /**
  * Build an element: `props` may hold class, text, testid, attrs (object), on (event -> handler),
- * hidden, and any other property assigned directly; `children` are nodes or strings.
+ * hidden, and any other property assigned directly; `children` are nodes or strings, or
+ * arrays of them (nested arrays too: a label's parts, see i18n.parts).
  */
 function el(tag, props = {}, ...children) {
   const element = document.createElement(tag);
@@ -53,7 +61,7 @@ function el(tag, props = {}, ...children) {
       element[key] = value;
     }
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) {
       continue;
     }
@@ -80,8 +88,22 @@ export function formatYuan(fen, currency = "CNY") {
   return `${negative ? "-" : ""}${symbol}${whole}.${digits.slice(-2)}`;
 }
 
-/** Unix seconds as "YYYY-MM-DD HH:MM:SS UTC" (unambiguous for every reader). */
-function formatUnix(seconds) {
+/** Unix seconds as "YYYY-MM-DD HH:MM:SS" on a clock `offset` seconds ahead of UTC. */
+function wallClock(seconds, offset = 0) {
+  return new Date((Number(seconds) + offset) * 1000).toISOString().slice(0, 19).replace("T", " ");
+}
+
+/** Unix seconds of an ISO 8601 time, or null if it does not parse. */
+function isoSeconds(iso) {
+  const millis = Date.parse(iso);
+  return Number.isNaN(millis) ? null : millis / 1000;
+}
+
+/**
+ * Unix seconds as a <time> in Beijing time: "2026-12-07 10:15:03 (UTC+8)" (the zone left out
+ * with `zone: false`, for a range that names it once), the same moment in UTC on hover.
+ */
+function timeAt(seconds, { zone = true, testid = null } = {}) {
   if (seconds === null || seconds === undefined) {
     return t("none");
   }
@@ -89,22 +111,30 @@ function formatUnix(seconds) {
   if (Number.isNaN(date.getTime())) {
     return String(seconds);
   }
-  return `${date.toISOString().slice(0, 19).replace("T", " ")} UTC`;
+  const local = wallClock(seconds, BEIJING_OFFSET_S);
+  return el("time", { testid, text: zone ? t("time.zone", { time: local }) : local,
+    attrs: { datetime: date.toISOString(), title: t("time.utc", { time: wallClock(seconds) }) } });
 }
 
-/** An ISO time string in the same form as formatUnix. */
-function formatIso(iso) {
+/** An ISO 8601 time as timeAt shows it. */
+function timeAtIso(iso, options = {}) {
   if (!iso) {
     return t("none");
   }
-  const millis = Date.parse(iso);
-  return Number.isNaN(millis) ? String(iso) : formatUnix(millis / 1000);
+  const seconds = isoSeconds(iso);
+  return seconds === null ? String(iso) : timeAt(seconds, options);
 }
 
-/** A short clock label for chart axes: HH:MM:SS, with the date when the span is long. */
+/** Two ISO times as "start – end (UTC+8)": the zone said once, each end in UTC on hover. */
+function timeRange(startIso, endIso) {
+  return el("span", { class: "time-range" }, parts("time.range", {
+    start: timeAtIso(startIso, { zone: false }), end: timeAtIso(endIso, { zone: false }) }));
+}
+
+/** A short clock label for chart axes, in Beijing time: HH:MM:SS, the date for long spans. */
 function chartTimeFormatter(span) {
   return (seconds) => {
-    const iso = new Date(seconds * 1000).toISOString();
+    const iso = new Date((seconds + BEIJING_OFFSET_S) * 1000).toISOString();
     if (span > 2 * 86400) {
       return iso.slice(5, 10);
     }
@@ -136,16 +166,71 @@ function refLabel(ref) {
   return el("code", { text, title: String(ref) });
 }
 
-/** A duration in seconds as "12 s" or "3 min 4 s". */
+/** A duration in seconds as "12 s", "3 min 4 s" or "2 h 5 min" (in the current language). */
 function formatSeconds(seconds) {
   const s = Math.round(Number(seconds));
   if (s < 120) {
-    return `${s} s`;
+    return t("dur.s", { s });
   }
   if (s < 7200) {
-    return `${Math.floor(s / 60)} min ${s % 60} s`;
+    return t("dur.min", { m: Math.floor(s / 60), s: s % 60 });
   }
-  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return t("dur.h", { h: Math.floor(s / 3600), m: Math.floor((s % 3600) / 60) });
+}
+
+/** An offset from UTC in seconds as "UTC+8", "UTC+5:30" or "UTC". */
+function formatOffset(seconds) {
+  const minutes = Math.round(Number(seconds) / 60);
+  if (minutes === 0) {
+    return "UTC";
+  }
+  const sign = minutes > 0 ? "+" : "-";
+  const whole = Math.floor(Math.abs(minutes) / 60);
+  const rest = Math.abs(minutes) % 60;
+  return `UTC${sign}${whole}${rest ? `:${String(rest).padStart(2, "0")}` : ""}`;
+}
+
+/** An amount in fen as yuan inside <span class="amount"> (for sentences about amounts). */
+function amount(fen) {
+  return el("span", { class: "amount", text: formatYuan(fen) });
+}
+
+/**
+ * What an alert found, in the current language with amounts in yuan, from its structured
+ * fields and `basis` (the rule's settings); the protocol's own English sentence in fen
+ * (`detail`) only for a rule the page does not know.
+ */
+function alertExplanation(a) {
+  const basis = a.basis;
+  if (!basis) {
+    return a.detail ? String(a.detail) : null;
+  }
+  const categoryKey = `category.${basis.category}`;
+  const sideKey = `alert.side.${a.direction}`;
+  const common = {
+    count: (a.refs || []).length,
+    category: t(categoryKey) === categoryKey ? String(basis.category) : t(categoryKey),
+    side: t(sideKey) === sideKey ? String(a.direction) : t(sideKey),
+    total: amount(a.total_fen),
+    threshold: amount(basis.threshold_fen),
+  };
+  if (basis.family === "large_value") {
+    const start = isoSeconds(a.window_start);
+    const platforms = a.platforms || [];
+    return parts("alert.large_value", { ...common,
+      day: start === null ? String(a.window_start)
+        : wallClock(start, Number(basis.day_utc_offset_s)).slice(0, 10),
+      zone: formatOffset(basis.day_utc_offset_s),
+      where: basis.across_platforms || platforms.length !== 1
+        ? t("alert.where.all") : t("alert.where.platform", { platform: platforms[0] }) });
+  }
+  if (basis.family === "structuring") {
+    const window = Number(basis.window_s);
+    return parts("alert.structuring", { ...common,
+      platforms: (a.platforms || []).join(t("alert.list.sep")),
+      window: window % 3600 === 0 ? t("bucket.h", { n: window / 3600 }) : formatSeconds(window) });
+  }
+  return a.detail ? String(a.detail) : null;
 }
 
 /** An answer of the node that is not a success: carries the problem document's detail. */
@@ -320,7 +405,7 @@ function recordCard(record, { linkToRecord = true } = {}) {
       ? el("span", { class: "amount", testid: "record-amount",
         text: formatYuan(payment.amount_fen, payment.currency) })
       : el("span", { class: "tag tag-neutral", text: t("rec.nopayment") }),
-    payment ? el("span", { testid: "record-time", text: formatIso(payment.time) }) : null),
+    payment ? timeAtIso(payment.time, { testid: "record-time" }) : null),
   facts(pairs),
   proof,
   el("div", { class: "actions" },
@@ -367,6 +452,8 @@ async function timelineView() {
     heading(t("timeline.title")),
     el("p", { class: "intro", text: t("timeline.intro") }),
     clockNotice(overview),
+    clockBehindNotice((checkpoints.logs || []).flatMap((log) =>
+      log.checkpoints.map((c) => Number(c.latency_s)))),
     summary,
     logs.length ? logs : el("p", { text: t("logs.none") }),
     faults ? faultsSection(faults.faults || []) : null);
@@ -382,17 +469,41 @@ function timelinePageSize() {
   return size >= 1 && size <= MAX_TIMELINE_PAGE_SIZE ? size : TIMELINE_PAGE_SIZE;
 }
 
+/** Whether a latency (block time minus signing time) says the two clocks disagree. */
+function clocksDisagree(latency) {
+  return Number(latency) < -CLOCK_TOLERANCE_S;
+}
+
+/** A latency as shown: never below zero (within the tolerance it reads 0). */
+function shownLatency(latency) {
+  return Math.max(0, Number(latency) || 0);
+}
+
+/**
+ * A checkpoint's anchoring latency with its bar: "12 s", or "clocks disagree" (the exact
+ * disagreement on hover) for a block stamped before the checkpoint was signed.
+ */
+function latencyCell(c, bar) {
+  if (clocksDisagree(c.latency_s)) {
+    return el("span", { class: "latency-cell", testid: "latency-clocks",
+      title: t("cp.latency.clocks.title", { seconds: -Number(c.latency_s) }) },
+    bar, t("cp.latency.clocks"));
+  }
+  return el("span", { class: "latency-cell", testid: "latency" },
+    bar, formatSeconds(shownLatency(c.latency_s)));
+}
+
 /** One checkpoint as a row of its log's table; `bar` is its latency bar (scaled later). */
 function checkpointRow(c, bar) {
   return el("tr", { attrs: { "data-tree-size": c.tree_size } },
     el("th", { class: "num", text: String(c.tree_size), attrs: { scope: "row" } }),
-    el("td", {}, el("span", { class: "latency-cell" }, bar, formatSeconds(c.latency_s))),
+    el("td", {}, latencyCell(c, bar)),
     el("td", {}, c.verified
       ? el("span", { class: "tag tag-ok", text: t("cp.verified.yes") })
       : el("span", { class: "tag tag-wait", text: t("cp.verified.no") })),
     el("td", { class: "num" }, String(c.block_number)),
-    el("td", {}, formatUnix(c.block_time)),
-    el("td", {}, formatUnix(c.timestamp)),
+    el("td", {}, timeAt(c.block_time)),
+    el("td", {}, timeAt(c.timestamp)),
     el("td", {}, hex(c.root, 8)),
     el("td", {}, hex(c.tx_hash, 8)));
 }
@@ -412,7 +523,7 @@ function logSection(log, checkpointLog, pageSize) {
   const append = (checkpoints) => {
     for (const c of [...checkpoints].reverse()) {
       const bar = el("span", { class: "latency-bar", attrs: { "aria-hidden": "true" } });
-      bar.dataset.latency = String(Number(c.latency_s) || 0);
+      bar.dataset.latency = String(clocksDisagree(c.latency_s) ? 0 : shownLatency(c.latency_s));
       bars.push(bar);
       shown.push(c);
       body.append(checkpointRow(c, bar));
@@ -466,7 +577,7 @@ function logSection(log, checkpointLog, pageSize) {
     [t("log.anchored"), String(log.anchored_size)],
     [t("log.verified"), String(log.verified_size)],
     [t("log.checkpoints"), String(log.checkpoints)],
-    [t("log.last"), formatUnix(log.last_block_time)],
+    [t("log.last"), timeAt(log.last_block_time)],
   ]),
   shown.length ? [shownLine, tableBox, older, slot] : el("p", { text: t("log.empty") }));
 }
@@ -478,7 +589,7 @@ function faultsSection(faults) {
     el("td", { class: "num", text: `${f.start}–${f.end}` }),
     el("td", { text: String(f.kind) }),
     el("td", { text: String(f.detail) }),
-    el("td", { text: typeof f.at === "number" ? formatUnix(f.at) : formatIso(f.at) })));
+    el("td", {}, typeof f.at === "number" ? timeAt(f.at) : timeAtIso(f.at))));
   return el("section", { class: "panel", attrs: { "aria-label": t("faults.title") } },
     el("h2", { text: t("faults.title") }),
     faults.length
@@ -493,12 +604,12 @@ function bucketFor(span) {
   return choices.find((c) => span / c <= 40) || 86400;
 }
 
-/** "60 s", "5 min", "1 h", "1 d" for a bucket width. */
+/** "60 s", "5 min", "1 h", "1 d" for a bucket width (in the current language). */
 function bucketLabel(seconds) {
-  if (seconds % 86400 === 0) return `${seconds / 86400} d`;
-  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
-  if (seconds % 60 === 0) return `${seconds / 60} min`;
-  return `${seconds} s`;
+  if (seconds % 86400 === 0) return t("bucket.d", { n: seconds / 86400 });
+  if (seconds % 3600 === 0) return t("bucket.h", { n: seconds / 3600 });
+  if (seconds % 60 === 0) return t("bucket.min", { n: seconds / 60 });
+  return t("bucket.s", { n: seconds });
 }
 
 /** The drawing width of a chart: its panel's width, so that 1 SVG unit is about 1 CSS pixel. */
@@ -511,9 +622,21 @@ function chartWidth() {
 /** A note when the chain's block times run ahead of the node's clock (latencies overstate). */
 function clockNotice(overview) {
   const ahead = Number(overview.chain_clock_ahead_s) || 0;
-  if (ahead <= CLOCK_AHEAD_NOTICE_S) return null;
+  if (ahead <= CLOCK_TOLERANCE_S) return null;
   return el("p", { class: "notice", attrs: { "data-testid": "clock-ahead" },
     text: t("clock.ahead", { seconds: String(ahead) }) });
+}
+
+/**
+ * A note when some of `latencies` say a block was stamped before its checkpoint was signed
+ * beyond the tolerance: the chain's clock and the platform's disagree, so those latencies
+ * cannot be read (the rows say "clocks disagree", the latency chart leaves them out).
+ */
+function clockBehindNotice(latencies) {
+  const behind = latencies.filter(clocksDisagree);
+  if (!behind.length) return null;
+  return el("p", { class: "notice", attrs: { "data-testid": "clock-behind" },
+    text: t("clock.behind", { count: behind.length, seconds: -Math.min(...behind) }) });
 }
 
 /** #/charts: volume per platform, anchoring latency, alerts by rule. */
@@ -544,11 +667,13 @@ async function chartsView() {
     formatY: (v) => String(Math.round(v * 100) / 100),
     integer: true,
   });
+  const latencies = (charts.latency || []).flatMap((s) => s.points.map((p) => p.latency_s));
   const latency = lineChart({
     ...common, testid: "chart-latency", title: t("charts.latency"), yLabel: t("charts.latency.y"),
     tableCaption: t("charts.table", { title: t("charts.latency") }),
     series: (charts.latency || []).map((s) => ({ name: s.platform,
-      points: s.points.map((p) => [p.t, p.latency_s]) })),
+      points: s.points.filter((p) => !clocksDisagree(p.latency_s))
+        .map((p) => [p.t, shownLatency(p.latency_s)]) })),
     formatY: (v) => String(Math.round(v * 10) / 10),
   });
   let alerts;
@@ -567,6 +692,7 @@ async function chartsView() {
   return el("div", {},
     heading(t("charts.title")),
     clockNotice(overview),
+    clockBehindNotice(latencies),
     el("div", { class: "chart-grid" },
       el("section", { class: "panel" }, volume),
       el("section", { class: "panel" }, latency),
@@ -621,7 +747,7 @@ function verifyView() {
   const loadFile = (file) => {
     file.text().then((text) => {
       textarea.value = text;
-      announce(t("verify.loaded", { name: file.name, size: file.size }));
+      announce(t("verify.loaded", { name: file.name, count: file.size }));
       return run();
     }, (error) => {
       verifyState.error = new Error(t("verify.readerror", { message: error.message }));
@@ -699,7 +825,7 @@ async function disclosuresView() {
     heading(t("disclosures.title")),
     el("p", { class: "intro", text: t("disclosures.intro") }),
     requests.length ? el("p", { testid: "disclosure-count",
-      text: t("disclosures.shown", { count: requests.length, total }) }) : null,
+      text: t("disclosures.shown", { shown: requests.length, count: total }) }) : null,
     requests.length ? table(headers, rows, t("disclosures.title"))
       : el("p", { text: t("disclosures.none") }));
 }
@@ -715,7 +841,7 @@ async function alertsView() {
     el("td", {}, hex(a.identity)),
     el("td", { text: direction(a.direction) }),
     el("td", { class: "num", text: formatYuan(a.total_fen) }),
-    el("td", { text: `${formatIso(a.window_start)} – ${formatIso(a.window_end)}` }),
+    el("td", {}, timeRange(a.window_start, a.window_end)),
     el("td", { text: (a.platforms || []).join(", ") }),
     el("td", { class: "num", text: String((a.refs || []).length) })));
   return el("div", {},
@@ -730,6 +856,7 @@ async function alertsView() {
 async function alertView(id) {
   const data = await api(`alerts/${encodeURIComponent(id)}`);
   const a = data.alert;
+  const explanation = alertExplanation(a);
   return el("div", {},
     el("p", {}, el("a", { href: "#/alerts", text: `← ${t("alert.back")}` })),
     heading(t("alert.title", { id: a.id })),
@@ -739,10 +866,12 @@ async function alertView(id) {
         [t("al.identity"), hex(a.identity)],
         [t("al.direction"), direction(a.direction)],
         [t("al.total"), el("span", { class: "amount", text: formatYuan(a.total_fen) })],
-        [t("al.window"), `${formatIso(a.window_start)} – ${formatIso(a.window_end)}`],
+        [t("al.window"), timeRange(a.window_start, a.window_end)],
         [t("al.platforms"), (a.platforms || []).join(", ")],
       ]),
-      a.detail ? el("p", {}, el("strong", { text: `${t("alert.detail")}: ` }), String(a.detail)) : null,
+      explanation ? el("p", { class: "finding", testid: "alert-explanation" },
+        parts("alert.finding", { label: el("strong", { text: t("alert.detail") }),
+          finding: explanation })) : null,
       /^[0-9a-fA-F]{64}$/.test(String(a.identity))
         ? el("p", {}, el("a", { href: `#/trace/${a.identity}`, testid: "alert-trace",
           text: t("alert.trace") }))

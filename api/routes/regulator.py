@@ -145,15 +145,17 @@ def trace_commitment(commitment: DigestPath, regulator: RegulatorDep,
             summary="AML alerts over everything ingested")
 def alerts(regulator: RegulatorDep, member: SignedRegulator,
            rule: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
-    """Alerts in a stable order; ``GET /v1/alerts/{n}`` gives one with its evidence."""
-    found = [(n, a) for n, a in enumerate(regulator.alerts())
-             if rule is None or a.rule == rule or a.rule.startswith(f"{rule}.")]
-    return {"count": len(found), "alerts": [{"id": n} | alert_json(a) for n, a in found]}
+    """Alerts in a stable order, each with its number (from 1, kept across restarts and
+    recomputations); ``GET /v1/alerts/{id}`` gives one with its evidence."""
+    found = [n for n in regulator.numbered_alerts()
+             if rule is None or n.alert.rule == rule or n.alert.rule.startswith(f"{rule}.")]
+    return {"count": len(found),
+            "alerts": [{"id": n.id} | alert_json(n.alert) for n in found]}
 
 
 @router.get("/alerts/{alert_id}", responses=problem_responses(401, 403, 404),
             summary="One alert with its evidence: records, proof bundles, checkpoints")
-def alert(alert_id: Annotated[int, Path(ge=0, le=2**31)], regulator: RegulatorDep,
+def alert(alert_id: Annotated[int, Path(ge=1, le=2**31)], regulator: RegulatorDep,
           member: SignedRegulator) -> dict[str, Any]:
     """The alert and each record it rests on with its proof bundle (checkpoint on chain)."""
     chosen = regulator.alert(alert_id)

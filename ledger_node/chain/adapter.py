@@ -33,7 +33,7 @@ from eth.vm.spoof import SpoofTransaction
 from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester import EthereumTester
 from eth_tester.exceptions import TransactionFailed
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
@@ -47,6 +47,7 @@ from web3.providers.rpc.utils import ExceptionRetryConfiguration
 from web3.types import RPCEndpoint, RPCResponse, TxReceipt
 
 from ledger_node.chain.contracts import ContractArtifact, load_artifact
+from ledger_node.chain.tester_chain import memory_tester
 from ledger_node.errors import ChainError, ContractRevert, DeploymentError
 
 Address = str
@@ -526,8 +527,12 @@ class LedgerChain:
     def embedded(
         cls, account: LocalAccount | None = None, *, artifact: ContractArtifact | None = None
     ) -> LedgerChain:
-        """A fresh in-memory eth-tester (py-evm) chain; its faucet is ETH_TESTER_FAUCET_KEY."""
-        tester = EthereumTester(PyEVMBackend())
+        """A fresh in-memory eth-tester (py-evm) chain; its faucet is ETH_TESTER_FAUCET_KEY.
+
+        Its blocks carry the wall clock, ``max(now, parent + 1)``, however long it idles
+        (:mod:`ledger_node.chain.tester_chain`).
+        """
+        tester = memory_tester()
         tester.backend.chain.gas_estimator = _single_pass_gas_estimate
         return cls(Web3(_SerialTesterProvider(tester)), account=account, artifact=artifact)
 

@@ -32,12 +32,10 @@ from typing import Any, Final
 
 import rlp  # type: ignore[import-untyped]
 from eth.abc import BlockHeaderAPI
-from eth.chains.base import MiningChain
 from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
 from eth.exceptions import CanonicalHeadNotFound, HeaderNotFound
-from eth.vm.forks.prague import PragueVM
-from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester import EthereumTester
 from eth_tester.backends.pyevm.main import (
     generate_genesis_state_for_keys,
     get_default_account_keys,
@@ -46,6 +44,7 @@ from eth_tester.backends.pyevm.main import (
 from eth_typing import BlockNumber, Hash32
 from eth_utils.crypto import keccak
 
+from ledger_node.chain.tester_chain import TESTER_CHAIN_ID, TesterBackend, TesterChain
 from ledger_node.errors import ChainError, ChainStoreCorrupt
 
 __all__ = [
@@ -65,37 +64,11 @@ __all__ = [
 FORMAT_VERSION: Final = 1
 """Version of the store layout, kept in the ``meta`` table."""
 
-TESTER_CHAIN_ID: Final = 131277322940537
-"""eth-tester's chain id (its ``MainnetTesterPosChain``), kept so tools see the same chain."""
-
 _MAGIC: Final = b"jointledger-embedded-chain"
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS kv (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
 )
-
-
-class TesterChain(MiningChain):
-    """eth-tester's ``MainnetTesterPosChain`` (defined inside its ``setup_tester_chain``).
-
-    Same chain id, a Prague VM from genesis and a constant gas limit; py-evm reads the
-    canonical head from the database it is given, so the class also reopens a stored chain.
-    """
-
-    chain_id = TESTER_CHAIN_ID
-    vm_configuration = ((BlockNumber(0), PragueVM),)
-
-    def create_header_from_parent(
-        self, parent_header: BlockHeaderAPI, **header_params: Any
-    ) -> BlockHeaderAPI:
-        """The next header, keeping the parent's gas limit (as eth-tester does)."""
-        return super().create_header_from_parent(
-            parent_header, **{**header_params, "gas_limit": parent_header.gas_limit}
-        )
-
-    def get_transaction_builder(self) -> Any:
-        """The transaction builder of the VM of the pending block (as eth-tester does)."""
-        return super().get_vm().get_transaction_builder()
 
 
 class SqliteKV(BaseDB):
@@ -160,19 +133,18 @@ class SqliteKV(BaseDB):
             self._db.close()
 
 
-class DurablePyEVMBackend(PyEVMBackend):  # type: ignore[misc]
+class DurablePyEVMBackend(TesterBackend):
     """eth-tester's py-evm backend over a given (stored) chain, committing every mined block.
 
-    Everything else (serialisation, calls, estimates, receipts) is eth-tester's own code.
+    Everything else (serialisation, calls, estimates, receipts) is eth-tester's own code;
+    block times follow the clock (:class:`~ledger_node.chain.tester_chain.TesterChain`).
     ``reset_to_genesis`` (it would swap the stored chain for an in-memory one) and
     ``revert_to_snapshot`` (it would drop mined blocks) are refused.
     """
 
     def __init__(self, chain: TesterChain, kv: SqliteKV) -> None:
         """Serve ``chain`` (stored in ``kv``) with eth-tester's ten funded dev keys."""
-        # PyEVMBackend.__init__ would build a fresh in-memory chain: set the fields instead.
-        self.account_keys = get_default_account_keys()
-        self.chain = chain
+        super().__init__(chain)
         self._kv = kv
 
     def reset_to_genesis(self, *args: Any, **kwargs: Any) -> None:

@@ -294,6 +294,32 @@ class Alert:
         return (self.window_start, self.rule, self.identity, self.direction, self.refs)
 
 
+def rule_category(rule: str) -> Category:
+    """The Article 5 category an alert's ``rule`` (``<family>.<category>``) is about.
+
+    Raises ``ValueError`` for a rule name :func:`detect` does not raise.
+    """
+    Rule(rule)  # a ValueError for a name no rule has
+    return Category(rule.partition(".")[2])
+
+
+def lasting_key(alert: Alert, config: AmlConfig) -> str:
+    """What stays the same while an alert grows: its name across recomputations.
+
+    :func:`detect` raises a large-value alert per identity, direction, category, natural day
+    and (unless ``config.cumulate_across_platforms``) platform, and a structuring alert per
+    identity, direction, category and maximal window, which new later payments only extend.
+    So the key is the rule, identity, direction, window start and, for a per-platform
+    large-value alert, its platform: more payments on the same day or in the same window
+    keep the key; a late payment *before* a structuring window starts a new one.
+    """
+    per_platform = (alert.rule.startswith("large_value.")
+                    and not config.cumulate_across_platforms)
+    scope = alert.platforms[0] if per_platform and alert.platforms else "*"
+    return "|".join((alert.rule, alert.identity.hex(), alert.direction,
+                     alert.window_start.isoformat(), scope))
+
+
 # One entry per (payment, direction): (time in µs since the epoch, ref, platform, CNY fen).
 _Entry = tuple[int, str, str, int]
 

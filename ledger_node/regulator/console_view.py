@@ -8,6 +8,8 @@ Nothing here reads a store or the chain: the console routes hand in what they re
 * **Latency**: per checkpoint, the anchoring block's time minus the time the platform
   signed into the checkpoint.
 * **Alerts by rule**: counts per AML rule name.
+* **Alert basis**: the settings an alert was raised under (threshold, natural day, window),
+  so the console can explain it in the reader's language with amounts in yuan.
 * **Checkpoint pages**: a log's checkpoints paged backwards by tree size for the timeline.
 """
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
 from ledger_node.log.checkpoint import log_id_for
+from ledger_node.protocol.aml import AmlConfig, rule_category
 
 MAX_BUCKETS: Final = 2_000
 """At most this many buckets per series; a finer bucket is widened to fit."""
@@ -106,6 +109,27 @@ def latency_series(anchors: Sequence[AnchorPoint]) -> list[LatencyPoint]:
 def rule_counts(rules: Iterable[str]) -> dict[str, int]:
     """How many alerts each rule raised, by rule name."""
     return dict(sorted(Counter(rules).items()))
+
+
+def alert_basis(rule: str, config: AmlConfig) -> dict[str, object] | None:
+    """What the console needs, beyond the alert itself, to explain an alert of ``rule``
+    raised under ``config``: the family, the category, its inclusive threshold in CNY fen
+    and, for a large-value alert, the natural day's offset from UTC in seconds and whether
+    days are summed across platforms; for a structuring alert, the window in seconds.
+    ``None`` for a rule name :func:`~ledger_node.protocol.aml.detect` does not raise."""
+    try:
+        category = rule_category(rule)
+    except ValueError:
+        return None
+    family = rule.partition(".")[0]
+    basis: dict[str, object] = {"family": family, "category": category.value,
+                                "threshold_fen": config.threshold(category)}
+    if family == "large_value":
+        basis["day_utc_offset_s"] = int(config.day_utc_offset.total_seconds())
+        basis["across_platforms"] = config.cumulate_across_platforms
+    else:
+        basis["window_s"] = int(config.structuring_window.total_seconds())
+    return basis
 
 
 def shard_of(platform: str, log_id: bytes, max_shard: int = MAX_SHARD_SEARCHED) -> int | None:

@@ -62,7 +62,7 @@ from ledger_node.gcpause import gc_paused
 from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint
 from ledger_node.log.leaf import Leaf, LeafSummary, leaves_data
 from ledger_node.log.merkle import MerkleLog, hasher_for
-from ledger_node.protocol.aml import Alert, AmlConfig, detect
+from ledger_node.protocol.aml import Alert, AmlConfig, detect, lasting_key
 from ledger_node.protocol.bundle import ChainAnchor, ProofBundle, build_bundle
 from ledger_node.protocol.commitment import RecordOpening, verify_opening
 from ledger_node.protocol.disclosure import case_reference, open_disclosure_response
@@ -217,6 +217,14 @@ def record_json(record: IndexedRecord) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class NumberedAlert:
+    """An AML alert and its lasting number on this regulator node (from 1)."""
+
+    id: int
+    alert: Alert
+
+
 def alert_json(alert: Alert) -> dict[str, Any]:
     """JSON form of an AML alert."""
     return {
@@ -255,7 +263,7 @@ class RegulatorNode:
         self.store = RegulatorStore(config.store_path, regulator=config.name)
         self._trees: dict[bytes, MerkleLog] = {}
         self._ingest_lock = threading.Lock()
-        self._alerts: tuple[int, list[Alert]] | None = None
+        self._alerts: tuple[int, list[NumberedAlert]] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
@@ -525,21 +533,43 @@ class RegulatorNode:
 
     # ------------------------------------------------------------------ AML
 
-    def alerts(self) -> list[Alert]:
-        """AML alerts over everything indexed (recomputed only when the index grew)."""
+    def numbered_alerts(self) -> list[NumberedAlert]:
+        """AML alerts over everything indexed, each with its number, in :func:`detect`'s
+        order (recomputed only when the index grew).
+
+        Numbers start at 1 and are kept in the store by each alert's
+        :func:`~ledger_node.protocol.aml.lasting_key`: a restart, a recomputation or an
+        alert growing with new payments keeps them; a new alert gets the next number.
+        """
         count = self.store.record_count()
         cached = self._alerts
         if cached is None or cached[0] != count:
-            cached = (count, detect(self.store.traced_payments(), self.config.aml))
+            found = detect(self.store.traced_payments(), self.config.aml)
+            keys = [lasting_key(a, self.config.aml) for a in found]
+            numbers = self.store.alert_numbers(keys)
+            cached = (count, [NumberedAlert(numbers[k], a) for k, a in zip(keys, found,
+                                                                            strict=True)])
             self._alerts = cached
         return cached[1]
 
+    def alerts(self) -> list[Alert]:
+        """AML alerts over everything indexed, in :func:`detect`'s order."""
+        return [n.alert for n in self.numbered_alerts()]
+
     def alert(self, alert_id: int) -> Alert:
-        """Alert number ``alert_id`` of :meth:`alerts`; :class:`UnknownAlert` if none."""
-        found = self.alerts()
-        if not 0 <= alert_id < len(found):
-            raise UnknownAlert(f"no alert {alert_id}; there are {len(found)}")
-        return found[alert_id]
+        """Alert number ``alert_id`` (see :meth:`numbered_alerts`).
+
+        Raises :class:`UnknownAlert` if no alert ever had that number, or if the alert it
+        named is no longer raised (a late payment moved the start of its window).
+        """
+        for numbered in self.numbered_alerts():
+            if numbered.id == alert_id:
+                return numbered.alert
+        if self.store.alert_key(alert_id) is None:
+            raise UnknownAlert(f"no alert {alert_id}: alerts are numbered from 1, and no "
+                               "alert has had that number yet")
+        raise UnknownAlert(f"alert {alert_id} is no longer raised over the records indexed "
+                           "now (a later payment changed the start of its window or day)")
 
     def alert_evidence(self, alert: Alert) -> list[TracedRecord]:
         """The records an alert rests on, each with its proof bundle."""
@@ -693,6 +723,7 @@ __all__ = [
     "HttpLeafSource",
     "LeafSource",
     "LogProgress",
+    "NumberedAlert",
     "RegulatorConfig",
     "RegulatorNode",
     "ServedLeaves",

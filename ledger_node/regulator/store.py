@@ -28,11 +28,17 @@ from ledger_node.protocol.aml import PartyKind, TracedPayment
 from ledger_node.protocol.escrow import EscrowPayload
 from ledger_node.protocol.record import Channel
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""Version 2 added ``alert_numbers``; a version 1 store is upgraded when opened."""
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _KIND_CODE: Final = {PartyKind.PERSON: 1, PartyKind.INSTITUTION: 2}
 _KIND_OF: Final = {code: kind for kind, code in _KIND_CODE.items()}
 
+_ALERT_NUMBERS: Final = """
+CREATE TABLE alert_numbers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, first_raised REAL NOT NULL
+);
+"""
 _SCHEMA: Final = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE logs (
@@ -70,14 +76,16 @@ CREATE TABLE disclosures (
 );
 CREATE TABLE follow (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE cases (case_id BLOB PRIMARY KEY, case_key BLOB NOT NULL);
-"""
+""" + _ALERT_NUMBERS
+_UPGRADES: Final = {"1": _ALERT_NUMBERS}
+"""Per schema version, the SQL that brings a store to the next version."""
 _LOG_COLUMNS: Final = "log_id, platform, platform_address, hash_name, verified_size, verified_root"
 _RECORD_COLUMNS: Final = (
     "log, idx, leaf_hash, commitment, escrow, match_tag, amount_tag, payer_key, payee_key, "
     "payer_kind, payee_kind, amount_fen, currency, time_us, channel, cross_border, cash, "
     "clearing_key")
 _TABLES: Final = ("meta", "logs", "records", "checkpoints", "faults", "disclosures", "follow",
-                  "cases")
+                  "cases", "alert_numbers")
 
 
 @dataclass(frozen=True)
@@ -261,6 +269,8 @@ class RegulatorStore:
                 f"INSERT INTO meta VALUES ('regulator', '{safe}');COMMIT;"
             )
             return
+        if "meta" in tables:
+            self._upgrade(tables)
         missing = sorted(set(_TABLES) - tables)
         if missing:
             raise StoreCorrupted(f"regulator store {self._path} lacks the table(s) {missing}")
@@ -271,6 +281,24 @@ class RegulatorStore:
         if meta.get("regulator") != regulator.replace("'", ""):
             raise StoreCorrupted(f"regulator store {self._path} belongs to regulator "
                                  f"{meta.get('regulator')!r}, not {regulator!r}")
+
+    def _upgrade(self, tables: set[str]) -> None:
+        """Bring an older store to :data:`SCHEMA_VERSION`, one version per transaction;
+        ``tables`` gains the tables made. A version this code does not know is left alone
+        (the version check refuses it)."""
+        db = self._db
+        while True:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = None if row is None else str(row[0])
+            upgrade = _UPGRADES.get(version or "")
+            if upgrade is None:
+                return
+            db.executescript(
+                f"BEGIN IMMEDIATE;{upgrade}"
+                f"UPDATE meta SET value = '{int(version or 0) + 1}' "
+                "WHERE key = 'schema_version';COMMIT;")
+            tables.update(str(r[0]) for r in
+                          db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -516,6 +544,36 @@ class RegulatorStore:
         return [Fault(int(r[0]), float(r[1]), float(r[2]), str(r[3]), bytes(r[4]), int(r[5]),
                       int(r[6]), str(r[7]), str(r[8]))
                 for r in self._query("SELECT * FROM faults ORDER BY id")]
+
+    # ------------------------------------------------------------------ alert numbers
+
+    def alert_numbers(self, keys: Sequence[str]) -> dict[str, int]:
+        """The number of each alert key, giving the keys not seen before the next numbers
+        in the order listed (1 for the first alert this store ever numbers). Numbers are
+        never reused: an alert that is no longer raised keeps its number to itself."""
+        wanted = list(dict.fromkeys(keys))
+        known = self._numbers_of(wanted)
+        new = [k for k in wanted if k not in known]
+        if new:
+            now = time.time()
+            self._write([("INSERT OR IGNORE INTO alert_numbers (key, first_raised) "
+                          "VALUES (?, ?)", [(k, now) for k in new], True)])
+            known.update(self._numbers_of(new))
+        return known
+
+    def _numbers_of(self, keys: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+            chunk = keys[start:start + 500]
+            marks = ", ".join("?" * len(chunk))
+            found.update((str(k), int(n)) for k, n in self._query(
+                f"SELECT key, id FROM alert_numbers WHERE key IN ({marks})", chunk))
+        return found
+
+    def alert_key(self, number: int) -> str | None:
+        """The key numbered ``number``, or ``None`` if no alert ever had that number."""
+        rows = self._query("SELECT key FROM alert_numbers WHERE id = ?", (number,))
+        return str(rows[0][0]) if rows else None
 
     # ------------------------------------------------------------------ disclosures
 
