@@ -16,24 +16,33 @@ Everything that would let a caller act as someone else (the tester's unlocked ac
 The chain is not thread-safe: every call into it holds :attr:`ChainServer.lock`, which is the
 lock the embedded :class:`~ledger_node.chain.adapter.LedgerChain`'s provider holds around each
 of its own requests, so in-process users of the same chain are serialised with the server.
+No client holds it for long (:class:`RpcLimits`, docs/chain-server.md): ``eth_call`` and
+``eth_estimateGas`` run under a gas cap and a wall-clock limit that is checked inside the
+EVM (at every jump, every message call and inside precompiles), and hand the lock to whoever
+waits for it every few milliseconds of execution.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import itertools
 import json
 import logging
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
 from typing import Any, Final
 
 from eth.exceptions import HeaderNotFound, Revert, VMError
 from eth.exceptions import TransactionNotFound as EvmTransactionNotFound
+from eth.vm import opcode_values
 from eth.vm.spoof import SpoofTransaction
 from eth_bloom.bloom import BloomFilter
 from eth_tester import EthereumTester
@@ -60,14 +69,15 @@ __all__ = [
     "MAX_BODY_BYTES",
     "ChainRpc",
     "ChainServer",
+    "RpcLimits",
 ]
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_PORT: Final = 8545
+"""The conventional Ethereum JSON-RPC port."""
 DEFAULT_CHAIN_URL: Final = f"http://127.0.0.1:{DEFAULT_PORT}"
 """Where ``jointledger chain`` serves the embedded chain by default, and nodes look for it."""
-"""The conventional Ethereum JSON-RPC port."""
 
 MAX_BODY_BYTES: Final = 5 * 1024 * 1024
 """Largest request body accepted (geth's limit); larger ones get HTTP 413."""
@@ -84,6 +94,7 @@ METHOD_NOT_FOUND: Final = -32601
 INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
 SERVER_ERROR: Final = -32000  # geth: nonce too low, unknown block, ...
+REQUEST_TIMED_OUT: Final = -32002  # geth: a batch's calls left when its time ran out
 EXECUTION_REVERTED: Final = 3  # geth / anvil: revert with data
 
 _PRIORITY_FEE_WEI: Final = 10**9  # what eth-tester's provider suggests, and the chain accepts
@@ -93,6 +104,37 @@ _IDLE_TIMEOUT_S: Final = 60.0
 _SELF_LOCKING: Final = frozenset({"eth_getLogs"})  # take the chain lock in chunks themselves
 _LOG_BLOCKS_PER_LOCK: Final = 256  # blocks scanned per hold of the lock by eth_getLogs
 _BLOOM_CACHE_SIZE: Final = 1_000_000  # blocks; a bloom is a small int for most blocks
+_EVM_SLICE_S: Final = 0.02
+"""Longest run of one eth_call / eth_estimateGas between two hand-offs of the chain lock."""
+_HANDOFF_S: Final = 0.0005
+"""How long a long-running call lets go of the chain lock at each hand-off, so that a thread
+waiting for it (another client, block production) is scheduled and takes it."""
+
+
+@dataclass(frozen=True)
+class RpcLimits:
+    """Every limit the chain server keeps, each with geth's or Besu's default
+    (docs/chain-server.md, "Limits"). Raises ``ValueError`` for a value that is not positive.
+    """
+
+    max_body_bytes: int = MAX_BODY_BYTES
+    """Largest request body (geth: 5 MiB); a larger one gets HTTP 413."""
+    max_batch: int = MAX_BATCH
+    """Most calls in one batch (geth ``--rpc.batch-request-limit``, 1,000)."""
+    request_timeout: float = 30.0
+    """Seconds one HTTP request may run (geth's ``WriteTimeout``): a batch's calls not
+    started by then are answered ``-32002 request timed out``."""
+    gas_cap: int = 50_000_000
+    """Most gas one ``eth_call`` / ``eth_estimateGas`` may use (geth ``--rpc.gascap``);
+    a larger ``gas`` is lowered to it, as geth does."""
+    evm_timeout: float = 5.0
+    """Seconds of wall clock one ``eth_call`` / ``eth_estimateGas`` may run (geth
+    ``--rpc.evmtimeout``), enforced inside the EVM; then ``execution aborted``."""
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if isinstance(value, bool) or not value > 0:
+                raise ValueError(f"RpcLimits.{name} must be positive, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -173,6 +215,131 @@ def _refusal(method: str) -> _RpcError:
             f"{method} is not supported: server-side filters are not kept; use eth_getLogs",
         )
     return _RpcError(METHOD_NOT_FOUND, f"the method {method} does not exist/is not available")
+
+
+# ---------------------------------------------------------------------- bounded EVM execution
+
+
+class _ExecutionTimeout(Exception):
+    """Raised inside the EVM when a call's wall-clock budget is spent. Not a ``VMError``:
+    py-evm must not turn it into an ordinary failed computation, it ends the whole call."""
+
+
+class _Budget:
+    """The wall-clock budget of one ``eth_call`` / ``eth_estimateGas``, checked inside py-evm.
+
+    :meth:`check` runs at every ``JUMP`` / ``JUMPI`` (only a jump can repeat code), at the
+    start of every message call and contract creation, and (through :meth:`trace`) at every
+    Python function call inside a precompile, whose pure-Python cryptography (pairings,
+    BLS12-381, BLAKE2 rounds) can run for minutes on one call. Between two checks py-evm runs
+    at most one straight stretch of code (≤ 49,152 bytes of init code), a few milliseconds.
+
+    Every :data:`_EVM_SLICE_S` of execution it also hands the chain lock to whoever waits for
+    it (other clients, block production) and takes it back: the call runs on its own
+    state object over content-addressed trie nodes, which nothing else changes, so it may
+    let go of the chain between two opcodes.
+    """
+
+    __slots__ = ("_deadline", "_lock", "_message", "_next", "handoffs")
+
+    def __init__(self, deadline: float, message: str,
+                 lock: AbstractContextManager[Any] | None) -> None:
+        self._deadline = deadline
+        self._message = message
+        self._lock = lock
+        self._next = min(deadline, time.monotonic() + _EVM_SLICE_S)
+        self.handoffs = 0
+
+    def check(self) -> None:
+        """Raise :class:`_ExecutionTimeout` past the deadline; hand the lock off when due."""
+        if time.monotonic() >= self._next:
+            self._due()
+
+    def _due(self) -> None:
+        if time.monotonic() >= self._deadline:
+            raise _ExecutionTimeout(self._message)
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            try:
+                time.sleep(_HANDOFF_S)
+            finally:
+                self._lock.__enter__()
+            self.handoffs += 1
+        self._next = min(self._deadline, time.monotonic() + _EVM_SLICE_S)
+
+    def trace(self, frame: FrameType, event: str, arg: Any) -> None:
+        """A ``sys.settrace`` function: check at each Python call (no line tracing)."""
+        self.check()
+
+
+class _CheckedOpcode:
+    """A py-evm opcode that checks the running call's budget before it executes."""
+
+    __slots__ = ("_inner", "gas_cost", "mnemonic")
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.mnemonic = getattr(inner, "mnemonic", "?")
+        self.gas_cost = getattr(inner, "gas_cost", 0)
+
+    def __call__(self, computation: Any) -> Any:
+        computation.state.budget.check()
+        return self._inner(computation=computation)
+
+
+def _checked_precompile(precompile: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``precompile`` run under the budget's trace function (restoring any tracer, such as
+    coverage's, afterwards)."""
+
+    @functools.wraps(precompile)
+    def run(computation: Any) -> Any:
+        budget: _Budget = computation.state.budget
+        budget.check()
+        previous = sys.gettrace()
+        sys.settrace(budget.trace)
+        try:
+            return precompile(computation)
+        finally:
+            sys.settrace(previous)
+
+    return run
+
+
+_JUMPS: Final = (opcode_values.JUMP, opcode_values.JUMPI)
+
+
+@functools.cache
+def _bounded_computation_class(base: type[Any]) -> type[Any]:
+    """``base`` (a fork's computation class) with budget checks at jumps, messages and
+    precompiles; block production keeps using ``base`` itself, unchanged."""
+    opcodes = dict(base.opcodes)
+    for code in _JUMPS:
+        opcodes[code] = _CheckedOpcode(opcodes[code])
+    precompiles = {address: _checked_precompile(fn)
+                   for address, fn in base.get_precompiles().items()}
+    apply = base.apply_computation.__func__  # the classmethod's function, to bind to ours
+
+    def apply_computation(cls: type[Any], state: Any, message: Any, transaction_context: Any,
+                          parent_computation: Any = None) -> Any:
+        state.budget.check()
+        return apply(cls, state, message, transaction_context,
+                     parent_computation=parent_computation)
+
+    return type(f"Bounded{base.__name__}", (base,), {
+        "opcodes": opcodes,
+        "_precompiles": precompiles,
+        "apply_computation": classmethod(apply_computation),
+    })
+
+
+@functools.cache
+def _bounded_state_class(base: type[Any]) -> type[Any]:
+    """``base`` (a fork's state class) running the bounded computation class; each instance
+    carries the ``budget`` of the call it runs."""
+    return type(f"Bounded{base.__name__}", (base,), {
+        "computation_class": _bounded_computation_class(base.computation_class),
+        "budget": None,
+    })
 
 
 # ---------------------------------------------------------------------- parameter parsing
@@ -378,16 +545,19 @@ class ChainRpc:
     """The transport-free JSON-RPC 2.0 dispatcher over one :class:`EthereumTester`.
 
     :meth:`handle` takes a request body and returns the response body (``None`` when the
-    request held only notifications). Every call into the chain holds ``lock``.
+    request held only notifications). Every call into the chain holds ``lock``; ``limits``
+    bound what one call may cost (:class:`RpcLimits`).
     """
 
     def __init__(self, tester: EthereumTester, chain_id: int,
-                 lock: AbstractContextManager[Any]) -> None:
+                 lock: AbstractContextManager[Any], limits: RpcLimits | None = None) -> None:
         self._tester = tester
         self._chain: Any = tester.backend.chain  # py-evm Chain: calls and estimates
         self._chain_id = chain_id
         self._lock = lock
+        self._limits = limits if limits is not None else RpcLimits()
         self._blooms: dict[bytes, int] = {}
+        self._context = threading.local()  # the deadline of the running request
         self._client_version = f"JointLedger/embedded-chain/eth-tester/py-evm/python{_py()}"
         self._methods: dict[str, Callable[[Sequence[Any]], Any]] = {
             "web3_clientVersion": self._client_version_method,
@@ -419,14 +589,21 @@ class ChainRpc:
         """The names of the served (allow-listed) methods."""
         return frozenset(self._methods)
 
+    @property
+    def limits(self) -> RpcLimits:
+        """The limits every call is held to."""
+        return self._limits
+
     # ------------------------------------------------------------------ envelope
 
     def handle(self, body: bytes) -> bytes | None:
         """Answer one HTTP request body (a call or a batch); ``None`` for notifications only.
 
-        Never raises for bad input: malformed JSON is -32700, a malformed call -32600, an
-        empty or oversized batch one -32600 error object.
+        Never raises for bad input: malformed JSON is -32700, a malformed call -32600, an empty or
+        oversized batch one -32600 error object. The calls of a batch not started within
+        ``request_timeout`` are answered -32002.
         """
+        deadline = time.monotonic() + self._limits.request_timeout
         try:
             request = parse_json(body)  # UTF-8 only, nesting checked, then parsed as text
         except JsonTextRefused as refused:
@@ -437,18 +614,25 @@ class ChainRpc:
         if isinstance(request, list):
             if not request:
                 return _dump(_error_response(None, _RpcError(INVALID_REQUEST, "empty batch")))
-            if len(request) > MAX_BATCH:
+            limit = self._limits.max_batch
+            if len(request) > limit:
                 error = _RpcError(
-                    INVALID_REQUEST, f"batch of {len(request)} calls exceeds {MAX_BATCH}"
+                    INVALID_REQUEST, f"batch of {len(request)} calls exceeds {limit}"
                 )
                 return _dump(_error_response(None, error))
-            answers = [a for a in (self.handle_call(item) for item in request) if a is not None]
+            answers = [a for a in (self.handle_call(item, deadline) for item in request)
+                       if a is not None]
             return _dump(answers) if answers else None
-        answer = self.handle_call(request)
+        answer = self.handle_call(request, deadline)
         return None if answer is None else _dump(answer)
 
-    def handle_call(self, request: Any) -> dict[str, Any] | None:
-        """Answer one decoded call object; ``None`` for a well-formed notification."""
+    def handle_call(self, request: Any, deadline: float | None = None
+                    ) -> dict[str, Any] | None:
+        """Answer one decoded call object; ``None`` for a well-formed notification.
+
+        A call that has not started by ``deadline`` (monotonic seconds) is answered
+        -32002 "request timed out", as geth answers the rest of a batch that ran too long.
+        """
         if not isinstance(request, dict):
             return _error_response(None, _RpcError(INVALID_REQUEST, "a call must be an object"))
         has_id = "id" in request
@@ -467,22 +651,30 @@ class ChainRpc:
             )
         params = request.get("params", [])
         try:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _RpcError(REQUEST_TIMED_OUT, "request timed out")
             if params is None:
                 params = []
             if not isinstance(params, list):
                 raise _RpcError(INVALID_PARAMS, "params must be an array")
-            result = self.call(method, params)
+            result = self.call(method, params, deadline=deadline)
         except _RpcError as error:
             return _error_response(call_id, error) if has_id else None
         if not has_id:
             return None
         return {"jsonrpc": "2.0", "id": call_id, "result": result}
 
-    def call(self, method: str, params: Sequence[Any]) -> Any:
-        """Run one allow-listed method; raise :class:`_RpcError` for any failure."""
+    def call(self, method: str, params: Sequence[Any], *, deadline: float | None = None
+             ) -> Any:
+        """Run one allow-listed method; raise :class:`_RpcError` for any failure.
+
+        An ``eth_call`` / ``eth_estimateGas`` stops at ``deadline`` (monotonic seconds) if
+        that comes before its own ``evm_timeout``.
+        """
         handler = self._methods.get(method)
         if handler is None:
             raise _refusal(method)
+        self._context.deadline = deadline
         try:
             if method in _SELF_LOCKING:
                 return handler(params)
@@ -497,6 +689,8 @@ class ChainRpc:
         except Exception as exc:  # a bug or an eth-tester surprise: report, keep serving
             _log.exception("JSON-RPC %s failed", method)
             raise _RpcError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}") from exc
+        finally:
+            self._context.deadline = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -584,29 +778,69 @@ class ChainRpc:
         """Run ``request`` on the state after ``header`` with base fee and gas price 0.
 
         Returns the computation's output (call) or the chain's gas estimate. This is what
-        py-evm's ``get_transaction_result`` / ``estimate_gas`` do, with the VM and its state
-        built once rather than once more for the sender's nonce. EVM failures raise.
+        py-evm's ``in_costless_state`` / ``get_transaction_result`` / ``estimate_gas`` do,
+        with two differences geth makes too: the gas is capped at ``gas_cap``, and execution
+        stops after ``evm_timeout`` seconds (:class:`_Budget`). EVM failures raise.
         """
-        vm = self._chain.get_vm(header)
-        with vm.in_costless_state() as state:
-            nonce = request.nonce
-            if nonce is None:
-                nonce = int(state.get_nonce(request.sender))
-            gas = request.gas if request.gas is not None else int(header.gas_limit)
-            unsigned = vm.create_unsigned_transaction(
-                nonce=nonce,
-                gas_price=0,
-                gas=gas,
-                to=request.to,
-                value=request.value,
-                data=request.data,
-            )
-            spoofed = SpoofTransaction(unsigned, from_=request.sender)
+        limits = self._limits
+        gas = min(request.gas if request.gas is not None else int(header.gas_limit),
+                  limits.gas_cap)
+        started = time.monotonic()
+        deadline = started + limits.evm_timeout
+        message = f"execution aborted (timeout = {limits.evm_timeout:g}s)"
+        request_deadline = getattr(self._context, "deadline", None)
+        if request_deadline is not None and request_deadline < deadline:
+            deadline, message = request_deadline, "request timed out"
+        budget = _Budget(deadline, message, self._lock)
+        # The estimator searches up to the state's gas limit: the capped gas, as in geth.
+        vm, state = self._bounded_state(
+            header, gas if estimate else int(header.gas_limit), budget
+        )
+        nonce = request.nonce
+        if nonce is None:
+            nonce = int(state.get_nonce(request.sender))
+        unsigned = vm.create_unsigned_transaction(
+            nonce=nonce,
+            gas_price=0,
+            gas=gas,
+            to=request.to,
+            value=request.value,
+            data=request.data,
+        )
+        spoofed = SpoofTransaction(unsigned, from_=request.sender)
+        try:
             if estimate:
                 return int(self._chain.gas_estimator(state, spoofed))
             computation = state.costless_execute_transaction(spoofed)
+        except _ExecutionTimeout as timeout:
+            _log.info("eth_%s stopped after %.2f s (%d hand-offs of the chain lock): %s",
+                      "estimateGas" if estimate else "call", time.monotonic() - started,
+                      budget.handoffs, timeout)
+            raise _RpcError(SERVER_ERROR, str(timeout)) from None
         computation.raise_if_error()
         return bytes(computation.output)
+
+    def _bounded_state(self, header: Any, gas_limit: int, budget: _Budget) -> tuple[Any, Any]:
+        """The VM of ``header`` and a throwaway py-evm state for a call on top of it: the
+        pending block's context with base fee 0 and ``gas_limit``, run by the bounded
+        computation class.
+
+        The same as py-evm's ``VM.in_costless_state`` except for the state class and the gas
+        limit; nothing is ever persisted from it.
+        """
+        vm = self._chain.get_vm(header)
+        pending = vm.generate_block_from_parent_header_and_coinbase(header, header.coinbase)
+        changes: dict[str, Any] = {"gas_limit": gas_limit}
+        if hasattr(pending.header, "base_fee_per_gas"):
+            changes["base_fee_per_gas"] = 0
+        free_header = pending.header.copy(**changes)
+        previous_hashes = itertools.chain((header.hash,), vm.previous_hashes)
+        context = vm.create_execution_context(free_header, previous_hashes, vm.chain_context)
+        state = _bounded_state_class(vm.get_state_class())(
+            vm.chaindb.db, context, free_header.state_root
+        )
+        state.budget = budget
+        return vm, state
 
     # ------------------------------------------------------------------ methods
 
@@ -1081,7 +1315,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0:
             self._reply(411, _RpcError(INVALID_REQUEST, "a valid Content-Length is required"))
             return
-        limit = self.server.max_body_bytes
+        limit = self.server.limits.max_body_bytes
         if length > limit:
             message = f"request body of {length} bytes exceeds the limit of {limit} bytes"
             self._reply(413, _RpcError(INVALID_REQUEST, message))
@@ -1131,9 +1365,9 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], rpc: ChainRpc, max_body_bytes: int) -> None:
+    def __init__(self, address: tuple[str, int], rpc: ChainRpc) -> None:
         self.rpc = rpc
-        self.max_body_bytes = max_body_bytes
+        self.limits = rpc.limits
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -1179,8 +1413,11 @@ class ChainServer:
 
     The port is bound at construction (``port=0`` picks a free one, see :attr:`url`);
     :meth:`start` serves it from a background thread and :meth:`stop` closes it. Usable as
-    a context manager. Raises ``TypeError`` if ``chain`` is not an embedded (eth-tester,
-    py-evm) chain, ``ValueError`` for a non-loopback host and ``OSError`` if the port is taken.
+    a context manager. Every limit of :class:`RpcLimits` is a keyword here, with the same
+    default; ``limits`` gives them all at once (a keyword given as well overrides it).
+    Raises ``TypeError`` if ``chain`` is not an embedded (eth-tester, py-evm) chain,
+    ``ValueError`` for a non-loopback host or a limit that is not positive, and ``OSError``
+    if the port is taken.
     """
 
     def __init__(
@@ -1189,19 +1426,36 @@ class ChainServer:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        max_body_bytes: int = MAX_BODY_BYTES,
+        limits: RpcLimits | None = None,
+        max_body_bytes: int | None = None,
+        max_batch: int | None = None,
+        request_timeout: float | None = None,
+        gas_cap: int | None = None,
+        evm_timeout: float | None = None,
     ) -> None:
         _require_loopback(host)
+        given: dict[str, Any] = {
+            "max_body_bytes": max_body_bytes, "max_batch": max_batch,
+            "request_timeout": request_timeout,
+            "gas_cap": gas_cap, "evm_timeout": evm_timeout,
+        }
+        settings = asdict(limits) if limits is not None else {}
+        settings.update({name: value for name, value in given.items() if value is not None})
         tester, self._lock = chain.embedded_tester()
         _check_py_evm(tester)
-        self._rpc = ChainRpc(tester, chain.chain_id, self._lock)
-        self._httpd = _HTTPServer((host, port), self._rpc, max_body_bytes)
+        self._rpc = ChainRpc(tester, chain.chain_id, self._lock, RpcLimits(**settings))
+        self._httpd = _HTTPServer((host, port), self._rpc)
         bound_host, bound_port = self._httpd.server_address[:2]
         host_text = bound_host.decode() if isinstance(bound_host, bytes) else str(bound_host)
         shown = f"[{host_text}]" if ":" in host_text else host_text
         self._url = f"http://{shown}:{bound_port}"
         self._thread: threading.Thread | None = None
         self._closed = False
+
+    @property
+    def limits(self) -> RpcLimits:
+        """The limits this server keeps."""
+        return self._rpc.limits
 
     @property
     def url(self) -> str:

@@ -1,0 +1,253 @@
+"""The chain server under hostile clients (issue 14): every limit it keeps, and that one
+client's call never stalls the others or block production.
+
+Each hostile request here is one that stalled the server before: init code that loops
+forever through ``eth_call`` / ``eth_estimateGas`` (with and without a huge gas value), a
+slow precompile. While it runs, an honest client measures its own latency and a member
+anchors a checkpoint (block production).
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from eth_utils.crypto import keccak
+
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.chain.rpc_server import ChainServer
+from tests.api_support import Consortium, make_consortium
+
+LOOP_INIT_CODE = "0x5b600056"  # JUMPDEST PUSH1 0 JUMP: init code that loops until out of gas
+HUGE_GAS = "0xffffffffffffffff"
+THRESHOLD_CALL = "0x" + keccak(text="threshold()")[:4].hex()
+HONEST_MAX_LATENCY_S = 1.0
+"""The most an honest request may wait while a hostile one loops (the loop itself ran 6-9 s
+and, with a huge gas value, past 20 s, holding every other client)."""
+
+
+# ---------------------------------------------------------------------- fixtures and helpers
+
+
+@dataclass
+class Site:
+    """A consortium on an embedded chain, served by one ChainServer."""
+
+    consortium: Consortium
+    server: ChainServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def contract(self) -> str:
+        return str(self.consortium.deployment.address)
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    consortium = make_consortium(LedgerChain.embedded())
+    with ChainServer(consortium.chain) as server:
+        yield Site(consortium, server)
+
+
+def rpc(url: str, method: str, *params: Any, timeout: float = 30.0) -> dict[str, Any]:
+    """POST one call; return the whole response object (HTTP 200 asserted)."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+    response = httpx.post(url, json=body, timeout=timeout)
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+@dataclass
+class HonestClient:
+    """Reads in a loop from its own connection while something else happens; records the
+    latency of every request."""
+
+    url: str
+    contract: str
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> HonestClient:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        calls = [
+            ("eth_blockNumber", []),
+            ("eth_call", [{"to": self.contract, "data": THRESHOLD_CALL}, "latest"]),
+        ]
+        with httpx.Client(timeout=60) as client:
+            i = 0
+            while not self._stop.is_set():
+                method, params = calls[i % len(calls)]
+                i += 1
+                started = time.monotonic()
+                answer = client.post(
+                    self.url, json={"jsonrpc": "2.0", "id": i, "method": method, "params": params}
+                ).json()
+                self.latencies.append(time.monotonic() - started)
+                if "result" not in answer:
+                    self.failures.append(f"{method}: {answer}")
+                self._stop.wait(0.01)
+
+    def summary(self) -> str:
+        if not self.latencies:
+            return "no requests"
+        return (f"{len(self.latencies)} requests, p50 {statistics.median(self.latencies):.4f} s, "
+                f"max {max(self.latencies):.3f} s")
+
+
+def under_attack(site: Site, method: str, tx: dict[str, Any]) -> tuple[dict[str, Any], float,
+                                                                          HonestClient, float]:
+    """Run one hostile ``method`` call of ``tx`` while an honest client reads and a member
+    anchors a checkpoint in process; return the hostile answer, its duration, the honest
+    client and the anchoring latency."""
+    hostile: dict[str, Any] = {}
+
+    def attack() -> None:
+        started = time.monotonic()
+        hostile["answer"] = rpc(site.url, method, tx, timeout=60)
+        hostile["took"] = time.monotonic() - started
+
+    member = site.consortium.as_party(site.consortium.unionpay)
+    log_id = keccak(text=f"attack-{method}-{time.monotonic()}")
+    with HonestClient(site.url, site.contract) as honest:
+        time.sleep(0.2)
+        attacker = threading.Thread(target=attack, daemon=True)
+        attacker.start()
+        time.sleep(0.3)  # the loop is running now
+        started = time.monotonic()
+        member.anchor_checkpoint(log_id, 1, b"\x01" * 32, 1, b"sig")  # block production
+        anchoring = time.monotonic() - started
+        attacker.join(timeout=60)
+        assert not attacker.is_alive(), "the hostile call never ended"
+    return hostile["answer"], hostile["took"], honest, anchoring
+
+
+# ---------------------------------------------------------------------- a looping call
+
+
+@pytest.mark.parametrize("method", ["eth_call", "eth_estimateGas"])
+def test_a_looping_call_does_not_stall_other_clients(site: Site, method: str) -> None:
+    answer, took, honest, anchoring = under_attack(site, method, {"data": LOOP_INIT_CODE})
+    assert "error" in answer, answer
+    assert honest.failures == []
+    assert honest.latencies and max(honest.latencies) < HONEST_MAX_LATENCY_S, honest.summary()
+    assert anchoring < HONEST_MAX_LATENCY_S + 0.5, anchoring
+
+
+@pytest.fixture(scope="module")
+def tight(site: Site) -> Iterator[ChainServer]:
+    """A second server on the same chain with a one-second EVM limit, for fast tests."""
+    with ChainServer(site.consortium.chain, evm_timeout=1.0, request_timeout=1.5) as server:
+        yield server
+
+
+def timed(url: str, method: str, *params: Any) -> tuple[dict[str, Any], float]:
+    started = time.monotonic()
+    answer = rpc(url, method, *params, timeout=30)
+    return answer, time.monotonic() - started
+
+
+@pytest.mark.parametrize("method", ["eth_call", "eth_estimateGas"])
+def test_a_huge_gas_value_is_capped_and_the_loop_stopped_in_time(
+    tight: ChainServer, method: str
+) -> None:
+    """gas 2**64-1 wedged the server past 20 s; now the call ends at the wall-clock limit."""
+    answer, took = timed(tight.url, method, {"data": LOOP_INIT_CODE, "gas": HUGE_GAS})
+    assert answer["error"] == {"code": -32000, "message": "execution aborted (timeout = 1s)"}
+    assert 0.9 < took < 3.0, took
+
+
+def test_the_gas_cap_lowers_a_larger_gas_value() -> None:
+    chain = make_consortium(LedgerChain.embedded()).chain
+    with ChainServer(chain, gas_cap=100_000) as server:
+        answer, took = timed(server.url, "eth_call", {"data": LOOP_INIT_CODE, "gas": HUGE_GAS})
+        assert answer["error"]["code"] == -32000
+        assert "out of gas" in answer["error"]["message"].lower() and took < 1.0, answer
+        estimate, _ = timed(server.url, "eth_estimateGas", {"data": LOOP_INIT_CODE})
+        assert "out of gas" in estimate["error"]["message"].lower(), estimate
+        transfer = {"to": "0x" + "12" * 20, "gas": HUGE_GAS}  # within the cap: still answered
+        assert int(rpc(server.url, "eth_estimateGas", transfer)["result"], 16) >= 21_000
+        assert server.limits.gas_cap == 100_000
+
+
+def _pairing_input(pairs: int) -> str:
+    """``pairs`` times (G1, G2), (-G1, G2) for the BN254 pairing precompile (0x08): a
+    product of pairings that is one, so the precompile answers 1."""
+    from py_ecc import optimized_bn128 as bn
+
+    def encode(p1: Any, p2: Any) -> bytes:
+        x1, y1 = bn.normalize(p1)
+        x2, y2 = bn.normalize(p2)
+        words = [x1.n, y1.n, x2.coeffs[1], x2.coeffs[0], y2.coeffs[1], y2.coeffs[0]]
+        return b"".join(int(w).to_bytes(32, "big") for w in words)
+
+    one = encode(bn.G1, bn.G2) + encode(bn.neg(bn.G1), bn.G2)
+    return "0x" + (one * pairs).hex()
+
+
+def test_a_slow_precompile_is_stopped_in_time(site: Site, tight: ChainServer) -> None:
+    """py-evm's pairing is pure Python, about 0.1 s a pair: 300 pairs ran 40 s in one
+    precompile call, which no opcode check sees; the trace check inside stops it."""
+    call = {"to": "0x" + "00" * 19 + "08", "data": _pairing_input(150), "gas": hex(50_000_000)}
+    answer, took = timed(tight.url, "eth_call", call, "latest")
+    assert answer["error"]["message"] == "execution aborted (timeout = 1s)", answer
+    assert took < 3.0, took
+    one = {"to": "0x" + "00" * 19 + "08", "data": _pairing_input(1)}  # about 1 s, traced
+    assert rpc(site.url, "eth_call", one, "latest")["result"] == "0x" + "00" * 31 + "01"
+
+
+def test_a_batch_of_loops_ends_at_the_request_timeout(tight: ChainServer) -> None:
+    """Each call of a batch is bounded, and so is the batch: what has not started when the
+    request's time is up is answered -32002, as geth does."""
+    loop = {"jsonrpc": "2.0", "method": "eth_call", "params": [{"data": LOOP_INIT_CODE}]}
+    batch = [{**loop, "id": i} for i in range(3)]
+    started = time.monotonic()
+    answers = httpx.post(tight.url, json=batch, timeout=30).json()
+    took = time.monotonic() - started
+    assert [a["error"]["message"] for a in answers] == [
+        "execution aborted (timeout = 1s)", "request timed out", "request timed out"
+    ]
+    assert [a["error"]["code"] for a in answers] == [-32000, -32000, -32002]
+    assert took < 3.0, took
+
+
+def test_several_hostile_clients_do_not_stall_an_honest_one(site: Site) -> None:
+    """Four clients loop at once; reads and block production go on."""
+    hostile = [threading.Thread(target=rpc, args=(site.url, "eth_call", {"data": LOOP_INIT_CODE,
+                                                                      "gas": HUGE_GAS}),
+                                kwargs={"timeout": 60}, daemon=True) for _ in range(4)]
+    member = site.consortium.as_party(site.consortium.wechatpay)
+    with HonestClient(site.url, site.contract) as honest:
+        for thread in hostile:
+            thread.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        member.anchor_checkpoint(keccak(text="four-hostile"), 1, b"\x02" * 32, 1, b"sig")
+        anchoring = time.monotonic() - started
+        for thread in hostile:
+            thread.join(timeout=60)
+    assert honest.failures == []
+    worst = max(honest.latencies)
+    assert worst < HONEST_MAX_LATENCY_S, honest.summary()
+    assert anchoring < 2 * HONEST_MAX_LATENCY_S, anchoring
+
