@@ -3,8 +3,8 @@ client's call never stalls the others or block production.
 
 Each hostile request here is one that stalled the server before: init code that loops
 forever through ``eth_call`` / ``eth_estimateGas`` (with and without a huge gas value), a
-slow precompile. While it runs, an honest client measures its own latency and a member
-anchors a checkpoint (block production).
+slow precompile, ``eth_getLogs`` with 10,000 addresses. While it runs, an honest client
+measures its own latency and a member anchors a checkpoint (block production).
 """
 
 from __future__ import annotations
@@ -250,4 +250,51 @@ def test_several_hostile_clients_do_not_stall_an_honest_one(site: Site) -> None:
     worst = max(honest.latencies)
     assert worst < HONEST_MAX_LATENCY_S, honest.summary()
     assert anchoring < 2 * HONEST_MAX_LATENCY_S, anchoring
+
+
+# ---------------------------------------------------------------------- eth_getLogs bounds
+
+
+def test_get_logs_with_ten_thousand_addresses_is_refused_at_once(site: Site) -> None:
+    """It stalled every client for 8-9 s; geth refuses more than 1,000 addresses."""
+    many = [f"0x{i:040x}" for i in range(10_000)]
+    answer, took = timed(site.url, "eth_getLogs", {"fromBlock": "0x0", "address": many})
+    assert answer["error"]["code"] == -32005, answer
+    assert answer["error"]["message"].startswith("exceed max addresses: 10000 > 1000")
+    assert took < 1.0, took
+    # the most it accepts, over the whole chain, is answered quickly and correctly
+    allowed = many[:999] + [site.contract]
+    logs, took = timed(site.url, "eth_getLogs", {"fromBlock": "0x0", "address": allowed})
+    assert logs["result"] and {e["address"] for e in logs["result"]} == {site.contract.lower()}
+    assert took < 2.0, took
+
+
+def test_get_logs_topic_alternatives_are_bounded(site: Site) -> None:
+    many = [f"0x{i:064x}" for i in range(1001)]
+    answer = rpc(site.url, "eth_getLogs", {"fromBlock": "0x0", "topics": [many]})
+    assert answer["error"]["code"] == -32005, answer
+    assert "exceed max topics" in answer["error"]["message"]
+    five = rpc(site.url, "eth_getLogs", {"topics": [None] * 5})  # a log has at most four
+    assert five["error"]["code"] == -32602, five
+    fits = rpc(site.url, "eth_getLogs", {"fromBlock": "0x0", "topics": [many[:1000]]})
+    assert fits["result"] == []
+
+
+def test_get_logs_block_range_is_bounded(site: Site) -> None:
+    """Besu's rule and default: toBlock - fromBlock may not exceed the limit (1,000)."""
+    head = int(rpc(site.url, "eth_blockNumber")["result"], 16)
+    assert head >= 4
+    with ChainServer(site.consortium.chain, max_logs_range=3) as narrow:
+        wide = rpc(narrow.url, "eth_getLogs", {"fromBlock": "0x0", "toBlock": hex(4)})
+        assert wide["error"]["code"] == -32005, wide
+        assert "exceeds maximum RPC range limit" in wide["error"]["message"]
+        to_head = rpc(narrow.url, "eth_getLogs", {"fromBlock": hex(head - 4)})  # to latest
+        assert to_head["error"]["code"] == -32005
+        fits = rpc(narrow.url, "eth_getLogs", {"fromBlock": hex(head - 3), "toBlock": "latest"})
+        assert "result" in fits, fits
+        # a client that pages (LedgerChain.from_rpc does, 1,000 blocks a page) reads all
+        pages = LedgerChain.from_rpc(narrow.url, log_range=4).attach(site.consortium.deployment)
+        assert [m.name for m in pages.members()]
+        assert len(pages.checkpoints(keccak(text="nothing"))) == 0
+    assert site.server.limits.max_logs_range == 1000
 

@@ -19,7 +19,8 @@ of its own requests, so in-process users of the same chain are serialised with t
 No client holds it for long (:class:`RpcLimits`, docs/chain-server.md): ``eth_call`` and
 ``eth_estimateGas`` run under a gas cap and a wall-clock limit that is checked inside the
 EVM (at every jump, every message call and inside precompiles), and hand the lock to whoever
-waits for it every few milliseconds of execution.
+waits for it every few milliseconds of execution; ``eth_getLogs`` is bounded in blocks,
+addresses and topics and takes the lock per chunk of blocks.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any, Final
@@ -44,7 +45,7 @@ from eth.exceptions import HeaderNotFound, Revert, VMError
 from eth.exceptions import TransactionNotFound as EvmTransactionNotFound
 from eth.vm import opcode_values
 from eth.vm.spoof import SpoofTransaction
-from eth_bloom.bloom import BloomFilter
+from eth_bloom.bloom import BloomFilter, get_bloom_bits
 from eth_tester import EthereumTester
 from eth_tester.backends.pyevm.serializers import (
     serialize_transaction,
@@ -95,6 +96,7 @@ INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
 SERVER_ERROR: Final = -32000  # geth: nonce too low, unknown block, ...
 REQUEST_TIMED_OUT: Final = -32002  # geth: a batch's calls left when its time ran out
+LIMIT_EXCEEDED: Final = -32005  # Besu: log range limit
 EXECUTION_REVERTED: Final = 3  # geth / anvil: revert with data
 
 _PRIORITY_FEE_WEI: Final = 10**9  # what eth-tester's provider suggests, and the chain accepts
@@ -102,8 +104,9 @@ _BLOCK_TAGS: Final = frozenset({"latest", "earliest", "pending", "safe", "finali
 _LOOPBACK_NAMES: Final = frozenset({"localhost"})
 _IDLE_TIMEOUT_S: Final = 60.0
 _SELF_LOCKING: Final = frozenset({"eth_getLogs"})  # take the chain lock in chunks themselves
-_LOG_BLOCKS_PER_LOCK: Final = 256  # blocks scanned per hold of the lock by eth_getLogs
+_LOG_BLOCKS_PER_LOCK: Final = 256  # blocks scanned per hold of the lock by a log scan
 _BLOOM_CACHE_SIZE: Final = 1_000_000  # blocks; a bloom is a small int for most blocks
+_MAX_TOPIC_POSITIONS: Final = 4  # LOG0..LOG4: a log has at most four topics (geth maxTopics)
 _EVM_SLICE_S: Final = 0.02
 """Longest run of one eth_call / eth_estimateGas between two hand-offs of the chain lock."""
 _HANDOFF_S: Final = 0.0005
@@ -130,6 +133,14 @@ class RpcLimits:
     evm_timeout: float = 5.0
     """Seconds of wall clock one ``eth_call`` / ``eth_estimateGas`` may run (geth
     ``--rpc.evmtimeout``), enforced inside the EVM; then ``execution aborted``."""
+    max_logs_range: int = 1000
+    """Widest ``eth_getLogs`` range: ``toBlock - fromBlock`` may not exceed it (Besu
+    ``--rpc-max-logs-range``)."""
+    max_log_addresses: int = 1000
+    """Most addresses in one log filter (geth's ``maxAddresses``)."""
+    max_log_topics: int = 1000
+    """Most alternatives in one topic position of a log filter (geth's ``maxSubTopics``);
+    a filter has at most four positions whatever this is."""
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -1053,66 +1064,113 @@ class ChainRpc:
     def _eth_get_logs(self, params: Sequence[Any]) -> list[dict[str, Any]]:
         # Self-locking: the range is resolved under the lock, then scanned a chunk of blocks
         # per lock hold, so a long scan by an auditor does not stall the members' anchoring.
-        (query,) = _params(params, 1, 0, "eth_getLogs")
-        if not isinstance(query, dict):
-            raise _invalid("filter", query, "a filter object")
+        (raw,) = _params(params, 1, 0, "eth_getLogs")
+        query = self._log_query(raw)
         with self._lock:
             start, end = self._log_range(query)
-        address = query.get("address")
-        addresses: str | list[str] | None
-        if address is None:
-            addresses = None
-        elif isinstance(address, list):
-            addresses = [_address(a, "filter.address") for a in address] or None
-        else:
-            addresses = _address(address, "filter.address")
-        topics = self._topics(query.get("topics"))
-        wanted = [addresses] if isinstance(addresses, str) else addresses
+        return self._scan_logs(start, end, query)
+
+    def _log_query(self, value: Any) -> _LogQuery:
+        """A log filter object, validated, with its address and topic counts bounded."""
+        if not isinstance(value, dict):
+            raise _invalid("filter", value, "a filter object")
+        limits = self._limits
+        address = value.get("address")
+        addresses: frozenset[bytes] | None = None
+        if isinstance(address, list):
+            if len(address) > limits.max_log_addresses:
+                raise _RpcError(
+                    LIMIT_EXCEEDED,
+                    f"exceed max addresses: {len(address)} > {limits.max_log_addresses} "
+                    "(max_log_addresses)",
+                )
+            checked = [_address(a, "filter.address") for a in address]
+            addresses = frozenset(bytes.fromhex(a[2:]) for a in checked) or None
+        elif address is not None:
+            addresses = frozenset({bytes.fromhex(_address(address, "filter.address")[2:])})
+        topics = self._topics(value.get("topics"))
+        block_hash = value.get("blockHash")
+        if block_hash is not None:
+            block_hash = _hash32(block_hash, "filter.blockHash")
+            if value.get("fromBlock") is not None or value.get("toBlock") is not None:
+                raise _RpcError(
+                    INVALID_PARAMS, "cannot specify both blockHash and fromBlock/toBlock"
+                )
+        from_block = self._block_id(value.get("fromBlock"), "fromBlock")
+        to_block = self._block_id(value.get("toBlock"), "toBlock")
+        return _LogQuery(addresses, topics, block_hash, from_block, to_block)
+
+    def _topics(self, value: Any) -> tuple[frozenset[str] | None, ...]:
+        """Topic positions: ``None`` for a wildcard, else the set of accepted topics."""
+        if value is None:
+            return ()
+        if not isinstance(value, list) or len(value) > _MAX_TOPIC_POSITIONS:
+            raise _invalid("filter.topics", value,
+                           f"an array of at most {_MAX_TOPIC_POSITIONS} topic positions")
+        limit = self._limits.max_log_topics
+        topics: list[frozenset[str] | None] = []
+        for i, position in enumerate(value):
+            if position is None:
+                topics.append(None)
+            elif isinstance(position, list):
+                if len(position) > limit:
+                    raise _RpcError(
+                        LIMIT_EXCEEDED,
+                        f"exceed max topics: {len(position)} alternatives in position {i} "
+                        f"> {limit} (max_log_topics)",
+                    )
+                alternatives = frozenset(_hash32(t, f"filter.topics[{i}]") for t in position)
+                topics.append(alternatives or None)
+            else:
+                topics.append(frozenset({_hash32(position, f"filter.topics[{i}]")}))
+        while topics and topics[-1] is None:  # trailing wildcards match anything
+            topics.pop()
+        return tuple(topics)
+
+    def _log_range(self, query: _LogQuery) -> tuple[int, int]:
+        """The block numbers ``(start, end)`` a filter covers (end <= head), at most
+        ``max_logs_range`` blocks apart (Besu's rule: ``toBlock - fromBlock``)."""
+        if query.block_hash is not None:
+            number = int(self._block_id({"blockHash": query.block_hash}, "blockHash"))
+            return number, number
+        latest = self._latest_number()
+        start, end = (0 if block == "earliest" else latest if isinstance(block, str) else block
+                      for block in (query.from_block, query.to_block))
+        if start > end:
+            raise _RpcError(INVALID_PARAMS, "invalid block range params: fromBlock > toBlock")
+        end = min(end, latest)
+        limit = self._limits.max_logs_range
+        if end - start > limit:
+            raise _RpcError(
+                LIMIT_EXCEEDED,
+                f"requested range exceeds maximum RPC range limit: blocks {start}..{end} "
+                f"span {end - start} > {limit} (max_logs_range); ask in pages",
+            )
+        return start, end
+
+    def _scan_logs(self, start: int, end: int, query: _LogQuery) -> list[dict[str, Any]]:
+        """The matching logs of blocks ``start..end``, taking the lock per chunk of blocks."""
         found: list[dict[str, Any]] = []
         for chunk in range(start, end + 1, _LOG_BLOCKS_PER_LOCK):
             with self._lock:
                 for number in range(chunk, min(chunk + _LOG_BLOCKS_PER_LOCK, end + 1)):
                     # The header's logs bloom (as geth uses it) skips the blocks that cannot
                     # hold a matching log; only the others have their receipts read.
-                    if _bloom_may_match(self._bloom(number), wanted, topics):
-                        found.extend(self._block_logs(number, wanted, topics))
+                    if query.may_match(self._bloom(number)):
+                        found.extend(self._block_logs(number, query))
         return found
 
-    def _log_range(self, query: Mapping[str, Any]) -> tuple[int, int]:
-        """The block numbers ``(start, end)`` an eth_getLogs filter covers (end <= head)."""
-        if query.get("blockHash") is not None:
-            if query.get("fromBlock") is not None or query.get("toBlock") is not None:
-                raise _RpcError(
-                    INVALID_PARAMS, "cannot specify both blockHash and fromBlock/toBlock"
-                )
-            number = int(self._block_id({"blockHash": query["blockHash"]}, "blockHash"))
-            return number, number
-        latest = self._latest_number()
-        bounds = []
-        for key in ("fromBlock", "toBlock"):
-            block = self._block_id(query.get(key), key)
-            bounds.append(0 if block == "earliest" else latest if isinstance(block, str) else block)
-        start, end = bounds
-        if start > end:
-            raise _RpcError(INVALID_PARAMS, "invalid block range params: fromBlock > toBlock")
-        return start, min(end, latest)
-
-    def _block_logs(
-        self, number: int, addresses: list[str] | None, topics: list[Any] | None
-    ) -> list[dict[str, Any]]:
+    def _block_logs(self, number: int, query: _LogQuery) -> list[dict[str, Any]]:
         """The logs of canonical block ``number`` that match the filter, in wire form."""
         block = self._chain.get_canonical_block_by_number(number)
         receipts = block.get_receipts(self._chain.chaindb)
-        wanted = {bytes.fromhex(a[2:]) for a in addresses} if addresses else None
         block_hash = "0x" + bytes(block.hash).hex()
         out: list[dict[str, Any]] = []
         log_index = 0
         for tx_index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
             for log in receipt.logs:
                 log_topics = ["0x" + int(t).to_bytes(32, "big").hex() for t in log.topics]
-                if (wanted is None or bytes(log.address) in wanted) and _topics_match(
-                    log_topics, topics
-                ):
+                if query.matches(bytes(log.address), log_topics):
                     out.append(
                         {
                             "address": "0x" + bytes(log.address).hex(),
@@ -1139,25 +1197,6 @@ class ChainRpc:
             bloom = int(self._chain.get_block_header_by_hash(block_hash).bloom)
             self._blooms[block_hash] = bloom
         return bloom
-
-    @staticmethod
-    def _topics(value: Any) -> list[Any] | None:
-        if value is None:
-            return None
-        if not isinstance(value, list) or len(value) > 4:
-            raise _invalid("filter.topics", value, "an array of at most 4 topic positions")
-        topics: list[Any] = []
-        for i, position in enumerate(value):
-            if position is None:
-                topics.append(None)
-            elif isinstance(position, list):
-                alternatives = [_hash32(t, f"filter.topics[{i}]") for t in position]
-                topics.append(alternatives or None)
-            else:
-                topics.append(_hash32(position, f"filter.topics[{i}]"))
-        while topics and topics[-1] is None:  # trailing wildcards match anything
-            topics.pop()
-        return topics or None
 
     def _eth_send_raw_transaction(self, params: Sequence[Any]) -> str:
         (raw_hex,) = _params(params, 1, 0, "eth_sendRawTransaction")
@@ -1216,34 +1255,53 @@ def _require_chain_id(payload: bytes, chain_id: int) -> None:
         )
 
 
-def _topics_match(log_topics: Sequence[str], wanted: Sequence[Any] | None) -> bool:
-    """Standard topic filtering: position by position, ``None`` or one of the alternatives."""
-    if not wanted:
-        return True
-    if len(wanted) > len(log_topics):
-        return False
-    for position, topic in zip(wanted, log_topics, strict=False):
-        if position is None:
-            continue
-        if topic not in (position if isinstance(position, list) else [position]):
-            return False
-    return True
+def _bloom_mask(value: bytes) -> int:
+    """The three logs-bloom bits of ``value``: a bloom may hold it iff all three are set."""
+    mask = 0
+    for bit in get_bloom_bits(value):
+        mask |= bit
+    return mask
 
 
-def _bloom_may_match(bloom: int, addresses: list[str] | None, topics: list[Any] | None) -> bool:
-    """Whether a block with logs bloom ``bloom`` may hold a log matching the filter."""
-    if not bloom:
-        return False
-    block_bloom = BloomFilter(bloom)
-    if addresses and not any(bytes.fromhex(a[2:]) in block_bloom for a in addresses):
-        return False
-    for position in topics or ():
-        if position is None:
-            continue
-        alternatives = position if isinstance(position, list) else [position]
-        if not any(bytes.fromhex(t[2:]) in block_bloom for t in alternatives):
+@dataclass(frozen=True)
+class _LogQuery:
+    """A validated log filter (``eth_getLogs``, ``eth_newFilter``): addresses (any of),
+    topics position by position (``None`` matches anything, else any of the set), and the
+    block range as given (tags or numbers) or one block hash."""
+
+    addresses: frozenset[bytes] | None
+    topics: tuple[frozenset[str] | None, ...]
+    block_hash: str | None
+    from_block: int | str
+    to_block: int | str
+    _address_masks: tuple[int, ...] = field(init=False, repr=False)
+    _topic_masks: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # The bloom bits are hashed once per query, not once per block scanned.
+        object.__setattr__(self, "_address_masks",
+                           tuple(_bloom_mask(a) for a in self.addresses or ()))
+        object.__setattr__(self, "_topic_masks", tuple(
+            tuple(_bloom_mask(bytes.fromhex(t[2:])) for t in position)
+            for position in self.topics if position is not None
+        ))
+
+    def may_match(self, bloom: int) -> bool:
+        """Whether a block with logs bloom ``bloom`` may hold a matching log."""
+        if not bloom:
             return False
-    return True
+        if self._address_masks and not any(bloom & m == m for m in self._address_masks):
+            return False
+        return all(any(bloom & m == m for m in masks) for masks in self._topic_masks)
+
+    def matches(self, address: bytes, log_topics: Sequence[str]) -> bool:
+        """Whether a log from ``address`` with ``log_topics`` matches."""
+        if self.addresses is not None and address not in self.addresses:
+            return False
+        if len(self.topics) > len(log_topics):
+            return False
+        return all(wanted is None or topic in wanted
+                   for wanted, topic in zip(self.topics, log_topics, strict=False))
 
 
 def _vm_failure(exc: BaseException) -> _RpcError | None:
@@ -1432,12 +1490,16 @@ class ChainServer:
         request_timeout: float | None = None,
         gas_cap: int | None = None,
         evm_timeout: float | None = None,
+        max_logs_range: int | None = None,
+        max_log_addresses: int | None = None,
+        max_log_topics: int | None = None,
     ) -> None:
         _require_loopback(host)
         given: dict[str, Any] = {
             "max_body_bytes": max_body_bytes, "max_batch": max_batch,
             "request_timeout": request_timeout,
-            "gas_cap": gas_cap, "evm_timeout": evm_timeout,
+            "gas_cap": gas_cap, "evm_timeout": evm_timeout, "max_logs_range": max_logs_range,
+            "max_log_addresses": max_log_addresses, "max_log_topics": max_log_topics,
         }
         settings = asdict(limits) if limits is not None else {}
         settings.update({name: value for name, value in given.items() if value is not None})
