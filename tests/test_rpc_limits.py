@@ -1,14 +1,16 @@
 """The chain server under hostile clients (issue 14): every limit it keeps, and that one
 client's call never stalls the others or block production.
 
-Each hostile request here is one that stalled the server before: init code that loops
-forever through ``eth_call`` / ``eth_estimateGas`` (with and without a huge gas value), a
-slow precompile, ``eth_getLogs`` with 10,000 addresses. While it runs, an honest client
-measures its own latency and a member anchors a checkpoint (block production).
+Each hostile request here is one that stalled or fooled the server before: init code that
+loops forever through ``eth_call`` / ``eth_estimateGas`` (with and without a huge gas
+value), a slow precompile, ``eth_getLogs`` with 10,000 addresses, a body shorter than its
+``Content-Length``. While it runs, an honest client measures its own latency and a member
+anchors a checkpoint (block production).
 """
 
 from __future__ import annotations
 
+import socket
 import statistics
 import threading
 import time
@@ -297,4 +299,82 @@ def test_get_logs_block_range_is_bounded(site: Site) -> None:
         assert [m.name for m in pages.members()]
         assert len(pages.checkpoints(keccak(text="nothing"))) == 0
     assert site.server.limits.max_logs_range == 1000
+
+
+# ---------------------------------------------------------------------- request bodies
+
+
+def _raw_exchange(url: str, head: bytes, parts: list[bytes], pause: float = 0.0,
+                  half_close: bool = False, wait: float = 10.0) -> tuple[bytes, float, bool]:
+    """Send ``head`` and ``parts`` (``pause`` s apart) on a fresh socket; return what came
+    back, how long after the last part it took and whether the server closed the socket."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=wait) as sock:
+        sock.sendall(head)
+        for part in parts:
+            time.sleep(pause)
+            try:
+                sock.sendall(part)
+            except OSError:
+                break  # the server gave up on us already
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        sent = time.monotonic()
+        received = b""
+        closed = False
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            received += chunk
+        return received, time.monotonic() - sent, closed
+
+
+def _post_head(length: int) -> bytes:
+    return (b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(length).encode() + b"\r\n\r\n")
+
+
+CHAIN_ID_CALL = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
+
+
+def test_a_body_shorter_than_its_content_length_is_not_executed(site: Site) -> None:
+    """Content-Length promised 1 MB, 70 bytes came and the sender shut its side: the server
+    executed those 70 bytes. Now it answers 400 and closes."""
+    body = CHAIN_ID_CALL.ljust(70)
+    answer, _, closed = _raw_exchange(site.url, _post_head(1_000_000), [body], half_close=True)
+    status, _, payload = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b'"result"' not in answer
+    assert b"ended after 70 of the 1000000 bytes" in payload
+    assert closed
+
+
+def test_a_slow_body_times_out_with_a_clear_error() -> None:
+    chain = make_consortium(LedgerChain.embedded()).chain
+    with ChainServer(chain, read_timeout=0.5) as server:
+        # stalls after 10 bytes
+        answer, took, closed = _raw_exchange(server.url, _post_head(100), [b"{" * 10])
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"not received within 0.5 s (10 of 100 bytes)" in answer
+        assert closed and took < 2.0, took
+        # trickles a byte at a time: the limit is on the whole body, not on each read
+        started = time.monotonic()
+        trickle, _, closed = _raw_exchange(server.url, _post_head(len(CHAIN_ID_CALL)),
+                                           [bytes([b]) for b in CHAIN_ID_CALL], pause=0.1)
+        assert trickle.startswith(b"HTTP/1.1 408") and closed, trickle[:200]
+        assert time.monotonic() - started < 3.0
+        # a body in a few pieces within the time is served as usual
+        pieces, _, _ = _raw_exchange(server.url, _post_head(len(CHAIN_ID_CALL)),
+                                     [CHAIN_ID_CALL[:20], CHAIN_ID_CALL[20:]], pause=0.1,
+                                     half_close=True)
+        assert pieces.startswith(b"HTTP/1.1 200") and b'"result"' in pieces, pieces[:300]
+        assert server.limits.read_timeout == 0.5
 

@@ -20,7 +20,8 @@ No client holds it for long (:class:`RpcLimits`, docs/chain-server.md): ``eth_ca
 ``eth_estimateGas`` run under a gas cap and a wall-clock limit that is checked inside the
 EVM (at every jump, every message call and inside precompiles), and hand the lock to whoever
 waits for it every few milliseconds of execution; ``eth_getLogs`` is bounded in blocks,
-addresses and topics and takes the lock per chunk of blocks.
+addresses and topics and takes the lock per chunk of blocks; a request body is read exactly
+to its ``Content-Length`` within a read timeout.
 """
 
 from __future__ import annotations
@@ -124,6 +125,9 @@ class RpcLimits:
     """Largest request body (geth: 5 MiB); a larger one gets HTTP 413."""
     max_batch: int = MAX_BATCH
     """Most calls in one batch (geth ``--rpc.batch-request-limit``, 1,000)."""
+    read_timeout: float = 30.0
+    """Seconds a request body may take to arrive in full (geth's HTTP ``ReadTimeout``);
+    then HTTP 408 and the connection is closed."""
     request_timeout: float = 30.0
     """Seconds one HTTP request may run (geth's ``WriteTimeout``): a batch's calls not
     started by then are answered ``-32002 request timed out``."""
@@ -1378,7 +1382,9 @@ class _Handler(BaseHTTPRequestHandler):
             message = f"request body of {length} bytes exceeds the limit of {limit} bytes"
             self._reply(413, _RpcError(INVALID_REQUEST, message))
             return
-        body = self.rfile.read(length)
+        body = self._read_body(length)
+        if body is None:
+            return  # answered and closed
         try:
             answer = self.server.rpc.handle(body)
         except Exception:  # a bug: answer and keep serving rather than drop the connection
@@ -1391,6 +1397,42 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         self._send(200, answer)
+
+    def _read_body(self, length: int) -> bytes | None:
+        """Exactly ``length`` bytes of body, all within ``read_timeout`` seconds.
+
+        A body that ends early (the client shut its side down) is never executed: HTTP 400.
+        One that has not arrived in time gets HTTP 408. Either way the connection is
+        closed and ``None`` returned.
+        """
+        timeout = self.server.limits.read_timeout
+        deadline = time.monotonic() + timeout
+        body = bytearray()
+        refusal: tuple[int, str] | None = None
+        try:
+            while len(body) < length:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(remaining)
+                chunk = self.rfile.read1(length - len(body))
+                if not chunk:
+                    refusal = (400, f"request body ended after {len(body)} of the {length} "
+                                    "bytes its Content-Length announced; nothing was executed")
+                    break
+                body += chunk
+        except TimeoutError:
+            refusal = (408, f"request body not received within {timeout:g} s ({len(body)} of "
+                            f"{length} bytes); nothing was executed")
+        except OSError:  # reset by the peer: nobody to answer
+            self.close_connection = True
+            return None
+        finally:
+            self.connection.settimeout(self.timeout)
+        if refusal is not None:
+            self._reply(refusal[0], _RpcError(INVALID_REQUEST, refusal[1]))
+            return None
+        return bytes(body)
 
     def do_GET(self) -> None:  # noqa: N802
         self._reply(405, _RpcError(INVALID_REQUEST, "JSON-RPC is served by POST only"))
@@ -1487,6 +1529,7 @@ class ChainServer:
         limits: RpcLimits | None = None,
         max_body_bytes: int | None = None,
         max_batch: int | None = None,
+        read_timeout: float | None = None,
         request_timeout: float | None = None,
         gas_cap: int | None = None,
         evm_timeout: float | None = None,
@@ -1497,7 +1540,7 @@ class ChainServer:
         _require_loopback(host)
         given: dict[str, Any] = {
             "max_body_bytes": max_body_bytes, "max_batch": max_batch,
-            "request_timeout": request_timeout,
+            "read_timeout": read_timeout, "request_timeout": request_timeout,
             "gas_cap": gas_cap, "evm_timeout": evm_timeout, "max_logs_range": max_logs_range,
             "max_log_addresses": max_log_addresses, "max_log_topics": max_log_topics,
         }
