@@ -378,3 +378,19 @@ def test_a_slow_body_times_out_with_a_clear_error() -> None:
         assert pieces.startswith(b"HTTP/1.1 200") and b'"result"' in pieces, pieces[:300]
         assert server.limits.read_timeout == 0.5
 
+
+# ---------------------------------------------------------------------- standard behaviour
+
+
+def test_call_and_estimate_ignore_the_nonce(site: Site) -> None:
+    """Refused before with "Invalid transaction nonce: Expected 1, but got 2"; anvil answers,
+    and geth's estimate and call skip the nonce check."""
+    sender = site.consortium.pboc.account.address
+    nonce = int(rpc(site.url, "eth_getTransactionCount", sender, "latest")["result"], 16)
+    for wrong in (nonce + 1, nonce + 100, 0):
+        view = {"from": sender, "to": site.contract, "data": THRESHOLD_CALL, "nonce": hex(wrong)}
+        assert int(rpc(site.url, "eth_call", view, "latest")["result"], 16) == 2
+        transfer = {"from": sender, "to": "0x" + "12" * 20, "value": "0x1", "nonce": hex(wrong)}
+        assert int(rpc(site.url, "eth_estimateGas", transfer)["result"], 16) >= 21_000
+    bad = {"to": site.contract, "nonce": "seven"}
+    assert rpc(site.url, "eth_call", bad, "latest")["error"]["code"] == -32602

@@ -161,7 +161,7 @@ class _CallRequest:
     gas: int | None
     value: int
     data: bytes
-    nonce: int | None
+    nonce: int | None  # validated, then ignored: a call always runs at the next nonce
 
 
 class _RpcError(Exception):
@@ -794,8 +794,9 @@ class ChainRpc:
 
         Returns the computation's output (call) or the chain's gas estimate. This is what
         py-evm's ``in_costless_state`` / ``get_transaction_result`` / ``estimate_gas`` do,
-        with two differences geth makes too: the gas is capped at ``gas_cap``, and execution
-        stops after ``evm_timeout`` seconds (:class:`_Budget`). EVM failures raise.
+        with three differences geth makes too: the gas is capped at ``gas_cap``, the nonce is
+        always the sender's next one (a call's ``nonce`` is ignored), and execution stops
+        after ``evm_timeout`` seconds (:class:`_Budget`). EVM failures raise.
         """
         limits = self._limits
         gas = min(request.gas if request.gas is not None else int(header.gas_limit),
@@ -811,11 +812,8 @@ class ChainRpc:
         vm, state = self._bounded_state(
             header, gas if estimate else int(header.gas_limit), budget
         )
-        nonce = request.nonce
-        if nonce is None:
-            nonce = int(state.get_nonce(request.sender))
         unsigned = vm.create_unsigned_transaction(
-            nonce=nonce,
+            nonce=int(state.get_nonce(request.sender)),
             gas_price=0,
             gas=gas,
             to=request.to,
