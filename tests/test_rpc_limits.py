@@ -394,3 +394,25 @@ def test_call_and_estimate_ignore_the_nonce(site: Site) -> None:
         assert int(rpc(site.url, "eth_estimateGas", transfer)["result"], 16) >= 21_000
     bad = {"to": site.contract, "nonce": "seven"}
     assert rpc(site.url, "eth_call", bad, "latest")["error"]["code"] == -32602
+
+
+def test_the_allow_list_can_be_narrowed(site: Site) -> None:
+    """methods= serves a subset of the allow-list; it can never add to it."""
+    with ChainServer(site.consortium.chain, methods={"eth_chainId", "eth_blockNumber"}) as few:
+        assert "result" in rpc(few.url, "eth_chainId")
+        refused = rpc(few.url, "eth_call", {"to": site.contract, "data": THRESHOLD_CALL})
+        assert refused["error"] == {
+            "code": -32601, "message": "the method eth_call does not exist/is not available",
+            "data": "not enabled on this server (RpcLimits.methods)"}
+        assert few.rpc.methods == {"eth_chainId", "eth_blockNumber"}
+    with pytest.raises(ValueError, match="eth_sendTransaction"):
+        ChainServer(site.consortium.chain, methods={"eth_chainId", "eth_sendTransaction"})
+    assert "eth_newFilter" in site.server.rpc.methods
+    assert "eth_sendTransaction" not in site.server.rpc.methods
+
+
+def test_limits_must_be_positive(site: Site) -> None:
+    for bad in ({"evm_timeout": 0}, {"gas_cap": -1}, {"max_logs_range": 0},
+                {"read_timeout": 0.0}, {"max_filters": True}):
+        with pytest.raises(ValueError, match="must be positive"):
+            ChainServer(site.consortium.chain, **bad)

@@ -8,10 +8,12 @@ blocks, transactions, receipts and logs with the standard camelCase field names,
 error ``3`` / ``"execution reverted"`` carrying the raw revert data.
 
 Only an allow-list is served: read methods, ``eth_call``, ``eth_estimateGas``,
-``eth_getLogs`` and ``eth_sendRawTransaction`` (transactions signed by the caller's own key).
-Everything that would let a caller act as someone else (the tester's unlocked accounts,
+``eth_getLogs``, the filter methods (``eth_newFilter`` ... ``eth_uninstallFilter``) and
+``eth_sendRawTransaction`` (transactions signed by the caller's own key). Everything that
+would let a caller act as someone else (the tester's unlocked accounts,
 ``eth_sendTransaction``, ``eth_sign*``, ``personal_*``) or rewrite the chain (``evm_*``,
-``testing_*``, ``debug_*``, ...) is refused with JSON-RPC error -32601 and a reason.
+``testing_*``, ``debug_*``, ...) is answered as geth answers a method it does not have
+(``-32601``, "the method ... does not exist/is not available"), with the reason in ``data``.
 
 The chain is not thread-safe: every call into it holds :attr:`ChainServer.lock`, which is the
 lock the embedded :class:`~ledger_node.chain.adapter.LedgerChain`'s provider holds around each
@@ -31,11 +33,12 @@ import ipaddress
 import itertools
 import json
 import logging
+import secrets
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,16 +98,19 @@ INVALID_REQUEST: Final = -32600
 METHOD_NOT_FOUND: Final = -32601
 INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
-SERVER_ERROR: Final = -32000  # geth: nonce too low, unknown block, ...
+SERVER_ERROR: Final = -32000  # geth: nonce too low, unknown block, filter not found, ...
 REQUEST_TIMED_OUT: Final = -32002  # geth: a batch's calls left when its time ran out
-LIMIT_EXCEEDED: Final = -32005  # Besu: log range limit
+LIMIT_EXCEEDED: Final = -32005  # Besu: range / filter limits
 EXECUTION_REVERTED: Final = 3  # geth / anvil: revert with data
 
 _PRIORITY_FEE_WEI: Final = 10**9  # what eth-tester's provider suggests, and the chain accepts
 _BLOCK_TAGS: Final = frozenset({"latest", "earliest", "pending", "safe", "finalized"})
 _LOOPBACK_NAMES: Final = frozenset({"localhost"})
 _IDLE_TIMEOUT_S: Final = 60.0
-_SELF_LOCKING: Final = frozenset({"eth_getLogs"})  # take the chain lock in chunks themselves
+_SELF_LOCKING: Final = frozenset(
+    {"eth_getLogs", "eth_getFilterChanges", "eth_getFilterLogs", "eth_uninstallFilter"}
+)
+"""Methods that take the chain lock themselves (per chunk of blocks scanned), or need none."""
 _LOG_BLOCKS_PER_LOCK: Final = 256  # blocks scanned per hold of the lock by a log scan
 _BLOOM_CACHE_SIZE: Final = 1_000_000  # blocks; a bloom is a small int for most blocks
 _MAX_TOPIC_POSITIONS: Final = 4  # LOG0..LOG4: a log has at most four topics (geth maxTopics)
@@ -113,6 +119,8 @@ _EVM_SLICE_S: Final = 0.02
 _HANDOFF_S: Final = 0.0005
 """How long a long-running call lets go of the chain lock at each hand-off, so that a thread
 waiting for it (another client, block production) is scheduled and takes it."""
+IN_PROCESS_CLIENT: Final = "in-process"
+"""The client name of calls made through :meth:`ChainRpc.handle` without one."""
 
 
 @dataclass(frozen=True)
@@ -145,11 +153,19 @@ class RpcLimits:
     max_log_topics: int = 1000
     """Most alternatives in one topic position of a log filter (geth's ``maxSubTopics``);
     a filter has at most four positions whatever this is."""
+    max_filters: int = 256
+    """Most filters (``eth_newFilter`` ...) one client address keeps at once."""
+    filter_timeout: float = 300.0
+    """Seconds a filter lives without being polled (geth: 5 minutes)."""
+    methods: frozenset[str] | None = None
+    """The methods served: ``None`` for the whole allow-list, or a subset of it."""
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if isinstance(value, bool) or not value > 0:
+            if name != "methods" and (isinstance(value, bool) or not value > 0):
                 raise ValueError(f"RpcLimits.{name} must be positive, got {value!r}")
+        if self.methods is not None:
+            object.__setattr__(self, "methods", frozenset(self.methods))
 
 
 @dataclass(frozen=True)
@@ -205,31 +221,19 @@ _REFUSED_PREFIXES: Final = {
     "anvil_": "anvil_* would rewrite the shared chain",
     "hardhat_": "hardhat_* would rewrite the shared chain",
 }
-_FILTER_METHODS: Final = frozenset(
-    {
-        "eth_newFilter",
-        "eth_newBlockFilter",
-        "eth_newPendingTransactionFilter",
-        "eth_getFilterChanges",
-        "eth_getFilterLogs",
-        "eth_uninstallFilter",
-    }
-)
 
 
 def _refusal(method: str) -> _RpcError:
-    """The error for a method outside the allow-list, saying why it is refused."""
-    if method in _REFUSED_METHODS:
-        return _RpcError(METHOD_NOT_FOUND, f"{method} is refused: {_REFUSED_METHODS[method]}")
-    for prefix, reason in _REFUSED_PREFIXES.items():
-        if method.startswith(prefix):
-            return _RpcError(METHOD_NOT_FOUND, f"{method} is refused: {reason}")
-    if method in _FILTER_METHODS:
-        return _RpcError(
-            METHOD_NOT_FOUND,
-            f"{method} is not supported: server-side filters are not kept; use eth_getLogs",
+    """The error for a method outside the allow-list: geth's words, which clients recognise
+    (ethers falls back to polling on them), with the reason it is refused as ``data``."""
+    reason: str | None = _REFUSED_METHODS.get(method)
+    if reason is None:
+        reason = next(
+            (why for prefix, why in _REFUSED_PREFIXES.items() if method.startswith(prefix)), None
         )
-    return _RpcError(METHOD_NOT_FOUND, f"the method {method} does not exist/is not available")
+    return _RpcError(
+        METHOD_NOT_FOUND, f"the method {method} does not exist/is not available", reason
+    )
 
 
 # ---------------------------------------------------------------------- bounded EVM execution
@@ -561,7 +565,8 @@ class ChainRpc:
 
     :meth:`handle` takes a request body and returns the response body (``None`` when the
     request held only notifications). Every call into the chain holds ``lock``; ``limits``
-    bound what one call may cost (:class:`RpcLimits`).
+    bound what one call may cost (:class:`RpcLimits`). Raises ``ValueError`` if
+    ``limits.methods`` names a method that is not served.
     """
 
     def __init__(self, tester: EthereumTester, chain_id: int,
@@ -572,8 +577,10 @@ class ChainRpc:
         self._lock = lock
         self._limits = limits if limits is not None else RpcLimits()
         self._blooms: dict[bytes, int] = {}
-        self._context = threading.local()  # the deadline of the running request
+        self._filters = _FilterStore(self._limits.max_filters, self._limits.filter_timeout)
+        self._context = threading.local()  # the client and deadline of the running request
         self._client_version = f"JointLedger/embedded-chain/eth-tester/py-evm/python{_py()}"
+        self._disabled: frozenset[str] = frozenset()
         self._methods: dict[str, Callable[[Sequence[Any]], Any]] = {
             "web3_clientVersion": self._client_version_method,
             "net_version": self._net_version,
@@ -596,8 +603,24 @@ class ChainRpc:
             "eth_call": self._eth_call,
             "eth_estimateGas": self._eth_estimate_gas,
             "eth_getLogs": self._eth_get_logs,
+            "eth_newFilter": self._eth_new_filter,
+            "eth_newBlockFilter": self._eth_new_block_filter,
+            "eth_newPendingTransactionFilter": self._eth_new_pending_transaction_filter,
+            "eth_getFilterChanges": self._eth_get_filter_changes,
+            "eth_getFilterLogs": self._eth_get_filter_logs,
+            "eth_uninstallFilter": self._eth_uninstall_filter,
             "eth_sendRawTransaction": self._eth_send_raw_transaction,
         }
+        enabled = self._limits.methods
+        if enabled is not None:
+            unknown = sorted(enabled - set(self._methods))
+            if unknown:
+                raise ValueError(
+                    f"RpcLimits.methods names methods this server does not have: "
+                    f"{', '.join(unknown)} (served: {', '.join(sorted(self._methods))})"
+                )
+            self._disabled = frozenset(self._methods) - enabled
+            self._methods = {name: fn for name, fn in self._methods.items() if name in enabled}
 
     @property
     def methods(self) -> frozenset[str]:
@@ -611,10 +634,11 @@ class ChainRpc:
 
     # ------------------------------------------------------------------ envelope
 
-    def handle(self, body: bytes) -> bytes | None:
+    def handle(self, body: bytes, client: str = IN_PROCESS_CLIENT) -> bytes | None:
         """Answer one HTTP request body (a call or a batch); ``None`` for notifications only.
 
-        Never raises for bad input: malformed JSON is -32700, a malformed call -32600, an empty or
+        ``client`` names the caller (its address) for the per-client filter bound. Never
+        raises for bad input: malformed JSON is -32700, a malformed call -32600, an empty or
         oversized batch one -32600 error object. The calls of a batch not started within
         ``request_timeout`` are answered -32002.
         """
@@ -635,14 +659,14 @@ class ChainRpc:
                     INVALID_REQUEST, f"batch of {len(request)} calls exceeds {limit}"
                 )
                 return _dump(_error_response(None, error))
-            answers = [a for a in (self.handle_call(item, deadline) for item in request)
+            answers = [a for a in (self.handle_call(item, client, deadline) for item in request)
                        if a is not None]
             return _dump(answers) if answers else None
-        answer = self.handle_call(request, deadline)
+        answer = self.handle_call(request, client, deadline)
         return None if answer is None else _dump(answer)
 
-    def handle_call(self, request: Any, deadline: float | None = None
-                    ) -> dict[str, Any] | None:
+    def handle_call(self, request: Any, client: str = IN_PROCESS_CLIENT,
+                    deadline: float | None = None) -> dict[str, Any] | None:
         """Answer one decoded call object; ``None`` for a well-formed notification.
 
         A call that has not started by ``deadline`` (monotonic seconds) is answered
@@ -672,24 +696,29 @@ class ChainRpc:
                 params = []
             if not isinstance(params, list):
                 raise _RpcError(INVALID_PARAMS, "params must be an array")
-            result = self.call(method, params, deadline=deadline)
+            result = self.call(method, params, client=client, deadline=deadline)
         except _RpcError as error:
             return _error_response(call_id, error) if has_id else None
         if not has_id:
             return None
         return {"jsonrpc": "2.0", "id": call_id, "result": result}
 
-    def call(self, method: str, params: Sequence[Any], *, deadline: float | None = None
-             ) -> Any:
+    def call(self, method: str, params: Sequence[Any], *, client: str = IN_PROCESS_CLIENT,
+             deadline: float | None = None) -> Any:
         """Run one allow-listed method; raise :class:`_RpcError` for any failure.
 
-        An ``eth_call`` / ``eth_estimateGas`` stops at ``deadline`` (monotonic seconds) if
-        that comes before its own ``evm_timeout``.
+        ``client`` names the caller for the per-client filter bound; an ``eth_call`` /
+        ``eth_estimateGas`` stops at ``deadline`` (monotonic seconds) if that comes before
+        its own ``evm_timeout``.
         """
         handler = self._methods.get(method)
         if handler is None:
-            raise _refusal(method)
-        self._context.deadline = deadline
+            refusal = _refusal(method)
+            if method in self._disabled:
+                refusal.data = "not enabled on this server (RpcLimits.methods)"
+            raise refusal
+        context = self._context
+        context.client, context.deadline = client, deadline
         try:
             if method in _SELF_LOCKING:
                 return handler(params)
@@ -705,7 +734,7 @@ class ChainRpc:
             _log.exception("JSON-RPC %s failed", method)
             raise _RpcError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}") from exc
         finally:
-            self._context.deadline = None
+            context.client, context.deadline = IN_PROCESS_CLIENT, None
 
     # ------------------------------------------------------------------ helpers
 
@@ -1200,6 +1229,61 @@ class ChainRpc:
             self._blooms[block_hash] = bloom
         return bloom
 
+    # ------------------------------------------------------------------ filters
+
+    def _eth_new_filter(self, params: Sequence[Any]) -> str:
+        (raw,) = _params(params, 1, 0, "eth_newFilter")
+        query = self._log_query(raw)
+        if query.block_hash is not None:
+            raise _RpcError(INVALID_PARAMS, "eth_newFilter takes no blockHash: use eth_getLogs")
+        return self._filters.install(self._client(), "logs", self._latest_number() + 1, query)
+
+    def _eth_new_block_filter(self, params: Sequence[Any]) -> str:
+        _params(params, 0, 0, "eth_newBlockFilter")
+        return self._filters.install(self._client(), "blocks", self._latest_number() + 1)
+
+    def _eth_new_pending_transaction_filter(self, params: Sequence[Any]) -> str:
+        # Every transaction is mined before its hash is returned: nothing is ever pending.
+        _params(params, 0, 1, "eth_newPendingTransactionFilter")
+        return self._filters.install(self._client(), "transactions", 0)
+
+    def _eth_get_filter_changes(self, params: Sequence[Any]) -> list[Any]:
+        # Self-locking: what is new since the last poll, the logs scanned chunk by chunk.
+        (raw,) = _params(params, 1, 0, "eth_getFilterChanges")
+        filter_id = _filter_id(raw)
+        with self._lock:
+            head = self._latest_number()
+            installed, start = self._filters.claim(filter_id, head)
+            if installed.kind == "blocks":
+                return [
+                    "0x" + bytes(self._chain.chaindb.get_canonical_block_hash(n)).hex()
+                    for n in range(start, head + 1)
+                ]
+        if installed.kind != "logs" or installed.query is None:
+            return []
+        query = installed.query
+        low = start if not isinstance(query.from_block, int) else max(start, query.from_block)
+        high = head if not isinstance(query.to_block, int) else min(head, query.to_block)
+        return self._scan_logs(low, high, query) if low <= high else []
+
+    def _eth_get_filter_logs(self, params: Sequence[Any]) -> list[dict[str, Any]]:
+        # Self-locking: every log the filter covers, as eth_getLogs with its criteria.
+        (raw,) = _params(params, 1, 0, "eth_getFilterLogs")
+        installed = self._filters.get(_filter_id(raw))
+        if installed.kind != "logs" or installed.query is None:
+            raise _RpcError(SERVER_ERROR, "filter not found")
+        with self._lock:
+            start, end = self._log_range(installed.query)
+        return self._scan_logs(start, end, installed.query)
+
+    def _eth_uninstall_filter(self, params: Sequence[Any]) -> bool:
+        (raw,) = _params(params, 1, 0, "eth_uninstallFilter")
+        return self._filters.uninstall(_filter_id(raw))
+
+    def _client(self) -> str:
+        """The running request's client (its address), for the per-client filter bound."""
+        return str(getattr(self._context, "client", IN_PROCESS_CLIENT))
+
     def _eth_send_raw_transaction(self, params: Sequence[Any]) -> str:
         (raw_hex,) = _params(params, 1, 0, "eth_sendRawTransaction")
         raw = _data(raw_hex, "raw transaction")
@@ -1306,6 +1390,110 @@ class _LogQuery:
                    for wanted, topic in zip(self.topics, log_topics, strict=False))
 
 
+@dataclass
+class _Filter:
+    """One installed filter: what it watches, whose it is, and how far it has reported."""
+
+    kind: str  # "logs", "blocks" or "transactions"
+    client: str
+    next_block: int  # the first block whose changes the next poll reports
+    expires: float  # monotonic seconds
+    query: _LogQuery | None = None
+
+
+class _FilterStore:
+    """The installed filters by id, as geth keeps them: each expires ``timeout`` seconds after
+    it was last polled, and one client (address) keeps at most ``per_client`` at once."""
+
+    def __init__(self, per_client: int, timeout: float) -> None:
+        self._per_client = per_client
+        self._timeout = timeout
+        self._filters: dict[str, _Filter] = {}
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._next_sweep = 0.0
+
+    def install(self, client: str, kind: str, next_block: int,
+                query: _LogQuery | None = None) -> str:
+        """Keep a new filter; return its id. Raise -32005 past the client's bound."""
+        with self._lock:
+            now = self._sweep()
+            held = self._counts.get(client, 0)
+            if held >= self._per_client:
+                raise _RpcError(
+                    LIMIT_EXCEEDED,
+                    f"too many filters: this client keeps {held} (max_filters "
+                    f"{self._per_client}); uninstall some, or let idle ones expire after "
+                    f"{self._timeout:g} s",
+                )
+            filter_id = "0x" + secrets.token_hex(16)
+            self._filters[filter_id] = _Filter(kind, client, next_block, now + self._timeout,
+                                               query)
+            self._counts[client] = held + 1
+            return filter_id
+
+    def get(self, filter_id: str) -> _Filter:
+        """The live filter ``filter_id`` (its expiry pushed back); -32000 if there is none."""
+        with self._lock:
+            return self._touch(filter_id, self._sweep())
+
+    def claim(self, filter_id: str, head: int) -> tuple[_Filter, int]:
+        """The filter and the first block it has not reported; from now on it has reported
+        every block up to ``head``."""
+        with self._lock:
+            installed = self._touch(filter_id, self._sweep())
+            start = installed.next_block
+            installed.next_block = max(start, head + 1)
+            return installed, start
+
+    def uninstall(self, filter_id: str) -> bool:
+        """Remove ``filter_id``; whether it was there."""
+        with self._lock:
+            self._sweep()
+            return self._drop(filter_id)
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._sweep()
+            return len(self._filters)
+
+    def _touch(self, filter_id: str, now: float) -> _Filter:
+        installed = self._filters.get(filter_id)
+        if installed is None or installed.expires <= now:
+            if installed is not None:
+                self._drop(filter_id)
+            raise _RpcError(SERVER_ERROR, "filter not found")
+        installed.expires = now + self._timeout
+        return installed
+
+    def _drop(self, filter_id: str) -> bool:
+        installed = self._filters.pop(filter_id, None)
+        if installed is None:
+            return False
+        left = self._counts[installed.client] - 1
+        if left:
+            self._counts[installed.client] = left
+        else:
+            del self._counts[installed.client]
+        return True
+
+    def _sweep(self) -> float:
+        """Drop expired filters (at most every 1 % of the timeout); return the time now."""
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            for filter_id in [i for i, f in self._filters.items() if f.expires <= now]:
+                self._drop(filter_id)
+            self._next_sweep = now + self._timeout / 100
+        return now
+
+
+def _filter_id(value: Any) -> str:
+    """A filter id as installed (lower-case 0x-hex); -32602 for what cannot be one."""
+    if not isinstance(value, str) or not 2 < len(value) <= 66 or value[:2] not in ("0x", "0X"):
+        raise _invalid("filter id", value, "a filter id (0x-hex)")
+    return "0x" + value[2:].lower()
+
+
 def _vm_failure(exc: BaseException) -> _RpcError | None:
     """The geth-style error for an EVM failure in ``exc``'s chain, or ``None`` if none."""
     seen: set[int] = set()
@@ -1384,7 +1572,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return  # answered and closed
         try:
-            answer = self.server.rpc.handle(body)
+            answer = self.server.rpc.handle(body, client=str(self.client_address[0]))
         except Exception:  # a bug: answer and keep serving rather than drop the connection
             _log.exception("JSON-RPC request failed")
             self._reply(500, _RpcError(INTERNAL_ERROR, "internal error"))
@@ -1534,6 +1722,9 @@ class ChainServer:
         max_logs_range: int | None = None,
         max_log_addresses: int | None = None,
         max_log_topics: int | None = None,
+        max_filters: int | None = None,
+        filter_timeout: float | None = None,
+        methods: Iterable[str] | None = None,
     ) -> None:
         _require_loopback(host)
         given: dict[str, Any] = {
@@ -1541,6 +1732,8 @@ class ChainServer:
             "read_timeout": read_timeout, "request_timeout": request_timeout,
             "gas_cap": gas_cap, "evm_timeout": evm_timeout, "max_logs_range": max_logs_range,
             "max_log_addresses": max_log_addresses, "max_log_topics": max_log_topics,
+            "max_filters": max_filters, "filter_timeout": filter_timeout,
+            "methods": frozenset(methods) if methods is not None else None,
         }
         settings = asdict(limits) if limits is not None else {}
         settings.update({name: value for name, value in given.items() if value is not None})
