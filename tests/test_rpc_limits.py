@@ -416,3 +416,75 @@ def test_limits_must_be_positive(site: Site) -> None:
                 {"read_timeout": 0.0}, {"max_filters": True}):
         with pytest.raises(ValueError, match="must be positive"):
             ChainServer(site.consortium.chain, **bad)
+
+
+# ---------------------------------------------------------------------- jointledger chain options
+
+
+def test_every_limit_is_a_chain_command_option() -> None:
+    import argparse
+    import re
+
+    from ledger_node.chain.rpc_server import RpcLimits
+    from ledger_node.cli.chain import _LIMIT_OPTIONS, add_limit_options, limits_from_options
+
+    parser = argparse.ArgumentParser()
+    add_limit_options(parser)
+    assert limits_from_options(parser.parse_args([])) == RpcLimits()
+    given = parser.parse_args([
+        "--rpc-max-body-bytes", "1024", "--rpc-max-batch", "10", "--rpc-read-timeout", "2.5",
+        "--rpc-request-timeout", "9", "--rpc-gascap", "1000000", "--rpc-evmtimeout", "0.5",
+        "--rpc-max-logs-range", "100", "--rpc-max-log-addresses", "7",
+        "--rpc-max-log-topics", "8", "--rpc-max-filters", "3", "--rpc-filter-timeout", "60",
+        "--rpc-methods", "eth_chainId, eth_call",
+    ])
+    assert limits_from_options(given) == RpcLimits(
+        max_body_bytes=1024, max_batch=10, read_timeout=2.5, request_timeout=9.0,
+        gas_cap=1_000_000, evm_timeout=0.5, max_logs_range=100, max_log_addresses=7,
+        max_log_topics=8, max_filters=3, filter_timeout=60.0,
+        methods=frozenset({"eth_chainId", "eth_call"}))
+    for bad in (["--rpc-evmtimeout", "0"], ["--rpc-gascap", "-5"], ["--rpc-max-batch", "x"],
+                ["--rpc-read-timeout", "inf"], ["--rpc-methods", " , "]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+    # every field has an option, and the default each help text names is the real one
+    defaults = RpcLimits()
+    assert {name for name, *_ in _LIMIT_OPTIONS} == set(vars(defaults))
+    for name, flag, _, _, text in _LIMIT_OPTIONS:
+        if name == "methods":
+            continue
+        stated = re.search(r"default (\d+(?:\.\d+)?)", text)
+        assert stated, flag
+        assert float(stated.group(1)) == getattr(defaults, name), flag
+
+
+def test_jointledger_chain_serves_with_the_limits_given() -> None:
+    from ledger_node.chain.rpc_server import RpcLimits
+    from ledger_node.cli.chain import run_chain
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    lines: list[str] = []
+    stop = threading.Event()
+    limits = RpcLimits(max_logs_range=2, evm_timeout=0.5)
+    thread = threading.Thread(target=run_chain, args=("127.0.0.1", port), kwargs={
+        "echo": lines.append, "stop": stop, "limits": limits})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(line.startswith("serving") for line in lines):
+            assert thread.is_alive() and time.monotonic() < deadline, lines
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        assert any(line.startswith("limits:") and "0.5 s" in line for line in lines), lines
+        client = LedgerChain.from_rpc(url)
+        for _ in range(3):  # three blocks
+            client.fund("0x" + "12" * 20, 1, client.dev_faucet())
+        wide = rpc(url, "eth_getLogs", {"fromBlock": "0x0", "toBlock": "0x3"})
+        assert wide["error"]["code"] == -32005, wide
+        loop, took = timed(url, "eth_call", {"data": LOOP_INIT_CODE})
+        assert loop["error"]["message"] == "execution aborted (timeout = 0.5s)" and took < 2.0
+    finally:
+        stop.set()
+        thread.join(timeout=30)

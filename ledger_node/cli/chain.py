@@ -4,28 +4,107 @@ Every member's node, the regulator, auditors and ordinary Ethereum tools then re
 the same chain with ``--rpc-url``, as they would reach a Besu network. With a consortium
 file the contract is deployed for the initial members (their accounts funded, since this
 is a development chain) and the deployment file that nodes load is written.
+
+The server's limits (:class:`~ledger_node.chain.rpc_server.RpcLimits`) are options too:
+:func:`add_limit_options` adds them to a parser and :func:`limits_from_options` reads them
+back. Importing this module stays cheap (the chain is imported when it is served), so the
+command line can build its parser without loading py-evm.
 """
 
 from __future__ import annotations
 
+import argparse
 import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
-from ledger_node.chain.adapter import ETH_TESTER_FAUCET_KEY, Deployment, LedgerChain
-from ledger_node.chain.consortium import (
-    DEV_FUNDING_WEI,
-    Consortium,
-    deploy_consortium,
-    load_consortium,
-)
-from ledger_node.chain.rpc_server import ChainServer
-from ledger_node.errors import DeploymentError
+if TYPE_CHECKING:
+    from ledger_node.chain.adapter import Deployment, LedgerChain
+    from ledger_node.chain.consortium import Consortium
+    from ledger_node.chain.rpc_server import RpcLimits
 
 Echo = Callable[[str], None]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _method_list(text: str) -> frozenset[str]:
+    methods = frozenset(name.strip() for name in text.split(",") if name.strip())
+    if not methods:
+        raise argparse.ArgumentTypeError("name at least one method")
+    return methods
+
+
+_LIMIT_OPTIONS: Final[tuple[tuple[str, str, Callable[[str], Any], str, str], ...]] = (
+    ("max_body_bytes", "--rpc-max-body-bytes", _positive_int, "BYTES",
+     "largest request body; larger ones get HTTP 413 (default 5242880, geth's 5 MiB)"),
+    ("max_batch", "--rpc-max-batch", _positive_int, "N",
+     "most calls in one JSON-RPC batch (default 1000, geth's)"),
+    ("read_timeout", "--rpc-read-timeout", _positive_float, "SECONDS",
+     "time a request body may take to arrive; then HTTP 408 (default 30, geth's)"),
+    ("request_timeout", "--rpc-request-timeout", _positive_float, "SECONDS",
+     "time one HTTP request (a batch) may run; calls not started by then get -32002 "
+     "(default 30)"),
+    ("gas_cap", "--rpc-gascap", _positive_int, "GAS",
+     "most gas an eth_call / eth_estimateGas may use (default 50000000, geth's "
+     "--rpc.gascap)"),
+    ("evm_timeout", "--rpc-evmtimeout", _positive_float, "SECONDS",
+     "wall-clock limit of one eth_call / eth_estimateGas, enforced inside the EVM "
+     "(default 5, geth's --rpc.evmtimeout)"),
+    ("max_logs_range", "--rpc-max-logs-range", _positive_int, "BLOCKS",
+     "widest eth_getLogs range, toBlock - fromBlock (default 1000, Besu's "
+     "--rpc-max-logs-range)"),
+    ("max_log_addresses", "--rpc-max-log-addresses", _positive_int, "N",
+     "most addresses in one log filter (default 1000, geth's)"),
+    ("max_log_topics", "--rpc-max-log-topics", _positive_int, "N",
+     "most alternatives in one topic position of a log filter (default 1000, geth's)"),
+    ("max_filters", "--rpc-max-filters", _positive_int, "N",
+     "most filters (eth_newFilter ...) one client address keeps (default 256)"),
+    ("filter_timeout", "--rpc-filter-timeout", _positive_float, "SECONDS",
+     "a filter not polled for this long is dropped (default 300, geth's 5 minutes)"),
+    ("methods", "--rpc-methods", _method_list, "M1,M2,...",
+     "serve only these methods of the allow-list (default: all of it)"),
+)
+"""RpcLimits field, option, type, metavar and help of each limit option."""
+
+
+def add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """Add the server's limits to ``parser`` as ``--rpc-*`` options (docs/chain-server.md).
+    An option not given leaves the limit at its default."""
+    group = parser.add_argument_group(
+        "JSON-RPC limits", "what one client's request may cost the chain (docs/chain-server.md)"
+    )
+    for name, flag, kind, metavar, text in _LIMIT_OPTIONS:
+        group.add_argument(flag, dest=f"rpc_{name}", type=kind, metavar=metavar, help=text)
+
+
+def limits_from_options(args: argparse.Namespace) -> RpcLimits:
+    """The limits given by :func:`add_limit_options`' options, defaults for the others."""
+    from ledger_node.chain.rpc_server import RpcLimits
+
+    given = {name: getattr(args, f"rpc_{name}", None) for name, *_ in _LIMIT_OPTIONS}
+    return RpcLimits(**{name: value for name, value in given.items() if value is not None})
 
 
 def run_chain(
@@ -37,32 +116,42 @@ def run_chain(
     data: Path | None = None,
     echo: Echo = print,
     stop: threading.Event | None = None,
+    limits: RpcLimits | None = None,
 ) -> int:
     """Serve the embedded chain until SIGINT/SIGTERM (or ``stop``); return 0.
 
     With ``data`` the chain is stored there and a restart continues it (same head, blocks,
     state); an existing deployment file that matches the stored chain is kept, not redeployed.
-    Without it the chain lives in memory. Raises :class:`~ledger_node.errors.InvalidConfig`
-    for a bad consortium file (before anything is served),
-    :class:`~ledger_node.errors.ChainStoreCorrupt` for a damaged store, and ``OSError`` if
-    the port is taken.
+    Without it the chain lives in memory. ``limits`` bound what one client's request may cost
+    (default: :class:`~ledger_node.chain.rpc_server.RpcLimits`' defaults). Raises
+    :class:`~ledger_node.errors.InvalidConfig` for a bad consortium file (before anything is
+    served), :class:`~ledger_node.errors.ChainStoreCorrupt` for a damaged store, and
+    ``OSError`` if the port is taken.
     """
+    from ledger_node.chain.adapter import LedgerChain
+    from ledger_node.chain.consortium import load_consortium
+
     consortium = load_consortium(consortium_path) if consortium_path else None
     chain = LedgerChain.embedded_on_disk(data) if data else LedgerChain.embedded()
     try:
         return _serve(chain, host, port, consortium, deployment_path, data is not None, echo,
-                      stop)
+                      stop, limits)
     finally:
         chain.close()
 
 
 def _serve(chain: LedgerChain, host: str, port: int, consortium: Consortium | None,
            deployment_path: Path, durable: bool, echo: Echo,
-           stop: threading.Event | None) -> int:
-    server = ChainServer(chain, host, port)  # binds the port now; serves after start()
+           stop: threading.Event | None, limits: RpcLimits | None) -> int:
+    from ledger_node.chain.adapter import ETH_TESTER_FAUCET_KEY
+    from ledger_node.chain.consortium import DEV_FUNDING_WEI, deploy_consortium
+    from ledger_node.chain.rpc_server import ChainServer
+
+    server = ChainServer(chain, host, port, limits=limits)  # binds now; serves after start()
     echo(f"JSON-RPC chain at {server.url} (chain id {chain.chain_id}, "
          f"{'stored' if durable else 'in memory'}, head block {chain.block_number()})")
     echo(f"dev faucet key {ETH_TESTER_FAUCET_KEY} (development only: public and funded)")
+    echo(_describe(server.limits))
     existing = _existing_deployment(chain, deployment_path) if durable else None
     if existing is not None:
         echo(f"JointLedger {existing.address} (deployed in block {existing.deploy_block}) "
@@ -92,8 +181,25 @@ def _serve(chain: LedgerChain, host: str, port: int, consortium: Consortium | No
     return 0
 
 
+def _describe(limits: RpcLimits) -> str:
+    """One line for the operator: the limits the server keeps."""
+    methods = "all allow-listed" if limits.methods is None else ", ".join(sorted(limits.methods))
+    return "; ".join([
+        f"limits: eth_call/eth_estimateGas {limits.gas_cap:,} gas, {limits.evm_timeout:g} s",
+        f"eth_getLogs {limits.max_logs_range:,} blocks, {limits.max_log_addresses:,} "
+        f"addresses, {limits.max_log_topics:,} topics a position",
+        f"{limits.max_filters} filters a client, dropped after {limits.filter_timeout:g} s idle",
+        f"bodies {limits.max_body_bytes:,} bytes within {limits.read_timeout:g} s",
+        f"batches {limits.max_batch:,} calls within {limits.request_timeout:g} s",
+        f"methods: {methods}",
+    ])
+
+
 def _existing_deployment(chain: LedgerChain, path: Path) -> Deployment | None:
     """The deployment in ``path`` if it lives on this stored chain, else ``None``."""
+    from ledger_node.chain.adapter import Deployment
+    from ledger_node.errors import DeploymentError
+
     if not path.exists():
         return None
     try:
