@@ -20,9 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
+from eth_account import Account
 from eth_utils.crypto import keccak
 
-from ledger_node.chain.adapter import LedgerChain
+from ledger_node.chain.adapter import ETH_TESTER_FAUCET_KEY, LedgerChain
 from ledger_node.chain.rpc_server import ChainServer
 from tests.api_support import Consortium, make_consortium
 
@@ -254,6 +255,35 @@ def test_several_hostile_clients_do_not_stall_an_honest_one(site: Site) -> None:
     assert anchoring < 2 * HONEST_MAX_LATENCY_S, anchoring
 
 
+
+@pytest.mark.parametrize("kind", ["loop", "pairings"])
+def test_a_transaction_that_runs_too_long_is_refused_before_it_is_mined(
+    site: Site, kind: str
+) -> None:
+    """Mining holds the chain with nothing to hand off to: a funded sender's loop at the
+    block gas limit held every client for 6.5 s, 60 pairings for 9.5 s (and 800 fit in a
+    block). Such a transaction is now tried first and refused after tx_timeout."""
+    sender = Account.from_key(ETH_TESTER_FAUCET_KEY)  # public and funded: anyone can send
+    chain_id = int(rpc(site.url, "eth_chainId")["result"], 16)
+    nonce = int(rpc(site.url, "eth_getTransactionCount", sender.address)["result"], 16)
+    shape = ({"data": LOOP_INIT_CODE} if kind == "loop"
+             else {"to": "0x" + "00" * 19 + "08", "data": _pairing_input(30)})
+    signed = sender.sign_transaction({**shape, "gas": 29_000_000, "gasPrice": 10**10,
+                                      "nonce": nonce, "chainId": chain_id, "value": 0})
+    with ChainServer(site.consortium.chain, tx_timeout=0.5) as strict, \
+            HonestClient(site.url, site.contract) as honest:
+        time.sleep(0.1)
+        answer, took = timed(strict.url, "eth_sendRawTransaction",
+                             "0x" + signed.raw_transaction.hex())
+    assert answer["error"]["code"] == -32000, answer
+    assert "did not finish within 0.5 s (tx_timeout); it was not mined" in (
+        answer["error"]["message"])
+    assert took < 2.0, took
+    assert int(rpc(site.url, "eth_getTransactionCount", sender.address)["result"], 16) == nonce
+    assert honest.failures == [] and max(honest.latencies) < HONEST_MAX_LATENCY_S, (
+        honest.summary())
+    assert site.server.limits.tx_timeout == 1.0
+
 # ---------------------------------------------------------------------- eth_getLogs bounds
 
 
@@ -434,14 +464,15 @@ def test_every_limit_is_a_chain_command_option() -> None:
     given = parser.parse_args([
         "--rpc-max-body-bytes", "1024", "--rpc-max-batch", "10", "--rpc-read-timeout", "2.5",
         "--rpc-request-timeout", "9", "--rpc-gascap", "1000000", "--rpc-evmtimeout", "0.5",
+        "--rpc-txtimeout", "0.25",
         "--rpc-max-logs-range", "100", "--rpc-max-log-addresses", "7",
         "--rpc-max-log-topics", "8", "--rpc-max-filters", "3", "--rpc-filter-timeout", "60",
         "--rpc-methods", "eth_chainId, eth_call",
     ])
     assert limits_from_options(given) == RpcLimits(
         max_body_bytes=1024, max_batch=10, read_timeout=2.5, request_timeout=9.0,
-        gas_cap=1_000_000, evm_timeout=0.5, max_logs_range=100, max_log_addresses=7,
-        max_log_topics=8, max_filters=3, filter_timeout=60.0,
+        gas_cap=1_000_000, evm_timeout=0.5, tx_timeout=0.25, max_logs_range=100,
+        max_log_addresses=7, max_log_topics=8, max_filters=3, filter_timeout=60.0,
         methods=frozenset({"eth_chainId", "eth_call"}))
     for bad in (["--rpc-evmtimeout", "0"], ["--rpc-gascap", "-5"], ["--rpc-max-batch", "x"],
                 ["--rpc-read-timeout", "inf"], ["--rpc-methods", " , "]):

@@ -72,6 +72,9 @@ _LIMIT_OPTIONS: Final[tuple[tuple[str, str, Callable[[str], Any], str, str], ...
     ("evm_timeout", "--rpc-evmtimeout", _positive_float, "SECONDS",
      "wall-clock limit of one eth_call / eth_estimateGas, enforced inside the EVM "
      "(default 5, geth's --rpc.evmtimeout)"),
+    ("tx_timeout", "--rpc-txtimeout", _positive_float, "SECONDS",
+     "time a sent transaction may take to execute, tried before it is mined; longer ones "
+     "are refused (default 1)"),
     ("max_logs_range", "--rpc-max-logs-range", _positive_int, "BLOCKS",
      "widest eth_getLogs range, toBlock - fromBlock (default 1000, Besu's "
      "--rpc-max-logs-range)"),
@@ -186,6 +189,7 @@ def _describe(limits: RpcLimits) -> str:
     methods = "all allow-listed" if limits.methods is None else ", ".join(sorted(limits.methods))
     return "; ".join([
         f"limits: eth_call/eth_estimateGas {limits.gas_cap:,} gas, {limits.evm_timeout:g} s",
+        f"transactions {limits.tx_timeout:g} s",
         f"eth_getLogs {limits.max_logs_range:,} blocks, {limits.max_log_addresses:,} "
         f"addresses, {limits.max_log_topics:,} topics a position",
         f"{limits.max_filters} filters a client, dropped after {limits.filter_timeout:g} s idle",
