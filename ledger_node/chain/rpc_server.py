@@ -39,8 +39,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
@@ -645,15 +645,30 @@ class ChainRpc:
 
     # ------------------------------------------------------------------ envelope
 
-    def handle(self, body: bytes, client: str = IN_PROCESS_CLIENT) -> bytes | None:
+    @contextmanager
+    def peer(self, address: str) -> Iterator[None]:
+        """Within this block, requests :meth:`handle` answers in this thread come from the
+        client ``address`` (the HTTP front end says so around each request, and keeps
+        calling ``handle(body)`` itself, which tests tap)."""
+        previous = getattr(self._context, "peer", None)
+        self._context.peer = address
+        try:
+            yield
+        finally:
+            self._context.peer = previous
+
+    def handle(self, body: bytes, client: str | None = None) -> bytes | None:
         """Answer one HTTP request body (a call or a batch); ``None`` for notifications only.
 
-        ``client`` names the caller (its address) for the per-client filter bound. Never
+        ``client`` names the caller (its address) for the per-client filter bound; by default
+        the one :meth:`peer` names, else :data:`IN_PROCESS_CLIENT`. Never
         raises for bad input: malformed JSON is -32700, a malformed call -32600, an empty or
         oversized batch one -32600 error object. The calls of a batch not started within
         ``request_timeout`` are answered -32002.
         """
         deadline = time.monotonic() + self._limits.request_timeout
+        if client is None:
+            client = getattr(self._context, "peer", None) or IN_PROCESS_CLIENT
         try:
             request = parse_json(body)  # UTF-8 only, nesting checked, then parsed as text
         except JsonTextRefused as refused:
@@ -1637,7 +1652,8 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return  # answered and closed
         try:
-            answer = self.server.rpc.handle(body, client=str(self.client_address[0]))
+            with self.server.rpc.peer(str(self.client_address[0])):
+                answer = self.server.rpc.handle(body)
         except Exception:  # a bug: answer and keep serving rather than drop the connection
             _log.exception("JSON-RPC request failed")
             self._reply(500, _RpcError(INTERNAL_ERROR, "internal error"))
