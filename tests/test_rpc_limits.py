@@ -209,8 +209,9 @@ def _pairing_input(pairs: int) -> str:
 
 
 def test_a_slow_precompile_is_stopped_in_time(site: Site, tight: ChainServer) -> None:
-    """py-evm's pairing is pure Python, about 0.1 s a pair: 300 pairs ran 40 s in one
-    precompile call, which no opcode check sees; the trace check inside stops it."""
+    """py-evm's pairing is pure Python, about 0.13 s a pair: 150 pairs of pairs would run
+    about 40 s in one precompile call, which no opcode check sees; the trace check inside
+    stops it."""
     call = {"to": "0x" + "00" * 19 + "08", "data": _pairing_input(150), "gas": hex(50_000_000)}
     answer, took = timed(tight.url, "eth_call", call, "latest")
     assert answer["error"]["message"] == "execution aborted (timeout = 1s)", answer
