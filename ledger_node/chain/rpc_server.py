@@ -1333,17 +1333,18 @@ class ChainRpc:
         loop at the block gas limit held every client for 6.5 s, 60 pairings for 9.5 s.
 
         The copy is the very state and header the transaction is mined on (the chain lock
-        is held throughout, the budget never lets go of it), so the run is the same. A
-        transaction that fails otherwise (decoding, nonce, funds) is left to eth-tester,
-        which refuses it in its own words.
+        is held throughout, the budget never lets go of it), so the run is the same. One
+        that cannot be decoded is refused (-32602) rather than mined untried; one that is
+        invalid otherwise (nonce, funds) is left to eth-tester, which refuses it in its own
+        words.
         """
         chain = self._chain
         header = chain.header  # the pending block eth-tester applies the transaction to
         vm = chain.get_vm(header)
         try:
             transaction = vm.get_transaction_builder().decode(payload)
-        except Exception:  # rlp / validation errors of a garbled payload: reported below
-            return
+        except Exception as exc:  # rlp / validation errors: eth-tester could not decode it
+            raise _RpcError(INVALID_PARAMS, f"invalid raw transaction: {exc}") from exc
         timeout = self._limits.tx_timeout
         budget = _Budget(
             time.monotonic() + timeout,
