@@ -295,22 +295,23 @@ def test_fee_history_over_many_blocks_is_quick_and_right() -> None:
     sender = Account.from_key(ETH_TESTER_FAUCET_KEY)
     prices = []
     with lock:
-        for nonce in range(150):  # one legacy transfer per block, each at its own price
+        for nonce in range(40):  # one legacy transfer per block, each at its own price
             price = 2 * 10**9 + nonce
             signed = sender.sign_transaction({"to": "0x" + "34" * 20, "value": 1, "gas": 21_000,
                                               "gasPrice": price, "nonce": nonce,
                                               "chainId": chain.chain_id})
             tester.send_raw_transaction("0x" + signed.raw_transaction.hex())
             prices.append(price)
+        tester.mine_blocks(500)  # each receipt lookup walked back over these
     with ChainServer(chain) as server:
         answer, took = timed(server.url, "eth_feeHistory", "0x400", "latest", [0, 50, 100])
         history = answer["result"]
         assert took < 1.5, took
-        assert history["oldestBlock"] == "0x0" and len(history["reward"]) == 151
+        assert history["oldestBlock"] == "0x0" and len(history["reward"]) == 541
         for block, price in enumerate(prices, start=1):  # a legacy tip: its price - base fee
             tip = price - int(history["baseFeePerGas"][block], 16)
             assert history["reward"][block] == [hex(tip)] * 3, block
-        assert history["reward"][0] == ["0x0"] * 3  # genesis: no transactions
+        assert history["reward"][0] == history["reward"][-1] == ["0x0"] * 3  # no transactions
         many = rpc(server.url, "eth_feeHistory", "0x2", "latest", list(range(101)))
         assert many["error"]["code"] == -32602  # geth's limit: 100 percentiles
 
