@@ -524,6 +524,7 @@ def test_every_limit_is_a_chain_command_option() -> None:
 def test_jointledger_chain_serves_with_the_limits_given() -> None:
     from ledger_node.chain.rpc_server import RpcLimits
     from ledger_node.cli.chain import run_chain
+    from ledger_node.errors import InvalidConfig
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -551,3 +552,6 @@ def test_jointledger_chain_serves_with_the_limits_given() -> None:
     finally:
         stop.set()
         thread.join(timeout=30)
+    with pytest.raises(InvalidConfig, match="eth_sendTransaction"):
+        run_chain("127.0.0.1", 0, echo=lines.append, stop=stop,
+                  limits=RpcLimits(methods=frozenset({"eth_sendTransaction"})))

@@ -128,8 +128,9 @@ def run_chain(
     Without it the chain lives in memory. ``limits`` bound what one client's request may cost
     (default: :class:`~ledger_node.chain.rpc_server.RpcLimits`' defaults). Raises
     :class:`~ledger_node.errors.InvalidConfig` for a bad consortium file (before anything is
-    served), :class:`~ledger_node.errors.ChainStoreCorrupt` for a damaged store, and
-    ``OSError`` if the port is taken.
+    served), a non-loopback host or a method in ``limits.methods`` the server does not have,
+    :class:`~ledger_node.errors.ChainStoreCorrupt` for a damaged store, and ``OSError`` if
+    the port is taken.
     """
     from ledger_node.chain.adapter import LedgerChain
     from ledger_node.chain.consortium import load_consortium
@@ -149,8 +150,12 @@ def _serve(chain: LedgerChain, host: str, port: int, consortium: Consortium | No
     from ledger_node.chain.adapter import ETH_TESTER_FAUCET_KEY
     from ledger_node.chain.consortium import DEV_FUNDING_WEI, deploy_consortium
     from ledger_node.chain.rpc_server import ChainServer
+    from ledger_node.errors import InvalidConfig
 
-    server = ChainServer(chain, host, port, limits=limits)  # binds now; serves after start()
+    try:
+        server = ChainServer(chain, host, port, limits=limits)  # binds now; serves on start()
+    except ValueError as exc:  # a non-loopback host, a method the server does not have
+        raise InvalidConfig(f"cannot serve the chain: {exc}") from exc
     echo(f"JSON-RPC chain at {server.url} (chain id {chain.chain_id}, "
          f"{'stored' if durable else 'in memory'}, head block {chain.block_number()})")
     echo(f"dev faucet key {ETH_TESTER_FAUCET_KEY} (development only: public and funded)")
