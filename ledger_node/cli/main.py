@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ledger_node import __version__
+from ledger_node.cli.chain import add_limit_options  # cheap: imports no chain
 from ledger_node.errors import LedgerError
 
 
@@ -69,6 +70,7 @@ def _build_parser() -> argparse.ArgumentParser:
     chain.add_argument("--data", type=Path,
                        help="store the chain in this file; a restart continues it (default: "
                        "in memory, gone when the process ends)")
+    add_limit_options(chain)
 
     serve = commands.add_parser(
         "serve",
@@ -386,10 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "verify":
             return _verify(args)
         if args.command == "chain":
-            from ledger_node.cli.chain import run_chain
+            from ledger_node.cli.chain import limits_from_options, run_chain
 
             return run_chain(args.host, args.port, consortium_path=args.consortium,
-                             deployment_path=args.deployment, data=args.data)
+                             deployment_path=args.deployment, data=args.data,
+                             limits=limits_from_options(args))
         if args.command == "serve" and args.role == "regulator":
             from api.regulator_server import serve_regulator_file
 

@@ -956,9 +956,10 @@ def collect_chain(rpc_url: str, contract: str, first_block: int, haystack: Hayst
         hashes = [tx["hash"] for block in blocks if block for tx in block["transactions"]]
         receipts = batch([("eth_getTransactionReceipt", [h]) for h in hashes], "receipts")
         logs = sum(len(r["logs"]) for r in receipts if r)
-        batch([("eth_getLogs", [{"fromBlock": hex(first_block), "toBlock": "latest",
-                                 "address": contract}]),
-               ("eth_getCode", [contract, "latest"])], "logs and code")
+        batch([("eth_getLogs", [{"fromBlock": hex(low), "toBlock": hex(min(head, low + 999)),
+                                 "address": contract}])
+               for low in range(first_block, head + 1, 1000)]  # servers cap a range (Besu)
+              + [("eth_getCode", [contract, "latest"])], "logs and code")
         batch([("eth_getStorageAt", [contract, hex(slot), "latest"])
                for slot in range(STORAGE_SLOTS)], "storage")
     size = sum(len(data) for source, data in haystack.parts if "[hex-decoded]" not in source)
