@@ -203,6 +203,20 @@ class Library:
         return str(buffer.value.decode("ascii", "replace"))
 
 
+def version_refusal(number: int, text: str) -> str | None:
+    """Why a libcrypto reporting ``OpenSSL_version_num()`` = ``number`` and
+    ``OpenSSL_version(OPENSSL_VERSION)`` = ``text`` cannot serve, or ``None`` if it can.
+
+    OpenSSL 1.1.1 had SM2, but only through ``EVP_PKEY_set_alias_type`` and a ctrl-based
+    distinguishing ID, and it is out of support; LibreSSL reports 2.0.0 and has no SM2.
+    """
+    if not text.startswith("OpenSSL "):
+        return f"{text!r} is not OpenSSL; SM2 through EVP needs OpenSSL 3.0 or later"
+    if number < MIN_VERSION:
+        return f"{text!r} (0x{number:08x}) is older than 3.0; SM2 through EVP needs 3.0 or later"
+    return None
+
+
 def _bind(path: str) -> Library:
     try:
         cdll = ctypes.CDLL(path)
@@ -214,10 +228,9 @@ def _bind(path: str) -> Library:
     version_fn = cdll.OpenSSL_version
     version_fn.restype, version_fn.argtypes = c_char_p, [c_int]
     full = (version_fn(0) or b"?").decode("ascii", "replace")
-    if number < MIN_VERSION or not full.startswith("OpenSSL "):
-        raise CryptoBackendUnavailable(
-            f"{path} is {full!r} (0x{number:08x}); SM2 through EVP needs OpenSSL 3.0 or later"
-        )
+    refusal = version_refusal(number, full)
+    if refusal:
+        raise CryptoBackendUnavailable(f"{path}: {refusal}")
     for name, (restype, argtypes) in _PROTOTYPES.items():
         try:
             function = getattr(cdll, name)
