@@ -487,6 +487,14 @@ class AnchoringHealth(BaseModel):
                    lost_anchorings=sealer.lost_anchorings)
 
 
+class CryptoPublic(BaseModel):
+    """What runs the node's cryptography (``jointledger --version`` shows the same)."""
+
+    sm2: str = Field(description="the SM2 backend: `openssl <version>` (OpenSSL 3 through "
+                     "ctypes, the default) or `gmssl (pure Python, not constant-time)`",
+                     examples=["openssl 3.0.19"])
+
+
 class Health(BaseModel):
     """Liveness and the log's state; ``degraded`` when the chain does not answer or
     anchoring is failing."""
@@ -500,6 +508,7 @@ class Health(BaseModel):
     last_anchored: CheckpointPublic | None
     final_size: int = Field(default=0, description="the largest final anchored size")
     anchoring: AnchoringHealth | None = None
+    crypto: CryptoPublic
 
 
 class ProblemPublic(BaseModel):

@@ -57,6 +57,10 @@ class DecryptionFailed(CryptoError):
     """A ciphertext could not be decrypted or failed authentication."""
 
 
+class CryptoBackendUnavailable(CryptoError):
+    """The requested cryptographic backend (OpenSSL 3's SM2 through ctypes) cannot be used."""
+
+
 class CompilerError(LedgerError):
     """The Solidity compiler could not be found or failed to compile the contracts."""
 

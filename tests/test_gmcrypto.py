@@ -1,6 +1,9 @@
 """Tests for ledger_node.crypto.gmcrypto: standard vectors, cross-checks against gmssl, every
-rejection
-path, and interoperability with the OpenSSL 3 command line."""
+rejection path, and interoperability with the OpenSSL 3 command line.
+
+Every SM2 test runs on both backends (the ``backend`` fixture): OpenSSL 3 through ctypes, the
+default, and the pure-Python gmssl arithmetic. tests/test_sm2_backends.py holds the two
+against each other."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger_node.crypto import gmcrypto as gm
+from ledger_node.crypto import sm2_gmssl
 from ledger_node.crypto.hashes import sm3
 from ledger_node.errors import CryptoError, DecryptionFailed, InvalidKey, InvalidSignature
 
@@ -38,8 +42,13 @@ ERRORS: dict[str, type[Exception]] = {
     "DecryptionFailed": DecryptionFailed,
 }
 
-# gmssl is pure Python: keep example counts modest and never fail on slow examples.
-FEW = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# gmssl is pure Python: keep example counts modest and never fail on slow examples. The
+# backend fixture is function-scoped on purpose: every example of a test runs on its backend.
+FEW = settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 SOME = settings(max_examples=40, deadline=None)
 
 
@@ -52,6 +61,18 @@ def flip(data: bytes, bit: int) -> bytes:
 @pytest.fixture(scope="module")
 def key() -> gm.SM2PrivateKey:
     return gm.generate_private_key()
+
+
+@pytest.fixture(params=gm.SM2_BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test on one SM2 backend ("openssl", "gmssl"), then restore the default."""
+    with gm.sm2_backend_override(request.param):
+        assert gm.sm2_backend() == request.param
+        yield request.param
+
+
+def _point(public: gm.SM2PublicKey) -> tuple[int, int]:
+    return public.x, public.y
 
 
 # ------------------------------------------------------------------------------------------
@@ -208,7 +229,7 @@ def test_sm4_gcm_rejects_bad_key_and_nonce_sizes() -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def test_sm2_standard_public_key_and_z_a() -> None:
+def test_sm2_standard_public_key_and_z_a(backend: str) -> None:
     v = STANDARD["sm2_sign"][0]
     private = gm.SM2PrivateKey(STD_D)
     assert private.public_key().raw.hex() == v["public_key_raw"]
@@ -216,7 +237,7 @@ def test_sm2_standard_public_key_and_z_a() -> None:
     assert gm.z_a(private.public_key()).hex() == v["z_a"]  # the default ID
 
 
-def test_sm2_private_key_range() -> None:
+def test_sm2_private_key_range(backend: str) -> None:
     for bad in (0, -1, N - 1, N, N + 1, 2**256):
         with pytest.raises(InvalidKey):
             gm.SM2PrivateKey(bad)
@@ -277,7 +298,7 @@ LSTRIP_KEYS = {
 
 
 @pytest.mark.parametrize("d", LSTRIP_KEYS.values(), ids=LSTRIP_KEYS.keys())
-def test_gmssl_lstrip_trap_does_not_affect_us(d: int) -> None:
+def test_gmssl_lstrip_trap_does_not_affect_us(backend: str, d: int) -> None:
     private = gm.SM2PrivateKey(d)
     public = private.public_key()
     prefix = {65: "4", 327: "00", STD_D: "0"}.get(d, "04")
@@ -297,18 +318,18 @@ def test_gmssl_lstrip_trap_does_not_affect_us(d: int) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def test_sm2_sign_standard_vector() -> None:
+def test_sm2_sign_standard_vector(backend: str) -> None:
     v = STANDARD["sm2_sign"][0]
     private = gm.SM2PrivateKey(STD_D)
     message = bytes.fromhex(v["message_hex"])
     e = gm._digest(private.public_key(), message, gm.DEFAULT_USER_ID)
     assert f"{e:064x}" == v["e"]
-    assert gm._sign_with_k(STD_D, e, int(v["k"], 16)) == (int(v["r"], 16), int(v["s"], 16))
+    assert sm2_gmssl._sign_with_k(STD_D, e, int(v["k"], 16)) == (int(v["r"], 16), int(v["s"], 16))
     gm.verify(private.public_key(), message, gm.encode_signature(int(v["r"], 16), int(v["s"], 16)))
 
 
 @pytest.mark.parametrize("case", MUTATIONS["cases"], ids=lambda c: c["name"])
-def test_sm2_signature_mutations(case: dict[str, Any]) -> None:
+def test_sm2_signature_mutations(backend: str, case: dict[str, Any]) -> None:
     public = gm.SM2PublicKey.from_raw(bytes.fromhex(MUTATIONS["public_key_raw"]))
     message = bytes.fromhex(MUTATIONS["message_hex"])
     signature = bytes.fromhex(case["signature_hex"])
@@ -321,7 +342,7 @@ def test_sm2_signature_mutations(case: dict[str, Any]) -> None:
 
 @FEW
 @given(message=st.binary(max_size=100))
-def test_sm2_sign_verify_round_trip(key: gm.SM2PrivateKey, message: bytes) -> None:
+def test_sm2_sign_verify_round_trip(backend: str, key: gm.SM2PrivateKey, message: bytes) -> None:
     signature = gm.sign(key, message)
     r, s = gm.decode_signature(signature)
     assert gm.encode_signature(r, s) == signature
@@ -330,17 +351,17 @@ def test_sm2_sign_verify_round_trip(key: gm.SM2PrivateKey, message: bytes) -> No
         gm.verify(key.public_key(), message + b"\x00", signature)
 
 
-def test_sm2_user_id_length_limit(key: gm.SM2PrivateKey) -> None:
+def test_sm2_user_id_length_limit(backend: str, key: gm.SM2PrivateKey) -> None:
     gm.verify(key.public_key(), b"m", gm.sign(key, b"m", user_id=b"u" * 8191), user_id=b"u" * 8191)
     with pytest.raises(ValueError):
         gm.sign(key, b"m", user_id=b"u" * 8192)
 
 
-def test_sm2_signatures_are_randomised(key: gm.SM2PrivateKey) -> None:
+def test_sm2_signatures_are_randomised(backend: str, key: gm.SM2PrivateKey) -> None:
     assert gm.sign(key, b"same") != gm.sign(key, b"same")
 
 
-def test_sm2_verify_rejects_wrong_key_and_wrong_id(key: gm.SM2PrivateKey) -> None:
+def test_sm2_verify_rejects_wrong_key_and_wrong_id(backend: str, key: gm.SM2PrivateKey) -> None:
     signature = gm.sign(key, b"pay 100")
     other = gm.generate_private_key().public_key()
     with pytest.raises(InvalidSignature):
@@ -353,7 +374,7 @@ def test_sm2_verify_rejects_wrong_key_and_wrong_id(key: gm.SM2PrivateKey) -> Non
         gm.verify(key.public_key(), b"pay 100", signed_with_id)
 
 
-def test_sm2_verify_rejects_flipped_signature_bits(key: gm.SM2PrivateKey) -> None:
+def test_sm2_verify_rejects_flipped_signature_bits(backend: str, key: gm.SM2PrivateKey) -> None:
     signature = gm.sign(key, b"flip me")
     # One bit per byte position (bit index varies with position): covers tags, lengths,
     # integer padding and both values without ~600 slow verifications.
@@ -369,7 +390,7 @@ def test_sm2_encode_signature_range() -> None:
     assert gm.decode_signature(gm.encode_signature(1, N - 1)) == (1, N - 1)
 
 
-def test_sm2_verify_r_plus_s_equal_n_is_rejected(key: gm.SM2PrivateKey) -> None:
+def test_sm2_verify_r_plus_s_equal_n_is_rejected(backend: str, key: gm.SM2PrivateKey) -> None:
     with pytest.raises(InvalidSignature):
         gm.verify(key.public_key(), b"m", gm.encode_signature(5, N - 5))
 
@@ -379,28 +400,28 @@ def test_sm2_verify_r_plus_s_equal_n_is_rejected(key: gm.SM2PrivateKey) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def test_sm2_encrypt_standard_vector() -> None:
+def test_sm2_encrypt_standard_vector(backend: str) -> None:
     v = STANDARD["sm2_encrypt"][0]
     private = gm.SM2PrivateKey(int(v["private_key"], 16))
     plaintext = bytes.fromhex(v["plaintext_hex"])
-    ciphertext = gm._encrypt_with_k(private.public_key(), plaintext, int(v["k"], 16))
+    ciphertext = sm2_gmssl._encrypt_with_k(_point(private.public_key()), plaintext, int(v["k"], 16))
     assert ciphertext is not None and ciphertext.hex() == v["ciphertext"]
     assert gm.decrypt(private, bytes.fromhex(v["ciphertext"])) == plaintext
 
 
 @FEW
 @given(plaintext=st.binary(min_size=1, max_size=100))
-def test_sm2_encrypt_round_trip(key: gm.SM2PrivateKey, plaintext: bytes) -> None:
+def test_sm2_encrypt_round_trip(backend: str, key: gm.SM2PrivateKey, plaintext: bytes) -> None:
     ciphertext = gm.encrypt(key.public_key(), plaintext)
     assert gm.decrypt(key, ciphertext) == plaintext
 
 
-def test_sm2_encrypt_rejects_empty_plaintext(key: gm.SM2PrivateKey) -> None:
+def test_sm2_encrypt_rejects_empty_plaintext(backend: str, key: gm.SM2PrivateKey) -> None:
     with pytest.raises(CryptoError):
         gm.encrypt(key.public_key(), b"")
 
 
-def test_sm2_decrypt_rejects_tampering(key: gm.SM2PrivateKey) -> None:
+def test_sm2_decrypt_rejects_tampering(backend: str, key: gm.SM2PrivateKey) -> None:
     ciphertext = gm.encrypt(key.public_key(), b"escrow key")
     for position in range(len(ciphertext)):  # C1, C3, C2 and the DER framing
         with pytest.raises(DecryptionFailed):
@@ -456,7 +477,7 @@ def _spki(point: bytes, curve: bytes = OID_SM2) -> bytes:
     return _pem("PUBLIC KEY", _tlv(0x30, _tlv(0x30, OID_EC + curve) + _tlv(3, b"\x00" + point)))
 
 
-def test_pem_round_trip(key: gm.SM2PrivateKey) -> None:
+def test_pem_round_trip(backend: str, key: gm.SM2PrivateKey) -> None:
     private_pem = gm.private_key_to_pem(key)
     public_pem = gm.public_key_to_pem(key.public_key())
     assert private_pem.startswith(b"-----BEGIN PRIVATE KEY-----\n")
@@ -468,7 +489,7 @@ def test_pem_round_trip(key: gm.SM2PrivateKey) -> None:
     assert _spki(key.public_key().uncompressed) == public_pem
 
 
-def test_pem_accepts_sec1_and_pkcs8_without_public_key(key: gm.SM2PrivateKey) -> None:
+def test_pem_accepts_sec1_and_pkcs8_without_public_key(backend: str, key: gm.SM2PrivateKey) -> None:
     assert gm.private_key_from_pem(_pkcs8(key.to_bytes(), None)) == key
     sec1 = _tlv(
         0x30,
@@ -508,7 +529,7 @@ def _malformed_private_pems(key: gm.SM2PrivateKey) -> dict[str, bytes]:
     }
 
 
-def test_pem_rejects_malformed_private_keys(key: gm.SM2PrivateKey) -> None:
+def test_pem_rejects_malformed_private_keys(backend: str, key: gm.SM2PrivateKey) -> None:
     for name, pem in _malformed_private_pems(key).items():
         with pytest.raises(InvalidKey):
             gm.private_key_from_pem(pem)
@@ -578,7 +599,7 @@ def openssl_key(openssl: Callable[..., bytes], tmp_path_factory: pytest.TempPath
 
 
 def test_openssl_key_loads_and_reserialises_byte_for_byte(
-    openssl: Callable[..., bytes], openssl_key: Path, tmp_path: Path
+    backend: str, openssl: Callable[..., bytes], openssl_key: Path, tmp_path: Path
 ) -> None:
     pem = openssl_key.read_bytes()
     private = gm.private_key_from_pem(pem)
@@ -592,7 +613,7 @@ def test_openssl_key_loads_and_reserialises_byte_for_byte(
 
 @pytest.mark.parametrize("d", [None, *LSTRIP_KEYS.values()], ids=["random", *LSTRIP_KEYS])
 def test_project_key_and_signature_verify_in_openssl(
-    openssl: Callable[..., bytes], tmp_path: Path, d: int | None
+    backend: str, openssl: Callable[..., bytes], tmp_path: Path, d: int | None
 ) -> None:
     private = gm.generate_private_key() if d is None else gm.SM2PrivateKey(d)
     (tmp_path / "key.pem").write_bytes(gm.private_key_to_pem(private))
@@ -618,7 +639,7 @@ def test_project_key_and_signature_verify_in_openssl(
 
 
 def test_openssl_signature_verifies_in_project(
-    openssl: Callable[..., bytes], openssl_key: Path, tmp_path: Path
+    backend: str, openssl: Callable[..., bytes], openssl_key: Path, tmp_path: Path
 ) -> None:
     public = gm.private_key_from_pem(openssl_key.read_bytes()).public_key()
     for message in (b"", b"abc", bytes(range(256)) * 3):
@@ -632,7 +653,7 @@ def test_openssl_signature_verifies_in_project(
 
 
 def test_project_ciphertext_decrypts_in_openssl(
-    openssl: Callable[..., bytes], openssl_key: Path, tmp_path: Path
+    backend: str, openssl: Callable[..., bytes], openssl_key: Path, tmp_path: Path
 ) -> None:
     public = gm.private_key_from_pem(openssl_key.read_bytes()).public_key()
     for plaintext in (b"k", b"sixteen byte key", bytes(range(256))):
@@ -642,7 +663,7 @@ def test_project_ciphertext_decrypts_in_openssl(
 
 
 def test_openssl_ciphertext_decrypts_in_project(
-    openssl: Callable[..., bytes], openssl_key: Path, tmp_path: Path
+    backend: str, openssl: Callable[..., bytes], openssl_key: Path, tmp_path: Path
 ) -> None:
     private = gm.private_key_from_pem(openssl_key.read_bytes())
     (tmp_path / "pub.pem").write_bytes(gm.public_key_to_pem(private.public_key()))
@@ -665,22 +686,23 @@ def test_openssl_ciphertext_decrypts_in_project(
 def test_comb_multiplication_matches_gmssl_double_and_add(k: int) -> None:
     point = gm.SM2PrivateKey(LSTRIP_KEYS["x-starts-04"]).public_key()
     p = (point.x, point.y)
-    assert gm._mul_base(k) == gm._mul_generic(k, gm._G)
-    assert gm._comb_mul(gm._key_table(p), k, p) == gm._mul_generic(k, p)
+    assert sm2_gmssl._mul_base(k) == sm2_gmssl._mul_generic(k, sm2_gmssl.G)
+    assert sm2_gmssl._comb_mul(sm2_gmssl._key_table(p), k, p) == sm2_gmssl._mul_generic(k, p)
 
 
 def test_small_and_edge_scalars() -> None:
     for k in (1, 2, 15, 16, 17, 255, 256, N - 2, N - 1, N, N + 1):
-        assert gm._mul_base(k) == gm._mul_generic(k, gm._G)
-    assert gm._mul_base(0) is None and gm._mul_base(N) is None
-    assert gm._mul_generic(N - 1, gm._G) == (gm.SM2_GX, gm.SM2_P - gm.SM2_GY)  # −G
+        assert sm2_gmssl._mul_base(k) == sm2_gmssl._mul_generic(k, sm2_gmssl.G)
+    assert sm2_gmssl._mul_base(0) is None and sm2_gmssl._mul_base(N) is None
+    assert sm2_gmssl._mul_generic(N - 1, sm2_gmssl.G) == (gm.SM2_GX, gm.SM2_P - gm.SM2_GY)  # −G
 
 
 def test_verify_is_stable_once_a_key_table_is_cached() -> None:
     private = gm.generate_private_key()
     signatures = [gm.sign(private, bytes([i])) for i in range(6)]
-    for i, signature in enumerate(signatures):  # the first uses go through gmssl's _kg
-        gm.verify(private.public_key(), bytes([i]), signature)
-        with pytest.raises(InvalidSignature):
-            gm.verify(private.public_key(), bytes([i + 1]), signature)
-    assert (private.public_key().x, private.public_key().y) in gm._uses
+    with gm.sm2_backend_override("gmssl"):
+        for i, signature in enumerate(signatures):  # the first uses go through gmssl's _kg
+            gm.verify(private.public_key(), bytes([i]), signature)
+            with pytest.raises(InvalidSignature):
+                gm.verify(private.public_key(), bytes([i + 1]), signature)
+    assert (private.public_key().x, private.public_key().y) in sm2_gmssl._uses

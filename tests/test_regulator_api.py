@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.regulator_app import create_regulator_app
+from ledger_node.crypto import gmcrypto
 from ledger_node.demo.run import Party
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.auth import sign_request
@@ -83,7 +84,8 @@ def test_health_needs_no_signature_and_shows_only_counts(api: Api) -> None:
     answer = api.call("GET", "/v1/health", None)
     assert answer.status_code == 200
     assert set(answer.json()) == {"status", "role", "name", "logs", "behind", "faults",
-                                  "last_error"}
+                                  "last_error", "crypto"}
+    assert answer.json()["crypto"] == gmcrypto.crypto_backends()  # {"sm2": "openssl 3.0.19"}
 
 
 @pytest.mark.parametrize("path", ["/v1/ingest", "/v1/faults", "/v1/alerts", "/v1/disclosures"])

@@ -10,7 +10,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import NodeDep, ProblemsDep
-from api.schemas import AnchoringHealth, ChainHealth, CheckpointPublic, Health, ProblemPublic
+from api.schemas import (
+    AnchoringHealth,
+    ChainHealth,
+    CheckpointPublic,
+    CryptoPublic,
+    Health,
+    ProblemPublic,
+)
+from ledger_node.crypto.gmcrypto import crypto_backends
 
 router = APIRouter(prefix="/v1/health", tags=["health"])
 
@@ -44,6 +52,7 @@ def health(request: Request, node: NodeDep, problems: ProblemsDep) -> Health | J
         last_anchored=None if last is None else CheckpointPublic.of(last, sealer.final_size),
         final_size=sealer.final_size,
         anchoring=AnchoringHealth.of(sealer),
+        crypto=CryptoPublic(**crypto_backends()),
     )
     if not chain.reachable:
         # The problem carries the fields that apply (exclude_unset), as it always has: an

@@ -14,6 +14,7 @@ from api.deps import request_target
 from api.errors import ProblemException
 from api.routes.common import DigestPath, RequestIdPath, problem_responses
 from ledger_node.chain.adapter import Role
+from ledger_node.crypto.gmcrypto import crypto_backends
 from ledger_node.protocol.auth import AuthenticatedMember, RequestAuthenticator
 from ledger_node.protocol.escrow import identity_key
 from ledger_node.regulator.node import RegulatorNode, alert_json
@@ -85,6 +86,7 @@ def health(regulator: RegulatorDep) -> dict[str, Any]:
         "behind": sum(p.anchored_size - p.verified_size for p in progress),
         "faults": len(regulator.faults()),
         "last_error": regulator.last_error,
+        "crypto": crypto_backends(),
     }
 
 

@@ -11,12 +11,29 @@ from ledger_node.cli.chain import add_limit_options  # cheap: imports no chain
 from ledger_node.errors import LedgerError
 
 
+class _Version(argparse.Action):
+    """``--version``: the release and the SM2 backend (imported only when asked, for start-up)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from ledger_node.crypto.gmcrypto import crypto_backends
+        from ledger_node.errors import CryptoBackendUnavailable
+
+        try:
+            shown = ", ".join(f"{name}: {used}" for name, used in crypto_backends().items())
+        except CryptoBackendUnavailable as exc:
+            shown = f"sm2: unavailable: {exc}"
+        sys.stdout.write(f"jointledger {__version__} ({shown})\n")
+        parser.exit()
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jointledger",
         description="Permissioned joint ledger of unlinkable, regulator-traceable payments.",
     )
-    parser.add_argument("--version", action="version", version=f"jointledger {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the version and the SM2 backend in use, and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(

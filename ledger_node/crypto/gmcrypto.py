@@ -1,41 +1,114 @@
 """Chinese national cryptography (国密) for the ledger: SM4-GCM, SM2 signatures and encryption, PEM.
 
+* **SM2** (GB/T 32918) runs on OpenSSL 3 by default: the libcrypto this Python's ``hashlib``
+  is linked against, reached through :mod:`ledger_node.crypto.libcrypto` (``cryptography``
+  does not expose SM2). Signatures go through ``EVP_DigestSign``/``EVP_DigestVerify`` with
+  SM3 and the distinguishing ID set explicitly, encryption through ``EVP_PKEY_encrypt``/
+  ``decrypt``, and the two other uses of a private scalar (a key's public point, the
+  pairwise key agreement d·P) through ``EC_POINT_mul``: OpenSSL's Montgomery ladder, so no
+  private-key operation branches on secret bits in Python. The pure-Python ``gmssl``
+  arithmetic (:mod:`ledger_node.crypto.sm2_gmssl`) remains as an explicit fallback
+  (``JL_SM2_BACKEND=gmssl``, or automatic, with a :class:`NotConstantTimeWarning`, where the
+  libcrypto has no SM2) and as the tests' independent cross-check. :func:`crypto_backends`
+  says which runs (``jointledger --version``, ``/v1/health``).
 * **SM4** (GB/T 32907) goes through OpenSSL via ``cryptography``: the AEAD for escrows is
   SM4-GCM, sealed as ``nonce(12) || ciphertext || tag(16)``.
-* **SM2** (GB/T 32918) uses ``gmssl`` for the elliptic-curve point arithmetic only. Everything
-  around it is done here, because ``gmssl`` has traps: its ``CryptSM2`` constructor runs
-  ``public_key.lstrip("04")`` (which eats any leading ``0``/``4`` hex digits of *x*), its
-  nonces come from :mod:`random` rather than a CSPRNG, its decryption never checks C3 and its
-  verification skips range checks and mishandles ``P1 == P2``. So this module never hands a key
-  to ``CryptSM2``, draws every nonce from :mod:`secrets`, hashes with OpenSSL's SM3 and checks
-  all ranges itself.
 * Signatures are DER ``SEQUENCE { r INTEGER, s INTEGER }`` over ``SM3(Z_A || M)`` with the
   default user ID ``1234567812345678``; ciphertexts are the GM/T 0009 DER form
   ``SEQUENCE { x INTEGER, y INTEGER, C3 OCTET STRING, C2 OCTET STRING }``. Both are what
-  OpenSSL 3 reads and writes (``openssl pkeyutl``).
+  OpenSSL 3 reads and writes (``openssl pkeyutl``), whichever backend runs. Inputs are
+  parsed strictly here before any backend sees them, so both accept and refuse alike.
 * Keys serialise as PKCS#8 ``PRIVATE KEY`` and SubjectPublicKeyInfo ``PUBLIC KEY`` PEM, with
   ``id-ecPublicKey`` and the SM2 curve OID, byte-for-byte what ``openssl genpkey -algorithm SM2``
   and ``openssl pkey -pubout`` write. ``cryptography`` cannot load SM2 keys ("Curve
-  1.2.156.10197.1.301 is not supported"), hence the small strict DER codec below.
+  1.2.156.10197.1.301 is not supported"), hence the small strict DER codec
+  (:mod:`ledger_node.crypto.der`).
 
-The module is pure: bytes in, bytes out, no I/O.
+The module is pure: bytes in, bytes out, no I/O (binding the libcrypto once aside).
 """
 
 from __future__ import annotations
 
 import binascii
 import functools
-import hmac
+import os
 import secrets
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from gmssl.sm2 import CryptSM2
 
-from ledger_node.crypto.hashes import sm3
-from ledger_node.errors import CryptoError, DecryptionFailed, InvalidKey, InvalidSignature
+from ledger_node.crypto import der, libcrypto, sm2_gmssl
+from ledger_node.crypto.libcrypto import NativeKey
+from ledger_node.crypto.sm2_curve import (
+    DEFAULT_USER_ID,
+    MAX_USER_ID,
+    SM2_A,
+    SM2_B,
+    SM2_GX,
+    SM2_GY,
+    SM2_N,
+    SM2_P,
+    Point,
+    check_user_id,
+    digest,
+    on_curve,
+    z,
+)
+from ledger_node.errors import (
+    CryptoBackendUnavailable,
+    CryptoError,
+    DecryptionFailed,
+    InvalidKey,
+    InvalidSignature,
+)
+
+__all__ = [
+    "BACKEND_ENV",
+    "DEFAULT_USER_ID",
+    "GCM_NONCE_SIZE",
+    "GCM_TAG_SIZE",
+    "MAX_USER_ID",
+    "SM2_A",
+    "SM2_B",
+    "SM2_BACKENDS",
+    "SM2_GX",
+    "SM2_GY",
+    "SM2_N",
+    "SM2_P",
+    "SM4_BLOCK_SIZE",
+    "SM4_KEY_SIZE",
+    "NotConstantTimeWarning",
+    "Point",
+    "SM2PrivateKey",
+    "SM2PublicKey",
+    "crypto_backends",
+    "decode_signature",
+    "decrypt",
+    "encode_signature",
+    "encrypt",
+    "generate_private_key",
+    "new_sm4_key",
+    "private_key_from_pem",
+    "private_key_to_pem",
+    "public_key_from_pem",
+    "public_key_to_pem",
+    "set_sm2_backend",
+    "shared_point",
+    "sign",
+    "sm2_backend",
+    "sm2_backend_override",
+    "sm4_ecb_encrypt_block",
+    "sm4_gcm_decrypt",
+    "sm4_gcm_encrypt",
+    "verify",
+    "z_a",
+]
 
 # --------------------------------------------------------------------------------------------
 # SM4
@@ -111,153 +184,153 @@ def sm4_gcm_decrypt(key: bytes, sealed: bytes, aad: bytes) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
-# SM2 curve (GB/T 32918.5 recommended parameters)
+# SM2 backends: OpenSSL 3 (default) or gmssl-style Python (fallback, cross-check)
 # --------------------------------------------------------------------------------------------
 
-SM2_P: Final = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF
-SM2_A: Final = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC
-SM2_B: Final = 0x28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93
-SM2_N: Final = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123
-SM2_GX: Final = 0x32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7
-SM2_GY: Final = 0xBC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0
-
-DEFAULT_USER_ID: Final = b"1234567812345678"
-
-Point = tuple[int, int]
-"""An affine point (x, y); the point at infinity is represented by ``None`` where allowed."""
-
-_G: Final[Point] = (SM2_GX, SM2_GY)
-
-# One gmssl object used purely as a point-arithmetic engine. It is built with empty key
-# strings so that its constructor's ``lstrip("04")`` has nothing to corrupt; points are always
-# passed explicitly as 128-hex-digit strings.
-_ENGINE: Final = CryptSM2(private_key="", public_key="")
+Sm2Backend = Literal["openssl", "gmssl"]
+SM2_BACKENDS: Final[tuple[Sm2Backend, ...]] = ("openssl", "gmssl")
+BACKEND_ENV: Final = "JL_SM2_BACKEND"
+"""Environment variable choosing the SM2 backend: ``openssl`` (required: refuse to start
+without it), ``gmssl`` (the pure-Python fallback) or ``auto``/unset (OpenSSL where it has
+SM2, else gmssl with a :class:`NotConstantTimeWarning`)."""
 
 
-def _on_curve(x: int, y: int) -> bool:
-    return (
-        0 <= x < SM2_P and 0 <= y < SM2_P and (y * y - (x * x * x + SM2_A * x + SM2_B)) % SM2_P == 0
-    )
+class NotConstantTimeWarning(RuntimeWarning):
+    """SM2 private-key operations run on the pure-Python gmssl arithmetic, which branches on
+    secret bits: fine on a host of its own, not next to code an attacker controls."""
 
 
-def _hex(point: Point) -> str:
-    return f"{point[0]:064x}{point[1]:064x}"
+# GB/T 32918.5 / GM/T 0003.5 Annex A: the key, the message "message digest" and (r, s), with
+# the default ID. Checked against the bound OpenSSL before it is used (known answer).
+_KAT_D: Final = 0x3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8
+_KAT_PUBLIC: Final = (
+    0x09F9DF311E5421A150DD7D161E4BC5C672179FAD1833FC076BB08FF356F35020,
+    0xCCEA490CE26775A52DC6EA718CC1AA600AED05FBF35E084A6632F6072DA9AD13,
+)
+_KAT_R: Final = 0xF5A03B0648D2C4630EEAC513E1BB81A15944DA3827D5B74143AC7EACEEE720B3
+_KAT_S: Final = 0xB1B6AA29DF212FD8763182BC0D421CA1BB9038FD1F7F42D4840B69C485BBC1AA
 
 
-def _from_hex(h: object) -> Point | None:
-    if not isinstance(h, str) or len(h) != 128:
-        return None  # gmssl returns None for the point at infinity
-    return int(h[:64], 16), int(h[64:], 16)
+def _openssl_description() -> str:
+    """Bind OpenSSL and check it on the GB/T 32918 Annex A vector; ``"openssl 3.0.19"``.
 
-
-def _to_affine(jacobian: object) -> Point | None:
-    """Normalise a gmssl Jacobian point string (X, Y, Z) to affine; ``None`` if Z = 0.
-
-    gmssl's own ``_convert_jacb_to_nor`` inverts Z by Fermat (``pow(z, p - 2, p)``), which
-    costs ~200 µs; Python's ``pow(z, -1, p)`` gives the same inverse in ~7 µs.
+    Raises :class:`CryptoBackendUnavailable` if it cannot be bound or gives a wrong answer.
     """
-    if not isinstance(jacobian, str) or len(jacobian) < 129:
-        return None
-    x, y, z = int(jacobian[:64], 16), int(jacobian[64:128], 16), int(jacobian[128:], 16)
-    if z % SM2_P == 0:
-        return None
-    z_inv = pow(z, -1, SM2_P)
-    z_inv2 = z_inv * z_inv % SM2_P
-    return x * z_inv2 % SM2_P, y * z_inv2 * z_inv % SM2_P
+    lib = libcrypto.library()
+    public = b"\x04" + b"".join(v.to_bytes(32, "big") for v in _KAT_PUBLIC)
+    signature = der.sequence(der.integer(_KAT_R), der.integer(_KAT_S))
+    try:
+        good = (
+            libcrypto.multiply(_KAT_D) == _KAT_PUBLIC
+            and libcrypto.verify(libcrypto.public_key(public), b"message digest", signature,
+                                 DEFAULT_USER_ID)
+        )
+    except CryptoError as exc:
+        raise CryptoBackendUnavailable(
+            f"OpenSSL {lib.version} failed the SM2 check: {exc}"
+        ) from None
+    if not good:
+        raise CryptoBackendUnavailable(
+            f"OpenSSL {lib.version} at {lib.path} fails the GB/T 32918 Annex A SM2 vector"
+        )
+    return f"openssl {lib.version}"
 
 
-def _mul_generic(k: int, point: Point) -> Point | None:
-    """Return k·P via gmssl's double-and-add; ``None`` for the point at infinity."""
-    k %= SM2_N
-    if k == 0:
-        return None  # gmssl would wrongly return P itself for k = 0
-    return _from_hex(_ENGINE._kg(k, _hex(point)))
+_GMSSL_DESCRIPTION: Final = "gmssl (pure Python, not constant-time)"
 
 
-def _add(p1: Point | None, p2: Point | None) -> Point | None:
-    """Return P1 + P2 with gmssl's Jacobian formulas, covering the cases they do not."""
-    if p1 is None:
-        return p2
-    if p2 is None:
-        return p1
-    if p1[0] == p2[0]:
-        if p1[1] != p2[1]:
-            return None  # P + (−P)
-        return _to_affine(_ENGINE._double_point(_hex(p1) + "1"))
-    return _to_affine(_ENGINE._add_point(_hex(p1) + "1", _hex(p2)))
+@dataclass(frozen=True)
+class _Choice:
+    name: Sm2Backend
+    description: str
 
 
-# Fixed-base comb: table[i][j] = j · 16^i · P (affine hex), so k·P costs at most 64 mixed
-# additions through gmssl's ``_add_point`` instead of 256 doublings and ~128 additions.
-# Building a table costs ~1000 additions (~40 ms), about four plain multiplications, so one is
-# kept for G and, after a few uses, for each of the (few) public keys a ledger node verifies.
-_WINDOW: Final = 4
-_ROWS: Final = 256 // _WINDOW
-_TABLE_AFTER_USES: Final = 3
-CombTable = tuple[tuple[str, ...], ...]
+_choice_lock = threading.Lock()
+_choice: _Choice | None = None
 
 
-def _build_comb(point: Point) -> CombTable:
-    rows: list[tuple[str, ...]] = []
-    base: Point | None = point
-    for _ in range(_ROWS):
-        assert base is not None  # P has prime order n > 16^64
-        row = [""]
-        acc: Point | None = None
-        for _j in range(1, 1 << _WINDOW):
-            acc = _add(acc, base)
-            assert acc is not None
-            row.append(_hex(acc))
-        rows.append(tuple(row))
-        base = _add(acc, base)  # 16 · base
-    return tuple(rows)
+def _choose(requested: str | None) -> _Choice:
+    """Pick the backend for ``requested`` (the environment's value); see :data:`BACKEND_ENV`."""
+    wanted = (requested or "auto").strip().lower()
+    if wanted not in ("auto", *SM2_BACKENDS):
+        raise CryptoBackendUnavailable(
+            f"{BACKEND_ENV}={requested!r}: expected one of openssl, gmssl, auto"
+        )
+    if wanted == "gmssl":
+        warnings.warn(f"{BACKEND_ENV}=gmssl: SM2 runs on pure-Python arithmetic that is not "
+                      "constant-time", NotConstantTimeWarning, stacklevel=3)
+        return _Choice("gmssl", _GMSSL_DESCRIPTION)
+    try:
+        return _Choice("openssl", _openssl_description())
+    except CryptoBackendUnavailable as exc:
+        if wanted == "openssl":
+            raise
+        warnings.warn(f"SM2 falls back to pure-Python gmssl arithmetic, which is not "
+                      f"constant-time: {exc}", NotConstantTimeWarning, stacklevel=3)
+        return _Choice("gmssl", _GMSSL_DESCRIPTION)
 
 
-@functools.cache
-def _base_table() -> CombTable:
-    return _build_comb(_G)
+def _active() -> _Choice:
+    global _choice
+    choice = _choice
+    if choice is None:
+        with _choice_lock:
+            if _choice is None:
+                _choice = _choose(os.environ.get(BACKEND_ENV))
+            choice = _choice
+    return choice
 
 
-@functools.lru_cache(maxsize=64)
-def _key_table(point: Point) -> CombTable:
-    return _build_comb(point)
+def _native() -> bool:
+    return _active().name == "openssl"
 
 
-_uses: dict[Point, int] = {}
+def sm2_backend() -> Sm2Backend:
+    """Return the SM2 backend in use, ``"openssl"`` or ``"gmssl"``, choosing it on first call
+    (see :data:`BACKEND_ENV`). Raises :class:`CryptoBackendUnavailable` when ``openssl`` is
+    required but cannot be used, or the variable holds something else."""
+    return _active().name
 
 
-def _comb_mul(table: CombTable, k: int, point: Point) -> Point | None:
-    k %= SM2_N
-    if k == 0:
-        return None
-    acc: str | None = None
-    for i in range(_ROWS):
-        digit = (k >> (_WINDOW * i)) & ((1 << _WINDOW) - 1)
-        if digit:
-            entry = table[i][digit]
-            acc = entry + "1" if acc is None else _ENGINE._add_point(acc, entry)
-    result = _to_affine(acc)
-    if result is None:
-        # An intermediate sum hit a doubling or P + (−P) that the mixed-addition formula does
-        # not handle (probability ~2^-250): fall back to plain double-and-add.
-        return _mul_generic(k, point)
-    return result
+def crypto_backends() -> dict[str, str]:
+    """What runs the primitives, as ``jointledger --version`` and ``/v1/health`` show it:
+    ``{"sm2": "openssl 3.0.19"}`` or ``{"sm2": "gmssl (pure Python, not constant-time)"}``."""
+    return {"sm2": _active().description}
 
 
-def _mul_base(k: int) -> Point | None:
-    """Return k·G; ``None`` for the point at infinity."""
-    return _comb_mul(_base_table(), k, _G)
+def set_sm2_backend(name: Sm2Backend) -> Sm2Backend:
+    """Switch the SM2 backend of this process and return the previous one (tests, benchmarks).
+
+    Not for a running node (set :data:`BACKEND_ENV` instead): operations already running in
+    other threads finish on the backend they started with. Raises
+    :class:`CryptoBackendUnavailable` if ``openssl`` cannot be used, ``ValueError`` for an
+    unknown name. Keys made under one backend work under the other.
+    """
+    global _choice
+    if name not in SM2_BACKENDS:
+        raise ValueError(f"unknown SM2 backend {name!r}; expected one of {SM2_BACKENDS}")
+    previous = sm2_backend()
+    description = _openssl_description() if name == "openssl" else _GMSSL_DESCRIPTION
+    with _choice_lock:
+        _choice = _Choice(name, description)
+    return previous
 
 
-def _mul_key(k: int, point: Point) -> Point | None:
-    """Return k·P for a long-lived public key P, switching to a cached comb once P recurs."""
-    uses = _uses.get(point, 0) + 1
-    if uses < _TABLE_AFTER_USES:
-        if len(_uses) >= 4096:
-            _uses.clear()  # bound the memory spent on one-off keys
-        _uses[point] = uses
-        return _mul_generic(k, point)
-    return _comb_mul(_key_table(point), k, point)
+@contextmanager
+def sm2_backend_override(name: Sm2Backend) -> Iterator[None]:
+    """Run the body with the SM2 backend ``name``, then restore the previous one (tests)."""
+    previous = set_sm2_backend(name)
+    try:
+        yield
+    finally:
+        set_sm2_backend(previous)
+
+
+@functools.lru_cache(maxsize=256)
+def _native_public(x: int, y: int) -> NativeKey:
+    """OpenSSL's ``EVP_PKEY`` for a public point, shared by equal key objects: nodes build a
+    fresh :class:`SM2PublicKey` per request from the registered raw key."""
+    return libcrypto.public_key(b"\x04" + x.to_bytes(32, "big") + y.to_bytes(32, "big"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,16 +342,20 @@ def _mul_key(k: int, point: Point) -> Point | None:
 class SM2PublicKey:
     """An SM2 public key: an affine point on the curve, never the point at infinity.
 
-    Construction raises :class:`InvalidKey` if (x, y) is not on the SM2 curve.
+    Construction raises :class:`InvalidKey` if (x, y) is not on the SM2 curve. OpenSSL's
+    ``EVP_PKEY`` for it is built on first use and kept (also for equal keys made later).
     """
 
     x: int
     y: int
+    _native: NativeKey | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if type(self.x) is not int or type(self.y) is not int:
             raise InvalidKey("SM2 public key coordinates must be integers")
-        if not _on_curve(self.x, self.y):
+        if not on_curve(self.x, self.y):
             raise InvalidKey("SM2 public key point is not on the SM2 curve")
 
     @property
@@ -304,24 +381,33 @@ class SM2PublicKey:
             raise InvalidKey("SM2 raw public key must be 64 bytes x || y")
         return cls(int.from_bytes(data[:32], "big"), int.from_bytes(data[32:], "big"))
 
+    def _evp(self) -> NativeKey:
+        native = self._native
+        if native is None:
+            native = _native_public(self.x, self.y)
+            object.__setattr__(self, "_native", native)
+        return native
+
 
 @dataclass(frozen=True, slots=True, repr=False)
 class SM2PrivateKey:
     """An SM2 private key: the scalar d with 1 ≤ d ≤ n − 2 (GB/T 32918.1 excludes n − 1).
 
-    Construction computes the public key once and raises :class:`InvalidKey` for a scalar
-    out of range.
+    Construction computes the public key d·G once (OpenSSL's ladder on the default backend)
+    and raises :class:`InvalidKey` for a scalar out of range. OpenSSL's ``EVP_PKEY`` for the
+    pair is built on first use and kept with the object, so signing costs no key set-up.
     """
 
     d: int
     _public: SM2PublicKey = field(init=False, compare=False)
+    _native: NativeKey | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if type(self.d) is not int or not 1 <= self.d <= SM2_N - 2:
             raise InvalidKey("SM2 private scalar out of range [1, n-2]")
-        point = _mul_base(self.d)
-        assert point is not None  # d is in [1, n-1]
-        object.__setattr__(self, "_public", SM2PublicKey(*point))
+        object.__setattr__(self, "_public", SM2PublicKey(*_public_point(self.d)))
 
     def __repr__(self) -> str:
         return f"SM2PrivateKey(<secret>, public={self._public.raw.hex()})"
@@ -341,29 +427,43 @@ class SM2PrivateKey:
             raise InvalidKey("SM2 private scalar must be 32 bytes")
         return cls(int.from_bytes(data, "big"))
 
+    def _evp(self) -> NativeKey:
+        native = self._native
+        if native is None:
+            native = libcrypto.key_pair(self.d, self._public.uncompressed)
+            object.__setattr__(self, "_native", native)
+        return native
+
+
+def _public_point(d: int) -> Point:
+    if _native():
+        point = libcrypto.multiply(d)
+        assert point is not None  # d in [1, n-2]
+        return point
+    return sm2_gmssl.public_point(d)
+
 
 def generate_private_key() -> SM2PrivateKey:
     """Return a new SM2 private key with d drawn uniformly from [1, n−2] by :mod:`secrets`."""
     return SM2PrivateKey(secrets.randbelow(SM2_N - 2) + 1)
 
 
+def shared_point(private_key: SM2PrivateKey, peer: SM2PublicKey) -> Point | None:
+    """Return d·P, the static-static key agreement point of ``private_key`` and ``peer``
+    (both coordinates), or ``None`` for the point at infinity (impossible for valid keys).
+
+    OpenSSL's ``EVP_PKEY_derive`` has no SM2 key exchange, and its ECDH would give x only;
+    the pairwise keys (:mod:`ledger_node.protocol.pairwise`) hash x and y. So this is
+    ``EC_POINT_mul``, the same constant-time ladder, on the default backend.
+    """
+    if _native():
+        return libcrypto.multiply(private_key.d, (peer.x, peer.y))
+    return sm2_gmssl.shared_point(private_key.d, (peer.x, peer.y))
+
+
 # --------------------------------------------------------------------------------------------
 # SM2 signatures
 # --------------------------------------------------------------------------------------------
-
-_CURVE_BYTES: Final = b"".join(v.to_bytes(32, "big") for v in (SM2_A, SM2_B, SM2_GX, SM2_GY))
-
-
-@functools.lru_cache(maxsize=1024)
-def _z(x: int, y: int, user_id: bytes) -> bytes:
-    entl = len(user_id) * 8
-    return sm3(
-        entl.to_bytes(2, "big")
-        + user_id
-        + _CURVE_BYTES
-        + x.to_bytes(32, "big")
-        + y.to_bytes(32, "big")
-    )
 
 
 def z_a(public_key: SM2PublicKey, user_id: bytes = DEFAULT_USER_ID) -> bytes:
@@ -371,39 +471,36 @@ def z_a(public_key: SM2PublicKey, user_id: bytes = DEFAULT_USER_ID) -> bytes:
 
     Raises ``ValueError`` if ``user_id`` is 8192 bytes or longer (ENTL is 16 bits).
     """
-    if len(user_id) >= 8192:
-        raise ValueError("SM2 user ID too long")
-    return _z(public_key.x, public_key.y, bytes(user_id))
+    check_user_id(user_id)
+    return z(public_key.x, public_key.y, bytes(user_id))
 
 
 def _digest(public_key: SM2PublicKey, message: bytes, user_id: bytes) -> int:
-    return int.from_bytes(sm3(z_a(public_key, user_id) + message), "big")
+    return digest(public_key.x, public_key.y, message, user_id)
+
+
+# OpenSSL refuses IDs of 8191 bytes (its check is id_len >= UINT16_MAX / 8), which ENTL
+# allows: for that one length the native backend signs and verifies SM3(Z_A || M), computed
+# here, with EVP_PKEY_sign/verify, the same constant-time code without the digest step.
+_OPENSSL_MAX_USER_ID: Final = 8190
 
 
 def sign(private_key: SM2PrivateKey, message: bytes, user_id: bytes = DEFAULT_USER_ID) -> bytes:
     """Return a DER SM2 signature ``SEQUENCE { r, s }`` of ``message``.
 
-    The signed value is SM3(Z_A || message); the nonce k comes from :mod:`secrets`.
-    Raises ``ValueError`` only for an over-long ``user_id``.
+    The signed value is SM3(Z_A || message). OpenSSL draws the nonce k from its DRBG (gmssl
+    backend: :mod:`secrets`). Raises ``ValueError`` for an over-long ``user_id`` and
+    :class:`CryptoError` only if OpenSSL fails.
     """
+    check_user_id(user_id)
+    message, user_id = bytes(message), bytes(user_id)
+    if _native():
+        if len(user_id) <= _OPENSSL_MAX_USER_ID:
+            return libcrypto.sign(private_key._evp(), message, user_id)
+        e = _digest(private_key.public_key(), message, user_id)
+        return libcrypto.sign_digest(private_key._evp(), e.to_bytes(32, "big"))
     e = _digest(private_key.public_key(), message, user_id)
-    while True:
-        rs = _sign_with_k(private_key.d, e, secrets.randbelow(SM2_N - 1) + 1)
-        if rs is not None:
-            return encode_signature(*rs)
-
-
-def _sign_with_k(d: int, e: int, k: int) -> tuple[int, int] | None:
-    """GB/T 32918.2 steps A4-A6 for a given nonce; ``None`` means "draw another k"."""
-    point = _mul_base(k)
-    assert point is not None  # k in [1, n-1]
-    r = (e + point[0]) % SM2_N
-    if r == 0 or r + k == SM2_N:
-        return None
-    s = (pow(1 + d, -1, SM2_N) * (k - r * d)) % SM2_N
-    if s == 0:
-        return None
-    return r, s
+    return encode_signature(*sm2_gmssl.sign_digest(private_key.d, e))
 
 
 def encode_signature(r: int, s: int) -> bytes:
@@ -413,7 +510,7 @@ def encode_signature(r: int, s: int) -> bytes:
     """
     if not (1 <= r < SM2_N and 1 <= s < SM2_N):
         raise InvalidSignature("r and s must lie in [1, n-1]")
-    return _der_sequence(_der_integer(r), _der_integer(s))
+    return der.sequence(der.integer(r), der.integer(s))
 
 
 def decode_signature(signature: bytes) -> tuple[int, int]:
@@ -423,14 +520,14 @@ def decode_signature(signature: bytes) -> tuple[int, int]:
     or integers, negative integers) or r, s outside [1, n−1].
     """
     try:
-        reader = _DerReader(bytes(signature))
-        seq = reader.read(_SEQUENCE)
+        reader = der.DerReader(bytes(signature))
+        seq = reader.read(der.SEQUENCE)
         reader.end()
-        inner = _DerReader(seq)
+        inner = der.DerReader(seq)
         r = inner.integer()
         s = inner.integer()
         inner.end()
-    except _DerError as exc:
+    except der.DerError as exc:
         raise InvalidSignature(f"malformed SM2 signature: {exc}") from None
     if not (1 <= r < SM2_N and 1 <= s < SM2_N):
         raise InvalidSignature("SM2 signature r or s outside [1, n-1]")
@@ -445,18 +542,24 @@ def verify(
 ) -> None:
     """Check a DER SM2 signature of ``message`` by ``public_key``; return ``None`` if it holds.
 
-    Raises :class:`InvalidSignature` if the signature is malformed or does not verify.
+    Raises :class:`InvalidSignature` if the signature is malformed (strict DER, checked here
+    on both backends) or does not verify, ``ValueError`` for an over-long ``user_id``.
     """
     r, s = decode_signature(signature)
-    e = _digest(public_key, message, user_id)
-    t = (r + s) % SM2_N
-    if t == 0:
-        raise InvalidSignature("SM2 signature does not verify")
-    point = _add(_mul_base(s), _mul_key(t, (public_key.x, public_key.y)))
-    if point is None:
-        raise InvalidSignature("SM2 signature does not verify")
-    expected = (e + point[0]) % SM2_N
-    if not hmac.compare_digest(expected.to_bytes(32, "big"), r.to_bytes(32, "big")):
+    check_user_id(user_id)
+    message, user_id = bytes(message), bytes(user_id)
+    if _native():
+        if len(user_id) <= _OPENSSL_MAX_USER_ID:
+            ok = libcrypto.verify(public_key._evp(), message, bytes(signature), user_id)
+        else:
+            e = _digest(public_key, message, user_id)
+            ok = libcrypto.verify_digest(public_key._evp(), e.to_bytes(32, "big"),
+                                         bytes(signature))
+    else:
+        ok = sm2_gmssl.verify_digest(
+            (public_key.x, public_key.y), _digest(public_key, message, user_id), r, s
+        )
+    if not ok:
         raise InvalidSignature("SM2 signature does not verify")
 
 
@@ -465,194 +568,69 @@ def verify(
 # --------------------------------------------------------------------------------------------
 
 
-def _kdf(z: bytes, length: int) -> bytes:
-    out = bytearray()
-    counter = 1
-    while len(out) < length:
-        out += sm3(z + counter.to_bytes(4, "big"))
-        counter += 1
-    return bytes(out[:length])
-
-
-def _xor(a: bytes, b: bytes) -> bytes:
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
-
-
 def encrypt(public_key: SM2PublicKey, plaintext: bytes) -> bytes:
     """Return the SM2 encryption of ``plaintext`` to ``public_key``.
 
     The result is DER ``SEQUENCE { x INTEGER, y INTEGER, C3 OCTET STRING, C2 OCTET STRING }``
-    (GM/T 0009, what ``openssl pkeyutl -encrypt`` writes). The ephemeral k comes from
-    :mod:`secrets`. Raises :class:`CryptoError` for an empty plaintext (which SM2 cannot
-    encrypt: its key stream would be empty, so the all-zero check never passes).
+    (GM/T 0009, what ``openssl pkeyutl -encrypt`` writes), hash SM3. The ephemeral k comes
+    from OpenSSL's DRBG (gmssl backend: :mod:`secrets`). Raises :class:`CryptoError` for an
+    empty plaintext (which SM2 cannot encrypt: its key stream would be empty, so the
+    all-zero check never passes).
     """
     if not plaintext:
         raise CryptoError("SM2 cannot encrypt an empty message")
     msg = bytes(plaintext)
-    while True:
-        sealed = _encrypt_with_k(public_key, msg, secrets.randbelow(SM2_N - 1) + 1)
-        if sealed is not None:
-            return sealed
-
-
-def _encrypt_with_k(public_key: SM2PublicKey, msg: bytes, k: int) -> bytes | None:
-    """GB/T 32918.4 steps A2-A8 for a given k; ``None`` means "draw another k"."""
-    c1 = _mul_base(k)
-    shared = _mul_key(k, (public_key.x, public_key.y))
-    assert c1 is not None and shared is not None  # k in [1, n-1], key of order n
-    x2 = shared[0].to_bytes(32, "big")
-    y2 = shared[1].to_bytes(32, "big")
-    t = _kdf(x2 + y2, len(msg))
-    if not any(t):
-        return None
-    c2 = _xor(msg, t)
-    c3 = sm3(x2 + msg + y2)
-    return _der_sequence(_der_integer(c1[0]), _der_integer(c1[1]), _der_octets(c3), _der_octets(c2))
+    if _native():
+        return libcrypto.encrypt(public_key._evp(), msg)
+    return sm2_gmssl.encrypt((public_key.x, public_key.y), msg)
 
 
 def decrypt(private_key: SM2PrivateKey, ciphertext: bytes) -> bytes:
     """Return the plaintext of a DER SM2 ciphertext made for ``private_key``.
 
-    Raises :class:`DecryptionFailed` if the ciphertext is malformed, C1 is not on the curve,
-    or the C3 check fails (tampering or wrong key).
+    Raises :class:`DecryptionFailed` if the ciphertext is malformed (strict DER, checked
+    here on both backends), C1 is not on the curve, or the C3 check fails (tampering or wrong
+    key).
     """
+    data = bytes(ciphertext)
     try:
-        reader = _DerReader(bytes(ciphertext))
-        seq = reader.read(_SEQUENCE)
+        reader = der.DerReader(data)
+        seq = reader.read(der.SEQUENCE)
         reader.end()
-        inner = _DerReader(seq)
+        inner = der.DerReader(seq)
         x1 = inner.integer()
         y1 = inner.integer()
-        c3 = inner.read(_OCTET_STRING)
-        c2 = inner.read(_OCTET_STRING)
+        c3 = inner.read(der.OCTET_STRING)
+        c2 = inner.read(der.OCTET_STRING)
         inner.end()
-    except _DerError as exc:
+    except der.DerError as exc:
         raise DecryptionFailed(f"malformed SM2 ciphertext: {exc}") from None
     if len(c3) != 32 or not c2:
         raise DecryptionFailed("malformed SM2 ciphertext: bad C3 or empty C2")
-    if not _on_curve(x1, y1):
+    if not on_curve(x1, y1):
         raise DecryptionFailed("SM2 ciphertext point C1 is not on the curve")
-    shared = _mul_generic(private_key.d, (x1, y1))
-    if shared is None:
-        raise DecryptionFailed("SM2 decryption failed")
-    x2 = shared[0].to_bytes(32, "big")
-    y2 = shared[1].to_bytes(32, "big")
-    t = _kdf(x2 + y2, len(c2))
-    if not any(t):
-        raise DecryptionFailed("SM2 decryption failed")
-    msg = _xor(c2, t)
-    if not hmac.compare_digest(sm3(x2 + msg + y2), c3):
+    if _native():
+        msg = libcrypto.decrypt(private_key._evp(), data)
+        if msg is not None and len(msg) != len(c2):
+            msg = None  # pragma: no cover - OpenSSL returns exactly len(C2) bytes
+    else:
+        msg = sm2_gmssl.decrypt(private_key.d, (x1, y1), c3, c2)
+    if msg is None:
         raise DecryptionFailed("SM2 decryption failed")
     return msg
-
-
-# --------------------------------------------------------------------------------------------
-# A tiny strict DER codec (only what keys, signatures and ciphertexts need)
-# --------------------------------------------------------------------------------------------
-
-_INTEGER: Final = 0x02
-_BIT_STRING: Final = 0x03
-_OCTET_STRING: Final = 0x04
-_OID: Final = 0x06
-_SEQUENCE: Final = 0x30
-_CTX0: Final = 0xA0
-_CTX1: Final = 0xA1
-
-_OID_EC_PUBLIC_KEY: Final = bytes.fromhex("2a8648ce3d0201")  # 1.2.840.10045.2.1
-_OID_SM2: Final = bytes.fromhex("2a811ccf5501822d")  # 1.2.156.10197.1.301
-
-
-class _DerError(Exception):
-    """Internal: malformed DER; callers translate it into a domain error."""
-
-
-def _der_len(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
-def _der_tlv(tag: int, body: bytes) -> bytes:
-    return bytes([tag]) + _der_len(len(body)) + body
-
-
-def _der_sequence(*items: bytes) -> bytes:
-    return _der_tlv(_SEQUENCE, b"".join(items))
-
-
-def _der_integer(value: int) -> bytes:
-    if value < 0:
-        raise ValueError("only non-negative integers are encoded")
-    return _der_tlv(_INTEGER, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-
-
-def _der_octets(data: bytes) -> bytes:
-    return _der_tlv(_OCTET_STRING, data)
-
-
-class _DerReader:
-    """Reads consecutive DER TLVs from a buffer, rejecting anything that is not strict DER."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    def at_end(self) -> bool:
-        return self._pos == len(self._data)
-
-    def end(self) -> None:
-        if not self.at_end():
-            raise _DerError("trailing bytes")
-
-    def peek_tag(self) -> int | None:
-        return None if self.at_end() else self._data[self._pos]
-
-    def read(self, tag: int) -> bytes:
-        data, pos = self._data, self._pos
-        if pos + 2 > len(data):
-            raise _DerError("truncated")
-        if data[pos] != tag:
-            raise _DerError(f"expected tag 0x{tag:02x}, found 0x{data[pos]:02x}")
-        first = data[pos + 1]
-        pos += 2
-        if first < 0x80:
-            length = first
-        else:
-            count = first & 0x7F
-            if count == 0 or count > 4:
-                raise _DerError("indefinite or oversized length")
-            if pos + count > len(data):
-                raise _DerError("truncated length")
-            length = int.from_bytes(data[pos : pos + count], "big")
-            if length < 0x80 or data[pos] == 0:
-                raise _DerError("non-minimal length")
-            pos += count
-        if pos + length > len(data):
-            raise _DerError("truncated value")
-        self._pos = pos + length
-        return data[pos : pos + length]
-
-    def integer(self) -> int:
-        body = self.read(_INTEGER)
-        if not body:
-            raise _DerError("empty integer")
-        if body[0] & 0x80:
-            raise _DerError("negative integer")
-        if len(body) > 1 and body[0] == 0 and not body[1] & 0x80:
-            raise _DerError("non-minimal integer")
-        return int.from_bytes(body, "big")
 
 
 # --------------------------------------------------------------------------------------------
 # PEM
 # --------------------------------------------------------------------------------------------
 
-_ALGORITHM_ID: Final = _der_sequence(_der_tlv(_OID, _OID_EC_PUBLIC_KEY), _der_tlv(_OID, _OID_SM2))
+_ALGORITHM_ID: Final = der.sequence(
+    der.tlv(der.OID, der.OID_EC_PUBLIC_KEY), der.tlv(der.OID, der.OID_SM2)
+)
 
 
-def _pem_encode(label: str, der: bytes) -> bytes:
-    b64 = binascii.b2a_base64(der, newline=False)
+def _pem_encode(label: str, encoded: bytes) -> bytes:
+    b64 = binascii.b2a_base64(encoded, newline=False)
     lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
     return (
         f"-----BEGIN {label}-----\n".encode()
@@ -684,12 +662,12 @@ def _pem_decode(pem: bytes, labels: tuple[str, ...]) -> tuple[str, bytes]:
     if ":" in body:
         raise InvalidKey("encrypted or annotated PEM is not supported")
     try:
-        der = binascii.a2b_base64("".join(body.split()).encode(), strict_mode=True)
+        decoded = binascii.a2b_base64("".join(body.split()).encode(), strict_mode=True)
     except binascii.Error as exc:
         raise InvalidKey(f"bad base64 in PEM: {exc}") from None
-    if not der:
+    if not decoded:
         raise InvalidKey("empty PEM body")
-    return label, der
+    return label, decoded
 
 
 def _point_from_bitstring(bits: bytes) -> SM2PublicKey:
@@ -702,37 +680,37 @@ def _point_from_bitstring(bits: bytes) -> SM2PublicKey:
 
 def private_key_to_pem(private_key: SM2PrivateKey) -> bytes:
     """Return ``private_key`` as PKCS#8 ``PRIVATE KEY`` PEM, exactly as OpenSSL 3 writes it."""
-    ec_private_key = _der_sequence(
-        _der_integer(1),
-        _der_octets(private_key.to_bytes()),
-        _der_tlv(_CTX1, _der_tlv(_BIT_STRING, b"\x00" + private_key.public_key().uncompressed)),
+    ec_private_key = der.sequence(
+        der.integer(1),
+        der.octets(private_key.to_bytes()),
+        der.tlv(der.CTX1, der.tlv(der.BIT_STRING, b"\x00" + private_key.public_key().uncompressed)),
     )
-    pkcs8 = _der_sequence(_der_integer(0), _ALGORITHM_ID, _der_octets(ec_private_key))
+    pkcs8 = der.sequence(der.integer(0), _ALGORITHM_ID, der.octets(ec_private_key))
     return _pem_encode("PRIVATE KEY", pkcs8)
 
 
-def _parse_ec_private_key(der: bytes, *, need_curve: bool) -> SM2PrivateKey:
-    reader = _DerReader(der)
-    inner = _DerReader(reader.read(_SEQUENCE))
+def _parse_ec_private_key(encoded: bytes, *, need_curve: bool) -> SM2PrivateKey:
+    reader = der.DerReader(encoded)
+    inner = der.DerReader(reader.read(der.SEQUENCE))
     reader.end()
     if inner.integer() != 1:
         raise InvalidKey("ECPrivateKey version must be 1")
-    scalar = inner.read(_OCTET_STRING)
+    scalar = inner.read(der.OCTET_STRING)
     if not 1 <= len(scalar) <= 32:
         raise InvalidKey("SM2 private scalar must be at most 32 bytes")
     curve_seen = False
-    if inner.peek_tag() == _CTX0:
-        params = _DerReader(inner.read(_CTX0))
-        if params.read(_OID) != _OID_SM2:
+    if inner.peek_tag() == der.CTX0:
+        params = der.DerReader(inner.read(der.CTX0))
+        if params.read(der.OID) != der.OID_SM2:
             raise InvalidKey("EC key is not on the SM2 curve")
         params.end()
         curve_seen = True
     if need_curve and not curve_seen:
         raise InvalidKey("SEC1 EC key lacks curve parameters")
     public_bits: bytes | None = None
-    if inner.peek_tag() == _CTX1:
-        wrapped = _DerReader(inner.read(_CTX1))
-        public_bits = wrapped.read(_BIT_STRING)
+    if inner.peek_tag() == der.CTX1:
+        wrapped = der.DerReader(inner.read(der.CTX1))
+        public_bits = wrapped.read(der.BIT_STRING)
         wrapped.end()
     inner.end()
     key = SM2PrivateKey(int.from_bytes(scalar, "big"))
@@ -749,27 +727,27 @@ def private_key_from_pem(pem: bytes) -> SM2PrivateKey:
     malformed PEM or DER, a curve other than SM2, a scalar out of range or an embedded public
     key that does not match.
     """
-    label, der = _pem_decode(pem, ("PRIVATE KEY", "EC PRIVATE KEY", "SM2 PRIVATE KEY"))
+    label, encoded = _pem_decode(pem, ("PRIVATE KEY", "EC PRIVATE KEY", "SM2 PRIVATE KEY"))
     try:
         if label != "PRIVATE KEY":
-            return _parse_ec_private_key(der, need_curve=True)
-        reader = _DerReader(der)
-        info = _DerReader(reader.read(_SEQUENCE))
+            return _parse_ec_private_key(encoded, need_curve=True)
+        reader = der.DerReader(encoded)
+        info = der.DerReader(reader.read(der.SEQUENCE))
         reader.end()
         if info.integer() != 0:
             raise InvalidKey("PKCS#8 version must be 0")
-        if info.read(_SEQUENCE) != _ALGORITHM_ID[2:]:
+        if info.read(der.SEQUENCE) != _ALGORITHM_ID[2:]:
             raise InvalidKey("PKCS#8 key is not id-ecPublicKey on the SM2 curve")
-        inner = info.read(_OCTET_STRING)
+        inner = info.read(der.OCTET_STRING)
         info.end()  # attributes ([0]) are not accepted
         return _parse_ec_private_key(inner, need_curve=False)
-    except _DerError as exc:
+    except der.DerError as exc:
         raise InvalidKey(f"malformed SM2 private key: {exc}") from None
 
 
 def public_key_to_pem(public_key: SM2PublicKey) -> bytes:
     """Return ``public_key`` as SubjectPublicKeyInfo ``PUBLIC KEY`` PEM (as ``openssl pkey``)."""
-    spki = _der_sequence(_ALGORITHM_ID, _der_tlv(_BIT_STRING, b"\x00" + public_key.uncompressed))
+    spki = der.sequence(_ALGORITHM_ID, der.tlv(der.BIT_STRING, b"\x00" + public_key.uncompressed))
     return _pem_encode("PUBLIC KEY", spki)
 
 
@@ -779,15 +757,15 @@ def public_key_from_pem(pem: bytes) -> SM2PublicKey:
     Raises :class:`InvalidKey` for malformed PEM or DER, another algorithm or curve, a
     compressed point, or a point not on the curve.
     """
-    _, der = _pem_decode(pem, ("PUBLIC KEY",))
+    _, encoded = _pem_decode(pem, ("PUBLIC KEY",))
     try:
-        reader = _DerReader(der)
-        spki = _DerReader(reader.read(_SEQUENCE))
+        reader = der.DerReader(encoded)
+        spki = der.DerReader(reader.read(der.SEQUENCE))
         reader.end()
-        if spki.read(_SEQUENCE) != _ALGORITHM_ID[2:]:
+        if spki.read(der.SEQUENCE) != _ALGORITHM_ID[2:]:
             raise InvalidKey("public key is not id-ecPublicKey on the SM2 curve")
-        bits = spki.read(_BIT_STRING)
+        bits = spki.read(der.BIT_STRING)
         spki.end()
-    except _DerError as exc:
+    except der.DerError as exc:
         raise InvalidKey(f"malformed SM2 public key: {exc}") from None
     return _point_from_bitstring(bits)

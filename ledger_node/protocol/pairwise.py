@@ -114,8 +114,8 @@ def _kdf(z: bytes, length: int) -> bytes:
 
 
 def _shared_point(own_key: SM2PrivateKey, peer: SM2PublicKey) -> tuple[int, int]:
-    """``d·P``: the static-static ECDH point (gmssl arithmetic through :mod:`gmcrypto`)."""
-    point = gmcrypto._mul_generic(own_key.d, (peer.x, peer.y))
+    """``d·P``: the static-static ECDH point (:func:`gmcrypto.shared_point`: OpenSSL's ladder)."""
+    point = gmcrypto.shared_point(own_key, peer)
     if point is None:  # impossible for d in [1, n-2] and P of order n (cofactor 1)
         raise InvalidPeerKey("gives the point at infinity in the key agreement")
     return point
