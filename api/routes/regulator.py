@@ -16,7 +16,7 @@ from api.routes.common import DigestPath, RequestIdPath, problem_responses
 from ledger_node.chain.adapter import Role
 from ledger_node.protocol.auth import AuthenticatedMember, RequestAuthenticator
 from ledger_node.protocol.escrow import identity_key
-from ledger_node.regulator.node import RegulatorNode, alert_json
+from ledger_node.regulator.node import NumberedAlert, RegulatorNode
 
 router = APIRouter(prefix="/v1", tags=["regulator"])
 _HEX32 = r"^[0-9a-fA-F]{64}$"
@@ -150,7 +150,7 @@ def alerts(regulator: RegulatorDep, member: SignedRegulator,
     found = [n for n in regulator.numbered_alerts()
              if rule is None or n.alert.rule == rule or n.alert.rule.startswith(f"{rule}.")]
     return {"count": len(found),
-            "alerts": [{"id": n.id} | alert_json(n.alert) for n in found]}
+            "alerts": [n.to_json() for n in found]}
 
 
 @router.get("/alerts/{alert_id}", responses=problem_responses(401, 403, 404),
@@ -159,7 +159,7 @@ def alert(alert_id: Annotated[int, Path(ge=1, le=2**31)], regulator: RegulatorDe
           member: SignedRegulator) -> dict[str, Any]:
     """The alert and each record it rests on with its proof bundle (checkpoint on chain)."""
     chosen = regulator.alert(alert_id)
-    return {"id": alert_id} | alert_json(chosen) | {
+    return NumberedAlert(alert_id, chosen).to_json() | {
         "evidence": [r.to_json() for r in regulator.alert_evidence(chosen)]}
 
 
@@ -197,11 +197,7 @@ def collect_disclosure(request_id: RequestIdPath, request: Request, regulator: R
         return problems.response(
             "proof-pending", f"disclosure request {request_id} is not fulfilled on chain yet",
             request.url.path, headers={"Retry-After": "1"}, retry_after=1)
-    return JSONResponse({
-        "request_id": request_id, "ref": collected.record.ref,
-        "opening": collected.opening.to_json(),
-        "escrow_mismatches": list(collected.escrow_mismatches),
-    })
+    return JSONResponse(collected.to_json())
 
 
 @router.post("/cases", responses=problem_responses(401, 403, 404, 422),
