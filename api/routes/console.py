@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.console_session import ConsoleSession, ConsoleSessions
 from api.errors import ProblemException
 from api.problems import ProblemFactory
+from api.regulator_schemas import ConsoleLogin
 from api.routes.common import MAX_STORED_INT, problem_responses
 from api.routes.regulator import RegulatorDep, SignedRegulator, TraceRequest
 from ledger_node.chain.adapter import Role
@@ -257,16 +258,16 @@ RegulatorSession = Annotated[AuthenticatedMember, Depends(console_regulator)]
 # --------------------------------------------------------------------------------------
 
 
-@signed_router.post("/console/sessions", status_code=201,
+@signed_router.post("/console/sessions", status_code=201, response_model=ConsoleLogin,
                     responses=problem_responses(401, 403),
                     summary="A one-time console login token for the signing regulator")
-def console_login(request: Request, member: SignedRegulator) -> dict[str, Any]:
+def console_login(request: Request, member: SignedRegulator) -> ConsoleLogin:
     """The token is valid once, for a minute; ``jointledger console-login`` prints the URL
     (``login_path`` on this node) that hands it to the console page."""
     sessions = get_sessions(request)
     token = sessions.issue_token(member)
-    return {"login_path": f"/console/#login={token}",
-            "expires_in_s": int(sessions.token_ttl_s)}
+    return ConsoleLogin(login_path=f"/console/#login={token}",
+                        expires_in_s=int(sessions.token_ttl_s))
 
 
 class SessionRequest(BaseModel):
