@@ -15,8 +15,6 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, Field
 
 from api.schemas import Address, Digest, HexBytes, LeafPublic, ProofBundlePublic
-from ledger_node.protocol.aml import Alert
-from ledger_node.protocol.escrow import EscrowPayload
 from ledger_node.regulator.node import (
     CollectedDisclosure,
     LogProgress,
@@ -121,7 +119,8 @@ class FaultList(BaseModel):
 
 
 class PaymentPublic(BaseModel):
-    """A decrypted escrow: what the regulator learns of one payment."""
+    """A decrypted escrow: what the regulator learns of one payment
+    (:meth:`~ledger_node.protocol.escrow.EscrowPayload.to_json`)."""
 
     payer_key: Digest = Field(description="SM3 identity key of the payer")
     payee_key: Digest = Field(description="SM3 identity key of the payee")
@@ -135,11 +134,6 @@ class PaymentPublic(BaseModel):
     cash: bool
     clearing_key: Digest = Field(description="SM3 of the clearing reference, which both "
                                  "halves of a cross-platform payment share; zeros without one")
-
-    @classmethod
-    def of(cls, payment: EscrowPayload) -> PaymentPublic:
-        """:meth:`EscrowPayload.to_json`."""
-        return cls.model_validate(payment.to_json())
 
 
 class TracedRecordPublic(BaseModel):
@@ -172,10 +166,9 @@ class IdentityTrace(BaseModel):
     @classmethod
     def of(cls, key: bytes, records: list[TracedRecord]) -> IdentityTrace:
         """The trace of identity ``key``: ``records``, and the platforms they are on."""
-        return cls.model_validate({
-            "identity_key": key.hex(), "count": len(records),
-            "platforms": sorted({r.record.platform for r in records}),
-            "records": [r.to_json() for r in records]})
+        return cls(identity_key=key.hex(), count=len(records),
+                   platforms=sorted({r.record.platform for r in records}),
+                   records=[TracedRecordPublic.of(r) for r in records])
 
 
 class CommitmentTrace(BaseModel):
@@ -188,8 +181,8 @@ class CommitmentTrace(BaseModel):
     @classmethod
     def of(cls, commitment: bytes, records: list[TracedRecord]) -> CommitmentTrace:
         """The ``records`` with ``commitment``."""
-        return cls.model_validate({"commitment": commitment.hex(), "count": len(records),
-                                   "records": [r.to_json() for r in records]})
+        return cls(commitment=commitment.hex(), count=len(records),
+                   records=[TracedRecordPublic.of(r) for r in records])
 
 
 # --------------------------------------------------------------------------------------
@@ -197,8 +190,9 @@ class CommitmentTrace(BaseModel):
 # --------------------------------------------------------------------------------------
 
 
-class _AlertFields(BaseModel):
-    """The fields of an alert, in :meth:`Alert.to_json`'s order."""
+class AlertPublic(BaseModel):
+    """An AML finding: the rule, the identity and side, the total, the window, the records
+    (:meth:`~ledger_node.protocol.aml.Alert.to_json`)."""
 
     rule: str = Field(examples=["structuring.person_domestic"],
                       description="<family>.<category> (large_value.* or structuring.*)")
@@ -213,16 +207,9 @@ class _AlertFields(BaseModel):
     detail: str
 
 
-class AlertPublic(_AlertFields):
-    """An AML finding: the rule, the identity and side, the total, the window, the records."""
-
-    @classmethod
-    def of(cls, alert: Alert) -> AlertPublic:
-        """:meth:`Alert.to_json`."""
-        return cls.model_validate(alert.to_json())
-
-
 class _AlertNumber(BaseModel):
+    """An alert's number, the first field of a numbered alert."""
+
     id: int = Field(ge=1, description="the alert's lasting number on this node (from 1)")
 
 
@@ -230,7 +217,7 @@ class _AlertNumber(BaseModel):
 # first: ``id`` comes first, as in NumberedAlert.to_json.
 
 
-class NumberedAlertPublic(_AlertFields, _AlertNumber):
+class NumberedAlertPublic(AlertPublic, _AlertNumber):
     """An AML alert with its lasting number on this node."""
 
     @classmethod
@@ -248,11 +235,10 @@ class AlertList(BaseModel):
     @classmethod
     def of(cls, alerts: list[NumberedAlert]) -> AlertList:
         """``alerts`` and how many there are."""
-        return cls.model_validate({"count": len(alerts),
-                                   "alerts": [n.to_json() for n in alerts]})
+        return cls(count=len(alerts), alerts=[NumberedAlertPublic.of(n) for n in alerts])
 
 
-class AlertWithEvidence(_AlertFields, _AlertNumber):
+class AlertWithEvidence(AlertPublic, _AlertNumber):
     """One alert with its number and each record it rests on, with its proof bundle."""
 
     evidence: list[TracedRecordPublic]
@@ -261,7 +247,7 @@ class AlertWithEvidence(_AlertFields, _AlertNumber):
     def of(cls, numbered: NumberedAlert, evidence: list[TracedRecord]) -> AlertWithEvidence:
         """``numbered`` with the records of its ``refs``."""
         return cls.model_validate(numbered.to_json()
-                                  | {"evidence": [r.to_json() for r in evidence]})
+                                  | {"evidence": [TracedRecordPublic.of(r) for r in evidence]})
 
 
 # --------------------------------------------------------------------------------------
