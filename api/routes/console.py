@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.console_session import ConsoleSession, ConsoleSessions
 from api.errors import ProblemException
 from api.problems import ProblemFactory
+from api.regulator_schemas import ConsoleLogin
 from api.routes.common import MAX_STORED_INT, problem_responses
 from api.routes.regulator import RegulatorDep, SignedRegulator, TraceRequest
 from ledger_node.chain.adapter import Role
@@ -48,7 +49,6 @@ from ledger_node.errors import (
     UnknownPlatform,
 )
 from ledger_node.jsonfields import show
-from ledger_node.protocol.aml import Alert
 from ledger_node.protocol.auth import AuthenticatedMember, RequestAuthenticator
 from ledger_node.protocol.bundle import (
     BUNDLE_FORMAT,
@@ -65,7 +65,7 @@ from ledger_node.regulator.casefile import (
     is_case_file,
     parse_case_file,
 )
-from ledger_node.regulator.node import RegulatorNode, TracedRecord, alert_json
+from ledger_node.regulator.node import NumberedAlert, RegulatorNode, TracedRecord
 from ledger_node.regulator.store import StoredAnchor, parse_evidence_ref
 
 _log = logging.getLogger(__name__)
@@ -258,16 +258,16 @@ RegulatorSession = Annotated[AuthenticatedMember, Depends(console_regulator)]
 # --------------------------------------------------------------------------------------
 
 
-@signed_router.post("/console/sessions", status_code=201,
+@signed_router.post("/console/sessions", status_code=201, response_model=ConsoleLogin,
                     responses=problem_responses(401, 403),
                     summary="A one-time console login token for the signing regulator")
-def console_login(request: Request, member: SignedRegulator) -> dict[str, Any]:
+def console_login(request: Request, member: SignedRegulator) -> ConsoleLogin:
     """The token is valid once, for a minute; ``jointledger console-login`` prints the URL
     (``login_path`` on this node) that hands it to the console page."""
     sessions = get_sessions(request)
     token = sessions.issue_token(member)
-    return {"login_path": f"/console/#login={token}",
-            "expires_in_s": int(sessions.token_ttl_s)}
+    return ConsoleLogin(login_path=f"/console/#login={token}",
+                        expires_in_s=int(sessions.token_ttl_s))
 
 
 class SessionRequest(BaseModel):
@@ -563,13 +563,13 @@ def record_json(traced: TracedRecord) -> dict[str, Any]:
     return traced.to_json() | {"commitment": traced.record.commitment.hex()}
 
 
-def console_alert_json(regulator: RegulatorNode, alert_id: int, chosen: Alert
-                       ) -> dict[str, Any]:
-    """An alert as ``GET /v1/alerts`` gives it, plus ``basis``: the settings it was raised
-    under, from which the page explains it in the reader's language with amounts in yuan
-    (``detail`` is the protocol's English sentence in fen, kept for machines and files)."""
-    return ({"id": alert_id} | alert_json(chosen)
-            | {"basis": console_view.alert_basis(chosen.rule, regulator.config.aml)})
+def console_alert_json(regulator: RegulatorNode, numbered: NumberedAlert) -> dict[str, Any]:
+    """An alert as ``GET /v1/alerts`` gives it (:meth:`NumberedAlert.to_json`), plus
+    ``basis``: the settings it was raised under, from which the page explains it in the
+    reader's language with amounts in yuan (``detail`` is the protocol's English sentence in
+    fen, kept for machines and files)."""
+    return numbered.to_json() | {
+        "basis": console_view.alert_basis(numbered.alert.rule, regulator.config.aml)}
 
 
 @router.get("/api/alerts", responses=problem_responses(401, 403),
@@ -577,8 +577,7 @@ def console_alert_json(regulator: RegulatorNode, alert_id: int, chosen: Alert
 def alerts(regulator: RegulatorDep, member: RegulatorSession) -> dict[str, Any]:
     """Every alert with its number (from 1, kept across restarts), as ``GET /v1/alerts``,
     and the basis it was raised on."""
-    return {"alerts": [console_alert_json(regulator, n.id, n.alert)
-                       for n in regulator.numbered_alerts()]}
+    return {"alerts": [console_alert_json(regulator, n) for n in regulator.numbered_alerts()]}
 
 
 @router.get("/api/alerts/{alert_id}", responses=problem_responses(401, 403, 404, 422),
@@ -587,7 +586,7 @@ def alert(alert_id: Annotated[int, PathParam(ge=1, le=2**31)], regulator: Regula
           member: RegulatorSession) -> dict[str, Any]:
     """The alert and each record it rests on, with payment and proof bundle."""
     chosen = regulator.alert(alert_id)
-    return {"alert": console_alert_json(regulator, alert_id, chosen),
+    return {"alert": console_alert_json(regulator, NumberedAlert(alert_id, chosen)),
             "records": [record_json(r) for r in regulator.alert_evidence(chosen)]}
 
 

@@ -12,12 +12,31 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import request_target
 from api.errors import ProblemException
+from api.problems import PROBLEM_MEDIA_TYPE, ProblemFactory
+from api.regulator_schemas import (
+    AlertList,
+    AlertWithEvidence,
+    CaseFilePublic,
+    CollectedDisclosurePublic,
+    CommitmentTrace,
+    DisclosureList,
+    FaultList,
+    FaultPublic,
+    IdentityTrace,
+    IngestRound,
+    IngestStatus,
+    ListedDisclosure,
+    LogProgressPublic,
+    RegulatorDisclosurePublic,
+    RegulatorHealth,
+)
 from api.routes.common import DigestPath, RequestIdPath, problem_responses
+from api.schemas import CryptoPublic, ProblemPublic
 from ledger_node.chain.adapter import Role
 from ledger_node.crypto.gmcrypto import crypto_backends
 from ledger_node.protocol.auth import AuthenticatedMember, RequestAuthenticator
 from ledger_node.protocol.escrow import identity_key
-from ledger_node.regulator.node import RegulatorNode, alert_json
+from ledger_node.regulator.node import NumberedAlert, RegulatorNode
 
 router = APIRouter(prefix="/v1", tags=["regulator"])
 _HEX32 = r"^[0-9a-fA-F]{64}$"
@@ -72,144 +91,136 @@ class CaseFileRequest(BaseModel):
 
 
 _TRACE_EXAMPLE = {"identity": "110101199003070011"}
+_PENDING: dict[int | str, dict[str, Any]] = {202: {
+    "model": ProblemPublic, "content": {PROBLEM_MEDIA_TYPE: {}},
+    "description": "Not fulfilled on chain yet: a proof-pending problem with Retry-After"}}
 
 
-@router.get("/health", summary="Regulator node health (no authentication)")
-def health(regulator: RegulatorDep) -> dict[str, Any]:
+@router.get("/health", response_model=RegulatorHealth,
+            summary="Regulator node health (no authentication)")
+def health(regulator: RegulatorDep) -> RegulatorHealth:
     """Counts only: how many logs are followed, how far behind, how many faults."""
-    progress = regulator.progress()
-    return {
-        "status": "ok" if regulator.last_error is None else "degraded",
-        "role": "regulator",
-        "name": regulator.config.name,
-        "logs": len(progress),
-        "behind": sum(p.anchored_size - p.verified_size for p in progress),
-        "faults": len(regulator.faults()),
-        "last_error": regulator.last_error,
-        "crypto": crypto_backends(),
-    }
+    return RegulatorHealth.of(regulator.config.name, regulator.progress(),
+                              len(regulator.faults()), regulator.last_error,
+                              CryptoPublic(**crypto_backends()))
 
 
-@router.get("/ingest", responses=problem_responses(401, 403),
+@router.get("/ingest", response_model=IngestStatus, responses=problem_responses(401, 403),
             summary="Each followed log: verified size against the newest anchored size")
-def ingest(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, Any]:
+def ingest(regulator: RegulatorDep, member: SignedRegulator) -> IngestStatus:
     """Ingest progress per platform log, and SM2 decryptions so far (one per batch)."""
-    return {"logs": [p.to_json() for p in regulator.progress()],
-            "records": regulator.record_count(),
-            "sm2_decryptions": regulator.sm2_decryptions}
+    return IngestStatus(logs=[LogProgressPublic.of(p) for p in regulator.progress()],
+                        records=regulator.record_count(),
+                        sm2_decryptions=regulator.sm2_decryptions)
 
 
-@router.post("/ingest", responses=problem_responses(401, 403),
+@router.post("/ingest", response_model=IngestRound, responses=problem_responses(401, 403),
              summary="Follow the chain and ingest now (instead of waiting for the next round)")
-def ingest_now(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, Any]:
+def ingest_now(regulator: RegulatorDep, member: SignedRegulator) -> IngestRound:
     """Run one follow-and-ingest round; answers how many leaves were added."""
     added = regulator.sync()
-    return {"added": added, "logs": [p.to_json() for p in regulator.progress()]}
+    return IngestRound(added=added, logs=[LogProgressPublic.of(p) for p in regulator.progress()])
 
 
-@router.get("/faults", responses=problem_responses(401, 403),
+@router.get("/faults", response_model=FaultList, responses=problem_responses(401, 403),
             summary="Data refused from platform nodes, and unreadable escrows")
-def faults(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, Any]:
+def faults(regulator: RegulatorDep, member: SignedRegulator) -> FaultList:
     """Every fault: which platform, which log, which range, what was wrong."""
-    return {"faults": [f.to_json() for f in regulator.faults()]}
+    return FaultList(faults=[FaultPublic.of(f) for f in regulator.faults()])
 
 
-@router.post("/trace/identity", responses=problem_responses(401, 403, 422),
+@router.post("/trace/identity", response_model=IdentityTrace,
+             responses=problem_responses(401, 403, 422),
              summary="Every record of one identity on every platform, with proof bundles")
 def trace_identity(
     regulator: RegulatorDep, member: SignedRegulator,
     body: Annotated[TraceRequest, Body(openapi_examples={"identity": {
         "summary": "by resident identity number", "value": _TRACE_EXAMPLE}})],
-) -> dict[str, Any]:
+) -> IdentityTrace:
     """Give exactly one of ``identity`` (normalised and hashed to its identity key here) or
     ``identity_key``. The identity travels in the body, never in a URL."""
     if (body.identity is None) == (body.identity_key is None):
         raise ProblemException("bad-request", "give exactly one of identity and identity_key")
     key = (identity_key(body.identity) if body.identity is not None
            else bytes.fromhex(body.identity_key or ""))
-    records = regulator.trace_identity(key)
-    return {"identity_key": key.hex(), "count": len(records),
-            "platforms": sorted({r.record.platform for r in records}),
-            "records": [r.to_json() for r in records]}
+    return IdentityTrace.of(key, regulator.trace_identity(key))
 
 
-@router.get("/trace/commitment/{commitment}", responses=problem_responses(401, 403, 422),
+@router.get("/trace/commitment/{commitment}", response_model=CommitmentTrace,
+            responses=problem_responses(401, 403, 422),
             summary="The identities behind one commitment")
 def trace_commitment(commitment: DigestPath, regulator: RegulatorDep,
-                     member: SignedRegulator) -> dict[str, Any]:
+                     member: SignedRegulator) -> CommitmentTrace:
     """The record(s) with this commitment, their decrypted payments and proof bundles."""
-    records = regulator.trace_commitment(bytes.fromhex(commitment))
-    return {"commitment": commitment.lower(), "count": len(records),
-            "records": [r.to_json() for r in records]}
+    wanted = bytes.fromhex(commitment)
+    return CommitmentTrace.of(wanted, regulator.trace_commitment(wanted))
 
 
-@router.get("/alerts", responses=problem_responses(401, 403),
+@router.get("/alerts", response_model=AlertList, responses=problem_responses(401, 403),
             summary="AML alerts over everything ingested")
 def alerts(regulator: RegulatorDep, member: SignedRegulator,
-           rule: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+           rule: Annotated[str | None, Query(max_length=64)] = None) -> AlertList:
     """Alerts in a stable order, each with its number (from 1, kept across restarts and
     recomputations); ``GET /v1/alerts/{id}`` gives one with its evidence."""
     found = [n for n in regulator.numbered_alerts()
              if rule is None or n.alert.rule == rule or n.alert.rule.startswith(f"{rule}.")]
-    return {"count": len(found),
-            "alerts": [{"id": n.id} | alert_json(n.alert) for n in found]}
+    return AlertList.of(found)
 
 
-@router.get("/alerts/{alert_id}", responses=problem_responses(401, 403, 404),
+@router.get("/alerts/{alert_id}", response_model=AlertWithEvidence,
+            responses=problem_responses(401, 403, 404),
             summary="One alert with its evidence: records, proof bundles, checkpoints")
 def alert(alert_id: Annotated[int, Path(ge=1, le=2**31)], regulator: RegulatorDep,
-          member: SignedRegulator) -> dict[str, Any]:
+          member: SignedRegulator) -> AlertWithEvidence:
     """The alert and each record it rests on with its proof bundle (checkpoint on chain)."""
     chosen = regulator.alert(alert_id)
-    return {"id": alert_id} | alert_json(chosen) | {
-        "evidence": [r.to_json() for r in regulator.alert_evidence(chosen)]}
+    return AlertWithEvidence.of(NumberedAlert(alert_id, chosen),
+                                regulator.alert_evidence(chosen))
 
 
-@router.post("/disclosures", status_code=201, responses=problem_responses(401, 403, 404, 422),
+@router.post("/disclosures", status_code=201, response_model=RegulatorDisclosurePublic,
+             responses=problem_responses(401, 403, 404, 422),
              summary="Log on chain a request that a platform open a commitment")
 def request_disclosure(body: DisclosureRequestBody, regulator: RegulatorDep,
-                       member: SignedRegulator) -> dict[str, Any]:
+                       member: SignedRegulator) -> RegulatorDisclosurePublic:
     """The request (regulator, commitment, case id) goes on chain; the platform answers
     off chain with the opening sealed for the regulator."""
     request_id = regulator.request_disclosure(bytes.fromhex(body.commitment),
                                               bytes.fromhex(body.case_id))
     stored = regulator.disclosure(request_id)
     assert stored is not None
-    return stored.to_json()
+    return RegulatorDisclosurePublic.of(stored)
 
 
-@router.get("/disclosures", responses=problem_responses(401, 403),
+@router.get("/disclosures", response_model=DisclosureList,
+            responses=problem_responses(401, 403),
             summary="Disclosure requests this regulator made, collected or not")
-def list_disclosures(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, Any]:
+def list_disclosures(regulator: RegulatorDep, member: SignedRegulator) -> DisclosureList:
     """Each request with whether its verified opening has been collected."""
-    return {"disclosures": [d.to_json() | {"collected": d.opening is not None}
-                            for d in regulator.disclosures()]}
+    return DisclosureList(disclosures=[ListedDisclosure.of(d) for d in regulator.disclosures()])
 
 
-@router.post("/disclosures/{request_id}/collect",
-             responses=problem_responses(401, 403, 404, 422),
+@router.post("/disclosures/{request_id}/collect", response_model=CollectedDisclosurePublic,
+             responses=_PENDING | problem_responses(401, 403, 404, 422),
              summary="Fetch, check and keep the platform's answer")
 def collect_disclosure(request_id: RequestIdPath, request: Request, regulator: RegulatorDep,
-                       member: SignedRegulator) -> Any:
+                       member: SignedRegulator) -> CollectedDisclosurePublic | JSONResponse:
     """200 with the verified opening; 202 with ``Retry-After`` while the platform has not
     fulfilled the request on chain; 422 problem if the answer fails a check."""
     collected = regulator.collect_disclosure(request_id)
     if collected is None:
-        problems = request.app.state.problems
+        problems: ProblemFactory = request.app.state.problems
         return problems.response(
             "proof-pending", f"disclosure request {request_id} is not fulfilled on chain yet",
             request.url.path, headers={"Retry-After": "1"}, retry_after=1)
-    return JSONResponse({
-        "request_id": request_id, "ref": collected.record.ref,
-        "opening": collected.opening.to_json(),
-        "escrow_mismatches": list(collected.escrow_mismatches),
-    })
+    return CollectedDisclosurePublic.of(collected)
 
 
-@router.post("/cases", responses=problem_responses(401, 403, 404, 422),
+@router.post("/cases", response_model=CaseFilePublic,
+             responses=problem_responses(401, 403, 404, 422),
              summary="Build a self-contained case file")
 def case_file(body: CaseFileRequest, regulator: RegulatorDep,
-              member: SignedRegulator) -> dict[str, Any]:
+              member: SignedRegulator) -> CaseFilePublic:
     """Alerts on ``identities`` (hex identity keys), the records they rest on plus ``refs``,
     and the case's collected disclosures, each with its proof."""
     identities = []
@@ -221,5 +232,5 @@ def case_file(body: CaseFileRequest, regulator: RegulatorDep,
         if len(key) != 32:
             raise ProblemException("bad-request", f"identity {value!r} is not 64 hex digits")
         identities.append(key)
-    return regulator.case_file(bytes.fromhex(body.case_id), identities=identities,
-                               refs=body.refs)
+    return CaseFilePublic.of(regulator.case_file(bytes.fromhex(body.case_id),
+                                                 identities=identities, refs=body.refs))

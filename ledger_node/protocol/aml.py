@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum, StrEnum
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from ledger_node.errors import InvalidAmlConfig, InvalidRecord
 
@@ -288,6 +288,16 @@ class Alert:
     platforms: tuple[str, ...]
     refs: tuple[EvidenceRef, ...]
     detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form the regulator's API and case files show (hex identity key,
+        window bounds as ISO 8601 UTC)."""
+        return {
+            "rule": self.rule, "identity": self.identity.hex(), "direction": self.direction,
+            "total_fen": self.total_fen, "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(), "platforms": list(self.platforms),
+            "refs": list(self.refs), "detail": self.detail,
+        }
 
     def sort_key(self) -> tuple[datetime, str, bytes, str, tuple[str, ...]]:
         """Return the key :func:`detect` sorts by: start, rule, identity, direction, refs."""

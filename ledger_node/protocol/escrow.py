@@ -38,7 +38,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from ledger_node.crypto.encoding import encode_parts
 from ledger_node.crypto.gmcrypto import (
@@ -389,6 +389,18 @@ class EscrowPayload:
                             ("clearing_key", clearing)):
             object.__setattr__(payload, name, value)
         return payload
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form the regulator's API and case files show: hex identity keys,
+        the kinds and channel by value, the time as ISO 8601 UTC (``+00:00``)."""
+        return {
+            "payer_key": self.payer_key.hex(), "payee_key": self.payee_key.hex(),
+            "payer_kind": self.payer_kind.value, "payee_kind": self.payee_kind.value,
+            "amount_fen": self.amount_fen, "currency": self.currency,
+            "time": self.time.isoformat(), "channel": self.channel.value,
+            "cross_border": self.cross_border, "cash": self.cash,
+            "clearing_key": self.clearing_key.hex(),
+        }
 
     def traced(self, ref: EvidenceRef, platform: str) -> TracedPayment:
         """Return this payload as the AML module's :class:`TracedPayment` for ``ref``."""

@@ -173,8 +173,9 @@ class TracedRecord:
     bundle: ProofBundle
 
     def to_json(self) -> dict[str, Any]:
-        """JSON form: where it is, what the escrow says, and the proof bundle."""
-        return record_json(self.record) | {"bundle": self.bundle.to_json()}
+        """JSON form: where it is, what the escrow says (:meth:`IndexedRecord.to_json`), and
+        the proof bundle."""
+        return self.record.to_json() | {"bundle": self.bundle.to_json()}
 
 
 @dataclass(frozen=True)
@@ -187,34 +188,19 @@ class CollectedDisclosure:
     response: bytes
     escrow_mismatches: tuple[str, ...]
 
+    def to_json(self) -> dict[str, Any]:
+        """JSON form: the request, the record opened, the verified opening and the escrow
+        fields it contradicts (recorded as a fault too)."""
+        return {"request_id": self.request_id, "ref": self.record.ref,
+                "opening": self.opening.to_json(),
+                "escrow_mismatches": list(self.escrow_mismatches)}
+
 
 def node_audience(name: str) -> bytes:
     """The audience of requests signed for the regulator node ``name`` (as a platform
     node's log id is for its node): a request signed for one node cannot be replayed to
     another."""
     return sm3(encode_parts("regulator-node", name.encode("utf-8")))
-
-
-def payment_json(payment: EscrowPayload) -> dict[str, Any]:
-    """JSON form of a decrypted escrow payload (hex identity keys, ISO UTC time)."""
-    return {
-        "payer_key": payment.payer_key.hex(), "payee_key": payment.payee_key.hex(),
-        "payer_kind": payment.payer_kind.value, "payee_kind": payment.payee_kind.value,
-        "amount_fen": payment.amount_fen, "currency": payment.currency,
-        "time": payment.time.isoformat(), "channel": payment.channel.value,
-        "cross_border": payment.cross_border, "cash": payment.cash,
-        "clearing_key": payment.clearing_key.hex(),
-    }
-
-
-def record_json(record: IndexedRecord) -> dict[str, Any]:
-    """JSON form of an indexed record (without its bundle)."""
-    return {
-        "ref": record.ref, "platform": record.platform, "log_id": record.log_id.hex(),
-        "index": record.index, "leaf_hash": record.leaf_hash.hex(),
-        "leaf": record.leaf.to_json(),
-        "payment": None if record.payment is None else payment_json(record.payment),
-    }
 
 
 @dataclass(frozen=True)
@@ -224,15 +210,9 @@ class NumberedAlert:
     id: int
     alert: Alert
 
-
-def alert_json(alert: Alert) -> dict[str, Any]:
-    """JSON form of an AML alert."""
-    return {
-        "rule": alert.rule, "identity": alert.identity.hex(), "direction": alert.direction,
-        "total_fen": alert.total_fen, "window_start": alert.window_start.isoformat(),
-        "window_end": alert.window_end.isoformat(), "platforms": list(alert.platforms),
-        "refs": list(alert.refs), "detail": alert.detail,
-    }
+    def to_json(self) -> dict[str, Any]:
+        """JSON form: ``id`` first, then :meth:`Alert.to_json`."""
+        return {"id": self.id} | self.alert.to_json()
 
 
 class RegulatorNode:
@@ -685,7 +665,7 @@ class RegulatorNode:
                       "abi_sha256": deployment.abi_sha256},
             "identities": [key.hex() for key in sorted(wanted)],
             "aml_config": self.config.aml.to_json(),
-            "alerts": [alert_json(a) for a in alerts],
+            "alerts": [a.to_json() for a in alerts],
             "records": [TracedRecord(r, self.bundle_for(r)).to_json()
                         for r in sorted(chosen.values(),
                                         key=lambda r: (r.platform, r.log_id, r.index))],

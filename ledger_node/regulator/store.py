@@ -151,6 +151,16 @@ class IndexedRecord:
         """The evidence reference AML alerts carry: ``platform/log_id_hex/index``."""
         return evidence_ref(self.platform, self.log_id, self.index)
 
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form (without a proof bundle): where it is, the leaf as submitted, and
+        the decrypted payment (``null`` when the escrow could not be read)."""
+        return {
+            "ref": self.ref, "platform": self.platform, "log_id": self.log_id.hex(),
+            "index": self.index, "leaf_hash": self.leaf_hash.hex(),
+            "leaf": self.leaf.to_json(),
+            "payment": None if self.payment is None else self.payment.to_json(),
+        }
+
     def traced(self) -> TracedPayment | None:
         """This record as the AML module's input, or ``None`` without a readable escrow."""
         return None if self.payment is None else self.payment.traced(self.ref, self.platform)
