@@ -35,6 +35,8 @@ from api.regulator_schemas import (
     RegulatorDisclosurePublic,
     RegulatorHealth,
 )
+from api.schemas import CryptoPublic
+from ledger_node.crypto.gmcrypto import crypto_backends
 from ledger_node.protocol.escrow import identity_key
 from ledger_node.regulator.casefile import parse_case_file
 from ledger_node.regulator.node import NumberedAlert
@@ -107,7 +109,7 @@ def test_health_and_ingest_are_their_models(api: Api, data: ConsoleData) -> None
     answer = api.call("GET", "/v1/health", None)
     progress = regulator.progress()
     assert answer.content == model_bytes(RegulatorHealth.of(
-        "pboc", progress, len(regulator.faults()), None))
+        "pboc", progress, len(regulator.faults()), None, CryptoPublic(**crypto_backends())))
     assert answer.json()["faults"] == 2 and answer.json()["status"] == "ok"
 
     expected = IngestStatus(logs=[LogProgressPublic.of(p) for p in progress],
@@ -126,7 +128,8 @@ def test_a_failing_follow_round_is_degraded_health(api: Api, data: ConsoleData,
     answer = api.call("GET", "/v1/health", None)
     assert answer.json()["status"] == "degraded"
     assert answer.content == model_bytes(RegulatorHealth.of(
-        "pboc", data.regulator.progress(), len(data.regulator.faults()), "ChainError: 链不可达"))
+        "pboc", data.regulator.progress(), len(data.regulator.faults()), "ChainError: 链不可达",
+        CryptoPublic(**crypto_backends())))
 
 
 def test_faults_are_fault_to_json(api: Api, data: ConsoleData) -> None:
