@@ -21,6 +21,7 @@ the kinds, they are not committed.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sys
@@ -76,38 +77,98 @@ class RecordLine:
 def read_record_lines(path: Path, file_format: str | None = None) -> list[RecordLine]:
     """Read and validate every record of a JSONL or CSV file (by suffix unless given).
 
-    The optional :data:`KIND_FIELDS` are taken out of each row before the record is parsed
-    (JSON ``null`` or an empty CSV cell: not given). Raises :class:`RecordFileError`
-    naming the line (and field) of the first bad record or kind value.
+    The file is read as users save it: UTF-8 with or without a byte order mark (Excel's
+    "CSV UTF-8" writes one), LF or CRLF line ends, and for CSV a ``,`` or ``;`` separator
+    (whichever the header line holds more of: a spreadsheet set to a locale with decimal
+    commas writes ``;``). Anything else, GBK above all, is refused naming the line of the
+    first byte that is not UTF-8.
+
+    The optional :data:`KIND_FIELDS` and :data:`CROSS_FIELDS` are taken out of each row
+    before the record is parsed (JSON ``null`` or an empty CSV cell: not given). Every row
+    is checked before this returns, so nothing of a bad file is ever submitted: raises
+    :class:`RecordFileError` naming the line (and field) of **every** bad row (the first
+    :data:`MAX_REPORTED_ROWS` of them).
     """
     kind = file_format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            rows = list(_csv_rows(handle) if kind == "csv" else _jsonl_rows(handle))
+        raw = path.read_bytes()
     except OSError as exc:
         raise RecordFileError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise RecordFileError(f"{path} is not UTF-8 text") from None
+    text = _utf8_text(path, raw)
+    rows = list(_csv_rows(path, text) if kind == "csv" else _jsonl_rows(text))
     lines = []
+    problems: list[str] = []
     for line, row in rows:
-        kinds: dict[str, PartyKind | None] = {}
-        cross: CrossPlatform | None = None
-        if isinstance(row, dict):
-            row = dict(row)
-            for name in KIND_FIELDS:
-                kinds[name] = _party_kind(path, line, name, row.pop(name, None))
-            cross = _cross(path, line, row.pop("counterparty", None), row.pop("side", None))
+        if isinstance(row, _BadRow):
+            problems.append(f"{path}:{line}: {row.reason}")
+            continue
         try:
-            record = PaymentRecord.from_json(row)
-        except InvalidRecord as exc:
-            raise RecordFileError(f"{path}:{line}: {exc}") from None
-        if cross is not None and not record.clearing_ref:
-            raise RecordFileError(f"{path}:{line}: counterparty is given but clearing_ref is "
-                                  "empty: the reconciliation tags are made from it")
-        lines.append(RecordLine(line, record, **kinds, cross=cross))
+            lines.append(_record_line(path, line, row))
+        except RecordFileError as exc:
+            problems.append(str(exc))
+    _refuse_bad_rows(path, problems)
     if not lines:
-        raise RecordFileError(f"{path} holds no records")
+        raise RecordFileError(f"{path} holds no records (expected one record per line after "
+                              "the CSV header, or one JSON object per line)")
     return lines
+
+
+MAX_REPORTED_ROWS: Final = 50
+"""How many bad rows a refusal lists (the count names them all)."""
+
+
+@dataclass(frozen=True)
+class _BadRow:
+    """A row that could not even be made into fields (not JSON, a cell that is no number)."""
+
+    reason: str
+
+
+def _record_line(path: Path, line: int, row: object) -> RecordLine:
+    """One row's record, party kinds and cross-platform mark; :class:`RecordFileError`
+    naming the line when any is bad."""
+    kinds: dict[str, PartyKind | None] = {}
+    cross: CrossPlatform | None = None
+    if isinstance(row, dict):
+        row = dict(row)
+        for name in KIND_FIELDS:
+            kinds[name] = _party_kind(path, line, name, row.pop(name, None))
+        cross = _cross(path, line, row.pop("counterparty", None), row.pop("side", None))
+    try:
+        record = PaymentRecord.from_json(row)
+    except InvalidRecord as exc:
+        raise RecordFileError(f"{path}:{line}: {exc}") from None
+    if cross is not None and not record.clearing_ref:
+        raise RecordFileError(f"{path}:{line}: counterparty is given but clearing_ref is "
+                              "empty: the reconciliation tags are made from it")
+    return RecordLine(line, record, **kinds, cross=cross)
+
+
+def _refuse_bad_rows(path: Path, problems: list[str]) -> None:
+    """Raise one :class:`RecordFileError` listing ``problems`` (one per bad row), if any."""
+    if not problems:
+        return
+    if len(problems) == 1:
+        raise RecordFileError(problems[0])
+    shown = "\n".join(f"  {problem}" for problem in problems[:MAX_REPORTED_ROWS])
+    more = len(problems) - MAX_REPORTED_ROWS
+    tail = f"\n  ... and {more} more" if more > 0 else ""
+    raise RecordFileError(f"{path} has {len(problems)} bad rows:\n{shown}{tail}\n"
+                          "fix them and submit the file again")
+
+
+def _utf8_text(path: Path, raw: bytes) -> str:
+    """``raw`` decoded as UTF-8, a leading byte order mark dropped; a clear refusal else."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        found = raw[exc.start:exc.start + 2].hex(" ")
+        raise RecordFileError(
+            f"{path} is not UTF-8 text: line {line} holds the bytes {found}, which UTF-8 "
+            "does not allow (a file saved as GBK/GB18030, as Excel and WPS do by default on "
+            "Chinese systems, looks like this); save it as UTF-8 (Excel: 'CSV UTF-8') or "
+            f"convert it: iconv -f GBK -t UTF-8 {path} > utf8-{path.name}") from None
 
 
 def read_records(path: Path, file_format: str | None = None) -> list[PaymentRecord]:
@@ -118,10 +179,11 @@ def read_records(path: Path, file_format: str | None = None) -> list[PaymentReco
 def party_kinds(path: Path, lines: list[RecordLine]) -> list[PartyKinds]:
     """Each record's (payer, payee) kinds: as the file states them, else from the identity.
 
-    Raises :class:`RecordFileError` naming the line and field of the first record whose
-    kind is not given and whose identity is neither a resident ID nor a credit code.
+    Raises :class:`RecordFileError` naming the line and field of every record whose kind
+    is not given and whose identity is neither a resident ID nor a credit code.
     """
     resolved = []
+    problems = []
     for item in lines:
         pair = []
         for side, given in (("payer", item.payer_kind), ("payee", item.payee_kind)):
@@ -131,11 +193,13 @@ def party_kinds(path: Path, lines: list[RecordLine]) -> list[PartyKinds]:
             try:
                 pair.append(classify_identity(getattr(item.record, f"{side}_identity")))
             except InvalidIdentity as exc:
-                raise RecordFileError(
+                problems.append(
                     f"{path}:{item.line}: {side}_kind is not given and {side}_identity cannot "
-                    f"be classified ({exc}): give {side}_kind (person or institution)"
-                ) from None
-        resolved.append((pair[0], pair[1]))
+                    f"be classified ({exc}): give {side}_kind (person or institution)")
+                break
+        else:
+            resolved.append((pair[0], pair[1]))
+    _refuse_bad_rows(path, problems)
     return resolved
 
 
@@ -165,43 +229,73 @@ def _party_kind(path: Path, line: int, name: str, value: object) -> PartyKind | 
                           f"(person or institution)")
 
 
-def _jsonl_rows(handle: TextIO) -> Iterator[tuple[int, object]]:
-    for line, text in enumerate(handle, start=1):
-        if not text.strip():
+def _jsonl_rows(text: str) -> Iterator[tuple[int, object]]:
+    """Each non-blank line's JSON value, or a :class:`_BadRow` saying why it is none."""
+    for line, row in enumerate(text.splitlines(), start=1):
+        if not row.strip():
             continue
         try:
-            yield line, parse_json_text(text)
+            yield line, parse_json_text(row)
         except JsonTextRefused as refused:
-            raise RecordFileError(f"line {line}: {refused.reason}") from None
+            yield line, _BadRow(refused.reason)
         except json.JSONDecodeError as exc:
-            raise RecordFileError(f"line {line}: not JSON: {exc.msg}") from None
+            yield line, _BadRow(f"not JSON: {exc.msg} at column {exc.colno}")
 
 
-def _csv_rows(handle: TextIO) -> Iterator[tuple[int, object]]:
-    reader = csv.DictReader(handle)
+CSV_SEPARATORS: Final = (",", ";")
+"""The cell separators a CSV header may use: ``,``, or ``;`` as spreadsheets write it in
+locales whose decimal mark is a comma."""
+
+
+def csv_separator(header: str) -> str:
+    """The separator of a CSV file whose first line is ``header``: the one it holds more
+    of (a comma on a tie: a one-column header)."""
+    return max(CSV_SEPARATORS, key=header.count)
+
+
+def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, object]]:
+    """Each CSV row after the header as a dict of JSON-typed cells (or a :class:`_BadRow`);
+    a header naming an unknown column refuses the whole file."""
+    reader = csv.DictReader(io.StringIO(text, newline=""),
+                            delimiter=csv_separator(text.split("\n", 1)[0]))
     header = reader.fieldnames or []
     optional = (*KIND_FIELDS, *CROSS_FIELDS)
     unknown = [name for name in header if name not in (*FIELD_NAMES, *optional)]
     if unknown:
-        raise RecordFileError(f"line 1: unknown column {unknown[0]!r}; columns are "
-                              f"{', '.join(FIELD_NAMES)} and optionally {', '.join(optional)}")
+        raise RecordFileError(
+            f"{path}:1: unknown column {unknown[0]!r} in the header; columns are "
+            f"{', '.join(FIELD_NAMES)} and optionally {', '.join(optional)}: rename or "
+            "remove it")
     for row in reader:
-        yield reader.line_num, {name: _csv_value(reader.line_num, name, value)
-                                for name, value in row.items()}
+        problems = []
+        cells: dict[str, object] = {}
+        for name, value in row.items():
+            if name is None:  # DictReader keeps the cells past the header's under None
+                problems.append(f"{len(value)} cell(s) more than the header's "
+                                f"{len(header)} columns (a separator inside a cell needs "
+                                "the cell in double quotes)")
+                continue
+            try:
+                cells[name] = _csv_value(name, value)
+            except ValueError as exc:
+                problems.append(str(exc))
+        yield reader.line_num, _BadRow("; ".join(problems)) if problems else cells
 
 
-def _csv_value(line: int, name: str, value: str | None) -> object:
-    """CSV cells are text: give the integer and boolean fields their JSON types."""
+def _csv_value(name: str, value: str | None) -> object:
+    """CSV cells are text: give the integer and boolean fields their JSON types
+    (``ValueError`` saying what was found and expected)."""
     if value is None:
-        raise RecordFileError(f"line {line}: missing cell for {name!r}")
+        raise ValueError(f"missing cell for {name!r} (the row is shorter than the header)")
     if name == "amount_fen":
         try:
             return int(value)
         except ValueError:
-            raise RecordFileError(f"line {line}: amount_fen {value!r} is not an integer") from None
+            raise ValueError(f"amount_fen {value!r} is not an integer (amounts are in fen, "
+                             "1 yuan = 100 fen, with no separators)") from None
     if name == "cross_border":
         if value.lower() not in ("true", "false"):
-            raise RecordFileError(f"line {line}: cross_border must be true or false")
+            raise ValueError(f"cross_border {value!r} must be true or false")
         return value.lower() == "true"
     return value
 
@@ -298,10 +392,10 @@ def run_submit(
     if crosses and counterparties is None:
         raise RecordFileError(f"{records_path}: records name a counterparty but no chain is "
                               "given to read its key from")
-    for marked in lines:
-        if marked.cross is not None and marked.cross.counterparty == platform:
-            raise RecordFileError(f"{records_path}:{marked.line}: counterparty {platform!r} is "
-                                  "this platform itself")
+    _refuse_bad_rows(records_path, [
+        f"{records_path}:{marked.line}: counterparty {platform!r} is this platform itself "
+        "(expected the other platform's member name)"
+        for marked in lines if marked.cross is not None and marked.cross.counterparty == platform])
     keys = load_member_keys(sm2_key, account_key)
     fingerprints: list[str] = []
     sealing_key: RegulatorKey | None = None

@@ -263,7 +263,158 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="deliver: to this member only (repeatable)")
     risk.add_argument("--rpc-url", help="JSON-RPC URL of the chain (overrides the config)")
     risk.add_argument("--json", action="store_true", help="one JSON object per line")
+    _add_regulator_commands(commands)
     return parser
+
+
+_REGULATOR_STATUS = ("Exit status 0 done, 1 the node is unreachable or refuses (wrong "
+                     "role or key, unknown id), 2 unusable config, key files or options.")
+
+
+def _regulator_options(command: argparse.ArgumentParser, *, url: bool = True) -> None:
+    """The options every regulator command takes: its config, the node's URL, --json."""
+    command.add_argument("--config", type=Path, required=True,
+                         help="the regulator's node config (TOML, as for serve --role "
+                         "regulator): the node's URL from [http], the keys from [keys]")
+    if url:
+        command.add_argument("--url", help="the regulator node's URL (default "
+                             "http://{[http] host}:{port} of the config)")
+    command.add_argument("--json", action="store_true",
+                         help="print the node's JSON answer (for scripts) instead of a table")
+
+
+def _add_regulator_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]
+                            ) -> None:
+    """``trace``, ``alerts``, ``faults``, ``disclose`` and ``casefile``: the regulator's
+    command line on its own node (docs/regulator.md, "The regulator's command line")."""
+    trace = commands.add_parser(
+        "trace", help="every record of an identity, or the identities behind a commitment",
+        description="Ask the regulator's node for every record where an identity pays or is "
+        "paid, on every platform (or the record behind a commitment), each with its proof "
+        "bundle (--json). The identity is personal data: --identity reads it from a prompt "
+        "(or the first line of standard input), --identity-file from a file; it is never "
+        "taken from the command line unless --identity-arg asks for that. "
+        + _REGULATOR_STATUS)
+    _regulator_options(trace)
+    whom = trace.add_mutually_exclusive_group(required=True)
+    whom.add_argument("--identity", action="store_true",
+                      help="read the identity from a prompt, or standard input")
+    whom.add_argument("--identity-file", type=Path, metavar="FILE",
+                      help="read the identity from the first line of FILE ('-': stdin)")
+    whom.add_argument("--identity-arg", metavar="IDENTITY",
+                      help="the identity itself (visible to other users in ps: a warning "
+                      "is printed)")
+    whom.add_argument("--identity-key", metavar="HEX",
+                      help="the identity key (SM3 of the normalised identity, 64 hex)")
+    whom.add_argument("--commitment", metavar="HEX", help="a record's commitment (64 hex)")
+
+    alerts = commands.add_parser(
+        "alerts", help="the AML alerts, or one with its evidence (--id N)",
+        description="List the regulator node's AML alerts with their lasting ids (from 1), "
+        "or show one alert with the records it rests on. " + _REGULATOR_STATUS)
+    _regulator_options(alerts)
+    alerts.add_argument("--id", type=int, dest="alert_id", metavar="N",
+                        help="show alert N with its evidence")
+    alerts.add_argument("--rule", help="only alerts of this rule (or under it: structuring)")
+
+    faults = commands.add_parser(
+        "faults", help="data the regulator's node refused from platform nodes",
+        description="List the faults the regulator's node recorded: altered, withheld or "
+        "unreadable platform data (docs/regulator.md). " + _REGULATOR_STATUS)
+    _regulator_options(faults)
+
+    disclose = commands.add_parser(
+        "disclose", help="request, list and collect disclosures of commitments",
+        description="The regulator's disclosure workflow: request (logged on chain) that the "
+        "platform holding a commitment open it for a case; status of the requests made; "
+        "collect the platform's answer, checked by the node against the chain. Exit status "
+        "3 from collect while the platform has not answered; else as the other regulator "
+        "commands: " + _REGULATOR_STATUS)
+    disclose.add_argument("action", choices=["request", "status", "collect"])
+    _regulator_options(disclose)
+    disclose.add_argument("--commitment", metavar="HEX", help="request: the commitment")
+    disclose.add_argument("--case-id", metavar="HEX", help="request: the case (64 hex)")
+    disclose.add_argument("--id", type=int, dest="request_id", metavar="N",
+                          help="collect (required), status: the request id")
+    disclose.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                          help="collect: wait this long for the platform's answer")
+    disclose.add_argument("--out", type=Path, metavar="FILE",
+                          help="collect: write the verified opening here (mode 0600)")
+
+    casefile = commands.add_parser(
+        "casefile", help="build a case file from the regulator's node, or verify one",
+        description="build: ask the regulator's node for a self-contained case file on "
+        "identities (keys, a file of identities hashed here, or alerts' identities) and "
+        "records, with the case's collected disclosures, and write it (mode 0600). verify: "
+        "check a case file against the chain of the config, as jointledger verify does "
+        "(docs/casefile.md). " + _REGULATOR_STATUS)
+    casefile.add_argument("action", choices=["build", "verify"])
+    casefile.add_argument("file", type=Path, nargs="?", metavar="CASEFILE",
+                          help="verify: the case file")
+    _regulator_options(casefile)
+    casefile.add_argument("--case-id", metavar="HEX", help="build: the case (64 hex)")
+    casefile.add_argument("--identity-key", action="append", default=[], metavar="HEX",
+                          help="build: an identity key (repeatable)")
+    casefile.add_argument("--identity-file", type=Path, metavar="FILE",
+                          help="build: identities, one per line (hashed here, never sent)")
+    casefile.add_argument("--alert", type=int, action="append", default=[], metavar="N",
+                          help="build: the identity of alert N (repeatable)")
+    casefile.add_argument("--ref", action="append", default=[], metavar="REF",
+                          help="build: a record platform/<log id>/<index> (repeatable)")
+    casefile.add_argument("--out", type=Path, metavar="FILE", help="build: where to write it")
+    casefile.add_argument("--rpc-url", help="verify: the chain's JSON-RPC URL (default the "
+                          "config's [chain] rpc_url)")
+
+
+def _regulator_command(args: argparse.Namespace) -> int:
+    """Run ``trace``, ``alerts``, ``faults``, ``disclose`` or ``casefile`` (lazy imports)."""
+    if args.command == "trace":
+        from ledger_node.cli.regulator_common import CommandRefused
+        from ledger_node.cli.trace import ARGV_WARNING, read_identity, run_trace
+
+        identity = args.identity_arg
+        if identity is not None:
+            print(ARGV_WARNING, file=sys.stderr)
+        elif args.identity or args.identity_file is not None:
+            try:
+                identity = read_identity(prompt=args.identity, identity_file=args.identity_file)
+            except CommandRefused as exc:
+                print(f"jointledger trace: {exc}", file=sys.stderr)
+                return 2
+        return run_trace(config=args.config, url=args.url, identity=identity,
+                         identity_key=args.identity_key, commitment=args.commitment,
+                         as_json=args.json)
+    if args.command == "alerts":
+        from ledger_node.cli.alerts import run_alerts
+
+        return run_alerts(config=args.config, url=args.url, alert_id=args.alert_id,
+                          rule=args.rule, as_json=args.json)
+    if args.command == "faults":
+        from ledger_node.cli.faults import run_faults
+
+        return run_faults(config=args.config, url=args.url, as_json=args.json)
+    if args.command == "disclose":
+        from ledger_node.cli.disclose import run_disclose
+
+        return run_disclose(args.action, config=args.config, url=args.url,
+                            commitment=args.commitment, case_id=args.case_id,
+                            request_id=args.request_id, wait=args.wait, out=args.out,
+                            as_json=args.json)
+    from ledger_node.cli.casefile import run_casefile_build, run_casefile_verify
+
+    if args.action == "verify":
+        if args.file is None:
+            print("jointledger casefile verify: give the CASEFILE to verify", file=sys.stderr)
+            return 2
+        return run_casefile_verify(args.file, config=args.config, rpc_url=args.rpc_url,
+                                   as_json=args.json)
+    if args.case_id is None or args.out is None:
+        print("jointledger casefile build: give --case-id HEX and --out FILE", file=sys.stderr)
+        return 2
+    return run_casefile_build(config=args.config, url=args.url, case_id=args.case_id,
+                              out=args.out, identity_keys=args.identity_key,
+                              identity_file=args.identity_file, alert_ids=args.alert,
+                              refs=args.ref, as_json=args.json)
 
 
 def _keys_new(name: str, directory: Path) -> int:
@@ -438,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_console_login(config=args.config, url=args.url, name=args.name,
                                      sm2_key=args.sm2_key, account_key=args.account_key,
                                      keys_dir=args.keys)
+        if args.command in ("trace", "alerts", "faults", "disclose", "casefile"):
+            return _regulator_command(args)
         if args.command == "risk":
             from ledger_node.cli.risk import run_risk
 

@@ -20,7 +20,10 @@ regulator's disclosure requests: it seals the opening for the regulator
 (:mod:`ledger_node.protocol.disclosure`) and has the node log the answer on chain.
 
 :class:`RegulatorClient` is the regulator's side: whole leaves with escrows, the disclosure
-requests addressed to a platform and their sealed answers.
+requests addressed to a platform and their sealed answers; made with
+:meth:`RegulatorClient.for_regulator_node`, the regulator's own node's API (traces, alerts,
+faults, disclosure requests and collection, case files), which ``jointledger trace``,
+``alerts``, ``faults``, ``disclose`` and ``casefile`` use.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from ledger_node.jsonlimits import JsonTextRefused, check_json_body
 from ledger_node.log.checkpoint import log_id_for
 from ledger_node.log.leaf import Leaf, LeafSummary, Receipt
 from ledger_node.protocol.aml import PartyKind
-from ledger_node.protocol.auth import sign_batch, sign_request
+from ledger_node.protocol.auth import regulator_node_audience, sign_batch, sign_request
 from ledger_node.protocol.bundle import ProofBundle, Verdict
 from ledger_node.protocol.checks import Check, CheckStatus
 from ledger_node.protocol.commitment import (
@@ -753,6 +756,137 @@ class RegulatorClient(NodeClient):
         self.account = account
         self._key = sm2_key
         self._log_id = log_id
+        self._regulator_node: str | None = None  # set by for_regulator_node
+        self._regulator_node_pending = False
+
+    @classmethod
+    def for_regulator_node(
+        cls,
+        base_url: str,
+        account: str,
+        sm2_key: gmcrypto.SM2PrivateKey,
+        name: str | None = None,
+        *,
+        http: httpx.Client | None = None,
+        timeout: float = 60.0,
+        retries: int = 4,
+        backoff: float = 0.2,
+    ) -> Self:
+        """A client of the regulator's **own** node (``jointledger serve --role
+        regulator``): traces, alerts, faults, disclosures, case files.
+
+        Its requests are signed for that node's audience
+        (:func:`~ledger_node.protocol.auth.regulator_node_audience` of the node's ``name``;
+        read from the node's ``/v1/health`` on first use when not given) instead of a
+        platform log's id. Transport options are :class:`NodeClient`'s.
+        """
+        client = cls(base_url, account, sm2_key, http=http, timeout=timeout, retries=retries,
+                     backoff=backoff)
+        client._regulator_node = name
+        client._regulator_node_pending = name is None
+        return client
+
+    @property
+    def regulator_node_name(self) -> str:
+        """The name of the regulator node this client signs for (asked of its health
+        document when not given); ``TypeError`` for a client of a platform node."""
+        if self._regulator_node is None:
+            if not self._regulator_node_pending:
+                raise TypeError("this RegulatorClient talks to a platform node: make one "
+                                "with RegulatorClient.for_regulator_node for the regulator's "
+                                "own node")
+            health = self.health()
+            if health.get("role") != "regulator":
+                raise ApiError(200, "about:blank", "Not a regulator node",
+                               f"the node answers role {health.get('role')!r} in its "
+                               "/v1/health, expected 'regulator': check the URL", health)
+            self._regulator_node = str(health["name"])
+        return self._regulator_node
+
+    # ------------------------------------------------ the regulator's own node
+
+    def trace_identity(self, identity: str | None = None, *,
+                       identity_key: bytes | None = None) -> dict[str, Any]:
+        """Every record where ``identity`` (normalised and hashed on the node; it travels
+        in the body, never in a URL) or ``identity_key`` pays or is paid, with proof
+        bundles: ``{"identity_key", "count", "platforms", "records"}``."""
+        if (identity is None) == (identity_key is None):
+            raise ValueError("give exactly one of identity and identity_key")
+        body = ({"identity": identity} if identity is not None
+                else {"identity_key": (identity_key or b"").hex()})
+        return self._regulator_call("POST", "/v1/trace/identity", body)
+
+    def trace_commitment(self, commitment: bytes) -> dict[str, Any]:
+        """The record(s) with this commitment, their payments and proof bundles."""
+        return self._regulator_call("GET", f"/v1/trace/commitment/{commitment.hex()}")
+
+    def alerts(self, rule: str | None = None) -> list[dict[str, Any]]:
+        """The AML alerts (each with its lasting ``id``, from 1), of ``rule`` (or a rule
+        under it, ``structuring`` for ``structuring.*``) when given."""
+        params = None if rule is None else {"rule": rule}
+        answer = self._send("GET", "/v1/alerts", params=params, signed=True).json()
+        alerts: list[dict[str, Any]] = answer["alerts"]
+        return alerts
+
+    def alert(self, alert_id: int) -> dict[str, Any]:
+        """One alert with its evidence (records with proof bundles); :class:`ApiError`
+        404 ``unknown-alert`` for an id not raised (any more)."""
+        return self._regulator_call("GET", f"/v1/alerts/{alert_id}")
+
+    def faults(self) -> list[dict[str, Any]]:
+        """Every fault the node recorded about the platform nodes' data."""
+        faults: list[dict[str, Any]] = self._regulator_call("GET", "/v1/faults")["faults"]
+        return faults
+
+    def ingest_status(self) -> dict[str, Any]:
+        """Per followed log: verified and anchored sizes; records and SM2 decryptions."""
+        return self._regulator_call("GET", "/v1/ingest")
+
+    def request_disclosure(self, commitment: bytes, case_id: bytes) -> dict[str, Any]:
+        """Have the node log on chain a request that the platform holding ``commitment``
+        open it for case ``case_id`` (32 bytes); the stored request (``request_id``,
+        ``platform``, ``tx_hash`` …). :class:`ApiError` 404 for a commitment in no
+        verified log."""
+        return self._regulator_call("POST", "/v1/disclosures",
+                                    {"commitment": commitment.hex(), "case_id": case_id.hex()})
+
+    def requested_disclosures(self) -> list[dict[str, Any]]:
+        """Every disclosure request this regulator made, each with ``collected``."""
+        found: list[dict[str, Any]] = self._regulator_call(
+            "GET", "/v1/disclosures")["disclosures"]
+        return found
+
+    def collect_disclosure(self, request_id: int, *, wait: float = 0.0,
+                           poll: float = 1.0) -> dict[str, Any] | None:
+        """Fetch, check and keep the platform's answer to ``request_id``: the verified
+        opening, or ``None`` while the request is not fulfilled on chain (after polling up
+        to ``wait`` seconds). :class:`ApiError` 422 ``disclosure-rejected`` names the
+        failed check; 404 an unknown request."""
+        deadline = time.monotonic() + wait
+        while True:
+            answer = self._send("POST", f"/v1/disclosures/{request_id}/collect", signed=True)
+            if answer.status_code != 202:
+                data: dict[str, Any] = answer.json()
+                return data
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(poll, float(answer.headers.get("Retry-After", poll)), left))
+
+    def case_file(self, case_id: bytes, *, identities: Sequence[bytes] = (),
+                  refs: Sequence[str] = ()) -> dict[str, Any]:
+        """A self-contained ``jointledger/case-file/v1`` document for case ``case_id``:
+        alerts on ``identities`` (identity keys), their records plus ``refs``, and the
+        case's collected disclosures (docs/casefile.md)."""
+        return self._regulator_call("POST", "/v1/cases", {
+            "case_id": case_id.hex(), "identities": [key.hex() for key in identities],
+            "refs": list(refs)})
+
+    def _regulator_call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """A signed call to the regulator node; its JSON answer."""
+        content = b"" if body is None else json.dumps(body).encode()
+        data: dict[str, Any] = self._send(method, path, content=content, signed=True).json()
+        return data
 
     @property
     def log_id(self) -> bytes:
@@ -817,8 +951,11 @@ class RegulatorClient(NodeClient):
         return bytes.fromhex(str(data["response"]))
 
     def _signature_headers(self, method: str, target: str, content: bytes) -> dict[str, str]:
+        audience = (regulator_node_audience(self.regulator_node_name)
+                    if self._regulator_node is not None or self._regulator_node_pending
+                    else self.log_id)
         return sign_request(self._key, self.account, method, target, content,
-                            audience=self.log_id)
+                            audience=audience)
 
 
 def own_records(submitted: Iterable[SubmittedRecord]) -> list[OwnRecord]:

@@ -54,6 +54,14 @@ MemberLookup = Callable[[str], Member]
 """Returns the chain's record of an address (role NONE and inactive when never admitted)."""
 
 
+def regulator_node_audience(name: str) -> bytes:
+    """The audience of requests signed for the regulator node ``name`` (as a platform
+    node's log id is for its node): ``SM3(tag("regulator-node") ‖ lp(name))``, so a request
+    signed for one node cannot be replayed to another. Here, below the SDK and the node,
+    so both compute it the same way."""
+    return sm3(encode_parts("regulator-node", name.encode("utf-8")))
+
+
 def request_payload(
     method: str,
     target: str,

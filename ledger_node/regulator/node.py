@@ -47,7 +47,6 @@ from ledger_node.client.log_follower import (
 )
 from ledger_node.client.sdk import RegulatorClient
 from ledger_node.crypto import gmcrypto
-from ledger_node.crypto.encoding import encode_parts
 from ledger_node.crypto.hashes import sm3
 from ledger_node.errors import (
     DisclosureRejected,
@@ -63,6 +62,7 @@ from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint
 from ledger_node.log.leaf import Leaf, LeafSummary, leaves_data
 from ledger_node.log.merkle import MerkleLog, hasher_for
 from ledger_node.protocol.aml import Alert, AmlConfig, detect, lasting_key
+from ledger_node.protocol.auth import regulator_node_audience
 from ledger_node.protocol.bundle import ChainAnchor, ProofBundle, build_bundle
 from ledger_node.protocol.commitment import RecordOpening, verify_opening
 from ledger_node.protocol.disclosure import case_reference, open_disclosure_response
@@ -199,8 +199,9 @@ class CollectedDisclosure:
 def node_audience(name: str) -> bytes:
     """The audience of requests signed for the regulator node ``name`` (as a platform
     node's log id is for its node): a request signed for one node cannot be replayed to
-    another."""
-    return sm3(encode_parts("regulator-node", name.encode("utf-8")))
+    another (:func:`~ledger_node.protocol.auth.regulator_node_audience`, which the SDK
+    uses)."""
+    return regulator_node_audience(name)
 
 
 @dataclass(frozen=True)
