@@ -20,15 +20,15 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.platform.node import PlatformNode
+from tests.api_support import Consortium, make_consortium, make_node
+
 # Properties are checked for correctness, not speed: on a loaded 2-core machine a pure
 # example can take longer than hypothesis's default 200 ms deadline (speed is measured by
 # scripts/bench*, never by timed assertions in tests).
 settings.register_profile("jointledger", deadline=None)
 settings.load_profile("jointledger")
-
-from ledger_node.chain.adapter import LedgerChain
-from ledger_node.platform.node import PlatformNode
-from tests.api_support import Consortium, make_consortium, make_node
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ANVIL_BINARY = (
