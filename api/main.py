@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.middleware import BodyLimitMiddleware, HttpMetrics, MetricsMiddleware
+from api.middleware import (
+    BodyLimitMiddleware,
+    HttpMetrics,
+    MetricsMiddleware,
+    RequestTimeoutMiddleware,
+)
 from api.problems import ProblemFactory, install_problem_handlers
+from api.ratelimit import install_member_limits
 from api.routes import (
     checkpoints,
     disclosures,
@@ -87,6 +93,7 @@ def create_app(
     app.state.authenticator = authenticator
     app.state.problems = problems
     app.state.http_metrics = HttpMetrics()
+    install_member_limits(app, settings)
 
     for module in (logs, leaves, checkpoints, disclosures, reconciliation, risk, verify, health,
                    metrics):
@@ -94,7 +101,12 @@ def create_app(
 
     install_problem_handlers(app, problems)
 
-    # Added last = outermost: metrics see every response, including 413s.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, problems=problems)
+    # Added last = outermost: metrics see every response, including 413s, 408s and 503s;
+    # the handler deadline starts once the body is read.
+    app.add_middleware(RequestTimeoutMiddleware, timeout_s=settings.request_timeout_s,
+                       problems=problems)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, problems=problems,
+                       timeout_s=settings.body_timeout_s,
+                       max_head_bytes=settings.max_header_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.http_metrics)
     return app

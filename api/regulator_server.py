@@ -11,6 +11,7 @@ import uvicorn
 
 from api.regulator_app import create_regulator_app
 from api.server import run_until_stopped
+from api.serving import uvicorn_config
 from ledger_node.errors import InvalidConfig
 from ledger_node.regulator.config import (
     build_regulator,
@@ -29,9 +30,8 @@ def serve_regulator_file(path: Path, *, name: str | None = None, rpc_url: str | 
     regulator.start()
     try:
         app = create_regulator_app(regulator, config.http)
-        server = uvicorn.Server(uvicorn.Config(
-            app, host=config.host, port=config.port, log_level="warning", access_log=False,
-            lifespan="off"))
+        server = uvicorn.Server(uvicorn_config(app, config.http, host=config.host,
+                                               port=config.port))
         echo(f"{config.regulator.name} regulator node: following "
              f"{', '.join(sorted(config.platforms)) or 'no platform'}; "
              f"{regulator.record_count()} records indexed")

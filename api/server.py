@@ -18,9 +18,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.main import create_app
+from api.serving import uvicorn_config
 from ledger_node.chain.adapter import LedgerChain
 from ledger_node.errors import InvalidConfig
-from ledger_node.http_settings import LOOPBACK_HOSTS
+from ledger_node.http_settings import LOOPBACK_HOSTS, Settings
 from ledger_node.platform.config import (
     ServeConfig,
     build_node,
@@ -54,18 +55,22 @@ def run_until_stopped(server: uvicorn.Server) -> None:
 
 
 class PlatformServer:
-    """A node's HTTP API served by uvicorn in a background thread (tests, tools, benches).
+    """A node's HTTP API (a platform's or a regulator's app) served by uvicorn in a
+    background thread (tests, tools, benches), with the same uvicorn configuration as
+    ``jointledger serve`` (:func:`~api.serving.uvicorn_config`).
 
     It does not own the node: start the node before and stop it after.
     """
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Serve ``app`` on ``host``:``port`` (0: a free port) once :meth:`start` is called."""
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, *,
+                 settings: Settings | None = None) -> None:
+        """Serve ``app`` on ``host``:``port`` (0: a free port) once :meth:`start` is called,
+        with the limits of ``settings`` (default: the settings the app was built with)."""
         if host not in LOOPBACK_HOSTS:
             raise InvalidConfig(f"host {host!r}: serve on loopback only")
-        self._server = uvicorn.Server(uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-        ))
+        if settings is None:
+            settings = getattr(app.state, "settings", None) or Settings()
+        self._server = uvicorn.Server(uvicorn_config(app, settings, host=host, port=port))
         self._thread: threading.Thread | None = None
         self.host = host
         self.port = port
@@ -135,10 +140,8 @@ def serve_platform(
     node.start()
     try:
         app = create_app(node, config.http)
-        server = uvicorn.Server(uvicorn.Config(
-            app, host=config.host, port=config.port, log_level="warning", access_log=False,
-            lifespan="off",
-        ))
+        server = uvicorn.Server(uvicorn_config(app, config.http, host=config.host,
+                                               port=config.port))
         echo(f"{node.platform} node: log {node.log_id.hex()} ({node.size()} leaves), "
              f"chain {node.deployment.chain_id} contract {node.deployment.address}")
         echo(f"serving on http://{config.host}:{config.port} (API docs at /docs)")

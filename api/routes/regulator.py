@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import request_target
 from api.errors import ProblemException
+from api.ratelimit import limit_member
 from api.routes.common import DigestPath, RequestIdPath, problem_responses
 from ledger_node.chain.adapter import Role
 from ledger_node.protocol.auth import AuthenticatedMember, RequestAuthenticator
@@ -42,6 +43,16 @@ async def regulator_member(request: Request) -> AuthenticatedMember:
 
 
 SignedRegulator = Annotated[AuthenticatedMember, Depends(regulator_member)]
+
+
+def limited_regulator(request: Request, member: SignedRegulator) -> AuthenticatedMember:
+    """The signing regulator of an expensive request, within its rate (429 beyond it)."""
+    return limit_member(request, member)
+
+
+LimitedRegulator = Annotated[AuthenticatedMember, Depends(limited_regulator)]
+"""A signed regulator request on an expensive route: traces, case files, alert evidence,
+an ingest round (:mod:`api.ratelimit`)."""
 
 
 class TraceRequest(BaseModel):
@@ -97,9 +108,9 @@ def ingest(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, Any]:
             "sm2_decryptions": regulator.sm2_decryptions}
 
 
-@router.post("/ingest", responses=problem_responses(401, 403),
+@router.post("/ingest", responses=problem_responses(401, 403, 429),
              summary="Follow the chain and ingest now (instead of waiting for the next round)")
-def ingest_now(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, Any]:
+def ingest_now(regulator: RegulatorDep, member: LimitedRegulator) -> dict[str, Any]:
     """Run one follow-and-ingest round; answers how many leaves were added."""
     added = regulator.sync()
     return {"added": added, "logs": [p.to_json() for p in regulator.progress()]}
@@ -112,10 +123,10 @@ def faults(regulator: RegulatorDep, member: SignedRegulator) -> dict[str, Any]:
     return {"faults": [f.to_json() for f in regulator.faults()]}
 
 
-@router.post("/trace/identity", responses=problem_responses(401, 403, 422),
+@router.post("/trace/identity", responses=problem_responses(401, 403, 422, 429),
              summary="Every record of one identity on every platform, with proof bundles")
 def trace_identity(
-    regulator: RegulatorDep, member: SignedRegulator,
+    regulator: RegulatorDep, member: LimitedRegulator,
     body: Annotated[TraceRequest, Body(openapi_examples={"identity": {
         "summary": "by resident identity number", "value": _TRACE_EXAMPLE}})],
 ) -> dict[str, Any]:
@@ -131,10 +142,11 @@ def trace_identity(
             "records": [r.to_json() for r in records]}
 
 
-@router.get("/trace/commitment/{commitment}", responses=problem_responses(401, 403, 422),
+@router.get("/trace/commitment/{commitment}",
+            responses=problem_responses(401, 403, 422, 429),
             summary="The identities behind one commitment")
 def trace_commitment(commitment: DigestPath, regulator: RegulatorDep,
-                     member: SignedRegulator) -> dict[str, Any]:
+                     member: LimitedRegulator) -> dict[str, Any]:
     """The record(s) with this commitment, their decrypted payments and proof bundles."""
     records = regulator.trace_commitment(bytes.fromhex(commitment))
     return {"commitment": commitment.lower(), "count": len(records),
@@ -151,10 +163,10 @@ def alerts(regulator: RegulatorDep, member: SignedRegulator,
     return {"count": len(found), "alerts": [{"id": n} | alert_json(a) for n, a in found]}
 
 
-@router.get("/alerts/{alert_id}", responses=problem_responses(401, 403, 404),
+@router.get("/alerts/{alert_id}", responses=problem_responses(401, 403, 404, 429),
             summary="One alert with its evidence: records, proof bundles, checkpoints")
 def alert(alert_id: Annotated[int, Path(ge=0, le=2**31)], regulator: RegulatorDep,
-          member: SignedRegulator) -> dict[str, Any]:
+          member: LimitedRegulator) -> dict[str, Any]:
     """The alert and each record it rests on with its proof bundle (checkpoint on chain)."""
     chosen = regulator.alert(alert_id)
     return {"id": alert_id} | alert_json(chosen) | {
@@ -202,10 +214,10 @@ def collect_disclosure(request_id: RequestIdPath, request: Request, regulator: R
     })
 
 
-@router.post("/cases", responses=problem_responses(401, 403, 404, 422),
+@router.post("/cases", responses=problem_responses(401, 403, 404, 422, 429),
              summary="Build a self-contained case file")
 def case_file(body: CaseFileRequest, regulator: RegulatorDep,
-              member: SignedRegulator) -> dict[str, Any]:
+              member: LimitedRegulator) -> dict[str, Any]:
     """Alerts on ``identities`` (hex identity keys), the records they rest on plus ``refs``,
     and the case's collected disclosures, each with its proof."""
     identities = []

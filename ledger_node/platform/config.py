@@ -56,7 +56,12 @@ from ledger_node.chain.rpc_server import DEFAULT_CHAIN_URL
 from ledger_node.config_file import config_table, config_value, read_config
 from ledger_node.crypto.keyfiles import MemberKeys, load_member_keys
 from ledger_node.errors import InvalidConfig, InvalidKey
-from ledger_node.http_settings import LOOPBACK_HOSTS, Settings
+from ledger_node.http_settings import (
+    LOOPBACK_HOSTS,
+    SETTINGS_KEYS,
+    Settings,
+    settings_from_table,
+)
 from ledger_node.platform.node import NodeConfig, PlatformNode
 
 DEFAULT_PORT: Final = 8700
@@ -64,8 +69,7 @@ _SECTIONS: Final = {
     "node": {"platform", "shard", "store", "hash", "seal_interval", "seal_size", "max_batch",
              "member_cache_ttl", "member_stale_limit", "member_refresh_wait",
              "chain_probe_interval", "chain_status_max_age"},
-    "http": {"host", "port", "max_body_bytes", "clock_skew_ms", "membership_ttl_s",
-             "nonce_capacity", "retry_after_s"},
+    "http": {"host", "port", *SETTINGS_KEYS},
     "keys": {"sm2", "account"},
     "chain": {"deployment", "rpc_url", "confirmations", "rpc_timeout_s", "receipt_timeout_s"},
 }
@@ -137,8 +141,7 @@ def load_serve_config(path: Path) -> ServeConfig:
         if node_config.confirmations < 1 or rpc_timeout <= 0 or receipt_timeout <= 0:
             raise ValueError("chain.confirmations must be at least 1, chain.rpc_timeout_s and "
                              "chain.receipt_timeout_s positive")
-        settings_values = {k: v for k, v in http.items() if k not in {"host", "port"}}
-        settings = Settings(**settings_values)
+        settings = settings_from_table(http)
     except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise InvalidConfig(f"{path}: {exc}") from None
     return ServeConfig(

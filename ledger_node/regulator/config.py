@@ -47,7 +47,12 @@ from ledger_node.config_file import config_table, config_value, read_config
 from ledger_node.crypto import gmcrypto
 from ledger_node.crypto.keyfiles import load_member_keys
 from ledger_node.errors import InvalidAmlConfig, InvalidConfig, InvalidKey
-from ledger_node.http_settings import LOOPBACK_HOSTS, Settings
+from ledger_node.http_settings import (
+    LOOPBACK_HOSTS,
+    SETTINGS_KEYS,
+    Settings,
+    settings_from_table,
+)
 from ledger_node.protocol.aml import AmlConfig
 from ledger_node.regulator.node import (
     DEFAULT_PAGE,
@@ -62,8 +67,7 @@ _SECTIONS: Final = {
     "regulator": {"name", "store", "follow_interval", "page_size"},
     "platforms": None,  # any member name
     "aml": None,  # checked by AmlConfig.from_json
-    "http": {"host", "port", "max_body_bytes", "clock_skew_ms", "membership_ttl_s",
-             "nonce_capacity", "retry_after_s"},
+    "http": {"host", "port", *SETTINGS_KEYS},
     "keys": {"sm2", "account", "retired_sm2"},
     "chain": {"deployment", "rpc_url"},
 }
@@ -128,10 +132,7 @@ def load_regulator_config(path: Path) -> RegulatorServeConfig:
     port = config_value("http", http, "port", int, DEFAULT_PORT)
     if not 0 <= port <= 65535:
         raise InvalidConfig(f"http.port {port} is not a TCP port")
-    try:
-        settings = Settings(**{k: v for k, v in http.items() if k not in {"host", "port"}})
-    except ValueError as exc:
-        raise InvalidConfig(f"{path}: {exc}") from None
+    settings = settings_from_table(http)
     return RegulatorServeConfig(
         regulator=RegulatorConfig(
             name=config_value("regulator", regulator, "name", str, required=True),
