@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from typing import Any, ClassVar
 
 import h11
@@ -37,6 +38,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ledger_node.http_settings import Settings
+from ledger_node.tls import ServerTls
 
 
 class BoundedH11Protocol(H11Protocol):
@@ -130,14 +132,28 @@ def bounded_protocol(settings: Settings) -> type[BoundedH11Protocol]:
     return Configured
 
 
-def uvicorn_config(app: Any, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
+def uvicorn_config(app: Any, settings: Settings, *, host: str, port: int,
+                   tls: ServerTls | None = None) -> uvicorn.Config:
     """The uvicorn configuration serving ``app`` on ``host``:``port`` with the limits of
-    ``settings`` (see the module docstring). No lifespan (the caller owns the node), no
-    access log."""
+    ``settings`` (see the module docstring), over https with ``tls`` (and requiring a client
+    certificate that chains to ``tls.client_ca`` if it names one). No lifespan (the caller
+    owns the node), no access log.
+
+    The bind policy (TLS beyond loopback) is the config's: see
+    :func:`ledger_node.tls.check_bind`. Over https the ASGI scope's ``scheme`` is
+    ``https``, which is what makes the console's session cookie ``Secure``.
+    """
+    tls_options: dict[str, Any] = {}
+    if tls is not None:
+        tls_options = {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)}
+        if tls.client_ca is not None:
+            tls_options |= {"ssl_ca_certs": str(tls.client_ca),
+                            "ssl_cert_reqs": ssl.CERT_REQUIRED}
     return uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
         http=bounded_protocol(settings),
         limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=settings.keep_alive_s,
+        **tls_options,
     )

@@ -18,9 +18,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledger_node.errors import InvalidConfig
 
-LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
-"""The addresses a node may bind to."""
-
 
 class Settings(BaseSettings):
     """Limits and knobs of the HTTP layer (the node's own settings live in ``NodeConfig``)."""

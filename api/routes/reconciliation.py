@@ -44,6 +44,7 @@ from ledger_node.reconcile.reconciler import (
     VerifiedLog,
     reconcile_expectations,
 )
+from ledger_node.tls import NO_CLIENT_TLS, ClientTls
 
 router = APIRouter(prefix="/v1/reconciliation", tags=["reconciliation"])
 
@@ -98,9 +99,12 @@ SourceFactory = Callable[[str], SummarySource]
 
 
 def summary_source_factory(request: Request) -> SourceFactory:
-    """How the node reaches a counterparty node (tests swap in an in-process transport)."""
+    """How the node reaches a counterparty node, with the node's client TLS (tests swap in
+    an in-process transport)."""
     factory: SourceFactory | None = getattr(request.app.state, "summary_sources", None)
-    return factory if factory is not None else (lambda url: NodeClient(url, retries=2))
+    tls: ClientTls = getattr(request.app.state, "client_tls", NO_CLIENT_TLS)
+    return factory if factory is not None else (lambda url: NodeClient(url, retries=2,
+                                                                       tls=tls))
 
 
 SourceFactoryDep = Annotated[SourceFactory, Depends(summary_source_factory)]

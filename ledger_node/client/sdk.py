@@ -77,6 +77,7 @@ from ledger_node.protocol.reconciliation import (
     report_record_json,
 )
 from ledger_node.protocol.record import PaymentRecord, format_time
+from ledger_node.tls import NO_CLIENT_TLS, ClientTls
 
 MAX_CHUNK: Final = 10_000
 PartyKinds = tuple[PartyKind, PartyKind]
@@ -205,18 +206,21 @@ class NodeClient:
         timeout: float = 60.0,
         retries: int = 4,
         backoff: float = 0.2,
+        tls: ClientTls = NO_CLIENT_TLS,
     ) -> None:
         """A client of the node at ``base_url``.
 
         ``http`` may be any ``httpx.Client`` (a FastAPI ``TestClient`` in tests); otherwise
-        one is made for ``base_url``. Failed requests (connection errors, 5xx) are retried
+        one is made for ``base_url``, trusting ``tls.ca`` for an https node (the system's
+        CAs by default) and presenting ``tls.cert`` to a node that asks for a client
+        certificate (mutual TLS). Failed requests (connection errors, 5xx) are retried
         ``retries`` times with exponential backoff starting at ``backoff`` seconds; a 429
         (the node's per-member limit) is retried after the ``Retry-After`` it names (at
         most :data:`MAX_RETRY_AFTER_S`), within the same ``retries``.
         """
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client(base_url=base_url,
-                                                               timeout=timeout)
+        self._http = http if http is not None else httpx.Client(
+            base_url=base_url, timeout=timeout, verify=tls.ssl_context())
         self._retries = retries
         self._backoff = backoff
 
@@ -395,6 +399,7 @@ class PlatformClient(NodeClient):
         timeout: float = 60.0,
         retries: int = 4,
         backoff: float = 0.2,
+        tls: ClientTls = NO_CLIENT_TLS,
         chunk_size: int = MAX_CHUNK,
         regulator_key: RegulatorKey | None = None,
         counterparties: Counterparties | None = None,
@@ -413,7 +418,8 @@ class PlatformClient(NodeClient):
         """
         if not 1 <= chunk_size <= MAX_CHUNK:
             raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK}")
-        super().__init__(base_url, http=http, timeout=timeout, retries=retries, backoff=backoff)
+        super().__init__(base_url, http=http, timeout=timeout, retries=retries, backoff=backoff,
+                         tls=tls)
         self.platform = platform
         self.account = account
         self.shard = shard
@@ -756,12 +762,14 @@ class RegulatorClient(NodeClient):
         timeout: float = 60.0,
         retries: int = 4,
         backoff: float = 0.2,
+        tls: ClientTls = NO_CLIENT_TLS,
     ) -> None:
         """A client of the node at ``base_url`` acting as the regulator ``account``.
 
-        Transport options are :class:`NodeClient`'s.
+        Transport options (``tls`` among them) are :class:`NodeClient`'s.
         """
-        super().__init__(base_url, http=http, timeout=timeout, retries=retries, backoff=backoff)
+        super().__init__(base_url, http=http, timeout=timeout, retries=retries, backoff=backoff,
+                         tls=tls)
         self.account = account
         self._key = sm2_key
         self._log_id = log_id
