@@ -1,7 +1,7 @@
-"""TLS between members: https round trips to a platform node and a regulator node, mutual
-TLS refusing clients without a certificate or with one from another CA, the bind policy of
-the config files (TLS beyond loopback, or ``allow_plaintext`` with a warning), the
-console's ``Secure`` cookie behind uvicorn's TLS.
+"""TLS between members: https round trips to a platform node, a regulator node and the
+chain, mutual TLS refusing clients without a certificate or with one from another CA, the
+bind policy of the config files (TLS beyond loopback, or ``allow_plaintext`` with a
+warning), the console's ``Secure`` cookie behind uvicorn's TLS, and the CLI's TLS options.
 
 Certificates are made for the run with ``cryptography`` (:mod:`ledger_node.demo.certs`):
 the consortium's CA, a certificate per server and client, and a stranger's CA. Servers
@@ -10,6 +10,7 @@ bind 127.0.0.1 only; non-loopback binds are checked at config load, never bound.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,13 @@ from api.main import create_app
 from api.regulator_app import create_regulator_app
 from api.regulator_server import serve_regulator_file
 from api.server import PlatformServer, serve_platform_file
+from ledger_node.chain.adapter import LedgerChain
+from ledger_node.chain.rpc_server import ChainServer
+from ledger_node.cli import main as cli
+from ledger_node.cli.chain import run_chain
 from ledger_node.client.sdk import NodeClient, PlatformClient, RegulatorClient
 from ledger_node.demo.certs import CertFiles, issue, new_ca
-from ledger_node.errors import InvalidConfig
+from ledger_node.errors import ChainError, InvalidConfig
 from ledger_node.platform.config import load_serve_config
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.auth import sign_request
@@ -181,6 +186,20 @@ def test_regulator_node_follows_and_serves_over_https(
     assert answer.status_code == 200 and answer.json()["records"] >= 3
     assert refused(url + "/v1/health", pki.anonymous)
     assert refused(url + "/v1/health", pki.outsider)
+
+
+def test_chain_round_trip_over_https_with_mutual_tls(pki: Pki) -> None:
+    with ChainServer(LedgerChain.embedded(), ssl_context=pki.server_tls().context()) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        chain = LedgerChain.from_rpc(server.url, **pki.member.requests_options())
+        assert chain.block_number() >= 0
+        for client in (pki.anonymous, pki.outsider, ClientTls()):  # ClientTls(): system CAs
+            with pytest.raises(ChainError):
+                LedgerChain.from_rpc(server.url, attempts=1, **client.requests_options())
+    # plain HTTP on loopback is unchanged
+    with ChainServer(LedgerChain.embedded()) as plain:
+        assert plain.url.startswith("http://")
+        assert LedgerChain.from_rpc(plain.url).block_number() >= 0
 
 
 def test_the_console_cookie_is_secure_behind_uvicorns_tls(
@@ -361,3 +380,40 @@ def test_the_bind_policy() -> None:
     assert check_bind("192.0.2.1", None, True) is not None
     with pytest.raises(InvalidConfig, match="http.host is empty"):
         check_bind("", tls, False)
+
+
+def test_the_chain_refuses_plain_http_beyond_loopback_before_binding(pki: Pki) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        ChainServer(LedgerChain.embedded(), "0.0.0.0")
+    with pytest.raises(InvalidConfig, match="--host '0.0.0.0' is not a loopback address"):
+        run_chain("0.0.0.0", 0)
+    with pytest.raises(InvalidConfig, match="--tls-cert: cannot read"):
+        run_chain("127.0.0.1", 0, tls=ServerTls(Path("absent.pem"), pki.server.key))
+
+
+def test_the_chain_command_checks_its_tls_options(capsys: pytest.CaptureFixture[str],
+                                                  pki: Pki) -> None:
+    assert cli.main(["chain", "--host", "0.0.0.0", "--port", "0"]) == 1
+    assert "--allow-plaintext" in capsys.readouterr().err
+    assert cli.main(["chain", "--port", "0", "--tls-cert", str(pki.server.cert)]) == 1
+    assert "--tls-key is missing" in capsys.readouterr().err
+    assert cli.main(["chain", "--port", "0", "--client-ca", str(pki.ca)]) == 1
+    assert "--client-ca needs --tls-cert" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- the CLI
+
+
+def test_the_cli_reaches_an_https_node_with_its_tls_options(
+        https_node: PlatformServer, node: PlatformNode, pki: Pki,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    wait_anchored(node, node.size())
+    options = ["--ca", str(pki.ca), "--client-cert", str(pki.client.cert),
+               "--client-key", str(pki.client.key)]
+    assert cli.main(["checkpoints", "--url", https_node.url, *options]) == 0
+    assert "checkpoint(s)" in capsys.readouterr().out
+    assert cli.main(["proof", "0", "--url", https_node.url, *options]) == 0
+    assert json.loads(capsys.readouterr().out)["index"] == 0
+    assert cli.main(["proof", "0", "--url", https_node.url, "--ca", str(pki.ca),
+                     "--client-cert", str(pki.client.cert)]) == 1
+    assert "--client-key is missing" in capsys.readouterr().err

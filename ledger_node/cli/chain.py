@@ -4,6 +4,10 @@ Every member's node, the regulator, auditors and ordinary Ethereum tools then re
 the same chain with ``--rpc-url``, as they would reach a Besu network. With a consortium
 file the contract is deployed for the initial members (their accounts funded, since this
 is a development chain) and the deployment file that nodes load is written.
+
+With ``--tls-cert``/``--tls-key`` it serves https (and with ``--client-ca`` only to clients
+whose certificate chains to that CA); beyond loopback it serves plain HTTP only with
+``--allow-plaintext``, and warns.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from ledger_node.chain.consortium import (
 )
 from ledger_node.chain.rpc_server import ChainServer
 from ledger_node.errors import DeploymentError
+from ledger_node.tls import OPTION_NAMES, ServerTls, check_bind
 
 Echo = Callable[[str], None]
 
@@ -37,8 +42,15 @@ def run_chain(
     data: Path | None = None,
     echo: Echo = print,
     stop: threading.Event | None = None,
+    tls: ServerTls | None = None,
+    allow_plaintext: bool = False,
 ) -> int:
     """Serve the embedded chain until SIGINT/SIGTERM (or ``stop``); return 0.
+
+    With ``tls`` it serves https (mutual TLS if ``tls.client_ca``); beyond loopback without
+    it only with ``allow_plaintext`` (then warned). Raises
+    :class:`~ledger_node.errors.InvalidConfig` naming the option for unusable certificate
+    files or a plain-HTTP bind beyond loopback, before anything is served.
 
     With ``data`` the chain is stored there and a restart continues it (same head, blocks,
     state); an existing deployment file that matches the stored chain is kept, not redeployed.
@@ -47,19 +59,24 @@ def run_chain(
     :class:`~ledger_node.errors.ChainStoreCorrupt` for a damaged store, and ``OSError`` if
     the port is taken.
     """
+    warning = check_bind(host, tls, allow_plaintext, names=OPTION_NAMES)
+    names = (OPTION_NAMES.cert, OPTION_NAMES.key, OPTION_NAMES.client_ca)
+    context = tls.context(names) if tls else None
     consortium = load_consortium(consortium_path) if consortium_path else None
     chain = LedgerChain.embedded_on_disk(data) if data else LedgerChain.embedded()
     try:
-        return _serve(chain, host, port, consortium, deployment_path, data is not None, echo,
-                      stop)
+        if warning is not None:
+            echo(warning)
+        server = ChainServer(chain, host, port, ssl_context=context,
+                             allow_plaintext=allow_plaintext)  # binds now; serves on start()
+        return _serve(chain, server, consortium, deployment_path, data is not None, echo, stop)
     finally:
         chain.close()
 
 
-def _serve(chain: LedgerChain, host: str, port: int, consortium: Consortium | None,
+def _serve(chain: LedgerChain, server: ChainServer, consortium: Consortium | None,
            deployment_path: Path, durable: bool, echo: Echo,
            stop: threading.Event | None) -> int:
-    server = ChainServer(chain, host, port)  # binds the port now; serves after start()
     echo(f"JSON-RPC chain at {server.url} (chain id {chain.chain_id}, "
          f"{'stored' if durable else 'in memory'}, head block {chain.block_number()})")
     echo(f"dev faucet key {ETH_TESTER_FAUCET_KEY} (development only: public and funded)")
