@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.problems import ProblemFactory
+from api.ratelimit import limit_member
 from ledger_node.chain.adapter import Role
 from ledger_node.errors import Forbidden
 from ledger_node.http_settings import Settings
@@ -72,6 +73,15 @@ async def authenticated_member(
 
 
 MemberDep = Annotated[AuthenticatedMember, Depends(authenticated_member)]
+
+
+def limited_member(request: Request, member: MemberDep) -> AuthenticatedMember:
+    """The signer of an expensive request, within its rate (429 ``rate-limited`` beyond it:
+    :mod:`api.ratelimit`)."""
+    return limit_member(request, member)
+
+
+LimitedMemberDep = Annotated[AuthenticatedMember, Depends(limited_member)]
 
 
 def owner_or_regulator(member: MemberDep, node: NodeDep) -> AuthenticatedMember:

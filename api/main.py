@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.middleware import BodyLimitMiddleware, HttpMetrics, MetricsMiddleware
+from api.middleware import (
+    BodyLimitMiddleware,
+    HttpMetrics,
+    MetricsMiddleware,
+    RequestTimeoutMiddleware,
+)
 from api.problems import ProblemFactory, install_problem_handlers
+from api.ratelimit import install_member_limits
 from api.routes import (
     checkpoints,
     disclosures,
@@ -25,6 +31,7 @@ from ledger_node.chain.adapter import Member
 from ledger_node.http_settings import Settings
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.auth import RequestAuthenticator
+from ledger_node.tls import NO_CLIENT_TLS, ClientTls
 
 API_VERSION = "1.0.0"
 
@@ -52,12 +59,14 @@ def create_app(
     settings: Settings | None = None,
     *,
     authenticator: RequestAuthenticator | None = None,
+    client_tls: ClientTls = NO_CLIENT_TLS,
 ) -> FastAPI:
     """Build the app serving ``node``.
 
     ``authenticator`` defaults to one reading membership through ``node.member`` (the
     node's cache of the chain's records, served stale while the chain does not answer),
-    with the skew, nonce capacity and cache TTL of ``settings``.
+    with the skew, nonce capacity and cache TTL of ``settings``. ``client_tls`` is what the
+    node trusts and presents when it reads a counterparty's node (reconciliation).
     """
     settings = settings if settings is not None else Settings()
     problems = ProblemFactory(settings.problem_base_uri)
@@ -87,6 +96,8 @@ def create_app(
     app.state.authenticator = authenticator
     app.state.problems = problems
     app.state.http_metrics = HttpMetrics()
+    app.state.client_tls = client_tls
+    install_member_limits(app, settings)
 
     for module in (logs, leaves, checkpoints, disclosures, reconciliation, risk, verify, health,
                    metrics):
@@ -94,7 +105,12 @@ def create_app(
 
     install_problem_handlers(app, problems)
 
-    # Added last = outermost: metrics see every response, including 413s.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, problems=problems)
+    # Added last = outermost: metrics see every response, including 413s, 408s and 503s;
+    # the handler deadline starts once the body is read.
+    app.add_middleware(RequestTimeoutMiddleware, timeout_s=settings.request_timeout_s,
+                       problems=problems)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, problems=problems,
+                       timeout_s=settings.body_timeout_s,
+                       max_head_bytes=settings.max_header_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.http_metrics)
     return app

@@ -130,6 +130,10 @@ PROBLEMS: Final = {
         ProblemType("pairwise-key-unavailable", "Pairwise key unavailable", 422),
         ProblemType("counterparty-log-refused",
                     "The counterparty's node served a log that does not match the chain", 502),
+        ProblemType("request-timeout", "Request not received in time", 408),
+        ProblemType("headers-too-large", "Request header fields too large", 431),
+        ProblemType("handler-timeout", "The node did not answer in time", 503),
+        ProblemType("rate-limited", "Too many requests from this member", 429),
     )
 }
 
@@ -188,6 +192,7 @@ _HTTP_STATUS_SLUGS: Final = {
     413: "body-too-large",
     415: "unsupported-media-type",
     422: "validation-error",
+    429: "rate-limited",
 }
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.console_session import ConsoleSessions
-from api.middleware import BodyLimitMiddleware
+from api.middleware import BodyLimitMiddleware, RequestTimeoutMiddleware
 from api.problems import ProblemFactory, install_problem_handlers
+from api.ratelimit import install_member_limits
 from api.routes.console import install_console
 from api.routes.regulator import router as regulator_router
 from ledger_node.chain.adapter import Member
@@ -76,9 +77,14 @@ def create_regulator_app(
     app.state.settings = settings
     app.state.authenticator = authenticator
     app.state.problems = problems
+    install_member_limits(app, settings)
     app.include_router(regulator_router)
     install_problem_handlers(app, problems)
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, problems=problems)
+    app.add_middleware(RequestTimeoutMiddleware, timeout_s=settings.request_timeout_s,
+                       problems=problems)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, problems=problems,
+                       timeout_s=settings.body_timeout_s,
+                       max_head_bytes=settings.max_header_bytes)
     install_console(app, console_sessions if console_sessions is not None else ConsoleSessions())
     return app

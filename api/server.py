@@ -7,7 +7,9 @@ serves it with :func:`serve_platform`.
 
 from __future__ import annotations
 
+import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,16 +20,32 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.main import create_app
+from api.serving import uvicorn_config
 from ledger_node.chain.adapter import LedgerChain
 from ledger_node.errors import InvalidConfig
-from ledger_node.http_settings import LOOPBACK_HOSTS
+from ledger_node.http_settings import Settings
 from ledger_node.platform.config import (
     ServeConfig,
     build_node,
     load_serve_config,
 )
+from ledger_node.tls import ServerTls, check_bind, url_scheme
 
 _START_TIMEOUT_S: Final = 20.0
+_log = logging.getLogger(__name__)
+
+
+def warn_stderr(text: str) -> None:
+    """Print a start-up warning on standard error."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def warn_at_start(warning: str | None, warn: Callable[[str], None]) -> None:
+    """Give the bind policy's warning (plain HTTP beyond loopback), if any, to the operator
+    (``warn``) and to the log."""
+    if warning is not None:
+        warn(warning)
+        _log.warning("%s", warning)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -54,26 +72,34 @@ def run_until_stopped(server: uvicorn.Server) -> None:
 
 
 class PlatformServer:
-    """A node's HTTP API served by uvicorn in a background thread (tests, tools, benches).
+    """A node's HTTP API (a platform's or a regulator's app) served by uvicorn in a
+    background thread (tests, tools, benches), with the same uvicorn configuration as
+    ``jointledger serve`` (:func:`~api.serving.uvicorn_config`).
 
     It does not own the node: start the node before and stop it after.
     """
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Serve ``app`` on ``host``:``port`` (0: a free port) once :meth:`start` is called."""
-        if host not in LOOPBACK_HOSTS:
-            raise InvalidConfig(f"host {host!r}: serve on loopback only")
-        self._server = uvicorn.Server(uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-        ))
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, *,
+                 settings: Settings | None = None, tls: ServerTls | None = None,
+                 allow_plaintext: bool = False) -> None:
+        """Serve ``app`` on ``host``:``port`` (0: a free port) once :meth:`start` is called,
+        with the limits of ``settings`` (default: the settings the app was built with), over
+        https with ``tls``. The bind policy is the config files': beyond loopback TLS, or
+        ``allow_plaintext`` (warned in the log); :class:`InvalidConfig` otherwise."""
+        warn_at_start(check_bind(host, tls, allow_plaintext), lambda text: None)
+        if settings is None:
+            settings = getattr(app.state, "settings", None) or Settings()
+        self._server = uvicorn.Server(uvicorn_config(app, settings, host=host, port=port,
+                                                     tls=tls))
         self._thread: threading.Thread | None = None
         self.host = host
         self.port = port
+        self.scheme = url_scheme(tls)
 
     @property
     def url(self) -> str:
-        """``http://host:port`` once started."""
-        return f"http://{self.host}:{self.port}"
+        """``http(s)://host:port`` once started."""
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self) -> None:
         """Start serving; return once the socket listens. Raises RuntimeError if it fails."""
@@ -105,6 +131,7 @@ def serve_platform_file(
     name: str | None = None,
     rpc_url: str | None = None,
     echo: Callable[[str], None] = print,
+    warn: Callable[[str], None] = warn_stderr,
 ) -> None:
     """``jointledger serve --role platform --name NAME --config PATH [--rpc-url URL]``.
 
@@ -115,7 +142,7 @@ def serve_platform_file(
     if name is not None and name != config.node.platform:
         raise InvalidConfig(f"--name {name!r} but {path} configures platform "
                             f"{config.node.platform!r}")
-    serve_platform(config, rpc_url=rpc_url, echo=echo)
+    serve_platform(config, rpc_url=rpc_url, echo=echo, warn=warn)
 
 
 def serve_platform(
@@ -124,24 +151,28 @@ def serve_platform(
     rpc_url: str | None = None,
     chain: LedgerChain | None = None,
     echo: Callable[[str], None] = print,
+    warn: Callable[[str], None] = warn_stderr,
 ) -> None:
     """Run a platform node and its HTTP API until interrupted (SIGINT / SIGTERM).
 
-    Starts the node (store, writer, sealer), serves the API on ``config.host:port`` and, on
-    exit, stops the API, then drains and seals the node. Raises what :func:`build_node` and
-    :meth:`PlatformNode.start` raise.
+    Starts the node (store, writer, sealer), serves the API on ``config.host:port`` (https
+    with the config's TLS; plain HTTP beyond loopback only with ``allow_plaintext``, and
+    then ``warn`` says so first) and, on exit, stops the API, then drains and seals the
+    node. Raises what :func:`build_node` and :meth:`PlatformNode.start` raise.
     """
+    warn_at_start(config.plaintext_warning, warn)
     node = build_node(config, chain=chain, rpc_url=rpc_url)
     node.start()
     try:
-        app = create_app(node, config.http)
-        server = uvicorn.Server(uvicorn.Config(
-            app, host=config.host, port=config.port, log_level="warning", access_log=False,
-            lifespan="off",
-        ))
+        app = create_app(node, config.http, client_tls=config.client_tls)
+        server = uvicorn.Server(uvicorn_config(app, config.http, host=config.host,
+                                               port=config.port, tls=config.server_tls))
         echo(f"{node.platform} node: log {node.log_id.hex()} ({node.size()} leaves), "
              f"chain {node.deployment.chain_id} contract {node.deployment.address}")
-        echo(f"serving on http://{config.host}:{config.port} (API docs at /docs)")
+        mutual = (", client certificates required" if config.server_tls is not None
+                  and config.server_tls.mutual else "")
+        echo(f"serving on {url_scheme(config.server_tls)}://{config.host}:{config.port}"
+             f"{mutual} (API docs at /docs)")
         run_until_stopped(server)
     finally:
         node.stop()

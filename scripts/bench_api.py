@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}; client, node and chain processes on this machine")
     print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
-    with tempfile.TemporaryDirectory() as tmp, LocalSite(Path(tmp)) as site:
+    # plain HTTP (LocalSite serves https by default): this measures the node, not TLS
+    with tempfile.TemporaryDirectory() as tmp, LocalSite(Path(tmp), tls=False) as site:
         rpc = site.start_chain()
         url = site.start_node("unionpay", seal_interval=0.2, seal_size=10_000)
         keys = site.keys("unionpay")

@@ -135,7 +135,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# bench_recovery: {args.leaves:,} leaves; {platform.platform()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="jl-recovery-") as tmp, LocalSite(Path(tmp)) as site:
+    # plain HTTP (LocalSite serves https by default): this measures the node, not TLS
+    with tempfile.TemporaryDirectory(prefix="jl-recovery-") as tmp, \
+            LocalSite(Path(tmp), tls=False) as site:
         root = site.root
         site.start_chain()
         path = root / "unionpay.db"

@@ -61,7 +61,8 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 
 def bench_ingest(records_per_platform: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp, LocalSite(Path(tmp)) as site:
+    # plain HTTP (LocalSite serves https by default): this measures the node, not TLS
+    with tempfile.TemporaryDirectory() as tmp, LocalSite(Path(tmp), tls=False) as site:
         site.start_chain()
         pboc = site.keys("pboc")
         urls = {name: site.start_node(name, seal_interval=0.2, seal_size=10_000)

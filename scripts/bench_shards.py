@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{platform.python_version()}; client, both shard nodes and the chain on this "
           "machine")
     print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
-    with tempfile.TemporaryDirectory() as tmp, LocalSite(Path(tmp)) as site:
+    # plain HTTP (LocalSite serves https by default): this measures the node, not TLS
+    with tempfile.TemporaryDirectory() as tmp, LocalSite(Path(tmp), tls=False) as site:
         site.start_chain()
         urls = [site.start_node("unionpay", seal_interval=0.2, seal_size=10_000, shard=n)
                 for n in (0, 1)]

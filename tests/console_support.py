@@ -27,6 +27,7 @@ import pytest
 import uvicorn
 
 from api.regulator_app import create_regulator_app
+from api.serving import uvicorn_config
 from ledger_node.chain.adapter import LedgerChain
 from ledger_node.client.sdk import PlatformClient, SubmittedRecord
 from ledger_node.demo.run import Party
@@ -208,8 +209,8 @@ def serve_in_thread(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                           lifespan="off"))
+    settings = getattr(app.state, "settings", None) or Settings()
+    server = uvicorn.Server(uvicorn_config(app, settings, host="127.0.0.1", port=port))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                               name=f"console-http-{port}", daemon=True)
     thread.start()

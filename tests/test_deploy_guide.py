@@ -32,6 +32,7 @@ from ledger_node.platform.node import PlatformNode
 from ledger_node.platform.store import SQLiteStore
 from ledger_node.protocol.auth import BatchEvidence
 from ledger_node.regulator.config import build_regulator, load_regulator_config
+from ledger_node.tls import ClientTls, ServerTls
 from tests.api_support import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,6 +41,11 @@ DEPLOY_SCRIPT = REPO / "scripts" / "deploy.py"
 MEMBERS = ("unionpay", "wechatpay", "pboc", "netsunion")
 ROLES = {"platform": Role.PLATFORM, "regulator": Role.REGULATOR, "auditor": Role.AUDITOR}
 ALLOC_WEI = 0xD3C21BCECCEDA1000000  # the genesis alloc of every member account (1e6 ether)
+# Section 2's table: what each member's TLS certificate names (section 3).
+HOSTS = {"unionpay": ("ledger.unionpay.example", "192.0.2.11"),
+         "wechatpay": ("ledger.wechatpay.example", "192.0.2.12"),
+         "pboc": ("ledger.pboc.example", "192.0.2.13"),
+         "netsunion": ("ledger.netsunion.example", "192.0.2.14")}
 
 # Besu's documented QBFT example (besu-docs, "Configure QBFT consensus", Generate extra data).
 BESU_VALIDATORS = ["0x4592c8e45706cc08b8f44b11e43cba0cfc5892cb",
@@ -129,7 +135,32 @@ def site(anvil_url: str, tmp_path_factory: pytest.TempPathFactory) -> Site:
         if host != coordinator:
             shutil.copy(out, host / "deployment.json")
         (host / "data").mkdir()
+    issue_certificates(root, hosts)
     return Site(hosts, keys, Deployment.load(out), anvil_url)
+
+
+def issue_certificates(root: Path, hosts: dict[str, Path]) -> None:
+    """Section 3's TLS certificates with the guide's issue_certs.py: the CA on its own
+    machine, each member's key and CSR on its host, the CA signing each CSR, the certificate
+    and ca.pem sent back into the host's tls/."""
+    script = root / "issue_certs.py"
+    script.write_text(guide_file("issue_certs.py"))
+    ca_dir = root / "consortium-ca"
+
+    def run(*args: str, cwd: Path) -> None:
+        subprocess.run([sys.executable, str(script), *args], cwd=cwd, check=True,
+                       capture_output=True)
+
+    run("ca", str(ca_dir), cwd=root)
+    for name, host in hosts.items():
+        run("csr", name, *HOSTS[name], cwd=host)
+        assert (host / "tls" / f"{name}.key").stat().st_mode & 0o077 == 0
+        csr = ca_dir / f"{name}.csr"
+        shutil.move(host / f"{name}.csr", csr)  # only the CSR travels to the CA
+        run("sign", str(ca_dir), str(csr), cwd=ca_dir)
+        shutil.copy(csr.with_suffix(".pem"), host / "tls" / f"{name}.pem")
+        shutil.copy(ca_dir / "ca.pem", host / "tls" / "ca.pem")
+    assert not list(root.glob("*/tls/ca.key"))
 
 
 @pytest.mark.anvil
@@ -186,7 +217,14 @@ def test_platform_configs_load_and_start(site: Site, platform: str) -> None:
     assert config.account_key == host.resolve() / "keys" / f"{platform}.account.key"
     assert config.deployment == host.resolve() / "deployment.json"
     assert (config.host, config.port, config.rpc_url) == (
-        "127.0.0.1", 8700, "http://127.0.0.1:8545")
+        HOSTS[platform][1], 8443, "http://127.0.0.1:8545")
+    tls = host.resolve() / "tls"
+    assert config.server_tls == ServerTls(tls / f"{platform}.pem", tls / f"{platform}.key",
+                                          tls / "ca.pem")
+    assert config.client_tls == ClientTls(tls / "ca.pem", tls / f"{platform}.pem",
+                                          tls / f"{platform}.key")
+    assert config.plaintext_warning is None
+    assert config.url == f"https://{HOSTS[platform][1]}:8443"
     node = build_node(config, rpc_url=site.rpc_url)
     node.start()  # checks on chain: an active platform whose registered SM2 key is keys.sm2
     node.stop()
@@ -204,6 +242,8 @@ def test_regulator_config_loads_and_passes_its_checks(site: Site) -> None:
                                       "wechatpay": "https://ledger.wechatpay.example:8443"}
     assert (config.host, config.port, config.rpc_url) == (
         "127.0.0.1", 8790, "http://127.0.0.1:8545")
+    tls = host.resolve() / "tls"
+    assert config.client_tls == ClientTls(tls / "ca.pem", tls / "pboc.pem", tls / "pboc.key")
     build_regulator(config, rpc_url=site.rpc_url).stop()
 
 

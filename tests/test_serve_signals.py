@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from ledger_node.chain.adapter import LedgerChain
 from ledger_node.client.sdk import PlatformClient
 from ledger_node.demo.localsite import LocalSite
 from ledger_node.demo.run import sample_records
@@ -19,9 +18,10 @@ def test_sigterm_drains_and_seals_the_node(tmp_path: Path) -> None:
         site.start_chain()
         url = site.start_node("unionpay", seal_interval=600, seal_size=10_000)
         keys = site.keys("unionpay")
-        with PlatformClient(url, "unionpay", keys.address, keys.sm2_key) as client:
+        with PlatformClient(url, "unionpay", keys.address, keys.sm2_key,
+                            tls=site.client_tls) as client:
             client.submit_records(sample_records("unionpay", 5, random.Random(3)))
-        chain = LedgerChain.from_rpc(site.rpc_url).attach(site.deployment)
+        chain = site.chain().attach(site.deployment)
         assert chain.latest_checkpoint(log_id_for("unionpay")) is None  # not sealed yet
 
         process = site._processes["unionpay"]

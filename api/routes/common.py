@@ -14,6 +14,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for problem documents with these statuses."""
     descriptions = {400: "Malformed request", 401: "Not authenticated", 403: "Forbidden",
                     404: "Not found", 413: "Body too large", 422: "Invalid input",
+                    429: "Too many requests from this member (Retry-After says when to "
+                         "retry)",
                     503: "Chain unavailable"}
     return {
         status: {"model": ProblemPublic, "description": descriptions.get(status, "Problem"),

@@ -38,6 +38,7 @@ from api.console_session import ConsoleSession, ConsoleSessions
 from api.errors import ProblemException
 from api.problems import ProblemFactory
 from api.regulator_schemas import ConsoleLogin
+from api.ratelimit import limit_member
 from api.routes.common import MAX_STORED_INT, problem_responses
 from api.routes.regulator import RegulatorDep, SignedRegulator, TraceRequest
 from ledger_node.chain.adapter import Role
@@ -251,6 +252,16 @@ def console_regulator(request: Request) -> AuthenticatedMember:
 
 ViewerDep = Annotated[Viewer, Depends(console_viewer)]
 RegulatorSession = Annotated[AuthenticatedMember, Depends(console_regulator)]
+
+
+def limited_console_regulator(request: Request, member: RegulatorSession
+                              ) -> AuthenticatedMember:
+    """The session's regulator on an expensive console call, within the member's rate (the
+    same bucket as its signed requests: :mod:`api.ratelimit`)."""
+    return limit_member(request, member)
+
+
+LimitedSession = Annotated[AuthenticatedMember, Depends(limited_console_regulator)]
 
 
 # --------------------------------------------------------------------------------------
@@ -580,10 +591,10 @@ def alerts(regulator: RegulatorDep, member: RegulatorSession) -> dict[str, Any]:
     return {"alerts": [console_alert_json(regulator, n) for n in regulator.numbered_alerts()]}
 
 
-@router.get("/api/alerts/{alert_id}", responses=problem_responses(401, 403, 404, 422),
+@router.get("/api/alerts/{alert_id}", responses=problem_responses(401, 403, 404, 422, 429),
             summary="One alert with its records across platforms (regulator session)")
 def alert(alert_id: Annotated[int, PathParam(ge=1, le=2**31)], regulator: RegulatorDep,
-          member: RegulatorSession) -> dict[str, Any]:
+          member: LimitedSession) -> dict[str, Any]:
     """The alert and each record it rests on, with payment and proof bundle."""
     chosen = regulator.alert(alert_id)
     return {"alert": console_alert_json(regulator, NumberedAlert(alert_id, chosen)),
@@ -605,10 +616,10 @@ def record(ref: Annotated[str, PathParam(pattern=_REF, max_length=200)],
     return {"record": record_json(TracedRecord(indexed, regulator.bundle_for(indexed)))}
 
 
-@router.post("/api/trace", responses=problem_responses(400, 401, 403, 422),
+@router.post("/api/trace", responses=problem_responses(400, 401, 403, 422, 429),
              summary="Every record of one identity on every platform (regulator session)")
 def trace(body: Annotated[TraceRequest, Body()], regulator: RegulatorDep,
-          member: RegulatorSession, _: CsrfChecked) -> dict[str, Any]:
+          member: LimitedSession, _: CsrfChecked) -> dict[str, Any]:
     """Give ``identity`` (hashed here, never stored) or ``identity_key``."""
     if (body.identity is None) == (body.identity_key is None):
         raise ProblemException("bad-request", "give exactly one of identity and identity_key")

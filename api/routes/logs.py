@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from api.deps import AuthenticatorDep, MemberDep, NodeDep, SettingsDep
+from api.deps import AuthenticatorDep, LimitedMemberDep, NodeDep, SettingsDep
 from api.errors import ProblemException
 from api.routes.common import DigestPath, problem_responses
 from api.schemas import (
@@ -126,14 +126,14 @@ def leaves_json(leaves: list[Leaf]) -> str:
 @router.get(
     "/{log_id}/leaves",
     response_model=LeafRangePublic,
-    responses=problem_responses(401, 403, 404, 416, 422),
+    responses=problem_responses(401, 403, 404, 416, 422, 429),
     summary="Whole leaves [start, end) with their escrows (regulator or own platform, signed)",
     tags=["regulator"],
 )
 def leaf_range(
     log_id: DigestPath,
     node: NodeDep,
-    member: MemberDep,
+    member: LimitedMemberDep,
     start: Annotated[int, Query(ge=0, le=2**63 - 1, description="first index")],
     end: Annotated[int, Query(ge=1, le=2**63 - 1, description="one past the last index")],
 ) -> Response:
@@ -142,7 +142,8 @@ def leaf_range(
 
     Needs an SM2-signed request (``X-JL-*`` headers) from a regulator or this log's own
     platform. ``end - start`` is 1..10,000 (422 ``invalid-range``); ``end`` may not pass the
-    log's current size (416 ``range-not-satisfiable``, with ``size``).
+    log's current size (416 ``range-not-satisfiable``, with ``size``). Rate-limited per
+    member (429 ``rate-limited``).
     """
     require_owner_or_regulator(member, node, "leaves and escrows")
     return _range_response(log_id, node, start, end, "leaves", leaves_json)

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from api.deps import MemberDep, NodeDep
+from api.deps import LimitedMemberDep, NodeDep
 from api.routes.common import problem_responses
 from api.schemas import Digest
 from ledger_node.chain.adapter import Role
@@ -44,6 +44,7 @@ from ledger_node.reconcile.reconciler import (
     VerifiedLog,
     reconcile_expectations,
 )
+from ledger_node.tls import NO_CLIENT_TLS, ClientTls
 
 router = APIRouter(prefix="/v1/reconciliation", tags=["reconciliation"])
 
@@ -98,9 +99,12 @@ SourceFactory = Callable[[str], SummarySource]
 
 
 def summary_source_factory(request: Request) -> SourceFactory:
-    """How the node reaches a counterparty node (tests swap in an in-process transport)."""
+    """How the node reaches a counterparty node, with the node's client TLS (tests swap in
+    an in-process transport)."""
     factory: SourceFactory | None = getattr(request.app.state, "summary_sources", None)
-    return factory if factory is not None else (lambda url: NodeClient(url, retries=2))
+    tls: ClientTls = getattr(request.app.state, "client_tls", NO_CLIENT_TLS)
+    return factory if factory is not None else (lambda url: NodeClient(url, retries=2,
+                                                                       tls=tls))
 
 
 SourceFactoryDep = Annotated[SourceFactory, Depends(summary_source_factory)]
@@ -148,12 +152,13 @@ def _require_own_platform(member: AuthenticatedMember, node: PlatformNode) -> No
 
 @router.post(
     "",
-    responses=problem_responses(400, 401, 403, 404, 413, 422) | {
+    responses=problem_responses(400, 401, 403, 404, 413, 422, 429) | {
         502: {"description": "the counterparty's node served a log that does not match the "
                              "chain (or none)"}},
     summary="Match the platform's expected tags against a counterparty's verified log",
 )
-def reconcile(body: ReconciliationCreate, request: Request, node: NodeDep, member: MemberDep,
+def reconcile(body: ReconciliationCreate, request: Request, node: NodeDep,
+              member: LimitedMemberDep,
               sources: SourceFactoryDep) -> dict[str, Any]:
     """Report, for each expectation, ``matched``, ``amount_mismatch``, ``missing`` (not on
     the counterparty's side after the grace period) or ``pending`` (not yet, within it),
@@ -163,7 +168,8 @@ def reconcile(body: ReconciliationCreate, request: Request, node: NodeDep, membe
     Needs an SM2-signed request from this node's own platform. The counterparty's log is
     read from ``counterparty_url`` and verified against the chain; a log that does not
     reproduce the anchored root is refused (502 ``counterparty-log-refused``). Each
-    expectation's time must lie in the window (422 ``invalid-reconciliation``).
+    expectation's time must lie in the window (422 ``invalid-reconciliation``). Rate-limited
+    per member (429 ``rate-limited``).
     """
     _require_own_platform(member, node)
     window = Window(body.window.start, body.window.end)

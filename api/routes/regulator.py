@@ -30,6 +30,7 @@ from api.regulator_schemas import (
     RegulatorDisclosurePublic,
     RegulatorHealth,
 )
+from api.ratelimit import limit_member
 from api.routes.common import DigestPath, RequestIdPath, problem_responses
 from api.schemas import CryptoPublic, ProblemPublic
 from ledger_node.chain.adapter import Role
@@ -62,6 +63,16 @@ async def regulator_member(request: Request) -> AuthenticatedMember:
 
 
 SignedRegulator = Annotated[AuthenticatedMember, Depends(regulator_member)]
+
+
+def limited_regulator(request: Request, member: SignedRegulator) -> AuthenticatedMember:
+    """The signing regulator of an expensive request, within its rate (429 beyond it)."""
+    return limit_member(request, member)
+
+
+LimitedRegulator = Annotated[AuthenticatedMember, Depends(limited_regulator)]
+"""A signed regulator request on an expensive route: traces, case files, alert evidence,
+an ingest round (:mod:`api.ratelimit`)."""
 
 
 class TraceRequest(BaseModel):
@@ -114,9 +125,9 @@ def ingest(regulator: RegulatorDep, member: SignedRegulator) -> IngestStatus:
                         sm2_decryptions=regulator.sm2_decryptions)
 
 
-@router.post("/ingest", response_model=IngestRound, responses=problem_responses(401, 403),
+@router.post("/ingest", response_model=IngestRound, responses=problem_responses(401, 403, 429),
              summary="Follow the chain and ingest now (instead of waiting for the next round)")
-def ingest_now(regulator: RegulatorDep, member: SignedRegulator) -> IngestRound:
+def ingest_now(regulator: RegulatorDep, member: LimitedRegulator) -> IngestRound:
     """Run one follow-and-ingest round; answers how many leaves were added."""
     added = regulator.sync()
     return IngestRound(added=added, logs=[LogProgressPublic.of(p) for p in regulator.progress()])
@@ -130,10 +141,10 @@ def faults(regulator: RegulatorDep, member: SignedRegulator) -> FaultList:
 
 
 @router.post("/trace/identity", response_model=IdentityTrace,
-             responses=problem_responses(401, 403, 422),
+             responses=problem_responses(401, 403, 422, 429),
              summary="Every record of one identity on every platform, with proof bundles")
 def trace_identity(
-    regulator: RegulatorDep, member: SignedRegulator,
+    regulator: RegulatorDep, member: LimitedRegulator,
     body: Annotated[TraceRequest, Body(openapi_examples={"identity": {
         "summary": "by resident identity number", "value": _TRACE_EXAMPLE}})],
 ) -> IdentityTrace:
@@ -147,10 +158,10 @@ def trace_identity(
 
 
 @router.get("/trace/commitment/{commitment}", response_model=CommitmentTrace,
-            responses=problem_responses(401, 403, 422),
+            responses=problem_responses(401, 403, 422, 429),
             summary="The identities behind one commitment")
 def trace_commitment(commitment: DigestPath, regulator: RegulatorDep,
-                     member: SignedRegulator) -> CommitmentTrace:
+                     member: LimitedRegulator) -> CommitmentTrace:
     """The record(s) with this commitment, their decrypted payments and proof bundles."""
     wanted = bytes.fromhex(commitment)
     return CommitmentTrace.of(wanted, regulator.trace_commitment(wanted))
@@ -168,10 +179,10 @@ def alerts(regulator: RegulatorDep, member: SignedRegulator,
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertWithEvidence,
-            responses=problem_responses(401, 403, 404),
+            responses=problem_responses(401, 403, 404, 429),
             summary="One alert with its evidence: records, proof bundles, checkpoints")
 def alert(alert_id: Annotated[int, Path(ge=1, le=2**31)], regulator: RegulatorDep,
-          member: SignedRegulator) -> AlertWithEvidence:
+          member: LimitedRegulator) -> AlertWithEvidence:
     """The alert and each record it rests on with its proof bundle (checkpoint on chain)."""
     chosen = regulator.alert(alert_id)
     return AlertWithEvidence.of(NumberedAlert(alert_id, chosen),
@@ -217,10 +228,10 @@ def collect_disclosure(request_id: RequestIdPath, request: Request, regulator: R
 
 
 @router.post("/cases", response_model=CaseFilePublic,
-             responses=problem_responses(401, 403, 404, 422),
+             responses=problem_responses(401, 403, 404, 422, 429),
              summary="Build a self-contained case file")
 def case_file(body: CaseFileRequest, regulator: RegulatorDep,
-              member: SignedRegulator) -> CaseFilePublic:
+              member: LimitedRegulator) -> CaseFilePublic:
     """Alerts on ``identities`` (hex identity keys), the records they rest on plus ``refs``,
     and the case's collected disclosures, each with its proof."""
     identities = []

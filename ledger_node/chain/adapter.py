@@ -335,10 +335,14 @@ class _RetryingHTTPProvider(HTTPProvider):
     holds it answers "already known" / "nonce too low", which the sender resolves).
     """
 
-    def __init__(self, url: str, *, timeout: float, attempts: int, backoff: float) -> None:
+    def __init__(self, url: str, *, timeout: float, attempts: int, backoff: float,
+                 verify: bool | str = True, cert: tuple[str, str] | None = None) -> None:
+        request_kwargs: dict[str, Any] = {"timeout": timeout, "verify": verify}
+        if cert is not None:
+            request_kwargs["cert"] = cert
         super().__init__(
             url,
-            request_kwargs={"timeout": timeout},
+            request_kwargs=request_kwargs,
             exception_retry_configuration=ExceptionRetryConfiguration(
                 errors=(requests.ConnectionError, requests.Timeout),
                 retries=attempts,
@@ -571,20 +575,25 @@ class LedgerChain:
         attempts: int = RPC_ATTEMPTS,
         backoff: float = RPC_BACKOFF_S,
         log_range: int | None = RPC_LOG_RANGE,
+        verify: bool | str = True,
+        cert: tuple[str, str] | None = None,
     ) -> LedgerChain:
         """A JSON-RPC node at ``url`` (http or https).
 
-        Each request waits ``request_timeout`` seconds for an answer and is sent up to
-        ``attempts`` times on transport failures, ``backoff`` seconds apart at first, then
-        doubling; a transaction not mined within ``receipt_timeout`` seconds raises
-        :class:`ChainError` (after the nonce is re-read). Event queries cover at most
-        ``log_range`` blocks each (:data:`RPC_LOG_RANGE`). Raises :class:`ChainError` if the
-        node does not answer.
+        Over https the node's certificate is checked against ``verify`` (a CA bundle file;
+        ``True``: the system's CAs) and ``cert`` (certificate and key files) is presented
+        to a node that requires a client certificate (mutual TLS): requests' own options,
+        e.g. ``**ClientTls(...).requests_options()``. Each request waits ``request_timeout``
+        seconds for an answer and is sent up to ``attempts`` times on transport failures,
+        ``backoff`` seconds apart at first, then doubling; a transaction not mined within
+        ``receipt_timeout`` seconds raises :class:`ChainError` (after the nonce is re-read).
+        Event queries cover at most ``log_range`` blocks each (:data:`RPC_LOG_RANGE`).
+        Raises :class:`ChainError` if the node does not answer.
         """
         if request_timeout <= 0 or receipt_timeout <= 0 or attempts < 1 or backoff < 0:
             raise ValueError("timeouts must be positive, attempts at least 1, backoff >= 0")
         provider = _RetryingHTTPProvider(url, timeout=request_timeout, attempts=attempts,
-                                         backoff=backoff)
+                                         backoff=backoff, verify=verify, cert=cert)
         w3 = Web3(provider)
         try:
             _ = w3.eth.chain_id

@@ -36,6 +36,7 @@ import json
 import logging
 import secrets
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -1761,9 +1762,10 @@ class _HTTPServer(ThreadingHTTPServer):
                 pass  # already closed by the peer
 
 
-def _require_loopback(host: str) -> None:
-    """Raise ValueError unless ``host`` is a loopback address (the chain is local only)."""
-    if host in _LOOPBACK_NAMES:
+def _require_loopback(host: str, tls: bool = False, allow_plaintext: bool = False) -> None:
+    """Raise ValueError unless ``host`` is a loopback address, or the chain is served over
+    TLS, or plain HTTP beyond loopback is explicitly allowed."""
+    if tls or allow_plaintext or host in _LOOPBACK_NAMES:
         return
     try:
         if ipaddress.ip_address(host).is_loopback:
@@ -1771,8 +1773,9 @@ def _require_loopback(host: str) -> None:
     except ValueError:
         pass
     raise ValueError(
-        f"the embedded chain is served on loopback only, not on {host!r}: members on other "
-        "machines use a Besu / GoQuorum network with --rpc-url"
+        f"the embedded chain is served in plain HTTP on loopback only, not on {host!r}: give "
+        "it a TLS certificate (--tls-cert, --tls-key) or --allow-plaintext; members on other "
+        "machines normally use a Besu / GoQuorum network with --rpc-url"
     )
 
 
@@ -1782,10 +1785,11 @@ class ChainServer:
     The port is bound at construction (``port=0`` picks a free one, see :attr:`url`);
     :meth:`start` serves it from a background thread and :meth:`stop` closes it. Usable as
     a context manager. Every limit of :class:`RpcLimits` is a keyword here, with the same
-    default; ``limits`` gives them all at once (a keyword given as well overrides it).
-    Raises ``TypeError`` if ``chain`` is not an embedded (eth-tester, py-evm) chain,
-    ``ValueError`` for a non-loopback host or a limit that is not positive, and ``OSError``
-    if the port is taken.
+    default; ``limits`` gives them all at once (a keyword given as well overrides it). With
+    ``ssl_context`` (a server context; one requiring client certificates makes it mutual TLS)
+    it serves https. Raises ``TypeError`` if ``chain`` is not an embedded (eth-tester,
+    py-evm) chain, ``ValueError`` for a non-loopback host served in plain HTTP without
+    ``allow_plaintext`` or a limit that is not positive, and ``OSError`` if the port is taken.
     """
 
     def __init__(
@@ -1808,8 +1812,10 @@ class ChainServer:
         max_filters: int | None = None,
         filter_timeout: float | None = None,
         methods: Iterable[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        allow_plaintext: bool = False,
     ) -> None:
-        _require_loopback(host)
+        _require_loopback(host, ssl_context is not None, allow_plaintext)
         given: dict[str, Any] = {
             "max_body_bytes": max_body_bytes, "max_batch": max_batch,
             "read_timeout": read_timeout, "request_timeout": request_timeout,
@@ -1825,10 +1831,14 @@ class ChainServer:
         _check_py_evm(tester)
         self._rpc = ChainRpc(tester, chain.chain_id, self._lock, RpcLimits(**settings))
         self._httpd = _HTTPServer((host, port), self._rpc)
+        if ssl_context is not None:  # TLS: the handshake runs in each connection's thread
+            self._httpd.socket = ssl_context.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False)
         bound_host, bound_port = self._httpd.server_address[:2]
         host_text = bound_host.decode() if isinstance(bound_host, bytes) else str(bound_host)
         shown = f"[{host_text}]" if ":" in host_text else host_text
-        self._url = f"http://{shown}:{bound_port}"
+        scheme = "https" if ssl_context is not None else "http"
+        self._url = f"{scheme}://{shown}:{bound_port}"
         self._thread: threading.Thread | None = None
         self._closed = False
 

@@ -5,6 +5,10 @@ the same chain with ``--rpc-url``, as they would reach a Besu network. With a co
 file the contract is deployed for the initial members (their accounts funded, since this
 is a development chain) and the deployment file that nodes load is written.
 
+With ``--tls-cert``/``--tls-key`` it serves https (and with ``--client-ca`` only to clients
+whose certificate chains to that CA); beyond loopback it serves plain HTTP only with
+``--allow-plaintext``, and warns.
+
 The server's limits (:class:`~ledger_node.chain.rpc_server.RpcLimits`) are options too:
 :func:`add_limit_options` adds them to a parser and :func:`limits_from_options` reads them
 back. Importing this module stays cheap (the chain is imported when it is served), so the
@@ -24,7 +28,9 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from ledger_node.chain.adapter import Deployment, LedgerChain
     from ledger_node.chain.consortium import Consortium
-    from ledger_node.chain.rpc_server import RpcLimits
+    from ledger_node.chain.rpc_server import ChainServer, RpcLimits
+
+from ledger_node.tls import OPTION_NAMES, ServerTls, check_bind
 
 Echo = Callable[[str], None]
 
@@ -120,8 +126,15 @@ def run_chain(
     echo: Echo = print,
     stop: threading.Event | None = None,
     limits: RpcLimits | None = None,
+    tls: ServerTls | None = None,
+    allow_plaintext: bool = False,
 ) -> int:
     """Serve the embedded chain until SIGINT/SIGTERM (or ``stop``); return 0.
+
+    With ``tls`` it serves https (mutual TLS if ``tls.client_ca``); beyond loopback without
+    it only with ``allow_plaintext`` (then warned). Raises
+    :class:`~ledger_node.errors.InvalidConfig` naming the option for unusable certificate
+    files or a plain-HTTP bind beyond loopback, before anything is served.
 
     With ``data`` the chain is stored there and a restart continues it (same head, blocks,
     state); an existing deployment file that matches the stored chain is kept, not redeployed.
@@ -134,28 +147,33 @@ def run_chain(
     """
     from ledger_node.chain.adapter import LedgerChain
     from ledger_node.chain.consortium import load_consortium
+    from ledger_node.chain.rpc_server import ChainServer
+    from ledger_node.errors import InvalidConfig
 
+    warning = check_bind(host, tls, allow_plaintext, names=OPTION_NAMES)
+    names = (OPTION_NAMES.cert, OPTION_NAMES.key, OPTION_NAMES.client_ca)
+    context = tls.context(names) if tls else None
     consortium = load_consortium(consortium_path) if consortium_path else None
     chain = LedgerChain.embedded_on_disk(data) if data else LedgerChain.embedded()
     try:
-        return _serve(chain, host, port, consortium, deployment_path, data is not None, echo,
-                      stop, limits)
+        if warning is not None:
+            echo(warning)
+        try:  # binds now; serves on start()
+            server = ChainServer(chain, host, port, limits=limits, ssl_context=context,
+                                 allow_plaintext=allow_plaintext)
+        except ValueError as exc:  # a method the server does not have, a bad limit
+            raise InvalidConfig(f"cannot serve the chain: {exc}") from exc
+        return _serve(chain, server, consortium, deployment_path, data is not None, echo, stop)
     finally:
         chain.close()
 
 
-def _serve(chain: LedgerChain, host: str, port: int, consortium: Consortium | None,
+def _serve(chain: LedgerChain, server: ChainServer, consortium: Consortium | None,
            deployment_path: Path, durable: bool, echo: Echo,
-           stop: threading.Event | None, limits: RpcLimits | None) -> int:
+           stop: threading.Event | None) -> int:
     from ledger_node.chain.adapter import ETH_TESTER_FAUCET_KEY
     from ledger_node.chain.consortium import DEV_FUNDING_WEI, deploy_consortium
-    from ledger_node.chain.rpc_server import ChainServer
-    from ledger_node.errors import InvalidConfig
 
-    try:
-        server = ChainServer(chain, host, port, limits=limits)  # binds now; serves on start()
-    except ValueError as exc:  # a non-loopback host, a method the server does not have
-        raise InvalidConfig(f"cannot serve the chain: {exc}") from exc
     echo(f"JSON-RPC chain at {server.url} (chain id {chain.chain_id}, "
          f"{'stored' if durable else 'in memory'}, head block {chain.block_number()})")
     echo(f"dev faucet key {ETH_TESTER_FAUCET_KEY} (development only: public and funded)")

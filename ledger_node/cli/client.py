@@ -49,6 +49,7 @@ from ledger_node.protocol.aml import PartyKind
 from ledger_node.protocol.escrow import classify_identity, key_fingerprint
 from ledger_node.protocol.pairwise import CrossPlatform, Side
 from ledger_node.protocol.record import FIELD_NAMES, PaymentRecord
+from ledger_node.tls import NO_CLIENT_TLS, ClientTls
 
 Echo = Callable[[str], None]
 KIND_FIELDS: Final = ("payer_kind", "payee_kind")
@@ -316,11 +317,12 @@ def progress_bar(stream: TextIO = sys.stderr, width: int = 30) -> Callable[[int,
     return draw
 
 
-def chain_regulator_key(deployment: Path, rpc_url: str, name: str | None = None
-                        ) -> Callable[[], SM2PublicKey]:
+def chain_regulator_key(deployment: Path, rpc_url: str, name: str | None = None,
+                        tls: ClientTls = NO_CLIENT_TLS) -> Callable[[], SM2PublicKey]:
     """A function returning the regulator's SM2 key registered now on the chain.
 
-    The chain at ``rpc_url`` is reached, and bound to ``deployment``, at the first call
+    The chain at ``rpc_url`` is reached (with ``tls``), and bound to ``deployment``, at the
+    first call
     (so a bad records file is reported before any connection); each call then reads the
     key again, so a governance rotation takes effect at the next chunk. Raises what
     :func:`~ledger_node.client.sdk.registered_regulator_key`, :meth:`LedgerChain.from_rpc` and
@@ -332,13 +334,14 @@ def chain_regulator_key(deployment: Path, rpc_url: str, name: str | None = None
         nonlocal chain
         if chain is None:
             bound_to = Deployment.load(deployment)  # a local file: checked before connecting
-            chain = LedgerChain.from_rpc(rpc_url).attach(bound_to)
+            chain = LedgerChain.from_rpc(rpc_url, **tls.requests_options()).attach(bound_to)
         return registered_regulator_key(chain, name)
 
     return current
 
 
-def chain_counterparties(deployment: Path, rpc_url: str) -> Counterparties:
+def chain_counterparties(deployment: Path, rpc_url: str,
+                         tls: ClientTls = NO_CLIENT_TLS) -> Counterparties:
     """A function returning a platform member by name as registered now on the chain
     (reached at the first call, like :func:`chain_regulator_key`)."""
     chain: LedgerChain | None = None
@@ -346,7 +349,8 @@ def chain_counterparties(deployment: Path, rpc_url: str) -> Counterparties:
     def lookup(name: str) -> Member:
         nonlocal chain
         if chain is None:
-            chain = LedgerChain.from_rpc(rpc_url).attach(Deployment.load(deployment))
+            chain = LedgerChain.from_rpc(rpc_url, **tls.requests_options()).attach(
+                Deployment.load(deployment))
         return registered_platform(chain, name)
 
     return lookup
@@ -367,6 +371,7 @@ def run_submit(
     echo: Echo = print,
     warn: Echo = lambda text: print(text, file=sys.stderr),
     progress: Callable[[int, int], None] | None = None,
+    tls: ClientTls = NO_CLIENT_TLS,
 ) -> int:
     """Submit every record of ``records_path``; write receipts and openings; return 0.
 
@@ -380,7 +385,8 @@ def run_submit(
     cannot be told, :class:`~ledger_node.errors.UnknownRegulator` before anything is sent
     if no (or no single) regulator is registered, and other
     :class:`~ledger_node.errors.LedgerError` subclasses (``ApiError``, ``InvalidKey``,
-    ``ChainError``) for failures talking to the node or chain or loading keys.
+    ``ChainError``) for failures talking to the node or chain or loading keys. An https
+    node is reached with ``tls`` (CA bundle, client certificate).
     """
     lines = read_record_lines(records_path, file_format)
     records = [item.record for item in lines]
@@ -413,7 +419,7 @@ def run_submit(
     out = out or records_path.with_name(records_path.name + ".receipts.jsonl")
     started = time.perf_counter()
     with PlatformClient(url, platform, keys.address, keys.sm2_key, chunk_size=chunk,
-                        regulator_key=sealing_key,
+                        regulator_key=sealing_key, tls=tls,
                         counterparties=counterparties if crosses else None) as client:
         for name in sorted({c.counterparty for c in crosses.values()}):
             client.pairwise_key(name)  # an unknown counterparty fails before anything is sent
@@ -462,9 +468,10 @@ def _recording(regulator_key: RegulatorKey, fingerprints: list[str]
     return current
 
 
-def run_proof(url: str, index: int, *, out: Path | None, wait: float, echo: Echo = print) -> int:
+def run_proof(url: str, index: int, *, out: Path | None, wait: float, echo: Echo = print,
+              tls: ClientTls = NO_CLIENT_TLS) -> int:
     """Fetch leaf ``index``'s proof bundle (waiting up to ``wait`` s while it is pending)."""
-    with NodeClient(url) as client:
+    with NodeClient(url, tls=tls) as client:
         document = client.bundle_json(index, wait=wait > 0, timeout=wait)
     text = json.dumps(document, indent=2)
     if out is None:
@@ -475,9 +482,10 @@ def run_proof(url: str, index: int, *, out: Path | None, wait: float, echo: Echo
     return 0
 
 
-def run_checkpoints(url: str, *, after: int, limit: int, echo: Echo = print) -> int:
+def run_checkpoints(url: str, *, after: int, limit: int, echo: Echo = print,
+                    tls: ClientTls = NO_CLIENT_TLS) -> int:
     """Print the node's anchored checkpoints as a table."""
-    with NodeClient(url) as client:
+    with NodeClient(url, tls=tls) as client:
         checkpoints = client.checkpoints(after=after, limit=limit)
     echo(f"{'tree size':>12}  {'root':<20}  {'block':>7}  transaction")
     for item in checkpoints:

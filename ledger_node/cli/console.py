@@ -21,6 +21,7 @@ from ledger_node.crypto.keyfiles import key_paths, load_member_keys
 from ledger_node.errors import InvalidConfig, InvalidKey
 from ledger_node.protocol.auth import sign_request
 from ledger_node.regulator.node import node_audience
+from ledger_node.tls import NO_CLIENT_TLS, ClientTls, merge_client_tls
 
 LOGIN_PATH: Final = "/v1/console/sessions"
 EXIT_OK: Final = 0
@@ -38,21 +39,24 @@ class LoginTarget:
     sm2_key: Path
     account_key: Path
     name: str | None  # the regulator node's name (its requests' audience); None: ask it
+    tls: ClientTls = NO_CLIENT_TLS  # what an https node is reached with
 
 
 def login_target(*, config: Path | None, url: str | None, name: str | None,
                  sm2_key: Path | None, account_key: Path | None,
-                 keys_dir: Path | None) -> LoginTarget:
+                 keys_dir: Path | None, tls: ClientTls = NO_CLIENT_TLS) -> LoginTarget:
     """Combine ``--config`` (the regulator's serve TOML) with the explicit options, which
-    win. Raises :class:`InvalidConfig` when no node URL or no key files result."""
+    win (``tls``: the command line's TLS options over the config's ``[tls]``). Raises
+    :class:`InvalidConfig` when no node URL or no key files result."""
     if config is not None:
         from ledger_node.regulator.config import load_regulator_config
 
         served = load_regulator_config(config)
-        url = url or f"http://{served.host}:{served.port}"
+        url = url or served.url
         name = name or served.regulator.name
         sm2_key = sm2_key or served.sm2_key
         account_key = account_key or served.account_key
+        tls = merge_client_tls(served.client_tls, tls)
     if keys_dir is not None:
         if name is None:
             raise InvalidConfig("--keys DIR needs --name: the key files are DIR/NAME.*")
@@ -66,7 +70,7 @@ def login_target(*, config: Path | None, url: str | None, name: str | None,
     if sm2_key is None or account_key is None:
         raise InvalidConfig("give the regulator's key files: --config, or --sm2-key and "
                             "--account-key, or --keys DIR with --name")
-    return LoginTarget(url.rstrip("/"), sm2_key, account_key, name)
+    return LoginTarget(url.rstrip("/"), sm2_key, account_key, name, tls)
 
 
 def request_login_url(target: LoginTarget, *, http: httpx.Client | None = None) -> str:
@@ -77,7 +81,8 @@ def request_login_url(target: LoginTarget, *, http: httpx.Client | None = None) 
     ``httpx.HTTPError`` when it cannot be reached.
     """
     keys = load_member_keys(target.sm2_key, target.account_key)
-    client = http or httpx.Client(base_url=target.url, timeout=10)
+    client = http or httpx.Client(base_url=target.url, timeout=10,
+                                  verify=target.tls.ssl_context())
     try:
         name = target.name
         if name is None:
@@ -111,11 +116,13 @@ class ConsoleLoginRefused(Exception):
 def run_console_login(*, config: Path | None, url: str | None, name: str | None,
                       sm2_key: Path | None, account_key: Path | None, keys_dir: Path | None,
                       echo: Echo = print,
-                      warn: Echo = lambda text: print(text, file=sys.stderr)) -> int:
+                      warn: Echo = lambda text: print(text, file=sys.stderr),
+                      tls: ClientTls = NO_CLIENT_TLS) -> int:
     """Print the login URL; return 0, 1 when refused or unreachable, 2 for unusable input."""
     try:
         target = login_target(config=config, url=url, name=name, sm2_key=sm2_key,
-                              account_key=account_key, keys_dir=keys_dir)
+                              account_key=account_key, keys_dir=keys_dir, tls=tls)
+        target.tls.ssl_context()
     except InvalidConfig as exc:
         warn(f"jointledger console-login: {exc}")
         return EXIT_UNUSABLE

@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ledger_node import __version__
 from ledger_node.cli.chain import add_limit_options  # cheap: imports no chain
+from ledger_node.cli.tlsopts import add_client_tls_options, client_tls
 from ledger_node.errors import LedgerError
+
+if TYPE_CHECKING:
+    from ledger_node.tls import ServerTls
 
 
 class _Version(argparse.Action):
@@ -74,13 +79,25 @@ def _build_parser() -> argparse.ArgumentParser:
         "chain",
         help="serve the embedded chain as JSON-RPC (and deploy for a consortium)",
         description="Serve the embedded eth-tester chain (fresh, or the one stored with "
-        "--data) as standard Ethereum JSON-RPC on 127.0.0.1, so every member's node, the "
+        "--data) as standard Ethereum JSON-RPC on 127.0.0.1 (or --host, with --tls-cert and "
+        "--tls-key for https), so every member's node, the "
         "regulator, auditors and Ethereum tools reach one chain with --rpc-url. With "
         "--consortium, deploy JointLedger for its members and write the deployment file nodes "
         "load.",
     )
-    chain.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
+    chain.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1); beyond loopback it needs "
+                       "--tls-cert/--tls-key or --allow-plaintext")
     chain.add_argument("--port", type=int, default=8545, help="TCP port (default 8545)")
+    chain.add_argument("--tls-cert", type=Path, metavar="PEM",
+                       help="serve https with this certificate chain (with --tls-key)")
+    chain.add_argument("--tls-key", type=Path, metavar="PEM",
+                       help="the certificate's private key")
+    chain.add_argument("--client-ca", type=Path, metavar="PEM",
+                       help="mutual TLS: only clients whose certificate chains to this CA "
+                       "bundle are served")
+    chain.add_argument("--allow-plaintext", action="store_true",
+                       help="serve plain HTTP on a non-loopback --host anyway (warned)")
     chain.add_argument("--consortium", type=Path, help="consortium file (TOML) to deploy for")
     chain.add_argument("--deployment", type=Path, default=Path("deployment.json"),
                        help="where to write the deployment file (default deployment.json)")
@@ -91,11 +108,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="run a member's node with its HTTP API on 127.0.0.1",
+        help="run a member's node with its HTTP API (https with the config's TLS)",
         description="Run a platform node (durable store, Merkle log, sealer anchoring signed "
         "checkpoints) or a regulator node (follows every platform's checkpoints, verifies "
         "and decrypts their leaves, traces, raises AML alerts) with its HTTP API. The config "
-        "formats are in docs/api.md and docs/regulator.md.",
+        "formats are in docs/api.md and docs/regulator.md: [http] names the address, the "
+        "limits and the TLS certificate (beyond loopback TLS is required unless "
+        "allow_plaintext = true), [tls] what the node's clients trust and present.",
     )
     serve.add_argument("--role", required=True, choices=["platform", "regulator"],
                        help="the member's role")
@@ -128,6 +147,7 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="seal for this regulator when several are registered")
     submit.add_argument("--no-escrow", action="store_true",
                         help="submit without escrows: the regulator cannot trace the records")
+    add_client_tls_options(submit)
 
     proof = commands.add_parser("proof", help="fetch a leaf's proof bundle from a node")
     proof.add_argument("index", type=int, help="leaf index")
@@ -135,11 +155,13 @@ def _build_parser() -> argparse.ArgumentParser:
     proof.add_argument("--out", type=Path, help="write the bundle here instead of stdout")
     proof.add_argument("--wait", type=float, default=5.0,
                        help="seconds to wait while the leaf is not yet anchored (default 5)")
+    add_client_tls_options(proof)
 
     checkpoints = commands.add_parser("checkpoints", help="list a node's anchored checkpoints")
     checkpoints.add_argument("--url", required=True, help="node URL")
     checkpoints.add_argument("--after", type=int, default=0, help="only sizes above this")
     checkpoints.add_argument("--limit", type=int, default=1000, help="at most this many")
+    add_client_tls_options(checkpoints)
 
     verify = commands.add_parser(
         "verify",
@@ -168,6 +190,7 @@ def _build_parser() -> argparse.ArgumentParser:
                         "(PEM) to decrypt escrows and sealed responses; repeat for retired "
                         "keys")
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    add_client_tls_options(verify)
 
     reconcile = commands.add_parser(
         "reconcile",
@@ -213,6 +236,7 @@ def _build_parser() -> argparse.ArgumentParser:
                            "mode 0600)")
     reconcile.add_argument("--findings-only-bundles", action="store_true",
                            help="leave the proof bundles of matched payments out of the report")
+    add_client_tls_options(reconcile)
 
     console_login = commands.add_parser(
         "console-login",
@@ -236,6 +260,7 @@ def _build_parser() -> argparse.ArgumentParser:
     console_login.add_argument("--keys", type=Path, metavar="DIR",
                                help="directory of NAME.sm2.pem and NAME.account.key "
                                "(jointledger keys new)")
+    add_client_tls_options(console_login)
 
     risk = commands.add_parser(
         "risk",
@@ -263,6 +288,7 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="deliver: to this member only (repeatable)")
     risk.add_argument("--rpc-url", help="JSON-RPC URL of the chain (overrides the config)")
     risk.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_client_tls_options(risk)
     _add_regulator_commands(commands)
     return parser
 
@@ -454,19 +480,21 @@ def _submit(args: argparse.Namespace) -> int:
         return 2
     config = load_serve_config(args.config)
     rpc_url = args.rpc_url or config.rpc_url or DEFAULT_CHAIN_URL
+    tls = client_tls(args, config.client_tls)
     try:
         return run_submit(
             args.records,
-            url=args.url or f"http://{config.host}:{config.port}",
+            url=args.url or config.url,
             platform=config.node.platform,
             sm2_key=config.sm2_key,
             account_key=config.account_key,
             regulator_key=None if args.no_escrow else chain_regulator_key(
-                config.deployment, rpc_url, args.regulator),
-            counterparties=chain_counterparties(config.deployment, rpc_url),
+                config.deployment, rpc_url, args.regulator, tls),
+            counterparties=chain_counterparties(config.deployment, rpc_url, tls),
             out=args.out,
             chunk=args.chunk,
             file_format=args.format,
+            tls=tls,
         )
     except RecordFileError as exc:
         print(f"jointledger submit: {exc} (nothing was submitted)", file=sys.stderr)
@@ -500,7 +528,7 @@ def _verify(args: argparse.Namespace) -> int:
         return run_verify(args.bundle, rpc_url=args.rpc_url, checkpoint_key=args.checkpoint_key,
                           deployment=args.deployment, opening=args.opening,
                           disclosure=args.disclosure, regulator_keys=args.regulator_key,
-                          as_json=args.json)
+                          as_json=args.json, tls=client_tls(args))
     except ValueError as exc:  # unreadable files and malformed documents (LedgerError too)
         print(f"jointledger verify: {exc}", file=sys.stderr)
         return 2
@@ -531,7 +559,7 @@ def _reconcile(args: argparse.Namespace) -> int:
             platform=config.node.platform, sm2_key=config.sm2_key,
             account_key=config.account_key, deployment=config.deployment,
             rpc_url=args.rpc_url or config.rpc_url or DEFAULT_CHAIN_URL,
-            urls=args.url or [f"http://{config.host}:{config.port}"],
+            urls=args.url or [config.url], tls=client_tls(args, config.client_tls),
             counterparty=args.counterparty, counterparty_urls=args.counterparty_url,
             window=window, grace=grace, receipts=args.records, retired_keys=args.retired_key,
             shard=config.node.shard, as_of=as_of,
@@ -543,6 +571,23 @@ def _reconcile(args: argparse.Namespace) -> int:
     except (LogVerificationFailed, ChainError) as exc:
         print(f"jointledger reconcile: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+
+
+def _chain_tls(args: argparse.Namespace) -> ServerTls | None:
+    """``jointledger chain``'s server TLS from ``--tls-cert``/``--tls-key``/``--client-ca``
+    (checked when the chain starts). Raises :class:`InvalidConfig` naming the option for a
+    certificate without its key (or the reverse), or a client CA without either."""
+    from ledger_node.errors import InvalidConfig
+    from ledger_node.tls import ServerTls
+
+    if args.tls_cert is None and args.tls_key is None:
+        if args.client_ca is not None:
+            raise InvalidConfig("--client-ca needs --tls-cert and --tls-key: mutual TLS is TLS")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        missing = "--tls-cert" if args.tls_cert is None else "--tls-key"
+        raise InvalidConfig(f"{missing} is missing: --tls-cert and --tls-key come together")
+    return ServerTls(args.tls_cert, args.tls_key, args.client_ca)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -560,7 +605,8 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_chain(args.host, args.port, consortium_path=args.consortium,
                              deployment_path=args.deployment, data=args.data,
-                             limits=limits_from_options(args))
+                             limits=limits_from_options(args),
+                             tls=_chain_tls(args), allow_plaintext=args.allow_plaintext)
         if args.command == "serve" and args.role == "regulator":
             from api.regulator_server import serve_regulator_file
 
@@ -576,28 +622,32 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "proof":
             from ledger_node.cli.client import run_proof
 
-            return run_proof(args.url, args.index, out=args.out, wait=args.wait)
+            return run_proof(args.url, args.index, out=args.out, wait=args.wait,
+                             tls=client_tls(args))
         if args.command == "checkpoints":
             from ledger_node.cli.client import run_checkpoints
 
-            return run_checkpoints(args.url, after=args.after, limit=args.limit)
+            return run_checkpoints(args.url, after=args.after, limit=args.limit,
+                                   tls=client_tls(args))
         if args.command == "reconcile":
             return _reconcile(args)
         if args.command == "console-login":
             from ledger_node.cli.console import run_console_login
+            from ledger_node.cli.tlsopts import given_client_tls
 
             return run_console_login(config=args.config, url=args.url, name=args.name,
                                      sm2_key=args.sm2_key, account_key=args.account_key,
-                                     keys_dir=args.keys)
+                                     keys_dir=args.keys, tls=given_client_tls(args))
         if args.command in ("trace", "alerts", "faults", "disclose", "casefile"):
             return _regulator_command(args)
         if args.command == "risk":
             from ledger_node.cli.risk import run_risk
+            from ledger_node.cli.tlsopts import given_client_tls
 
             return run_risk(args.action, config=args.config, role=args.role,
                             rpc_url=args.rpc_url, fingerprints=args.fingerprints,
                             source=args.source, reason=args.reason, accounts=args.account,
-                            as_json=args.json)
+                            as_json=args.json, tls=given_client_tls(args))
     except LedgerError as exc:
         print(f"jointledger {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -57,6 +57,7 @@ from ledger_node.reconcile.reconciler import (
     VerifiedLog,
     reconcile_shards,
 )
+from ledger_node.tls import NO_CLIENT_TLS, ClientTls
 
 Receipts = dict[bytes, list[tuple[int, RecordOpening]]]
 """Own records by log id: ``(leaf index, opening)`` in index order."""
@@ -215,13 +216,15 @@ def run_reconcile(
     matched_bundles: bool = True,
     echo: Echo = print,
     chain: LedgerChain | None = None,
+    tls: ClientTls = NO_CLIENT_TLS,
 ) -> int:
     """Reconcile ``platform``'s receipts with every shard log of ``counterparty``; write the
     report; return the exit status (see the module docstring).
 
     ``urls`` are the platform's own shard nodes, ``counterparty_urls`` the counterparty's;
     ``shard`` is the log of receipts that name none. Local input is read and checked before
-    anything is fetched. ``chain`` replaces the one reached at ``rpc_url`` (tests). Raises
+    anything is fetched. ``chain`` replaces the one reached at ``rpc_url`` (tests); the
+    chain and every node are reached with ``tls`` (CA bundle, client certificate). Raises
     :class:`InvalidReconciliationInput` (also for a log with no node given),
     :class:`~ledger_node.errors.InvalidKey`, :class:`~ledger_node.errors.UnknownCounterparty`,
     :class:`~ledger_node.errors.PairwiseKeyUnavailable` (unusable input),
@@ -233,8 +236,8 @@ def run_reconcile(
         records = read_receipts(receipts, default_log=log_id_for(platform, shard))
         keys = load_member_keys(sm2_key, account_key)
         retired = load_retired_keys(retired_keys)
-        bound = chain if chain is not None else LedgerChain.from_rpc(rpc_url).attach(
-            Deployment.load(deployment))
+        bound = chain if chain is not None else LedgerChain.from_rpc(
+            rpc_url, **tls.requests_options()).attach(Deployment.load(deployment))
         own = bound.member(keys.address)
         if own.role is not Role.PLATFORM or own.name != platform:
             raise InvalidReconciliationInput("config", f"{keys.address} is registered as "
@@ -243,7 +246,8 @@ def run_reconcile(
         peer = platform_member(bound, counterparty, not_address=keys.address)
 
         def open_nodes(given: Sequence[str]) -> list[tuple[str, NodeClient]]:
-            return [(url, stack.enter_context(NodeClient(url))) for url in dict.fromkeys(given)]
+            return [(url, stack.enter_context(NodeClient(url, tls=tls)))
+                    for url in dict.fromkeys(given)]
 
         own_nodes = serving_nodes(platform, open_nodes(urls))
         peer_nodes = serving_nodes(peer.name, open_nodes(counterparty_urls))

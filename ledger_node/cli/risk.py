@@ -24,14 +24,18 @@ from ledger_node.errors import (
     UnknownRiskReason,
 )
 from ledger_node.protocol.risklist import RiskHit, RiskList, deliver_list_key, distribute_list_key
+from ledger_node.tls import NO_CLIENT_TLS, ClientTls, merge_client_tls
 
 EXIT_LISTED: Final = 3
 
 
-def member_chain(config: Path, role: str, rpc_url: str | None
+def member_chain(config: Path, role: str, rpc_url: str | None,
+                 tls: ClientTls = NO_CLIENT_TLS
                  ) -> tuple[LedgerChain, list[gmcrypto.SM2PrivateKey]]:
     """The member's chain client (its account, bound to the deployment) and SM2 keys, current
     first, from a platform node config or, for ``role == "regulator"``, a regulator config.
+    The chain is reached with the config's ``[tls]``, ``tls`` (the command line's options)
+    replacing it.
 
     Raises :class:`InvalidConfig` for unusable configs or key files.
     """
@@ -43,13 +47,14 @@ def member_chain(config: Path, role: str, rpc_url: str | None
         sm2, account, deployment_path = (regulator.sm2_key, regulator.account_key,
                                          regulator.deployment)
         retired, url = regulator.retired_sm2, regulator.rpc_url
+        configured = regulator.client_tls
     else:
         from ledger_node.platform.config import load_serve_config
 
         platform = load_serve_config(config)
         sm2, account, deployment_path = platform.sm2_key, platform.account_key, \
             platform.deployment
-        url = platform.rpc_url
+        url, configured = platform.rpc_url, platform.client_tls
     try:
         keys = load_member_keys(sm2, account)
         old = [gmcrypto.private_key_from_pem(path.read_bytes()) for path in retired]
@@ -58,7 +63,8 @@ def member_chain(config: Path, role: str, rpc_url: str | None
     from ledger_node.chain.rpc_server import DEFAULT_CHAIN_URL
 
     deployment = Deployment.load(deployment_path)
-    chain = LedgerChain.from_rpc(rpc_url or url or DEFAULT_CHAIN_URL)
+    options = merge_client_tls(configured, tls).requests_options()
+    chain = LedgerChain.from_rpc(rpc_url or url or DEFAULT_CHAIN_URL, **options)
     return chain.with_account(keys.account).attach(deployment), [keys.sm2_key, *old]
 
 
@@ -93,10 +99,11 @@ def run_risk(action: str, *, config: Path, role: str = "platform", rpc_url: str 
              reason: str | None = None, accounts: Sequence[str] = (), as_json: bool = False,
              out: TextIO | None = None, err: TextIO | None = None,
              connect: Callable[..., tuple[LedgerChain, list[gmcrypto.SM2PrivateKey]]]
-             = member_chain) -> int:
+             = member_chain, tls: ClientTls = NO_CLIENT_TLS) -> int:
     """Run one ``jointledger risk`` action; return the exit status (module docstring).
 
     Output goes to ``out`` and ``err`` (default: standard output and error at call time).
+    ``tls`` (the command line's TLS options) replaces the config's ``[tls]``.
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -106,7 +113,8 @@ def run_risk(action: str, *, config: Path, role: str = "platform", rpc_url: str 
 
     try:
         items = read_fingerprints(fingerprints, source, sys.stdin)
-        chain, keys = connect(config, role, rpc_url)
+        chain, keys = (connect(config, role, rpc_url) if not tls.configured
+                       else connect(config, role, rpc_url, tls))
         if action == "distribute":
             epoch, outcome = distribute_list_key(chain, keys)
             emit({"epoch": epoch, "tx_hash": "0x" + outcome.tx_hash.hex()},

@@ -34,6 +34,7 @@ from ledger_node.regulator.casefile import (
     render_case_report,
     verify_case_file,
 )
+from ledger_node.tls import NO_CLIENT_TLS, ClientTls
 
 Echo = Callable[[str], None]
 
@@ -81,6 +82,7 @@ def run_verify(
     regulator_keys: Sequence[Path] = (),
     as_json: bool = False,
     echo: Echo = print,
+    tls: ClientTls = NO_CLIENT_TLS,
 ) -> int:
     """Verify the bundle or case file at ``bundle_path``; print the verdict or report;
     return 0 if valid, else 1.
@@ -98,7 +100,7 @@ def run_verify(
                               (checkpoint_key, "--checkpoint-key")):
             if given is not None:
                 raise ValueError(f"{option} is for proof bundles; {bundle_path} is a case file")
-        return run_verify_case_file(document, rpc_url=rpc_url, deployment=deployment,
+        return run_verify_case_file(document, rpc_url=rpc_url, deployment=deployment, tls=tls,
                                     regulator_keys=regulator_keys, as_json=as_json, echo=echo)
     if regulator_keys:
         raise ValueError(f"--regulator-key is for case files; {bundle_path} is not one")
@@ -110,7 +112,8 @@ def run_verify(
     )
     verdict = verify_bundle(
         bundle,
-        chain=LedgerChain.from_rpc(rpc_url) if rpc_url else None,
+        chain=(LedgerChain.from_rpc(rpc_url, **tls.requests_options()) if rpc_url
+               else None),
         checkpoint_key=key,
         deployment=Deployment.load(deployment) if deployment else None,
         opening=RecordOpening.from_json(read_json(opening, "opening")) if opening else None,
@@ -149,9 +152,10 @@ def run_verify_case_file(
     regulator_keys: Sequence[Path] = (),
     as_json: bool = False,
     echo: Echo = print,
+    tls: ClientTls = NO_CLIENT_TLS,
 ) -> int:
-    """Verify a case file document against the chain at ``rpc_url``; print the report;
-    return 0 if every performed check passed, else 1.
+    """Verify a case file document against the chain at ``rpc_url`` (an https chain with
+    ``tls``); print the report; return 0 if every performed check passed, else 1.
 
     Raises ``ValueError`` without ``rpc_url`` or for an unreadable key file,
     :class:`~ledger_node.errors.InvalidCaseFile` (naming the JSON path) for a malformed
@@ -165,7 +169,7 @@ def run_verify_case_file(
             for path in regulator_keys]
     report = verify_case_file(
         case,
-        chain=LedgerChain.from_rpc(rpc_url),
+        chain=LedgerChain.from_rpc(rpc_url, **tls.requests_options()),
         deployment=Deployment.load(deployment) if deployment else None,
         regulator_keys=keys,
     )

@@ -80,6 +80,7 @@ from ledger_node.protocol.reconciliation import (
     report_record_json,
 )
 from ledger_node.protocol.record import PaymentRecord, format_time
+from ledger_node.tls import NO_CLIENT_TLS, ClientTls
 
 MAX_CHUNK: Final = 10_000
 PartyKinds = tuple[PartyKind, PartyKind]
@@ -87,6 +88,9 @@ PartyKinds = tuple[PartyKind, PartyKind]
 _Item = TypeVar("_Item")
 """What a node answers a JSON array of (a leaf, a leaf summary)."""
 _RETRY_STATUSES: Final = frozenset({500, 502, 503, 504})
+MAX_RETRY_AFTER_S: Final = 30.0
+"""The longest a client waits on a 429's ``Retry-After`` before retrying (a node asking for
+longer is obeyed only this long; the retries stay bounded by ``retries``)."""
 Progress = Callable[[int, int], None]
 """Called with (leaves acknowledged so far, total leaves) after each chunk."""
 RegulatorKey = gmcrypto.SM2PublicKey | Callable[[], gmcrypto.SM2PublicKey]
@@ -205,16 +209,21 @@ class NodeClient:
         timeout: float = 60.0,
         retries: int = 4,
         backoff: float = 0.2,
+        tls: ClientTls = NO_CLIENT_TLS,
     ) -> None:
         """A client of the node at ``base_url``.
 
         ``http`` may be any ``httpx.Client`` (a FastAPI ``TestClient`` in tests); otherwise
-        one is made for ``base_url``. Failed requests (connection errors, 5xx) are retried
-        ``retries`` times with exponential backoff starting at ``backoff`` seconds.
+        one is made for ``base_url``, trusting ``tls.ca`` for an https node (the system's
+        CAs by default) and presenting ``tls.cert`` to a node that asks for a client
+        certificate (mutual TLS). Failed requests (connection errors, 5xx) are retried
+        ``retries`` times with exponential backoff starting at ``backoff`` seconds; a 429
+        (the node's per-member limit) is retried after the ``Retry-After`` it names (at
+        most :data:`MAX_RETRY_AFTER_S`), within the same ``retries``.
         """
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client(base_url=base_url,
-                                                               timeout=timeout)
+        self._http = http if http is not None else httpx.Client(
+            base_url=base_url, timeout=timeout, verify=tls.ssl_context())
         self._retries = retries
         self._backoff = backoff
 
@@ -341,7 +350,8 @@ class NodeClient:
 
     def _send(self, method: str, path: str, *, content: bytes = b"",
               params: dict[str, Any] | None = None, signed: bool = False) -> httpx.Response:
-        """Send one request, retrying connection errors and 5xx; raise ApiError for 4xx/5xx."""
+        """Send one request, retrying connection errors, 5xx and 429; raise ApiError for
+        4xx/5xx once the retries are spent."""
         headers = {"Content-Type": "application/json"} if content else {}
         attempt = 0
         while True:
@@ -359,8 +369,14 @@ class NodeClient:
                 _check_answer(response)
                 if response.status_code < 400:
                     return response
-                if response.status_code not in _RETRY_STATUSES or attempt >= self._retries:
+                retryable = (response.status_code in _RETRY_STATUSES
+                             or response.status_code == 429)
+                if not retryable or attempt >= self._retries:
                     raise _api_error(response)
+                if response.status_code == 429:  # the node's per-member limit: wait as told
+                    time.sleep(_retry_after(response))
+                    attempt += 1
+                    continue
             time.sleep(self._backoff * 2**attempt)
             attempt += 1
 
@@ -386,6 +402,7 @@ class PlatformClient(NodeClient):
         timeout: float = 60.0,
         retries: int = 4,
         backoff: float = 0.2,
+        tls: ClientTls = NO_CLIENT_TLS,
         chunk_size: int = MAX_CHUNK,
         regulator_key: RegulatorKey | None = None,
         counterparties: Counterparties | None = None,
@@ -404,7 +421,8 @@ class PlatformClient(NodeClient):
         """
         if not 1 <= chunk_size <= MAX_CHUNK:
             raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK}")
-        super().__init__(base_url, http=http, timeout=timeout, retries=retries, backoff=backoff)
+        super().__init__(base_url, http=http, timeout=timeout, retries=retries, backoff=backoff,
+                         tls=tls)
         self.platform = platform
         self.account = account
         self.shard = shard
@@ -747,12 +765,14 @@ class RegulatorClient(NodeClient):
         timeout: float = 60.0,
         retries: int = 4,
         backoff: float = 0.2,
+        tls: ClientTls = NO_CLIENT_TLS,
     ) -> None:
         """A client of the node at ``base_url`` acting as the regulator ``account``.
 
-        Transport options are :class:`NodeClient`'s.
+        Transport options (``tls`` among them) are :class:`NodeClient`'s.
         """
-        super().__init__(base_url, http=http, timeout=timeout, retries=retries, backoff=backoff)
+        super().__init__(base_url, http=http, timeout=timeout, retries=retries, backoff=backoff,
+                         tls=tls)
         self.account = account
         self._key = sm2_key
         self._log_id = log_id
@@ -1016,6 +1036,16 @@ def _items_from_json(items: object, parse: Callable[[object], _Item], where: str
             raise InvalidLeaf(place if exc.field == "leaf" else f"{place}.{exc.field}",
                               exc.reason) from None
     return out
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """The seconds a 429 answer asks to wait (``Retry-After`` in seconds), 1 if it does not
+    say, at most :data:`MAX_RETRY_AFTER_S`."""
+    try:
+        wanted = float(response.headers.get("Retry-After", "1"))
+    except ValueError:
+        wanted = 1.0
+    return min(max(wanted, 0.0), MAX_RETRY_AFTER_S)
 
 
 def _check_answer(response: httpx.Response) -> None:

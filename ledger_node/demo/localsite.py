@@ -4,6 +4,13 @@ It does what an operator would do with the CLI: ``keys new`` per member, a conso
 ``jointledger chain --consortium`` (the embedded chain served as JSON-RPC, the contract
 deployed), and ``jointledger serve`` per platform node, each its own process with its own
 keys and store. Everything lives under one directory; :meth:`LocalSite.stop` ends it all.
+
+With ``tls`` (the default) the site is a consortium's in miniature: a CA made for the run
+issues a certificate to each member's node, to the chain server and to the site itself (it
+plays every member's tools) in ``tls/`` (:mod:`ledger_node.demo.certs`); every server
+serves https and requires a client certificate from that CA (mutual TLS), every node config
+says so in ``[http]`` and trusts the CA in ``[tls]``, and :attr:`LocalSite.client_tls` is
+what a client of the site needs. Without it everything is plain HTTP on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -22,10 +29,14 @@ import httpx
 from ledger_node.chain.adapter import Deployment, LedgerChain
 from ledger_node.chain.consortium import DEV_FUNDING_WEI, deploy_consortium, load_consortium
 from ledger_node.crypto.keyfiles import MemberKeys, key_paths, load_member_keys, new_member_keys
+from ledger_node.demo.certs import issue, new_ca
+from ledger_node.tls import NO_CLIENT_TLS, ClientTls
 
 DEFAULT_MEMBERS: Sequence[tuple[str, str]] = (
     ("unionpay", "platform"), ("wechatpay", "platform"), ("pboc", "regulator"))
 _COMMAND = [sys.executable, "-m", "ledger_node.cli"]
+TLS_DIR = "tls"
+"""The site's certificates, under its root: ``ca.pem`` and ``NAME.pem``/``NAME.key``."""
 
 
 class SiteError(RuntimeError):
@@ -43,9 +54,12 @@ class LocalSite:
     """Keys, chain process and node processes of one consortium under ``root``."""
 
     def __init__(self, root: Path, members: Sequence[tuple[str, str]] = DEFAULT_MEMBERS,
-                 threshold: int = 2) -> None:
-        """Create key files for ``members`` (name, role) and the consortium file."""
+                 threshold: int = 2, *, tls: bool = True) -> None:
+        """Create key files for ``members`` (name, role) and the consortium file; with
+        ``tls`` a CA for the run and certificates for every member's node, the chain server
+        and the site's own clients (see the module docstring)."""
         self.root = root
+        self.tls = tls
         self.members = tuple(members)
         root.mkdir(parents=True, exist_ok=True)
         for name, _ in self.members:
@@ -54,6 +68,16 @@ class LocalSite:
         (root / "consortium.toml").write_text(f"threshold = {threshold}\n" + "".join(
             f'\n[[members]]\nname = "{name}"\nrole = "{role}"\nkeys = "keys"\n'
             for name, role in self.members))
+        self.client_tls: ClientTls = NO_CLIENT_TLS
+        """What a client of the site's servers trusts and presents (the site's certificate)."""
+        if tls:
+            ca = new_ca(root / TLS_DIR, "JointLedger local site CA")
+            for name in [*(name for name, _ in self.members), "chain"]:
+                issue(ca, root / TLS_DIR, name)
+            site = issue(ca, root / TLS_DIR, "site")
+            self.client_tls = ClientTls(ca.cert, site.cert, site.key)
+        self._client_context = self.client_tls.ssl_context()
+        self.scheme = "https" if tls else "http"
         self.rpc_url = ""
         self.node_urls: dict[str, str] = {}
         self.shard_urls: dict[str, dict[int, str]] = {}
@@ -87,11 +111,17 @@ class LocalSite:
         deployment = self.root / "deployment.json"
         deployment.unlink(missing_ok=True)
         stored = ["--data", data] if data is not None else []
+        served = ["--tls-cert", f"{TLS_DIR}/chain.pem", "--tls-key", f"{TLS_DIR}/chain.key",
+                  "--client-ca", f"{TLS_DIR}/ca.pem"] if self.tls else []
         self._start("chain", ["chain", "--port", str(port), "--consortium", "consortium.toml",
-                              "--deployment", "deployment.json", *stored],
+                              "--deployment", "deployment.json", *stored, *served],
                     ready=deployment.exists)
-        self.rpc_url = f"http://127.0.0.1:{port}"
+        self.rpc_url = f"{self.scheme}://127.0.0.1:{port}"
         return self.rpc_url
+
+    def chain(self) -> LedgerChain:
+        """A client of the site's chain (with :attr:`client_tls`), not bound to a contract."""
+        return LedgerChain.from_rpc(self.rpc_url, **self.client_tls.requests_options())
 
     def use_chain(self, rpc_url: str) -> Deployment:
         """Deploy the consortium on the running chain at ``rpc_url`` (a development chain
@@ -102,7 +132,7 @@ class LocalSite:
         has no funded faucet, and :class:`~ledger_node.errors.InvalidConfig` for a bad
         consortium file.
         """
-        chain = LedgerChain.from_rpc(rpc_url)
+        chain = LedgerChain.from_rpc(rpc_url, **self.client_tls.requests_options())
         deployment = deploy_consortium(chain.with_account(chain.dev_faucet()),
                                        load_consortium(self.root / "consortium.toml"),
                                        fund_wei=DEV_FUNDING_WEI)
@@ -120,7 +150,7 @@ class LocalSite:
         follows every shard of the platforms it follows.
         """
         args, url = self._platform_config(name, seal_interval, seal_size, shard)
-        self._start(_shard_key(name, shard), args, ready=lambda: _healthy(url))
+        self._start(_shard_key(name, shard), args, ready=lambda: self.healthy(url))
         return url
 
     def start_regulator(self, name: str = "pboc", *, follow_interval: float = 0.2,
@@ -128,7 +158,7 @@ class LocalSite:
         """Start ``jointledger serve --role regulator`` following the started platform nodes
         (or ``platforms``); return its API URL."""
         args, url = self._regulator_config(name, follow_interval, platforms)
-        self._start(name, args, ready=lambda: _healthy(url))
+        self._start(name, args, ready=lambda: self.healthy(url))
         return url
 
     def start_nodes(self, platforms: Sequence[str], regulator: str | None = None, *,
@@ -144,7 +174,7 @@ class LocalSite:
         for name, args, _ in pending:
             self._launch(name, args)
         for name, _, url in pending:
-            self._wait(name, functools.partial(_healthy, url))
+            self._wait(name, functools.partial(self.healthy, url))
         return {name: url for name, _, url in pending}
 
     def _platform_config(self, name: str, seal_interval: float, seal_size: int,
@@ -157,10 +187,10 @@ class LocalSite:
         config.write_text(
             f'[node]\nplatform = "{name}"\nstore = "{key}.db"\nshard = {shard}\n'
             f"seal_interval = {seal_interval}\nseal_size = {seal_size}\n\n"
-            f"[http]\nport = {port}\n\n"
+            f"[http]\nport = {port}\n{self._tls_toml(name)}\n"
             f'[keys]\nsm2 = "keys/{name}.sm2.pem"\naccount = "keys/{name}.account.key"\n\n'
             f'[chain]\ndeployment = "deployment.json"\nrpc_url = "{self.rpc_url}"\n')
-        url = f"http://127.0.0.1:{port}"
+        url = f"{self.scheme}://127.0.0.1:{port}"
         if shard == 0:
             self.node_urls[name] = url
         self.shard_urls.setdefault(name, {})[shard] = url
@@ -177,12 +207,30 @@ class LocalSite:
             f'[regulator]\nname = "{name}"\nstore = "{name}-regulator.db"\n'
             f"follow_interval = {follow_interval}\n\n[platforms]\n"
             + "".join(f"{p} = {self._urls_toml(p, url)}\n" for p, url in followed.items())
-            + f"\n[http]\nport = {port}\n\n"
+            + f"\n[http]\nport = {port}\n{self._tls_toml(name)}\n"
             f'[keys]\nsm2 = "keys/{name}.sm2.pem"\naccount = "keys/{name}.account.key"\n\n'
             f'[chain]\ndeployment = "deployment.json"\nrpc_url = "{self.rpc_url}"\n')
-        url = f"http://127.0.0.1:{port}"
+        url = f"{self.scheme}://127.0.0.1:{port}"
         self.node_urls[name] = url
         return ["serve", "--role", "regulator", "--name", name, "--config", config.name], url
+
+    def _tls_toml(self, name: str) -> str:
+        """The TLS lines of member ``name``'s config: its certificate served with mutual TLS
+        in ``[http]`` (the lines end that table), the CA and its certificate as a client in
+        ``[tls]``; nothing without TLS."""
+        if not self.tls:
+            return ""
+        cert, key, ca = f"{TLS_DIR}/{name}.pem", f"{TLS_DIR}/{name}.key", f"{TLS_DIR}/ca.pem"
+        return (f'tls_cert = "{cert}"\ntls_key = "{key}"\nclient_ca = "{ca}"\n\n'
+                f'[tls]\nca = "{ca}"\nclient_cert = "{cert}"\nclient_key = "{key}"\n')
+
+    def healthy(self, url: str) -> bool:
+        """Whether the node at ``url`` answers its health check (over the site's TLS)."""
+        try:
+            return httpx.get(f"{url}/v1/health", timeout=2,
+                             verify=self._client_context).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def _urls_toml(self, name: str, url: str) -> str:
         """``name``'s node URL as TOML, or the list of its shards' URLs if it has several."""
@@ -243,10 +291,3 @@ def _shard_key(name: str, shard: int) -> str:
     if shard < 0:
         raise ValueError(f"shard must be >= 0, got {shard}")
     return name if shard == 0 else f"{name}-shard{shard}"
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/v1/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False

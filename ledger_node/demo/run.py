@@ -98,6 +98,7 @@ from ledger_node.protocol.reconciliation import DEFAULT_GRACE, Window
 from ledger_node.protocol.record import Channel, PaymentRecord
 from ledger_node.regulator.casefile import parse_case_file, render_case_report, verify_case_file
 from ledger_node.regulator.node import node_audience
+from ledger_node.tls import NO_CLIENT_TLS, ClientTls
 
 Echo = Callable[[str], None]
 
@@ -347,7 +348,8 @@ class _Demo:
         with self.phase(2, "consortium") as summary:
             site = self.site
             if self.plan.rpc_url:
-                self.first_block = LedgerChain.from_rpc(self.plan.rpc_url).block_number() + 1
+                self.first_block = LedgerChain.from_rpc(
+                    self.plan.rpc_url, **site.client_tls.requests_options()).block_number() + 1
                 site.use_chain(self.plan.rpc_url)
                 where = f"chain at {self.plan.rpc_url}"
             else:
@@ -360,10 +362,11 @@ class _Demo:
             self.regulator_url = started.pop(REGULATOR)
             self.urls = started
             self.rpc_url = site.rpc_url
-            self.reader = LedgerChain.from_rpc(self.rpc_url).attach(self.deployment)
+            self.tls = site.client_tls
+            self.reader = site.chain().attach(self.deployment)
             self.bundles = BundleChecker(self.reader)
             self.regulator_keys = site.keys(REGULATOR)
-            self.api = _RegulatorApi(self.regulator_url, self.regulator_keys)
+            self.api = _RegulatorApi(self.regulator_url, self.regulator_keys, self.tls)
             shutil.copy(site.root / "deployment.json", self.out / "deployment.json")
             self.report.settings |= {"chain_id": self.deployment.chain_id,
                                      "contract": self.deployment.address,
@@ -381,11 +384,10 @@ class _Demo:
             for name in self.platforms:
                 keys = self.site.keys(name)
                 # Each platform reads the chain through its own connection (one per thread).
-                chain = self.chains[name] = LedgerChain.from_rpc(self.rpc_url).attach(
-                    self.deployment)
+                chain = self.chains[name] = self.site.chain().attach(self.deployment)
                 self.clients[name] = PlatformClient(
                     self.urls[name], name, keys.address, keys.sm2_key,
-                    regulator_key=regulator_key, chunk_size=MAX_CHUNK, timeout=120,
+                    regulator_key=regulator_key, chunk_size=MAX_CHUNK, timeout=120, tls=self.tls,
                     counterparties=functools.partial(registered_platform, chain))
             seconds: dict[str, float] = {}
 
@@ -428,7 +430,7 @@ class _Demo:
             deadline = time.monotonic() + ANCHOR_TIMEOUT
             for name in self.platforms:
                 count = len(self.submitted[name])
-                reader = NodeClient(self.urls[name])
+                reader = NodeClient(self.urls[name], tls=self.tls)
                 while True:
                     listed = reader.checkpoints(limit=1000)
                     if listed and listed[-1]["tree_size"] >= count:
@@ -652,7 +654,7 @@ class _Demo:
             _write_json(path, document)
             self.case_document = document
             case = parse_case_file(json.loads(path.read_text(encoding="utf-8")))
-            verdict = verify_case_file(case, chain=LedgerChain.from_rpc(self.rpc_url),
+            verdict = verify_case_file(case, chain=self.site.chain(),
                                        deployment=self.deployment,
                                        regulator_keys=[self.regulator_keys.sm2_key])
             (self.out / "case-file-verification.txt").write_text(
@@ -678,7 +680,7 @@ class _Demo:
                 for needle in text_needles(f"reference {reference}", reference)]
             chain = Haystack()
             chain_stats = collect_chain(self.rpc_url, self.deployment.address,
-                                        self.first_block, chain)
+                                        self.first_block, chain, self.tls)
             api = Haystack()
             responses = self._collect_api(api)
             hits = chain.scan(needles) + api.scan(needles)
@@ -716,7 +718,8 @@ class _Demo:
             indices |= set(rng.sample(range(size), min(AUDIT_SAMPLE, size)))
             if self.disclosed.prepared.record.platform == name:
                 indices.add(self.disclosed.receipt.index)
-            with httpx.Client(base_url=self.urls[name], timeout=60) as http:
+            with httpx.Client(base_url=self.urls[name], timeout=60,
+                              verify=self.tls.ssl_context()) as http:
                 def get(path: str, http: httpx.Client = http, name: str = name
                         ) -> httpx.Response:
                     response = http.get(path)
@@ -825,8 +828,8 @@ class BundleChecker:
 class _RegulatorApi:
     """SM2-signed requests to the regulator node, as its own regulator member."""
 
-    def __init__(self, url: str, keys: MemberKeys) -> None:
-        self._http = httpx.Client(base_url=url, timeout=300)
+    def __init__(self, url: str, keys: MemberKeys, tls: ClientTls) -> None:
+        self._http = httpx.Client(base_url=url, timeout=300, verify=tls.ssl_context())
         self._keys = keys
         self._audience = node_audience(REGULATOR)
 
@@ -934,11 +937,13 @@ def identity_needles(parties: Iterable[Identity]) -> list[Needle]:
     return needles
 
 
-def collect_chain(rpc_url: str, contract: str, first_block: int, haystack: Haystack) -> str:
+def collect_chain(rpc_url: str, contract: str, first_block: int, haystack: Haystack,
+                  tls: ClientTls = NO_CLIENT_TLS) -> str:
     """Add to ``haystack`` every JSON-RPC answer about blocks ``first_block``..head: each
     block with its transactions (inputs included), each receipt with its logs, the contract's
-    logs, code and first :data:`STORAGE_SLOTS` storage slots. Return a summary."""
-    with httpx.Client(timeout=60) as http:
+    logs, code and first :data:`STORAGE_SLOTS` storage slots (an https chain reached with
+    ``tls``). Return a summary."""
+    with httpx.Client(timeout=60, verify=tls.ssl_context()) as http:
         def batch(calls: Sequence[tuple[str, list[Any]]], label: str) -> list[Any]:
             results: list[Any] = []
             for start in range(0, len(calls), _RPC_BATCH):

@@ -20,11 +20,21 @@ config file is TOML::
     chain_status_max_age = 15.0    # an older probe result counts as "chain not answering"
 
     [http]
-    host = "127.0.0.1"             # loopback only
+    host = "127.0.0.1"             # any address; beyond loopback TLS (or allow_plaintext)
     port = 8700                    # 0: any free port
+    tls_cert = "tls/unionpay.pem"  # serve https with this certificate chain (PEM) ...
+    tls_key = "tls/unionpay.key"   # ... and its key
+    client_ca = "tls/ca.pem"       # mutual TLS: clients need a certificate from this CA
+    allow_plaintext = false        # true: plain HTTP beyond loopback (warned at start)
     max_body_bytes = 33554432      # larger bodies get 413 before parsing
     clock_skew_ms = 30000          # signed requests: allowed clock distance
     membership_ttl_s = 2.0         # seconds a chain membership record is cached
+    # and the limits of docs/api.md "Limits" (max_connections, header_timeout_s, ...)
+
+    [tls]                          # optional: what the node's own clients trust and present
+    ca = "tls/ca.pem"              # CA bundle for https nodes and chain (default: system CAs)
+    client_cert = "tls/unionpay.pem"   # presented to servers requiring mutual TLS
+    client_key = "tls/unionpay.key"
 
     [keys]
     sm2 = "keys/unionpay.sm2.pem"          # the platform's SM2 private key (PEM)
@@ -37,6 +47,7 @@ config file is TOML::
     rpc_timeout_s = 30.0           # per JSON-RPC request; retried 4 times with backoff
     receipt_timeout_s = 120.0      # a transaction not mined by then is checked and re-sent
 
+The node's clients (the chain, and counterparty nodes in a reconciliation) use ``[tls]``.
 The chain is reached through ``rpc_url``; without one (neither in the file nor
 ``--rpc-url``) the node uses the embedded chain at its default address
 :data:`DEFAULT_CHAIN_URL`, where ``jointledger chain`` serves it over JSON-RPC, so every
@@ -56,16 +67,28 @@ from ledger_node.chain.rpc_server import DEFAULT_CHAIN_URL
 from ledger_node.config_file import config_table, config_value, read_config
 from ledger_node.crypto.keyfiles import MemberKeys, load_member_keys
 from ledger_node.errors import InvalidConfig, InvalidKey
-from ledger_node.http_settings import LOOPBACK_HOSTS, Settings
+from ledger_node.http_settings import SETTINGS_KEYS, Settings, settings_from_table
 from ledger_node.platform.node import NodeConfig, PlatformNode
+from ledger_node.tls import (
+    CLIENT_KEYS,
+    NO_CLIENT_TLS,
+    SERVER_KEYS,
+    ClientTls,
+    ServerTls,
+    check_bind,
+    local_host,
+    read_client_tls,
+    read_server_tls,
+    url_scheme,
+)
 
 DEFAULT_PORT: Final = 8700
 _SECTIONS: Final = {
     "node": {"platform", "shard", "store", "hash", "seal_interval", "seal_size", "max_batch",
              "member_cache_ttl", "member_stale_limit", "member_refresh_wait",
              "chain_probe_interval", "chain_status_max_age"},
-    "http": {"host", "port", "max_body_bytes", "clock_skew_ms", "membership_ttl_s",
-             "nonce_capacity", "retry_after_s"},
+    "http": {"host", "port", *SETTINGS_KEYS, *SERVER_KEYS},
+    "tls": CLIENT_KEYS,
     "keys": {"sm2", "account"},
     "chain": {"deployment", "rpc_url", "confirmations", "rpc_timeout_s", "receipt_timeout_s"},
 }
@@ -85,13 +108,27 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     http: Settings = field(default_factory=Settings)
+    server_tls: ServerTls | None = None
+    """The node's https certificate and key (and client CA for mutual TLS), if any."""
+    allow_plaintext: bool = False
+    """Serve plain HTTP beyond loopback (warned at start); without it that is refused."""
+    client_tls: ClientTls = NO_CLIENT_TLS
+    """What the node's clients (chain, counterparty nodes) trust and present."""
 
     def __post_init__(self) -> None:
-        if self.host not in LOOPBACK_HOSTS:
-            raise InvalidConfig(f"http.host {self.host!r}: the node binds to loopback only "
-                                f"({', '.join(sorted(LOOPBACK_HOSTS))})")
         if not 0 <= self.port <= 65535:
             raise InvalidConfig(f"http.port {self.port} is not a TCP port")
+        check_bind(self.host, self.server_tls, self.allow_plaintext)
+
+    @property
+    def plaintext_warning(self) -> str | None:
+        """The warning to give at start when plain HTTP is served beyond loopback."""
+        return check_bind(self.host, self.server_tls, self.allow_plaintext)
+
+    @property
+    def url(self) -> str:
+        """Where a client on this machine reaches the node (``https`` with TLS)."""
+        return f"{url_scheme(self.server_tls)}://{local_host(self.host)}:{self.port}"
 
 
 def load_serve_config(path: Path) -> ServeConfig:
@@ -105,6 +142,8 @@ def load_serve_config(path: Path) -> ServeConfig:
     base = path.resolve().parent
     node = config_table(document, "node", _SECTIONS, required=True)
     http = config_table(document, "http", _SECTIONS)
+    server_tls, allow_plaintext = read_server_tls(http, base)
+    client_tls = read_client_tls(config_table(document, "tls", _SECTIONS), base)
     keys = config_table(document, "keys", _SECTIONS, required=True)
     chain = config_table(document, "chain", _SECTIONS, required=True)
 
@@ -137,8 +176,7 @@ def load_serve_config(path: Path) -> ServeConfig:
         if node_config.confirmations < 1 or rpc_timeout <= 0 or receipt_timeout <= 0:
             raise ValueError("chain.confirmations must be at least 1, chain.rpc_timeout_s and "
                              "chain.receipt_timeout_s positive")
-        settings_values = {k: v for k, v in http.items() if k not in {"host", "port"}}
-        settings = Settings(**settings_values)
+        settings = settings_from_table(http)
     except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise InvalidConfig(f"{path}: {exc}") from None
     return ServeConfig(
@@ -152,6 +190,9 @@ def load_serve_config(path: Path) -> ServeConfig:
         host=config_value("http", http, "host", str, "127.0.0.1"),
         port=config_value("http", http, "port", int, DEFAULT_PORT),
         http=settings,
+        server_tls=server_tls,
+        allow_plaintext=allow_plaintext,
+        client_tls=client_tls,
     )
 
 
@@ -169,7 +210,8 @@ def build_node(config: ServeConfig, *, chain: LedgerChain | None = None,
 
     The chain is ``chain`` if given (any provider; re-bound to the platform's account and
     the deployment file), else a JSON-RPC client of ``rpc_url``, the config's ``rpc_url`` or
-    the embedded chain's default address :data:`DEFAULT_CHAIN_URL`. Raises
+    the embedded chain's default address :data:`DEFAULT_CHAIN_URL`, reached with the
+    config's ``[tls]``. Raises
     :class:`InvalidConfig` for unusable key files, :class:`~ledger_node.errors.ChainError`
     / :class:`~ledger_node.errors.DeploymentError` if the chain cannot be reached or holds
     no such deployment.
@@ -179,6 +221,7 @@ def build_node(config: ServeConfig, *, chain: LedgerChain | None = None,
     if chain is None:
         chain = LedgerChain.from_rpc(rpc_url or config.rpc_url or DEFAULT_CHAIN_URL,
                                      request_timeout=config.rpc_timeout,
-                                     receipt_timeout=config.receipt_timeout)
+                                     receipt_timeout=config.receipt_timeout,
+                                     **config.client_tls.requests_options())
     bound = chain.with_account(keys.account).attach(deployment)
     return PlatformNode(config.node, bound, keys.sm2_key)

@@ -18,8 +18,16 @@ HTTP layer, :mod:`api.regulator_server`, then serves the node). The config file 
     cash_threshold_fen = 5000000
 
     [http]
-    host = "127.0.0.1"
+    host = "127.0.0.1"             # any address; beyond loopback TLS (or allow_plaintext)
     port = 8790
+    tls_cert = "tls/pboc.pem"      # optional: serve https (tls_key too; client_ca: mutual TLS)
+    tls_key = "tls/pboc.key"
+    # and the limits of docs/api.md "Limits"
+
+    [tls]                          # what the follower and chain client trust and present
+    ca = "tls/ca.pem"              # the consortium CA (default: the system's CAs)
+    client_cert = "tls/pboc.pem"   # for platform nodes that require mutual TLS
+    client_key = "tls/pboc.key"
 
     [keys]
     sm2 = "keys/pboc.sm2.pem"              # the regulator's current SM2 key
@@ -47,7 +55,7 @@ from ledger_node.config_file import config_table, config_value, read_config
 from ledger_node.crypto import gmcrypto
 from ledger_node.crypto.keyfiles import load_member_keys
 from ledger_node.errors import InvalidAmlConfig, InvalidConfig, InvalidKey
-from ledger_node.http_settings import LOOPBACK_HOSTS, Settings
+from ledger_node.http_settings import SETTINGS_KEYS, Settings, settings_from_table
 from ledger_node.protocol.aml import AmlConfig
 from ledger_node.regulator.node import (
     DEFAULT_PAGE,
@@ -56,14 +64,26 @@ from ledger_node.regulator.node import (
     RegulatorConfig,
     RegulatorNode,
 )
+from ledger_node.tls import (
+    CLIENT_KEYS,
+    NO_CLIENT_TLS,
+    SERVER_KEYS,
+    ClientTls,
+    ServerTls,
+    check_bind,
+    local_host,
+    read_client_tls,
+    read_server_tls,
+    url_scheme,
+)
 
 DEFAULT_PORT: Final = 8790
 _SECTIONS: Final = {
     "regulator": {"name", "store", "follow_interval", "page_size"},
     "platforms": None,  # any member name
     "aml": None,  # checked by AmlConfig.from_json
-    "http": {"host", "port", "max_body_bytes", "clock_skew_ms", "membership_ttl_s",
-             "nonce_capacity", "retry_after_s"},
+    "http": {"host", "port", *SETTINGS_KEYS, *SERVER_KEYS},
+    "tls": CLIENT_KEYS,
     "keys": {"sm2", "account", "retired_sm2"},
     "chain": {"deployment", "rpc_url"},
 }
@@ -85,6 +105,22 @@ class RegulatorServeConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     http: Settings = field(default_factory=Settings)
+    server_tls: ServerTls | None = None
+    """The node's https certificate and key (and client CA for mutual TLS), if any."""
+    allow_plaintext: bool = False
+    """Serve plain HTTP beyond loopback (warned at start); without it that is refused."""
+    client_tls: ClientTls = NO_CLIENT_TLS
+    """What the follower and the chain client trust and present."""
+
+    @property
+    def plaintext_warning(self) -> str | None:
+        """The warning to give at start when plain HTTP is served beyond loopback."""
+        return check_bind(self.host, self.server_tls, self.allow_plaintext)
+
+    @property
+    def url(self) -> str:
+        """Where a client on this machine reaches the node (``https`` with TLS)."""
+        return f"{url_scheme(self.server_tls)}://{local_host(self.host)}:{self.port}"
 
 
 def load_regulator_config(path: Path) -> RegulatorServeConfig:
@@ -123,15 +159,13 @@ def load_regulator_config(path: Path) -> RegulatorServeConfig:
     if interval <= 0:
         raise InvalidConfig("regulator.follow_interval must be positive")
     host = config_value("http", http, "host", str, "127.0.0.1")
-    if host not in LOOPBACK_HOSTS:
-        raise InvalidConfig(f"http.host {host!r}: the node binds to loopback only")
     port = config_value("http", http, "port", int, DEFAULT_PORT)
     if not 0 <= port <= 65535:
         raise InvalidConfig(f"http.port {port} is not a TCP port")
-    try:
-        settings = Settings(**{k: v for k, v in http.items() if k not in {"host", "port"}})
-    except ValueError as exc:
-        raise InvalidConfig(f"{path}: {exc}") from None
+    server_tls, allow_plaintext = read_server_tls(http, base)
+    check_bind(host, server_tls, allow_plaintext)
+    client_tls = read_client_tls(config_table(document, "tls", _SECTIONS), base)
+    settings = settings_from_table(http)
     return RegulatorServeConfig(
         regulator=RegulatorConfig(
             name=config_value("regulator", regulator, "name", str, required=True),
@@ -143,7 +177,8 @@ def load_regulator_config(path: Path) -> RegulatorServeConfig:
         retired_sm2=tuple(base / p for p in retired),
         deployment=base / config_value("chain", chain, "deployment", str, required=True),
         rpc_url=config_value("chain", chain, "rpc_url", str),
-        host=host, port=port, http=settings,
+        host=host, port=port, http=settings, server_tls=server_tls,
+        allow_plaintext=allow_plaintext, client_tls=client_tls,
     )
 
 
@@ -153,6 +188,7 @@ def build_regulator(config: RegulatorServeConfig, *, chain: LedgerChain | None =
 
     Checks that the account is an active regulator on chain named as configured and that its
     registered SM2 key is the configured current key (so escrows sealed from now on open).
+    The follower reaches each platform node, and the chain, with the config's ``[tls]``.
     """
     try:
         member_keys = load_member_keys(config.sm2_key, config.account_key)
@@ -161,7 +197,8 @@ def build_regulator(config: RegulatorServeConfig, *, chain: LedgerChain | None =
         raise InvalidConfig(f"key files: {exc}") from None
     deployment = Deployment.load(config.deployment)
     if chain is None:
-        chain = LedgerChain.from_rpc(rpc_url or config.rpc_url or DEFAULT_CHAIN_URL)
+        chain = LedgerChain.from_rpc(rpc_url or config.rpc_url or DEFAULT_CHAIN_URL,
+                                     **config.client_tls.requests_options())
     bound = chain.with_account(member_keys.account).attach(deployment)
     member = bound.member(member_keys.account.address)
     name = config.regulator.name
@@ -174,7 +211,8 @@ def build_regulator(config: RegulatorServeConfig, *, chain: LedgerChain | None =
                             "after a rotation, move the old key to keys.retired_sm2")
     sources: dict[str, list[LeafSource]] = {
         platform: [HttpLeafSource(RegulatorClient(url, member_keys.account.address,
-                                                  member_keys.sm2_key, retries=2))
+                                                  member_keys.sm2_key, retries=2,
+                                                  tls=config.client_tls))
                    for url in ((urls,) if isinstance(urls, str) else urls)]
         for platform, urls in config.platforms.items()
     }
