@@ -37,8 +37,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.console_session import ConsoleSession, ConsoleSessions
 from api.errors import ProblemException
 from api.problems import ProblemFactory
-from api.regulator_schemas import ConsoleLogin
 from api.ratelimit import limit_member
+from api.regulator_schemas import ConsoleLogin
 from api.routes.common import MAX_STORED_INT, problem_responses
 from api.routes.regulator import RegulatorDep, SignedRegulator, TraceRequest
 from ledger_node.chain.adapter import Role

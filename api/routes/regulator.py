@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import request_target
 from api.errors import ProblemException
 from api.problems import PROBLEM_MEDIA_TYPE, ProblemFactory
+from api.ratelimit import limit_member
 from api.regulator_schemas import (
     AlertList,
     AlertWithEvidence,
@@ -30,7 +31,6 @@ from api.regulator_schemas import (
     RegulatorDisclosurePublic,
     RegulatorHealth,
 )
-from api.ratelimit import limit_member
 from api.routes.common import DigestPath, RequestIdPath, problem_responses
 from api.schemas import CryptoPublic, ProblemPublic
 from ledger_node.chain.adapter import Role
