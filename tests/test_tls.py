@@ -28,6 +28,7 @@ from ledger_node.chain.rpc_server import ChainServer
 from ledger_node.cli import main as cli
 from ledger_node.cli.chain import run_chain
 from ledger_node.client.sdk import NodeClient, PlatformClient, RegulatorClient
+from ledger_node.crypto.keyfiles import MemberKeys, write_member_keys
 from ledger_node.demo.certs import CertFiles, issue, new_ca
 from ledger_node.errors import ChainError, InvalidConfig
 from ledger_node.platform.config import load_serve_config
@@ -417,3 +418,45 @@ def test_the_cli_reaches_an_https_node_with_its_tls_options(
     assert cli.main(["proof", "0", "--url", https_node.url, "--ca", str(pki.ca),
                      "--client-cert", str(pki.client.cert)]) == 1
     assert "--client-key is missing" in capsys.readouterr().err
+
+
+def test_the_regulators_commands_reach_its_node_over_mutual_tls(
+        consortium: Consortium, https_regulator: tuple[RegulatorNode, str], pki: Pki,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``jointledger alerts`` signs with the regulator's keys and trusts and presents the
+    config's ``[tls]``: the node's mutual TLS admits it; without a certificate it is refused."""
+    _, url = https_regulator
+    pboc = consortium.pboc
+    write_member_keys(tmp_path, "pboc", MemberKeys(pboc.sm2_key, pboc.account))
+    consortium.deployment.save(tmp_path / "deployment.json")
+    port = url.rsplit(":", 1)[1]
+
+    def config(tls: str) -> Path:
+        path = tmp_path / "pboc-regulator.toml"
+        path.write_text(f"""
+[regulator]
+name = "pboc"
+store = "unused.db"
+
+[http]
+port = {port}
+tls_cert = "{pki.server.cert}"
+tls_key = "{pki.server.key}"
+client_ca = "{pki.ca}"
+
+[keys]
+sm2 = "pboc.sm2.pem"
+account = "pboc.account.key"
+
+[chain]
+deployment = "deployment.json"
+{tls}
+""")
+        return path
+
+    member_tls = (f'[tls]\nca = "{pki.ca}"\nclient_cert = "{pki.client.cert}"\n'
+                  f'client_key = "{pki.client.key}"\n')
+    assert cli.main(["alerts", "--config", str(config(member_tls)), "--json"]) == 0
+    assert isinstance(json.loads(capsys.readouterr().out), (list, dict))
+    assert cli.main(["alerts", "--config", str(config(f'[tls]\nca = "{pki.ca}"\n'))]) == 1
+    assert "cannot reach the regulator node at https://" in capsys.readouterr().err

@@ -4,7 +4,8 @@ client, the explanation of every failure, and the table and JSON printers.
 
 Each command signs with the regulator's own key files (``[keys] sm2`` and ``account`` of
 the config ``jointledger serve --role regulator`` reads) and talks to the node at
-``http://{[http] host}:{port}`` unless ``--url`` is given. A failure is printed as one line
+``http(s)://{[http] host}:{port}`` (https when it serves TLS; the config's ``[tls]`` is what
+the command trusts and presents) unless ``--url`` is given. A failure is printed as one line
 saying what was found, what was expected and what to try; the exit status is
 :data:`EXIT_REFUSED` (1) for a node that is unreachable or refuses, :data:`EXIT_UNUSABLE`
 (2) for unusable input (config, key files, options).
@@ -25,6 +26,7 @@ import httpx
 from ledger_node.client.sdk import RegulatorClient
 from ledger_node.crypto.keyfiles import load_member_keys
 from ledger_node.errors import ApiError, InvalidConfig, InvalidKey
+from ledger_node.tls import ClientTls
 
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
@@ -48,6 +50,8 @@ class RegulatorTarget:
     account_key: Path
     deployment: Path
     rpc_url: str | None
+    tls: ClientTls
+    """What the command trusts and presents: the config's ``[tls]`` (the follower's own)."""
 
 
 def regulator_target(config: Path, url: str | None = None) -> RegulatorTarget:
@@ -58,9 +62,10 @@ def regulator_target(config: Path, url: str | None = None) -> RegulatorTarget:
     served = load_regulator_config(config)
     if url is not None and not url.startswith(("http://", "https://")):
         raise InvalidConfig(f"--url must be an http(s) URL, got {url!r}")
-    return RegulatorTarget(config, (url or f"http://{served.host}:{served.port}").rstrip("/"),
+    scheme = "https" if served.server_tls is not None else "http"
+    return RegulatorTarget(config, (url or f"{scheme}://{served.host}:{served.port}").rstrip("/"),
                            served.regulator.name, served.sm2_key, served.account_key,
-                           served.deployment, served.rpc_url)
+                           served.deployment, served.rpc_url, served.client_tls)
 
 
 class CommandRefused(Exception):
@@ -89,7 +94,8 @@ def run_regulator_command(command: str, config: Path, url: str | None, action: A
         return EXIT_UNUSABLE
     client = RegulatorClient.for_regulator_node(target.url, keys.account.address,
                                                 keys.sm2_key, target.name, http=http,
-                                                timeout=60.0, retries=1, backoff=0.2)
+                                                timeout=60.0, retries=1, backoff=0.2,
+                                                tls=target.tls)
     try:
         return action(client, target)
     except CommandRefused as exc:

@@ -791,6 +791,7 @@ class RegulatorClient(NodeClient):
         timeout: float = 60.0,
         retries: int = 4,
         backoff: float = 0.2,
+        tls: ClientTls = NO_CLIENT_TLS,
     ) -> Self:
         """A client of the regulator's **own** node (``jointledger serve --role
         regulator``): traces, alerts, faults, disclosures, case files.
@@ -801,7 +802,7 @@ class RegulatorClient(NodeClient):
         platform log's id. Transport options are :class:`NodeClient`'s.
         """
         client = cls(base_url, account, sm2_key, http=http, timeout=timeout, retries=retries,
-                     backoff=backoff)
+                     backoff=backoff, tls=tls)
         client._regulator_node = name
         client._regulator_node_pending = name is None
         return client
