@@ -290,6 +290,7 @@ def _build_parser() -> argparse.ArgumentParser:
     risk.add_argument("--json", action="store_true", help="one JSON object per line")
     add_client_tls_options(risk)
     _add_regulator_commands(commands)
+    _add_governance_commands(commands)
     return parser
 
 
@@ -441,6 +442,85 @@ def _regulator_command(args: argparse.Namespace) -> int:
                               out=args.out, identity_keys=args.identity_key,
                               identity_file=args.identity_file, alert_ids=args.alert,
                               refs=args.ref, as_json=args.json)
+
+
+# ---------------------------------------------------------------- governance, disclose-field
+
+
+def _add_governance_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]
+                             ) -> None:
+    """``governance`` (members' M-of-N votes) and ``disclose-field`` (a platform proves one
+    field of a record): docs/governance.md, docs/commitments.md."""
+    governance = commands.add_parser(
+        "governance", help="propose, approve, execute and list membership proposals",
+        description="The consortium's M-of-N governance as the member whose node config is "
+        "given (a platform's serve config or the regulator's; its [keys] account signs): "
+        "propose admitting, removing a member or rotating its SM2 key, approve (the approval "
+        "reaching the threshold executes it), execute one whose approvals reach a lowered "
+        "threshold, list the proposals (docs/governance.md). Exit status 0 done, 1 the chain "
+        "refuses (not a voter, unknown or executed proposal, a contract revert), 2 unusable "
+        "config, key files or options.")
+    actions = governance.add_subparsers(dest="governance_action", required=True,
+                                        metavar="ACTION")
+    member_options = argparse.ArgumentParser(add_help=False)
+    member_options.add_argument("--config", type=Path, required=True,
+                                help="the member's node config (TOML): keys, deployment, chain")
+    member_options.add_argument("--rpc-url", help="JSON-RPC URL of the chain (overrides the "
+                                "config)")
+    member_options.add_argument("--json", action="store_true", help="print JSON for scripts")
+    add_client_tls_options(member_options)
+    propose = actions.add_parser("propose", help="propose a membership change",
+                                 parents=[member_options])
+    propose.add_argument("what", choices=["add", "remove", "rotate"])
+    propose.add_argument("member", metavar="MEMBER",
+                         help="add: the new member's name; remove, rotate: a member's name "
+                         "or address")
+    propose.add_argument("--role", choices=["platform", "regulator", "auditor"],
+                         help="add: the new member's role")
+    propose.add_argument("--address", help="add: the new member's chain address")
+    propose.add_argument("--public-key", type=Path, metavar="PEM",
+                         help="add, rotate: the SM2 public key (NAME.sm2.pub.pem)")
+    for name, what in (("approve", "approve a proposal (executes it at the threshold)"),
+                       ("execute", "execute a proposal whose approvals reach the threshold")):
+        action = actions.add_parser(name, help=what, parents=[member_options])
+        action.add_argument("proposal_id", type=int, metavar="ID")
+    actions.add_parser("list", help="every proposal with its approvals and the threshold",
+                       parents=[member_options])
+
+    disclose_field = commands.add_parser(
+        "disclose-field", help="write a single-field disclosure of a submitted record",
+        description="From the receipts file jointledger submit wrote, write the disclosure "
+        "of one field of one record (its value and salt, the other fields' hashes), which "
+        "jointledger verify BUNDLE --disclosure FILE checks against the record's proof "
+        "bundle. Exit status 0 written, 2 unusable input.")
+    disclose_field.add_argument("receipts", type=Path, metavar="RECEIPTS",
+                                help="receipts file (JSONL) or one receipt (JSON)")
+    disclose_field.add_argument("--field", required=True,
+                                help="the record field, e.g. amount_fen")
+    disclose_field.add_argument("--tx", dest="local_tx_id", metavar="LOCAL_TX_ID",
+                                help="the record's local transaction id")
+    disclose_field.add_argument("--commitment", metavar="HEX", help="the record's commitment")
+    disclose_field.add_argument("--out", type=Path, metavar="FILE",
+                                help="write it here (default: standard output)")
+
+
+def _governance_or_disclose_field(args: argparse.Namespace) -> int:
+    """Run ``governance`` or ``disclose-field`` (lazy imports)."""
+    if args.command == "disclose-field":
+        from ledger_node.cli.disclose_field import run_disclose_field
+
+        return run_disclose_field(args.receipts, field=args.field, out=args.out,
+                                  local_tx_id=args.local_tx_id, commitment=args.commitment)
+    from ledger_node.cli.governance import ProposeRequest, run_governance
+    from ledger_node.cli.tlsopts import given_client_tls
+
+    request = None
+    if args.governance_action == "propose":
+        request = ProposeRequest(args.what, args.member, role=args.role,
+                                 address=args.address, public_key=args.public_key)
+    return run_governance(args.governance_action, config=args.config, rpc_url=args.rpc_url,
+                          proposal_id=getattr(args, "proposal_id", None), request=request,
+                          as_json=args.json, tls=given_client_tls(args))
 
 
 def _keys_new(name: str, directory: Path) -> int:
@@ -640,6 +720,8 @@ def main(argv: list[str] | None = None) -> int:
                                      keys_dir=args.keys, tls=given_client_tls(args))
         if args.command in ("trace", "alerts", "faults", "disclose", "casefile"):
             return _regulator_command(args)
+        if args.command in ("governance", "disclose-field"):
+            return _governance_or_disclose_field(args)
         if args.command == "risk":
             from ledger_node.cli.risk import run_risk
             from ledger_node.cli.tlsopts import given_client_tls
