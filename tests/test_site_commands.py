@@ -258,3 +258,19 @@ def test_up_exits_non_zero_when_a_process_dies_at_start(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "[up]" in result.stdout and "unionpay exited with status" in result.stdout
     assert "[unionpay]" in result.stdout  # its own error, prefixed
+
+
+def test_every_config_key_is_documented_in_config_md() -> None:
+    from ledger_node.chain import consortium
+    from ledger_node.platform import config as platform_config
+    from ledger_node.protocol.aml import AmlConfig
+    from ledger_node.regulator import config as regulator_config
+
+    page = (Path(__file__).parent.parent / "docs/config.md").read_text()
+    keys: set[str] = set(consortium._MEMBER_KEYS) | set(AmlConfig().to_json()) | {"threshold"}
+    for sections in (platform_config._SECTIONS, regulator_config._SECTIONS):
+        for section, names in sections.items():
+            assert f"[{section}]" in page
+            keys |= set(names or ())
+    missing = sorted(key for key in keys if f"`{key}`" not in page and f"\n{key} =" not in page)
+    assert not missing, f"docs/config.md does not document {missing}"
