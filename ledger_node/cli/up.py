@@ -110,7 +110,7 @@ class Supervisor:
     def __init__(self, directory: Path, processes: list[SiteProcess]) -> None:
         self.directory = directory
         self.processes = processes
-        self.output = Output(max(len(p.name) for p in [*processes, SiteProcess("up", ("",))]))
+        self.output = Output(max(len("up"), *(len(p.name) for p in processes)))
         self.running: list[Running] = []
         self.stop_requested = threading.Event()
 
