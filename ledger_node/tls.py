@@ -19,6 +19,7 @@ later. TLCP (GB/T 38636, SM2 certificates) needs Tongsuo; see docs/deploy.md.
 from __future__ import annotations
 
 import ipaddress
+import json
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -261,3 +262,22 @@ def local_host(host: str) -> str:
     if host == "::":
         return "[::1]"
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def tls_config_toml(cert: str, key: str, ca: str) -> str:
+    """The TLS lines of a member's node config, as :func:`read_server_tls` and
+    :func:`read_client_tls` read them: the node serves ``cert`` (with ``key``) and requires
+    a client certificate from ``ca`` (mutual TLS), lines that end the ``[http]`` table; then
+    a ``[tls]`` table trusting ``ca`` and presenting the same certificate as a client.
+
+    The one writer of these lines: ``jointledger init`` and the demo's local site use it.
+    """
+    return (f"tls_cert = {toml_string(cert)}\ntls_key = {toml_string(key)}\n"
+            f"client_ca = {toml_string(ca)}\n\n"
+            f"[tls]\nca = {toml_string(ca)}\nclient_cert = {toml_string(cert)}\n"
+            f"client_key = {toml_string(key)}\n")
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string (a JSON string is one)."""
+    return json.dumps(text)

@@ -21,8 +21,10 @@ Only public material is read; a member's private keys never need to be here.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -35,8 +37,9 @@ from ledger_node.crypto import gmcrypto
 from ledger_node.errors import InvalidConfig, InvalidKey
 
 _ROLES: Final = {"platform": Role.PLATFORM, "regulator": Role.REGULATOR, "auditor": Role.AUDITOR}
-_NAME: Final = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+MEMBER_NAME: Final = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _MEMBER_KEYS: Final = {"name", "role", "address", "sm2_public_key", "keys"}
+"""A member name: lower case letters, digits, ``_`` and ``-``, a letter first, 32 at most."""
 DEV_FUNDING_WEI: Final = 100 * 10**18
 
 
@@ -53,6 +56,16 @@ class Consortium:
             if member.name == name:
                 return member
         raise KeyError(name)
+
+
+def consortium_toml(members: Sequence[tuple[str, str]], threshold: int,
+                    keys_dir: str = "keys") -> str:
+    """The text of a consortium file for ``members`` (name, role), each member's public keys
+    read from ``keys_dir`` (``jointledger keys new``), and the approval ``threshold``. The one
+    writer of the format (``jointledger init``, the local site)."""
+    return f"threshold = {threshold}\n" + "".join(
+        f"\n[[members]]\nname = {json.dumps(name)}\nrole = {json.dumps(role)}\n"
+        f"keys = {json.dumps(keys_dir)}\n" for name, role in members)
 
 
 def load_consortium(path: Path) -> Consortium:
@@ -111,7 +124,7 @@ def _member(path: Path, index: int, entry: Any) -> Member:
     if unknown:
         raise InvalidConfig(f"{where}: unknown setting {unknown[0]!r}")
     name = entry.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not MEMBER_NAME.fullmatch(name):
         raise InvalidConfig(f"{where}: name must match [a-z][a-z0-9_-]{{0,31}}")
     role = _ROLES.get(str(entry.get("role")))
     if role is None:

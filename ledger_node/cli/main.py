@@ -291,6 +291,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_client_tls_options(risk)
     _add_regulator_commands(commands)
     _add_governance_commands(commands)
+    _add_site_commands(commands)
     return parser
 
 
@@ -522,6 +523,81 @@ def _governance_or_disclose_field(args: argparse.Namespace) -> int:
                           proposal_id=getattr(args, "proposal_id", None), request=request,
                           as_json=args.json, tls=given_client_tls(args))
 
+# --- A consortium directory: init, up, status (docs/config.md) -------------------------
+
+def _add_site_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``init``, ``up`` and ``status`` of a consortium directory."""
+    init = commands.add_parser(
+        "init", help="lay out a whole consortium in a directory (keys, configs, TLS, run file)",
+        description="Write every member's keys, the consortium file, a CA for DIR and a "
+        "certificate per server, one config per node, a Procfile-style run file, systemd "
+        "units and a README saying what to start in which order (docs/config.md). Refuses a "
+        "non-empty DIR unless --force. Exit status 2 when refused.")
+    init.add_argument("dir", type=Path, metavar="DIR")
+    init.add_argument("--platform", action="append", default=[], metavar="NAME",
+                      help="a platform member with its node (repeatable; at least one)")
+    init.add_argument("--shards", action="append", default=[], metavar="NAME=N",
+                      help="platform NAME runs N log shards, one node each (default 1)")
+    init.add_argument("--regulator", default="pboc", metavar="NAME",
+                      help="the regulator member with its node (default pboc)")
+    init.add_argument("--auditor", action="append", default=[], metavar="NAME",
+                      help="an auditor member, no node (repeatable)")
+    init.add_argument("--threshold", type=int, metavar="M",
+                      help="governance approvals needed (default: a majority of the members)")
+    init.add_argument("--rpc-url", help="use this external chain; no jointledger chain is "
+                      "laid out (deploy on it yourself: README.md in DIR)")
+    init.add_argument("--host", action="append", default=[], metavar="[NAME=]HOST",
+                      help="address every process (HOST) or member NAME's nodes or 'chain' "
+                      "(NAME=HOST) bind and are reached at (default 127.0.0.1; repeatable)")
+    init.add_argument("--chain-port", type=int, default=8545,
+                      help="the chain's port (default 8545)")
+    init.add_argument("--first-node-port", type=int, default=8701,
+                      help="the first node's port; the others follow it (default 8701)")
+    init.add_argument("--force", action="store_true",
+                      help="write into a non-empty DIR (existing member keys are kept)")
+    up = commands.add_parser(
+        "up", help="start a consortium directory's chain and nodes in the foreground",
+        description="Start every process of DIR's run file in order (the chain, then the "
+        "platform nodes, then the regulator's), each once the previous ones answer; print "
+        "their output prefixed by process. Ctrl-C (SIGINT) or SIGTERM stops the nodes, then "
+        "the chain; exit status 0 then, 1 if a process dies at start or later.")
+    up.add_argument("dir", type=Path, metavar="DIR")
+    up.add_argument("--start-timeout", type=float, default=120.0, metavar="SECONDS",
+                    help="how long each process may take to answer (default 120)")
+    status = commands.add_parser(
+        "status", help="each node of a consortium directory: health, log size, anchoring lag",
+        description="Ask each node of DIR for its /v1/health (with the TLS settings of its "
+        "config) and show a table: up or DOWN, log size, last checkpoint, anchoring lag. "
+        "Exit status 0 when every node answers, 1 when one is down.")
+    status.add_argument("dir", type=Path, metavar="DIR")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _site_command(args: argparse.Namespace) -> int:
+    """Run ``init``, ``up`` or ``status`` (lazy imports)."""
+    if args.command == "init":
+        from ledger_node.cli.init import InitRefused, plan_from_options, run_init
+
+        try:
+            plan = plan_from_options(
+                platforms=args.platform, regulator=args.regulator, auditors=args.auditor,
+                shards=args.shards, threshold=args.threshold, rpc_url=args.rpc_url,
+                hosts=args.host, chain_port=args.chain_port,
+                first_node_port=args.first_node_port)
+        except InitRefused as exc:
+            print(f"jointledger init: {exc}", file=sys.stderr)
+            return 2
+        return run_init(args.dir, plan, force=args.force)
+    if args.command == "up":
+        from ledger_node.cli.up import run_up
+
+        return run_up(args.dir, start_timeout=args.start_timeout)
+    from ledger_node.cli.status import run_status
+
+    return run_status(args.dir, as_json=args.json)
+
+# --- end of init, up, status ------------------------------------------------------------
+
 
 def _keys_new(name: str, directory: Path) -> int:
     from ledger_node.crypto.keyfiles import key_paths, new_member_keys
@@ -722,6 +798,8 @@ def main(argv: list[str] | None = None) -> int:
             return _regulator_command(args)
         if args.command in ("governance", "disclose-field"):
             return _governance_or_disclose_field(args)
+        if args.command in ("init", "up", "status"):
+            return _site_command(args)
         if args.command == "risk":
             from ledger_node.cli.risk import run_risk
             from ledger_node.cli.tlsopts import given_client_tls

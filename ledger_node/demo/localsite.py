@@ -27,14 +27,22 @@ from types import TracebackType
 import httpx
 
 from ledger_node.chain.adapter import Deployment, LedgerChain
-from ledger_node.chain.consortium import DEV_FUNDING_WEI, deploy_consortium, load_consortium
+from ledger_node.chain.consortium import (
+    DEV_FUNDING_WEI,
+    consortium_toml,
+    deploy_consortium,
+    load_consortium,
+)
 from ledger_node.crypto.keyfiles import MemberKeys, key_paths, load_member_keys, new_member_keys
 from ledger_node.demo.certs import issue, new_ca
-from ledger_node.tls import NO_CLIENT_TLS, ClientTls
+from ledger_node.platform.config import platform_config_toml
+from ledger_node.regulator.config import regulator_config_toml
+from ledger_node.tls import NO_CLIENT_TLS, ClientTls, tls_config_toml
 
 DEFAULT_MEMBERS: Sequence[tuple[str, str]] = (
     ("unionpay", "platform"), ("wechatpay", "platform"), ("pboc", "regulator"))
-_COMMAND = [sys.executable, "-m", "ledger_node.cli"]
+JOINTLEDGER: Sequence[str] = (sys.executable, "-m", "ledger_node.cli")
+"""How to run the ``jointledger`` command of this Python (no PATH needed)."""
 TLS_DIR = "tls"
 """The site's certificates, under its root: ``ca.pem`` and ``NAME.pem``/``NAME.key``."""
 
@@ -65,9 +73,7 @@ class LocalSite:
         for name, _ in self.members:
             if not key_paths(root / "keys", name)[0].exists():
                 new_member_keys(root / "keys", name)
-        (root / "consortium.toml").write_text(f"threshold = {threshold}\n" + "".join(
-            f'\n[[members]]\nname = "{name}"\nrole = "{role}"\nkeys = "keys"\n'
-            for name, role in self.members))
+        (root / "consortium.toml").write_text(consortium_toml(self.members, threshold))
         self.client_tls: ClientTls = NO_CLIENT_TLS
         """What a client of the site's servers trusts and presents (the site's certificate)."""
         if tls:
@@ -184,12 +190,10 @@ class LocalSite:
         port = free_port()
         key = _shard_key(name, shard)
         config = self.root / f"{key}.toml"
-        config.write_text(
-            f'[node]\nplatform = "{name}"\nstore = "{key}.db"\nshard = {shard}\n'
-            f"seal_interval = {seal_interval}\nseal_size = {seal_size}\n\n"
-            f"[http]\nport = {port}\n{self._tls_toml(name)}\n"
-            f'[keys]\nsm2 = "keys/{name}.sm2.pem"\naccount = "keys/{name}.account.key"\n\n'
-            f'[chain]\ndeployment = "deployment.json"\nrpc_url = "{self.rpc_url}"\n')
+        config.write_text(platform_config_toml(
+            platform=name, shard=shard, store=f"{key}.db", host="127.0.0.1", port=port,
+            tls_lines=self._tls_toml(name), keys_dir="keys", deployment="deployment.json",
+            rpc_url=self.rpc_url, seal_interval=seal_interval, seal_size=seal_size))
         url = f"{self.scheme}://127.0.0.1:{port}"
         if shard == 0:
             self.node_urls[name] = url
@@ -203,26 +207,24 @@ class LocalSite:
         config = self.root / f"{name}-regulator.toml"
         followed = self.node_urls if platforms is None else {
             p: self.node_urls[p] for p in platforms}
-        config.write_text(
-            f'[regulator]\nname = "{name}"\nstore = "{name}-regulator.db"\n'
-            f"follow_interval = {follow_interval}\n\n[platforms]\n"
-            + "".join(f"{p} = {self._urls_toml(p, url)}\n" for p, url in followed.items())
-            + f"\n[http]\nport = {port}\n{self._tls_toml(name)}\n"
-            f'[keys]\nsm2 = "keys/{name}.sm2.pem"\naccount = "keys/{name}.account.key"\n\n'
-            f'[chain]\ndeployment = "deployment.json"\nrpc_url = "{self.rpc_url}"\n')
+        config.write_text(regulator_config_toml(
+            name=name, store=f"{name}-regulator.db",
+            platforms={p: self._shard_url_list(p, url) for p, url in followed.items()},
+            host="127.0.0.1", port=port, tls_lines=self._tls_toml(name), keys_dir="keys",
+            deployment="deployment.json", rpc_url=self.rpc_url,
+            follow_interval=follow_interval))
         url = f"{self.scheme}://127.0.0.1:{port}"
         self.node_urls[name] = url
         return ["serve", "--role", "regulator", "--name", name, "--config", config.name], url
 
     def _tls_toml(self, name: str) -> str:
-        """The TLS lines of member ``name``'s config: its certificate served with mutual TLS
-        in ``[http]`` (the lines end that table), the CA and its certificate as a client in
-        ``[tls]``; nothing without TLS."""
+        """The TLS lines of member ``name``'s config (:func:`tls_config_toml`: its
+        certificate served with mutual TLS, the CA trusted as a client); nothing without
+        TLS."""
         if not self.tls:
             return ""
-        cert, key, ca = f"{TLS_DIR}/{name}.pem", f"{TLS_DIR}/{name}.key", f"{TLS_DIR}/ca.pem"
-        return (f'tls_cert = "{cert}"\ntls_key = "{key}"\nclient_ca = "{ca}"\n\n'
-                f'[tls]\nca = "{ca}"\nclient_cert = "{cert}"\nclient_key = "{key}"\n')
+        return tls_config_toml(f"{TLS_DIR}/{name}.pem", f"{TLS_DIR}/{name}.key",
+                               f"{TLS_DIR}/ca.pem")
 
     def healthy(self, url: str) -> bool:
         """Whether the node at ``url`` answers its health check (over the site's TLS)."""
@@ -232,12 +234,12 @@ class LocalSite:
         except httpx.HTTPError:
             return False
 
-    def _urls_toml(self, name: str, url: str) -> str:
-        """``name``'s node URL as TOML, or the list of its shards' URLs if it has several."""
+    def _shard_url_list(self, name: str, url: str) -> list[str]:
+        """``name``'s node URL, or its shards' URLs in shard order if it has several."""
         shards = self.shard_urls.get(name, {})
         if len(shards) <= 1:
-            return f'"{url}"'
-        return "[" + ", ".join(f'"{u}"' for _, u in sorted(shards.items())) + "]"
+            return [url]
+        return [u for _, u in sorted(shards.items())]
 
     def process_alive(self, key: str) -> bool:
         """Whether process ``key`` (``"chain"`` or a node name) was started and still runs."""
@@ -271,7 +273,7 @@ class LocalSite:
         """Start ``jointledger ARGS`` as process ``key``, its output in ``KEY.log``."""
         with (self.root / f"{key}.log").open("wb") as log:
             self._processes[key] = subprocess.Popen(
-                [*_COMMAND, *args], cwd=self.root, stdout=log, stderr=subprocess.STDOUT)
+                [*JOINTLEDGER, *args], cwd=self.root, stdout=log, stderr=subprocess.STDOUT)
 
     def _wait(self, key: str, ready: Callable[[], bool], timeout: float = 90.0) -> None:
         """Wait until ``ready()``; stop the process and raise :class:`SiteError` if it

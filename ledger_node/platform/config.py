@@ -79,6 +79,7 @@ from ledger_node.tls import (
     local_host,
     read_client_tls,
     read_server_tls,
+    toml_string,
     url_scheme,
 )
 
@@ -129,6 +130,23 @@ class ServeConfig:
     def url(self) -> str:
         """Where a client on this machine reaches the node (``https`` with TLS)."""
         return f"{url_scheme(self.server_tls)}://{local_host(self.host)}:{self.port}"
+
+
+def platform_config_toml(*, platform: str, shard: int, store: str, host: str, port: int,
+                         tls_lines: str, keys_dir: str, deployment: str, rpc_url: str,
+                         seal_interval: float, seal_size: int) -> str:
+    """The text of platform ``platform``'s node config (log shard ``shard``), in the format
+    :func:`load_serve_config` reads: its store, address, TLS lines
+    (:func:`~ledger_node.tls.tls_config_toml`, or ``""`` for plain HTTP), key files in
+    ``keys_dir`` and chain. The one writer of this format (``jointledger init``, the local
+    site)."""
+    return (f"[node]\nplatform = {toml_string(platform)}\nstore = {toml_string(store)}\n"
+            f"shard = {shard}\nseal_interval = {seal_interval}\nseal_size = {seal_size}\n\n"
+            f"[http]\nhost = {toml_string(host)}\nport = {port}\n{tls_lines}\n"
+            f"[keys]\nsm2 = {toml_string(f'{keys_dir}/{platform}.sm2.pem')}\n"
+            f"account = {toml_string(f'{keys_dir}/{platform}.account.key')}\n\n"
+            f"[chain]\ndeployment = {toml_string(deployment)}\n"
+            f"rpc_url = {toml_string(rpc_url)}\n")
 
 
 def load_serve_config(path: Path) -> ServeConfig:

@@ -43,7 +43,7 @@ Every mistake raises :class:`~ledger_node.errors.InvalidConfig` naming the key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -74,6 +74,7 @@ from ledger_node.tls import (
     local_host,
     read_client_tls,
     read_server_tls,
+    toml_string,
     url_scheme,
 )
 
@@ -121,6 +122,27 @@ class RegulatorServeConfig:
     def url(self) -> str:
         """Where a client on this machine reaches the node (``https`` with TLS)."""
         return f"{url_scheme(self.server_tls)}://{local_host(self.host)}:{self.port}"
+
+
+def regulator_config_toml(*, name: str, store: str, platforms: Mapping[str, Sequence[str]],
+                          host: str, port: int, tls_lines: str, keys_dir: str,
+                          deployment: str, rpc_url: str, follow_interval: float) -> str:
+    """The text of regulator ``name``'s node config, in the format
+    :func:`load_regulator_config` reads: its store, the ``platforms`` it follows (each
+    platform's node URLs, one per log shard), address, TLS lines
+    (:func:`~ledger_node.tls.tls_config_toml`, or ``""``), key files in ``keys_dir`` and
+    chain. The one writer of this format (``jointledger init``, the local site)."""
+    followed = "".join(
+        f"{platform} = " + (toml_string(urls[0]) if len(urls) == 1 else
+                            "[" + ", ".join(toml_string(url) for url in urls) + "]") + "\n"
+        for platform, urls in platforms.items())
+    return (f"[regulator]\nname = {toml_string(name)}\nstore = {toml_string(store)}\n"
+            f"follow_interval = {follow_interval}\n\n[platforms]\n{followed}\n"
+            f"[http]\nhost = {toml_string(host)}\nport = {port}\n{tls_lines}\n"
+            f"[keys]\nsm2 = {toml_string(f'{keys_dir}/{name}.sm2.pem')}\n"
+            f"account = {toml_string(f'{keys_dir}/{name}.account.key')}\n\n"
+            f"[chain]\ndeployment = {toml_string(deployment)}\n"
+            f"rpc_url = {toml_string(rpc_url)}\n")
 
 
 def load_regulator_config(path: Path) -> RegulatorServeConfig:
