@@ -156,7 +156,8 @@ def test_ack_is_durable_across_reopen(consortium: Consortium, tmp_path: Path) ->
         submitted += batch
     root = node._head().root
     # Read the file while the node still runs: what was acknowledged is already there.
-    other = SQLiteStore(path, platform="unionpay", log_id=node.log_id, hash_name="sm3")
+    other = SQLiteStore(path, platform="unionpay", log_id=node.log_id, hash_name="sm3",
+                        read_only=True)  # the node is the store's one writer
     assert [other.leaf(i) for i in range(other.size())] == submitted
     other.close()
     node.stop()
