@@ -506,8 +506,8 @@ def test_restart_only_marks_a_checkpoint_the_chain_already_has(
         raise ChainError("chain unreachable (injected)")
 
     monkeypatch.setattr(node.chain, "anchor_checkpoint", mined_then_lost)
+    node.start()  # compares the store with the chain's latest checkpoint: reads it once
     monkeypatch.setattr(node.chain, "latest_checkpoint", reads_down)
-    node.start()
     submit(node, consortium.unionpay, leaves(3))
     wait_for("a lost anchoring", lambda: node.metrics()["anchoring_failures"] >= 1)
     node.stop()

@@ -788,6 +788,35 @@ class MerkleLog:
         return ConsistencyProof(size1, size2, path)
 
 
+def bisect_roots(log: MerkleLog, roots: Sequence[tuple[TreeSize, Root]]) -> tuple[int, int]:
+    """Where ``log`` stops giving the trusted ``roots`` (``(size, root)`` pairs, the largest
+    of which ``log`` does not give): ``(good, bad)``, the largest size whose root ``log``
+    gives and the smallest above it whose root it does not (``good`` is 0 when none
+    matches). O(log k) roots of O(log n) stored digests each, for ``k`` roots.
+
+    Every complete subtree ``log`` folds for ``good`` is vouched for by that root, so the
+    damage is at or above index ``good`` (or in a node of ``bad``'s that covers it).
+    """
+    ordered = sorted(dict(roots).items())
+    if not ordered:
+        raise ValueError("no roots to bisect")
+
+    def gives(position: int) -> bool:
+        size, root = ordered[position]
+        return size <= log.size and hmac.compare_digest(log.root(size), root)
+
+    lo, hi = -1, len(ordered) - 1  # gives(lo) (the empty tree), not gives(hi)
+    if gives(hi):
+        raise ValueError(f"the log gives the root at size {ordered[hi][0]}: nothing to bisect")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if gives(mid):
+            lo = mid
+        else:
+            hi = mid
+    return (0 if lo < 0 else ordered[lo][0]), ordered[hi][0]
+
+
 # --------------------------------------------------------------------------------------
 # One-shot functions over a list of leaves
 # --------------------------------------------------------------------------------------
