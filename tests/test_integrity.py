@@ -540,3 +540,31 @@ def test_leaves_hash_like_the_node() -> None:
     """The checks recompute leaf hashes with the one encoder (log/leaf.py)."""
     leaf = Leaf(os.urandom(32), os.urandom(10), os.urandom(32), os.urandom(32))
     assert leaves_data([leaf]) == [leaf.leaf_data()]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 8, 13, 64, 100])
+def test_the_remembering_inclusion_verifier_accepts_and_refuses_as_the_plain_one(
+    size: int,
+) -> None:
+    """Every leaf's proof verifies; with the cache warm, any one altered path element, leaf
+    hash or a root of another size is still refused."""
+    from ledger_node.errors import InvalidProof
+    from ledger_node.log.merkle import InclusionVerifier, verify_inclusion
+
+    log = MerkleLog.from_leaves(SM3_HASHER, [os.urandom(8) for _ in range(size)])
+    verifier = InclusionVerifier(SM3_HASHER)
+    for at in (size, max(1, size - 1)):
+        root = log.root(at)
+        for index in range(at):
+            proof = log.inclusion_proof(index, at).path
+            verify_inclusion(SM3_HASHER, index, at, log.leaf_hash(index), proof, root)
+            verifier.verify(index, at, log.leaf_hash(index), proof, root)
+        for index in range(at):
+            proof = list(log.inclusion_proof(index, at).path)
+            for position in range(len(proof)):
+                forged = proof.copy()
+                forged[position] = os.urandom(32)
+                with pytest.raises(InvalidProof):
+                    verifier.verify(index, at, log.leaf_hash(index), forged, root)
+            with pytest.raises(InvalidProof):
+                verifier.verify(index, at, os.urandom(32), proof, root)

@@ -32,10 +32,10 @@ from ledger_node.log.leaf import Leaf, LeafSummary
 from ledger_node.log.merkle import (
     ConsistencyProof,
     Hasher,
+    InclusionVerifier,
     MerkleLog,
     TreeHead,
     verify_consistency,
-    verify_inclusion,
 )
 from ledger_node.platform.integrity import CheckedLeaves, LeafChecker
 from ledger_node.platform.store import SQLiteStore, StoredBatch, StoredCheckpoint
@@ -79,6 +79,7 @@ class LogQueries:
         self._log_lock = log_lock
         self._checker = checker
         self._hasher = hasher
+        self._inclusion = InclusionVerifier(hasher)
         self.hash_name = hash_name
         self.log_id = log_id
         self.deployment = deployment
@@ -196,8 +197,7 @@ class LogQueries:
             leaf_hash = self._log.leaf_hash(index)
         summary = self.summary(index)  # the row matches leaf_hash, or LeafDamaged
         try:
-            verify_inclusion(self._hasher, index, latest.tree_size, leaf_hash, proof.path,
-                             latest.root)
+            self._inclusion.verify(index, latest.tree_size, leaf_hash, proof.path, latest.root)
         except InvalidProof as exc:
             raise self._checker.damaged(
                 index, f"its inclusion proof does not give the root anchored at size "
