@@ -164,6 +164,8 @@ def test_a_damaged_record_is_never_served_by_the_regulator(
     assert run_regulator_fsck(tmp_path / "pboc.db", "pboc", chain=consortium.chain,
                               echo=lines.append) == 1
     assert any(line.startswith("  leaf 4: damaged") for line in lines), lines
+    with pytest.raises(LeafDamaged, match="leaf 4 is damaged"):  # at open: every row rehashed
+        _regulator(consortium, tmp_path, log.node)
 
 
 def test_a_regulator_store_whose_leaf_hashes_changed_does_not_start(
@@ -177,9 +179,12 @@ def test_a_regulator_store_whose_leaf_hashes_changed_does_not_start(
     regulator.stop()
     _sql(tmp_path / "pboc.db", "UPDATE records SET leaf_hash = ? WHERE idx = 6",
          (b"\x06" * 32,))
-    with pytest.raises(TreeMismatch, match="first bad index 6") as refused:
+    with pytest.raises(LeafDamaged, match="leaf 6 is damaged") as refused:
         _regulator(consortium, tmp_path, log.node)
-    assert refused.value.first_bad == 6
+    assert refused.value.index == 6
+    _sql(tmp_path / "pboc.db", "DELETE FROM records WHERE idx = 7")
+    with pytest.raises(TreeMismatch, match="verified record 7 is missing"):
+        _regulator(consortium, tmp_path, log.node)
     lines: list[str] = []
     assert run_regulator_fsck(tmp_path / "pboc.db", "pboc", echo=lines.append) == 1
     assert any("leaf 6: damaged" in line for line in lines), lines

@@ -199,6 +199,17 @@ def _hash_leaves(hasher: Hasher, leaves: Iterable[bytes]) -> bytearray:
     return out
 
 
+def hash_leaves(hasher: Hasher, datas: Iterable[bytes]) -> bytes:
+    """The leaf hashes of ``datas`` (leaf data), concatenated: the hasher's bulk path when
+    it has one (how a node checks rows and rebuilds trees from them)."""
+    return bytes(_hash_leaves(hasher, datas))
+
+
+def hash_pairs(hasher: Hasher, level: bytes | bytearray) -> bytes:
+    """The level above ``level`` (concatenated digests, an even number of them)."""
+    return bytes(_hash_pairs(hasher, level))
+
+
 def _hash_pairs(hasher: Hasher, level: bytes | bytearray) -> bytearray:
     if isinstance(hasher, HashlibHasher):
         return hasher.hash_pairs(level)

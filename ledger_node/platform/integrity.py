@@ -27,7 +27,7 @@ from typing import Final, TypeVar
 
 from ledger_node.errors import LeafDamaged, StoreBehindChain, StoreCorrupted, TreeMismatch
 from ledger_node.log.leaf import Leaf, LeafSummary, leaves_data, summaries_from_data
-from ledger_node.log.merkle import Hasher, MerkleLog, bisect_roots
+from ledger_node.log.merkle import Hasher, MerkleLog, bisect_roots, hash_leaves, hash_pairs
 from ledger_node.platform.store import LEVEL_CHUNK, SQLiteStore, StoredLeaf
 
 __all__ = [
@@ -39,21 +39,12 @@ __all__ = [
     "TrustedRoot",
     "check_tree",
     "full_check",
-    "hash_leaf_datas",
     "locate_damage",
 ]
 
 _log = logging.getLogger(__name__)
 _Damaged = TypeVar("_Damaged", bound=StoreCorrupted)
 _SUBTREE_BULK_LEVEL: Final = 10  # below 2**10 leaves a descent checks the whole subtree at once
-
-
-def hash_leaf_datas(hasher: Hasher, datas: Sequence[bytes]) -> bytes:
-    """The leaf hashes of ``datas``, concatenated (the hasher's bulk path when it has one)."""
-    bulk = getattr(hasher, "hash_leaves", None)
-    if bulk is not None:
-        return bytes(bulk(datas))
-    return b"".join(hasher.hash_leaf(d) for d in datas)
 
 
 @dataclass(frozen=True)
@@ -100,7 +91,7 @@ class LeafChecker:
         start = rows[0].index
         leaves = [row.leaf for row in rows]
         datas = leaves_data(leaves)
-        recomputed = hash_leaf_datas(self._hasher, datas)
+        recomputed = hash_leaves(self._hasher, datas)
         stored = b"".join(row.leaf_hash for row in rows)
         with self._lock:
             in_tree = self._tree.level_digests(0, start, start + len(rows))
@@ -313,7 +304,7 @@ class _Descent:
         except LeafDamaged as exc:  # a row that is not even a leaf
             return Damage(exc.index, exc.reason)
         tree_leaves = self.tree.level_digests(0, lo, hi)
-        recomputed = hash_leaf_datas(self.hasher, leaves_data([r.leaf for r in rows]))
+        recomputed = hash_leaves(self.hasher, leaves_data([r.leaf for r in rows]))
         found: list[Damage] = []
         for offset, row in enumerate(rows):
             want = tree_leaves[offset * d:(offset + 1) * d]
@@ -330,7 +321,7 @@ class _Descent:
         for k in range(1, level + 1):
             first = lo >> k
             digests = self.tree.level_digests(k, first, hi >> k)
-            pairs = bytes(_hash_pairs(self.hasher, below))
+            pairs = hash_pairs(self.hasher, below)
             if pairs != digests:
                 at = next(i for i in range(0, len(pairs), d) if pairs[i:i + d] != digests[i:i + d])
                 bad = first + at // d
@@ -340,15 +331,6 @@ class _Descent:
                 break
             below = digests
         return min(found, key=lambda f: (f.index or 0, f.level_row)) if found else None
-
-
-def _hash_pairs(hasher: Hasher, level: bytes) -> bytes:
-    bulk = getattr(hasher, "hash_pairs", None)
-    if bulk is not None:
-        return bytes(bulk(level))
-    d = hasher.digest_size
-    return b"".join(hasher.hash_children(level[i:i + d], level[i + d:i + 2 * d])
-                    for i in range(0, len(level) - 2 * d + 1, 2 * d))
 
 
 # ------------------------------------------------------------------ fsck
@@ -389,7 +371,7 @@ def full_check(store: SQLiteStore, hasher: Hasher, *,
     report = FsckReport(size, tree)
     for page in store.scan_leaf_rows():
         datas = leaves_data([row.leaf for row in page])
-        recomputed = hash_leaf_datas(hasher, datas)
+        recomputed = hash_leaves(hasher, datas)
         d = hasher.digest_size
         for offset, row in enumerate(page):
             mine = recomputed[offset * d:(offset + 1) * d]

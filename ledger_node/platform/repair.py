@@ -24,8 +24,8 @@ from ledger_node.chain.adapter import AnchoredCheckpoint
 from ledger_node.errors import StoreRepairRefused
 from ledger_node.log.checkpoint import Checkpoint
 from ledger_node.log.leaf import Leaf, leaves_data
-from ledger_node.log.merkle import Hasher, MerkleLog
-from ledger_node.platform.integrity import FsckReport, hash_leaf_datas
+from ledger_node.log.merkle import Hasher, MerkleLog, hash_leaves
+from ledger_node.platform.integrity import FsckReport
 from ledger_node.platform.store import SQLiteStore, StoredCheckpoint, StoredLeaf
 
 __all__ = ["LeafFetch", "RepairPlan", "apply_repair", "plan_repair"]
@@ -157,4 +157,4 @@ def _fetched(fetch: LeafFetch, start: int, end: int) -> Sequence[Leaf]:
 
 
 def _row(hasher: Hasher, index: int, leaf: Leaf) -> StoredLeaf:
-    return StoredLeaf(index, leaf, hash_leaf_datas(hasher, leaves_data([leaf])))
+    return StoredLeaf(index, leaf, hash_leaves(hasher, leaves_data([leaf])))

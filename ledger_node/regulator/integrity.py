@@ -63,10 +63,8 @@ def full_check(store: RegulatorStore, *,
             indexes = [r.index for r in records]
             if indexes != list(range(first, stop)):
                 missing = sorted(set(range(first, stop)) - set(indexes))
-                report.rows.append((missing[0] if missing else first,
-                                    f"{len(missing)} verified record(s) of [{first}, {stop}) "
-                                    "are missing"))
-                break
+                report.rows.extend((index, "the verified record is missing")
+                                   for index in missing)
             hashes = bytearray()
             for record in records:
                 try:
@@ -82,7 +80,8 @@ def full_check(store: RegulatorStore, *,
                                         f"stored one {record.leaf_hash.hex()}"))
                 hashes += mine
             tree.extend_leaf_hashes(bytes(hashes[i:i + d]) for i in range(0, len(hashes), d))
-        if tree.size != state.verified_size:
+        if tree.size != state.verified_size:  # records missing: no tree to compare
+            report.rows.sort()
             reports.append(report)
             continue
         wanted: list[tuple[int, bytes, str]] = [

@@ -17,10 +17,12 @@
 * **AML**: :func:`ledger_node.protocol.aml.detect` over the index, each alert with its evidence.
 * **Disclosures**: requests logged on chain, answers fetched from the platform node,
   checked against the digest the platform logged on chain, the commitment and the escrow.
-* **Integrity** (docs/regulator.md § Integrity): at open each log's tree, rebuilt from the
-  stored leaf hashes, must give the verified root the store recorded and the root anchored
-  at that size (:class:`~ledger_node.errors.TreeMismatch` naming the log and the first bad
-  index otherwise: the node does not start); every record read is checked before it is
+* **Integrity** (docs/regulator.md § Integrity): at open each log's tree is built from the
+  records' own data (every leaf hash recomputed and compared with the stored one:
+  :class:`~ledger_node.errors.LeafDamaged`) and must give the verified root the store
+  recorded and every root anchored up to it (:class:`~ledger_node.errors.TreeMismatch`
+  naming the log and the first bad index otherwise): the node does not start on a damaged
+  store. Every record read is checked before it is
   served (its leaf hash recomputed from its commitment, escrow and tags, and its place in
   the tree; :class:`~ledger_node.errors.LeafDamaged` otherwise). A platform that lost its
   store reads its own verified leaves back (:meth:`RegulatorNode.own_leaves`).
@@ -72,7 +74,7 @@ from ledger_node.errors import (
 from ledger_node.gcpause import gc_paused
 from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint
 from ledger_node.log.leaf import Leaf, LeafSummary, leaves_data
-from ledger_node.log.merkle import MerkleLog, bisect_roots, hasher_for
+from ledger_node.log.merkle import MerkleLog, bisect_roots, hash_leaves, hasher_for
 from ledger_node.protocol.aml import Alert, AmlConfig, detect
 from ledger_node.protocol.bundle import ChainAnchor, ProofBundle, build_bundle
 from ledger_node.protocol.commitment import RecordOpening, verify_opening
@@ -273,7 +275,7 @@ class RegulatorNode:
         self._platform_keys = RegisteredKeys(chain)
         try:
             for state in self.store.logs():
-                tree = self._rebuild_tree(state)
+                tree = self._open_tree(state)
                 self._check_tree(state, tree)
                 self._trees[state.log_id] = tree
         except BaseException:
@@ -285,11 +287,45 @@ class RegulatorNode:
     def _log_name(self, state: LogState) -> str:
         return f"{self.store.path} (log {state.platform}/{state.log_id.hex()})"
 
+    def _open_tree(self, state: LogState) -> MerkleLog:
+        """The tree of a followed log at open, built from the records' own data: each
+        record's leaf hash is recomputed from its commitment, escrow and tags (the escrow
+        against the digest the anchored root binds) and must be the stored one
+        (:class:`LeafDamaged` naming the first that is not; :class:`TreeMismatch` if records
+        are missing). O(n): one leaf encoding and two SM3 hashes per record."""
+        hasher = hasher_for(state.hash_name)
+        name = self._log_name(state)
+        tree = MerkleLog(hasher)
+        d = hasher.digest_size
+        for first in range(0, state.verified_size, MAX_PAGE):
+            stop = min(state.verified_size, first + MAX_PAGE)
+            rows = self.store.leaf_rows(state.log_id, first, stop)
+            if [row[0] for row in rows] != list(range(first, stop)):
+                missing = sorted(set(range(first, stop)) - {row[0] for row in rows})
+                at = missing[0] if missing else first
+                raise TreeMismatch(f"regulator store {name}: verified record {at} is missing",
+                                   tree_size=state.verified_size, first_bad=at,
+                                   detail="records missing")
+            leaves = []
+            for index, _, commitment, escrow, match_tag, amount_tag in rows:
+                try:
+                    leaves.append(Leaf(commitment, escrow, match_tag, amount_tag))
+                except InvalidLeaf as exc:
+                    raise LeafDamaged(name, index, f"the row is not a leaf: {exc}") from None
+            hashes = hash_leaves(hasher, leaves_data(leaves))
+            if hashes != b"".join(row[1] for row in rows):
+                offset = next(i for i, row in enumerate(rows)
+                              if hashes[i * d:(i + 1) * d] != row[1])
+                raise LeafDamaged(name, first + offset, "its leaf hash recomputed from its "
+                                  "commitment, escrow and tags is not the stored one")
+            tree.extend_leaf_hashes(hashes[i:i + d] for i in range(0, len(hashes), d))
+        return tree
+
     def _check_tree(self, state: LogState, tree: MerkleLog) -> None:
-        """``tree`` (rebuilt from the stored leaf hashes) must hold the verified size and
-        give the verified root and every anchored root up to it; raise :class:`TreeMismatch`
-        naming the first bad index otherwise (found by bisecting the anchored roots, then
-        re-checking the rows between the last good and the first bad one)."""
+        """``tree`` must hold the verified size and give the verified root and every
+        anchored root up to it; raise :class:`TreeMismatch` naming the first bad index
+        otherwise (found by bisecting the anchored roots, then re-checking the rows between
+        the last good and the first bad one)."""
         name = self._log_name(state)
         size = state.verified_size
         if tree.size != size:
