@@ -98,3 +98,26 @@ def test_fsck_refuses_a_live_store_and_passes_a_clean_one(
         node.stop()
     assert main(["fsck", str(path)]) == 0
     assert capsys.readouterr().out.endswith("clean\n")
+
+
+def test_fsck_checks_every_batchs_evidence(consortium: Consortium, tmp_path: Path) -> None:
+    """A batch's stored digest is recomputed from its stored leaves and, with the chain, its
+    signature verified with the platform's registered keys."""
+    import sqlite3
+
+    path = tmp_path / "store.db"
+    filled(consortium, path, 1400)
+    lines: list[str] = []
+    assert run_platform_fsck(path, chain=consortium.chain, echo=lines.append) == 0, lines
+    db = sqlite3.connect(path)
+    (signature,) = db.execute("SELECT signature FROM batches WHERE id = 2").fetchone()
+    db.execute("UPDATE batches SET signature = ? WHERE id = 2",
+               (bytes(signature[:-1]) + bytes([signature[-1] ^ 1]),))
+    db.execute("UPDATE batches SET digest = ? WHERE id = 1", (b"\x01" * 32,))
+    db.commit()
+    db.close()
+    lines.clear()
+    assert run_platform_fsck(path, chain=consortium.chain, echo=lines.append) == 1
+    text = "\n".join(lines)
+    assert "evidence: batch 1 (leaves 0..699): its stored digest is not the batch digest" in text
+    assert "evidence: batch 2 (leaves 700..1399): its signature verifies with no key" in text

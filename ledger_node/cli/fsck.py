@@ -31,7 +31,12 @@ from ledger_node.errors import InvalidKey, InvalidSignature, StoreCorrupted
 from ledger_node.log.checkpoint import verify_checkpoint_signature
 from ledger_node.log.leaf import Leaf
 from ledger_node.log.merkle import Hasher, hasher_for
-from ledger_node.platform.integrity import FsckReport, TrustedRoot, full_check
+from ledger_node.platform.integrity import (
+    FsckReport,
+    TrustedRoot,
+    batch_problems,
+    full_check,
+)
 from ledger_node.platform.repair import RepairPlan, apply_repair, plan_repair
 from ledger_node.platform.store import SQLiteStore
 from ledger_node.regulator import integrity as regulator_integrity
@@ -62,14 +67,19 @@ def store_identity(path: Path) -> tuple[str, bytes, str]:
         raise StoreCorrupted(f"{path} is not a platform store: {exc}") from None
 
 
-def _signature_problems(store: SQLiteStore, keys: Sequence[bytes]) -> list[str]:
-    """Stored checkpoints whose SM2 signature verifies with none of ``keys``."""
+def _public_keys(keys: Sequence[bytes]) -> list[gmcrypto.SM2PublicKey]:
     public = []
     for raw in keys:
         try:
             public.append(gmcrypto.SM2PublicKey.from_raw(raw))
         except InvalidKey:
             continue
+    return public
+
+
+def _signature_problems(store: SQLiteStore, keys: Sequence[bytes]) -> list[str]:
+    """Stored checkpoints whose SM2 signature verifies with none of ``keys``."""
+    public = _public_keys(keys)
     problems = []
     for cp in store.checkpoints():
         for key in public:
@@ -92,7 +102,7 @@ def _print_report(report: FsckReport, signatures: Sequence[str], echo: Echo) -> 
     for problem in report.roots:
         echo(f"  root: {problem}")
     for problem in signatures:
-        echo(f"  signature: {problem}")
+        echo(f"  {'evidence' if problem.startswith('batch') else 'signature'}: {problem}")
     if report.behind is not None:
         chain_size, size = report.behind
         echo(f"  behind the chain: the chain anchored the log up to size {chain_size}, the "
@@ -127,6 +137,8 @@ def run_platform_fsck(path: Path, *, chain: LedgerChain | None = None,
             registered = [keys.sm2_key.public_key().raw]
         report = _check(store, hasher, history)
         signatures = _signature_problems(store, registered) if registered else []
+        signatures += batch_problems(store, log_id,
+                                     _public_keys(registered) if registered else None)
         echo(f"jointledger fsck: store {path}: platform {platform}, log {log_id.hex()}, "
              f"{report.size} leaves, {len(store.checkpoints())} checkpoints"
              + ("" if chain is not None else " (no chain given: anchored roots not compared)")

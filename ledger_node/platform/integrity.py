@@ -25,13 +25,27 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
-from ledger_node.errors import LeafDamaged, StoreBehindChain, StoreCorrupted, TreeMismatch
-from ledger_node.log.leaf import Leaf, LeafSummary, leaves_data, summaries_from_data
+from ledger_node.crypto import gmcrypto
+from ledger_node.errors import (
+    InvalidSignature,
+    LeafDamaged,
+    StoreBehindChain,
+    StoreCorrupted,
+    TreeMismatch,
+)
+from ledger_node.log.leaf import (
+    Leaf,
+    LeafSummary,
+    batch_digest,
+    leaves_data,
+    summaries_from_data,
+)
 from ledger_node.log.merkle import Hasher, MerkleLog, bisect_roots, hash_leaves, hash_pairs
 from ledger_node.platform.store import LEVEL_CHUNK, SQLiteStore, StoredLeaf
 
 __all__ = [
     "CheckedLeaves",
+    "batch_problems",
     "Damage",
     "FsckReport",
     "IntakeHalt",
@@ -357,6 +371,41 @@ class FsckReport:
     def clean(self) -> bool:
         """Nothing damaged, nothing missing."""
         return not (self.rows or self.level_chunks or self.roots or self.behind)
+
+
+def batch_problems(store: SQLiteStore, log_id: bytes,
+                   keys: Sequence[gmcrypto.SM2PublicKey] | None) -> list[str]:
+    """Every stored batch's evidence re-verified: its digest must be
+    ``batch_digest(log_id, leaves)`` of the leaves at its indexes as stored and, with
+    ``keys`` (the platform's registered SM2 keys), its signature must verify with one of
+    them. Restored batches (no signature: lost with the tail) are skipped."""
+    problems = []
+    for batch in store.batches():
+        if not batch.evidence.signature:
+            continue
+        first, last = min(batch.indexes), max(batch.indexes)
+        name = f"batch {batch.id} (leaves {first}..{last})"
+        leaves = store.leaves_at(batch.indexes)
+        if len(leaves) != len(set(batch.indexes)):
+            problems.append(f"{name}: some of its leaves are not stored")
+            continue
+        digest = batch_digest(log_id, [leaves[i] for i in batch.indexes])
+        if not hmac.compare_digest(digest, batch.evidence.digest):
+            problems.append(f"{name}: its stored digest is not the batch digest of its stored "
+                            "leaves")
+            continue
+        if keys is None:
+            continue
+        for key in keys:
+            try:
+                gmcrypto.verify(key, digest, batch.evidence.signature)
+                break
+            except InvalidSignature:
+                continue
+        else:
+            problems.append(f"{name}: its signature verifies with no key the platform has "
+                            "registered")
+    return problems
 
 
 def full_check(store: SQLiteStore, hasher: Hasher, *,

@@ -765,6 +765,39 @@ class SQLiteStore(LeafStore):
         except sqlite3.DatabaseError as exc:
             raise StoreCorrupted(f"store {self._path}: read failed: {exc}") from exc
 
+    def batches(self, *, page: int = 1000) -> Iterator[StoredBatch]:
+        """Every stored batch, by id, ``page`` rows per read (fsck); a restored batch has an
+        empty signature."""
+        after = 0
+        while True:
+            rows = self._query("SELECT id, signer, digest, signature, received_at, indexes "
+                               "FROM batches WHERE id > ? ORDER BY id LIMIT ?", (after, page))
+            for batch_id, signer, digest, signature, received_at, raw in rows:
+                raw = bytes(raw)
+                yield StoredBatch(int(batch_id),
+                                  BatchEvidence(str(signer), bytes(digest), bytes(signature)),
+                                  float(received_at),
+                                  tuple(int.from_bytes(raw[i:i + 8], "big")
+                                        for i in range(0, len(raw), 8)))
+            if len(rows) < page:
+                return
+            after = int(rows[-1][0])
+
+    def leaves_at(self, indexes: Iterable[int]) -> dict[int, Leaf]:
+        """The leaves at ``indexes`` (those stored), unchecked, by index."""
+        wanted = sorted(set(indexes))
+        found: dict[int, Leaf] = {}
+        for start in range(0, len(wanted), _LOOKUP_CHUNK):
+            chunk = wanted[start:start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(
+                "SELECT idx, commitment, escrow, match_tag, amount_tag, leaf_hash FROM leaves"
+                f" WHERE idx IN ({marks})", chunk
+            ):
+                stored = self._stored_leaf(row)
+                found[stored.index] = stored.leaf
+        return found
+
     def batch_of(self, index: int) -> StoredBatch:
         """The batch that brought leaf ``index``; raise :class:`UnknownLeaf` if none."""
         rows = self._query(
