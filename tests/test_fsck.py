@@ -121,3 +121,17 @@ def test_fsck_checks_every_batchs_evidence(consortium: Consortium, tmp_path: Pat
     text = "\n".join(lines)
     assert "evidence: batch 1 (leaves 0..699): its stored digest is not the batch digest" in text
     assert "evidence: batch 2 (leaves 700..1399): its signature verifies with no key" in text
+
+
+def test_fsck_refuses_unusable_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fsck"]) == 2
+    assert main(["fsck", str(tmp_path / "missing.db")]) == 2
+    assert "no store at" in capsys.readouterr().err
+    SQLiteStore(tmp_path / "s.db", platform="unionpay", log_id=log_id_for("unionpay"),
+                hash_name="sm3").close()
+    assert main(["fsck", str(tmp_path / "s.db"), "--rpc-url", "http://127.0.0.1:9"]) == 2
+    assert "--rpc-url needs --deployment" in capsys.readouterr().err
+    assert main(["fsck", "--role", "regulator", str(tmp_path / "s.db")]) == 2
+    assert main(["fsck", str(tmp_path / "s.db"), "--repair-from", "http://127.0.0.1:9"]) == 2
+    assert "--repair-from needs --config" in capsys.readouterr().err
+    assert main(["fsck", str(tmp_path / "s.db")]) == 0  # an empty store is clean

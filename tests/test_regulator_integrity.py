@@ -200,6 +200,10 @@ def test_a_clean_regulator_store_passes_fsck(consortium: Consortium, tmp_path: P
     assert run_regulator_fsck(tmp_path / "pboc.db", "pboc", chain=consortium.chain,
                               echo=lines.append) == 0
     assert lines[-1] == "clean"
+    from ledger_node.cli.main import main
+
+    assert main(["fsck", "--role", "regulator", str(tmp_path / "pboc.db"), "--name",
+                 "pboc"]) == 0
 
 
 # ------------------------------------------------------------------ the platform restored

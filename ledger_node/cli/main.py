@@ -429,6 +429,8 @@ def _fsck(args: argparse.Namespace) -> int:
             name = args.name or (reg.regulator.name if reg else None)
             if store is None or name is None:
                 return unusable("give STORE and --name, or --config")
+            if not store.is_file():
+                return unusable(f"no store at {store}")
             deployment = args.deployment or (reg.deployment if reg else None)
             rpc_url = args.rpc_url or (reg.rpc_url or DEFAULT_CHAIN_URL if reg else None)
             chain = (LedgerChain.from_rpc(rpc_url).attach(Deployment.load(deployment))
@@ -441,6 +443,8 @@ def _fsck(args: argparse.Namespace) -> int:
         store = args.store or (config.node.store_path if config else None)
         if store is None:
             return unusable("give STORE or --config")
+        if not store.is_file():
+            return unusable(f"no store at {store}")
         deployment = args.deployment or (config.deployment if config else None)
         rpc_url = args.rpc_url or (config.rpc_url or DEFAULT_CHAIN_URL if config else None)
         if rpc_url and deployment is None:
