@@ -568,3 +568,20 @@ def test_the_remembering_inclusion_verifier_accepts_and_refuses_as_the_plain_one
                     verifier.verify(index, at, log.leaf_hash(index), forged, root)
             with pytest.raises(InvalidProof):
                 verifier.verify(index, at, os.urandom(32), proof, root)
+
+
+def test_reader_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
+    """Each reading thread gets its own connection; a web server's worker threads come and
+    go (anyio's idle workers exit after 10 s, Starlette's TestClient uses a new one per
+    request), so connections of ended threads are closed when the next one opens, instead
+    of staying open (with their file descriptors) until the store closes."""
+    store = SQLiteStore(tmp_path / "s.db", platform="unionpay", log_id=b"\x02" * 32,
+                        hash_name="sm3")
+    fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        thread = threading.Thread(target=store.size)
+        thread.start()
+        thread.join()
+    store.size()
+    assert len(os.listdir("/proc/self/fd")) - fds < 10
+    store.close()

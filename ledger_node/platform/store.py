@@ -451,7 +451,7 @@ class SQLiteStore(LeafStore):
             "hash": hash_name,
         }
         self._write_lock = threading.Lock()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._readers_lock = threading.Lock()
         self._local = threading.local()
         self._closed = False
@@ -625,7 +625,16 @@ class SQLiteStore(LeafStore):
             db.execute("PRAGMA busy_timeout = 5000")
             self._local.db = db
             with self._readers_lock:
-                self._readers.append(db)
+                # a web server's worker threads come and go: close the connections of
+                # those that ended, or each would keep its file descriptors until close()
+                alive = []
+                for thread, other in self._readers:
+                    if thread.is_alive():
+                        alive.append((thread, other))
+                    else:
+                        other.close()
+                alive.append((threading.current_thread(), db))
+                self._readers = alive
         return db
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -1194,7 +1203,7 @@ class SQLiteStore(LeafStore):
                 return
             self._closed = True
             with self._readers_lock:
-                for db in self._readers:
+                for _, db in self._readers:
                     db.close()
                 self._readers.clear()
             self._db.close()

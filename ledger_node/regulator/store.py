@@ -237,7 +237,7 @@ class RegulatorStore:
         self._path = Path(path)
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._closed = False
         self._numbers: dict[bytes, int] = {}
         self._lock_fd: int | None = self._take_lock()
@@ -322,8 +322,15 @@ class RegulatorStore:
             db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA busy_timeout = 5000")
             self._local.db = db
-            with self._lock:
-                self._readers.append(db)
+            with self._lock:  # close the connections of reading threads that ended
+                alive = []
+                for thread, other in self._readers:
+                    if thread.is_alive():
+                        alive.append((thread, other))
+                    else:
+                        other.close()
+                alive.append((threading.current_thread(), db))
+                self._readers = alive
         return db
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -357,7 +364,7 @@ class RegulatorStore:
             if self._closed:
                 return
             self._closed = True
-            for db in self._readers:
+            for _, db in self._readers:
                 db.close()
             self._db.close()
             self._release_lock()
