@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.errors import ProblemException
 from ledger_node.errors import (
     AuthError,
+    BatchEvidenceLost,
     ChainError,
     CommitmentNotInLog,
     ContractRevert,
@@ -44,6 +45,7 @@ from ledger_node.errors import (
     InvalidRecord,
     InvalidSignature,
     InvalidWindow,
+    LeafDamaged,
     LeafRangeUnavailable,
     LedgerError,
     ListKeyUnavailable,
@@ -52,8 +54,10 @@ from ledger_node.errors import (
     PairwiseKeyUnavailable,
     RiskDeviceAlreadyListed,
     RiskDeviceNotListed,
+    StoreBehindChain,
     StoreCorrupted,
     StoreMismatch,
+    TreeMismatch,
     Unauthenticated,
     UnknownAlert,
     UnknownCheckpoint,
@@ -110,6 +114,11 @@ PROBLEMS: Final = {
         ProblemType("commitment-not-in-log", "Commitment not in this log", 422),
         ProblemType("internal-error", "Internal server error", 500),
         ProblemType("store-corrupted", "The node's store is corrupted", 500),
+        ProblemType("store-damaged",
+                    "The node's store holds damaged data: nothing damaged is served", 503),
+        ProblemType("store-behind-chain",
+                    "The node's store lacks leaves the chain anchored: intake is stopped", 503),
+        ProblemType("evidence-lost", "The leaf's signed batch was lost", 410),
         ProblemType("chain-unavailable", "The chain is unavailable", 503),
         ProblemType("node-stopped", "The node is not accepting submissions", 503),
         ProblemType("proof-pending", "Proof pending", 202),
@@ -154,6 +163,7 @@ _LEDGER_ERRORS: Final[tuple[tuple[type[LedgerError], str], ...]] = (
     (Forbidden, "forbidden"),
     (AuthError, "unauthenticated"),
     (LeafRangeUnavailable, "range-not-satisfiable"),
+    (BatchEvidenceLost, "evidence-lost"),
     (UnknownLeaf, "unknown-leaf"),
     (UnknownAlert, "unknown-alert"),
     (UnknownPlatform, "unknown-platform"),
@@ -177,6 +187,9 @@ _LEDGER_ERRORS: Final[tuple[tuple[type[LedgerError], str], ...]] = (
     (InvalidCheckpoint, "invalid-checkpoint"),
     (InvalidSignature, "unauthenticated"),
     (CryptoError, "bad-request"),
+    (LeafDamaged, "store-damaged"),
+    (TreeMismatch, "store-damaged"),
+    (StoreBehindChain, "store-behind-chain"),
     (StoreCorrupted, "store-corrupted"),
     (StoreMismatch, "store-corrupted"),
     (ContractRevert, "chain-rejected"),
@@ -194,6 +207,20 @@ _HTTP_STATUS_SLUGS: Final = {
     422: "validation-error",
     429: "rate-limited",
 }
+
+
+def problem_extensions(error: LedgerError) -> dict[str, Any]:
+    """The fields a problem document carries beside ``detail`` for errors that name them:
+    the damaged leaf's ``index``, the ``chain_size`` and ``store_size`` of a store behind
+    the chain."""
+    if isinstance(error, LeafDamaged):
+        return {"index": error.index}
+    if isinstance(error, TreeMismatch):
+        return {"tree_size": error.tree_size, "index": error.first_bad}
+    if isinstance(error, StoreBehindChain):
+        return {"chain_size": error.chain_size, "store_size": error.store_size,
+                "disagrees": error.disagrees}
+    return {}
 
 
 def problem_slug_for(error: LedgerError) -> str:
@@ -296,7 +323,7 @@ def install_problem_handlers(app: FastAPI, factory: ProblemFactory) -> None:
         slug = problem_slug_for(exc)
         if PROBLEMS[slug].status >= 500:
             _log.error("%s %s failed: %r", request.method, request.url.path, exc)
-        return factory.response(slug, str(exc), request.url.path)
+        return factory.response(slug, str(exc), request.url.path, **problem_extensions(exc))
 
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemException)

@@ -509,6 +509,9 @@ class Health(BaseModel):
     final_size: int = Field(default=0, description="the largest final anchored size")
     anchoring: AnchoringHealth | None = None
     crypto: CryptoPublic
+    intake_halted: str | None = Field(
+        default=None, description="why the node acknowledges nothing (its store is behind the "
+        "chain or damaged); health then answers 503 with the problem")
 
 
 class ProblemPublic(BaseModel):

@@ -112,6 +112,71 @@ class StoreCorrupted(LedgerError):
     """The node's store file is damaged, truncated or not a store of this schema."""
 
 
+class LeafDamaged(StoreCorrupted):
+    """A stored leaf row failed its check on the way out: its leaf hash, recomputed from its
+    commitment, escrow and tags, is not the stored one, or the stored one is not what the
+    Merkle tree holds at its index. The row is not served.
+
+    ``index`` is the leaf's log index, ``log`` names the store (a path, or a platform's log
+    in a regulator's store), ``reason`` what did not match.
+    """
+
+    def __init__(self, log: str, index: int, reason: str) -> None:
+        super().__init__(f"store {log}: leaf {index} is damaged ({reason}); it is not "
+                         "served: run jointledger fsck")
+        self.log = log
+        self.index = index
+        self.reason = reason
+
+
+class TreeMismatch(StoreCorrupted):
+    """The store's Merkle tree does not give a root the log signed or the chain anchored.
+
+    ``tree_size`` is the size whose root differs, ``first_bad`` the first leaf index found
+    bad by descending the stored levels (``None`` when none could be named), ``detail``
+    what was found there.
+    """
+
+    def __init__(self, message: str, *, tree_size: int, first_bad: int | None,
+                 detail: str) -> None:
+        super().__init__(message)
+        self.tree_size = tree_size
+        self.first_bad = first_bad
+        self.detail = detail
+
+
+class StoreBehindChain(LedgerError):
+    """The store is shorter than the chain's latest anchored checkpoint of its log, or
+    disagrees with it: leaves the chain anchored are missing (an old copy restored, a lost
+    WAL). The node acknowledges nothing until the operator restores them
+    (``jointledger fsck STORE --repair-from REGULATOR_URL``).
+
+    ``chain_size`` is the chain's latest anchored size, ``store_size`` the store's leaf
+    count, ``disagrees`` whether the store holds that size with another root.
+    """
+
+    def __init__(self, message: str, *, chain_size: int, store_size: int,
+                 disagrees: bool = False) -> None:
+        super().__init__(message)
+        self.chain_size = chain_size
+        self.store_size = store_size
+        self.disagrees = disagrees
+
+
+class StoreLocked(LedgerError):
+    """Another opener (a running node, an fsck) holds the store: one writer per store."""
+
+
+class StoreRepairRefused(LedgerError):
+    """``jointledger fsck --repair-from`` cannot restore a row: no good copy of it exists
+    (the regulator has not verified it, or what it serves does not give the anchored root)."""
+
+
+class BatchEvidenceLost(UnknownLeaf):
+    """The leaf is in the log (restored from the regulator's verified copy) but the signed
+    batch it arrived in was lost with the store's tail: no evidence to serve."""
+
+
 class StoreMismatch(LedgerError, ValueError):
     """The store was made for another log, platform or hash and must not be reused here."""
 

@@ -2,8 +2,9 @@
 """Recovery after a SIGKILL with a big log, and store bytes per record (issue 5). Figures only.
 
 Builds a platform store of ``--leaves`` leaves (default 1,000,000; each with a 261-byte AML
-escrow, as the SDK seals them, in signed batches of 1,000) and an anchored checkpoint of its
-head, starts ``jointledger serve`` on it against ``jointledger chain``, submits a few more
+escrow, as the SDK seals them, in signed batches of 1,000) and a checkpoint of its head,
+anchored on the chain for real, starts ``jointledger serve`` on it against ``jointledger
+chain``, submits a few more
 batches, SIGKILLs the node and times the restart from process launch to ``/v1/health`` 200
 (goal: at most 5 s). The store is written without Merkle levels, as stores made before
 ``merkle_levels`` were, so the first start also times that migration (rebuilding the levels
@@ -12,6 +13,16 @@ times the parts of a start in this process (opening the store with its integrity
 loading the log from the levels, checking the checkpoint's root, the old full rebuild,
 importing the server) and prints the store's bytes per record with the 10,000,000-record
 projection.
+
+The profile once stopped on ``assert anchored is not None and log.root(...) == ...`` (issue
+18 (c)). The cause was this script, not the levels: it used to mark its checkpoint anchored
+with a made-up transaction the chain never saw. The node's reconciliation rightly found the
+chain without it, put it back to ``signed`` and anchored it again; a SIGKILL between the two
+(likely under load, when the re-anchoring outlived a node's short life here) left the store
+with no anchored checkpoint at all, and the conjoined assertion failed on ``anchored is
+None``. The checkpoint is now anchored on chain when the store is built, and the profile
+says which check failed. The profile reads the store only after the node process was reaped
+(and a live store would now be refused: one writer per store).
 
     .venv/bin/python scripts/bench_recovery.py [--leaves N] [--restarts K]
 """
@@ -30,6 +41,7 @@ from pathlib import Path
 
 import httpx
 
+from ledger_node.chain.adapter import LedgerChain
 from ledger_node.client.sdk import PlatformClient
 from ledger_node.demo.localsite import LocalSite, free_port
 from ledger_node.log.checkpoint import Checkpoint, log_id_for, sign_checkpoint
@@ -44,7 +56,8 @@ ESCROW_BYTES = 261
 
 
 def build_store(path: Path, count: int, site: LocalSite) -> float:
-    """Write ``count`` synthetic leaves and an anchored checkpoint of them; return seconds."""
+    """Write ``count`` synthetic leaves and a checkpoint of them, anchored on the site's
+    chain (so a node started on the store finds it there); return seconds."""
     began = time.perf_counter()
     keys = site.keys("unionpay")
     log_id = log_id_for("unionpay", 0)
@@ -69,7 +82,10 @@ def build_store(path: Path, count: int, site: LocalSite) -> float:
     checkpoint = Checkpoint("unionpay", log_id, head.size, head.root, int(time.time()), "sm3")
     signed = sign_checkpoint(keys.sm2_key, checkpoint)
     store.save_checkpoint(StoredCheckpoint(checkpoint, signed.signature, "signed", time.time()))
-    store.mark_anchored(head.size, os.urandom(32), 1, time.time())
+    chain = LedgerChain.from_rpc(site.rpc_url).with_account(keys.account).attach(site.deployment)
+    outcome = chain.anchor_checkpoint(log_id, head.size, head.root, checkpoint.timestamp,
+                                      signed.signature)
+    store.mark_anchored(head.size, outcome.tx_hash, outcome.block_number, time.time())
     store.close()
     return time.perf_counter() - began
 
@@ -112,7 +128,12 @@ def profile_start(path: Path) -> dict[str, float]:
         "them)"] = time.perf_counter() - t
     t = time.perf_counter()
     anchored = store.latest_checkpoint("anchored")
-    assert anchored is not None and log.root(anchored.tree_size) == anchored.root
+    if anchored is None:
+        raise SystemExit(f"{path}: no anchored checkpoint in the store (signed: "
+                         f"{[c.tree_size for c in store.pending_checkpoints()]})")
+    if log.root(anchored.tree_size) != anchored.root:
+        raise SystemExit(f"{path}: the log loaded from the stored levels does not give the "
+                         f"root anchored at size {anchored.tree_size}")
     out["root of the anchored checkpoint, checked"] = time.perf_counter() - t
     t = time.perf_counter()
     hashes = list(store.leaf_hashes())

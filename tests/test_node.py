@@ -156,7 +156,8 @@ def test_ack_is_durable_across_reopen(consortium: Consortium, tmp_path: Path) ->
         submitted += batch
     root = node._head().root
     # Read the file while the node still runs: what was acknowledged is already there.
-    other = SQLiteStore(path, platform="unionpay", log_id=node.log_id, hash_name="sm3")
+    other = SQLiteStore(path, platform="unionpay", log_id=node.log_id, hash_name="sm3",
+                        read_only=True)  # the node is the store's one writer
     assert [other.leaf(i) for i in range(other.size())] == submitted
     other.close()
     node.stop()
@@ -505,8 +506,8 @@ def test_restart_only_marks_a_checkpoint_the_chain_already_has(
         raise ChainError("chain unreachable (injected)")
 
     monkeypatch.setattr(node.chain, "anchor_checkpoint", mined_then_lost)
+    node.start()  # compares the store with the chain's latest checkpoint: reads it once
     monkeypatch.setattr(node.chain, "latest_checkpoint", reads_down)
-    node.start()
     submit(node, consortium.unionpay, leaves(3))
     wait_for("a lost anchoring", lambda: node.metrics()["anchoring_failures"] >= 1)
     node.stop()

@@ -19,7 +19,8 @@ import pytest
 from ledger_node.chain.adapter import LedgerChain
 from ledger_node.client.sdk import SubmittedRecord, registered_regulator_key
 from ledger_node.crypto.gmcrypto import SM2PublicKey, generate_private_key
-from ledger_node.errors import DisclosureRejected, UnknownAlert, UnknownLeaf
+from ledger_node.errors import DisclosureRejected, LeafDamaged, UnknownAlert, UnknownLeaf
+from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.aml import PartyKind
 from ledger_node.protocol.bundle import verify_bundle
 from ledger_node.protocol.commitment import RecordOpening
@@ -165,12 +166,23 @@ def _tamper(store: Path, sql: str, *params: object) -> None:
     db.close()
 
 
+def _serve_unchecked(node: PlatformNode) -> None:
+    """Make ``node`` serve its stored leaves without checking them. An honest node refuses
+    its own damaged rows (issue 18: 503 store-damaged); these tests are about a node that
+    serves tampered leaves anyway (an old or dishonest one): the regulator refuses them."""
+    store = node.store_for_tests
+    node.leaves = lambda start, end, *, limit=10_000: store.leaves(start, end)  # type: ignore[method-assign]
+
+
 def test_a_flipped_escrow_byte_in_the_served_log_is_refused(site: Site) -> None:
     site.submit("unionpay", [payment("unionpay", i, "alice", "shop", 100 + i) for i in range(8)])
     node = site.nodes["unionpay"]
     escrow = bytearray(node.leaf(5).escrow)
     escrow[200] ^= 0x01
     _tamper(node.config.store_path, "UPDATE leaves SET escrow = ? WHERE idx = 5", bytes(escrow))
+    with pytest.raises(LeafDamaged, match="leaf 5 is damaged"):
+        node.leaves(0, 8)  # the node itself does not serve it
+    _serve_unchecked(node)
     regulator = site.regulator()
     try:
         regulator.sync()
@@ -189,6 +201,7 @@ def test_escrows_swapped_between_two_served_leaves_are_refused(site: Site) -> No
     a, b = node.leaf(1).escrow, node.leaf(2).escrow
     _tamper(node.config.store_path, "UPDATE leaves SET escrow = ? WHERE idx = 1", b)
     _tamper(node.config.store_path, "UPDATE leaves SET escrow = ? WHERE idx = 2", a)
+    _serve_unchecked(node)
     regulator = site.regulator()
     try:
         regulator.sync()
@@ -248,7 +261,9 @@ def test_escrows_sealed_wrong_at_submission_are_anchored_but_reported(site: Site
 
 def test_a_platform_without_a_configured_node_is_reported(site: Site) -> None:
     site.submit("wechatpay", [payment("wechatpay", 0, "alice", "shop", 100)])
-    regulator = RegulatorNode(site.regulator().config, site.consortium.chain,
+    configured = site.regulator()
+    configured.stop()  # one regulator node per store (its lock)
+    regulator = RegulatorNode(configured.config, site.consortium.chain,
                               [site.consortium.pboc.sm2_key], {})
     try:
         regulator.sync()

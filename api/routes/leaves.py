@@ -11,14 +11,13 @@ from api.deps import NodeDep, OwnerOrRegulatorDep, ProblemsDep, SettingsDep
 from api.routes.common import DigestPath, IndexPath, problem_responses
 from api.schemas import LeafStatusPublic, PendingProof, ProofBundlePublic
 from ledger_node.errors import UnknownLeaf
-from ledger_node.log.leaf import LeafSummary
 from ledger_node.platform.node import PlatformNode
 
 router = APIRouter(prefix="/v1/leaves", tags=["leaves"])
 
 
 def _status(node: PlatformNode, index: int) -> LeafStatusPublic:
-    return LeafStatusPublic.of(node.leaf_status(index), LeafSummary.of(node.leaf(index)))
+    return LeafStatusPublic.of(node.leaf_status(index), node.leaf_summary(index))
 
 
 @router.get("/by-hash/{leaf_hash}", response_model=LeafStatusPublic,

@@ -1,11 +1,14 @@
 """Routes of the regulator node: health, ingest state, faults, trace, alerts, disclosures,
-case files. Everything but health needs a signed request from a regulator member."""
+case files, and a platform's read of its own verified leaves. Everything but health needs a
+signed request from a regulator member, except ``GET /v1/logs/{log_id}/leaves``, which the
+platform owning the log may sign too (to restore its store)."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -31,10 +34,12 @@ from api.regulator_schemas import (
     RegulatorDisclosurePublic,
     RegulatorHealth,
 )
-from api.routes.common import DigestPath, RequestIdPath, problem_responses
-from api.schemas import CryptoPublic, ProblemPublic
+from api.routes.common import MAX_STORED_INT, DigestPath, RequestIdPath, problem_responses
+from api.routes.logs import MAX_RANGE, leaves_json
+from api.schemas import CryptoPublic, LeafRangePublic, ProblemPublic
 from ledger_node.chain.adapter import Role
 from ledger_node.crypto.gmcrypto import crypto_backends
+from ledger_node.errors import Forbidden, InvalidLeafRange, LeafRangeUnavailable
 from ledger_node.protocol.auth import AuthenticatedMember, RequestAuthenticator
 from ledger_node.protocol.escrow import identity_key
 from ledger_node.regulator.node import NumberedAlert, RegulatorNode
@@ -73,6 +78,21 @@ def limited_regulator(request: Request, member: SignedRegulator) -> Authenticate
 LimitedRegulator = Annotated[AuthenticatedMember, Depends(limited_regulator)]
 """A signed regulator request on an expensive route: traces, case files, alert evidence,
 an ingest round (:mod:`api.ratelimit`)."""
+
+
+async def platform_or_regulator_member(request: Request) -> AuthenticatedMember:
+    """The platform or regulator member who signed this request; 401/403 problem otherwise
+    (whether a platform may read the log asked for is the route's check)."""
+    authenticator: RequestAuthenticator = request.app.state.authenticator
+    body = await request.body()
+    return await run_in_threadpool(
+        authenticator.authenticate, request.method, request_target(request), request.headers,
+        body, roles=(Role.PLATFORM, Role.REGULATOR),
+    )
+
+
+SignedPlatformOrRegulator = Annotated[AuthenticatedMember,
+                                      Depends(platform_or_regulator_member)]
 
 
 class TraceRequest(BaseModel):
@@ -131,6 +151,51 @@ def ingest_now(regulator: RegulatorDep, member: LimitedRegulator) -> IngestRound
     """Run one follow-and-ingest round; answers how many leaves were added."""
     added = regulator.sync()
     return IngestRound(added=added, logs=[LogProgressPublic.of(p) for p in regulator.progress()])
+
+
+@router.get(
+    "/logs/{log_id}/leaves",
+    response_model=LeafRangePublic,
+    responses=problem_responses(401, 403, 404, 416, 422, 503),
+    summary="A platform's own verified leaves [start, end) with escrows, read back (signed)",
+)
+def own_leaves(
+    log_id: DigestPath,
+    regulator: RegulatorDep,
+    member: SignedPlatformOrRegulator,
+    start: Annotated[int, Query(ge=0, le=MAX_STORED_INT, description="first index")],
+    end: Annotated[int, Query(ge=1, le=MAX_STORED_INT, description="one past the last index")],
+) -> Response:
+    """Leaves ``start..end-1`` of a followed log as this regulator verified them against the
+    anchored roots, escrows included, each re-checked before it is sent: how a platform
+    whose store lost its tail or holds damaged rows restores them (``jointledger fsck
+    --repair-from``), checking them against the chain again itself.
+
+    Needs an SM2-signed request (``X-JL-*`` headers, audience this regulator node) from the
+    platform that owns the log, or a regulator; ``size`` is the verified size. ``end -
+    start`` is 1..10,000 (422 ``invalid-range``); ``end`` may not pass the verified size
+    (416 ``range-not-satisfiable``, with ``size``).
+    """
+    wanted = bytes.fromhex(log_id)
+    state = regulator.log_state(wanted)
+    if state is None:
+        raise ProblemException("unknown-log", f"log {log_id.lower()} is not followed here")
+    if member.role is not Role.REGULATOR and member.address.lower() != (
+            state.platform_address.lower()):
+        raise Forbidden(f"{member.address} ({member.name}) may not read {state.platform}'s "
+                        f"leaves: only {state.platform} and regulators may")
+    if end <= start or end - start > MAX_RANGE:
+        raise InvalidLeafRange(f"a range [start, end) holds 1..{MAX_RANGE} leaves, got "
+                               f"[{start}, {end})")
+    try:
+        state, leaves = regulator.own_leaves(wanted, start, end)
+    except LeafRangeUnavailable as exc:
+        raise ProblemException("range-not-satisfiable", str(exc),
+                               extensions={"size": exc.size}) from None
+    head = (f'{{"log_id":"{state.log_id.hex()}","platform":{json.dumps(state.platform)},'
+            f'"hash":"{state.hash_name}","start":{start},"end":{end},'
+            f'"size":{state.verified_size},"leaves":[')
+    return Response(head + leaves_json(leaves) + "]}", media_type="application/json")
 
 
 @router.get("/faults", response_model=FaultList, responses=problem_responses(401, 403),

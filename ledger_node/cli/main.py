@@ -262,6 +262,41 @@ def _build_parser() -> argparse.ArgumentParser:
                                "(jointledger keys new)")
     add_client_tls_options(console_login)
 
+    fsck = commands.add_parser(
+        "fsck",
+        help="check a node's store row by row; repair a platform store from the regulator's "
+        "verified copy",
+        description="Re-verify every row of a stopped node's store: a platform store's leaf "
+        "hashes recomputed from each leaf's commitment, escrow and tags, the Merkle tree "
+        "rebuilt and compared with every stored checkpoint (and its SM2 signature), every "
+        "stored level chunk and, with a chain, every root the chain anchored for the log and "
+        "whether the chain is ahead of the store. --repair-from REGULATOR_URL re-fetches "
+        "damaged rows and the lost tail from the regulator's verified copy, checks them "
+        "against every anchored root and writes them in one transaction (needs --config: "
+        "the platform signs the request). --rebuild-levels drops the stored Merkle levels "
+        "(the next start rebuilds them). --role regulator checks a regulator store. Exit "
+        "status 0 clean (or repaired), 1 damaged or missing, 2 unusable input "
+        "(docs/node.md § Integrity).",
+    )
+    fsck.add_argument("store", type=Path, nargs="?",
+                      help="the store file (default: the one --config names)")
+    fsck.add_argument("--role", choices=["platform", "regulator"], default="platform",
+                      help="whose store it is (default platform)")
+    fsck.add_argument("--config", type=Path,
+                      help="the node's serve config (TOML): store, keys, deployment, chain")
+    fsck.add_argument("--name", help="--role regulator: the regulator the store was made for "
+                      "(default: the config's)")
+    fsck.add_argument("--rpc-url", help="JSON-RPC URL of the chain (overrides the config)")
+    fsck.add_argument("--deployment", type=Path,
+                      help="deployment file (default: the config's); with --rpc-url, compares "
+                      "the chain's anchored roots")
+    fsck.add_argument("--repair-from", metavar="REGULATOR_URL",
+                      help="platform: restore damaged rows and the lost tail from this "
+                      "regulator node's verified copy")
+    fsck.add_argument("--rebuild-levels", action="store_true",
+                      help="platform: drop the stored Merkle levels (rebuilt at the next start)")
+    add_client_tls_options(fsck)
+
     risk = commands.add_parser(
         "risk",
         help="the shared risk-device list: check, add, remove devices; distribute list keys",
@@ -746,6 +781,66 @@ def _chain_tls(args: argparse.Namespace) -> ServerTls | None:
     return ServerTls(args.tls_cert, args.tls_key, args.client_ca)
 
 
+def _fsck(args: argparse.Namespace) -> int:
+    from ledger_node.chain.adapter import Deployment, LedgerChain
+    from ledger_node.chain.rpc_server import DEFAULT_CHAIN_URL
+    from ledger_node.cli.fsck import EXIT_UNUSABLE, run_platform_fsck, run_regulator_fsck
+    from ledger_node.client.sdk import NodeClient, RegulatorCopyClient
+    from ledger_node.errors import InvalidConfig
+    from ledger_node.tls import NO_CLIENT_TLS
+
+    def unusable(message: str) -> int:
+        print(f"jointledger fsck: {message}", file=sys.stderr)
+        return EXIT_UNUSABLE
+
+    try:
+        if args.role == "regulator":
+            from ledger_node.regulator.config import load_regulator_config
+
+            reg = load_regulator_config(args.config) if args.config else None
+            store = args.store or (reg.regulator.store_path if reg else None)
+            name = args.name or (reg.regulator.name if reg else None)
+            if store is None or name is None:
+                return unusable("give STORE and --name, or --config")
+            if not store.is_file():
+                return unusable(f"no store at {store}")
+            deployment = args.deployment or (reg.deployment if reg else None)
+            rpc_url = args.rpc_url or (reg.rpc_url or DEFAULT_CHAIN_URL if reg else None)
+            chain = (LedgerChain.from_rpc(rpc_url).attach(Deployment.load(deployment))
+                     if rpc_url and deployment else None)
+            return run_regulator_fsck(store, name, chain=chain)
+        from ledger_node.platform.config import load_keys, load_serve_config
+        from ledger_node.regulator.node import node_audience
+
+        config = load_serve_config(args.config) if args.config else None
+        store = args.store or (config.node.store_path if config else None)
+        if store is None:
+            return unusable("give STORE or --config")
+        if not store.is_file():
+            return unusable(f"no store at {store}")
+        deployment = args.deployment or (config.deployment if config else None)
+        rpc_url = args.rpc_url or (config.rpc_url or DEFAULT_CHAIN_URL if config else None)
+        if rpc_url and deployment is None:
+            return unusable("--rpc-url needs --deployment (or --config) to find the contract")
+        keys = load_keys(config) if config else None
+        chain = (LedgerChain.from_rpc(rpc_url).attach(Deployment.load(deployment))
+                 if rpc_url and deployment else None)
+        regulator = None
+        if args.repair_from:
+            if keys is None:
+                return unusable("--repair-from needs --config: the platform signs its "
+                                "request to the regulator with its keys")
+            tls = client_tls(args, config.client_tls if config else NO_CLIENT_TLS)
+            with NodeClient(args.repair_from, tls=tls) as probe:
+                name = str(probe.health()["name"])
+            regulator = RegulatorCopyClient(args.repair_from, keys.address, keys.sm2_key,
+                                            node_audience(name), tls=tls)
+        return run_platform_fsck(store, chain=chain, keys=keys, regulator=regulator,
+                                 rebuild_levels=args.rebuild_levels)
+    except InvalidConfig as exc:
+        return unusable(str(exc))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     args = _build_parser().parse_args(argv)
@@ -800,6 +895,8 @@ def main(argv: list[str] | None = None) -> int:
             return _governance_or_disclose_field(args)
         if args.command in ("init", "up", "status"):
             return _site_command(args)
+        if args.command == "fsck":
+            return _fsck(args)
         if args.command == "risk":
             from ledger_node.cli.risk import run_risk
             from ledger_node.cli.tlsopts import given_client_tls

@@ -933,24 +933,7 @@ class RegulatorClient(NodeClient):
         """
         answer = self._send("GET", f"/v1/logs/{log_id.hex()}/leaves",
                             params={"start": start, "end": end}, signed=True)
-        data = answer.json()
-        try:
-            served = LeafRange(bytes.fromhex(data["log_id"]), str(data["platform"]),
-                               str(data["hash"]), int(data["start"]), int(data["end"]),
-                               int(data["size"]),
-                               _items_from_json(data["leaves"], Leaf.from_json, "leaves"))
-        except InvalidLeaf:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidLeaf("leaves", f"malformed leaf range from the node: {exc!r}") from None
-        if (served.log_id, served.start, served.end) != (log_id, start, end) or len(
-            served.leaves
-        ) != end - start:
-            raise InvalidLeaf("leaves", f"asked for [{start}, {end}) of {log_id.hex()}, the "
-                                        f"node answered {len(served.leaves)} leaves for "
-                                        f"[{served.start}, {served.end}) of "
-                                        f"{served.log_id.hex()}")
-        return served
+        return _leaf_range_from_json(answer.json(), log_id, start, end)
 
     def leaves(self, log_id: bytes, start: int, end: int) -> list[Leaf]:
         """The leaves ``[start, end)`` of ``log_id`` with their escrows (see :meth:`leaf_range`)."""
@@ -977,6 +960,77 @@ class RegulatorClient(NodeClient):
                     else self.log_id)
         return sign_request(self._key, self.account, method, target, content,
                             audience=audience)
+
+
+class RegulatorCopyClient(NodeClient):
+    """A platform's client of a regulator node: its own leaves read back from the
+    regulator's verified copy (``GET /v1/logs/{log_id}/leaves`` of the regulator node), to
+    restore a store that lost its tail or holds damaged rows.
+
+    Every call is an SM2-signed request made as the platform's chain ``account`` with its
+    ``sm2_key``, for the regulator node's ``audience``
+    (:func:`ledger_node.regulator.node.node_audience` of its name). What it returns is only
+    what the regulator says: check it against the anchored roots before using it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        account: str,
+        sm2_key: gmcrypto.SM2PrivateKey,
+        audience: bytes,
+        *,
+        http: httpx.Client | None = None,
+        timeout: float = 60.0,
+        retries: int = 4,
+        backoff: float = 0.2,
+        tls: ClientTls = NO_CLIENT_TLS,
+    ) -> None:
+        """A client of the regulator node at ``base_url``, acting as the platform
+        ``account``. Transport options are :class:`NodeClient`'s."""
+        super().__init__(base_url, http=http, timeout=timeout, retries=retries, backoff=backoff,
+                         tls=tls)
+        self.account = account
+        self._key = sm2_key
+        self._audience = audience
+
+    def leaf_range(self, log_id: bytes, start: int, end: int) -> LeafRange:
+        """Leaves ``[start, end)`` (1..10,000) of ``log_id`` as the regulator verified them,
+        escrows included; ``size`` is the regulator's verified size of the log.
+
+        Raises :class:`ApiError` for a problem answer (416 past the verified size, 404 for a
+        log the regulator does not follow, 403 for another platform's log) and
+        :class:`~ledger_node.errors.InvalidLeaf` if the answer is malformed or is not the
+        range asked for.
+        """
+        answer = self._send("GET", f"/v1/logs/{log_id.hex()}/leaves",
+                            params={"start": start, "end": end}, signed=True)
+        return _leaf_range_from_json(answer.json(), log_id, start, end)
+
+    def _signature_headers(self, method: str, target: str, content: bytes) -> dict[str, str]:
+        return sign_request(self._key, self.account, method, target, content,
+                            audience=self._audience)
+
+
+def _leaf_range_from_json(data: Any, log_id: bytes, start: int, end: int) -> LeafRange:
+    """A served leaf range, checked to be the one asked for (:class:`InvalidLeaf` if not)."""
+    try:
+        served = LeafRange(bytes.fromhex(data["log_id"]), str(data["platform"]),
+                           str(data["hash"]), int(data["start"]), int(data["end"]),
+                           int(data["size"]),
+                           _items_from_json(data["leaves"], Leaf.from_json, "leaves"))
+    except InvalidLeaf:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidLeaf("leaves", f"malformed leaf range from the node: {exc!r}") from None
+    if (served.log_id, served.start, served.end) != (log_id, start, end) or len(
+        served.leaves
+    ) != end - start:
+        raise InvalidLeaf("leaves", f"asked for [{start}, {end}) of {log_id.hex()}, the "
+                                    f"node answered {len(served.leaves)} leaves for "
+                                    f"[{served.start}, {served.end}) of "
+                                    f"{served.log_id.hex()}")
+    return served
 
 
 def own_records(submitted: Iterable[SubmittedRecord]) -> list[OwnRecord]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -196,6 +197,17 @@ def _hash_leaves(hasher: Hasher, leaves: Iterable[bytes]) -> bytearray:
     for data in leaves:
         out += hasher.hash_leaf(data)
     return out
+
+
+def hash_leaves(hasher: Hasher, datas: Iterable[bytes]) -> bytes:
+    """The leaf hashes of ``datas`` (leaf data), concatenated: the hasher's bulk path when
+    it has one (how a node checks rows and rebuilds trees from them)."""
+    return bytes(_hash_leaves(hasher, datas))
+
+
+def hash_pairs(hasher: Hasher, level: bytes | bytearray) -> bytes:
+    """The level above ``level`` (concatenated digests, an even number of them)."""
+    return bytes(_hash_pairs(hasher, level))
 
 
 def _hash_pairs(hasher: Hasher, level: bytes | bytearray) -> bytearray:
@@ -786,6 +798,109 @@ class MerkleLog:
             raise ValueError(f"sizes must satisfy 0 <= size1 <= size2, got {size1}, {size2}")
         path = tuple(self._subtree(lo, hi) for lo, hi in _consistency_ranges(size1, size2))
         return ConsistencyProof(size1, size2, path)
+
+
+class InclusionVerifier:
+    """:func:`verify_inclusion` that remembers the complete subtrees it has verified under
+    the root it verifies against.
+
+    Once a path has led from a leaf to a root, each complete subtree on it (``(node + 1) <<
+    level <= size``) is known to be under that root with that digest, through the rest of
+    that path. A later proof to the same root that reaches one of them with the same digest
+    and the same remaining path elements (compared, not hashed) is verified there: proofs of
+    many leaves under one root share their upper nodes, so a verification costs a few
+    hashes instead of log2(n). Another root (a new checkpoint) starts afresh; remembered
+    nodes are also forgotten past ``capacity``. Thread-safe.
+    """
+
+    def __init__(self, hasher: Hasher, capacity: int = 1 << 18) -> None:
+        """Verify with ``hasher``, remembering at most ``capacity`` nodes."""
+        self._hasher = hasher
+        self._capacity = capacity
+        self._under: tuple[TreeSize, Root] | None = None
+        self._known: dict[tuple[int, int], tuple[bytes, tuple[bytes, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, index: LeafIndex, size: TreeSize, leaf_hash: LeafHash,
+               proof: Sequence[bytes], root: Root) -> None:
+        """Check that ``leaf_hash`` is leaf ``index`` of the ``size``-leaf tree with ``root``
+        (RFC 9162 §2.1.3.2); raise :class:`InvalidProof` or :class:`RootMismatchError` as
+        :func:`verify_inclusion` does."""
+        _check_path(self._hasher, proof, inclusion_proof_length(index, size))
+        _check_digest(self._hasher, "leaf hash", leaf_hash)
+        _check_digest(self._hasher, "root", root)
+        path = tuple(proof)
+        with self._lock:
+            if self._under != (size, root):
+                self._under, self._known = (size, root), {}
+            known_nodes = self._known
+        hash_children = self._hasher.hash_children
+        fn, sn, level = index, size - 1, 0
+        r = leaf_hash
+        seen: list[tuple[tuple[int, int], tuple[bytes, tuple[bytes, ...]]]] = []
+        for position, p in enumerate(path):
+            if fn & 1 or fn == sn:
+                r = hash_children(p, r)
+                while not fn & 1 and fn:
+                    fn >>= 1
+                    sn >>= 1
+                    level += 1
+            else:
+                r = hash_children(r, p)
+            fn >>= 1
+            sn >>= 1
+            level += 1
+            if (fn + 1) << level <= size:  # r is a complete subtree's digest
+                rest = path[position + 1:]
+                known = known_nodes.get((level, fn))
+                if known is not None:
+                    if not hmac.compare_digest(known[0], r):
+                        raise RootMismatchError(known[0], r)
+                    if known[1] == rest:
+                        self._remember(size, root, seen)
+                        return
+                seen.append(((level, fn), (r, rest)))
+        _check_root(root, r)
+        self._remember(size, root, seen)
+
+    def _remember(self, size: TreeSize, root: Root,
+                  nodes: list[tuple[tuple[int, int], tuple[bytes, tuple[bytes, ...]]]]
+                  ) -> None:
+        with self._lock:
+            if self._under != (size, root):
+                return  # verified under a root that is no longer the current one
+            if len(self._known) + len(nodes) > self._capacity:
+                self._known = {}
+            self._known.update(nodes)
+
+
+def bisect_roots(log: MerkleLog, roots: Sequence[tuple[TreeSize, Root]]) -> tuple[int, int]:
+    """Where ``log`` stops giving the trusted ``roots`` (``(size, root)`` pairs, the largest
+    of which ``log`` does not give): ``(good, bad)``, the largest size whose root ``log``
+    gives and the smallest above it whose root it does not (``good`` is 0 when none
+    matches). O(log k) roots of O(log n) stored digests each, for ``k`` roots.
+
+    Every complete subtree ``log`` folds for ``good`` is vouched for by that root, so the
+    damage is at or above index ``good`` (or in a node of ``bad``'s that covers it).
+    """
+    ordered = sorted(dict(roots).items())
+    if not ordered:
+        raise ValueError("no roots to bisect")
+
+    def gives(position: int) -> bool:
+        size, root = ordered[position]
+        return size <= log.size and hmac.compare_digest(log.root(size), root)
+
+    lo, hi = -1, len(ordered) - 1  # gives(lo) (the empty tree), not gives(hi)
+    if gives(hi):
+        raise ValueError(f"the log gives the root at size {ordered[hi][0]}: nothing to bisect")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if gives(mid):
+            lo = mid
+        else:
+            hi = mid
+    return (0 if lo < 0 else ordered[lo][0]), ordered[hi][0]
 
 
 # --------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from ledger_node.errors import (
     InvalidKey,
     UnknownDisclosureRequest,
 )
+from ledger_node.log.leaf import Leaf
 from ledger_node.platform.store import SQLiteStore, StoredDisclosureResponse
 from ledger_node.protocol.disclosure import response_digest, response_fingerprint
 from ledger_node.protocol.escrow import key_fingerprint
@@ -49,17 +50,20 @@ class DisclosureDesk:
     """Disclosure requests addressed to one platform and the answers stored for them.
 
     ``chain`` sends as the platform's own account; ``log_size`` tells how many leaves are
-    committed (a requested commitment must be one of them).
+    committed (a requested commitment must be one of them); ``leaf`` reads a leaf checked
+    against its leaf hash and the tree (the node's own read), so a damaged row never names
+    the leaf a request is about.
     """
 
     def __init__(self, *, platform: str, chain: LedgerChain, store: SQLiteStore,
-                 log_size: Callable[[], int]) -> None:
+                 log_size: Callable[[], int], leaf: Callable[[int], Leaf]) -> None:
         """Answer from ``store`` and ``chain``; nothing is read here."""
         self.platform = platform
         self.chain = chain
         self.platform_address = chain.address
         self._store = store
         self._log_size = log_size
+        self._leaf = leaf
         self._disclosure_lock = threading.Lock()
 
     def disclosure_request(self, request_id: int) -> DisclosureRequest:
@@ -173,10 +177,10 @@ class DisclosureDesk:
     def _leaf_of_commitment(self, request: DisclosureRequest, hint: int | None) -> int:
         size = self._log_size()
         if (hint is not None and not isinstance(hint, bool) and isinstance(hint, int)
-                and 0 <= hint < size and self._store.leaf(hint).commitment == request.commitment):
+                and 0 <= hint < size and self._leaf(hint).commitment == request.commitment):
             return hint
         index = self._store.index_of_commitment(request.commitment)
-        if index is None or index >= size:
+        if index is None or index >= size or self._leaf(index).commitment != request.commitment:
             raise CommitmentNotInLog(
                 f"disclosure request {request.id} names commitment {request.commitment.hex()}, "
                 f"which is not a leaf of {self.platform}'s log"

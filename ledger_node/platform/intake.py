@@ -29,6 +29,7 @@ from ledger_node.errors import (
 )
 from ledger_node.log.leaf import Leaf, Receipt, batch_digest_from_data, leaves_data
 from ledger_node.log.merkle import Hasher
+from ledger_node.platform.integrity import IntakeHalt
 from ledger_node.platform.metrics import NodeMetrics
 from ledger_node.platform.writer import PendingBatch, WriteQueue
 from ledger_node.protocol.auth import BatchEvidence
@@ -43,14 +44,17 @@ class Intake:
     ``hasher`` makes the leaf hashes the writer stores; ``validation_threads`` bounds how
     many submissions hash and verify at once (the rest wait), keeping the writer and sealer
     threads their share of the GIL. ``member_cache_ttl``, ``member_stale_limit`` and
-    ``member_refresh_wait`` tune the membership cache (see :meth:`member`).
+    ``member_refresh_wait`` tune the membership cache (see :meth:`member`). While ``halt``
+    is set (the store is behind the chain, or damaged) every submission is refused with its
+    reason before any work is done.
     """
 
     def __init__(self, *, platform: str, log_id: bytes, chain: LedgerChain, hasher: Hasher,
                  work: WriteQueue, metrics: NodeMetrics, max_batch: int,
                  validation_threads: int, member_cache_ttl: float, member_stale_limit: float,
-                 member_refresh_wait: float) -> None:
+                 member_refresh_wait: float, halt: IntakeHalt | None = None) -> None:
         """Prepare a closed intake; nothing is accepted before :meth:`open`."""
+        self._halt = halt if halt is not None else IntakeHalt()
         self.platform = platform
         self.log_id = log_id
         self.chain = chain
@@ -88,7 +92,9 @@ class Intake:
         commit with concurrent callers). Raises :class:`InvalidLeaf` / :class:`InvalidBatch`
         for bad input (``evidence.digest`` not the batch's digest among it),
         :class:`Forbidden` if the signer is not this node's active platform member,
-        :class:`NodeStopped` when the node is not running, and
+        :class:`NodeStopped` when the node is not running,
+        :class:`~ledger_node.errors.StoreBehindChain` /
+        :class:`~ledger_node.errors.LeafDamaged` while intake is halted, and
         :class:`~ledger_node.errors.StoreCorrupted` if the commit failed; nothing is stored
         in any of these cases.
         """
@@ -106,6 +112,7 @@ class Intake:
                 claimed_digest: bytes | None) -> list[Receipt]:
         if not self._intake_open:
             raise NodeStopped("the node is not accepting submissions (not started or stopping)")
+        self._halt.check()
         try:
             pending = self._validate(leaves, signer, signature, claimed_digest)
         except LedgerError:

@@ -3,6 +3,13 @@
 :class:`LogQueries` answers from the store and the in-memory Merkle log that the writer
 extends, and tracks the latest anchored checkpoint the sealer reports: proof bundles and
 leaf statuses are served against that checkpoint only (PROTOCOL §5, §10).
+
+Nothing damaged is served: every leaf row read from the store passes the
+:class:`~ledger_node.platform.integrity.LeafChecker` (its leaf hash recomputed from its
+commitment, escrow and tags, and its place in the tree) before it leaves, and every
+inclusion and consistency proof is verified against the anchored roots it names before it
+is returned; a failure raises :class:`~ledger_node.errors.LeafDamaged` /
+:class:`~ledger_node.errors.TreeMismatch` (HTTP 503 ``store-damaged``).
 """
 
 from __future__ import annotations
@@ -15,12 +22,22 @@ from ledger_node.chain.adapter import Deployment
 from ledger_node.errors import (
     InvalidCheckpoint,
     InvalidLeafRange,
+    InvalidProof,
     LeafRangeUnavailable,
+    TreeMismatch,
     UnknownCheckpoint,
     UnknownLeaf,
 )
 from ledger_node.log.leaf import Leaf, LeafSummary
-from ledger_node.log.merkle import ConsistencyProof, Hasher, MerkleLog, TreeHead
+from ledger_node.log.merkle import (
+    ConsistencyProof,
+    Hasher,
+    InclusionVerifier,
+    MerkleLog,
+    TreeHead,
+    verify_consistency,
+)
+from ledger_node.platform.integrity import CheckedLeaves, LeafChecker
 from ledger_node.platform.store import SQLiteStore, StoredBatch, StoredCheckpoint
 from ledger_node.protocol.bundle import ChainAnchor, ProofBundle
 
@@ -49,17 +66,20 @@ class LogQueries:
     checkpoints.
 
     ``log_lock`` is the lock the writer holds while it extends ``log``; ``latest_anchored``
-    is the latest anchored checkpoint in the store when the node opened it.
+    is the latest anchored checkpoint in the store when the node opened it; ``checker``
+    checks every leaf row before it is served.
     """
 
     def __init__(self, *, store: SQLiteStore, log: MerkleLog, log_lock: threading.RLock,
                  hasher: Hasher, hash_name: str, log_id: bytes, deployment: Deployment,
-                 latest_anchored: StoredCheckpoint | None) -> None:
+                 latest_anchored: StoredCheckpoint | None, checker: LeafChecker) -> None:
         """Answer from ``store`` and ``log``; nothing is read here."""
         self._store = store
         self._log = log
         self._log_lock = log_lock
+        self._checker = checker
         self._hasher = hasher
+        self._inclusion = InclusionVerifier(hasher)
         self.hash_name = hash_name
         self.log_id = log_id
         self.deployment = deployment
@@ -101,18 +121,36 @@ class LogQueries:
             raise UnknownLeaf(f"no leaf at index {index!r} (log size {self._log.size})")
 
     def leaf(self, index: int) -> Leaf:
-        """The leaf at ``index``; raise :class:`UnknownLeaf` if there is none."""
+        """The leaf at ``index``, checked; raise :class:`UnknownLeaf` if there is none and
+        :class:`LeafDamaged` if its row is damaged."""
+        return self._checked(index).leaves[0]
+
+    def summary(self, index: int) -> LeafSummary:
+        """The summary of leaf ``index``, checked (:meth:`leaf`'s errors)."""
+        return self._checked(index).summaries()[0]
+
+    def _checked(self, index: int) -> CheckedLeaves:
         self._check_index(index)
-        return self._store.leaf(index)
+        return self._checker.check(self._store.leaf_rows(index, index + 1))
 
     def leaves(self, start: int, end: int, *, limit: int = MAX_LEAF_RANGE) -> list[Leaf]:
-        """The committed leaves ``[start, end)`` with their escrows, in one store read.
+        """The committed leaves ``[start, end)`` with their escrows, in one store read,
+        each checked (:class:`LeafDamaged` names the first damaged one).
 
         For the regulator, who rebuilds the log's roots and opens the escrows. Raises
         :class:`InvalidLeafRange` unless ``0 <= start < end`` and ``end - start <= limit``,
         and :class:`LeafRangeUnavailable` (an :class:`UnknownLeaf`) if ``end`` is past the
         log's size.
         """
+        return self._checked_range(start, end, limit).leaves
+
+    def summaries(self, start: int, end: int, *,
+                  limit: int = MAX_LEAF_RANGE) -> list[LeafSummary]:
+        """The summaries of the committed leaves ``[start, end)``, checked; the escrow
+        digests come from the check's own hashing (:meth:`leaves`' errors)."""
+        return self._checked_range(start, end, limit).summaries()
+
+    def _checked_range(self, start: int, end: int, limit: int) -> CheckedLeaves:
         for name, value in (("start", start), ("end", end)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidLeafRange(f"{name} must be an integer, got {value!r}")
@@ -124,7 +162,7 @@ class LogQueries:
         size = self._log.size
         if end > size:
             raise LeafRangeUnavailable(start, end, size)
-        return self._store.leaves(start, end)
+        return self._checker.check(self._store.leaf_rows(start, end))
 
     def leaf_batch(self, index: int) -> StoredBatch:
         """The signed batch leaf ``index`` arrived in: the signer, digest and signature,
@@ -156,11 +194,19 @@ class LogQueries:
         assert latest.tx_hash is not None and latest.block_number is not None
         with self._log_lock:
             proof = self._log.inclusion_proof(index, latest.tree_size)
-        leaf = self._store.leaf(index)
+            leaf_hash = self._log.leaf_hash(index)
+        summary = self.summary(index)  # the row matches leaf_hash, or LeafDamaged
+        try:
+            self._inclusion.verify(index, latest.tree_size, leaf_hash, proof.path, latest.root)
+        except InvalidProof as exc:
+            raise self._checker.damaged(
+                index, f"its inclusion proof does not give the root anchored at size "
+                f"{latest.tree_size} ({exc}): a Merkle level digest on its path is damaged"
+            ) from None
         deployment = self.deployment
         return ProofBundle(
             hash_name=self.hash_name,
-            leaf=LeafSummary.of(leaf),
+            leaf=summary,
             index=index,
             tree_size=latest.tree_size,
             path=proof.path,
@@ -204,7 +250,15 @@ class LogQueries:
                 raise InvalidCheckpoint(f"{name} must be an integer, got {size!r}")
         if size1 > size2:
             raise InvalidCheckpoint(f"size1 {size1} is larger than size2 {size2}")
-        for size in (size1, size2):
-            self.checkpoint(size)
+        first, second = self.checkpoint(size1), self.checkpoint(size2)
         with self._log_lock:
-            return self._log.consistency_proof(size1, size2)
+            proof = self._log.consistency_proof(size1, size2)
+        try:
+            verify_consistency(self._hasher, size1, size2, proof.path, first.root, second.root)
+        except InvalidProof as exc:
+            raise self._checker.report(TreeMismatch(
+                f"the consistency proof between anchored sizes {size1} and {size2} does not "
+                f"verify ({exc}): a Merkle level digest is damaged; it is not served: run "
+                "jointledger fsck", tree_size=size2, first_bad=None,
+                detail="consistency proof")) from None
+        return proof

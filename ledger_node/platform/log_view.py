@@ -28,7 +28,7 @@ class NodeLogView:
 
     def summary(self, index: int) -> LeafSummary:
         """The summary of leaf ``index``."""
-        return LeafSummary.of(self.node.leaf(index))
+        return self.node.leaf_summary(index)
 
     def bundle(self, index: int) -> ProofBundle | None:
         """The node's proof bundle of leaf ``index``."""

@@ -20,6 +20,11 @@ lock:
   evidence and proof bundles against the latest anchored checkpoint only, and checkpoints.
 * :class:`~ledger_node.platform.disclosures.DisclosureDesk` answers regulators' disclosure
   requests; :class:`~ledger_node.platform.metrics.NodeMetrics` counts for ``/metrics``.
+* :mod:`~ledger_node.platform.integrity` keeps damage in: the tree is checked against the
+  roots the log signed when the store opens and against the chain's anchored root at
+  :meth:`PlatformNode.start` and at each reconciliation; every leaf row is checked on its way
+  out. A store behind the chain, or a damaged row found, stops intake
+  (:class:`~ledger_node.platform.integrity.IntakeHalt`) until the operator repairs it.
 
 The node's public methods are the whole interface (the HTTP routes use nothing else): the
 store and the SM2 key stay inside; the node builds the risk-device list copy its key opens.
@@ -35,19 +40,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger_node.chain.adapter import DisclosureRequest, LedgerChain, Member, Role
+from ledger_node.chain.adapter import (
+    AnchoredCheckpoint,
+    DisclosureRequest,
+    LedgerChain,
+    Member,
+    Role,
+)
 from ledger_node.crypto import gmcrypto
-from ledger_node.errors import Forbidden, StoreCorrupted
+from ledger_node.errors import (
+    ContractRevert,
+    Forbidden,
+    StoreBehindChain,
+    StoreCorrupted,
+    TreeMismatch,
+)
 from ledger_node.log.checkpoint import log_id_for
-from ledger_node.log.leaf import Leaf, Receipt
-from ledger_node.log.merkle import ConsistencyProof, TreeHead, hasher_for
+from ledger_node.log.leaf import Leaf, LeafSummary, Receipt
+from ledger_node.log.merkle import ConsistencyProof, MerkleLog, TreeHead, hasher_for
 from ledger_node.platform.chain_watch import ChainProbe, ChainStatus, ChainWatch
 from ledger_node.platform.disclosures import DisclosureAnswer, DisclosureDesk
 from ledger_node.platform.intake import Intake
+from ledger_node.platform.integrity import IntakeHalt, LeafChecker, TrustedRoot, check_tree
 from ledger_node.platform.log_queries import MAX_LEAF_RANGE, LeafStatus, LogQueries
 from ledger_node.platform.metrics import NodeMetrics
 from ledger_node.platform.sealer import Sealer, SealerCounters
 from ledger_node.platform.store import (
+    LEVEL_CHUNK,
     SQLiteStore,
     StoredBatch,
     StoredCheckpoint,
@@ -145,41 +164,30 @@ class PlatformNode:
         self._hasher = hasher_for(config.hash_name)
         self._store = SQLiteStore(config.store_path, platform=config.platform,
                                   log_id=self.log_id, hash_name=config.hash_name)
+        self._log_lock = threading.RLock()
+        self._halt = IntakeHalt()
         try:
-            self._log = self._store.load_log(self._hasher)
-            latest_anchored = self._store.latest_checkpoint("anchored")
-            rewrite_levels = False
-            try:
-                self._check_checkpoints(latest_anchored)
-            except StoreCorrupted:
-                if not self._store.leaves_from_levels:
-                    raise
-                # the stored levels passed their CRCs yet give another root: distrust them,
-                # rebuild from the leaf hashes (which must give the checkpoints' roots)
-                _logger.warning("store %s: the stored Merkle levels do not give the "
-                                "checkpoints' roots; rebuilding them from the leaf hashes",
-                                config.store_path)
-                self._log = self._store.load_log(self._hasher, use_levels=False)
-                self._check_checkpoints(latest_anchored)
-                rewrite_levels = True
-            self._store.save_levels(self._log, rewrite=rewrite_levels)
+            self._log = self._open_log()
         except BaseException:
             self._store.close()
             raise
-        self._log_lock = threading.RLock()
+        latest_anchored = self._store.latest_checkpoint("anchored")
+        self._checker = LeafChecker(name=str(config.store_path), hasher=self._hasher,
+                                    tree=self._log, tree_lock=self._log_lock,
+                                    on_damage=self._halt.halt)
         self._queue: WriteQueue = queue.Queue()  # intake → writer
         self._metrics = NodeMetrics()
         self._log_queries = LogQueries(
             store=self._store, log=self._log, log_lock=self._log_lock, hasher=self._hasher,
             hash_name=config.hash_name, log_id=self.log_id, deployment=self.deployment,
-            latest_anchored=latest_anchored)
+            latest_anchored=latest_anchored, checker=self._checker)
         self._intake = Intake(
             platform=config.platform, log_id=self.log_id, chain=chain, hasher=self._hasher,
             work=self._queue, metrics=self._metrics, max_batch=config.max_batch,
             validation_threads=config.validation_threads,
             member_cache_ttl=config.member_cache_ttl,
             member_stale_limit=config.member_stale_limit,
-            member_refresh_wait=config.member_refresh_wait)
+            member_refresh_wait=config.member_refresh_wait, halt=self._halt)
         self._chain_watch = ChainWatch(self._probe_chain, interval=config.chain_probe_interval,
                                        max_age=config.chain_status_max_age)
         self._sealer = Sealer(
@@ -188,35 +196,113 @@ class PlatformNode:
             on_anchored=self._anchored_cb,
             on_rolled_back=self._rolled_back_cb, interval=config.seal_interval,
             seal_size=config.seal_size, confirmations=config.confirmations,
+            on_chain=self._compare_with_chain, halt=self._halt,
         )
         self._writer = GroupWriter(
             work=self._queue, store=self._store, log=self._log, log_lock=self._log_lock,
             metrics=self._metrics, on_committed=self._sealer.notify,
-            store_path=config.store_path)
+            store_path=config.store_path, halt=self._halt, checker=self._checker)
         self._disclosures = DisclosureDesk(platform=config.platform, chain=chain,
-                                           store=self._store, log_size=self._log_queries.size)
+                                           store=self._store, log_size=self._log_queries.size,
+                                           leaf=self._log_queries.leaf)
         self._risk_list = RiskList(chain, sm2_key)
         self._started = False
 
-    def _check_checkpoints(self, latest: StoredCheckpoint | None) -> None:
-        """``latest`` (the latest anchored checkpoint) and any pending checkpoint must be
-        roots of the stored leaves.
+    # ------------------------------------------------------------------ integrity at open
 
-        Raises :class:`StoreCorrupted` otherwise (leaves lost or altered since they were
-        checkpointed): a node must not serve or anchor roots its leaves do not produce.
+    def _open_log(self) -> MerkleLog:
+        """The log of the stored leaves, checked before anything is served.
+
+        The tree is resumed from the stored levels and must give the root of the latest
+        anchored checkpoint and of every pending (signed) one: O(log n) digests each, never a
+        rebuild. A mismatch is located by descending the stored levels; when the log came
+        from stored levels it is rebuilt once from the leaf hashes (the levels are a cache)
+        and checked again. Then the rows of the last, incomplete level chunk (fewer than
+        :data:`LEVEL_CHUNK`: a whole store under that size) are checked row by row.
+        Raises :class:`TreeMismatch` naming the first bad index, or
+        :class:`~ledger_node.errors.LeafDamaged`: the node does not start.
         """
-        for stored in ([latest] if latest is not None else []) + self._store.pending_checkpoints():
-            size = stored.tree_size
-            if size > self._log.size:
-                raise StoreCorrupted(
-                    f"store {self.config.store_path} has a {stored.status} checkpoint of size "
-                    f"{size} but only {self._log.size} leaves"
-                )
-            if not hmac.compare_digest(self._log.root(size), stored.root):
-                raise StoreCorrupted(
-                    f"store {self.config.store_path}: the stored leaves do not produce the root "
-                    f"of the {stored.status} checkpoint of size {size}"
-                )
+        store, name = self._store, str(self.config.store_path)
+        log = store.load_log(self._hasher)
+        trusted = self._signed_roots()
+        rewrite_levels = False
+        try:
+            check_tree(log, store, trusted, name=name)
+        except TreeMismatch as exc:
+            if not store.leaves_from_levels:
+                raise
+            # levels that passed their CRCs yet give another root: distrust them, rebuild
+            # from the leaf hashes (which must give the signed roots)
+            _logger.warning("store %s: the stored Merkle levels do not give the checkpoints' "
+                            "roots (%s); rebuilding them from the leaf hashes", name, exc)
+            log = store.load_log(self._hasher, use_levels=False)
+            check_tree(log, store, trusted, name=name)
+            rewrite_levels = True
+        last_chunk = log.size - log.size % LEVEL_CHUNK
+        LeafChecker(name=name, hasher=self._hasher, tree=log).check(
+            store.leaf_rows(last_chunk, log.size))
+        store.save_levels(log, rewrite=rewrite_levels)
+        return log
+
+    def _signed_roots(self) -> list[TrustedRoot]:
+        """The roots this log signed that the tree must give: the latest anchored checkpoint
+        and every pending one (the latest signed is one of them)."""
+        latest = self._store.latest_checkpoint("anchored")
+        return [TrustedRoot(cp.tree_size, cp.root, f"the {cp.status} checkpoint")
+                for cp in ([latest] if latest is not None else [])
+                + self._store.pending_checkpoints()]
+
+    def _compare_with_chain(self, on_chain: AnchoredCheckpoint | None, *,
+                            at_start: bool = False) -> None:
+        """Compare the chain's latest anchored checkpoint of this log with the tree.
+
+        The chain past the store's size (leaves it anchored are missing here), or the store
+        holding that size with another root, stops intake (:class:`StoreBehindChain`, HTTP
+        503 ``store-behind-chain``) until the operator restores the store. At start the
+        second case raises :class:`TreeMismatch` naming the first bad index instead: the
+        node does not start on a store whose leaves are not the chain's.
+        """
+        if on_chain is None:
+            return
+        chain_size = on_chain.tree_size
+        with self._log_lock:
+            size = self._log.size
+            root = self._log.root(chain_size) if chain_size <= size else None
+        where = f"store {self.config.store_path}"
+        if root is None:
+            disagrees = at_start and not self._prefix_of_chain()
+            self._halt.halt(StoreBehindChain(
+                f"{where} holds {size} leaves but the chain's latest anchored checkpoint of "
+                f"log {self.log_id.hex()} is at size {chain_size}"
+                + (" and the store's anchored checkpoints are not the chain's" if disagrees
+                   else "") + ": acknowledged leaves were lost. Nothing is acknowledged "
+                "until they are restored (jointledger fsck STORE --config CONFIG "
+                "--repair-from REGULATOR_URL)", chain_size=chain_size, store_size=size,
+                disagrees=disagrees))
+        elif not hmac.compare_digest(root, on_chain.root):
+            if at_start:
+                with self._log_lock:
+                    check_tree(self._log, self._store, [TrustedRoot(
+                        chain_size, on_chain.root,
+                        "the chain's latest anchored checkpoint")], name=str(
+                            self.config.store_path))
+            self._halt.halt(StoreBehindChain(
+                f"{where} holds {size} leaves, but its root at size {chain_size} is not the "
+                f"root the chain anchored there for log {self.log_id.hex()}: the store is not "
+                "the chain's log. Nothing is acknowledged until it is repaired (jointledger "
+                "fsck STORE --config CONFIG --repair-from REGULATOR_URL)",
+                chain_size=chain_size, store_size=size, disagrees=True))
+
+    def _prefix_of_chain(self) -> bool:
+        """Whether the store's latest anchored checkpoint is on chain with the same root."""
+        latest = self._store.latest_checkpoint("anchored")
+        if latest is None:
+            return True
+        try:
+            there = self.chain.checkpoint_at(self.log_id, latest.tree_size)
+        except ContractRevert:
+            return False
+        return hmac.compare_digest(there.root, latest.root)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -239,6 +325,7 @@ class PlatformNode:
             )
         if owner is not None and owner != self.platform_address:
             raise Forbidden(f"log {self.log_id.hex()} is owned by {owner} on chain")
+        self._compare_with_chain(self.chain.latest_checkpoint(self.log_id), at_start=True)
         self._writer.start()
         self._sealer.start()
         self._chain_watch.start()
@@ -324,10 +411,20 @@ class PlatformNode:
         """The leaf at ``index``; raise :class:`UnknownLeaf` if there is none."""
         return self._log_queries.leaf(index)
 
+    def leaf_summary(self, index: int) -> LeafSummary:
+        """The summary of leaf ``index`` (what its leaf hash is made of), checked."""
+        return self._log_queries.summary(index)
+
     def leaves(self, start: int, end: int, *, limit: int = MAX_LEAF_RANGE) -> list[Leaf]:
-        """The committed leaves ``[start, end)`` with their escrows, at most ``limit``
-        (:meth:`LogQueries.leaves <ledger_node.platform.log_queries.LogQueries.leaves>`)."""
+        """The committed leaves ``[start, end)`` with their escrows, at most ``limit``,
+        each checked (:meth:`LogQueries.leaves
+        <ledger_node.platform.log_queries.LogQueries.leaves>`)."""
         return self._log_queries.leaves(start, end, limit=limit)
+
+    def summaries(self, start: int, end: int, *,
+                  limit: int = MAX_LEAF_RANGE) -> list[LeafSummary]:
+        """The summaries of the committed leaves ``[start, end)``, each checked."""
+        return self._log_queries.summaries(start, end, limit=limit)
 
     def leaf_batch(self, index: int) -> StoredBatch:
         """The signed batch leaf ``index`` arrived in (its non-repudiation evidence);
@@ -405,6 +502,11 @@ class PlatformNode:
             latest=self._log_queries.latest_checkpoint(),
             member_read_failures=self._intake.member_read_failures,
             chain_probe_failures=self._chain_watch.snapshot().failures)
+
+    def intake_halted(self) -> StoreBehindChain | StoreCorrupted | None:
+        """Why the node acknowledges nothing (the store is behind the chain or a damaged
+        row was found), or ``None`` while it does (for health)."""
+        return self._halt.reason
 
     def sealer_status(self) -> SealerCounters:
         """The sealer's counters, whether it is failing now and its latest error message."""

@@ -34,11 +34,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from ledger_node.chain.adapter import LedgerChain
+from ledger_node.chain.adapter import AnchoredCheckpoint, LedgerChain
 from ledger_node.crypto import gmcrypto
-from ledger_node.errors import AnchorConflict
+from ledger_node.errors import AnchorConflict, ChainError
 from ledger_node.log.checkpoint import Checkpoint, sign_checkpoint
 from ledger_node.log.merkle import TreeHead
+from ledger_node.platform.integrity import IntakeHalt
 from ledger_node.platform.store import SQLiteStore, StoredCheckpoint
 
 _log = logging.getLogger(__name__)
@@ -75,7 +76,10 @@ class Sealer:
     turns out to have lost anchorings, so that nothing is served against a lost transaction
     until it is anchored again.
     ``confirmations``: how many blocks, its own included, make an anchoring final (1: as
-    soon as it is mined).
+    soon as it is mined). ``on_chain`` is given the chain's latest anchored checkpoint of
+    the log at every reconciliation (the node compares it with its tree and halts intake if
+    the store is behind or disagrees); while ``halt`` forbids anchoring, nothing is sealed
+    or anchored.
     """
 
     def __init__(
@@ -93,8 +97,12 @@ class Sealer:
         interval: float = 0.2,
         seal_size: int = 10_000,
         confirmations: int = 1,
+        on_chain: Callable[[AnchoredCheckpoint | None], None] | None = None,
+        halt: IntakeHalt | None = None,
     ) -> None:
         """Prepare the sealer; nothing runs before :meth:`start`."""
+        self._on_chain = on_chain
+        self._halt = halt if halt is not None else IntakeHalt()
         if interval <= 0:
             raise ValueError(f"seal interval must be positive, got {interval}")
         if seal_size < 1:
@@ -221,6 +229,8 @@ class Sealer:
             self._reconcile()
             self._reconcile_due = False
             self._next_reconcile = now + RECONCILE_EVERY_S
+        if not self._halt.anchoring_allowed:  # the chain holds what the store lacks
+            return None
         if self._unconfirmed:
             self._confirm()
         while self._unanchored:  # each re-checked: after a rollback old sends may still land
@@ -280,12 +290,24 @@ class Sealer:
         the chain does not hold was lost (the chain rolled back or reorganised); it is
         anchored again, oldest first, each at its own size (the contract takes any
         increasing size, and re-anchoring every lost size keeps every checkpoint the node
-        served verifiable). Anything held on chain is never sent again. Nothing is read
-        while the store has nothing anchored (nothing can have been lost).
+        served verifiable). Anything held on chain is never sent again.
+
+        First the chain's latest checkpoint goes to ``on_chain`` (the node halts intake if
+        the store is behind it or disagrees). While the store has nothing anchored, nothing
+        can have been lost: a failed read then only skips that comparison (the node made it
+        at start).
         """
-        if self._store.latest_checkpoint("anchored") is None:
+        nothing_anchored = self._store.latest_checkpoint("anchored") is None
+        try:
+            on_chain = self._chain.latest_checkpoint(self._log_id)
+        except ChainError:
+            if nothing_anchored:
+                return
+            raise
+        if self._on_chain is not None:
+            self._on_chain(on_chain)
+        if nothing_anchored:
             return
-        on_chain = self._chain.latest_checkpoint(self._log_id)
         head = self._chain.block_number()
         chain_size = 0 if on_chain is None else on_chain.tree_size
         lost = self._store.checkpoints("anchored", after=chain_size)

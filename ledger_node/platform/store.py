@@ -36,12 +36,25 @@ damaged or disagreeing rebuilds them from the leaf hashes (:meth:`SQLiteStore.lo
 
 ``batches.indexes`` lists the log index of every leaf of the signed batch, in order and
 duplicates included (8-byte big-endian each), so the signed digest can be recomputed from the
-store alone: the platform cannot later deny what it submitted.
+store alone: the platform cannot later deny what it submitted. A batch row with an empty
+signature records leaves restored from the regulator's verified copy by ``jointledger fsck
+--repair-from`` (their signed batch was lost with the store's tail).
+
+**One writer.** A store opened for writing holds an exclusive ``flock`` on ``STORE.lock``
+beside it for as long as it is open: a second writer (another node on the same file, an
+fsck of a live store) is refused with :class:`~ledger_node.errors.StoreLocked`, because two
+writers would each assign the next indexes from their own in-memory log, and levels saved
+from one would disagree with the leaves the other wrote. Readers (``read_only=True``) take
+no lock and never write; :meth:`SQLiteStore.load_log` reads the size, the levels and the
+leaf hashes after them in one read transaction, so a reader sees one consistent snapshot
+while a writer commits.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
 import threading
 import zlib
@@ -52,11 +65,15 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from ledger_node.errors import (
+    BatchEvidenceLost,
     DisclosureConflict,
     DisclosureNotAnswered,
     InvalidBatch,
+    InvalidLeaf,
+    LeafDamaged,
     NodeStopped,
     StoreCorrupted,
+    StoreLocked,
     StoreMismatch,
     UnknownCheckpoint,
     UnknownLeaf,
@@ -70,6 +87,8 @@ SCHEMA_VERSION: Final = 1
 LEVEL_CHUNK: Final = 1024
 """Digests per ``merkle_levels`` row (32 KiB of SM3 digests)."""
 CheckpointStatus = Literal["signed", "anchored"]
+LOCK_SUFFIX: Final = ".lock"
+"""The lock file beside a store (``STORE.lock``): its writer holds an exclusive flock."""
 
 _CHECK_MMAP_BYTES: Final = 1 << 31  # SQLite caps it at its compile-time maximum (2 GB)
 _LOOKUP_CHUNK: Final = 500  # bound parameters per IN (...) query (SQLite allows 32766)
@@ -236,6 +255,17 @@ class StoredDisclosureResponse:
         return self.tx_hash is not None
 
 
+@dataclass(frozen=True, slots=True)
+class StoredLeaf:
+    """A leaf row as read from the store, not yet checked: the leaf and the leaf hash
+    stored beside it (:mod:`ledger_node.platform.integrity` checks both before a leaf
+    leaves the node)."""
+
+    index: int
+    leaf: Leaf
+    leaf_hash: bytes
+
+
 class _LevelsDamaged(Exception):
     """The stored Merkle levels failed a check: they are rebuilt from the leaves."""
 
@@ -271,6 +301,14 @@ class LeafStore(ABC):
     @abstractmethod
     def leaf_hash(self, index: int) -> bytes:
         """The leaf hash at ``index``; raise :class:`UnknownLeaf` if there is none."""
+
+    @abstractmethod
+    def leaf_rows(self, start: int, stop: int) -> list[StoredLeaf]:
+        """The rows of leaves ``start..stop-1`` (leaf and stored leaf hash), read at once.
+
+        Raises :class:`UnknownLeaf` unless every one is stored and :class:`LeafDamaged` for
+        a row that is not even a leaf (a digest of the wrong length).
+        """
 
     @abstractmethod
     def index_of(self, leaf_hash: bytes) -> int | None:
@@ -393,13 +431,19 @@ class SQLiteStore(LeafStore):
     its own connection, so reads proceed while the writer commits (WAL snapshot reads).
     """
 
-    def __init__(self, path: Path, *, platform: str, log_id: bytes, hash_name: str) -> None:
+    def __init__(self, path: Path, *, platform: str, log_id: bytes, hash_name: str,
+                 read_only: bool = False) -> None:
         """Open (or create) the store at ``path`` for ``platform``'s log ``log_id``.
 
-        Raises :class:`StoreCorrupted` if the file is damaged or has an unexpected schema,
-        and :class:`StoreMismatch` if it was made for another log, platform or hash.
+        A writer (the default) holds the store's lock file until :meth:`close`; with
+        ``read_only`` nothing is locked, created or written (writes raise
+        :class:`StoreLocked`), for tools that read a store a node may be running on.
+        Raises :class:`StoreLocked` if another writer holds the store,
+        :class:`StoreCorrupted` if the file is damaged or has an unexpected schema, and
+        :class:`StoreMismatch` if it was made for another log, platform or hash.
         """
         self._path = Path(path)
+        self._read_only = read_only
         self._meta = {
             "schema_version": str(SCHEMA_VERSION),
             "log_id": log_id.hex(),
@@ -407,22 +451,65 @@ class SQLiteStore(LeafStore):
             "hash": hash_name,
         }
         self._write_lock = threading.Lock()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._readers_lock = threading.Lock()
         self._local = threading.local()
         self._closed = False
         self._level_chunks: list[int] | None = None  # stored chunks per level, once known
         self._levels_saved_at = -1  # the log size at the last save_levels
         self._leaves_from_levels = 0
-        self._db = self._connect()
+        self._lock_fd: int | None = None if read_only else self._lock()
+        try:
+            self._db = self._connect()
+        except BaseException:
+            self._unlock()
+            raise
         try:
             self._open_checked()
         except sqlite3.DatabaseError as exc:
             self._db.close()
+            self._unlock()
             raise StoreCorrupted(f"store {self._path} is damaged or not a store: {exc}") from exc
         except BaseException:
             self._db.close()
+            self._unlock()
             raise
+
+    @property
+    def path(self) -> Path:
+        """The store's file."""
+        return self._path
+
+    def _lock(self) -> int:
+        """Take the exclusive lock of the one writer; raise :class:`StoreLocked` if held."""
+        lock_path = self._path.with_name(self._path.name + LOCK_SUFFIX)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreCorrupted(f"cannot open store {self._path}: its lock file "
+                                 f"{lock_path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreLocked(
+                f"store {self._path} is open for writing elsewhere (process {holder}, lock "
+                f"{lock_path}): stop that node or tool first; one writer per store"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        return fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
+
+    def _writable(self) -> None:
+        """Refuse a write through a read-only opener."""
+        if self._read_only:
+            raise StoreLocked(f"store {self._path} was opened read-only")
 
     # ------------------------------------------------------------------ opening
 
@@ -461,6 +548,8 @@ class SQLiteStore(LeafStore):
             str(r[0])
             for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
+        if not tables and self._read_only:
+            raise StoreCorrupted(f"store {self._path} is empty: nothing to read")
         if not tables:
             # executescript commits any open transaction first, so the script carries its own
             # BEGIN/COMMIT: tables and meta appear together or not at all.
@@ -472,7 +561,7 @@ class SQLiteStore(LeafStore):
             return
         self._check_schema(tables)
         self._check_meta()
-        if not set(_ADDED_TABLES) <= tables:
+        if not set(_ADDED_TABLES) <= tables and not self._read_only:
             db.executescript(f"BEGIN IMMEDIATE;{_DISCLOSURE_SCHEMA}{_LEVELS_SCHEMA}COMMIT;")
         count, top = db.execute("SELECT COUNT(*), MAX(idx) FROM leaves").fetchone()
         if count and top != count - 1:
@@ -536,7 +625,16 @@ class SQLiteStore(LeafStore):
             db.execute("PRAGMA busy_timeout = 5000")
             self._local.db = db
             with self._readers_lock:
-                self._readers.append(db)
+                # a web server's worker threads come and go: close the connections of
+                # those that ended, or each would keep its file descriptors until close()
+                alive = []
+                for thread, other in self._readers:
+                    if thread.is_alive():
+                        alive.append((thread, other))
+                    else:
+                        other.close()
+                alive.append((threading.current_thread(), db))
+                self._readers = alive
         return db
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -559,6 +657,7 @@ class SQLiteStore(LeafStore):
         """Store ``batches`` in one durable transaction; see :meth:`LeafStore.append_batches`."""
         if not batches:
             return
+        self._writable()
         with self._write_lock:
             if self._closed:
                 raise NodeStopped(f"store {self._path} is closed")
@@ -592,36 +691,49 @@ class SQLiteStore(LeafStore):
                 raise StoreCorrupted(f"store {self._path}: write failed: {exc}") from exc
 
     def leaf(self, index: int) -> Leaf:
-        """The leaf at ``index``; raise :class:`UnknownLeaf` if there is none."""
-        rows = self._query(
-            "SELECT commitment, escrow, match_tag, amount_tag FROM leaves WHERE idx = ?", (index,)
-        )
-        if not rows:
-            raise UnknownLeaf(f"no leaf at index {index}")
-        commitment, escrow, match_tag, amount_tag = rows[0]
-        return Leaf(bytes(commitment), bytes(escrow),
-                    None if match_tag is None else bytes(match_tag),
-                    None if amount_tag is None else bytes(amount_tag))
+        """The leaf at ``index``, unchecked; raise :class:`UnknownLeaf` if there is none."""
+        return self.leaf_rows(index, index + 1)[0].leaf
 
-    def leaves(self, start: int, stop: int) -> list[Leaf]:
-        """The leaves at ``start..stop-1`` in one indexed range query (see
-        :meth:`LeafStore.leaves`); an empty range gives ``[]``."""
+    def leaf_rows(self, start: int, stop: int) -> list[StoredLeaf]:
+        """The rows of leaves ``start..stop-1`` in one indexed range query; see
+        :meth:`LeafStore.leaf_rows`. An empty range gives ``[]``."""
         if stop <= start:
             return []
         rows = self._query(
-            "SELECT commitment, escrow, match_tag, amount_tag FROM leaves"
+            "SELECT idx, commitment, escrow, match_tag, amount_tag, leaf_hash FROM leaves"
             " WHERE idx >= ? AND idx < ? ORDER BY idx", (start, stop)
         )
         if len(rows) != stop - start:
+            if stop - start == 1:
+                raise UnknownLeaf(f"no leaf at index {start}")
             raise UnknownLeaf(
                 f"leaves {start}..{stop - 1} are not all stored ({len(rows)} of {stop - start})"
             )
-        return [
-            Leaf(bytes(commitment), bytes(escrow),
-                 None if match_tag is None else bytes(match_tag),
-                 None if amount_tag is None else bytes(amount_tag))
-            for commitment, escrow, match_tag, amount_tag in rows
-        ]
+        return [self._stored_leaf(row) for row in rows]
+
+    def scan_leaf_rows(self, start: int = 0, *, page: int = 8192) -> Iterator[list[StoredLeaf]]:
+        """Every leaf row from ``start`` on, ``page`` rows at a time, in index order (fsck)."""
+        size = self.size()
+        for first in range(start, size, page):
+            yield self.leaf_rows(first, min(size, first + page))
+
+    def _stored_leaf(self, row: Sequence[Any]) -> StoredLeaf:
+        """A ``leaves`` row as a :class:`StoredLeaf`; :class:`LeafDamaged` if it cannot even
+        be a leaf (a commitment, tag or leaf hash of the wrong length, a giant escrow)."""
+        idx, commitment, escrow, match_tag, amount_tag, leaf_hash = row
+        try:
+            leaf = Leaf(bytes(commitment), bytes(escrow),
+                        None if match_tag is None else bytes(match_tag),
+                        None if amount_tag is None else bytes(amount_tag))
+        except (InvalidLeaf, TypeError) as exc:
+            raise LeafDamaged(str(self._path), int(idx), f"the row is not a leaf: {exc}"
+                              ) from None
+        return StoredLeaf(int(idx), leaf, bytes(leaf_hash))
+
+    def leaves(self, start: int, stop: int) -> list[Leaf]:
+        """The leaves at ``start..stop-1``, unchecked, in one indexed range query (see
+        :meth:`LeafStore.leaves`); an empty range gives ``[]``."""
+        return [row.leaf for row in self.leaf_rows(start, stop)]
 
     def leaf_hash(self, index: int) -> bytes:
         """The leaf hash at ``index``; raise :class:`UnknownLeaf` if there is none."""
@@ -662,6 +774,39 @@ class SQLiteStore(LeafStore):
         except sqlite3.DatabaseError as exc:
             raise StoreCorrupted(f"store {self._path}: read failed: {exc}") from exc
 
+    def batches(self, *, page: int = 1000) -> Iterator[StoredBatch]:
+        """Every stored batch, by id, ``page`` rows per read (fsck); a restored batch has an
+        empty signature."""
+        after = 0
+        while True:
+            rows = self._query("SELECT id, signer, digest, signature, received_at, indexes "
+                               "FROM batches WHERE id > ? ORDER BY id LIMIT ?", (after, page))
+            for batch_id, signer, digest, signature, received_at, raw in rows:
+                raw = bytes(raw)
+                yield StoredBatch(int(batch_id),
+                                  BatchEvidence(str(signer), bytes(digest), bytes(signature)),
+                                  float(received_at),
+                                  tuple(int.from_bytes(raw[i:i + 8], "big")
+                                        for i in range(0, len(raw), 8)))
+            if len(rows) < page:
+                return
+            after = int(rows[-1][0])
+
+    def leaves_at(self, indexes: Iterable[int]) -> dict[int, Leaf]:
+        """The leaves at ``indexes`` (those stored), unchecked, by index."""
+        wanted = sorted(set(indexes))
+        found: dict[int, Leaf] = {}
+        for start in range(0, len(wanted), _LOOKUP_CHUNK):
+            chunk = wanted[start:start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(
+                "SELECT idx, commitment, escrow, match_tag, amount_tag, leaf_hash FROM leaves"
+                f" WHERE idx IN ({marks})", chunk
+            ):
+                stored = self._stored_leaf(row)
+                found[stored.index] = stored.leaf
+        return found
+
     def batch_of(self, index: int) -> StoredBatch:
         """The batch that brought leaf ``index``; raise :class:`UnknownLeaf` if none."""
         rows = self._query(
@@ -671,6 +816,11 @@ class SQLiteStore(LeafStore):
         if not rows:
             raise UnknownLeaf(f"no leaf at index {index}")
         batch_id, signer, digest, signature, received_at, raw = rows[0]
+        if not signature:
+            raise BatchEvidenceLost(
+                f"leaf {index} was restored from the regulator's verified copy at "
+                f"{received_at:.0f} (Unix time); the signed batch it arrived in was lost with "
+                "the store's tail")
         raw = bytes(raw)
         indexes = tuple(int.from_bytes(raw[i:i + 8], "big") for i in range(0, len(raw), 8))
         return StoredBatch(int(batch_id), BatchEvidence(str(signer), bytes(digest),
@@ -690,6 +840,15 @@ class SQLiteStore(LeafStore):
         logged and ignored: the log is then rebuilt from every leaf hash, and
         :meth:`save_levels` rewrites them.
         """
+        db = self._reader()
+        db.execute("BEGIN")  # one read snapshot: size, levels and tail agree with each other
+        try:
+            return self._load_log(hasher, use_levels)
+        finally:
+            if db.in_transaction:
+                db.execute("COMMIT")
+
+    def _load_log(self, hasher: Hasher, use_levels: bool) -> MerkleLog:
         size = self.size()
         prefixes: list[bytearray] = []
         if not use_levels:
@@ -718,6 +877,14 @@ class SQLiteStore(LeafStore):
     def leaves_from_levels(self) -> int:
         """How many leaves the last :meth:`load_log` took from the stored levels (0: none)."""
         return self._leaves_from_levels
+
+    def level_rows(self) -> Iterator[tuple[int, int, bytes, int]]:
+        """Every stored ``merkle_levels`` row as it is, ``(level, chunk, digests, crc32)``,
+        by level and chunk, unchecked (fsck compares them with the rebuilt tree)."""
+        for level, chunk, digests, crc in self._query(
+            "SELECT level, chunk, digests, crc32 FROM merkle_levels ORDER BY level, chunk"
+        ):
+            yield int(level), int(chunk), bytes(digests), int(crc)
 
     def _stored_levels(self, digest_size: int, size: int) -> list[bytearray]:
         """The stored levels' digests, each level's chunks concatenated; checked."""
@@ -758,6 +925,7 @@ class SQLiteStore(LeafStore):
         size = log.size
         if not rewrite and size // LEVEL_CHUNK == self._levels_saved_at // LEVEL_CHUNK:
             return 0
+        self._writable()
         with self._write_lock:
             if self._closed:
                 raise NodeStopped(f"store {self._path} is closed")
@@ -803,6 +971,7 @@ class SQLiteStore(LeafStore):
     def save_checkpoint(self, stored: StoredCheckpoint) -> None:
         """Durably save a signed checkpoint; see :meth:`LeafStore.save_checkpoint`."""
         cp = stored.checkpoint
+        self._writable()
         with self._write_lock:
             try:
                 with self._transaction():
@@ -825,6 +994,7 @@ class SQLiteStore(LeafStore):
         self, tree_size: int, tx_hash: bytes, block_number: int, anchored_at: float
     ) -> StoredCheckpoint:
         """Record where the checkpoint at ``tree_size`` was anchored; return it updated."""
+        self._writable()
         with self._write_lock:
             try:
                 with self._transaction():
@@ -893,6 +1063,7 @@ class SQLiteStore(LeafStore):
     def save_disclosure_response(self, request_id: int, leaf_index: int, response: bytes,
                                  digest: bytes, stored_at: float) -> StoredDisclosureResponse:
         """Durably store a response; see :meth:`LeafStore.save_disclosure_response`."""
+        self._writable()
         with self._write_lock:
             if self._closed:
                 raise NodeStopped(f"store {self._path} is closed")
@@ -920,6 +1091,7 @@ class SQLiteStore(LeafStore):
     def mark_disclosure_fulfilled(self, request_id: int, tx_hash: bytes, block_number: int,
                                   fulfilled_at: float) -> StoredDisclosureResponse:
         """Record the fulfilment transaction; see :meth:`LeafStore.mark_disclosure_fulfilled`."""
+        self._writable()
         with self._write_lock:
             if self._closed:
                 raise NodeStopped(f"store {self._path} is closed")
@@ -961,6 +1133,69 @@ class SQLiteStore(LeafStore):
                 " ORDER BY request_id", params)
         ]
 
+    # ------------------------------------------------------------------ repair (fsck)
+
+    def repair(self, *, replaced: Sequence[StoredLeaf] = (),
+               appended: Sequence[StoredLeaf] = (),
+               checkpoints: Sequence[StoredCheckpoint] = (),
+               dropped_checkpoints: Sequence[int] = (), restored_at: float = 0.0) -> None:
+        """Write what ``jointledger fsck --repair-from`` verified, in ONE durable transaction.
+
+        ``replaced``: damaged rows overwritten with verified copies (same index).
+        ``appended``: leaves restored after the last stored one, in order from the store's
+        size on; they get one batch row with an empty signature (their signed batch was lost
+        with the tail; :meth:`batch_of` raises :class:`BatchEvidenceLost` for them).
+        ``checkpoints``: anchored checkpoints read from the chain that the store lost (added,
+        or replacing a stored one of the same size). ``dropped_checkpoints``: sizes of signed,
+        never anchored checkpoints the chain has since passed (they can no longer be
+        anchored, and were never served). The stored Merkle levels are dropped: the next
+        start rebuilds them from the leaf hashes. The caller verified every row against the
+        anchored roots; nothing is checked here.
+        """
+        self._writable()
+        with self._write_lock:
+            if self._closed:
+                raise NodeStopped(f"store {self._path} is closed")
+            db = self._db
+            try:
+                with self._transaction():
+                    db.executemany(
+                        "UPDATE leaves SET leaf_hash = ?, commitment = ?, escrow = ?,"
+                        " match_tag = ?, amount_tag = ? WHERE idx = ?",
+                        [(r.leaf_hash, r.leaf.commitment, r.leaf.escrow, r.leaf.match_tag,
+                          r.leaf.amount_tag, r.index) for r in replaced])
+                    if appended:
+                        top = db.execute("SELECT MAX(idx) FROM leaves").fetchone()[0]
+                        first = 0 if top is None else int(top) + 1
+                        if [r.index for r in appended] != list(
+                                range(first, first + len(appended))):
+                            raise StoreCorrupted(f"store {self._path}: restored leaves must "
+                                                 f"follow on from index {first}")
+                        cur = db.execute(
+                            "INSERT INTO batches (signer, digest, signature, received_at, "
+                            "leaf_count, indexes) VALUES ('', X'', X'', ?, ?, ?)",
+                            (restored_at, len(appended),
+                             b"".join(r.index.to_bytes(8, "big") for r in appended)))
+                        db.executemany(
+                            "INSERT INTO leaves (idx, leaf_hash, commitment, escrow, match_tag,"
+                            " amount_tag, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            [(r.index, r.leaf_hash, r.leaf.commitment, r.leaf.escrow,
+                              r.leaf.match_tag, r.leaf.amount_tag, cur.lastrowid)
+                             for r in appended])
+                    db.executemany("DELETE FROM checkpoints WHERE tree_size = ?",
+                                   [(size,) for size in dropped_checkpoints])
+                    db.executemany(
+                        "INSERT OR REPLACE INTO checkpoints (tree_size, root, timestamp,"
+                        " signature, status, tx_hash, block_number, signed_at, anchored_at)"
+                        " VALUES (?, ?, ?, ?, 'anchored', ?, ?, ?, ?)",
+                        [(c.tree_size, c.root, c.checkpoint.timestamp, c.signature, c.tx_hash,
+                          c.block_number, c.signed_at, c.anchored_at) for c in checkpoints])
+                    db.execute("DELETE FROM merkle_levels")
+            except sqlite3.DatabaseError as exc:
+                raise StoreCorrupted(f"store {self._path}: write failed: {exc}") from exc
+            self._level_chunks = None
+            self._levels_saved_at = -1
+
     def close(self) -> None:
         """Close every connection of this store (idempotent)."""
         with self._write_lock:
@@ -968,10 +1203,11 @@ class SQLiteStore(LeafStore):
                 return
             self._closed = True
             with self._readers_lock:
-                for db in self._readers:
+                for _, db in self._readers:
                     db.close()
                 self._readers.clear()
             self._db.close()
+            self._unlock()
 
     def mark_unanchored(self, tree_size: int) -> StoredCheckpoint:
         """Put the anchored checkpoint at ``tree_size`` back to ``"signed"`` (its anchoring
@@ -980,6 +1216,7 @@ class SQLiteStore(LeafStore):
 
         Raises :class:`UnknownCheckpoint` if no checkpoint of that size is stored.
         """
+        self._writable()
         with self._write_lock:
             try:
                 with self._transaction():

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from ledger_node.errors import NodeStopped, StoreCorrupted
+from ledger_node.errors import LeafDamaged, NodeStopped, StoreCorrupted
 from ledger_node.log.leaf import Leaf, Receipt
 from ledger_node.log.merkle import MerkleLog
+from ledger_node.platform.integrity import IntakeHalt, LeafChecker
 from ledger_node.platform.metrics import NodeMetrics
 from ledger_node.platform.store import NewBatch, SQLiteStore
 from ledger_node.protocol.auth import BatchEvidence
@@ -58,13 +59,18 @@ class GroupWriter:
 
     ``log_lock`` guards ``log`` against the readers of its proofs; ``on_committed`` is told
     how many new leaves each commit brought (the sealer's cue); ``store_path`` only names
-    the store in warnings.
+    the store in warnings. While ``halt`` is set nothing is committed: every queued batch
+    gets its reason. ``checker`` reports a duplicate whose stored index the tree does not
+    hold for that leaf hash (a damaged leaf-hash column): nobody of the group is answered.
     """
 
     def __init__(self, *, work: WriteQueue, store: SQLiteStore, log: MerkleLog,
                  log_lock: threading.RLock, metrics: NodeMetrics,
-                 on_committed: Callable[[int], None], store_path: Path) -> None:
+                 on_committed: Callable[[int], None], store_path: Path,
+                 halt: IntakeHalt | None = None, checker: LeafChecker | None = None) -> None:
         """Prepare the writer; its thread runs from :meth:`start`."""
+        self._halt = halt if halt is not None else IntakeHalt()
+        self._checker = checker
         self._queue = work
         self._store = store
         self._log = log
@@ -108,7 +114,9 @@ class GroupWriter:
     def _commit_group(self, group: list[PendingBatch]) -> None:
         """Deduplicate, store in one transaction, extend the log, wake the callers."""
         try:
+            self._halt.check()
             existing = self._store.indexes_of(h for p in group for h in p.leaf_hashes)
+            self._check_duplicates(existing)
             next_index = self._log.size
             new_batches: list[NewBatch] = []
             results: list[list[Receipt]] = []
@@ -169,6 +177,18 @@ class GroupWriter:
             pending.receipts = receipts
             pending.done.set()
         self._save_levels()
+
+    def _check_duplicates(self, existing: dict[bytes, int]) -> None:
+        """A receipt for a duplicate names the stored index of its leaf hash: the tree must
+        hold that leaf hash there (cheap: in memory, this thread is the log's only writer)."""
+        log = self._log
+        for leaf_hash, index in existing.items():
+            if index >= log.size or log.leaf_hash(index) != leaf_hash:
+                reason = (f"the store's leaf-hash index names it for leaf hash "
+                          f"{leaf_hash.hex()}, which the Merkle tree does not hold there")
+                if self._checker is not None:
+                    raise self._checker.damaged(index, reason)
+                raise LeafDamaged(str(self._store_path), index, reason)
 
     def _save_levels(self) -> None:
         """Persist the Merkle level chunks this commit completed, after the acknowledgements.

@@ -17,6 +17,15 @@
 * **AML**: :func:`ledger_node.protocol.aml.detect` over the index, each alert with its evidence.
 * **Disclosures**: requests logged on chain, answers fetched from the platform node,
   checked against the digest the platform logged on chain, the commitment and the escrow.
+* **Integrity** (docs/regulator.md § Integrity): at open each log's tree is built from the
+  records' own data (every leaf hash recomputed and compared with the stored one:
+  :class:`~ledger_node.errors.LeafDamaged`) and must give the verified root the store
+  recorded and every root anchored up to it (:class:`~ledger_node.errors.TreeMismatch`
+  naming the log and the first bad index otherwise): the node does not start on a damaged
+  store. Every record read is checked before it is
+  served (its leaf hash recomputed from its commitment, escrow and tags, and its place in
+  the tree; :class:`~ledger_node.errors.LeafDamaged` otherwise). A platform that lost its
+  store reads its own verified leaves back (:meth:`RegulatorNode.own_leaves`).
 """
 
 from __future__ import annotations
@@ -51,8 +60,12 @@ from ledger_node.crypto.hashes import sm3
 from ledger_node.errors import (
     DisclosureRejected,
     EscrowError,
+    InvalidLeaf,
     InvalidOpening,
+    LeafDamaged,
+    LeafRangeUnavailable,
     LedgerError,
+    TreeMismatch,
     UnknownAlert,
     UnknownLeaf,
     UnknownPlatform,
@@ -60,7 +73,7 @@ from ledger_node.errors import (
 from ledger_node.gcpause import gc_paused
 from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint
 from ledger_node.log.leaf import Leaf, LeafSummary, leaves_data
-from ledger_node.log.merkle import MerkleLog, hasher_for
+from ledger_node.log.merkle import MerkleLog, bisect_roots, hash_leaves, hasher_for
 from ledger_node.protocol.aml import Alert, AmlConfig, detect, lasting_key
 from ledger_node.protocol.auth import regulator_node_audience
 from ledger_node.protocol.bundle import ChainAnchor, ProofBundle, build_bundle
@@ -249,8 +262,132 @@ class RegulatorNode:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         self._platform_keys = RegisteredKeys(chain)
-        for state in self.store.logs():
-            self._trees[state.log_id] = self._rebuild_tree(state)
+        try:
+            for state in self.store.logs():
+                tree = self._open_tree(state)
+                self._check_tree(state, tree)
+                self._trees[state.log_id] = tree
+        except BaseException:
+            self.store.close()
+            raise
+
+    # ------------------------------------------------------------------ integrity
+
+    def _log_name(self, state: LogState) -> str:
+        return f"{self.store.path} (log {state.platform}/{state.log_id.hex()})"
+
+    def _open_tree(self, state: LogState) -> MerkleLog:
+        """The tree of a followed log at open, built from the records' own data: each
+        record's leaf hash is recomputed from its commitment, escrow and tags (the escrow
+        against the digest the anchored root binds) and must be the stored one
+        (:class:`LeafDamaged` naming the first that is not; :class:`TreeMismatch` if records
+        are missing). O(n): one leaf encoding and two SM3 hashes per record."""
+        hasher = hasher_for(state.hash_name)
+        name = self._log_name(state)
+        tree = MerkleLog(hasher)
+        d = hasher.digest_size
+        for first in range(0, state.verified_size, MAX_PAGE):
+            stop = min(state.verified_size, first + MAX_PAGE)
+            rows = self.store.leaf_rows(state.log_id, first, stop)
+            if [row[0] for row in rows] != list(range(first, stop)):
+                missing = sorted(set(range(first, stop)) - {row[0] for row in rows})
+                at = missing[0] if missing else first
+                raise TreeMismatch(f"regulator store {name}: verified record {at} is missing",
+                                   tree_size=state.verified_size, first_bad=at,
+                                   detail="records missing")
+            leaves = []
+            for index, _, commitment, escrow, match_tag, amount_tag in rows:
+                try:
+                    leaves.append(Leaf(commitment, escrow, match_tag, amount_tag))
+                except InvalidLeaf as exc:
+                    raise LeafDamaged(name, index, f"the row is not a leaf: {exc}") from None
+            hashes = hash_leaves(hasher, leaves_data(leaves))
+            if hashes != b"".join(row[1] for row in rows):
+                offset = next(i for i, row in enumerate(rows)
+                              if hashes[i * d:(i + 1) * d] != row[1])
+                raise LeafDamaged(name, first + offset, "its leaf hash recomputed from its "
+                                  "commitment, escrow and tags is not the stored one")
+            tree.extend_leaf_hashes(hashes[i:i + d] for i in range(0, len(hashes), d))
+        return tree
+
+    def _check_tree(self, state: LogState, tree: MerkleLog) -> None:
+        """``tree`` must hold the verified size and give the verified root and every
+        anchored root up to it; raise :class:`TreeMismatch` naming the first bad index
+        otherwise (found by bisecting the anchored roots, then re-checking the rows between
+        the last good and the first bad one)."""
+        name = self._log_name(state)
+        size = state.verified_size
+        if tree.size != size:
+            raise TreeMismatch(f"regulator store {name} holds {tree.size} verified leaves but "
+                               f"records a verified size of {size}", tree_size=size,
+                               first_bad=min(tree.size, size), detail="leaves lost")
+        trusted = [(a.tree_size, a.root) for a in self.store.anchors(state.log_id)
+                   if a.tree_size <= size]
+        if size and state.verified_root is not None:
+            trusted.append((size, state.verified_root))
+        anchored = dict(trusted)
+        if all(tree.root(at) == root for at, root in anchored.items()):
+            return
+        good, bad = bisect_roots(tree, list(anchored.items()))
+        first = self._first_bad_row(state, tree, good, bad)
+        where = (f"first bad index {first[0]}: {first[1]}" if first is not None else
+                 f"the leaves {good}..{bad - 1} agree with their leaf hashes but do not give "
+                 "the root: they were replaced")
+        raise TreeMismatch(f"regulator store {name}: the stored leaves do not produce the "
+                           f"root anchored at size {bad}; {where}", tree_size=bad,
+                           first_bad=first[0] if first is not None else good,
+                           detail=first[1] if first is not None else "replaced")
+
+    def _first_bad_row(self, state: LogState, tree: MerkleLog, start: int,
+                       stop: int) -> tuple[int, str] | None:
+        """The first record in ``[start, stop)`` whose data, leaf hash and tree digest
+        disagree, read 10,000 at a time."""
+        for first in range(start, stop, MAX_PAGE):
+            for record in self.store.records(state.log_id, first, min(stop, first + MAX_PAGE)):
+                try:
+                    self._check_record(record, tree)
+                except LeafDamaged as exc:
+                    return exc.index, exc.reason
+        return None
+
+    def _check_record(self, record: IndexedRecord, tree: MerkleLog | None = None
+                      ) -> IndexedRecord:
+        """``record`` if its leaf hash, recomputed from its commitment, escrow and tags, is
+        the stored one and the tree holds it at its index; else :class:`LeafDamaged`."""
+        tree = tree if tree is not None else self._trees.get(record.log_id)
+        state_name = f"{self.store.path} (log {record.platform}/{record.log_id.hex()})"
+        try:
+            leaf = record.leaf
+        except InvalidLeaf as exc:
+            raise LeafDamaged(state_name, record.index, f"the row is not a leaf: {exc}"
+                              ) from None
+        if tree is None:
+            raise LeafDamaged(state_name, record.index, "its log is not followed")
+        mine = tree.hasher.hash_leaf(leaves_data([leaf])[0])
+        if mine != record.leaf_hash:
+            raise LeafDamaged(state_name, record.index,
+                              f"its leaf hash recomputed from its commitment, escrow and tags "
+                              f"is {mine.hex()}, the stored one {record.leaf_hash.hex()}")
+        if record.index >= tree.size or tree.leaf_hash(record.index) != record.leaf_hash:
+            raise LeafDamaged(state_name, record.index, "its stored leaf hash is not the one "
+                              "the verified tree holds at its index")
+        return record
+
+    def _checked(self, records: Iterable[IndexedRecord]) -> list[IndexedRecord]:
+        return [self._check_record(r) for r in records]
+
+    def own_leaves(self, log_id: bytes, start: int, end: int) -> tuple[LogState, list[Leaf]]:
+        """Verified leaves ``[start, end)`` of ``log_id`` with their escrows, each checked:
+        what the platform owning the log reads back to restore a lost or damaged store
+        (``jointledger fsck --repair-from``). Raises :class:`UnknownPlatform` for a log not
+        followed, :class:`LeafRangeUnavailable` past the verified size."""
+        state = self.store.log(log_id)
+        if state is None:
+            raise UnknownPlatform(f"log {log_id.hex()} is not followed by this regulator")
+        if end > state.verified_size:
+            raise LeafRangeUnavailable(start, end, state.verified_size)
+        records = self._checked(self.store.records(log_id, start, end))
+        return state, [r.leaf for r in records]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -448,6 +585,10 @@ class RegulatorNode:
         """Every followed log's state, as the store holds it."""
         return self.store.logs()
 
+    def log_state(self, log_id: bytes) -> LogState | None:
+        """The state of followed log ``log_id``, or ``None`` if it is not followed."""
+        return self.store.log(log_id)
+
     def all_anchors(self) -> list[StoredAnchor]:
         """Every anchored checkpoint read from the chain, of every log."""
         return self.store.all_anchors()
@@ -476,7 +617,9 @@ class RegulatorNode:
     # ------------------------------------------------------------------ trace
 
     def bundle_for(self, record: IndexedRecord) -> ProofBundle:
-        """The proof bundle of ``record`` at its log's verified checkpoint (from the chain)."""
+        """The proof bundle of ``record`` at its log's verified checkpoint (from the chain),
+        after the record passed its check (:class:`LeafDamaged` otherwise)."""
+        self._check_record(record)
         state = self.store.log(record.log_id)
         assert state is not None and state.verified_size > record.index
         anchor = self.store.anchor_at(record.log_id, state.verified_size)
@@ -510,7 +653,7 @@ class RegulatorNode:
         record = self.store.record(log_id, index)
         if record is None:
             raise UnknownLeaf(f"no verified record {ref}")
-        return record
+        return self._check_record(record)
 
     # ------------------------------------------------------------------ AML
 
@@ -566,7 +709,7 @@ class RegulatorNode:
         :func:`~ledger_node.protocol.disclosure.case_reference` under the case's secret key, so the
         requests of one case do not link the records they name.
         """
-        records = self.store.records_of_commitment(commitment)
+        records = self._checked(self.store.records_of_commitment(commitment))
         if not records:
             raise UnknownLeaf(f"commitment {commitment.hex()} is in no verified log")
         state = self.store.log(records[0].log_id)
@@ -592,7 +735,7 @@ class RegulatorNode:
         request = self.chain.disclosure_request(request_id)
         if not request.fulfilled:
             return None
-        records = self.store.records_of_commitment(stored.commitment)
+        records = self._checked(self.store.records_of_commitment(stored.commitment))
         record = next(r for r in records if r.platform == stored.platform)
         source = self.source_for(stored.platform, record.log_id)
         if source is None:
@@ -651,7 +794,7 @@ class RegulatorNode:
         for ref in [*refs, *(r for a in alerts for r in a.refs)]:
             chosen.setdefault(ref, self.record_by_ref(ref))
         for d in disclosures:
-            for r in self.store.records_of_commitment(d.commitment):
+            for r in self._checked(self.store.records_of_commitment(d.commitment)):
                 if r.platform == d.platform:
                     chosen.setdefault(r.ref, r)
         deployment = self.chain.deployment

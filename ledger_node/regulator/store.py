@@ -7,11 +7,17 @@ leaves the store at the end of the last verified range, and ingest resumes from 
 
 Payments are indexed by payer and payee identity key and by commitment, so a trace is two
 index lookups. Nothing here verifies anything: :mod:`ledger_node.regulator.node` decides what is
-written.
+written, and checks every record it reads before serving it.
+
+One writer: an open store holds an exclusive ``flock`` on ``STORE.lock`` beside it, so a
+second regulator node (or ``jointledger fsck --role regulator``) on a live store is refused
+with :class:`~ledger_node.errors.StoreLocked`.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import secrets
 import sqlite3
 import threading
@@ -22,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from ledger_node.errors import NodeStopped, StoreCorrupted
+from ledger_node.errors import NodeStopped, StoreCorrupted, StoreLocked
 from ledger_node.log.leaf import Leaf
 from ledger_node.protocol.aml import PartyKind, TracedPayment
 from ledger_node.protocol.escrow import EscrowPayload
@@ -249,15 +255,49 @@ class RegulatorStore:
         self._path = Path(path)
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._closed = False
         self._numbers: dict[bytes, int] = {}
+        self._lock_fd: int | None = self._take_lock()
         try:
             self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
             self._open_checked(regulator)
         except sqlite3.DatabaseError as exc:
+            self._release_lock()
             raise StoreCorrupted(f"regulator store {self._path} is damaged or not a store: "
                                  f"{exc}") from exc
+        except BaseException:
+            self._release_lock()
+            raise
+
+    @property
+    def path(self) -> Path:
+        """The store's file."""
+        return self._path
+
+    def _take_lock(self) -> int:
+        """The one writer's exclusive lock on ``STORE.lock``; :class:`StoreLocked` if held."""
+        lock_path = self._path.with_name(self._path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreCorrupted(f"cannot open regulator store {self._path}: its lock file "
+                                 f"{lock_path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreLocked(f"regulator store {self._path} is open elsewhere (process "
+                              f"{holder}): stop that node or tool first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        return fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _open_checked(self, regulator: str) -> None:
         db = self._db
@@ -320,8 +360,15 @@ class RegulatorStore:
             db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA busy_timeout = 5000")
             self._local.db = db
-            with self._lock:
-                self._readers.append(db)
+            with self._lock:  # close the connections of reading threads that ended
+                alive = []
+                for thread, other in self._readers:
+                    if thread.is_alive():
+                        alive.append((thread, other))
+                    else:
+                        other.close()
+                alive.append((threading.current_thread(), db))
+                self._readers = alive
         return db
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -355,9 +402,10 @@ class RegulatorStore:
             if self._closed:
                 return
             self._closed = True
-            for db in self._readers:
+            for _, db in self._readers:
                 db.close()
             self._db.close()
+            self._release_lock()
 
     # ------------------------------------------------------------------ follow state
 
@@ -521,6 +569,29 @@ class RegulatorStore:
         rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM records WHERE log = ? AND idx = ?",
                            (self._log_number(log_id), index))
         return self._record(rows[0], self._logs()) if rows else None
+
+    def records(self, log_id: bytes, start: int, stop: int) -> list[IndexedRecord]:
+        """The records of leaves ``start..stop-1`` of ``log_id`` in index order, unchecked
+        (those that are verified and stored: fewer when ``stop`` passes the verified size)."""
+        if self.log(log_id) is None or stop <= start:
+            return []
+        rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM records WHERE log = ? AND idx >= ? "
+                           "AND idx < ? ORDER BY idx", (self._log_number(log_id), start, stop))
+        logs = self._logs()
+        return [self._record(row, logs) for row in rows]
+
+    def leaf_rows(self, log_id: bytes, start: int, stop: int
+                  ) -> list[tuple[int, bytes, bytes, bytes, bytes | None, bytes | None]]:
+        """``(index, leaf_hash, commitment, escrow, match_tag, amount_tag)`` of the records of
+        leaves ``start..stop-1`` of ``log_id`` in index order, as stored (what the node's open
+        check rehashes; lighter than :meth:`records`, which decodes the payments too)."""
+        if stop <= start:
+            return []
+        rows = self._query("SELECT idx, leaf_hash, commitment, escrow, match_tag, amount_tag "
+                           "FROM records WHERE log = ? AND idx >= ? AND idx < ? ORDER BY idx",
+                           (self._log_number(log_id), start, stop))
+        return [(int(i), bytes(h), bytes(c), bytes(e), _opt(m), _opt(a))
+                for i, h, c, e, m, a in rows]
 
     def record_count(self) -> int:
         """How many verified leaves are indexed over all logs."""
