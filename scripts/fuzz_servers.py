@@ -35,7 +35,7 @@ def main() -> int:
         targets = Targets({"platform": urls["unionpay"], "regulator": urls["pboc"],
                            "chain": chain}, site,
                           {"platform": "unionpay", "regulator": "pboc", "chain": "chain"},
-                          verify=getattr(site, "client_verify", True))
+                          verify=site.client_tls.ssl_context())
         outcome = run(targets, seed=args.seed, seconds=args.seconds,
                       log_id=log_id_for("unionpay").hex(),
                       progress=lambda line: print(line, file=sys.stderr))

@@ -26,7 +26,7 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Targets]:
         urls = site.start_nodes(["unionpay"], regulator="pboc")
         yield Targets({"platform": urls["unionpay"], "regulator": urls["pboc"], "chain": chain},
                       site, {"platform": "unionpay", "regulator": "pboc", "chain": "chain"},
-                      verify=getattr(site, "client_verify", True))
+                      verify=site.client_tls.ssl_context())
 
 
 def test_every_family_is_generated() -> None:

@@ -309,7 +309,8 @@ def test_the_documented_recovery_with_real_processes(tmp_path: Path) -> None:
         urls = site.start_nodes(["unionpay"], "pboc", seal_interval=0.05, follow_interval=0.1)
         keys, pboc = site.keys("unionpay"), site.keys("pboc")
         client = PlatformClient(urls["unionpay"], "unionpay", keys.address, keys.sm2_key,
-                                regulator_key=pboc.sm2_key.public_key())
+                                regulator_key=pboc.sm2_key.public_key(), tls=site.client_tls)
+        verify = site.client_tls.ssl_context()  # the site serves https with mutual TLS
 
         def submit(first: int) -> None:
             client.submit_records([payment("unionpay", n, "alice", f"s{n}", 100 + n)
@@ -318,8 +319,8 @@ def test_the_documented_recovery_with_real_processes(tmp_path: Path) -> None:
             size = first + 30
             deadline = time.monotonic() + 60
             while True:  # anchored, and verified by the regulator
-                health = httpx.get(f"{urls['pboc']}/v1/health").json()
-                node = httpx.get(f"{urls['unionpay']}/v1/health").json()
+                health = httpx.get(f"{urls['pboc']}/v1/health", verify=verify).json()
+                node = httpx.get(f"{urls['unionpay']}/v1/health", verify=verify).json()
                 anchored = (node["last_anchored"] or {}).get("tree_size", 0)
                 if anchored == size and health["logs"] == 1 and health["behind"] == 0:
                     break
@@ -345,7 +346,7 @@ def test_the_documented_recovery_with_real_processes(tmp_path: Path) -> None:
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    answer = httpx.get(f"{urls['unionpay']}/v1/health", timeout=2)
+                    answer = httpx.get(f"{urls['unionpay']}/v1/health", timeout=2, verify=verify)
                     break
                 except httpx.HTTPError:
                     assert node.poll() is None and time.monotonic() < deadline
@@ -367,5 +368,5 @@ def test_the_documented_recovery_with_real_processes(tmp_path: Path) -> None:
         assert repair.returncode == 0, repair.stdout + repair.stderr
         assert "leaves 30..59 restored" in repair.stdout
         site.start_node("unionpay", seal_interval=0.05)
-        health = httpx.get(f"{site.node_urls['unionpay']}/v1/health").json()
+        health = httpx.get(f"{site.node_urls['unionpay']}/v1/health", verify=verify).json()
         assert health["store_size"] == 60 and health["status"] == "ok"

@@ -806,8 +806,9 @@ def _fsck(args: argparse.Namespace) -> int:
                 return unusable(f"no store at {store}")
             deployment = args.deployment or (reg.deployment if reg else None)
             rpc_url = args.rpc_url or (reg.rpc_url or DEFAULT_CHAIN_URL if reg else None)
-            chain = (LedgerChain.from_rpc(rpc_url).attach(Deployment.load(deployment))
-                     if rpc_url and deployment else None)
+            tls = client_tls(args, reg.client_tls if reg else NO_CLIENT_TLS)
+            chain = (LedgerChain.from_rpc(rpc_url, **tls.requests_options())
+                     .attach(Deployment.load(deployment)) if rpc_url and deployment else None)
             return run_regulator_fsck(store, name, chain=chain)
         from ledger_node.platform.config import load_keys, load_serve_config
         from ledger_node.regulator.node import node_audience
@@ -823,14 +824,14 @@ def _fsck(args: argparse.Namespace) -> int:
         if rpc_url and deployment is None:
             return unusable("--rpc-url needs --deployment (or --config) to find the contract")
         keys = load_keys(config) if config else None
-        chain = (LedgerChain.from_rpc(rpc_url).attach(Deployment.load(deployment))
-                 if rpc_url and deployment else None)
+        tls = client_tls(args, config.client_tls if config else NO_CLIENT_TLS)
+        chain = (LedgerChain.from_rpc(rpc_url, **tls.requests_options())
+                 .attach(Deployment.load(deployment)) if rpc_url and deployment else None)
         regulator = None
         if args.repair_from:
             if keys is None:
                 return unusable("--repair-from needs --config: the platform signs its "
                                 "request to the regulator with its keys")
-            tls = client_tls(args, config.client_tls if config else NO_CLIENT_TLS)
             with NodeClient(args.repair_from, tls=tls) as probe:
                 name = str(probe.health()["name"])
             regulator = RegulatorCopyClient(args.repair_from, keys.address, keys.sm2_key,
