@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TUTORIAL = Path(__file__).resolve().parent.parent / "docs" / "tutorial.md"
 PORTS = ("8545", "8701", "8702", "8703")
 """The ports the tutorial names, in the order of the free ports that replace them."""
@@ -55,6 +57,7 @@ def _with_ports(block: str, base: int) -> str:
     return block
 
 
+@pytest.mark.slow  # a whole consortium started and stopped: ~35 s
 def test_the_tutorial_runs_as_written(tmp_path: Path) -> None:
     blocks = sh_blocks(TUTORIAL.read_text(encoding="utf-8"))
     assert len(blocks) >= 8 and sum(len(UP_LINE.findall(b)) for b in blocks) == 1
