@@ -274,6 +274,23 @@ def test_an_own_shard_with_no_node_given_exits_2(
         assert "--url" in err and "unionpay's shard 1" in err and "named by the receipts" in err
 
 
+def test_the_other_platforms_receipts_are_named_as_theirs_exits_2(
+        world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """wechatpay's receipts given to unionpay's reconcile: the message says whose they are,
+    what was expected and what to try, before any node is asked."""
+    theirs = world.submitted["wechatpay"]
+    receipts = _write_receipts(tmp_path / "wechat.receipts.jsonl",
+                               [theirs[n] for n in sorted(theirs)])
+    out = tmp_path / "never.json"
+    assert _run(world, "--out", str(out), receipts=receipts) == 2
+    err = capsys.readouterr().err
+    assert "--records" in err and str(receipts) in err
+    assert "wechatpay's receipts" in err and "not unionpay's" in err
+    assert "unionpay's own receipts" in err and "jointledger submit" in err
+    assert "wechatpay's config" in err  # what to try instead
+    assert "shard ?" not in err and not out.exists()
+
+
 def test_one_log_given_at_two_urls_exits_2(world: World,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     first = world.urls("wechatpay")[0]

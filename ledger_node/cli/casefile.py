@@ -96,7 +96,8 @@ def run_casefile_verify(path: Path, *, config: Path, rpc_url: str | None = None,
                         warn: Echo | None = None) -> int:
     """Verify the case file at ``path`` against the config's chain (or ``rpc_url``), with
     the config's SM2 key to open its disclosures; 0 valid, 1 not (or unreachable chain),
-    2 unusable input. The regulator's node is not asked."""
+    2 unusable input. The regulator's node is not asked; the chain is reached with the
+    config's ``[tls]`` (CA and client certificate), as the node itself reaches it."""
     from ledger_node.cli.verify import run_verify_case_file
     from ledger_node.errors import ChainError, LedgerError
 
@@ -111,7 +112,7 @@ def run_casefile_verify(path: Path, *, config: Path, rpc_url: str | None = None,
             return run_verify_case_file(document, rpc_url=chain_url,
                                         deployment=target.deployment,
                                         regulator_keys=[target.sm2_key], as_json=as_json,
-                                        echo=echo)
+                                        echo=echo, tls=target.tls)
         except ChainError as exc:
             raise CommandRefused(f"cannot read the chain at {chain_url}: {exc} (expected the "
                                  "chain of [chain] rpc_url; give --rpc-url)", 1) from None

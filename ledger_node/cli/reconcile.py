@@ -33,7 +33,7 @@ from typing import Any, Final
 
 import httpx
 
-from ledger_node.chain.adapter import Deployment, LedgerChain, Role
+from ledger_node.chain.adapter import Deployment, LedgerChain, Member, Role
 from ledger_node.client.sdk import NodeClient
 from ledger_node.client.sharded import describe_logs, shard_number, unread_logs
 from ledger_node.crypto.gmcrypto import SM2PrivateKey, private_key_from_pem
@@ -174,6 +174,25 @@ def serving_nodes(platform: str, nodes: Sequence[tuple[str, NodeClient]]
     return out
 
 
+def others_receipts(platform: str, records: Receipts, members: Sequence[Member]
+                    ) -> tuple[str, list[bytes]] | None:
+    """The other platform whose shard logs ``records`` name, and those logs; ``None`` if
+    the receipts name no log of another platform among ``members``.
+
+    Why: another platform's receipts are the likeliest mistake behind a log of the receipts
+    that is not ``platform``'s (the two platforms' submit write files of the same name), and
+    the message should say so rather than ask for a node of a shard that does not exist.
+    """
+    for member in members:
+        if member.role is not Role.PLATFORM or member.name == platform:
+            continue
+        theirs = [log_id for log_id in records if shard_number(platform, log_id) is None
+                  and shard_number(member.name, log_id) is not None]
+        if theirs:
+            return member.name, theirs
+    return None
+
+
 def _health(platform: str, url: str, node: NodeClient) -> Mapping[str, Any]:
     try:
         return node.health()
@@ -244,6 +263,18 @@ def run_reconcile(
                                                        f"{own.role.name.lower()} {own.name!r}, not "
                                                        f"platform {platform!r}")
         peer = platform_member(bound, counterparty, not_address=keys.address)
+
+        foreign = others_receipts(platform, records, bound.members())
+        if foreign:
+            owner, logs = foreign
+            raise InvalidReconciliationInput(
+                "--records " + ", ".join(map(str, receipts)),
+                f"these are {owner}'s receipts ({owner}'s {describe_logs(owner, logs)} named "
+                f"by them), "
+                f"not {platform}'s. Expected: {platform}'s own receipts, as {platform}'s "
+                f"jointledger submit --config (this config) wrote them, RECORDS.receipts.jsonl "
+                f"by default. Try: give {platform}'s receipts files, or reconcile {owner}'s "
+                f"records with {owner}'s config and --counterparty {platform}")
 
         def open_nodes(given: Sequence[str]) -> list[tuple[str, NodeClient]]:
             return [(url, stack.enter_context(NodeClient(url, tls=tls)))
