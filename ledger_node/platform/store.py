@@ -82,6 +82,7 @@ from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint
 from ledger_node.log.leaf import Leaf
 from ledger_node.log.merkle import Hasher, MerkleLog
 from ledger_node.protocol.auth import BatchEvidence
+from ledger_node.sqlite_readers import ThreadReaders
 
 SCHEMA_VERSION: Final = 1
 LEVEL_CHUNK: Final = 1024
@@ -451,9 +452,7 @@ class SQLiteStore(LeafStore):
             "hash": hash_name,
         }
         self._write_lock = threading.Lock()
-        self._readers: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._readers_lock = threading.Lock()
-        self._local = threading.local()
+        self._readers = ThreadReaders(self._path)
         self._closed = False
         self._level_chunks: list[int] | None = None  # stored chunks per level, once known
         self._levels_saved_at = -1  # the log size at the last save_levels
@@ -619,23 +618,7 @@ class SQLiteStore(LeafStore):
     def _reader(self) -> sqlite3.Connection:
         if self._closed:
             raise NodeStopped(f"store {self._path} is closed")
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA busy_timeout = 5000")
-            self._local.db = db
-            with self._readers_lock:
-                # a web server's worker threads come and go: close the connections of
-                # those that ended, or each would keep its file descriptors until close()
-                alive = []
-                for thread, other in self._readers:
-                    if thread.is_alive():
-                        alive.append((thread, other))
-                    else:
-                        other.close()
-                alive.append((threading.current_thread(), db))
-                self._readers = alive
-        return db
+        return self._readers.get()
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
@@ -1202,10 +1185,7 @@ class SQLiteStore(LeafStore):
             if self._closed:
                 return
             self._closed = True
-            with self._readers_lock:
-                for _, db in self._readers:
-                    db.close()
-                self._readers.clear()
+            self._readers.close()
             self._db.close()
             self._unlock()
 

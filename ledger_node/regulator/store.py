@@ -33,6 +33,7 @@ from ledger_node.log.leaf import Leaf
 from ledger_node.protocol.aml import PartyKind, TracedPayment
 from ledger_node.protocol.escrow import EscrowPayload
 from ledger_node.protocol.record import Channel
+from ledger_node.sqlite_readers import ThreadReaders
 
 SCHEMA_VERSION: Final = 2
 """Version 2 added ``alert_numbers``; a version 1 store is upgraded when opened."""
@@ -254,8 +255,7 @@ class RegulatorStore:
         """
         self._path = Path(path)
         self._lock = threading.Lock()
-        self._local = threading.local()
-        self._readers: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._readers = ThreadReaders(self._path)
         self._closed = False
         self._numbers: dict[bytes, int] = {}
         self._lock_fd: int | None = self._take_lock()
@@ -355,21 +355,7 @@ class RegulatorStore:
     def _reader(self) -> sqlite3.Connection:
         if self._closed:
             raise NodeStopped(f"regulator store {self._path} is closed")
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA busy_timeout = 5000")
-            self._local.db = db
-            with self._lock:  # close the connections of reading threads that ended
-                alive = []
-                for thread, other in self._readers:
-                    if thread.is_alive():
-                        alive.append((thread, other))
-                    else:
-                        other.close()
-                alive.append((threading.current_thread(), db))
-                self._readers = alive
-        return db
+        return self._readers.get()
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
@@ -402,8 +388,7 @@ class RegulatorStore:
             if self._closed:
                 return
             self._closed = True
-            for _, db in self._readers:
-                db.close()
+            self._readers.close()
             self._db.close()
             self._release_lock()
 
