@@ -555,3 +555,43 @@ def test_jointledger_chain_serves_with_the_limits_given() -> None:
     with pytest.raises(InvalidConfig, match="eth_sendTransaction"):
         run_chain("127.0.0.1", 0, echo=lines.append, stop=stop,
                   limits=RpcLimits(methods=frozenset({"eth_sendTransaction"})))
+
+
+def test_a_trickled_head_is_cut_while_honest_clients_are_served() -> None:
+    """One byte of head a second cannot hold a connection's thread past header_timeout."""
+    with ChainServer(LedgerChain.embedded(), header_timeout=1.0) as server:
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+        slow = socket.create_connection((host, int(port)), timeout=10)
+        slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        cut = None
+        try:
+            for _ in range(20):
+                assert rpc(server.url, "eth_chainId")["result"]  # honest, meanwhile
+                slow.sendall(b"X")
+                time.sleep(0.5)
+        except OSError:  # reset or broken pipe: the server cut it
+            cut = time.monotonic() - started
+        else:
+            cut = time.monotonic() - started if slow.recv(1) == b"" else None
+        finally:
+            slow.close()
+        assert cut is not None and cut < 5.0, cut
+
+
+def test_connections_past_the_limit_are_refused_with_503() -> None:
+    with ChainServer(LedgerChain.embedded(), max_connections=2) as server:
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+        held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2)]
+        try:
+            time.sleep(0.2)  # both accepted
+            third = socket.create_connection((host, int(port)), timeout=10)
+            answer = third.recv(4096)
+            third.close()
+            assert answer.startswith(b"HTTP/1.1 503"), answer
+            assert b"too many connections (limit 2)" in answer
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.2)
+        assert rpc(server.url, "eth_chainId")["result"]  # served again once they went

@@ -143,6 +143,12 @@ class RpcLimits:
     read_timeout: float = 30.0
     """Seconds a request body may take to arrive in full (geth's HTTP ``ReadTimeout``);
     then HTTP 408 and the connection is closed."""
+    header_timeout: float = 10.0
+    """Seconds a request's head (request line and headers) may take to arrive once its first
+    byte has (geth's ``ReadHeaderTimeout``); then the connection is shut down."""
+    max_connections: int = 256
+    """Most connections served at once (one thread each); one more is answered HTTP 503 and
+    closed."""
     request_timeout: float = 30.0
     """Seconds one HTTP request may run (geth's ``WriteTimeout``): a batch's calls not
     started by then are answered ``-32002 request timed out``."""
@@ -1633,6 +1639,40 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go out as two writes
     server: _HTTPServer
 
+    def handle_one_request(self) -> None:
+        """Wait (up to the idle timeout) for the next request to begin, then read it with a
+        watchdog that shuts the connection down if its head is not complete within
+        ``header_timeout``: a head trickled a byte at a time cannot hold the thread."""
+        try:
+            began = self.rfile.peek(1)  # type: ignore[attr-defined]
+        except OSError:  # idle past the timeout, or reset
+            self.close_connection = True
+            return
+        if not began:
+            self.close_connection = True
+            return
+        self._watchdog = threading.Timer(self.server.limits.header_timeout, self._cut)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self._watchdog.cancel()
+
+    def _cut(self) -> None:
+        """The head did not arrive in time: end the connection (its reads return EOF)."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+
+    def parse_request(self) -> bool:
+        """The head has arrived: stop the watchdog before the body and the call run."""
+        complete = super().parse_request()
+        self._watchdog.cancel()
+        return complete
+
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         if self.headers.get("Transfer-Encoding"):
             self._reply(411, _RpcError(INVALID_REQUEST, "send a Content-Length, not chunks"))
@@ -1743,7 +1783,20 @@ class _HTTPServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
-            self._open.add(request)
+            full = len(self._open) >= self.limits.max_connections
+            if not full:
+                self._open.add(request)
+        if full:  # one thread per connection: past the limit, refuse rather than spawn
+            body = _dump(_error_response(None, _RpcError(
+                SERVER_ERROR, f"too many connections (limit {self.limits.max_connections})")))
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+                                b"application/json\r\nConnection: close\r\nContent-Length: "
+                                + str(len(body)).encode() + b"\r\n\r\n" + body)
+            except OSError:
+                pass
+            super().shutdown_request(request)
+            return
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
@@ -1802,6 +1855,8 @@ class ChainServer:
         max_body_bytes: int | None = None,
         max_batch: int | None = None,
         read_timeout: float | None = None,
+        header_timeout: float | None = None,
+        max_connections: int | None = None,
         request_timeout: float | None = None,
         gas_cap: int | None = None,
         evm_timeout: float | None = None,
@@ -1818,7 +1873,8 @@ class ChainServer:
         _require_loopback(host, ssl_context is not None, allow_plaintext)
         given: dict[str, Any] = {
             "max_body_bytes": max_body_bytes, "max_batch": max_batch,
-            "read_timeout": read_timeout, "request_timeout": request_timeout,
+            "read_timeout": read_timeout, "header_timeout": header_timeout,
+            "max_connections": max_connections, "request_timeout": request_timeout,
             "gas_cap": gas_cap, "evm_timeout": evm_timeout, "tx_timeout": tx_timeout,
             "max_logs_range": max_logs_range,
             "max_log_addresses": max_log_addresses, "max_log_topics": max_log_topics,

@@ -69,6 +69,11 @@ _LIMIT_OPTIONS: Final[tuple[tuple[str, str, Callable[[str], Any], str, str], ...
      "most calls in one JSON-RPC batch (default 1000, geth's)"),
     ("read_timeout", "--rpc-read-timeout", _positive_float, "SECONDS",
      "time a request body may take to arrive; then HTTP 408 (default 30, geth's)"),
+    ("header_timeout", "--rpc-header-timeout", _positive_float, "SECONDS",
+     "time a request's head may take once it began; then the connection is cut (default 10, "
+     "geth's ReadHeaderTimeout)"),
+    ("max_connections", "--rpc-max-connections", _positive_int, "N",
+     "most connections served at once; one more gets HTTP 503 (default 256)"),
     ("request_timeout", "--rpc-request-timeout", _positive_float, "SECONDS",
      "time one HTTP request (a batch) may run; calls not started by then get -32002 "
      "(default 30)"),
