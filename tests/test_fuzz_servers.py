@@ -15,7 +15,7 @@ from tests.adversarial import Targets, cases, run
 
 pytestmark = pytest.mark.slow
 
-SECONDS = 45.0
+SECONDS = 25.0
 
 
 @pytest.fixture(scope="module")
