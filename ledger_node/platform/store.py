@@ -52,7 +52,6 @@ while a writer commits.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import sqlite3
@@ -82,14 +81,12 @@ from ledger_node.log.checkpoint import Checkpoint, SignedCheckpoint
 from ledger_node.log.leaf import Leaf
 from ledger_node.log.merkle import Hasher, MerkleLog
 from ledger_node.protocol.auth import BatchEvidence
-from ledger_node.sqlite_readers import ThreadReaders
+from ledger_node.sqlite_readers import ThreadReaders, take_writer_lock
 
 SCHEMA_VERSION: Final = 1
 LEVEL_CHUNK: Final = 1024
 """Digests per ``merkle_levels`` row (32 KiB of SM3 digests)."""
 CheckpointStatus = Literal["signed", "anchored"]
-LOCK_SUFFIX: Final = ".lock"
-"""The lock file beside a store (``STORE.lock``): its writer holds an exclusive flock."""
 
 _CHECK_MMAP_BYTES: Final = 1 << 31  # SQLite caps it at its compile-time maximum (2 GB)
 _LOOKUP_CHUNK: Final = 500  # bound parameters per IN (...) query (SQLite allows 32766)
@@ -481,24 +478,7 @@ class SQLiteStore(LeafStore):
 
     def _lock(self) -> int:
         """Take the exclusive lock of the one writer; raise :class:`StoreLocked` if held."""
-        lock_path = self._path.with_name(self._path.name + LOCK_SUFFIX)
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StoreCorrupted(f"cannot open store {self._path}: its lock file "
-                                 f"{lock_path}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise StoreLocked(
-                f"store {self._path} is open for writing elsewhere (process {holder}, lock "
-                f"{lock_path}): stop that node or tool first; one writer per store"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        return fd
+        return take_writer_lock(self._path, "store")
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:

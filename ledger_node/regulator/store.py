@@ -16,7 +16,6 @@ with :class:`~ledger_node.errors.StoreLocked`.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import secrets
 import sqlite3
@@ -28,12 +27,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from ledger_node.errors import NodeStopped, StoreCorrupted, StoreLocked
+from ledger_node.errors import NodeStopped, StoreCorrupted
 from ledger_node.log.leaf import Leaf
 from ledger_node.protocol.aml import PartyKind, TracedPayment
 from ledger_node.protocol.escrow import EscrowPayload
 from ledger_node.protocol.record import Channel
-from ledger_node.sqlite_readers import ThreadReaders
+from ledger_node.sqlite_readers import ThreadReaders, take_writer_lock
 
 SCHEMA_VERSION: Final = 2
 """Version 2 added ``alert_numbers``; a version 1 store is upgraded when opened."""
@@ -277,22 +276,7 @@ class RegulatorStore:
 
     def _take_lock(self) -> int:
         """The one writer's exclusive lock on ``STORE.lock``; :class:`StoreLocked` if held."""
-        lock_path = self._path.with_name(self._path.name + ".lock")
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StoreCorrupted(f"cannot open regulator store {self._path}: its lock file "
-                                 f"{lock_path}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise StoreLocked(f"regulator store {self._path} is open elsewhere (process "
-                              f"{holder}): stop that node or tool first") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        return fd
+        return take_writer_lock(self._path, "regulator store")
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
