@@ -81,7 +81,8 @@ case "$cmd" in
     log "import-linter (the layers of docs/architecture.md)"
     .venv/bin/lint-imports
     log "pytest"
-    exec .venv/bin/pytest "$@"
+    # parallel workers: most tests wait on real processes and sockets, not on the CPU
+    exec .venv/bin/pytest -n "${JL_TEST_WORKERS:-3}" --dist loadfile "$@"
     ;;
   *)
     echo "usage: ./dev.sh demo [args...] | ./dev.sh test [pytest args...]" >&2
