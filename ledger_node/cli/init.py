@@ -310,8 +310,8 @@ above (each unit names the one it comes after).
 - `tls/`: the consortium CA (`ca.pem`; `ca.key` signs certificates: keep it offline) and a
   certificate per server and per auditor. Every server serves https and requires a client
   certificate from this CA; every node trusts it (`[tls]` in its config).
-{_auditors_section(plan)}- `*.toml` besides the consortium file: one config per node (docs/config.md); stores
-  (`*.db`) are written next to them.
+{_auditors_section(plan)}- `*.toml` besides the consortium file: one config per node
+  (docs/config.md); stores (`*.db`) are written next to them.
 - `run`: the processes in Procfile format; `systemd/`: one unit per process.
 
 In a real consortium each member's host gets only that member's keys, certificate and

@@ -334,9 +334,10 @@ _REGULATOR_STATUS = ("Exit status 0 done, 1 the node is unreachable or refuses (
                      "role or key, unknown id), 2 unusable config, key files or options.")
 
 
-def _regulator_options(command: argparse.ArgumentParser, *, url: bool = True) -> None:
+def _regulator_options(command: argparse.ArgumentParser, *, url: bool = True,
+                       config_required: bool = True) -> None:
     """The options every regulator command takes: its config, the node's URL, --json."""
-    command.add_argument("--config", type=Path, required=True,
+    command.add_argument("--config", type=Path, required=config_required,
                          help="the regulator's node config (TOML, as for serve --role "
                          "regulator): the node's URL from [http], the keys from [keys]")
     if url:
@@ -387,22 +388,38 @@ def _add_regulator_commands(commands: argparse._SubParsersAction[argparse.Argume
     _regulator_options(faults)
 
     disclose = commands.add_parser(
-        "disclose", help="request, list and collect disclosures of commitments",
-        description="The regulator's disclosure workflow: request (logged on chain) that the "
-        "platform holding a commitment open it for a case; status of the requests made; "
-        "collect the platform's answer, checked by the node against the chain. Exit status "
-        "3 from collect while the platform has not answered; else as the other regulator "
-        "commands: " + _REGULATOR_STATUS)
-    disclose.add_argument("action", choices=["request", "status", "collect"])
-    _regulator_options(disclose)
-    disclose.add_argument("--commitment", metavar="HEX", help="request: the commitment")
+        "disclose", help="the regulator's disclosures (request, status, collect), or a "
+        "platform's single-field disclosure (RECEIPTS --field NAME)",
+        usage="jointledger disclose {request,status,collect} --config REGULATOR_TOML [...]\n"
+        "       jointledger disclose RECEIPTS --field NAME [--tx ID | --commitment HEX] "
+        "[--out FILE]",
+        description="Two jobs, told apart by --field. Without it, the regulator's disclosure "
+        "workflow on its node: request (logged on chain) that the platform holding a "
+        "commitment open it for a case; status of the requests made; collect the platform's "
+        "answer, checked by the node against the chain (these need --config, the regulator's "
+        "node config). With --field, a platform writes the disclosure of one field of one "
+        "record from the receipts file jointledger submit wrote, which jointledger verify "
+        "BUNDLE --disclosure FILE accepts (no node, no config; the same as disclose-field). "
+        "Exit status 3 from collect while the platform has not answered; else as the other "
+        "regulator commands: " + _REGULATOR_STATUS)
+    disclose.add_argument("action", metavar="ACTION|RECEIPTS",
+                          help="request, status or collect (the regulator's); with --field, "
+                          "the receipts file (JSONL) or one receipt (JSON)")
+    _regulator_options(disclose, config_required=False)
+    disclose.add_argument("--commitment", metavar="HEX", help="request: the commitment; "
+                          "with --field: the record's commitment")
     disclose.add_argument("--case-id", metavar="HEX", help="request: the case (64 hex)")
     disclose.add_argument("--id", type=int, dest="request_id", metavar="N",
                           help="collect (required), status: the request id")
     disclose.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                           help="collect: wait this long for the platform's answer")
     disclose.add_argument("--out", type=Path, metavar="FILE",
-                          help="collect: write the verified opening here (mode 0600)")
+                          help="collect: write the verified opening here (mode 0600); with "
+                          "--field: write the disclosure here (default: standard output)")
+    disclose.add_argument("--field", help="disclose one field of a submitted record, e.g. "
+                          "amount (= amount_fen): ACTION|RECEIPTS is then the receipts file")
+    disclose.add_argument("--tx", dest="local_tx_id", metavar="LOCAL_TX_ID",
+                          help="with --field: the record's local transaction id")
 
     casefile = commands.add_parser(
         "casefile", help="build a case file from the regulator's node, or verify one",
@@ -427,6 +444,25 @@ def _add_regulator_commands(commands: argparse._SubParsersAction[argparse.Argume
     casefile.add_argument("--out", type=Path, metavar="FILE", help="build: where to write it")
     casefile.add_argument("--rpc-url", help="verify: the chain's JSON-RPC URL (default the "
                           "config's [chain] rpc_url)")
+
+
+def _disclose_refusal(args: argparse.Namespace, actions: tuple[str, ...]) -> str | None:
+    """Why ``jointledger disclose`` without ``--field`` cannot run (a receipts file given
+    without ``--field``, a missing ``--config``, ``--tx`` without ``--field``), or ``None``."""
+    if args.action not in actions:
+        return (f"{args.action!r} is not a disclose action; expected {', '.join(actions)} "
+                f"(the regulator's, with --config), or RECEIPTS --field NAME for a "
+                f"single-field disclosure. Try: jointledger disclose {args.action} "
+                "--field amount --tx LOCAL_TX_ID")
+    if args.local_tx_id is not None:
+        return ("--tx chooses the record of a single-field disclosure; expected it with "
+                "RECEIPTS --field NAME. Try: jointledger disclose RECEIPTS --field amount "
+                "--tx LOCAL_TX_ID")
+    if args.config is None:
+        return (f"disclose {args.action} is the regulator's and needs its node config; "
+                f"expected --config REGULATOR_TOML. Try: jointledger disclose {args.action} "
+                "--config site/pboc-regulator.toml")
+    return None
 
 
 def _regulator_command(args: argparse.Namespace) -> int:
@@ -457,8 +493,26 @@ def _regulator_command(args: argparse.Namespace) -> int:
 
         return run_faults(config=args.config, url=args.url, as_json=args.json)
     if args.command == "disclose":
-        from ledger_node.cli.disclose import run_disclose
+        from ledger_node.cli.disclose import DISCLOSE_ACTIONS, run_disclose
 
+        if args.field is not None:
+            from ledger_node.cli.disclose_field import run_disclose_field
+
+            if args.action in DISCLOSE_ACTIONS and not Path(args.action).exists():
+                print(f"jointledger disclose: --field writes a single-field disclosure from "
+                      f"a receipts file, but {args.action!r} is the regulator's action (and "
+                      "no such file is here); expected RECEIPTS --field NAME, or "
+                      f"{args.action} without --field. Try: jointledger disclose "
+                      "unionpay.csv.receipts.jsonl --field amount --tx LOCAL_TX_ID",
+                      file=sys.stderr)
+                return 2
+            return run_disclose_field(Path(args.action), field=args.field, out=args.out,
+                                      local_tx_id=args.local_tx_id,
+                                      commitment=args.commitment, command="disclose")
+        refused = _disclose_refusal(args, DISCLOSE_ACTIONS)
+        if refused is not None:
+            print(f"jointledger disclose: {refused}", file=sys.stderr)
+            return 2
         return run_disclose(args.action, config=args.config, url=args.url,
                             commitment=args.commitment, case_id=args.case_id,
                             request_id=args.request_id, wait=args.wait, out=args.out,
