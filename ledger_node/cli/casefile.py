@@ -105,8 +105,9 @@ def run_casefile_verify(path: Path, *, config: Path, rpc_url: str | None = None,
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise CommandRefused(f"cannot read the case file {path}: {exc} (expected the "
-                                 "JSON document jointledger casefile build wrote)") from None
+            raise CommandRefused(f"cannot read the case file {path}: {exc}; expected the "
+                                 "JSON document jointledger casefile build wrote. Try: "
+                                 "the path given to casefile build --out") from None
         chain_url = rpc_url or target.rpc_url or DEFAULT_CHAIN_URL
         try:
             return run_verify_case_file(document, rpc_url=chain_url,

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ledger_node import __version__
+from ledger_node.cli.advice import ConfigKind
 from ledger_node.cli.chain import add_limit_options  # cheap: imports no chain
 from ledger_node.cli.tlsopts import add_client_tls_options, client_tls
-from ledger_node.errors import LedgerError
+from ledger_node.errors import InvalidConfig, LedgerError
 
 if TYPE_CHECKING:
     from ledger_node.tls import ServerTls
@@ -694,7 +695,9 @@ def _keys_new(name: str, directory: Path) -> int:
     try:
         keys = new_member_keys(directory, name)
     except FileExistsError as exc:
-        print(f"jointledger keys new: {exc}", file=sys.stderr)
+        print(f"jointledger keys new: {exc}; expected a name with no keys in {directory}. "
+              "Try: another --name or --dir (a member's keys are never replaced: rotate them "
+              "with jointledger governance propose rotate)", file=sys.stderr)
         return 1
     private, public, account = key_paths(directory, name)
     print(f"member {name}: chain address {keys.address}")
@@ -784,6 +787,7 @@ def _reconcile(args: argparse.Namespace) -> int:
     from ledger_node.cli.reconcile import EXIT_REFUSED, EXIT_UNUSABLE, run_reconcile
     from ledger_node.errors import (
         ChainError,
+        DeploymentError,
         InvalidKey,
         InvalidReconciliationInput,
         InvalidWindow,
@@ -809,11 +813,20 @@ def _reconcile(args: argparse.Namespace) -> int:
             window=window, grace=grace, receipts=args.records, retired_keys=args.retired_key,
             shard=config.node.shard, as_of=as_of,
             out=args.out, matched_bundles=not args.findings_only_bundles)
+    except (InvalidConfig, DeploymentError) as exc:
+        print(f"jointledger reconcile: {_explained(args, exc)[1]}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except ChainError as exc:
+        if " does not answer" not in str(exc):
+            print(f"jointledger reconcile: {exc}", file=sys.stderr)
+        else:
+            print(f"jointledger reconcile: {_explained(args, exc)[1]}", file=sys.stderr)
+        return EXIT_REFUSED
     except (InvalidWindow, InvalidReconciliationInput, InvalidKey, UnknownCounterparty,
             PairwiseKeyUnavailable, ValueError) as exc:
         print(f"jointledger reconcile: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
-    except (LogVerificationFailed, ChainError) as exc:
+    except LogVerificationFailed as exc:
         print(f"jointledger reconcile: {exc}", file=sys.stderr)
         return EXIT_REFUSED
 
@@ -857,7 +870,9 @@ def _fsck(args: argparse.Namespace) -> int:
             if store is None or name is None:
                 return unusable("give STORE and --name, or --config")
             if not store.is_file():
-                return unusable(f"no store at {store}")
+                return unusable(f"no store at {store}; expected the store file of a "
+                                "stopped regulator node. Try: the config's [regulator] store, "
+                                "or STORE")
             deployment = args.deployment or (reg.deployment if reg else None)
             rpc_url = args.rpc_url or (reg.rpc_url or DEFAULT_CHAIN_URL if reg else None)
             tls = client_tls(args, reg.client_tls if reg else NO_CLIENT_TLS)
@@ -872,7 +887,9 @@ def _fsck(args: argparse.Namespace) -> int:
         if store is None:
             return unusable("give STORE or --config")
         if not store.is_file():
-            return unusable(f"no store at {store}")
+            return unusable(f"no store at {store}; expected the store file of a stopped "
+                            "platform node (it appears when the node first runs). Try: the "
+                            "config's [node] store, or STORE")
         deployment = args.deployment or (config.deployment if config else None)
         rpc_url = args.rpc_url or (config.rpc_url or DEFAULT_CHAIN_URL if config else None)
         if rpc_url and deployment is None:
@@ -893,7 +910,78 @@ def _fsck(args: argparse.Namespace) -> int:
         return run_platform_fsck(store, chain=chain, keys=keys, regulator=regulator,
                                  rebuild_levels=args.rebuild_levels)
     except InvalidConfig as exc:
-        return unusable(str(exc))
+        return unusable(_explained(args, exc)[1])
+
+
+_CONFIG_OF: dict[str, ConfigKind] = {
+    "submit": "platform", "reconcile": "platform", "console-login": "regulator",
+    "trace": "regulator", "alerts": "regulator", "faults": "regulator",
+    "disclose": "regulator", "casefile": "regulator", "governance": "member"}
+"""The config each command's ``--config`` takes (``serve``, ``fsck`` and ``risk``: the
+``--role`` given)."""
+
+
+def _unreachable(exc: Exception) -> bool:
+    """Whether ``exc`` is a transport failure (httpx's or requests', a TLS or socket error)
+    rather than a bug; checked through ``sys.modules`` so that the CLI's start imports
+    neither library."""
+    httpx = sys.modules.get("httpx")
+    requests = sys.modules.get("requests")
+    ssl = sys.modules.get("ssl")
+    return (isinstance(exc, ConnectionError | TimeoutError)
+            or (ssl is not None and isinstance(exc, ssl.SSLError))
+            or (httpx is not None and isinstance(exc, httpx.TransportError))
+            or (requests is not None and isinstance(exc, requests.exceptions.RequestException)))
+
+
+def _server_name(args: argparse.Namespace) -> str:
+    """What the command was talking to, for an unreachable-server line."""
+    if getattr(args, "url", None):
+        return "the node"
+    return "the chain" if getattr(args, "rpc_url", None) else "the server"
+
+
+def _explained(args: argparse.Namespace, exc: LedgerError) -> tuple[int, str]:
+    """The exit status and the line (what was found, expected, what to try) for a
+    domain error no command handled itself: a config (2), a missing deployment file (2), a
+    chain that does not answer (1), the contract refusing the account's role (1), a server
+    that is not a jointledger node (1); anything else is named by its type (1)."""
+    from ledger_node.cli.advice import (
+        EXIT_REFUSED,
+        EXIT_UNUSABLE,
+        config_advice,
+        deployment_advice,
+        unreachable_advice,
+    )
+    from ledger_node.errors import ApiError, ChainError, ContractRevert, DeploymentError
+
+    if isinstance(exc, InvalidConfig):
+        detail = str(exc)
+        if detail.startswith("--"):  # an option, not the config file
+            return EXIT_UNUSABLE, f"{detail}. Try: jointledger {args.command} --help"
+        role = getattr(args, "role", None)
+        expected: ConfigKind = _CONFIG_OF.get(args.command) or (
+            "regulator" if role == "regulator" else "platform")
+        return EXIT_UNUSABLE, config_advice(getattr(args, "config", None), detail, expected)
+    if isinstance(exc, DeploymentError):
+        return EXIT_UNUSABLE, deployment_advice(str(exc))
+    if isinstance(exc, ContractRevert) and exc.name.startswith("Membership_Not"):
+        wanted = exc.name.removeprefix("Membership_Not").lower()
+        return EXIT_REFUSED, (f"the contract refused it with {exc.name}: the account of "
+                              f"{getattr(args, 'config', None) or 'the keys given'} is not an "
+                              f"active {wanted} member; expected the {wanted}'s own config. "
+                              f"Try: --config with the {wanted}'s node config (and --role "
+                              f"{wanted} where the command takes it)")
+    if isinstance(exc, ChainError) and " does not answer" in str(exc):
+        url = getattr(args, "rpc_url", None) or str(exc).split(" does not answer")[0].rsplit(
+            " ", 1)[-1]
+        return EXIT_REFUSED, unreachable_advice("the chain", url, str(exc))
+    if isinstance(exc, ApiError) and exc.status in (404, 405):
+        url = getattr(args, "url", None) or "the URL given"
+        return EXIT_REFUSED, (f"{url} answered {exc.status} {exc.title} to a jointledger "
+                              "node's route; expected a jointledger node's API there. Try: the "
+                              "node's URL (jointledger status DIR lists them), not the chain's")
+    return EXIT_REFUSED, f"{type(exc).__name__}: {exc}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -961,8 +1049,19 @@ def main(argv: list[str] | None = None) -> int:
                             source=args.source, reason=args.reason, accounts=args.account,
                             as_json=args.json, tls=given_client_tls(args))
     except LedgerError as exc:
-        print(f"jointledger {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        status, line = _explained(args, exc)
+        print(f"jointledger {args.command}: {line}", file=sys.stderr)
+        return status
+    except Exception as exc:
+        if not _unreachable(exc):
+            raise
+        from ledger_node.cli.advice import EXIT_REFUSED, unreachable_advice
+
+        url = getattr(args, "url", None) or getattr(args, "rpc_url", None) or "its URL"
+        print(f"jointledger {args.command}: "
+              f"{unreachable_advice(_server_name(args), str(url), f'{type(exc).__name__}: {exc}')}",
+              file=sys.stderr)
+        return EXIT_REFUSED
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse guarantees one
 
 
