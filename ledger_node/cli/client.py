@@ -145,6 +145,13 @@ def _record_line(path: Path, line: int, row: object) -> RecordLine:
     return RecordLine(line, record, **kinds, cross=cross)
 
 
+def _line_number(problem: str) -> int:
+    """The line a ``PATH:LINE: reason`` problem names (for listing them in file order)."""
+    head = problem.split(": ", 1)[0]
+    number = head.rsplit(":", 1)[-1]
+    return int(number) if number.isdigit() else 0
+
+
 def _refuse_bad_rows(path: Path, problems: list[str]) -> None:
     """Raise one :class:`RecordFileError` listing ``problems`` (one per bad row), if any."""
     if not problems:
@@ -398,10 +405,15 @@ def run_submit(
     if crosses and counterparties is None:
         raise RecordFileError(f"{records_path}: records name a counterparty but no chain is "
                               "given to read its key from")
-    _refuse_bad_rows(records_path, [
+    _refuse_bad_rows(records_path, sorted([
         f"{records_path}:{marked.line}: counterparty {platform!r} is this platform itself "
         "(expected the other platform's member name)"
-        for marked in lines if marked.cross is not None and marked.cross.counterparty == platform])
+        for marked in lines if marked.cross is not None and marked.cross.counterparty == platform
+    ] + [
+        f"{records_path}:{item.line}: platform {item.record.platform!r} is not this config's "
+        f"platform {platform!r} (expected {platform}'s own records; try the --config of "
+        f"{item.record.platform}'s node)"
+        for item in lines if item.record.platform != platform], key=_line_number))
     keys = load_member_keys(sm2_key, account_key)
     fingerprints: list[str] = []
     sealing_key: RegulatorKey | None = None

@@ -711,12 +711,14 @@ def _keys_new(name: str, directory: Path) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     from ledger_node.chain.rpc_server import DEFAULT_CHAIN_URL
+    from ledger_node.cli.advice import config_advice, unreachable_advice
     from ledger_node.cli.client import (
         RecordFileError,
         chain_counterparties,
         chain_regulator_key,
         run_submit,
     )
+    from ledger_node.errors import InvalidKey
     from ledger_node.platform.config import load_serve_config
 
     if not 1 <= args.chunk <= 10_000:
@@ -747,6 +749,17 @@ def _submit(args: argparse.Namespace) -> int:
     except RecordFileError as exc:
         print(f"jointledger submit: {exc} (nothing was submitted)", file=sys.stderr)
         return 2
+    except InvalidKey as exc:
+        print(f"jointledger submit: {config_advice(args.config, str(exc), 'platform')}",
+              file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not _unreachable(exc):
+            raise
+        print("jointledger submit: " + unreachable_advice(
+            "the platform node", args.url or config.url, f"{type(exc).__name__}: {exc}",
+            url_hint="correct [http] in the config, or give --url"), file=sys.stderr)
+        return 1
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -957,6 +970,10 @@ def _explained(args: argparse.Namespace, exc: LedgerError) -> tuple[int, str]:
 
     if isinstance(exc, InvalidConfig):
         detail = str(exc)
+        if detail.startswith("--name "):  # serve: the member named is not the config's
+            return EXIT_UNUSABLE, (f"{detail}; expected the member the config is for. Try: "
+                                   "--name as the config names it, or that member's own "
+                                   "--config")
         if detail.startswith("--"):  # an option, not the config file
             return EXIT_UNUSABLE, f"{detail}. Try: jointledger {args.command} --help"
         role = getattr(args, "role", None)

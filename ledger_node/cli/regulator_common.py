@@ -116,6 +116,10 @@ def run_regulator_command(command: str, config: Path, url: str | None, action: A
 def explain_api_error(exc: ApiError, target: RegulatorTarget, account: str) -> str:
     """One line for a problem answer: what the node said, what was expected, what to try."""
     said = f"the node at {target.url} answered {exc.status} {exc.title}: {exc.detail}"
+    if exc.problem_type == "about:blank" and exc.status in (404, 405, 200):
+        return (f"{said}; expected the regulator node's API at that URL (this server answers "
+                "as something else: a platform node, the chain?). Try: the regulator node's "
+                "URL (jointledger status DIR lists it), or leave --url out to use the config's")
     if exc.status == 401:
         return (f"{said}; expected it to accept requests signed for regulator node "
                 f"{target.name!r} with the key {target.sm2_key}: check that [regulator] name "
