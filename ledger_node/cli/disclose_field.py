@@ -32,7 +32,9 @@ def read_receipts(path: Path) -> list[dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise CommandRefused(f"cannot read receipts {path}: {exc}") from None
+        raise CommandRefused(f"cannot read receipts {path}: {exc}; expected the receipts file "
+                             "jointledger submit wrote (UTF-8 JSON lines). Try: check the "
+                             "path, RECORDS.receipts.jsonl by default") from None
     try:
         whole = json.loads(text)
     except json.JSONDecodeError:
@@ -47,11 +49,13 @@ def read_receipts(path: Path) -> list[dict[str, Any]]:
             receipt = json.loads(line)
         except json.JSONDecodeError as exc:
             raise CommandRefused(f"{path} line {number} is not JSON ({exc.msg}); expected the "
-                                 "receipts file jointledger submit wrote") from None
+                                 "receipts file jointledger submit wrote. Try: "
+                                 "RECORDS.receipts.jsonl, not the records file") from None
         if not isinstance(receipt, dict) or "opening" not in receipt or "commitment" not in \
                 receipt:
             raise CommandRefused(f"{path} line {number} is not a receipt; expected an object "
-                                 "with commitment and opening (jointledger submit's receipts)")
+                                 "with commitment and opening (jointledger submit's receipts). "
+                                 "Try: RECORDS.receipts.jsonl as submit wrote it")
         receipts.append(receipt)
     if not receipts:
         raise CommandRefused(f"{path} holds no receipts")
@@ -119,7 +123,8 @@ def run_disclose_field(receipts_path: Path, *, field: str, out: Path | None = No
         except (InvalidOpening, InvalidRecord, ValueError) as exc:
             raise CommandRefused(f"the receipt's opening does not open its commitment "
                                  f"{receipt.get('commitment')} ({exc}); expected the receipts "
-                                 "file as jointledger submit wrote it") from None
+                                 "file as jointledger submit wrote it. Try: the original "
+                                 "receipts file (a changed receipt cannot be used)") from None
         disclosure = disclose_field(opening.record, opening.salt, name).to_json()
     except CommandRefused as exc:
         report(str(exc))

@@ -138,8 +138,11 @@ def _receipt(where: str, text: str, default_log: bytes) -> tuple[bytes, int, Rec
         commitment = bytes.fromhex(str(data.get("commitment")))
         verify_opening(commitment, opening)
     except (InvalidRecord, InvalidOpening, ValueError) as exc:
-        raise InvalidReconciliationInput(where, f"unusable opening or commitment: {exc}"
-                                         ) from None
+        raise InvalidReconciliationInput(
+            where, f"unusable opening or commitment ({exc}); expected each receipt as "
+                   "jointledger submit wrote it, its opening opening its commitment. Try: the "
+                   "receipts file as submit wrote it (a changed receipt cannot be used)"
+        ) from None
     return log_id, index, opening
 
 
