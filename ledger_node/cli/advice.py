@@ -88,9 +88,9 @@ def unreachable_advice(what: str, url: str, detail: str, *,
     if "CERTIFICATE_REQUIRED" in upper or "CERTIFICATE REQUIRED" in upper or \
             "HANDSHAKE_FAILURE" in upper or "UNKNOWN_CA" in upper or "BAD_CERTIFICATE" in upper:
         return (f"{said}; it requires mutual TLS and refused the client certificate given (or "
-                "none was). Try: --client-cert DIR/tls/NAME.pem --client-key DIR/tls/NAME.key "
-                "(or the config's [tls] client_cert and client_key), issued by the "
-                "consortium CA")
+                "none was): expected one issued by the consortium CA. Try: --client-cert "
+                "DIR/tls/NAME.pem --client-key DIR/tls/NAME.key (or the config's [tls] "
+                "client_cert and client_key)")
     if "TIMED OUT" in upper or "TIMEOUT" in upper:
         return (f"{said}; expected an answer in time. Try again; if it persists, check the "
                 "server's log and load (jointledger status DIR)")

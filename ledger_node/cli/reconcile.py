@@ -121,6 +121,9 @@ def _receipt(where: str, text: str, default_log: bytes) -> tuple[bytes, int, Rec
     if not isinstance(data, dict):
         raise InvalidReconciliationInput(where, f"not a receipt (a JSON object); "
                                                 f"{RECEIPTS_EXPECTED}")
+    if not {"index", "commitment", "opening"} <= data.keys():
+        raise InvalidReconciliationInput(where, "not a receipt: it has no index, commitment "
+                                                f"and opening (a record?); {RECEIPTS_EXPECTED}")
     index = data.get("index")
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
         raise InvalidReconciliationInput(where, f"index {index!r} is not a leaf index")
