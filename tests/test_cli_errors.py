@@ -98,6 +98,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     _variant(directory, "no-deployment.toml", "unionpay.toml",
              ('deployment = "deployment.json"', 'deployment = "gone.json"'))
     (directory / "broken.toml").write_text("[node\nplatform = unionpay\n")
+    (directory / "changed-case.json").write_text('{"format": "jointledger/case-file/v1"}')
     records = sample_records("unionpay", 2, random.Random(5))
     (directory / "day.jsonl").write_text("".join(
         json.dumps(r.to_json() | {"payer_kind": "person", "payee_kind": "institution"}) + "\n"
@@ -162,6 +163,19 @@ CASES: list[tuple[str, list[str], int, list[str]]] = [
                                            "{site}/pboc-regulator.toml"], 2,
      ["cannot read the case file", "expected the JSON document jointledger casefile build "
       "wrote", "Try: the path given to casefile build --out"]),
+    ("a changed case file to verify", ["verify", "{site}/changed-case.json", "--rpc-url",
+                                       "{chain}"], 2,
+     ["case file case_id: is missing", "expected the document as jointledger wrote it",
+      "Try: the file as written"]),
+    ("a changed case file to casefile verify", ["casefile", "verify",
+                                                "{site}/changed-case.json", "--config",
+                                                "{site}/pboc-regulator.toml"], 2,
+     ["changed-case.json: case file case_id: is missing", "a changed file cannot be "
+      "verified"]),
+    ("records given to disclose-field", ["disclose-field", "{site}/day.jsonl", "--field",
+                                         "amount"], 2,
+     ["line 1 is not a receipt", "expected an object with commitment and opening",
+      "Try: RECORDS.receipts.jsonl"]),
     # --- wrong config ----------------------------------------------------------------------
     ("no config file", ["submit", "{site}/day.jsonl", "--config", "{site}/gone.toml"], 2,
      ["no config file at", "expected a platform node's config", "Try: check the path"]),
@@ -237,6 +251,12 @@ CASES: list[tuple[str, list[str], int, list[str]]] = [
                                  "{chain_http}", "--identity-key", "00" * 32], 1,
      ["cannot reach the regulator node at http://", "expected the regulator node to speak "
       "the URL's protocol", "Try: the URL's scheme and port"]),
+    ("regulator node down at console-login", ["console-login", "--config",
+                                              "{site}/pboc-regulator.toml"], 1,
+     ["cannot reach the regulator node at", "Connection refused", "Try: start it"]),
+    ("the chain's port taken", ["chain", "--port", "{chain_port}"], 2,
+     ["cannot listen on 127.0.0.1:", "Address already in use", "expected a free port",
+      "Try: another --port"]),
     # --- a wrong role -----------------------------------------------------------------------
     ("a platform running trace", ["trace", "--config", "{site}/unionpay.toml",
                                   "--identity-key", "00" * 32], 2,
@@ -278,7 +298,8 @@ def test_each_error_says_what_was_found_expected_and_what_to_try(
         fragments: list[str]) -> None:
     filled = [a.replace("{site}", str(site.dir)).replace("{chain_http}", site.chain_url.replace(
         "https://", "http://")).replace("{chain}", site.chain_url)
-        .replace("{closed}", site.closed_url) for a in argv]
+        .replace("{closed}", site.closed_url)
+        .replace("{chain_port}", site.chain_url.rsplit(":", 1)[1]) for a in argv]
     got = main(filled)
     out, err = capsys.readouterr()
     assert got == status, err

@@ -791,7 +791,11 @@ def _verify(args: argparse.Namespace) -> int:
                           disclosure=args.disclosure, regulator_keys=args.regulator_key,
                           as_json=args.json, tls=client_tls(args))
     except ValueError as exc:  # unreadable files and malformed documents (LedgerError too)
-        print(f"jointledger verify: {exc}", file=sys.stderr)
+        from ledger_node.cli.verify import MALFORMED_ADVICE
+
+        text = str(exc)
+        print(f"jointledger verify: {text}" + ("" if "Try:" in text else f"; {MALFORMED_ADVICE}"),
+              file=sys.stderr)
         return 2
 
 
@@ -970,6 +974,9 @@ def _explained(args: argparse.Namespace, exc: LedgerError) -> tuple[int, str]:
 
     if isinstance(exc, InvalidConfig):
         detail = str(exc)
+        if getattr(args, "config", None) is None and args.command not in ("serve", "fsck"):
+            return EXIT_UNUSABLE, (detail if "Try:" in detail
+                                   else f"{detail}. Try: jointledger {args.command} --help")
         if detail.startswith("--name "):  # serve: the member named is not the config's
             return EXIT_UNUSABLE, (f"{detail}; expected the member the config is for. Try: "
                                    "--name as the config names it, or that member's own "

@@ -48,6 +48,13 @@ _WRITTEN_BY: Final[dict[str, str]] = {
 }
 
 
+MALFORMED_ADVICE: Final = ("expected the document as jointledger wrote it (a proof bundle: "
+                           "jointledger proof; a case file: jointledger casefile build). Try: "
+                           "the file as written, fetched or built again; a changed file "
+                           "cannot be verified")
+"""The expected-and-try half of a refusal of a malformed bundle, case file or disclosure."""
+
+
 def _as_written(what: str) -> str:
     """What a ``what`` file should be and which command writes it."""
     return _WRITTEN_BY.get(what, f"the {what} as JSON")
