@@ -94,9 +94,16 @@ def read_record_lines(path: Path, file_format: str | None = None) -> list[Record
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise RecordFileError(f"cannot read {path}: {exc.strerror}") from None
+        raise RecordFileError(f"cannot read {path}: {exc.strerror}; expected the records file "
+                              "(.jsonl or .csv). Try: check the path") from None
     text = _utf8_text(path, raw)
     rows = list(_csv_rows(path, text) if kind == "csv" else _jsonl_rows(text))
+    if rows and isinstance(rows[0][1], dict) and {"commitment", "opening"} <= rows[0][1].keys():
+        raise RecordFileError(
+            f"{path} is a receipts file (line {rows[0][0]} holds a commitment and an opening), "
+            "not records; expected the records file (JSON lines or CSV of record fields). "
+            "Try: the records file the receipts were written for; receipts go to reconcile "
+            "--records and disclose --field")
     lines = []
     problems: list[str] = []
     for line, row in rows:
