@@ -238,5 +238,5 @@ def test_serve_refuses_a_config_for_another_member(site: dict[str, object]) -> N
     assert isinstance(root, Path)
     result = run("serve", "--role", "platform", "--name", "wechatpay", "--config",
                  "unionpay.toml", cwd=root, check=False)
-    assert result.returncode == 1 and "configures platform 'unionpay'" in result.stderr
+    assert result.returncode == 2 and "configures platform 'unionpay'" in result.stderr
 

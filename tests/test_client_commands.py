@@ -277,8 +277,9 @@ rpc_url = "http://127.0.0.1:9"
     # valid records: the chain is asked for the regulator's key, and is not there
     named = jsonl(tmp_path / "named.jsonl",
                   [unnamed[0] | {"payer_kind": "person", "payee_kind": "institution"}])
-    assert cli.main(["submit", str(named), "--config", str(config)]) == 1
-    assert "DeploymentError: no deployment file" in capsys.readouterr().err
+    assert cli.main(["submit", str(named), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "no deployment file at" in err and "Try: start the chain first" in err
 
 
 # --- halves of cross-platform payments: reconciliation tags -------------------------------

@@ -119,10 +119,11 @@ def test_a_disclosed_amount_verifies_against_the_chain(
 
 def test_refusals(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
     receipts = str(site.receipts)
-    status, _, err = run(capsys, "disclose-field", receipts, "--field", "amount")
+    status, _, err = run(capsys, "disclose-field", receipts, "--field", "payer")
     assert status == 2
-    assert err.startswith("jointledger disclose-field: 'amount' is not a record field (did "
-                          "you mean amount_fen?); expected one of platform, local_tx_id, ")
+    assert err.startswith("jointledger disclose-field: 'payer' is not a record field (did "
+                          "you mean payer_identity, payer_account")
+    assert "; expected one of platform, local_tx_id, " in err
     status, _, err = run(capsys, "disclose-field", receipts, "--field", "amount_fen")
     assert (status, err) == (2, f"jointledger disclose-field: {receipts} holds {SIZE} "
                                 "receipts; choose one with --tx LOCAL_TX_ID or --commitment "
@@ -148,3 +149,55 @@ def test_refusals(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
                                           "JSON (")
     status, _, err = run(capsys, "disclose-field", str(site.tmp / "missing"), "--field", "time")
     assert status == 2 and "cannot read receipts" in err
+
+
+def test_the_issue_spelling_disclose_receipt_field_amount(
+        site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17 names ``jointledger disclose RECEIPT --field amount``: ``--field`` makes
+    ``disclose`` the member's single-field disclosure (``amount`` = ``amount_fen``), which
+    ``verify --disclosure`` accepts; the regulator's ``disclose request|status|collect`` stay
+    as they were. Before, ``disclose`` took only the regulator's actions and ``amount`` was
+    refused."""
+    chosen = receipt(site, 3)
+    out_file = site.tmp / "amount-by-disclose.json"
+    status, out, err = run(capsys, "disclose", str(site.receipts), "--field", "amount",
+                           "--tx", str(chosen["local_tx_id"]), "--out", str(out_file))
+    assert (status, err) == (0, "")
+    assert out.startswith("disclosed amount_fen = ")
+    assert json.loads(out_file.read_text())["field"] == "amount_fen"
+    status, out, _ = run(capsys, "verify", str(site.bundles[3]), "--rpc-url", site.chain_url,
+                         "--disclosure", str(out_file))
+    assert status == 0 and "PASS  disclosure" in out
+    status, out, _ = run(capsys, "disclose-field", str(site.receipts), "--field", "amount_fen",
+                         "--tx", str(chosen["local_tx_id"]))
+    assert status == 0 and json.loads(out) == json.loads(out_file.read_text())
+    # Refusals under the disclose name.
+    status, _, err = run(capsys, "disclose", str(site.receipts), "--field", "amount")
+    assert status == 2 and err.startswith(f"jointledger disclose: {site.receipts} holds {SIZE} "
+                                          "receipts; choose one with --tx")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["disclose", "{receipts}"],
+     "jointledger disclose: '{receipts}' is not a disclose action; expected request, status, "
+     "collect (the regulator's, with --config), or RECEIPTS --field NAME for a single-field "
+     "disclosure. Try: jointledger disclose {receipts} --field amount --tx LOCAL_TX_ID\n"),
+    (["disclose", "request", "--field", "amount"],
+     "jointledger disclose: --field writes a single-field disclosure from a receipts file, "
+     "but 'request' is the regulator's action (and no such file is here); expected RECEIPTS "
+     "--field NAME, or request without --field. Try: jointledger disclose "
+     "unionpay.csv.receipts.jsonl --field amount --tx LOCAL_TX_ID\n"),
+    (["disclose", "status"],
+     "jointledger disclose: disclose status is the regulator's and needs its node config; "
+     "expected --config REGULATOR_TOML. Try: jointledger disclose status --config "
+     "site/pboc-regulator.toml\n"),
+    (["disclose", "collect", "--tx", "up-1", "--config", "x.toml"],
+     "jointledger disclose: --tx chooses the record of a single-field disclosure; expected it "
+     "with RECEIPTS --field NAME. Try: jointledger disclose RECEIPTS --field amount --tx "
+     "LOCAL_TX_ID\n"),
+])
+def test_disclose_tells_the_two_jobs_apart(site: Site, capsys: pytest.CaptureFixture[str],
+                                           args: list[str], message: str) -> None:
+    receipts = str(site.receipts)
+    status, out, err = run(capsys, *(a.replace("{receipts}", receipts) for a in args))
+    assert (status, out, err) == (2, "", message.replace("{receipts}", receipts))

@@ -304,4 +304,5 @@ def test_unusable_input_is_exit_2(site: Site, capsys: pytest.CaptureFixture[str]
     assert status == 2 and "missing.toml" in err
     status, _, err = gov(capsys, "list", "--config", config, "--rpc-url",
                          "http://127.0.0.1:9")
-    assert status == 1 and "does not answer" in err and "check the URL" in err
+    assert status == 1 and "does not answer" in err
+    assert "correct [chain] rpc_url (or --rpc-url)" in err

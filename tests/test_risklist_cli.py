@@ -141,7 +141,7 @@ def test_unusable_configs_exit_2(site: tuple[Path, Consortium], tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     root, _ = site
     status, _, err = risk(root, capsys, "check", IMEI, "--config", str(tmp_path / "none.toml"))
-    assert status == 2 and "cannot read config" in err
+    assert status == 2 and "no config file at" in err and "Try: check the path" in err
     broken = tmp_path / "broken.toml"
     broken.write_text((root / "unionpay.toml").read_text().replace("keys/", "missing/"))
     status, _, err = risk(root, capsys, "status", "--config", str(broken))

@@ -64,7 +64,10 @@ def test_init_lays_out_a_consortium_whose_files_all_load(tmp_path: Path,
             "wechatpay-shard1.toml", "pboc-regulator.toml", "run", "README.md",
             "systemd/jointledger-chain.service", "systemd/jointledger-pboc.service",
             "systemd/jointledger-wechatpay-shard1.service"} <= names
-    assert "tls/kpmg.pem" not in names  # an auditor runs no node
+    # An auditor runs no node, but gets its own client certificate for the mutual-TLS chain
+    # (before, it had none and the tutorial's auditor borrowed a platform's).
+    assert {"tls/kpmg.pem", "tls/kpmg.key"} <= names
+    assert not any("kpmg" in name for name in names if name.startswith("systemd/"))
 
     consortium = load_consortium(site / "consortium.toml")
     assert consortium.threshold == 3
@@ -88,6 +91,10 @@ def test_init_lays_out_a_consortium_whose_files_all_load(tmp_path: Path,
     ca = x509.load_pem_x509_certificate((site / "tls/ca.pem").read_bytes())
     node_cert = x509.load_pem_x509_certificate((site / "tls/unionpay.pem").read_bytes())
     node_cert.verify_directly_issued_by(ca)
+    auditor_cert = x509.load_pem_x509_certificate((site / "tls/kpmg.pem").read_bytes())
+    auditor_cert.verify_directly_issued_by(ca)
+    assert x509.ExtendedKeyUsageOID.CLIENT_AUTH in auditor_cert.extensions.get_extension_for_class(
+        x509.ExtendedKeyUsage).value
 
     processes = read_run_file(site)
     assert [(p.name, p.role) for p in processes] == [
@@ -100,6 +107,7 @@ def test_init_lays_out_a_consortium_whose_files_all_load(tmp_path: Path,
     readme = (site / "README.md").read_text()
     assert readme.index("1. The chain") < readme.index("2. The platform") < readme.index(
         "3. The regulator")
+    assert "--client-cert tls/kpmg.pem --client-key tls/kpmg.key" in readme
 
 
 def test_init_with_an_external_chain_and_host_names(tmp_path: Path) -> None:

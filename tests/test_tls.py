@@ -394,11 +394,11 @@ def test_the_chain_refuses_plain_http_beyond_loopback_before_binding(pki: Pki) -
 
 def test_the_chain_command_checks_its_tls_options(capsys: pytest.CaptureFixture[str],
                                                   pki: Pki) -> None:
-    assert cli.main(["chain", "--host", "0.0.0.0", "--port", "0"]) == 1
+    assert cli.main(["chain", "--host", "0.0.0.0", "--port", "0"]) == 2
     assert "--allow-plaintext" in capsys.readouterr().err
-    assert cli.main(["chain", "--port", "0", "--tls-cert", str(pki.server.cert)]) == 1
+    assert cli.main(["chain", "--port", "0", "--tls-cert", str(pki.server.cert)]) == 2
     assert "--tls-key is missing" in capsys.readouterr().err
-    assert cli.main(["chain", "--port", "0", "--client-ca", str(pki.ca)]) == 1
+    assert cli.main(["chain", "--port", "0", "--client-ca", str(pki.ca)]) == 2
     assert "--client-ca needs --tls-cert" in capsys.readouterr().err
 
 
@@ -416,7 +416,7 @@ def test_the_cli_reaches_an_https_node_with_its_tls_options(
     assert cli.main(["proof", "0", "--url", https_node.url, *options]) == 0
     assert json.loads(capsys.readouterr().out)["index"] == 0
     assert cli.main(["proof", "0", "--url", https_node.url, "--ca", str(pki.ca),
-                     "--client-cert", str(pki.client.cert)]) == 1
+                     "--client-cert", str(pki.client.cert)]) == 2
     assert "--client-key is missing" in capsys.readouterr().err
 
 

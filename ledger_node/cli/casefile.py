@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger_node.chain.rpc_server import DEFAULT_CHAIN_URL
+from ledger_node.cli.advice import unreachable_advice
 from ledger_node.cli.regulator_common import (
     EXIT_OK,
     CommandRefused,
@@ -98,15 +99,16 @@ def run_casefile_verify(path: Path, *, config: Path, rpc_url: str | None = None,
     the config's SM2 key to open its disclosures; 0 valid, 1 not (or unreachable chain),
     2 unusable input. The regulator's node is not asked; the chain is reached with the
     config's ``[tls]`` (CA and client certificate), as the node itself reaches it."""
-    from ledger_node.cli.verify import run_verify_case_file
+    from ledger_node.cli.verify import MALFORMED_ADVICE, run_verify_case_file
     from ledger_node.errors import ChainError, LedgerError
 
     def action(client: RegulatorClient, target: RegulatorTarget) -> int:
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise CommandRefused(f"cannot read the case file {path}: {exc} (expected the "
-                                 "JSON document jointledger casefile build wrote)") from None
+            raise CommandRefused(f"cannot read the case file {path}: {exc}; expected the "
+                                 "JSON document jointledger casefile build wrote. Try: "
+                                 "the path given to casefile build --out") from None
         chain_url = rpc_url or target.rpc_url or DEFAULT_CHAIN_URL
         try:
             return run_verify_case_file(document, rpc_url=chain_url,
@@ -114,10 +116,11 @@ def run_casefile_verify(path: Path, *, config: Path, rpc_url: str | None = None,
                                         regulator_keys=[target.sm2_key], as_json=as_json,
                                         echo=echo, tls=target.tls)
         except ChainError as exc:
-            raise CommandRefused(f"cannot read the chain at {chain_url}: {exc} (expected the "
-                                 "chain of [chain] rpc_url; give --rpc-url)", 1) from None
+            raise CommandRefused(unreachable_advice(
+                "the chain", chain_url, str(exc),
+                url_hint="correct [chain] rpc_url, or give --rpc-url"), 1) from None
         except (LedgerError, ValueError) as exc:
-            raise CommandRefused(f"{path}: {exc}") from None
+            raise CommandRefused(f"{path}: {exc}; {MALFORMED_ADVICE}") from None
 
     kwargs: dict[str, Any] = {} if warn is None else {"warn": warn}
     return run_regulator_command("casefile verify", config, None, action, **kwargs)

@@ -168,6 +168,10 @@ def run_chain(
                                  allow_plaintext=allow_plaintext)
         except ValueError as exc:  # a method the server does not have, a bad limit
             raise InvalidConfig(f"cannot serve the chain: {exc}") from exc
+        except OSError as exc:  # the port is taken, or the address is not this machine's
+            raise InvalidConfig(f"cannot listen on {host}:{port} ({exc.strerror}); expected a "
+                                "free port on an address of this machine. Try: another "
+                                "--port (or --host), or stop the process holding it") from exc
         return _serve(chain, server, consortium, deployment_path, data is not None, echo, stop)
     finally:
         chain.close()

@@ -94,9 +94,16 @@ def read_record_lines(path: Path, file_format: str | None = None) -> list[Record
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise RecordFileError(f"cannot read {path}: {exc.strerror}") from None
+        raise RecordFileError(f"cannot read {path}: {exc.strerror}; expected the records file "
+                              "(.jsonl or .csv). Try: check the path") from None
     text = _utf8_text(path, raw)
     rows = list(_csv_rows(path, text) if kind == "csv" else _jsonl_rows(text))
+    if rows and isinstance(rows[0][1], dict) and {"commitment", "opening"} <= rows[0][1].keys():
+        raise RecordFileError(
+            f"{path} is a receipts file (line {rows[0][0]} holds a commitment and an opening), "
+            "not records; expected the records file (JSON lines or CSV of record fields). "
+            "Try: the records file the receipts were written for; receipts go to reconcile "
+            "--records and disclose --field")
     lines = []
     problems: list[str] = []
     for line, row in rows:
@@ -143,6 +150,13 @@ def _record_line(path: Path, line: int, row: object) -> RecordLine:
         raise RecordFileError(f"{path}:{line}: counterparty is given but clearing_ref is "
                               "empty: the reconciliation tags are made from it")
     return RecordLine(line, record, **kinds, cross=cross)
+
+
+def _line_number(problem: str) -> int:
+    """The line a ``PATH:LINE: reason`` problem names (for listing them in file order)."""
+    head = problem.split(": ", 1)[0]
+    number = head.rsplit(":", 1)[-1]
+    return int(number) if number.isdigit() else 0
 
 
 def _refuse_bad_rows(path: Path, problems: list[str]) -> None:
@@ -398,10 +412,15 @@ def run_submit(
     if crosses and counterparties is None:
         raise RecordFileError(f"{records_path}: records name a counterparty but no chain is "
                               "given to read its key from")
-    _refuse_bad_rows(records_path, [
+    _refuse_bad_rows(records_path, sorted([
         f"{records_path}:{marked.line}: counterparty {platform!r} is this platform itself "
         "(expected the other platform's member name)"
-        for marked in lines if marked.cross is not None and marked.cross.counterparty == platform])
+        for marked in lines if marked.cross is not None and marked.cross.counterparty == platform
+    ] + [
+        f"{records_path}:{item.line}: platform {item.record.platform!r} is not this config's "
+        f"platform {platform!r} (expected {platform}'s own records; try the --config of "
+        f"{item.record.platform}'s node)"
+        for item in lines if item.record.platform != platform], key=_line_number))
     keys = load_member_keys(sm2_key, account_key)
     fingerprints: list[str] = []
     sealing_key: RegulatorKey | None = None

@@ -17,6 +17,7 @@ from typing import Final
 
 import httpx
 
+from ledger_node.cli.advice import config_advice, unreachable_advice
 from ledger_node.crypto.keyfiles import key_paths, load_member_keys
 from ledger_node.errors import InvalidConfig, InvalidKey
 from ledger_node.protocol.auth import sign_request
@@ -124,18 +125,27 @@ def run_console_login(*, config: Path | None, url: str | None, name: str | None,
                               account_key=account_key, keys_dir=keys_dir, tls=tls)
         target.tls.ssl_context()
     except InvalidConfig as exc:
-        warn(f"jointledger console-login: {exc}")
+        detail = str(exc)
+        warn("jointledger console-login: " + (
+            f"{detail}. Try: jointledger console-login --help" if config is None
+            else config_advice(config, detail, "regulator")))
         return EXIT_UNUSABLE
     try:
         login_url = request_login_url(target)
     except InvalidKey as exc:
-        warn(f"jointledger console-login: {exc}")
+        warn(f"jointledger console-login: {exc}; expected the regulator's SM2 private key "
+             "and account key files. Try: the regulator's --config, or --sm2-key and "
+             "--account-key from jointledger keys new")
         return EXIT_UNUSABLE
     except ConsoleLoginRefused as exc:
-        warn(f"jointledger console-login: {exc}")
+        warn(f"jointledger console-login: {exc}; expected the regulator node to accept a "
+             "login signed with the regulator's keys. Try: the regulator node's URL "
+             "(jointledger status DIR lists it) and the regulator's own config")
         return EXIT_REFUSED
-    except httpx.HTTPError as exc:
-        warn(f"jointledger console-login: cannot reach {target.url}: {exc}")
+    except (httpx.HTTPError, ValueError) as exc:  # ValueError: an answer that is not JSON
+        warn("jointledger console-login: " + unreachable_advice(
+            "the regulator node", target.url, f"{type(exc).__name__}: {exc}",
+            url_hint="give its address with --url"))
         return EXIT_REFUSED
     echo(login_url)
     warn("open this URL within a minute; it works once (the console then keeps a session "

@@ -29,6 +29,8 @@ from ledger_node.cli.regulator_common import (
 from ledger_node.client.sdk import RegulatorClient
 from ledger_node.errors import ApiError
 
+DISCLOSE_ACTIONS: Final = ("request", "status", "collect")
+"""The regulator's ``disclose`` actions; anything else with ``--field`` is a receipts file."""
 EXIT_PENDING: Final = 3
 """``collect``: the platform has not answered on chain yet (try again later)."""
 

@@ -1,5 +1,6 @@
-"""``jointledger disclose-field RECEIPTS --field NAME``: prove one field of a submitted record
-to a third party and nothing else (docs/commitments.md, "single-field openings").
+"""``jointledger disclose RECEIPTS --field NAME`` (also spelled ``jointledger disclose-field
+RECEIPTS --field NAME``): prove one field of a submitted record to a third party and nothing
+else (docs/commitments.md, "single-field openings").
 
 The platform's receipts file (what ``jointledger submit`` wrote: one JSON object a line with
 the record's commitment, log, index and whole opening) holds every salt; this command picks
@@ -7,8 +8,9 @@ one receipt, checks that its opening still opens its commitment, and writes the
 :class:`~ledger_node.protocol.commitment.FieldDisclosure` of one field: its value and field
 salt, and the other fields' hashes. With the record's proof bundle (``jointledger proof``)
 anyone checks it with ``jointledger verify BUNDLE --disclosure FILE``. It is a separate
-command from the regulator's ``disclose request|status|collect``, which works on the
-regulator's node. Exit status: 0 written, 2 unusable input (file, selection, field).
+job from the regulator's ``disclose request|status|collect``, which works on the
+regulator's node; ``--field`` tells the two apart on the command line. Exit status: 0
+written, 2 unusable input (file, selection, field).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ledger_node.cli.regulator_common import EXIT_OK, EXIT_UNUSABLE, CommandRefused, Echo
 from ledger_node.errors import InvalidOpening, InvalidRecord
@@ -30,7 +32,9 @@ def read_receipts(path: Path) -> list[dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise CommandRefused(f"cannot read receipts {path}: {exc}") from None
+        raise CommandRefused(f"cannot read receipts {path}: {exc}; expected the receipts file "
+                             "jointledger submit wrote (UTF-8 JSON lines). Try: check the "
+                             "path, RECORDS.receipts.jsonl by default") from None
     try:
         whole = json.loads(text)
     except json.JSONDecodeError:
@@ -45,11 +49,13 @@ def read_receipts(path: Path) -> list[dict[str, Any]]:
             receipt = json.loads(line)
         except json.JSONDecodeError as exc:
             raise CommandRefused(f"{path} line {number} is not JSON ({exc.msg}); expected the "
-                                 "receipts file jointledger submit wrote") from None
+                                 "receipts file jointledger submit wrote. Try: "
+                                 "RECORDS.receipts.jsonl, not the records file") from None
         if not isinstance(receipt, dict) or "opening" not in receipt or "commitment" not in \
                 receipt:
             raise CommandRefused(f"{path} line {number} is not a receipt; expected an object "
-                                 "with commitment and opening (jointledger submit's receipts)")
+                                 "with commitment and opening (jointledger submit's receipts). "
+                                 "Try: RECORDS.receipts.jsonl as submit wrote it")
         receipts.append(receipt)
     if not receipts:
         raise CommandRefused(f"{path} holds no receipts")
@@ -77,10 +83,18 @@ def select_receipt(receipts: list[dict[str, Any]], path: Path, *, local_tx_id: s
     return found[0]
 
 
+FIELD_ALIASES: Final[dict[str, str]] = {"amount": "amount_fen"}
+"""Short names users write for a field (the issue's ``--field amount``). Only exact aliases:
+a guessed prefix could disclose a field the user did not mean."""
+
+
 def field_name(given: str) -> str:
-    """``given`` if it names a record field; else refuse, listing the names."""
+    """The record field ``given`` names (itself, or the field of an alias in
+    :data:`FIELD_ALIASES`); else refuse, listing the names."""
     if given in FIELD_NAMES:
         return given
+    if given in FIELD_ALIASES:
+        return FIELD_ALIASES[given]
     close = [name for name in FIELD_NAMES if name.startswith(given)]
     suggestion = f" (did you mean {', '.join(close)}?)" if close else ""
     raise CommandRefused(f"{given!r} is not a record field{suggestion}; expected one of "
@@ -89,12 +103,14 @@ def field_name(given: str) -> str:
 
 def run_disclose_field(receipts_path: Path, *, field: str, out: Path | None = None,
                        local_tx_id: str | None = None, commitment: str | None = None,
-                       echo: Echo = print, warn: Echo | None = None) -> int:
+                       command: str = "disclose-field", echo: Echo = print,
+                       warn: Echo | None = None) -> int:
     """Write (``out``) or print the disclosure of ``field`` of one receipt's record; return
-    the exit status. Refusals go to ``warn`` (default standard error) as one line."""
+    the exit status. Refusals go to ``warn`` (default standard error) as one line, under
+    ``command`` (``disclose-field``, or ``disclose`` for ``disclose RECEIPTS --field``)."""
     def report(text: str) -> None:
         (warn or (lambda line: print(line, file=sys.stderr)))(
-            f"jointledger disclose-field: {text}")
+            f"jointledger {command}: {text}")
 
     try:
         name = field_name(field)
@@ -107,7 +123,8 @@ def run_disclose_field(receipts_path: Path, *, field: str, out: Path | None = No
         except (InvalidOpening, InvalidRecord, ValueError) as exc:
             raise CommandRefused(f"the receipt's opening does not open its commitment "
                                  f"{receipt.get('commitment')} ({exc}); expected the receipts "
-                                 "file as jointledger submit wrote it") from None
+                                 "file as jointledger submit wrote it. Try: the original "
+                                 "receipts file (a changed receipt cannot be used)") from None
         disclosure = disclose_field(opening.record, opening.salt, name).to_json()
     except CommandRefused as exc:
         report(str(exc))

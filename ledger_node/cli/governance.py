@@ -14,7 +14,6 @@ is reported by its custom error name. Exit status: 0 done, 1 the chain refuses (
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,12 @@ from typing import Any, Final
 from web3 import Web3
 
 from ledger_node.chain.adapter import LedgerChain, Member, Proposal, ProposalKind, Role
+from ledger_node.cli.advice import (
+    config_advice,
+    config_kind,
+    deployment_advice,
+    unreachable_advice,
+)
 from ledger_node.cli.regulator_common import (
     EXIT_OK,
     EXIT_REFUSED,
@@ -32,7 +37,13 @@ from ledger_node.cli.regulator_common import (
     table,
 )
 from ledger_node.crypto import gmcrypto
-from ledger_node.errors import ChainError, ContractRevert, InvalidConfig, InvalidKey
+from ledger_node.errors import (
+    ChainError,
+    ContractRevert,
+    DeploymentError,
+    InvalidConfig,
+    InvalidKey,
+)
 from ledger_node.tls import NO_CLIENT_TLS, ClientTls
 
 ROLE_NAMES: Final[dict[str, Role]] = {
@@ -70,11 +81,7 @@ Connect = Callable[[Path, str, str | None, ClientTls], tuple[LedgerChain, Any]]
 def config_role(config: Path) -> str:
     """``"regulator"`` for a regulator's config (it has a ``[regulator]`` table), else
     ``"platform"``. An unreadable file is left to the config loaders to report."""
-    try:
-        document = tomllib.loads(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return "platform"
-    return "regulator" if "regulator" in document else "platform"
+    return "regulator" if config_kind(config) == "regulator" else "platform"
 
 
 def _member_chain(config: Path, role: str, rpc_url: str | None,
@@ -357,13 +364,16 @@ def run_governance(action: str, *, config: Path, rpc_url: str | None = None,
         report(str(exc))
         return exc.exit_status
     except InvalidConfig as exc:
-        report(f"{exc}")
+        report(config_advice(config, str(exc), "member"))
         return EXIT_UNUSABLE
     except ContractRevert as exc:
         report(_revert_line(exc))
         return EXIT_REFUSED
+    except DeploymentError as exc:
+        report(deployment_advice(str(exc)))
+        return EXIT_UNUSABLE
     except ChainError as exc:
-        report(f"{exc}; expected the chain of the config's [chain] rpc_url (or --rpc-url) to "
-               "answer: check the URL and that the chain is running")
+        report(unreachable_advice("the chain", rpc_url or "the config's [chain] rpc_url",
+                                  str(exc), url_hint="correct [chain] rpc_url (or --rpc-url)"))
         return EXIT_REFUSED
 

@@ -2,7 +2,8 @@
 
 It writes what an operator would otherwise assemble by hand (docs/deploy.md): every
 member's keys (``keys/``, as ``jointledger keys new``), the consortium file, a CA made for
-DIR and a certificate for every server (``tls/``), one config file per node (platform nodes,
+DIR and a certificate for every server and auditor (``tls/``; an auditor's is its client
+certificate for the mutual-TLS chain and nodes), one config file per node (platform nodes,
 one per log shard, and the regulator's), the ``run`` file (a Procfile: what ``jointledger
 up`` starts, in order), systemd units (``systemd/``) and a README saying what to start in
 which order. Every server serves https with mutual TLS; every node trusts the CA.
@@ -178,6 +179,10 @@ def lay_out(directory: Path, plan: ConsortiumPlan, *, force: bool = False) -> li
         host = plan.host(name)
         issue(ca, directory / "tls", name, [host, *(h for h in LOCAL_HOSTS if h != host)],
               days=CERT_DAYS)
+    for name in plan.auditors:
+        # An auditor runs no server, but reads the chain (and nodes' public routes), which
+        # require a client certificate from DIR's CA: its own, never a platform's.
+        issue(ca, directory / "tls", name, days=CERT_DAYS)
 
     def tls_lines(name: str) -> str:
         return tls_config_toml(f"tls/{name}.pem", f"tls/{name}.key", "tls/ca.pem")
@@ -303,15 +308,30 @@ above (each unit names the one it comes after).
 - `consortium.toml`: the members, their roles and the threshold (docs/config.md).
 - `keys/`: every member's SM2 key pair and chain account key (private files mode 0600).
 - `tls/`: the consortium CA (`ca.pem`; `ca.key` signs certificates: keep it offline) and a
-  certificate per server. Every server serves https and requires a client certificate from
-  this CA; every node trusts it (`[tls]` in its config).
-- `*.toml` besides the consortium file: one config per node (docs/config.md); stores
-  (`*.db`) are written next to them.
+  certificate per server and per auditor. Every server serves https and requires a client
+  certificate from this CA; every node trusts it (`[tls]` in its config).
+{_auditors_section(plan)}- `*.toml` besides the consortium file: one config per node
+  (docs/config.md); stores (`*.db`) are written next to them.
 - `run`: the processes in Procfile format; `systemd/`: one unit per process.
 
 In a real consortium each member's host gets only that member's keys, certificate and
 config: this directory holds them all so that one machine can run the whole consortium.
 """
+
+
+def _auditors_section(plan: ConsortiumPlan) -> str:
+    """The README's lines on each auditor's client certificate and how it checks a case
+    file against the chain with it, from DIR (empty without auditors)."""
+    if not plan.auditors:
+        return ""
+    name = plan.auditors[0]
+    return (f"- `tls/AUDITOR.pem`, `tls/AUDITOR.key` for each auditor "
+            f"({', '.join(plan.auditors)}): its client certificate from the consortium CA, "
+            "to read the chain and the nodes' public routes over mutual TLS. An auditor "
+            "checks a case file, run from this directory with nothing else of the "
+            f"consortium's:\n  `jointledger verify case.json --rpc-url {plan.chain_url()} "
+            f"--deployment deployment.json --ca tls/ca.pem --client-cert tls/{name}.pem "
+            f"--client-key tls/{name}.key`.\n")
 
 
 def run_init(directory: Path, plan: ConsortiumPlan, *, force: bool) -> int:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ledger_node import __version__
+from ledger_node.cli.advice import ConfigKind
 from ledger_node.cli.chain import add_limit_options  # cheap: imports no chain
 from ledger_node.cli.tlsopts import add_client_tls_options, client_tls
-from ledger_node.errors import LedgerError
+from ledger_node.errors import InvalidConfig, LedgerError
 
 if TYPE_CHECKING:
     from ledger_node.tls import ServerTls
@@ -334,9 +335,10 @@ _REGULATOR_STATUS = ("Exit status 0 done, 1 the node is unreachable or refuses (
                      "role or key, unknown id), 2 unusable config, key files or options.")
 
 
-def _regulator_options(command: argparse.ArgumentParser, *, url: bool = True) -> None:
+def _regulator_options(command: argparse.ArgumentParser, *, url: bool = True,
+                       config_required: bool = True) -> None:
     """The options every regulator command takes: its config, the node's URL, --json."""
-    command.add_argument("--config", type=Path, required=True,
+    command.add_argument("--config", type=Path, required=config_required,
                          help="the regulator's node config (TOML, as for serve --role "
                          "regulator): the node's URL from [http], the keys from [keys]")
     if url:
@@ -387,22 +389,38 @@ def _add_regulator_commands(commands: argparse._SubParsersAction[argparse.Argume
     _regulator_options(faults)
 
     disclose = commands.add_parser(
-        "disclose", help="request, list and collect disclosures of commitments",
-        description="The regulator's disclosure workflow: request (logged on chain) that the "
-        "platform holding a commitment open it for a case; status of the requests made; "
-        "collect the platform's answer, checked by the node against the chain. Exit status "
-        "3 from collect while the platform has not answered; else as the other regulator "
-        "commands: " + _REGULATOR_STATUS)
-    disclose.add_argument("action", choices=["request", "status", "collect"])
-    _regulator_options(disclose)
-    disclose.add_argument("--commitment", metavar="HEX", help="request: the commitment")
+        "disclose", help="the regulator's disclosures (request, status, collect), or a "
+        "platform's single-field disclosure (RECEIPTS --field NAME)",
+        usage="jointledger disclose {request,status,collect} --config REGULATOR_TOML [...]\n"
+        "       jointledger disclose RECEIPTS --field NAME [--tx ID | --commitment HEX] "
+        "[--out FILE]",
+        description="Two jobs, told apart by --field. Without it, the regulator's disclosure "
+        "workflow on its node: request (logged on chain) that the platform holding a "
+        "commitment open it for a case; status of the requests made; collect the platform's "
+        "answer, checked by the node against the chain (these need --config, the regulator's "
+        "node config). With --field, a platform writes the disclosure of one field of one "
+        "record from the receipts file jointledger submit wrote, which jointledger verify "
+        "BUNDLE --disclosure FILE accepts (no node, no config; the same as disclose-field). "
+        "Exit status 3 from collect while the platform has not answered; else as the other "
+        "regulator commands: " + _REGULATOR_STATUS)
+    disclose.add_argument("action", metavar="ACTION|RECEIPTS",
+                          help="request, status or collect (the regulator's); with --field, "
+                          "the receipts file (JSONL) or one receipt (JSON)")
+    _regulator_options(disclose, config_required=False)
+    disclose.add_argument("--commitment", metavar="HEX", help="request: the commitment; "
+                          "with --field: the record's commitment")
     disclose.add_argument("--case-id", metavar="HEX", help="request: the case (64 hex)")
     disclose.add_argument("--id", type=int, dest="request_id", metavar="N",
                           help="collect (required), status: the request id")
     disclose.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                           help="collect: wait this long for the platform's answer")
     disclose.add_argument("--out", type=Path, metavar="FILE",
-                          help="collect: write the verified opening here (mode 0600)")
+                          help="collect: write the verified opening here (mode 0600); with "
+                          "--field: write the disclosure here (default: standard output)")
+    disclose.add_argument("--field", help="disclose one field of a submitted record, e.g. "
+                          "amount (= amount_fen): ACTION|RECEIPTS is then the receipts file")
+    disclose.add_argument("--tx", dest="local_tx_id", metavar="LOCAL_TX_ID",
+                          help="with --field: the record's local transaction id")
 
     casefile = commands.add_parser(
         "casefile", help="build a case file from the regulator's node, or verify one",
@@ -427,6 +445,25 @@ def _add_regulator_commands(commands: argparse._SubParsersAction[argparse.Argume
     casefile.add_argument("--out", type=Path, metavar="FILE", help="build: where to write it")
     casefile.add_argument("--rpc-url", help="verify: the chain's JSON-RPC URL (default the "
                           "config's [chain] rpc_url)")
+
+
+def _disclose_refusal(args: argparse.Namespace, actions: tuple[str, ...]) -> str | None:
+    """Why ``jointledger disclose`` without ``--field`` cannot run (a receipts file given
+    without ``--field``, a missing ``--config``, ``--tx`` without ``--field``), or ``None``."""
+    if args.action not in actions:
+        return (f"{args.action!r} is not a disclose action; expected {', '.join(actions)} "
+                f"(the regulator's, with --config), or RECEIPTS --field NAME for a "
+                f"single-field disclosure. Try: jointledger disclose {args.action} "
+                "--field amount --tx LOCAL_TX_ID")
+    if args.local_tx_id is not None:
+        return ("--tx chooses the record of a single-field disclosure; expected it with "
+                "RECEIPTS --field NAME. Try: jointledger disclose RECEIPTS --field amount "
+                "--tx LOCAL_TX_ID")
+    if args.config is None:
+        return (f"disclose {args.action} is the regulator's and needs its node config; "
+                f"expected --config REGULATOR_TOML. Try: jointledger disclose {args.action} "
+                "--config site/pboc-regulator.toml")
+    return None
 
 
 def _regulator_command(args: argparse.Namespace) -> int:
@@ -457,8 +494,26 @@ def _regulator_command(args: argparse.Namespace) -> int:
 
         return run_faults(config=args.config, url=args.url, as_json=args.json)
     if args.command == "disclose":
-        from ledger_node.cli.disclose import run_disclose
+        from ledger_node.cli.disclose import DISCLOSE_ACTIONS, run_disclose
 
+        if args.field is not None:
+            from ledger_node.cli.disclose_field import run_disclose_field
+
+            if args.action in DISCLOSE_ACTIONS and not Path(args.action).exists():
+                print(f"jointledger disclose: --field writes a single-field disclosure from "
+                      f"a receipts file, but {args.action!r} is the regulator's action (and "
+                      "no such file is here); expected RECEIPTS --field NAME, or "
+                      f"{args.action} without --field. Try: jointledger disclose "
+                      "unionpay.csv.receipts.jsonl --field amount --tx LOCAL_TX_ID",
+                      file=sys.stderr)
+                return 2
+            return run_disclose_field(Path(args.action), field=args.field, out=args.out,
+                                      local_tx_id=args.local_tx_id,
+                                      commitment=args.commitment, command="disclose")
+        refused = _disclose_refusal(args, DISCLOSE_ACTIONS)
+        if refused is not None:
+            print(f"jointledger disclose: {refused}", file=sys.stderr)
+            return 2
         return run_disclose(args.action, config=args.config, url=args.url,
                             commitment=args.commitment, case_id=args.case_id,
                             request_id=args.request_id, wait=args.wait, out=args.out,
@@ -640,7 +695,9 @@ def _keys_new(name: str, directory: Path) -> int:
     try:
         keys = new_member_keys(directory, name)
     except FileExistsError as exc:
-        print(f"jointledger keys new: {exc}", file=sys.stderr)
+        print(f"jointledger keys new: {exc}; expected a name with no keys in {directory}. "
+              "Try: another --name or --dir (a member's keys are never replaced: rotate them "
+              "with jointledger governance propose rotate)", file=sys.stderr)
         return 1
     private, public, account = key_paths(directory, name)
     print(f"member {name}: chain address {keys.address}")
@@ -654,12 +711,14 @@ def _keys_new(name: str, directory: Path) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     from ledger_node.chain.rpc_server import DEFAULT_CHAIN_URL
+    from ledger_node.cli.advice import config_advice, unreachable_advice
     from ledger_node.cli.client import (
         RecordFileError,
         chain_counterparties,
         chain_regulator_key,
         run_submit,
     )
+    from ledger_node.errors import InvalidKey
     from ledger_node.platform.config import load_serve_config
 
     if not 1 <= args.chunk <= 10_000:
@@ -690,6 +749,17 @@ def _submit(args: argparse.Namespace) -> int:
     except RecordFileError as exc:
         print(f"jointledger submit: {exc} (nothing was submitted)", file=sys.stderr)
         return 2
+    except InvalidKey as exc:
+        print(f"jointledger submit: {config_advice(args.config, str(exc), 'platform')}",
+              file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not _unreachable(exc):
+            raise
+        print("jointledger submit: " + unreachable_advice(
+            "the platform node", args.url or config.url, f"{type(exc).__name__}: {exc}",
+            url_hint="correct [http] in the config, or give --url"), file=sys.stderr)
+        return 1
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -721,7 +791,11 @@ def _verify(args: argparse.Namespace) -> int:
                           disclosure=args.disclosure, regulator_keys=args.regulator_key,
                           as_json=args.json, tls=client_tls(args))
     except ValueError as exc:  # unreadable files and malformed documents (LedgerError too)
-        print(f"jointledger verify: {exc}", file=sys.stderr)
+        from ledger_node.cli.verify import MALFORMED_ADVICE
+
+        text = str(exc)
+        print(f"jointledger verify: {text}" + ("" if "Try:" in text else f"; {MALFORMED_ADVICE}"),
+              file=sys.stderr)
         return 2
 
 
@@ -730,6 +804,7 @@ def _reconcile(args: argparse.Namespace) -> int:
     from ledger_node.cli.reconcile import EXIT_REFUSED, EXIT_UNUSABLE, run_reconcile
     from ledger_node.errors import (
         ChainError,
+        DeploymentError,
         InvalidKey,
         InvalidReconciliationInput,
         InvalidWindow,
@@ -755,11 +830,20 @@ def _reconcile(args: argparse.Namespace) -> int:
             window=window, grace=grace, receipts=args.records, retired_keys=args.retired_key,
             shard=config.node.shard, as_of=as_of,
             out=args.out, matched_bundles=not args.findings_only_bundles)
+    except (InvalidConfig, DeploymentError) as exc:
+        print(f"jointledger reconcile: {_explained(args, exc)[1]}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except ChainError as exc:
+        if " does not answer" not in str(exc):
+            print(f"jointledger reconcile: {exc}", file=sys.stderr)
+        else:
+            print(f"jointledger reconcile: {_explained(args, exc)[1]}", file=sys.stderr)
+        return EXIT_REFUSED
     except (InvalidWindow, InvalidReconciliationInput, InvalidKey, UnknownCounterparty,
             PairwiseKeyUnavailable, ValueError) as exc:
         print(f"jointledger reconcile: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
-    except (LogVerificationFailed, ChainError) as exc:
+    except LogVerificationFailed as exc:
         print(f"jointledger reconcile: {exc}", file=sys.stderr)
         return EXIT_REFUSED
 
@@ -803,7 +887,9 @@ def _fsck(args: argparse.Namespace) -> int:
             if store is None or name is None:
                 return unusable("give STORE and --name, or --config")
             if not store.is_file():
-                return unusable(f"no store at {store}")
+                return unusable(f"no store at {store}; expected the store file of a "
+                                "stopped regulator node. Try: the config's [regulator] store, "
+                                "or STORE")
             deployment = args.deployment or (reg.deployment if reg else None)
             rpc_url = args.rpc_url or (reg.rpc_url or DEFAULT_CHAIN_URL if reg else None)
             tls = client_tls(args, reg.client_tls if reg else NO_CLIENT_TLS)
@@ -818,7 +904,9 @@ def _fsck(args: argparse.Namespace) -> int:
         if store is None:
             return unusable("give STORE or --config")
         if not store.is_file():
-            return unusable(f"no store at {store}")
+            return unusable(f"no store at {store}; expected the store file of a stopped "
+                            "platform node (it appears when the node first runs). Try: the "
+                            "config's [node] store, or STORE")
         deployment = args.deployment or (config.deployment if config else None)
         rpc_url = args.rpc_url or (config.rpc_url or DEFAULT_CHAIN_URL if config else None)
         if rpc_url and deployment is None:
@@ -839,7 +927,85 @@ def _fsck(args: argparse.Namespace) -> int:
         return run_platform_fsck(store, chain=chain, keys=keys, regulator=regulator,
                                  rebuild_levels=args.rebuild_levels)
     except InvalidConfig as exc:
-        return unusable(str(exc))
+        return unusable(_explained(args, exc)[1])
+
+
+_CONFIG_OF: dict[str, ConfigKind] = {
+    "submit": "platform", "reconcile": "platform", "console-login": "regulator",
+    "trace": "regulator", "alerts": "regulator", "faults": "regulator",
+    "disclose": "regulator", "casefile": "regulator", "governance": "member"}
+"""The config each command's ``--config`` takes (``serve``, ``fsck`` and ``risk``: the
+``--role`` given)."""
+
+
+def _unreachable(exc: Exception) -> bool:
+    """Whether ``exc`` is a transport failure (httpx's or requests', a TLS or socket error)
+    rather than a bug; checked through ``sys.modules`` so that the CLI's start imports
+    neither library."""
+    httpx = sys.modules.get("httpx")
+    requests = sys.modules.get("requests")
+    ssl = sys.modules.get("ssl")
+    return (isinstance(exc, ConnectionError | TimeoutError)
+            or (ssl is not None and isinstance(exc, ssl.SSLError))
+            or (httpx is not None and isinstance(exc, httpx.TransportError))
+            or (requests is not None and isinstance(exc, requests.exceptions.RequestException)))
+
+
+def _server_name(args: argparse.Namespace) -> str:
+    """What the command was talking to, for an unreachable-server line."""
+    if getattr(args, "url", None):
+        return "the node"
+    return "the chain" if getattr(args, "rpc_url", None) else "the server"
+
+
+def _explained(args: argparse.Namespace, exc: LedgerError) -> tuple[int, str]:
+    """The exit status and the line (what was found, expected, what to try) for a
+    domain error no command handled itself: a config (2), a missing deployment file (2), a
+    chain that does not answer (1), the contract refusing the account's role (1), a server
+    that is not a jointledger node (1); anything else is named by its type (1)."""
+    from ledger_node.cli.advice import (
+        EXIT_REFUSED,
+        EXIT_UNUSABLE,
+        config_advice,
+        deployment_advice,
+        unreachable_advice,
+    )
+    from ledger_node.errors import ApiError, ChainError, ContractRevert, DeploymentError
+
+    if isinstance(exc, InvalidConfig):
+        detail = str(exc)
+        if getattr(args, "config", None) is None and args.command not in ("serve", "fsck"):
+            return EXIT_UNUSABLE, (detail if "Try:" in detail
+                                   else f"{detail}. Try: jointledger {args.command} --help")
+        if detail.startswith("--name "):  # serve: the member named is not the config's
+            return EXIT_UNUSABLE, (f"{detail}; expected the member the config is for. Try: "
+                                   "--name as the config names it, or that member's own "
+                                   "--config")
+        if detail.startswith("--"):  # an option, not the config file
+            return EXIT_UNUSABLE, f"{detail}. Try: jointledger {args.command} --help"
+        role = getattr(args, "role", None)
+        expected: ConfigKind = _CONFIG_OF.get(args.command) or (
+            "regulator" if role == "regulator" else "platform")
+        return EXIT_UNUSABLE, config_advice(getattr(args, "config", None), detail, expected)
+    if isinstance(exc, DeploymentError):
+        return EXIT_UNUSABLE, deployment_advice(str(exc))
+    if isinstance(exc, ContractRevert) and exc.name.startswith("Membership_Not"):
+        wanted = exc.name.removeprefix("Membership_Not").lower()
+        return EXIT_REFUSED, (f"the contract refused it with {exc.name}: the account of "
+                              f"{getattr(args, 'config', None) or 'the keys given'} is not an "
+                              f"active {wanted} member; expected the {wanted}'s own config. "
+                              f"Try: --config with the {wanted}'s node config (and --role "
+                              f"{wanted} where the command takes it)")
+    if isinstance(exc, ChainError) and " does not answer" in str(exc):
+        url = getattr(args, "rpc_url", None) or str(exc).split(" does not answer")[0].rsplit(
+            " ", 1)[-1]
+        return EXIT_REFUSED, unreachable_advice("the chain", url, str(exc))
+    if isinstance(exc, ApiError) and exc.status in (404, 405):
+        url = getattr(args, "url", None) or "the URL given"
+        return EXIT_REFUSED, (f"{url} answered {exc.status} {exc.title} to a jointledger "
+                              "node's route; expected a jointledger node's API there. Try: the "
+                              "node's URL (jointledger status DIR lists them), not the chain's")
+    return EXIT_REFUSED, f"{type(exc).__name__}: {exc}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -907,8 +1073,19 @@ def main(argv: list[str] | None = None) -> int:
                             source=args.source, reason=args.reason, accounts=args.account,
                             as_json=args.json, tls=given_client_tls(args))
     except LedgerError as exc:
-        print(f"jointledger {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        status, line = _explained(args, exc)
+        print(f"jointledger {args.command}: {line}", file=sys.stderr)
+        return status
+    except Exception as exc:
+        if not _unreachable(exc):
+            raise
+        from ledger_node.cli.advice import EXIT_REFUSED, unreachable_advice
+
+        url = getattr(args, "url", None) or getattr(args, "rpc_url", None) or "its URL"
+        print(f"jointledger {args.command}: "
+              f"{unreachable_advice(_server_name(args), str(url), f'{type(exc).__name__}: {exc}')}",
+              file=sys.stderr)
+        return EXIT_REFUSED
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse guarantees one
 
 

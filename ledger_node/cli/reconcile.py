@@ -67,6 +67,10 @@ EXIT_CLEAN: Final = 0
 EXIT_FINDINGS: Final = 1
 EXIT_UNUSABLE: Final = 2
 EXIT_REFUSED: Final = 3
+RECEIPTS_EXPECTED: Final = ("expected the receipts file jointledger submit wrote for this "
+                            "platform (JSON lines; RECORDS.receipts.jsonl by default). Try: "
+                            "--records RECORDS.receipts.jsonl, not the records file itself")
+"""The expected-and-try half of every refusal of an unusable receipts file."""
 
 
 def read_receipts(paths: Sequence[Path], *, default_log: bytes) -> Receipts:
@@ -83,9 +87,11 @@ def read_receipts(paths: Sequence[Path], *, default_log: bytes) -> Receipts:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
-            raise InvalidReconciliationInput(str(path), f"cannot read: {exc.strerror}") from None
+            raise InvalidReconciliationInput(str(path), f"cannot read ({exc.strerror}); "
+                                                        f"{RECEIPTS_EXPECTED}") from None
         except UnicodeDecodeError:
-            raise InvalidReconciliationInput(str(path), "is not UTF-8 text") from None
+            raise InvalidReconciliationInput(str(path), f"is not UTF-8 text; "
+                                                        f"{RECEIPTS_EXPECTED}") from None
         for number, text in enumerate(lines, start=1):
             if not text.strip():
                 continue
@@ -110,9 +116,14 @@ def _receipt(where: str, text: str, default_log: bytes) -> tuple[bytes, int, Rec
     except JsonTextRefused as refused:
         raise InvalidReconciliationInput(where, refused.reason) from None
     except json.JSONDecodeError as exc:
-        raise InvalidReconciliationInput(where, f"not JSON: {exc.msg}") from None
+        raise InvalidReconciliationInput(where, f"not JSON ({exc.msg}); {RECEIPTS_EXPECTED}"
+                                         ) from None
     if not isinstance(data, dict):
-        raise InvalidReconciliationInput(where, "a receipt is a JSON object")
+        raise InvalidReconciliationInput(where, f"not a receipt (a JSON object); "
+                                                f"{RECEIPTS_EXPECTED}")
+    if not {"index", "commitment", "opening"} <= data.keys():
+        raise InvalidReconciliationInput(where, "not a receipt: it has no index, commitment "
+                                                f"and opening (a record?); {RECEIPTS_EXPECTED}")
     index = data.get("index")
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
         raise InvalidReconciliationInput(where, f"index {index!r} is not a leaf index")
@@ -130,8 +141,11 @@ def _receipt(where: str, text: str, default_log: bytes) -> tuple[bytes, int, Rec
         commitment = bytes.fromhex(str(data.get("commitment")))
         verify_opening(commitment, opening)
     except (InvalidRecord, InvalidOpening, ValueError) as exc:
-        raise InvalidReconciliationInput(where, f"unusable opening or commitment: {exc}"
-                                         ) from None
+        raise InvalidReconciliationInput(
+            where, f"unusable opening or commitment ({exc}); expected each receipt as "
+                   "jointledger submit wrote it, its opening opening its commitment. Try: the "
+                   "receipts file as submit wrote it (a changed receipt cannot be used)"
+        ) from None
     return log_id, index, opening
 
 

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import httpx
 
+from ledger_node.cli.advice import config_advice, unreachable_advice
 from ledger_node.client.sdk import RegulatorClient
 from ledger_node.crypto.keyfiles import load_member_keys
 from ledger_node.errors import ApiError, InvalidConfig, InvalidKey
@@ -89,8 +90,7 @@ def run_regulator_command(command: str, config: Path, url: str | None, action: A
         target = regulator_target(config, url)
         keys = load_member_keys(target.sm2_key, target.account_key)
     except (InvalidConfig, InvalidKey, OSError) as exc:
-        warn(f"{prefix} cannot use {config}: {exc} (expected the regulator's serve config, "
-             "as for jointledger serve --role regulator, with readable [keys] sm2 and account)")
+        warn(f"{prefix} {config_advice(config, f'cannot use {config}: {exc}', 'regulator')}")
         return EXIT_UNUSABLE
     client = RegulatorClient.for_regulator_node(target.url, keys.account.address,
                                                 keys.sm2_key, target.name, http=http,
@@ -102,9 +102,9 @@ def run_regulator_command(command: str, config: Path, url: str | None, action: A
         warn(f"{prefix} {exc}")
         return exc.exit_status
     except httpx.TransportError as exc:
-        warn(f"{prefix} cannot reach the regulator node at {target.url} "
-             f"({type(exc).__name__}: {exc or 'no answer'}); expected jointledger serve "
-             f"--role regulator listening there: start it, or give its address with --url")
+        warn(f"{prefix} " + unreachable_advice(
+            "the regulator node", target.url, f"{type(exc).__name__}: {exc or 'no answer'}",
+            url_hint="give its address with --url"))
         return EXIT_REFUSED
     except ApiError as exc:
         warn(f"{prefix} {explain_api_error(exc, target, keys.account.address)}")
@@ -116,6 +116,10 @@ def run_regulator_command(command: str, config: Path, url: str | None, action: A
 def explain_api_error(exc: ApiError, target: RegulatorTarget, account: str) -> str:
     """One line for a problem answer: what the node said, what was expected, what to try."""
     said = f"the node at {target.url} answered {exc.status} {exc.title}: {exc.detail}"
+    if exc.problem_type == "about:blank" and exc.status in (404, 405, 200):
+        return (f"{said}; expected the regulator node's API at that URL (this server answers "
+                "as something else: a platform node, the chain?). Try: the regulator node's "
+                "URL (jointledger status DIR lists it), or leave --url out to use the config's")
     if exc.status == 401:
         return (f"{said}; expected it to accept requests signed for regulator node "
                 f"{target.name!r} with the key {target.sm2_key}: check that [regulator] name "

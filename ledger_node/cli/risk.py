@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from ledger_node.chain.adapter import Deployment, LedgerChain
+from ledger_node.cli.advice import ConfigKind, config_advice
 from ledger_node.crypto import gmcrypto
 from ledger_node.crypto.keyfiles import load_member_keys
 from ledger_node.errors import (
@@ -166,7 +167,12 @@ def run_risk(action: str, *, config: Path, role: str = "platform", rpc_url: str 
                      f"proposal {proposal_id} removes {hit.fingerprint} (listed by "
                      f"{hit.adder}); it executes at the consortium's threshold")
         return 0
-    except (InvalidFingerprint, UnknownRiskReason, InvalidConfig) as exc:
+    except InvalidConfig as exc:
+        expected: ConfigKind = "regulator" if role == "regulator" else "platform"
+        print(f"jointledger risk {action}: {config_advice(config, str(exc), expected)}",
+              file=err)
+        return 2
+    except (InvalidFingerprint, UnknownRiskReason) as exc:
         print(f"jointledger risk {action}: {exc}", file=err)
         return 2
     except OSError as exc:

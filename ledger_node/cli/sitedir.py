@@ -67,8 +67,10 @@ def read_run_file(directory: Path) -> list[SiteProcess]:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise InvalidConfig(f"{path}: cannot read it ({exc.strerror}); is {directory} a "
-                            "directory made by jointledger init?") from None
+        raise InvalidConfig(f"{path}: cannot read it ({exc.strerror}); expected {directory} to "
+                            "be a directory made by jointledger init (its run file lists the "
+                            f"processes). Try: jointledger init {directory} --platform NAME, "
+                            "or the directory init wrote") from None
     processes: list[SiteProcess] = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):

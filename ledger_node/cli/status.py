@@ -97,7 +97,9 @@ def render_table(rows: list[NodeStatus]) -> str:
     lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=False))
              + "  " + row[-1] for row in cells]
     down = [r.name for r in rows if not r.up]
-    lines.append(f"DOWN: {', '.join(down)}" if down else f"all {len(rows)} nodes up")
+    lines.append(f"DOWN: {', '.join(down)} (each row's DETAIL says what was found; expected "
+                 "every node to answer. Try: jointledger up DIR, or the node's log)" if down
+                 else f"all {len(rows)} nodes up")
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ import codecs
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ledger_node.chain.adapter import Deployment, LedgerChain
 from ledger_node.crypto import gmcrypto
@@ -39,6 +39,27 @@ from ledger_node.tls import NO_CLIENT_TLS, ClientTls
 Echo = Callable[[str], None]
 
 
+_WRITTEN_BY: Final[dict[str, str]] = {
+    "bundle or case file": "one JSON document: a proof bundle (jointledger proof --out) or a "
+                           "case file (jointledger casefile build --out)",
+    "opening": "a whole-record opening (JSON, e.g. jointledger disclose collect --out)",
+    "disclosure": "a single-field disclosure (JSON, jointledger disclose RECEIPTS --field "
+                  "NAME --out)",
+}
+
+
+MALFORMED_ADVICE: Final = ("expected the document as jointledger wrote it (a proof bundle: "
+                           "jointledger proof; a case file: jointledger casefile build). Try: "
+                           "the file as written, fetched or built again; a changed file "
+                           "cannot be verified")
+"""The expected-and-try half of a refusal of a malformed bundle, case file or disclosure."""
+
+
+def _as_written(what: str) -> str:
+    """What a ``what`` file should be and which command writes it."""
+    return _WRITTEN_BY.get(what, f"the {what} as JSON")
+
+
 def read_json(path: Path, what: str) -> Any:
     """Return the parsed JSON document at ``path``; raise ``ValueError`` naming ``what``.
 
@@ -49,7 +70,8 @@ def read_json(path: Path, what: str) -> Any:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ValueError(f"cannot read the {what} {path}: {exc.strerror}") from None
+        raise ValueError(f"cannot read the {what} {path}: {exc.strerror}; expected "
+                         f"{_as_written(what)}. Try: check the path") from None
     text = raw.removeprefix(codecs.BOM_UTF8)
     try:
         check_json_text(text)
@@ -60,7 +82,9 @@ def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(text.decode("utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"the {what} {path} is not JSON: {exc}") from None
+        raise ValueError(f"the {what} {path} is not JSON ({exc}); expected "
+                         f"{_as_written(what)}. Try: the file that command wrote, not a "
+                         "receipts (JSON lines), records or config file") from None
 
 
 def read_key(path: Path, what: str) -> bytes:
