@@ -216,8 +216,12 @@ def test_a_slow_precompile_is_stopped_in_time(site: Site, tight: ChainServer) ->
     answer, took = timed(tight.url, "eth_call", call, "latest")
     assert answer["error"]["message"] == "execution aborted (timeout = 1s)", answer
     assert took < 3.0, took
-    one = {"to": "0x" + "00" * 19 + "08", "data": _pairing_input(1)}  # about 1 s, traced
-    assert rpc(site.url, "eth_call", one, "latest")["result"] == "0x" + "00" * 31 + "01"
+    # one pair of pairs, about 1 s traced on a quiet core: answered in full by a server whose
+    # limit leaves room for a loaded machine (the suite runs in parallel workers)
+    one = {"to": "0x" + "00" * 19 + "08", "data": _pairing_input(1)}
+    with ChainServer(site.consortium.chain, evm_timeout=60.0, request_timeout=90.0) as roomy:
+        assert rpc(roomy.url, "eth_call", one, "latest", timeout=120)["result"] == (
+            "0x" + "00" * 31 + "01")
 
 
 def test_a_batch_of_loops_ends_at_the_request_timeout(tight: ChainServer) -> None:
