@@ -38,6 +38,9 @@ HTTP layer, :mod:`api.regulator_server`, then serves the node). The config file 
     deployment = "deployment.json"
     rpc_url = "http://127.0.0.1:8545"      # --rpc-url overrides it
 
+    [store]                                # optional: the store on PostgreSQL instead
+    url = "postgresql://pboc@db.example:5432/pboc"   # then regulator.store is not needed
+
 Every mistake raises :class:`~ledger_node.errors.InvalidConfig` naming the key.
 """
 
@@ -64,6 +67,7 @@ from ledger_node.regulator.node import (
     RegulatorConfig,
     RegulatorNode,
 )
+from ledger_node.regulator.pg_store import is_postgres_url, redact_url
 from ledger_node.tls import (
     CLIENT_KEYS,
     NO_CLIENT_TLS,
@@ -87,6 +91,7 @@ _SECTIONS: Final = {
     "tls": CLIENT_KEYS,
     "keys": {"sm2", "account", "retired_sm2"},
     "chain": {"deployment", "rpc_url"},
+    "store": {"url"},
 }
 
 
@@ -188,11 +193,17 @@ def load_regulator_config(path: Path) -> RegulatorServeConfig:
     check_bind(host, server_tls, allow_plaintext)
     client_tls = read_client_tls(config_table(document, "tls", _SECTIONS), base)
     settings = settings_from_table(http)
+    store_url = config_value("store", config_table(document, "store", _SECTIONS), "url", str)
+    if store_url is not None and not is_postgres_url(store_url):
+        raise InvalidConfig(f"store.url must be a postgresql:// URL, got "
+                            f"{redact_url(store_url)!r}")
+    store_file = config_value("regulator", regulator, "store", str,
+                              required=store_url is None)
     return RegulatorServeConfig(
         regulator=RegulatorConfig(
             name=config_value("regulator", regulator, "name", str, required=True),
-            store_path=base / config_value("regulator", regulator, "store", str, required=True),
-            page_size=page, follow_interval=interval, aml=aml),
+            store_path=None if store_file is None else base / store_file,
+            page_size=page, follow_interval=interval, aml=aml, store_url=store_url),
         platforms=urls,
         sm2_key=base / config_value("keys", keys, "sm2", str, required=True),
         account_key=base / config_value("keys", keys, "account", str, required=True),
