@@ -13,7 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ledger_node.errors import InvalidConfig, StoreCorrupted, StoreUnavailable
+from api.console_session import ConsoleSessions
+from ledger_node.chain.adapter import Role
+from ledger_node.errors import InvalidConfig, StoreCorrupted, StoreUnavailable, Unauthenticated
+from ledger_node.protocol.auth import AuthenticatedMember
 from ledger_node.regulator.config import load_regulator_config
 from ledger_node.regulator.open_store import open_regulator_store
 from ledger_node.regulator.pg_store import (
@@ -211,3 +214,37 @@ def test_store_url_in_the_config(tmp_path: Path) -> None:
         load_regulator_config(_config(tmp_path, ""))
     with pytest.raises(InvalidConfig, match=r"store.url must be a postgresql:// URL.*\*\*\*"):
         load_regulator_config(_config(tmp_path, '[store]\nurl = "mysql://u:pw@h/db"'))
+
+
+def test_a_console_login_made_through_one_api_process_is_found_by_another(
+        store: PostgresRegulatorStore, url: str) -> None:
+    other = PostgresRegulatorStore(url, regulator="pboc")  # a second API process
+    try:
+        one, two = ConsoleSessions(store), ConsoleSessions(other)
+        member = AuthenticatedMember("0xabc", Role.REGULATOR, "pboc")
+        token = one.issue_token(member)
+        session_id, session = two.exchange(token)
+        assert session.member == member
+        with pytest.raises(Unauthenticated):
+            one.exchange(token)  # spent, whichever process is asked
+        assert one.session(session_id) == session
+        assert one.counts() == (0, 1)
+        assert two.end(session_id) and one.session(session_id) is None
+    finally:
+        other.close()
+
+
+def test_console_tables_are_bounded_on_both_backends(url: str, tmp_path: Path) -> None:
+    member = AuthenticatedMember("0xabc", Role.REGULATOR, "pboc")
+    for location in (url, tmp_path / "r.db"):
+        table = open_regulator_store(location, regulator="pboc")
+        try:
+            sessions = ConsoleSessions(table, clock=lambda: 100.0, max_tokens=2)
+            first, second, third = (sessions.issue_token(member) for _ in range(3))
+            assert sessions.counts() == (2, 0)
+            with pytest.raises(Unauthenticated):
+                sessions.exchange(first)  # the oldest went when the third came
+            sessions.exchange(third)
+            sessions.exchange(second)
+        finally:
+            table.close()

@@ -51,12 +51,14 @@ from ledger_node.protocol.aml import TracedPayment
 from ledger_node.regulator.store import (
     LOG_COLUMNS,
     RECORD_COLUMNS,
+    ConsoleEntry,
     Fault,
     IndexedRecord,
     IngestedLeaf,
     LogState,
     StoredAnchor,
     StoredDisclosure,
+    console_entry,
     disclosure_from_row,
     fault_from_row,
     record_from_row,
@@ -119,11 +121,20 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         first_raised DOUBLE PRECISION NOT NULL
     );
     """,
+    # 2: the web console's login tokens and sessions, shared by every API process.
+    """
+    CREATE TABLE console_sessions (
+        digest BYTEA PRIMARY KEY, kind TEXT NOT NULL, address TEXT NOT NULL,
+        role SMALLINT NOT NULL, name TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
+        seq BIGINT GENERATED ALWAYS AS IDENTITY
+    );
+    CREATE INDEX console_sessions_expiry ON console_sessions (kind, expires_at);
+    """,
 )
 """Migration ``n`` (1-based) brings the schema from version ``n-1`` to ``n``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 _TABLES: Final = ("meta", "logs", "records", "checkpoints", "faults", "disclosures", "follow",
-                  "cases", "alert_numbers")
+                  "cases", "alert_numbers", "console_sessions")
 
 
 def is_postgres_url(location: object) -> bool:
@@ -549,6 +560,44 @@ class PostgresRegulatorStore:
         """Every disclosure request this regulator made, oldest first."""
         return [disclosure_from_row(r) for r in
                 self._query("SELECT * FROM disclosures ORDER BY request_id")]
+
+    # ------------------------------------------------------------------ console sessions
+
+    def console_put(self, kind: str, digest: bytes, entry: ConsoleEntry, *, now: float,
+                    limit: int) -> None:
+        """See :meth:`~ledger_node.regulator.store.ConsoleTable.console_put`."""
+        self._check_open()
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute(b"DELETE FROM console_sessions WHERE kind = %s AND expires_at <= %s",
+                        (kind, now))
+            cur.execute(b"DELETE FROM console_sessions WHERE digest IN (SELECT digest FROM "
+                        b"console_sessions WHERE kind = %s ORDER BY expires_at DESC, seq DESC "
+                        b"OFFSET %s)", (kind, max(limit - 1, 0)))
+            cur.execute(b"INSERT INTO console_sessions (digest, kind, address, role, name, "
+                        b"expires_at) VALUES (%s, %s, %s, %s, %s, %s) "
+                        b"ON CONFLICT (digest) DO UPDATE SET kind = excluded.kind, "
+                        b"address = excluded.address, role = excluded.role, "
+                        b"name = excluded.name, expires_at = excluded.expires_at",
+                        (digest, kind, entry.address, entry.role, entry.name,
+                         entry.expires_at))
+
+    def console_take(self, kind: str, digest: bytes) -> ConsoleEntry | None:
+        """See :meth:`~ledger_node.regulator.store.ConsoleTable.console_take`."""
+        rows = self._query("DELETE FROM console_sessions WHERE digest = %s AND kind = %s "
+                           "RETURNING address, role, name, expires_at", (digest, kind))
+        return console_entry(rows[0]) if rows else None
+
+    def console_get(self, kind: str, digest: bytes) -> ConsoleEntry | None:
+        """See :meth:`~ledger_node.regulator.store.ConsoleTable.console_get`."""
+        rows = self._query("SELECT address, role, name, expires_at FROM console_sessions "
+                           "WHERE digest = %s AND kind = %s", (digest, kind))
+        return console_entry(rows[0]) if rows else None
+
+    def console_counts(self) -> tuple[int, int]:
+        """See :meth:`~ledger_node.regulator.store.ConsoleTable.console_counts`."""
+        counts = {str(k): int(n) for k, n in self._query(
+            "SELECT kind, COUNT(*) FROM console_sessions GROUP BY kind")}
+        return counts.get("token", 0), counts.get("session", 0)
 
 
 def _opt(value: Any) -> bytes | None:
