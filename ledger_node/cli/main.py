@@ -59,6 +59,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="scenario file, YAML or JSON (docs/scenario.md)")
     demo.add_argument("--rpc-url", help="run on this JSON-RPC development chain (e.g. anvil) "
                       "instead of starting the embedded one")
+    demo.add_argument("--store", metavar="URL",
+                      help="keep the regulator's store in this empty PostgreSQL database "
+                      "(postgresql://...) instead of a SQLite file (docs/storage.md)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"),
                       help="output directory, replaced on each run (default out/demo)")
 
@@ -717,7 +720,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     try:
         plan = prepare_demo(args.out, scenario_file=args.scenario, payments=args.payments,
-                            seed=args.seed, rpc_url=args.rpc_url, started=started)
+                            seed=args.seed, rpc_url=args.rpc_url, started=started,
+                            store_url=args.store)
     except (InvalidScenario, InvalidConfig) as exc:
         print(f"jointledger demo: {exc}", file=sys.stderr)
         return 2
