@@ -262,6 +262,13 @@ class LocalSite:
             process.kill()
             process.wait()
 
+    def kill_process(self, key: str) -> None:
+        """SIGKILL one process (``"chain"`` or a node name): no shutdown, as in a crash."""
+        process = self._processes.pop(key, None)
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
     def stop(self) -> None:
         """Stop every node, then the chain."""
         for key in [k for k in self._processes if k != "chain"]:
