@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -248,3 +249,20 @@ def test_console_tables_are_bounded_on_both_backends(url: str, tmp_path: Path) -
             sessions.exchange(second)
         finally:
             table.close()
+
+
+def test_a_day_detaches_and_attaches_back_as_docs_storage_md_says(
+        store: PostgresRegulatorStore, url: str) -> None:
+    store.ensure_log(LOG, "unionpay", "0xabc", "sm3")
+    store.append_verified(LOG, 0, _leaves(0, 3), b"r" * 32)
+    day = _today()
+    name = partition_name(day)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE records DETACH PARTITION {name} CONCURRENTLY".encode())
+        assert store.record_count() == 0 and store.partitions() == []
+        archived = conn.execute(f"SELECT count(*) FROM {name}".encode()).fetchone()
+        assert archived == (3,)  # a plain table now, to dump or move
+        conn.execute(f"ALTER TABLE records ATTACH PARTITION {name} FOR VALUES FROM "
+                     f"('{day}') TO ('{day + timedelta(days=1)}')".encode())
+    assert store.record_count() == 3
+    assert [r.index for r in store.records(LOG, 0, 10)] == [0, 1, 2]
