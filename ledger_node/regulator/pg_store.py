@@ -392,9 +392,9 @@ class PostgresRegulatorStore:
                                      f"{None if row is None else int(row[1])}, "
                                      f"cannot append at {start}")
             number = int(row[0])
-            marks = ", ".join(["%s"] * 19)
-            cur.executemany(f"INSERT INTO records ({RECORD_COLUMNS}, day) VALUES ({marks})"
-                            .encode(), [record_row(number, leaf) + (day,) for leaf in leaves])
+            with cur.copy(f"COPY records ({RECORD_COLUMNS}, day) FROM STDIN".encode()) as copy:
+                for leaf in leaves:  # COPY: about twice the rows/s of a batched INSERT
+                    copy.write_row(record_row(number, leaf) + (day,))
             cur.execute(b"UPDATE logs SET verified_size = %s, verified_root = %s "
                         b"WHERE num = %s", (start + len(leaves), root, number))
 
