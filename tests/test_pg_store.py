@@ -266,3 +266,20 @@ def test_a_day_detaches_and_attaches_back_as_docs_storage_md_says(
                      f"('{day}') TO ('{day + timedelta(days=1)}')".encode())
     assert store.record_count() == 3
     assert [r.index for r in store.records(LOG, 0, 10)] == [0, 1, 2]
+
+
+def test_a_lost_server_connection_is_store_unavailable_then_recovers(
+        store: PostgresRegulatorStore, url: str, postgres_cluster: PostgresCluster) -> None:
+    store.ensure_log(LOG, "unionpay", "0xabc", "sm3")
+    database = url.rsplit("/", 1)[1]
+    with psycopg.connect(postgres_cluster.url(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = %s", (database,))
+    outcomes = []
+    for _ in range(3):  # the pool may hold a dead connection or two; then it reconnects
+        try:
+            outcomes.append(store.logs()[0].platform)
+        except StoreUnavailable as exc:
+            assert "terminat" in str(exc) or "closed" in str(exc) or "connection" in str(exc)
+            outcomes.append("unavailable")
+    assert outcomes[0] == "unavailable" and outcomes[-1] == "unionpay", outcomes

@@ -39,6 +39,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -265,17 +266,25 @@ class PostgresRegulatorStore:
         if self._closed:
             raise NodeStopped(f"regulator store {self.location} is closed")
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+        """A cursor in one transaction of a pooled connection (committed when the block
+        ends, rolled back on an error); a lost or unreachable server is
+        :class:`StoreUnavailable`."""
         self._check_open()
         try:
-            with self._pool.connection() as conn:
-                return conn.execute(sql.encode(), params).fetchall()
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield cur
         except PoolTimeout as exc:
             raise StoreUnavailable(f"regulator store {self.location}: no connection: "
                                    f"{exc}") from exc
         except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"regulator store {self.location}: read failed: "
-                                   f"{exc}") from exc
+            raise StoreUnavailable(f"regulator store {self.location}: "
+                                   f"{str(exc).replace(self._url, self.location)}") from exc
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._transaction() as cur:
+            return cur.execute(sql.encode(), params).fetchall()
 
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         """Rows of ``sql`` through a server-side cursor (for whole-log reads)."""
@@ -302,8 +311,7 @@ class PostgresRegulatorStore:
 
     def save_anchors(self, anchors: Sequence[StoredAnchor], cursor: tuple[str, int]) -> None:
         """Store checkpoints read from chain events and advance the scan cursor, together."""
-        self._check_open()
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        with self._transaction() as cur:
             cur.executemany(
                 b"INSERT INTO checkpoints VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
                 b"ON CONFLICT DO NOTHING",
@@ -363,11 +371,10 @@ class PostgresRegulatorStore:
         with self._days_lock:
             if day in self._days:
                 return
-            self._check_open()
             name = partition_name(day)
-            with self._pool.connection() as conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_PARTITION,))
-                conn.execute(
+            with self._transaction() as cur:
+                cur.execute(b"SELECT pg_advisory_xact_lock(%s)", (_LOCK_PARTITION,))
+                cur.execute(
                     f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF records FOR VALUES "
                     f"FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')"
                     .encode())
@@ -381,10 +388,9 @@ class PostgresRegulatorStore:
         :class:`StoreCorrupted` and nothing is written: a range is never written twice (by
         this process or another) or leaves a gap.
         """
-        self._check_open()
         day = _today()
         self.ensure_partition(day)
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        with self._transaction() as cur:
             row = cur.execute(b"SELECT num, verified_size FROM logs WHERE log_id = %s "
                               b"FOR UPDATE", (log_id,)).fetchone()
             if row is None or int(row[1]) != start:
@@ -507,7 +513,7 @@ class PostgresRegulatorStore:
         new = [k for k in wanted if k not in known]
         if new:
             now = time.time()
-            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            with self._transaction() as cur:
                 cur.execute(b"SELECT pg_advisory_xact_lock(%s)", (_LOCK_ALERTS,))
                 # Under the lock: numbered meanwhile by another process? Then not again
                 # (an insert that conflicted would still use up a sequence number).
@@ -566,8 +572,7 @@ class PostgresRegulatorStore:
     def console_put(self, kind: str, digest: bytes, entry: ConsoleEntry, *, now: float,
                     limit: int) -> None:
         """See :meth:`~ledger_node.regulator.store.ConsoleTable.console_put`."""
-        self._check_open()
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        with self._transaction() as cur:
             cur.execute(b"DELETE FROM console_sessions WHERE kind = %s AND expires_at <= %s",
                         (kind, now))
             cur.execute(b"DELETE FROM console_sessions WHERE digest IN (SELECT digest FROM "
