@@ -38,6 +38,9 @@ HTTP layer, :mod:`api.regulator_server`, then serves the node). The config file 
     deployment = "deployment.json"
     rpc_url = "http://127.0.0.1:8545"      # --rpc-url overrides it
 
+    [store]                                # optional: the store on PostgreSQL instead
+    url = "postgresql://pboc@db.example:5432/pboc"   # then regulator.store is not needed
+
 Every mistake raises :class:`~ledger_node.errors.InvalidConfig` naming the key.
 """
 
@@ -64,6 +67,7 @@ from ledger_node.regulator.node import (
     RegulatorConfig,
     RegulatorNode,
 )
+from ledger_node.regulator.pg_store import is_postgres_url, redact_url
 from ledger_node.tls import (
     CLIENT_KEYS,
     NO_CLIENT_TLS,
@@ -87,6 +91,7 @@ _SECTIONS: Final = {
     "tls": CLIENT_KEYS,
     "keys": {"sm2", "account", "retired_sm2"},
     "chain": {"deployment", "rpc_url"},
+    "store": {"url"},
 }
 
 
@@ -126,12 +131,14 @@ class RegulatorServeConfig:
 
 def regulator_config_toml(*, name: str, store: str, platforms: Mapping[str, Sequence[str]],
                           host: str, port: int, tls_lines: str, keys_dir: str,
-                          deployment: str, rpc_url: str, follow_interval: float) -> str:
+                          deployment: str, rpc_url: str, follow_interval: float,
+                          store_url: str | None = None) -> str:
     """The text of regulator ``name``'s node config, in the format
     :func:`load_regulator_config` reads: its store, the ``platforms`` it follows (each
     platform's node URLs, one per log shard), address, TLS lines
     (:func:`~ledger_node.tls.tls_config_toml`, or ``""``), key files in ``keys_dir`` and
-    chain. The one writer of this format (``jointledger init``, the local site)."""
+    chain; with ``store_url`` the store is that PostgreSQL database (``[store] url``). The
+    one writer of this format (``jointledger init``, the local site)."""
     followed = "".join(
         f"{platform} = " + (toml_string(urls[0]) if len(urls) == 1 else
                             "[" + ", ".join(toml_string(url) for url in urls) + "]") + "\n"
@@ -142,7 +149,8 @@ def regulator_config_toml(*, name: str, store: str, platforms: Mapping[str, Sequ
             f"[keys]\nsm2 = {toml_string(f'{keys_dir}/{name}.sm2.pem')}\n"
             f"account = {toml_string(f'{keys_dir}/{name}.account.key')}\n\n"
             f"[chain]\ndeployment = {toml_string(deployment)}\n"
-            f"rpc_url = {toml_string(rpc_url)}\n")
+            f"rpc_url = {toml_string(rpc_url)}\n"
+            + ("" if store_url is None else f"\n[store]\nurl = {toml_string(store_url)}\n"))
 
 
 def load_regulator_config(path: Path) -> RegulatorServeConfig:
@@ -188,11 +196,17 @@ def load_regulator_config(path: Path) -> RegulatorServeConfig:
     check_bind(host, server_tls, allow_plaintext)
     client_tls = read_client_tls(config_table(document, "tls", _SECTIONS), base)
     settings = settings_from_table(http)
+    store_url = config_value("store", config_table(document, "store", _SECTIONS), "url", str)
+    if store_url is not None and not is_postgres_url(store_url):
+        raise InvalidConfig(f"store.url must be a postgresql:// URL, got "
+                            f"{redact_url(store_url)!r}")
+    store_file = config_value("regulator", regulator, "store", str,
+                              required=store_url is None)
     return RegulatorServeConfig(
         regulator=RegulatorConfig(
             name=config_value("regulator", regulator, "name", str, required=True),
-            store_path=base / config_value("regulator", regulator, "store", str, required=True),
-            page_size=page, follow_interval=interval, aml=aml),
+            store_path=None if store_file is None else base / store_file,
+            page_size=page, follow_interval=interval, aml=aml, store_url=store_url),
         platforms=urls,
         sm2_key=base / config_value("keys", keys, "sm2", str, required=True),
         account_key=base / config_value("keys", keys, "account", str, required=True),

@@ -81,7 +81,9 @@ from ledger_node.protocol.commitment import RecordOpening, verify_opening
 from ledger_node.protocol.disclosure import case_reference, open_disclosure_response
 from ledger_node.protocol.escrow import EscrowOpener, EscrowPayload, payload_mismatches
 from ledger_node.regulator.casefile import CASE_FILE_FORMAT, CaseFile, CaseReport, verify_case_file
+from ledger_node.regulator.open_store import open_regulator_store
 from ledger_node.regulator.store import (
+    ConsoleTable,
     Fault,
     IndexedRecord,
     IngestedLeaf,
@@ -155,10 +157,24 @@ class RegulatorConfig:
     """What a regulator node needs besides its chain, keys and platform endpoints."""
 
     name: str
-    store_path: Path
+    store_path: Path | None
+    """The SQLite store's file (used unless ``store_url`` is given)."""
     page_size: int = DEFAULT_PAGE
     follow_interval: float = 1.0
     aml: AmlConfig = field(default_factory=AmlConfig)
+    store_url: str | None = None
+    """A ``postgresql://`` URL: the store is that database instead of ``store_path``."""
+
+    def __post_init__(self) -> None:
+        if self.store_path is None and self.store_url is None:
+            raise ValueError("a regulator node needs a store: store_path or store_url")
+
+    @property
+    def store_location(self) -> Path | str:
+        """Where the store is: ``store_url`` if given, else ``store_path``."""
+        location = self.store_url if self.store_url is not None else self.store_path
+        assert location is not None
+        return location
 
 
 @dataclass(frozen=True)
@@ -254,7 +270,8 @@ class RegulatorNode:
         self._sources: dict[str, list[LeafSource]] = {
             name: list(value) if isinstance(value, Sequence) else [value]
             for name, value in sources.items()}
-        self.store = RegulatorStore(config.store_path, regulator=config.name)
+        self.store: RegulatorStore = open_regulator_store(config.store_location,
+                                                           regulator=config.name)
         self._trees: dict[bytes, MerkleLog] = {}
         self._ingest_lock = threading.Lock()
         self._alerts: tuple[int, list[NumberedAlert]] | None = None
@@ -271,10 +288,16 @@ class RegulatorNode:
             self.store.close()
             raise
 
+    @property
+    def console_table(self) -> ConsoleTable:
+        """Where the web console's logins live: this node's store (shared by every API
+        process of it)."""
+        return self.store
+
     # ------------------------------------------------------------------ integrity
 
     def _log_name(self, state: LogState) -> str:
-        return f"{self.store.path} (log {state.platform}/{state.log_id.hex()})"
+        return f"{self.store.location} (log {state.platform}/{state.log_id.hex()})"
 
     def _open_tree(self, state: LogState) -> MerkleLog:
         """The tree of a followed log at open, built from the records' own data: each
@@ -355,7 +378,7 @@ class RegulatorNode:
         """``record`` if its leaf hash, recomputed from its commitment, escrow and tags, is
         the stored one and the tree holds it at its index; else :class:`LeafDamaged`."""
         tree = tree if tree is not None else self._trees.get(record.log_id)
-        state_name = f"{self.store.path} (log {record.platform}/{record.log_id.hex()})"
+        state_name = f"{self.store.location} (log {record.platform}/{record.log_id.hex()})"
         try:
             leaf = record.leaf
         except InvalidLeaf as exc:
