@@ -133,6 +133,8 @@ def test_identity_key_rejects_empty(bad: str) -> None:
 def test_identity_key_rejects_non_string() -> None:
     with pytest.raises(InvalidIdentity):
         identity_key(12345)  # type: ignore[arg-type]
+    with pytest.raises(InvalidIdentity):  # unhashable: refused before the cache sees it
+        identity_key(["110105194912310029"])  # type: ignore[arg-type]
 
 
 def test_classify() -> None:
@@ -195,6 +197,31 @@ def test_explicit_kind_overrides_classification() -> None:
     )
     assert payload.payer_kind is PartyKind.INSTITUTION
     assert payload.payee_kind is PartyKind.INSTITUTION
+
+
+def test_from_record_gives_what_the_checked_constructor_gives() -> None:
+    """from_record skips the constructor's checks (the record was checked by the same
+    rules); the payload is equal, field for field, to the one the constructor builds."""
+    for record in (make_record(), make_record(channel=Channel.CASH),
+                   replace(make_record(), cross_border=True, clearing_ref="CR-9",
+                           time=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC))):
+        kinds = {"payer_kind": PartyKind.PERSON, "payee_kind": PartyKind.INSTITUTION}
+        fast = EscrowPayload.from_record(record, **kinds)
+        checked = EscrowPayload(
+            payer_key=identity_key(record.payer_identity),
+            payee_key=identity_key(record.payee_identity), amount_fen=record.amount_fen,
+            currency=record.currency, time=record.time, channel=record.channel,
+            cross_border=record.cross_border, cash=record.cash,
+            clearing_key=clearing_key(record.clearing_ref), **kinds)
+        assert fast == checked and fast.to_bytes() == checked.to_bytes()
+
+
+def test_from_record_refuses_a_kind_that_is_not_a_party_kind() -> None:
+    with pytest.raises(InvalidEscrowPayload, match="payer_kind"):
+        EscrowPayload.from_record(make_record(), payer_kind="person",  # type: ignore[arg-type]
+                                  payee_kind=PartyKind.INSTITUTION)
+    with pytest.raises(InvalidEscrowPayload, match="payee_kind"):
+        EscrowPayload.from_record(make_record(), payee_kind=1)  # type: ignore[arg-type]
 
 
 # --- payload codec ---------------------------------------------------------------------------

@@ -31,12 +31,13 @@ The module is pure: bytes in, bytes out, no I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -156,12 +157,26 @@ def normalise_identity(identity: str) -> str:
     return text
 
 
+IDENTITY_KEY_CACHE_SIZE: Final = 16_384
+"""Identity keys remembered per process (about 3 MB): payers and merchants recur, and a
+key costs two Unicode normalisations and an SM3 call, a sixth of preparing a record."""
+
+
 def identity_key(identity: str) -> IdentityKey:
     """Return the 32-byte identity key ``SM3(tag("identity-key") ‖ lp(normalised identity))``.
 
     Deterministic, so the same person has the same key on every platform; it must only ever
     travel inside escrows. Raises :class:`InvalidIdentity` as :func:`normalise_identity`.
+    Recent identities' keys are remembered (:data:`IDENTITY_KEY_CACHE_SIZE`): the process
+    that asks already holds the identities themselves.
     """
+    if not isinstance(identity, str):
+        normalise_identity(identity)  # raises
+    return _identity_key(identity)
+
+
+@functools.lru_cache(maxsize=IDENTITY_KEY_CACHE_SIZE)
+def _identity_key(identity: str) -> IdentityKey:
     return sm3(encode_parts("identity-key", normalise_identity(identity).encode("utf-8")))
 
 
@@ -290,23 +305,30 @@ class EscrowPayload:
         reference, platform name and raw identities are never copied. Raises
         :class:`InvalidIdentity` if a kind is omitted and its identity cannot be classified.
         """
-        return cls(
-            payer_key=identity_key(record.payer_identity),
-            payee_key=identity_key(record.payee_identity),
-            payer_kind=(
-                classify_identity(record.payer_identity) if payer_kind is None else payer_kind
-            ),
-            payee_kind=(
-                classify_identity(record.payee_identity) if payee_kind is None else payee_kind
-            ),
-            amount_fen=record.amount_fen,
-            currency=record.currency,
-            time=record.time,
-            channel=record.channel,
-            cross_border=record.cross_border,
-            cash=record.cash,
-            clearing_key=clearing_key(record.clearing_ref),
-        )
+        payer_kind = classify_identity(record.payer_identity) if payer_kind is None else payer_kind
+        payee_kind = classify_identity(record.payee_identity) if payee_kind is None else payee_kind
+        if not isinstance(payer_kind, PartyKind) or not isinstance(payee_kind, PartyKind):
+            return cls(payer_key=identity_key(record.payer_identity),
+                       payee_key=identity_key(record.payee_identity), payer_kind=payer_kind,
+                       payee_kind=payee_kind, amount_fen=record.amount_fen,
+                       currency=record.currency, time=record.time, channel=record.channel,
+                       cross_border=record.cross_border, cash=record.cash)  # names the kind
+        # A PaymentRecord's fields are valid by construction (amount range, ISO 4217, UTC
+        # time, channel, flags), the same rules as the payload's, and both keys are SM3
+        # digests: skip the constructor's checks on the SDK's per-record path.
+        return cls._unchecked(
+            identity_key(record.payer_identity), identity_key(record.payee_identity),
+            payer_kind, payee_kind, record.amount_fen, record.currency, record.time,
+            record.channel, record.cross_border, record.cash, clearing_key(record.clearing_ref))
+
+    @classmethod
+    def _unchecked(cls, *values: Any) -> EscrowPayload:
+        """A payload of ``values`` in field order, not checked: only for values already
+        checked against the same rules (:meth:`from_record`, :meth:`from_bytes`)."""
+        payload = object.__new__(cls)
+        for name, value in zip(_PAYLOAD_FIELDS, values, strict=True):
+            object.__setattr__(payload, name, value)
+        return payload
 
     def to_bytes(self) -> bytes:
         """Return the canonical fixed-size (:data:`PAYLOAD_SIZE`) v1 encoding.
@@ -380,15 +402,8 @@ class EscrowPayload:
                        clearing_key=clearing)
         # Every field is checked above: skip the constructor's checks (ingest decodes one
         # payload per record, and they were most of its cost).
-        payload = object.__new__(cls)
-        for name, value in (("payer_key", payer_key), ("payee_key", payee_key),
-                            ("payer_kind", kinds[0]), ("payee_kind", kinds[1]),
-                            ("amount_fen", amount), ("currency", currency_code),
-                            ("time", time), ("channel", channel_value),
-                            ("cross_border", flags[0]), ("cash", flags[1]),
-                            ("clearing_key", clearing)):
-            object.__setattr__(payload, name, value)
-        return payload
+        return cls._unchecked(payer_key, payee_key, kinds[0], kinds[1], amount, currency_code,
+                              time, channel_value, flags[0], flags[1], clearing)
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form the regulator's API and case files show: hex identity keys,
@@ -419,6 +434,9 @@ class EscrowPayload:
             cash=self.cash,
             clearing_key=None if self.clearing_key == NO_CLEARING_KEY else self.clearing_key,
         )
+
+
+_PAYLOAD_FIELDS: Final = tuple(f.name for f in fields(EscrowPayload))
 
 
 def clearing_key(clearing_ref: str) -> bytes:
