@@ -622,3 +622,17 @@ def test_property_decoder_is_canonical(index: int, value: int) -> None:
     except (InvalidEscrowPayload, EscrowVersionError):
         return
     assert decoded.to_bytes() == bytes(data)  # whatever decodes re-encodes to the same bytes
+
+
+def test_payload_decoder_time_bounds() -> None:
+    """The decoder's one-test fast path and its named checks meet at datetime's range."""
+    payload = EscrowPayload.from_record(make_record())
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for edge in (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)):
+        micros = (edge - epoch) // timedelta(microseconds=1)
+        data = _mutate(payload.to_bytes(), 78, micros.to_bytes(8, "big", signed=True))
+        assert EscrowPayload.from_bytes(data).time == edge
+        beyond = micros + (1 if micros > 0 else -1)
+        data = _mutate(payload.to_bytes(), 78, beyond.to_bytes(8, "big", signed=True))
+        with pytest.raises(InvalidEscrowPayload, match="time"):
+            EscrowPayload.from_bytes(data)

@@ -118,6 +118,9 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _US: Final = timedelta(microseconds=1)
 _KIND_BYTE: Final = {PartyKind.PERSON: 1, PartyKind.INSTITUTION: 2}
 _KIND_OF_BYTE: Final = {v: k for k, v in _KIND_BYTE.items()}
+_CURRENCY: Final = {code.encode("ascii"): code for code in ISO_4217}
+_MIN_MICROS: Final = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _US
+_MAX_MICROS: Final = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _US
 _PAYLOAD_STRUCT: Final = struct.Struct(f">B32s32sBBQ3sq{CHANNEL_FIELD_SIZE}s32sBB")
 _CHANNEL_OF_FIELD: Final = {c.value.encode("ascii").ljust(CHANNEL_FIELD_SIZE, b"\x00"): c
                             for c in Channel}
@@ -326,8 +329,8 @@ class EscrowPayload:
         """A payload of ``values`` in field order, not checked: only for values already
         checked against the same rules (:meth:`from_record`, :meth:`from_bytes`)."""
         payload = object.__new__(cls)
-        for name, value in zip(_PAYLOAD_FIELDS, values, strict=True):
-            object.__setattr__(payload, name, value)
+        for put, value in zip(_PAYLOAD_SETTERS, values, strict=True):
+            put(payload, value)
         return payload
 
     def to_bytes(self) -> bytes:
@@ -370,6 +373,18 @@ class EscrowPayload:
             raise InvalidEscrowPayload("payload", f"must be {PAYLOAD_SIZE} bytes")
         (_, payer_key, payee_key, payer_kind, payee_kind, amount, currency, micros, channel,
          clearing, cross_border, cash) = _PAYLOAD_STRUCT.unpack(data)
+        kind_of, channel_value = _KIND_OF_BYTE.get, _CHANNEL_OF_FIELD.get(channel)
+        payer, payee = kind_of(payer_kind), kind_of(payee_kind)
+        currency_code = _CURRENCY.get(currency)
+        if (payer is not None and payee is not None and channel_value is not None
+                and currency_code is not None and cross_border < 2 and cash == (
+                    channel_value is Channel.CASH) and 0 < amount <= MAX_AMOUNT_FEN
+                and _MIN_MICROS <= micros <= _MAX_MICROS):
+            # The usual case, every field valid, checked at once (the regulator decodes one
+            # payload per record it ingests); anything else takes the named checks below.
+            return cls._unchecked(payer_key, payee_key, payer, payee, amount, currency_code,
+                                  _EPOCH + micros * _US, channel_value, cross_border == 1,
+                                  cash == 1, clearing)
         kinds = []
         for name, byte in (("payer_kind", payer_kind), ("payee_kind", payee_kind)):
             if byte not in _KIND_OF_BYTE:
@@ -436,7 +451,10 @@ class EscrowPayload:
         )
 
 
-_PAYLOAD_FIELDS: Final = tuple(f.name for f in fields(EscrowPayload))
+_PAYLOAD_SETTERS: Final = tuple(getattr(EscrowPayload, f.name).__set__
+                                for f in fields(EscrowPayload))
+"""Each field's slot setter, in field order (:meth:`EscrowPayload._unchecked`): a frozen
+dataclass refuses ``setattr``, its slots' descriptors do not."""
 
 
 def clearing_key(clearing_ref: str) -> bytes:
