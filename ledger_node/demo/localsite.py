@@ -254,9 +254,7 @@ class LocalSite:
         """Stop every node, then the chain.
 
         The nodes get SIGTERM together and are then waited for, so their shutdowns overlap
-        instead of adding up (a 2,000-payment demo: 30.0 + 3.4 + 1.6 s one at a time, 29.7 s
-        together: a platform node there did not exit within the 30 s before its SIGKILL,
-        its main thread still in uvicorn's loop; see docs/performance.md, the demo's row).
+        instead of adding up.
         """
         self._stop_together([k for k in self._processes if k != "chain"])
         self._stop_together(["chain"])
