@@ -13,6 +13,7 @@ from api.regulator_app import create_regulator_app
 from api.server import run_until_stopped, warn_at_start, warn_stderr
 from api.serving import uvicorn_config
 from ledger_node.errors import InvalidConfig
+from ledger_node.gcpause import freeze_long_lived
 from ledger_node.regulator.config import (
     build_regulator,
     load_regulator_config,
@@ -45,6 +46,7 @@ def serve_regulator_file(path: Path, *, name: str | None = None, rpc_url: str | 
                   and config.server_tls.mutual else "")
         echo(f"serving on {url_scheme(config.server_tls)}://{config.host}:{config.port}"
              f"{mutual} (API docs at /docs, console at /console/)")
+        freeze_long_lived()  # the started server's objects: out of every collection
         run_until_stopped(server)
     finally:
         regulator.stop()

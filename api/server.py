@@ -23,6 +23,7 @@ from api.main import create_app
 from api.serving import uvicorn_config
 from ledger_node.chain.adapter import LedgerChain
 from ledger_node.errors import InvalidConfig
+from ledger_node.gcpause import freeze_long_lived
 from ledger_node.http_settings import Settings
 from ledger_node.platform.config import (
     ServeConfig,
@@ -173,6 +174,7 @@ def serve_platform(
                   and config.server_tls.mutual else "")
         echo(f"serving on {url_scheme(config.server_tls)}://{config.host}:{config.port}"
              f"{mutual} (API docs at /docs)")
+        freeze_long_lived()  # the started server's objects: out of every collection
         run_until_stopped(server)
     finally:
         node.stop()

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         steady_p99 = node_metric(steady_url, "anchor_latency_p99_seconds")
         row("ack to anchored under steady traffic (1,000 records/s in 50-record batches)",
             f"p50 {steady_p50 * 1000:,.0f} ms, p99 {steady_p99 * 1000:,.0f} ms",
-            "p99 <= 300 ms", met(steady_p99 <= 0.300))
+            "p99 <= 150 ms", met(steady_p99 <= 0.150))
         wechat.close()
 
         total = batched + singles

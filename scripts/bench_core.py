@@ -4,7 +4,7 @@
 Figures, not assertions: run it on a quiet machine and copy the table into
 docs/performance.md with the machine it ran on. Single-threaded throughout ("one core").
 
-    .venv/bin/python scripts/bench_core.py [--quick]
+    .venv/bin/python scripts/bench_core.py [--quick] [--only PART ...]
 """
 
 from __future__ import annotations
@@ -13,20 +13,30 @@ import argparse
 import os
 import platform
 import secrets
+import shutil
+import sqlite3
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from gmssl import func as gm_func
 from gmssl import sm3 as gm_sm3
 
 from ledger_node.chain.adapter import LedgerChain, Role
+from ledger_node.client.sdk import PlatformClient
 from ledger_node.crypto import gmcrypto, hashes
 from ledger_node.demo.run import new_party
+from ledger_node.demo.scenario import ScenarioSpec, generate_scenario
 from ledger_node.log import merkle
 from ledger_node.log.checkpoint import Checkpoint, log_id_for, sign_checkpoint
 from ledger_node.protocol.commitment import new_salt, record_commitment
+from ledger_node.protocol.escrow import PAYLOAD_SIZE, EscrowSealer
+from ledger_node.protocol.pairwise import CrossPlatform, Side, pairwise_key
 from ledger_node.protocol.record import Channel, PaymentRecord
 
 
@@ -82,6 +92,34 @@ def bench_commitments(seconds: float) -> None:
     per_second = rate(lambda: record_commitment(record, new_salt()), seconds=seconds)
     row("record commitments (fresh salt each)", f"{per_second:,.0f} /s", ">= 25,000 /s",
         met(per_second >= 25_000))
+
+
+def bench_preparation(payments: int, rounds: int) -> None:
+    """SDK preparation on one core: commitment, escrow sealed for the regulator, both match
+    tags and the leaf, per record, as ``PlatformClient.prepare_records`` does it.
+
+    The records are the demo scenario's (its people and merchants recur, as real ones do);
+    every record gets a clearing reference and is tagged, so each pays for all four parts.
+    CPU time (``time.process_time``), best of ``rounds``: the machine is shared.
+    """
+    scenario = generate_scenario(ScenarioSpec(payments=payments))
+    records = [record if record.clearing_ref else replace(record, clearing_ref=f"CUP-{i:010d}")
+               for i, record in enumerate(scenario.records["unionpay"])]
+    kinds = [scenario.kinds(record) for record in records]
+    own, peer, regulator = (gmcrypto.generate_private_key() for _ in range(3))
+    own_address, peer_address = "0x" + "11" * 20, "0x" + "22" * 20
+    client = PlatformClient("http://127.0.0.1:9", "unionpay", own_address, own)
+    key = pairwise_key(own, own_address, peer_address, peer.public_key())
+    cross = CrossPlatform("wechatpay", Side.PAYER)
+    best = 0.0
+    for _ in range(rounds):
+        started = time.process_time()
+        sealer = EscrowSealer(regulator.public_key())
+        for record, kind in zip(records, kinds, strict=True):
+            client.prepare(record, sealer=sealer, kinds=kind, cross=cross, pairwise=key)
+        best = max(best, len(records) / (time.process_time() - started))
+    row(f"SDK preparation: commit + escrow + tags + leaf, {len(records):,} scenario records "
+        "(CPU)", f"{best:,.0f} /s ({1e6 / best:.1f} µs)", ">= 40,000 /s", met(best >= 40_000))
 
 
 def bench_merkle(leaf_count: int, seconds: float) -> None:
@@ -173,10 +211,113 @@ def bench_chain(direct_commits: int, checkpoints: int, leaves_per_checkpoint: in
     row("batched over direct", f"{anchored_rate / direct_rate:,.0f}x")
 
 
+def openssl_us_per_call(algorithm: str, size: int) -> float | None:
+    """µs per call of ``openssl speed -evp ALGORITHM`` on ``size``-byte inputs (a C loop
+    over one EVP operation each: init, update, final), or ``None`` without the binary."""
+    binary = shutil.which("openssl")
+    if binary is None:
+        return None
+    answer = subprocess.run([binary, "speed", "-seconds", "1", "-bytes", str(size), "-evp",
+                             algorithm], capture_output=True, text=True, check=False)
+    lines = [line for line in answer.stdout.splitlines() if line.strip()]
+    if answer.returncode != 0 or not lines:
+        return None
+    kilobytes_per_second = float(lines[-1].split()[-1].rstrip("k"))
+    return size / (kilobytes_per_second * 1000) * 1e6
+
+
+def sqlite_insert_us(*, unique: bool, prefill: int, batches: int) -> float:
+    """CPU µs per row of SQLite's bulk insert (``executemany``, one transaction of 10,000
+    rows, WAL, ``synchronous=FULL``) into the platform store's leaf table, with or without
+    its UNIQUE index on the leaf hash, after ``prefill`` rows: the store's native floor."""
+    size = 10_000
+    with tempfile.TemporaryDirectory() as folder:
+        db = sqlite3.connect(Path(folder) / "floor.db", isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA cache_size = -65536")
+        db.execute("CREATE TABLE leaves (idx INTEGER PRIMARY KEY, leaf_hash BLOB NOT NULL"
+                   f"{' UNIQUE' if unique else ''}, commitment BLOB NOT NULL, escrow BLOB NOT "
+                   "NULL, match_tag BLOB, amount_tag BLOB, batch_id INTEGER NOT NULL)")
+        insert = "INSERT INTO leaves VALUES (?, ?, ?, ?, ?, ?, ?)"
+        token = secrets.token_bytes
+
+        def rows(first: int) -> list[tuple[object, ...]]:
+            return [(first + i, token(32), token(32), token(293), None, None, 1)
+                    for i in range(size)]
+
+        for first in range(0, prefill, size):
+            db.execute("BEGIN")
+            db.executemany(insert, rows(first))
+            db.execute("COMMIT")
+        cpu = 0.0
+        for n in range(batches):
+            batch = rows(prefill + n * size)
+            started = time.process_time()
+            db.execute("BEGIN")
+            db.executemany(insert, batch)
+            db.execute("COMMIT")
+            cpu += time.process_time() - started
+        db.close()
+    return cpu / (batches * size) * 1e6
+
+
+def cpu_us_per_call(operation: Callable[[], object], calls: int, repeats: int = 3) -> float:
+    """CPU µs per call of ``operation``, best of ``repeats`` runs of ``calls`` calls."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.process_time()
+        for _ in range(calls):
+            operation()
+        best = min(best, time.process_time() - started)
+    return best / calls * 1e6
+
+
+def bench_floors(quick: bool) -> None:
+    """The native floor of each per-record cost on this machine: OpenSSL's SM3 and SM4 per
+    call (``openssl speed``, the same libcrypto), the same SM3 through hashlib from Python,
+    and SQLite's bulk insert. The cost-per-record table of docs/performance.md sets these
+    beside what each stage costs now."""
+    state = hashes.sm3_state(b"")
+    for what, size in (("a field or salt hash (one block)", 48),
+                       ("a Merkle node (65 B)", 65),
+                       ("leaf data without / with tags (94 / 158 B)", 94),
+                       ("", 158),
+                       ("an escrow (293 B)", 293)):
+        floor = openssl_us_per_call("sm3", size)
+        data = secrets.token_bytes(size)
+
+        def python_sm3(data: bytes = data) -> bytes:
+            context = state.copy()
+            context.update(data)
+            return context.digest()
+
+        ours = cpu_us_per_call(python_sm3, 50_000 if quick else 200_000)
+        label = f"SM3 of {size} B" + (f": {what}" if what else "")
+        row(label, f"OpenSSL C loop {floor:.2f} µs; hashlib from Python {ours:.2f} µs"
+            if floor is not None else f"hashlib from Python {ours:.2f} µs (no openssl binary)")
+    for size in (PAYLOAD_SIZE,):
+        floor = openssl_us_per_call("sm4-ctr", size)
+        row(f"SM4-CTR over a {size}-byte escrow payload (GCM's cipher part)",
+            f"OpenSSL C loop {floor:.2f} µs" if floor is not None else "no openssl binary")
+    prefill = 100_000 if quick else 500_000
+    for unique in (True, False):
+        cost = sqlite_insert_us(unique=unique, prefill=prefill, batches=5 if quick else 10)
+        row(f"SQLite bulk insert after {prefill:,} rows, "
+            f"{'with' if unique else 'without'} the UNIQUE leaf-hash index (CPU)",
+            f"{cost:.2f} µs per row")
+
+
+PARTS = ("hashes", "commitments", "preparation", "floors", "merkle", "sm2", "chain")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100,000 leaves and short runs")
+    parser.add_argument("--only", choices=PARTS, action="append",
+                        help="run only this part (repeatable); default: all")
     args = parser.parse_args(argv)
+    parts = set(args.only or PARTS)
     seconds = 0.3 if args.quick else 2.0
     leaf_count = 100_000 if args.quick else 1_000_000
 
@@ -185,12 +326,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
     print("| measure | figure | goal | verdict |")
     print("|---|---|---|---|")
-    bench_hashes(seconds)
-    bench_commitments(seconds)
-    bench_merkle(leaf_count, seconds)
-    bench_sm2(seconds)
-    bench_chain(direct_commits=50 if args.quick else 300, checkpoints=3 if args.quick else 10,
-                leaves_per_checkpoint=10_000)
+    if "hashes" in parts:
+        bench_hashes(seconds)
+    if "commitments" in parts:
+        bench_commitments(seconds)
+    if "preparation" in parts:
+        bench_preparation(payments=20_000, rounds=2 if args.quick else 5)
+    if "floors" in parts:
+        bench_floors(args.quick)
+    if "merkle" in parts:
+        bench_merkle(leaf_count, seconds)
+    if "sm2" in parts:
+        bench_sm2(seconds)
+    if "chain" in parts:
+        bench_chain(direct_commits=50 if args.quick else 300,
+                    checkpoints=3 if args.quick else 10, leaves_per_checkpoint=10_000)
     return 0
 
 

@@ -85,14 +85,19 @@ def bench_ingest(records_per_platform: int) -> None:
         regulator = RegulatorNode(RegulatorConfig("pboc", store), chain, [pboc.sm2_key],
                                   sources)
         total = 2 * records_per_platform
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         added = regulator.sync()
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         assert added == total, (added, regulator.store.faults())
         rate = total / elapsed
         row(f"regulator ingest: fetch over HTTP, verify roots, decrypt, index "
-            f"({total:,} records, 2 platforms)", f"{rate:,.0f} records/s", ">= 20,000 /s",
-            met(rate >= 20_000))
+            f"({total:,} records, 2 platforms)", f"{rate:,.0f} records/s", ">= 30,000 /s",
+            met(rate >= 30_000))
+        # The regulator runs in this process (the nodes and the chain in others): records
+        # per CPU second of the regulator itself, what a machine of its own would approach.
+        row("  the same per CPU second of the regulator process",
+            f"{total / cpu:,.0f} records/s ({cpu / total * 1e6:.1f} µs a record)")
         batches = 2 * -(-records_per_platform // 10_000)
         row("SM2 decryptions during that ingest",
             f"{regulator.sm2_decryptions} for {total:,} records in ~{batches} sealed batches")

@@ -75,6 +75,16 @@ def test_commitment_matches_the_documented_construction() -> None:
     assert record_commitment(record, salt) == sm3(tag_record + b"".join(expected_hashes))
 
 
+def test_commitments_stay_byte_identical() -> None:
+    """Pinned outputs (computed before the hot path was inlined): the protocol never changes
+    with an optimisation."""
+    assert record_commitment(sample_record(), bytes(range(32))).hex() == (
+        "aadb89184312fa11d45cc31186a4447563997bca50e4b491ba885c207de7ac65")
+    other = sample_record(channel=Channel.CASH, cross_border=True, clearing_ref="参考-1")
+    assert record_commitment(other, bytes(range(32, 64))).hex() == (
+        "e5aaff87e142755134e86265bb4ab9dd97ec04f474b50341ea5f4518a019b161")
+
+
 def test_field_salts_are_distinct_16_byte_blocks() -> None:
     derived = field_salts(new_salt())
     assert len(derived) == len(FIELD_NAMES)

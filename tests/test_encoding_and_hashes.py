@@ -55,3 +55,17 @@ def test_encode_parts_is_injective(first: list[bytes], second: list[bytes]) -> N
 def test_encode_parts_separates_domains() -> None:
     assert encode_parts("leaf", b"x") != encode_parts("node", b"x")
     assert encode_parts("ab", b"c") != encode_parts("a", b"bc")
+
+
+@pytest.mark.parametrize("use_hashlib", [True, False], ids=["hashlib", "cryptography"])
+@given(prefix=st.binary(max_size=80), data=st.binary(max_size=200))
+def test_sm3_state_copies_equal_plain_sm3(use_hashlib: bool, prefix: bytes, data: bytes) -> None:
+    if use_hashlib and not hashes.HASHLIB_HAS_SM3:
+        pytest.skip("this Python's OpenSSL has no SM3; only the cryptography path exists")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hashes, "HASHLIB_HAS_SM3", use_hashlib)
+        base = hashes.sm3_state(prefix)
+    state = base.copy()
+    state.update(data)
+    assert state.digest() == state.digest() == hashes.sm3(prefix + data)
+    assert base.digest() == hashes.sm3(prefix)  # copies never consume the base

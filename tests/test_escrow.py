@@ -133,6 +133,8 @@ def test_identity_key_rejects_empty(bad: str) -> None:
 def test_identity_key_rejects_non_string() -> None:
     with pytest.raises(InvalidIdentity):
         identity_key(12345)  # type: ignore[arg-type]
+    with pytest.raises(InvalidIdentity):  # unhashable: refused before the cache sees it
+        identity_key(["110105194912310029"])  # type: ignore[arg-type]
 
 
 def test_classify() -> None:
@@ -195,6 +197,31 @@ def test_explicit_kind_overrides_classification() -> None:
     )
     assert payload.payer_kind is PartyKind.INSTITUTION
     assert payload.payee_kind is PartyKind.INSTITUTION
+
+
+def test_from_record_gives_what_the_checked_constructor_gives() -> None:
+    """from_record skips the constructor's checks (the record was checked by the same
+    rules); the payload is equal, field for field, to the one the constructor builds."""
+    for record in (make_record(), make_record(channel=Channel.CASH),
+                   replace(make_record(), cross_border=True, clearing_ref="CR-9",
+                           time=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC))):
+        kinds = {"payer_kind": PartyKind.PERSON, "payee_kind": PartyKind.INSTITUTION}
+        fast = EscrowPayload.from_record(record, **kinds)
+        checked = EscrowPayload(
+            payer_key=identity_key(record.payer_identity),
+            payee_key=identity_key(record.payee_identity), amount_fen=record.amount_fen,
+            currency=record.currency, time=record.time, channel=record.channel,
+            cross_border=record.cross_border, cash=record.cash,
+            clearing_key=clearing_key(record.clearing_ref), **kinds)
+        assert fast == checked and fast.to_bytes() == checked.to_bytes()
+
+
+def test_from_record_refuses_a_kind_that_is_not_a_party_kind() -> None:
+    with pytest.raises(InvalidEscrowPayload, match="payer_kind"):
+        EscrowPayload.from_record(make_record(), payer_kind="person",  # type: ignore[arg-type]
+                                  payee_kind=PartyKind.INSTITUTION)
+    with pytest.raises(InvalidEscrowPayload, match="payee_kind"):
+        EscrowPayload.from_record(make_record(), payee_kind=1)  # type: ignore[arg-type]
 
 
 # --- payload codec ---------------------------------------------------------------------------
@@ -595,3 +622,17 @@ def test_property_decoder_is_canonical(index: int, value: int) -> None:
     except (InvalidEscrowPayload, EscrowVersionError):
         return
     assert decoded.to_bytes() == bytes(data)  # whatever decodes re-encodes to the same bytes
+
+
+def test_payload_decoder_time_bounds() -> None:
+    """The decoder's one-test fast path and its named checks meet at datetime's range."""
+    payload = EscrowPayload.from_record(make_record())
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for edge in (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)):
+        micros = (edge - epoch) // timedelta(microseconds=1)
+        data = _mutate(payload.to_bytes(), 78, micros.to_bytes(8, "big", signed=True))
+        assert EscrowPayload.from_bytes(data).time == edge
+        beyond = micros + (1 if micros > 0 else -1)
+        data = _mutate(payload.to_bytes(), 78, beyond.to_bytes(8, "big", signed=True))
+        with pytest.raises(InvalidEscrowPayload, match="time"):
+            EscrowPayload.from_bytes(data)

@@ -12,6 +12,7 @@ from hypothesis import given
 from ledger_node.errors import InvalidRecord
 from ledger_node.protocol.record import (
     FIELD_NAMES,
+    FIELD_SPECS,
     Channel,
     PaymentRecord,
     encode_field,
@@ -135,3 +136,11 @@ def test_encode_field_validates_and_rejects_unknown_fields() -> None:
 def test_replace_revalidates(record: PaymentRecord) -> None:
     with pytest.raises(InvalidRecord):
         replace(record, amount_fen=-1)
+
+
+@given(records)
+def test_encoded_fields_are_each_specs_encoding(record: PaymentRecord) -> None:
+    """The spelled-out encoder (the commitment's hot path) gives each spec's bytes."""
+    assert record.encoded_fields() == tuple(
+        spec.encode(getattr(record, spec.name)) for spec in FIELD_SPECS
+    )

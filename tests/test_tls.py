@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from api.main import create_app
 from api.regulator_app import create_regulator_app
@@ -31,6 +32,7 @@ from ledger_node.client.sdk import NodeClient, PlatformClient, RegulatorClient
 from ledger_node.crypto.keyfiles import MemberKeys, write_member_keys
 from ledger_node.demo.certs import CertFiles, issue, new_ca
 from ledger_node.errors import ChainError, InvalidConfig
+from ledger_node.http_settings import Settings
 from ledger_node.platform.config import load_serve_config
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.auth import sign_request
@@ -460,3 +462,24 @@ deployment = "deployment.json"
     assert isinstance(json.loads(capsys.readouterr().out), (list, dict))
     assert cli.main(["alerts", "--config", str(config(f'[tls]\nca = "{pki.ca}"\n'))]) == 1
     assert "cannot reach the regulator node at https://" in capsys.readouterr().err
+
+
+def test_a_stop_does_not_wait_for_an_idle_tls_client(pki: Pki) -> None:
+    """Regression: uvicorn's graceful stop closed an idle TLS connection with close_notify
+    and waited (asyncio's 30 s) for the client's, which an idle pooled client never sends:
+    every SIGTERM of a node with such a client took 30 s, and the demo's site SIGKILLed its
+    nodes. The server thread must now end while the client still holds its connection."""
+    app = FastAPI()
+
+    @app.get("/ping")
+    def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    server = PlatformServer(app, settings=Settings(), tls=pki.server_tls(mutual=False))
+    server.start()
+    with httpx.Client(verify=pki.anonymous.ssl_context(), timeout=10) as idle:
+        assert idle.get(f"{server.url}/ping").status_code == 200  # stays in the pool
+        thread = server._thread
+        server.stop()  # joins the server thread for at most 20 s
+        assert thread is not None and not thread.is_alive(), (
+            "the server's stop is still waiting for the idle client's close_notify")

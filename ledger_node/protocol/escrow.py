@@ -31,12 +31,13 @@ The module is pure: bytes in, bytes out, no I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -117,6 +118,9 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _US: Final = timedelta(microseconds=1)
 _KIND_BYTE: Final = {PartyKind.PERSON: 1, PartyKind.INSTITUTION: 2}
 _KIND_OF_BYTE: Final = {v: k for k, v in _KIND_BYTE.items()}
+_CURRENCY: Final = {code.encode("ascii"): code for code in ISO_4217}
+_MIN_MICROS: Final = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _US
+_MAX_MICROS: Final = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _US
 _PAYLOAD_STRUCT: Final = struct.Struct(f">B32s32sBBQ3sq{CHANNEL_FIELD_SIZE}s32sBB")
 _CHANNEL_OF_FIELD: Final = {c.value.encode("ascii").ljust(CHANNEL_FIELD_SIZE, b"\x00"): c
                             for c in Channel}
@@ -156,12 +160,26 @@ def normalise_identity(identity: str) -> str:
     return text
 
 
+IDENTITY_KEY_CACHE_SIZE: Final = 16_384
+"""Identity keys remembered per process (about 3 MB): payers and merchants recur, and a
+key costs two Unicode normalisations and an SM3 call, a sixth of preparing a record."""
+
+
 def identity_key(identity: str) -> IdentityKey:
     """Return the 32-byte identity key ``SM3(tag("identity-key") ‖ lp(normalised identity))``.
 
     Deterministic, so the same person has the same key on every platform; it must only ever
     travel inside escrows. Raises :class:`InvalidIdentity` as :func:`normalise_identity`.
+    Recent identities' keys are remembered (:data:`IDENTITY_KEY_CACHE_SIZE`): the process
+    that asks already holds the identities themselves.
     """
+    if not isinstance(identity, str):
+        normalise_identity(identity)  # raises
+    return _identity_key(identity)
+
+
+@functools.lru_cache(maxsize=IDENTITY_KEY_CACHE_SIZE)
+def _identity_key(identity: str) -> IdentityKey:
     return sm3(encode_parts("identity-key", normalise_identity(identity).encode("utf-8")))
 
 
@@ -290,23 +308,30 @@ class EscrowPayload:
         reference, platform name and raw identities are never copied. Raises
         :class:`InvalidIdentity` if a kind is omitted and its identity cannot be classified.
         """
-        return cls(
-            payer_key=identity_key(record.payer_identity),
-            payee_key=identity_key(record.payee_identity),
-            payer_kind=(
-                classify_identity(record.payer_identity) if payer_kind is None else payer_kind
-            ),
-            payee_kind=(
-                classify_identity(record.payee_identity) if payee_kind is None else payee_kind
-            ),
-            amount_fen=record.amount_fen,
-            currency=record.currency,
-            time=record.time,
-            channel=record.channel,
-            cross_border=record.cross_border,
-            cash=record.cash,
-            clearing_key=clearing_key(record.clearing_ref),
-        )
+        payer_kind = classify_identity(record.payer_identity) if payer_kind is None else payer_kind
+        payee_kind = classify_identity(record.payee_identity) if payee_kind is None else payee_kind
+        if not isinstance(payer_kind, PartyKind) or not isinstance(payee_kind, PartyKind):
+            return cls(payer_key=identity_key(record.payer_identity),
+                       payee_key=identity_key(record.payee_identity), payer_kind=payer_kind,
+                       payee_kind=payee_kind, amount_fen=record.amount_fen,
+                       currency=record.currency, time=record.time, channel=record.channel,
+                       cross_border=record.cross_border, cash=record.cash)  # names the kind
+        # A PaymentRecord's fields are valid by construction (amount range, ISO 4217, UTC
+        # time, channel, flags), the same rules as the payload's, and both keys are SM3
+        # digests: skip the constructor's checks on the SDK's per-record path.
+        return cls._unchecked(
+            identity_key(record.payer_identity), identity_key(record.payee_identity),
+            payer_kind, payee_kind, record.amount_fen, record.currency, record.time,
+            record.channel, record.cross_border, record.cash, clearing_key(record.clearing_ref))
+
+    @classmethod
+    def _unchecked(cls, *values: Any) -> EscrowPayload:
+        """A payload of ``values`` in field order, not checked: only for values already
+        checked against the same rules (:meth:`from_record`, :meth:`from_bytes`)."""
+        payload = object.__new__(cls)
+        for put, value in zip(_PAYLOAD_SETTERS, values, strict=True):
+            put(payload, value)
+        return payload
 
     def to_bytes(self) -> bytes:
         """Return the canonical fixed-size (:data:`PAYLOAD_SIZE`) v1 encoding.
@@ -348,6 +373,18 @@ class EscrowPayload:
             raise InvalidEscrowPayload("payload", f"must be {PAYLOAD_SIZE} bytes")
         (_, payer_key, payee_key, payer_kind, payee_kind, amount, currency, micros, channel,
          clearing, cross_border, cash) = _PAYLOAD_STRUCT.unpack(data)
+        kind_of, channel_value = _KIND_OF_BYTE.get, _CHANNEL_OF_FIELD.get(channel)
+        payer, payee = kind_of(payer_kind), kind_of(payee_kind)
+        currency_code = _CURRENCY.get(currency)
+        if (payer is not None and payee is not None and channel_value is not None
+                and currency_code is not None and cross_border < 2 and cash == (
+                    channel_value is Channel.CASH) and 0 < amount <= MAX_AMOUNT_FEN
+                and _MIN_MICROS <= micros <= _MAX_MICROS):
+            # The usual case, every field valid, checked at once (the regulator decodes one
+            # payload per record it ingests); anything else takes the named checks below.
+            return cls._unchecked(payer_key, payee_key, payer, payee, amount, currency_code,
+                                  _EPOCH + micros * _US, channel_value, cross_border == 1,
+                                  cash == 1, clearing)
         kinds = []
         for name, byte in (("payer_kind", payer_kind), ("payee_kind", payee_kind)):
             if byte not in _KIND_OF_BYTE:
@@ -380,15 +417,8 @@ class EscrowPayload:
                        clearing_key=clearing)
         # Every field is checked above: skip the constructor's checks (ingest decodes one
         # payload per record, and they were most of its cost).
-        payload = object.__new__(cls)
-        for name, value in (("payer_key", payer_key), ("payee_key", payee_key),
-                            ("payer_kind", kinds[0]), ("payee_kind", kinds[1]),
-                            ("amount_fen", amount), ("currency", currency_code),
-                            ("time", time), ("channel", channel_value),
-                            ("cross_border", flags[0]), ("cash", flags[1]),
-                            ("clearing_key", clearing)):
-            object.__setattr__(payload, name, value)
-        return payload
+        return cls._unchecked(payer_key, payee_key, kinds[0], kinds[1], amount, currency_code,
+                              time, channel_value, flags[0], flags[1], clearing)
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form the regulator's API and case files show: hex identity keys,
@@ -419,6 +449,12 @@ class EscrowPayload:
             cash=self.cash,
             clearing_key=None if self.clearing_key == NO_CLEARING_KEY else self.clearing_key,
         )
+
+
+_PAYLOAD_SETTERS: Final = tuple(getattr(EscrowPayload, f.name).__set__
+                                for f in fields(EscrowPayload))
+"""Each field's slot setter, in field order (:meth:`EscrowPayload._unchecked`): a frozen
+dataclass refuses ``setattr``, its slots' descriptors do not."""
 
 
 def clearing_key(clearing_ref: str) -> bytes:
