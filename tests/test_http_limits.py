@@ -372,7 +372,9 @@ def test_a_member_over_its_rate_gets_429_while_another_member_is_served(
         consortium: Consortium, node: PlatformNode) -> None:
     leaves = random_leaves(3, seed=7)
     body = submission(consortium.unionpay, node.log_id, leaves)
-    with served(create_app(node, Settings(member_rate_per_s=1.0, member_burst=3))) as url:
+    # a token every 2 s: four requests in a row meet an empty bucket even on a loaded machine
+    # (at 1 token/s one refilled once while the suite ran at load 10)
+    with served(create_app(node, Settings(member_rate_per_s=0.5, member_burst=3))) as url:
         answer = httpx.post(f"{url}/v1/logs/{node.log_id.hex()}/leaves", json=body, timeout=10)
         assert answer.status_code == 201
         statuses = [signed_leaf_range(url, node, consortium.pboc, 0, 1).status_code
@@ -382,13 +384,13 @@ def test_a_member_over_its_rate_gets_429_while_another_member_is_served(
         assert refused.status_code == 429
         assert refused.headers["content-type"] == "application/problem+json"
         problem = refused.json()
-        assert problem["type"].endswith("/rate-limited") and problem["retry_after"] == 1
-        assert refused.headers["Retry-After"] == "1"
+        assert problem["type"].endswith("/rate-limited") and problem["retry_after"] in (1, 2)
+        assert refused.headers["Retry-After"] == str(problem["retry_after"])
         # the platform itself (another member) is not held back by the regulator's rate
         assert signed_leaf_range(url, node, consortium.unionpay, 0, 1).status_code == 200
         # nor are public reads
         assert honest(url) == 200
-        time.sleep(1.1)
+        time.sleep(2.1)
         assert signed_leaf_range(url, node, consortium.pboc, 0, 1).status_code == 200
         # the SDK (the regulator's follower uses it) waits out a 429 and gets its leaves
         client = RegulatorClient(url, consortium.pboc.account.address,
