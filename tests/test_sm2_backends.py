@@ -71,11 +71,23 @@ def test_binds_the_libcrypto_hashlib_uses() -> None:
     ours = ctypes.cast(lib.cdll.OpenSSL_version_num, ctypes.c_void_p).value
     theirs = ctypes.cast(ctypes.CDLL(_hashlib.__file__).OpenSSL_version_num, ctypes.c_void_p)
     assert ours == theirs.value  # the very same loaded object, not a second OpenSSL
-    maps = Path("/proc/self/maps")
-    if maps.exists():  # Linux: exactly that file is mapped, and no other libcrypto
-        mapped = {line.split()[-1] for line in maps.read_text().splitlines()
-                  if "/libcrypto" in line}
-        assert {os.path.realpath(p) for p in mapped} == {os.path.realpath(lib.path)}
+    if Path("/proc/self/maps").exists():
+        # Linux: binding loads exactly that file and no other libcrypto. Checked in a fresh
+        # interpreter, since this one may hold other packages' own copies (psycopg-binary
+        # ships one under another name for libpq, which a regulator test may have loaded).
+        probe = (
+            "from pathlib import Path\n"
+            "import json, os\n"
+            "from ledger_node.crypto import libcrypto\n"
+            "lib = libcrypto.library()\n"
+            "mapped = {l.split()[-1] for l in Path('/proc/self/maps').read_text().splitlines()"
+            " if '/libcrypto' in l}\n"
+            "print(json.dumps([sorted(os.path.realpath(p) for p in mapped),"
+            " os.path.realpath(lib.path)]))\n")
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                              check=True, timeout=120)
+        mapped, path = json.loads(done.stdout)
+        assert mapped == [path] and path == os.path.realpath(lib.path)
 
 
 @pytest.mark.parametrize(("number", "text", "refused"), [
