@@ -167,6 +167,11 @@ class StoreLocked(LedgerError):
     """Another opener (a running node, an fsck) holds the store: one writer per store."""
 
 
+class IngestOff(LedgerError):
+    """A follow-and-ingest round was asked of a regulator process that does not ingest: an
+    API replica (``--ingest off``) or a supervisor whose workers ingest."""
+
+
 class StoreRepairRefused(LedgerError):
     """``jointledger fsck --repair-from`` cannot restore a row: no good copy of it exists
     (the regulator has not verified it, or what it serves does not give the anchored root)."""

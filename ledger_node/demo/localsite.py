@@ -167,6 +167,18 @@ class LocalSite:
         self._start(name, args, ready=lambda: self.healthy(url))
         return url
 
+    def start_regulator_replica(self, name: str = "pboc", replica: int = 1) -> str:
+        """Start an API replica of regulator ``name`` (``jointledger serve --role regulator
+        --ingest off --port P`` on the config :meth:`start_regulator` wrote, sharing its
+        store); return its URL. Its process key is ``NAME-replicaN``."""
+        port = free_port()
+        url = f"{self.scheme}://127.0.0.1:{port}"
+        self._start(f"{name}-replica{replica}",
+                    ["serve", "--role", "regulator", "--name", name, "--config",
+                     f"{name}-regulator.toml", "--ingest", "off", "--port", str(port)],
+                    ready=lambda: self.healthy(url))
+        return url
+
     def start_nodes(self, platforms: Sequence[str], regulator: str | None = None, *,
                     seal_interval: float = 0.2, seal_size: int = 10_000,
                     follow_interval: float = 0.2) -> dict[str, str]:

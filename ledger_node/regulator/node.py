@@ -60,6 +60,7 @@ from ledger_node.crypto.hashes import sm3
 from ledger_node.errors import (
     DisclosureRejected,
     EscrowError,
+    IngestOff,
     InvalidLeaf,
     InvalidOpening,
     LeafDamaged,
@@ -150,6 +151,41 @@ class HttpLeafSource:
         return self.client.disclosure_response(request_id)
 
 
+def log_share(log_id: bytes, shares: int) -> int:
+    """Which of ``shares`` ingest workers verifies and indexes log ``log_id`` (0-based).
+
+    Stable: it depends on the log id alone (its first 8 bytes, which are already a hash's),
+    so a restarted worker follows the same logs, and a log's records are only ever written
+    by one worker at a time.
+    """
+    if shares < 1:
+        raise ValueError(f"shares must be at least 1, got {shares}")
+    return int.from_bytes(log_id[:8], "big") % shares
+
+
+@dataclass(frozen=True)
+class IngestShare:
+    """The logs one regulator process ingests: those with ``log_share(id, of) == index``."""
+
+    index: int
+    of: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.of:
+            raise ValueError(f"ingest share {self.index} of {self.of} does not exist")
+
+    def owns(self, log_id: bytes) -> bool:
+        """Whether this share ingests ``log_id``."""
+        return log_share(log_id, self.of) == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index + 1}/{self.of}"
+
+
+ALL_LOGS: Final = IngestShare(0, 1)
+"""The one process ingests every log (SQLite; or PostgreSQL with one worker)."""
+
+
 @dataclass(frozen=True)
 class RegulatorConfig:
     """What a regulator node needs besides its chain, keys and platform endpoints."""
@@ -159,6 +195,19 @@ class RegulatorConfig:
     page_size: int = DEFAULT_PAGE
     follow_interval: float = 1.0
     aml: AmlConfig = field(default_factory=AmlConfig)
+    ingest: IngestShare | None = ALL_LOGS
+    """The logs this process verifies and indexes; ``None`` for a process that ingests
+    nothing (an API replica, ``--ingest off``, or a supervisor whose workers ingest). The
+    trees of logs it does not ingest are read from the store as others commit to it."""
+    follow_chain: bool = True
+    """Whether this process reads anchored checkpoints and new logs from the chain into the
+    store. Exactly one process per store does: the single node, or the supervisor of
+    ingest workers; API replicas and workers read what it stored."""
+
+    @property
+    def store_writer(self) -> bool:
+        """Whether this process opens the store as its one writer (holding its lock)."""
+        return self.ingest is not None or self.follow_chain
 
 
 @dataclass(frozen=True)
@@ -254,8 +303,10 @@ class RegulatorNode:
         self._sources: dict[str, list[LeafSource]] = {
             name: list(value) if isinstance(value, Sequence) else [value]
             for name, value in sources.items()}
-        self.store = RegulatorStore(config.store_path, regulator=config.name)
+        self.store = RegulatorStore(config.store_path, regulator=config.name,
+                                    writer=config.store_writer)
         self._trees: dict[bytes, MerkleLog] = {}
+        self._trees_lock = threading.Lock()
         self._ingest_lock = threading.Lock()
         self._alerts: tuple[int, list[NumberedAlert]] | None = None
         self._stop = threading.Event()
@@ -264,6 +315,9 @@ class RegulatorNode:
         self._platform_keys = RegisteredKeys(chain)
         try:
             for state in self.store.logs():
+                if self.config.ingest not in (None, ALL_LOGS) and not self._ingests(
+                        state.log_id):
+                    continue  # another worker's log: its tree is read when first served
                 tree = self._open_tree(state)
                 self._check_tree(state, tree)
                 self._trees[state.log_id] = tree
@@ -276,17 +330,18 @@ class RegulatorNode:
     def _log_name(self, state: LogState) -> str:
         return f"{self.store.path} (log {state.platform}/{state.log_id.hex()})"
 
-    def _open_tree(self, state: LogState) -> MerkleLog:
+    def _open_tree(self, state: LogState, tree: MerkleLog | None = None) -> MerkleLog:
         """The tree of a followed log at open, built from the records' own data: each
         record's leaf hash is recomputed from its commitment, escrow and tags (the escrow
         against the digest the anchored root binds) and must be the stored one
         (:class:`LeafDamaged` naming the first that is not; :class:`TreeMismatch` if records
-        are missing). O(n): one leaf encoding and two SM3 hashes per record."""
+        are missing). O(n): one leaf encoding and two SM3 hashes per record. Given ``tree``
+        (a prefix of the log) it is extended in place from its size to the verified size."""
         hasher = hasher_for(state.hash_name)
         name = self._log_name(state)
-        tree = MerkleLog(hasher)
+        tree = tree if tree is not None else MerkleLog(hasher)
         d = hasher.digest_size
-        for first in range(0, state.verified_size, MAX_PAGE):
+        for first in range(tree.size, state.verified_size, MAX_PAGE):
             stop = min(state.verified_size, first + MAX_PAGE)
             rows = self.store.leaf_rows(state.log_id, first, stop)
             if [row[0] for row in rows] != list(range(first, stop)):
@@ -350,11 +405,39 @@ class RegulatorNode:
                     return exc.index, exc.reason
         return None
 
+    def _ingests(self, log_id: bytes) -> bool:
+        """Whether this process verifies and indexes ``log_id`` itself (so its tree is the
+        one ingest extends, not one read back from the store)."""
+        return self.config.ingest is not None and self.config.ingest.owns(log_id)
+
+    def _tree(self, log_id: bytes) -> MerkleLog | None:
+        """The verified tree of ``log_id`` to serve from, or ``None`` if it is not followed.
+
+        A log another process ingests (this one is an API replica, a supervisor or another
+        log's worker) has its tree brought up to the verified size the store holds now:
+        the new records are checked as at open (leaf hashes recomputed, the verified root
+        and every anchored root reproduced), so a replica serves nothing it has not
+        checked. Records and verified size are committed together, so the size read first
+        never runs ahead of the records read after it.
+        """
+        if self._ingests(log_id):
+            return self._trees.get(log_id)
+        with self._trees_lock:
+            tree = self._trees.get(log_id)
+            state = self.store.log(log_id)
+            if state is None:
+                return tree
+            if tree is None or tree.size < state.verified_size:
+                tree = self._open_tree(state, tree)
+                self._check_tree(state, tree)
+                self._trees[log_id] = tree
+            return tree
+
     def _check_record(self, record: IndexedRecord, tree: MerkleLog | None = None
                       ) -> IndexedRecord:
         """``record`` if its leaf hash, recomputed from its commitment, escrow and tags, is
         the stored one and the tree holds it at its index; else :class:`LeafDamaged`."""
-        tree = tree if tree is not None else self._trees.get(record.log_id)
+        tree = tree if tree is not None else self._tree(record.log_id)
         state_name = f"{self.store.path} (log {record.platform}/{record.log_id.hex()})"
         try:
             leaf = record.leaf
@@ -392,8 +475,9 @@ class RegulatorNode:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Follow the chain and ingest in a background thread every ``follow_interval`` s."""
-        if self._thread is not None:
+        """Follow the chain and ingest in a background thread every ``follow_interval`` s
+        (what this process's config gives it to do: nothing for an API replica)."""
+        if self._thread is not None or not self.config.store_writer:
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self._follow_loop, name="regulator-follow",
@@ -427,10 +511,27 @@ class RegulatorNode:
     # ------------------------------------------------------------------ follow + ingest
 
     def sync(self) -> int:
-        """Read new checkpoints from the chain, then ingest every log; return leaves added."""
+        """Read new checkpoints from the chain, then ingest this process's logs (every log,
+        unless it is one of several ingest workers); return leaves added.
+
+        Raises :class:`IngestOff` in a process that does neither (an API replica).
+        """
+        if not self.config.store_writer:
+            raise IngestOff(f"regulator {self.config.name}: this process serves the store "
+                            "only (--ingest off); its ingest process follows the logs")
         with self._ingest_lock:
-            self.follow_chain()
-            return sum(self._ingest_log(state) for state in self.store.logs())
+            if self.config.follow_chain:
+                self.follow_chain()
+            share = self.config.ingest
+            if share is None:
+                return 0
+            added = 0
+            for state in self.store.logs():
+                if share.owns(state.log_id):
+                    if state.log_id not in self._trees:  # a new log the supervisor stored
+                        self._trees[state.log_id] = self._open_tree(state)
+                    added += self._ingest_log(state)
+            return added
 
     def follow_chain(self) -> int:
         """Store the checkpoints anchored since the last scan; return how many were new."""
@@ -450,7 +551,8 @@ class RegulatorNode:
                 owner = str(event.args["platform"])
                 member = self.chain.member(owner)
                 self.store.ensure_log(log_id, member.name, owner, "sm3")
-                self._trees[log_id] = MerkleLog(hasher_for("sm3"))
+                if self._ingests(log_id):
+                    self._trees[log_id] = MerkleLog(hasher_for("sm3"))
             if event.block_number not in times:
                 times[event.block_number] = self.chain.block_time(event.block_number)
             assert event.tx_hash is not None
@@ -631,7 +733,7 @@ class RegulatorNode:
                         record.amount_tag),
             record.index, SignedCheckpoint(checkpoint, anchor.signature),
             ChainAnchor.of(self.chain.deployment, anchor.tx_hash, anchor.block_number),
-            log=self._trees[record.log_id],
+            log=self._tree(record.log_id),
         )
 
     def trace_identity(self, identity_key: bytes) -> list[TracedRecord]:
@@ -836,6 +938,7 @@ class RegulatorNode:
                                 regulator_keys=self._keys if open_escrows else ())
 
 __all__ = [
+    "ALL_LOGS",
     "FAULT_BAD_SIGNATURE",
     "FAULT_ESCROW",
     "FAULT_ESCROW_MISMATCH",
@@ -845,6 +948,7 @@ __all__ = [
     "FAULT_WITHHELD",
     "CollectedDisclosure",
     "HttpLeafSource",
+    "IngestShare",
     "LeafSource",
     "LogProgress",
     "NumberedAlert",
@@ -852,4 +956,5 @@ __all__ = [
     "RegulatorNode",
     "ServedLeaves",
     "TracedRecord",
+    "log_share",
 ]

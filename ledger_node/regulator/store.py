@@ -11,7 +11,15 @@ written, and checks every record it reads before serving it.
 
 One writer: an open store holds an exclusive ``flock`` on ``STORE.lock`` beside it, so a
 second regulator node (or ``jointledger fsck --role regulator``) on a live store is refused
-with :class:`~ledger_node.errors.StoreLocked`.
+with :class:`~ledger_node.errors.StoreLocked`. An API replica (``jointledger serve --role
+regulator --ingest off``) opens the store with ``writer=False``: it takes no lock and never
+ingests, so it runs beside the writer on the same file. What SQLite gives it (WAL): its
+reads never block the writer nor wait for it, and each read sees the last committed
+transaction; the few rows a replica does write (alert numbers, case keys, disclosure
+requests) are short ``BEGIN IMMEDIATE`` transactions that wait their turn behind the
+writer's (``busy_timeout``), so every process on the machine shares one file safely. Not
+across machines: SQLite's WAL needs shared memory, so replicas on other machines need
+the PostgreSQL store.
 """
 
 from __future__ import annotations
@@ -246,18 +254,28 @@ def _time_us(moment: datetime) -> int:
 class RegulatorStore:
     """The regulator's SQLite store (see the module docstring). Thread-safe."""
 
-    def __init__(self, path: Path, *, regulator: str) -> None:
+    def __init__(self, path: Path, *, regulator: str, writer: bool = True) -> None:
         """Open (or create) the store at ``path`` for the regulator named ``regulator``.
 
+        ``writer=False`` opens it for an API replica: no writer lock is taken (the ingest
+        process holds it), and the store must exist already, made and brought to this schema
+        by the ingest process (:class:`StoreCorrupted` otherwise).
+
         Raises :class:`StoreCorrupted` for a damaged file, another schema, or a store made
-        for another regulator.
+        for another regulator; :class:`~ledger_node.errors.StoreLocked` if another writer
+        has it.
         """
         self._path = Path(path)
         self._lock = threading.Lock()
         self._readers = ThreadReaders(self._path)
         self._closed = False
         self._numbers: dict[bytes, int] = {}
-        self._lock_fd: int | None = self._take_lock()
+        self.writer = writer
+        """Whether this opener is the store's one writer (holding ``STORE.lock``)."""
+        if not writer and not self._path.is_file():
+            raise StoreCorrupted(f"regulator store {self._path} does not exist: an API replica "
+                                 "serves a store its ingest process made; start that first")
+        self._lock_fd: int | None = self._take_lock() if writer else None
         try:
             self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
             self._open_checked(regulator)
@@ -295,6 +313,9 @@ class RegulatorStore:
                                  f"{'; '.join(problems[:5])}")
         tables = {str(r[0]) for r in
                   db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables and not self.writer:
+            raise StoreCorrupted(f"regulator store {self._path} is empty: an API replica "
+                                 "serves a store its ingest process made; start that first")
         if not tables:
             safe = regulator.replace("'", "")
             db.executescript(
@@ -303,7 +324,7 @@ class RegulatorStore:
                 f"INSERT INTO meta VALUES ('regulator', '{safe}');COMMIT;"
             )
             return
-        if "meta" in tables:
+        if "meta" in tables and self.writer:
             self._upgrade(tables)
         missing = sorted(set(_TABLES) - tables)
         if missing:
