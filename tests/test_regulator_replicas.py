@@ -243,3 +243,35 @@ def test_several_workers_are_refused_on_a_sqlite_store(tmp_path: Path) -> None:
 
         load_regulator_config(tmp_path / "pboc-regulator.toml").with_process_role(
             ingest=IngestShare(0, 4), follow_chain=False)
+
+
+def _number_alerts(path: Path, rounds: int) -> dict[str, int]:
+    """What one API process does when new alerts appear, ``rounds`` times: number them."""
+    store = RegulatorStore(path, regulator="pboc", writer=False)
+    try:
+        numbers: dict[str, int] = {}
+        for round_ in range(rounds):
+            numbers |= store.alert_numbers([f"{round_}-{n}" for n in range(4)])
+        return numbers
+    finally:
+        store.close()
+
+
+def test_processes_numbering_the_same_new_alerts_at_once_skip_no_number(tmp_path: Path
+                                                                         ) -> None:
+    """Regression: INSERT OR IGNORE on an AUTOINCREMENT key burns a number for every row
+    it ignores, so two replicas numbering the same new alerts at once left gaps (alert 3
+    never existed while alert 5 did)."""
+    import multiprocessing
+
+    path = tmp_path / "r.db"
+    writer = RegulatorStore(path, regulator="pboc")
+    rounds = 150
+    try:
+        with multiprocessing.get_context("spawn").Pool(3) as pool:
+            results = pool.starmap(_number_alerts, [(path, rounds)] * 3)
+        assert results[0] == results[1] == results[2]
+        assert sorted(results[0].values()) == list(range(1, 4 * rounds + 1))
+        assert writer.alert_numbers(["0-0", "new"]) == {"0-0": 1, "new": 4 * rounds + 1}
+    finally:
+        writer.close()

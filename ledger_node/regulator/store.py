@@ -626,9 +626,13 @@ class RegulatorStore:
         known = self._numbers_of(wanted)
         new = [k for k in wanted if k not in known]
         if new:
+            # Another process (an API replica) may number the same keys between the read
+            # above and this write: insert only what is absent inside the write transaction.
+            # Not INSERT OR IGNORE: each row it ignores burns an AUTOINCREMENT number.
             now = time.time()
-            self._write([("INSERT OR IGNORE INTO alert_numbers (key, first_raised) "
-                          "VALUES (?, ?)", [(k, now) for k in new], True)])
+            self._write([("INSERT INTO alert_numbers (key, first_raised) SELECT ?1, ?2 "
+                          "WHERE NOT EXISTS (SELECT 1 FROM alert_numbers WHERE key = ?1)",
+                          [(k, now) for k in new], True)])
             known.update(self._numbers_of(new))
         return known
 
