@@ -212,15 +212,31 @@ class LocalSite:
         self.shard_urls.setdefault(name, {})[shard] = url
         return ["serve", "--role", "platform", "--name", name, "--config", config.name], url
 
+    def write_regulator_config(self, name: str = "pboc", *, follow_interval: float = 0.2,
+                               platforms: Sequence[str] | None = None,
+                               store: str | None = None, file: str | None = None) -> Path:
+        """Write a config of regulator ``name`` following the started platform nodes (or
+        ``platforms``), every shard of each, with its store in ``store`` (default
+        ``NAME-regulator.db``); return the file (default ``NAME-regulator.toml``). Its
+        processes are started by the caller (benches: ingest workers on a fresh store)."""
+        config = self.root / (file or f"{name}-regulator.toml")
+        self._regulator_config(name, follow_interval, platforms, store=store, config=config)
+        return config
+
+    def process_ids(self) -> dict[str, int]:
+        """The process id of each running process, by key (``"chain"``, node names)."""
+        return {key: p.pid for key, p in self._processes.items() if p.poll() is None}
+
     def _regulator_config(self, name: str, follow_interval: float,
-                          platforms: Sequence[str] | None) -> tuple[list[str], str]:
+                          platforms: Sequence[str] | None, *, store: str | None = None,
+                          config: Path | None = None) -> tuple[list[str], str]:
         """Write regulator ``name``'s config; its serve arguments and URL."""
         port = free_port()
-        config = self.root / f"{name}-regulator.toml"
-        followed = self.node_urls if platforms is None else {
-            p: self.node_urls[p] for p in platforms}
+        config = config or self.root / f"{name}-regulator.toml"
+        followed = {p: u for p, u in self.node_urls.items() if p != name} if (
+            platforms is None) else {p: self.node_urls[p] for p in platforms}
         config.write_text(regulator_config_toml(
-            name=name, store=f"{name}-regulator.db",
+            name=name, store=store or f"{name}-regulator.db",
             platforms={p: self._shard_url_list(p, url) for p, url in followed.items()},
             host="127.0.0.1", port=port, tls_lines=self._tls_toml(name), keys_dir="keys",
             deployment="deployment.json", rpc_url=self.rpc_url,
