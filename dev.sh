@@ -3,7 +3,7 @@
 #   ./dev.sh demo [args...]   the main job on the embedded chain
 #   ./dev.sh test [pytest args...]   ruff, mypy --strict, import-linter and the whole test suite
 # Needs only Python >= 3.11, Node.js/npm and git. Everything else lands in .venv/ and .tools/
-# (and, for the browser tests run as root, Debian's chromium from apt-get).
+# (and, for the tests run as root, Debian's chromium and postgresql from apt-get).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -63,6 +63,24 @@ ensure_browser() {
   fi
 }
 
+# The regulator store's PostgreSQL tests start a throwaway cluster with initdb and pg_ctl
+# (tests/postgres_cluster.py). As root (CI) a missing PostgreSQL is installed from Debian; the
+# test command then requires it (JL_REQUIRE_POSTGRES=1: missing, those tests fail, never skip).
+ensure_postgres() {
+  if [ -n "${PG_BIN:-}" ] || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    return
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian's postgresql for the regulator store's tests (apt-get, first run only)"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        postgresql; } >/dev/null 2>&1; then
+      log "apt-get could not install postgresql: the PostgreSQL tests will fail"
+    fi
+  else
+    log "no PostgreSQL found (and not root): the PostgreSQL tests will fail; install postgresql"
+  fi
+}
+
 cmd="${1:-}"
 shift || true
 case "$cmd" in
@@ -74,6 +92,8 @@ case "$cmd" in
     ensure_venv
     ensure_node_tools
     ensure_browser
+    ensure_postgres
+    export JL_REQUIRE_POSTGRES=1
     log "ruff"
     .venv/bin/ruff check ledger_node api scripts tests
     log "mypy --strict"

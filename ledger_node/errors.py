@@ -163,6 +163,11 @@ class StoreBehindChain(LedgerError):
         self.disagrees = disagrees
 
 
+class StoreUnavailable(LedgerError):
+    """The store's database server cannot be reached or refuses the login (a PostgreSQL
+    store): nothing was read or written. The message never carries the URL's password."""
+
+
 class StoreLocked(LedgerError):
     """Another opener (a running node, an fsck) holds the store: one writer per store."""
 

@@ -56,7 +56,7 @@ from ledger_node.protocol.escrow import EscrowOpener, EscrowPayload, EscrowSeale
 from ledger_node.protocol.record import Channel
 from ledger_node.regulator.config import build_regulator, load_regulator_config
 from ledger_node.regulator.node import IngestShare, RegulatorConfig, RegulatorNode
-from ledger_node.regulator.store import IngestedLeaf, RegulatorStore, StoredAnchor
+from ledger_node.regulator.store import IngestedLeaf, SqliteRegulatorStore, StoredAnchor
 
 KINDS = (PartyKind.PERSON, PartyKind.INSTITUTION)
 
@@ -169,7 +169,7 @@ def ingest_once(site: LocalSite, store: StoreKind, workers: int, total: int,
                 sum(process_cpu_seconds(pid) for pid in site_pids),
                 None if server is None else tree_cpu_seconds(server))
 
-    watcher = RegulatorStore(location, regulator="pboc", writer=False) if (
+    watcher = SqliteRegulatorStore(location, regulator="pboc", writer=False) if (
         store.kind == "sqlite") else None
     count = (functools.partial(store.record_count, location) if watcher is None
              else watcher.record_count)

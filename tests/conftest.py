@@ -9,6 +9,7 @@ and node are per test module.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import tempfile
@@ -23,6 +24,7 @@ from hypothesis import settings
 from ledger_node.chain.adapter import LedgerChain
 from ledger_node.platform.node import PlatformNode
 from tests.api_support import Consortium, make_consortium, make_node
+from tests.postgres_cluster import REQUIRE_ENV, PostgresCluster, StoreLocations, start_cluster
 
 # Properties are checked for correctness, not speed: on a loaded 2-core machine a pure
 # example can take longer than hypothesis's default 200 ms deadline (speed is measured by
@@ -120,3 +122,36 @@ def node(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory
     node = make_node(consortium, tmp_path_factory.mktemp("node") / "store.db")
     yield node
     node.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster for the session (tests/postgres_cluster.py).
+
+    Without PostgreSQL installed: skipped with the reason, or failed when
+    ``JL_REQUIRE_POSTGRES=1`` (the test command and CI set it).
+    """
+    try:
+        cluster = start_cluster()
+    except FileNotFoundError as exc:
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{exc} ({REQUIRE_ENV}=1)")
+        pytest.skip(str(exc))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """The regulator store's backend the behaviour suite runs on (both, per module)."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def regulator_stores(store_backend: str, request: pytest.FixtureRequest) -> StoreLocations:
+    """Where this module's regulator stores go on ``store_backend``."""
+    cluster = (request.getfixturevalue("postgres_cluster")
+               if store_backend == "postgresql" else None)
+    return StoreLocations(store_backend, cluster)

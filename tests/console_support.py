@@ -38,6 +38,7 @@ from ledger_node.protocol.escrow import identity_key
 from ledger_node.protocol.record import PaymentRecord
 from ledger_node.regulator.node import RegulatorNode, node_audience
 from tests.api_support import Consortium, make_consortium
+from tests.postgres_cluster import StoreLocations
 from tests.regulator_support import (
     PERSON_TO_MERCHANT,
     T0,
@@ -102,7 +103,7 @@ class ConsoleData:
             node.stop()
 
 
-def build_console_data(tmp: Path) -> ConsoleData:
+def build_console_data(tmp: Path, store: Path | str | None = None) -> ConsoleData:
     """Set up the consortium, submit and anchor the payments, ingest, disclose (see module)."""
     consortium = make_consortium(LedgerChain.embedded())
     c = consortium
@@ -119,7 +120,7 @@ def build_console_data(tmp: Path) -> ConsoleData:
                 submitted[name] += clients[name].submit_records(
                     chunk, kinds=lambda r: PERSON_TO_MERCHANT)
                 wait_anchored(nodes[name], len(submitted[name]))
-        regulator = regulator_for(c, tmp / "pboc.db", nodes)
+        regulator = regulator_for(c, tmp / "pboc.db" if store is None else store, nodes)
         regulator.sync()
         target = submitted["unionpay"][-2]  # mallory's second unionpay payment
         fulfilled = regulator.request_disclosure(target.prepared.leaf.commitment, CASE_ID)
@@ -225,10 +226,11 @@ def serve_in_thread(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
 
 
 @contextmanager
-def running_console_site(tmp: Path, settings: Settings | None = None
-                         ) -> Iterator[ConsoleSite]:
-    """Build the data in ``tmp``, serve the regulator app; stop everything afterwards."""
-    data = build_console_data(tmp)
+def running_console_site(tmp: Path, settings: Settings | None = None,
+                         store: Path | str | None = None) -> Iterator[ConsoleSite]:
+    """Build the data in ``tmp`` (the regulator's store at ``store``, by default a SQLite
+    file in ``tmp``), serve the regulator app; stop everything afterwards."""
+    data = build_console_data(tmp, store)
     try:
         app = create_regulator_app(data.regulator, settings)
         server, thread, base_url = serve_in_thread(app)
@@ -243,7 +245,10 @@ def running_console_site(tmp: Path, settings: Settings | None = None
 
 
 @pytest.fixture(scope="module")
-def console_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSite]:
-    """A regulator node with data on a real HTTP server for this test module."""
-    with running_console_site(tmp_path_factory.mktemp("console")) as site:
+def console_site(tmp_path_factory: pytest.TempPathFactory,
+                 regulator_stores: StoreLocations) -> Iterator[ConsoleSite]:
+    """A regulator node with data on a real HTTP server for this test module, on each
+    store backend (``regulator_stores``)."""
+    tmp = tmp_path_factory.mktemp("console")
+    with running_console_site(tmp, store=regulator_stores(tmp, "pboc.db")) as site:
         yield site

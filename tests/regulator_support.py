@@ -61,10 +61,19 @@ def sources_for(consortium: Consortium, nodes: dict[str, PlatformNode],
     }
 
 
-def regulator_for(consortium: Consortium, store: Path, nodes: dict[str, PlatformNode],
+def store_config(store: Path | str) -> dict[str, Any]:
+    """The :class:`RegulatorConfig` fields of a store at ``store``: a SQLite file, or a
+    ``postgresql://`` URL."""
+    if isinstance(store, str):
+        return {"store_path": None, "store_url": store}
+    return {"store_path": store}
+
+
+def regulator_for(consortium: Consortium, store: Path | str, nodes: dict[str, PlatformNode],
                   **config: Any) -> RegulatorNode:
-    """pboc's regulator node reaching each platform node over its HTTP API."""
-    return RegulatorNode(RegulatorConfig(name="pboc", store_path=store, **config),
+    """pboc's regulator node on ``store`` (a SQLite file or a PostgreSQL URL) reaching each
+    platform node over its HTTP API."""
+    return RegulatorNode(RegulatorConfig(name="pboc", **store_config(store), **config),
                          consortium.chain, [consortium.pboc.sm2_key],
                          sources_for(consortium, nodes))
 

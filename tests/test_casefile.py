@@ -41,6 +41,7 @@ from ledger_node.regulator.casefile import (
 )
 from ledger_node.regulator.node import CollectedDisclosure, RegulatorNode
 from tests.api_support import Consortium, make_consortium
+from tests.postgres_cluster import StoreLocations
 from tests.regulator_support import (
     PERSON_TO_MERCHANT,
     T0,
@@ -104,7 +105,8 @@ def _disclose(consortium: Consortium, regulator: RegulatorNode, client: Platform
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(tmp_path_factory: pytest.TempPathFactory,
+         regulator_stores: StoreLocations) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("casefile")
     consortium = make_consortium(LedgerChain.embedded())
     c = consortium
@@ -143,7 +145,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         unreadable = wx_client.submit_leaves([replace(broken.leaf, escrow=bytes(escrow))])
         wait_anchored(nodes["wechatpay"], nodes["wechatpay"].size())
 
-        regulator = regulator_for(c, tmp / "pboc.db", nodes)
+        regulator = regulator_for(c, regulator_stores(tmp, "pboc.db"), nodes)
         try:
             regulator.sync()
             assert [(f.platform, f.kind) for f in regulator.store.faults()] == [

@@ -43,6 +43,7 @@ from tests.console_support import (
     serve_in_thread,
     signed_console_login,
 )
+from tests.postgres_cluster import StoreLocations
 
 CSRF = {"X-JL-Console": "1"}
 
@@ -58,8 +59,11 @@ class Clock:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleData]:
-    built = build_console_data(tmp_path_factory.mktemp("console-api"))
+def data(tmp_path_factory: pytest.TempPathFactory, regulator_stores: StoreLocations
+         ) -> Iterator[ConsoleData]:
+    """The console's data, the regulator's store on each backend."""
+    tmp = tmp_path_factory.mktemp("console-api")
+    built = build_console_data(tmp, regulator_stores(tmp, "pboc.db"))
     yield built
     built.stop()
 

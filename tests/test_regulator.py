@@ -38,6 +38,7 @@ from ledger_node.regulator.node import (
 )
 from ledger_node.regulator.store import parse_evidence_ref
 from tests.api_support import make_consortium
+from tests.postgres_cluster import StoreLocations
 from tests.regulator_support import (
     PERSON_TO_MERCHANT,
     T0,
@@ -46,6 +47,7 @@ from tests.regulator_support import (
     regulator_for,
     sources_for,
     start_node,
+    store_config,
     wait_anchored,
 )
 
@@ -57,8 +59,9 @@ def KINDS(record: PaymentRecord) -> tuple[PartyKind, PartyKind]:
 class Site:
     """A fresh consortium with both platform nodes running."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, stores: StoreLocations) -> None:
         self.tmp = tmp
+        self.stores = stores
         self.consortium = make_consortium(LedgerChain.embedded())
         c = self.consortium
         self.nodes = {"unionpay": start_node(c, c.unionpay, tmp / "unionpay.db"),
@@ -67,7 +70,7 @@ class Site:
                         "wechatpay": platform_client(c, c.wechatpay, self.nodes["wechatpay"])}
 
     def regulator(self, store: str = "pboc.db") -> RegulatorNode:
-        return regulator_for(self.consortium, self.tmp / store, self.nodes)
+        return regulator_for(self.consortium, self.stores(self.tmp, store), self.nodes)
 
     def submit(self, platform: str, records: list[PaymentRecord]) -> list[SubmittedRecord]:
         submitted = self.clients[platform].submit_records(records, kinds=KINDS)
@@ -80,8 +83,8 @@ class Site:
 
 
 @pytest.fixture()
-def site(tmp_path: Path) -> Iterator[Site]:
-    s = Site(tmp_path)
+def site(tmp_path: Path, regulator_stores: StoreLocations) -> Iterator[Site]:
+    s = Site(tmp_path, regulator_stores)
     yield s
     s.stop()
 
@@ -345,15 +348,15 @@ def test_alert_numbers_start_at_1_and_last_across_restarts(site: Site) -> None:
 
 
 def test_a_version_1_store_is_upgraded_and_numbers_alerts_from_1(tmp_path: Path) -> None:
-    from ledger_node.regulator.store import SCHEMA_VERSION, RegulatorStore
+    from ledger_node.regulator.store import SCHEMA_VERSION, SqliteRegulatorStore
 
     path = tmp_path / "r.db"
-    RegulatorStore(path, regulator="pboc").close()
+    SqliteRegulatorStore(path, regulator="pboc").close()
     with sqlite3.connect(path) as db:  # as version 1 made it
         db.execute("DROP TABLE alert_numbers")
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     db.close()
-    store = RegulatorStore(path, regulator="pboc")
+    store = SqliteRegulatorStore(path, regulator="pboc")
     try:
         assert store.alert_numbers(["b", "a"]) == {"b": 1, "a": 2}
         assert store.alert_numbers(["c", "a"]) == {"c": 3, "a": 2}
@@ -368,14 +371,14 @@ def test_a_version_1_store_is_upgraded_and_numbers_alerts_from_1(tmp_path: Path)
 
 def test_store_of_another_regulator_is_refused(site: Site, tmp_path: Path) -> None:
     from ledger_node.errors import StoreCorrupted
-    from ledger_node.regulator.store import RegulatorStore
+    from ledger_node.regulator.store import SqliteRegulatorStore
 
-    RegulatorStore(tmp_path / "r.db", regulator="pboc").close()
+    SqliteRegulatorStore(tmp_path / "r.db", regulator="pboc").close()
     with pytest.raises(StoreCorrupted, match="belongs to regulator 'pboc'"):
-        RegulatorStore(tmp_path / "r.db", regulator="cbirc")
+        SqliteRegulatorStore(tmp_path / "r.db", regulator="cbirc")
     (tmp_path / "junk.db").write_bytes(b"not a database" * 100)
     with pytest.raises(StoreCorrupted):
-        RegulatorStore(tmp_path / "junk.db", regulator="pboc")
+        SqliteRegulatorStore(tmp_path / "junk.db", regulator="pboc")
 
 
 def _answer(site: Site, request_id: int, opening: RecordOpening, index: int | None = None
@@ -515,10 +518,12 @@ def test_after_a_key_rotation_the_regulator_reads_old_and_new_escrows(site: Site
                            for i in range(2)], kinds=KINDS)
     wait_anchored(node, 5)
 
-    both = RegulatorNode(RegulatorConfig("pboc", site.tmp / "both.db"), c.chain, [new, old],
-                         sources_for(c, site.nodes, new))
-    only_new = RegulatorNode(RegulatorConfig("pboc", site.tmp / "new.db"), c.chain, [new],
-                             sources_for(c, site.nodes, new))
+    both = RegulatorNode(
+        RegulatorConfig("pboc", **store_config(site.stores(site.tmp, "both.db"))), c.chain,
+        [new, old], sources_for(c, site.nodes, new))
+    only_new = RegulatorNode(
+        RegulatorConfig("pboc", **store_config(site.stores(site.tmp, "new.db"))), c.chain,
+        [new], sources_for(c, site.nodes, new))
     try:
         assert both.sync() == 5 and both.store.faults() == []
         assert len(both.trace_identity(identity_key("alice"))) == 5

@@ -11,13 +11,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.regulator_app import create_regulator_app
+from ledger_node.chain.adapter import LedgerChain
 from ledger_node.crypto import gmcrypto
 from ledger_node.demo.run import Party
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.auth import sign_request
 from ledger_node.protocol.escrow import identity_key
 from ledger_node.regulator.node import RegulatorNode, node_audience
-from tests.api_support import Consortium
+from tests.api_support import Consortium, make_consortium
+from tests.postgres_cluster import StoreLocations
 from tests.regulator_support import (
     PERSON_TO_MERCHANT,
     T0,
@@ -50,7 +52,9 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def api(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+def api(tmp_path_factory: pytest.TempPathFactory, regulator_stores: StoreLocations
+        ) -> Iterator[Api]:
+    consortium = make_consortium(LedgerChain.embedded())  # one per backend
     tmp = tmp_path_factory.mktemp("regulator-api")
     nodes: dict[str, PlatformNode] = {
         "unionpay": start_node(consortium, consortium.unionpay, tmp / "up.db"),
@@ -65,7 +69,7 @@ def api(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory) -> Ite
         platform_client(consortium, party, nodes[name]).submit_records(
             records, kinds=lambda r: PERSON_TO_MERCHANT)
         wait_anchored(nodes[name], len(records))
-    regulator = regulator_for(consortium, tmp / "pboc.db", nodes)
+    regulator = regulator_for(consortium, regulator_stores(tmp, "pboc.db"), nodes)
     yield Api(regulator, consortium)
     regulator.stop()
     for node in nodes.values():

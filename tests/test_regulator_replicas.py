@@ -30,7 +30,7 @@ from ledger_node.regulator.node import (
     RegulatorNode,
     log_share,
 )
-from ledger_node.regulator.store import RegulatorStore
+from ledger_node.regulator.store import SqliteRegulatorStore
 from tests.api_support import Consortium
 from tests.regulator_support import PERSON_TO_MERCHANT, payment
 
@@ -151,19 +151,19 @@ def test_replicas_serve_trace_and_alerts_while_ingest_runs(tmp_path: Path) -> No
 
 def test_a_replica_needs_the_store_its_ingest_process_made(tmp_path: Path) -> None:
     with pytest.raises(StoreCorrupted, match="does not exist"):
-        RegulatorStore(tmp_path / "none.db", regulator="pboc", writer=False)
+        SqliteRegulatorStore(tmp_path / "none.db", regulator="pboc", writer=False)
     (tmp_path / "empty.db").write_bytes(b"")
     with pytest.raises(StoreCorrupted, match="is empty"):
-        RegulatorStore(tmp_path / "empty.db", regulator="pboc", writer=False)
+        SqliteRegulatorStore(tmp_path / "empty.db", regulator="pboc", writer=False)
 
 
 def test_a_replica_takes_no_writer_lock_and_the_writer_keeps_it(tmp_path: Path) -> None:
     path = tmp_path / "r.db"
-    writer = RegulatorStore(path, regulator="pboc")
+    writer = SqliteRegulatorStore(path, regulator="pboc")
     try:
-        replicas = [RegulatorStore(path, regulator="pboc", writer=False) for _ in range(2)]
+        replicas = [SqliteRegulatorStore(path, regulator="pboc", writer=False) for _ in range(2)]
         with pytest.raises(StoreLocked):
-            RegulatorStore(path, regulator="pboc")
+            SqliteRegulatorStore(path, regulator="pboc")
         writer.ensure_log(bytes(32), "unionpay", "0x" + "00" * 20, "sm3")
         assert [r.log(bytes(32)) is not None for r in replicas] == [True, True]
         assert replicas[0].alert_numbers(["a", "b"]) == {"a": 1, "b": 2}
@@ -177,7 +177,7 @@ def test_a_replica_takes_no_writer_lock_and_the_writer_keeps_it(tmp_path: Path) 
 
 def test_a_replica_node_refuses_to_ingest(consortium: Consortium, tmp_path: Path) -> None:
     path = tmp_path / "r.db"
-    RegulatorStore(path, regulator="pboc").close()
+    SqliteRegulatorStore(path, regulator="pboc").close()
     replica = RegulatorNode(RegulatorConfig("pboc", path, ingest=None, follow_chain=False),
                             consortium.chain, [consortium.pboc.sm2_key], {})
     try:
@@ -247,7 +247,7 @@ def test_several_workers_are_refused_on_a_sqlite_store(tmp_path: Path) -> None:
 
 def _number_alerts(path: Path, rounds: int) -> dict[str, int]:
     """What one API process does when new alerts appear, ``rounds`` times: number them."""
-    store = RegulatorStore(path, regulator="pboc", writer=False)
+    store = SqliteRegulatorStore(path, regulator="pboc", writer=False)
     try:
         numbers: dict[str, int] = {}
         for round_ in range(rounds):
@@ -265,7 +265,7 @@ def test_processes_numbering_the_same_new_alerts_at_once_skip_no_number(tmp_path
     import multiprocessing
 
     path = tmp_path / "r.db"
-    writer = RegulatorStore(path, regulator="pboc")
+    writer = SqliteRegulatorStore(path, regulator="pboc")
     rounds = 150
     try:
         with multiprocessing.get_context("spawn").Pool(3) as pool:

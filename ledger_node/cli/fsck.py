@@ -40,7 +40,7 @@ from ledger_node.platform.integrity import (
 from ledger_node.platform.repair import RepairPlan, apply_repair, plan_repair
 from ledger_node.platform.store import SQLiteStore
 from ledger_node.regulator import integrity as regulator_integrity
-from ledger_node.regulator.store import RegulatorStore
+from ledger_node.regulator.store import SqliteRegulatorStore
 
 __all__ = ["EXIT_CLEAN", "EXIT_DAMAGED", "EXIT_UNUSABLE", "run_platform_fsck",
            "run_regulator_fsck", "store_identity"]
@@ -208,7 +208,7 @@ def run_regulator_fsck(path: Path, name: str, *, chain: LedgerChain | None = Non
                        echo: Echo = print) -> int:
     """Check the regulator store at ``path`` (made for regulator ``name``); see the module
     docstring. Returns the exit status."""
-    store = RegulatorStore(path, regulator=name)
+    store = SqliteRegulatorStore(path, regulator=name)
     try:
         history = ({state.log_id: chain.checkpoints(state.log_id) for state in store.logs()}
                    if chain is not None else None)

@@ -811,6 +811,9 @@ def _fsck(args: argparse.Namespace) -> int:
             from ledger_node.regulator.config import load_regulator_config
 
             reg = load_regulator_config(args.config) if args.config else None
+            if args.store is None and reg is not None and reg.regulator.store_url is not None:
+                return unusable("the config's store is on PostgreSQL; fsck checks SQLite "
+                                "stores only (copy it, or give STORE)")
             store = args.store or (reg.regulator.store_path if reg else None)
             name = args.name or (reg.regulator.name if reg else None)
             if store is None or name is None:

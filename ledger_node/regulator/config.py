@@ -38,6 +38,9 @@ HTTP layer, :mod:`api.regulator_server`, then serves the node). The config file 
     deployment = "deployment.json"
     rpc_url = "http://127.0.0.1:8545"      # --rpc-url overrides it
 
+    [store]                                # optional: the store on PostgreSQL instead
+    url = "postgresql://pboc@db.example:5432/pboc"   # then regulator.store is not needed
+
 Every mistake raises :class:`~ledger_node.errors.InvalidConfig` naming the key.
 """
 
@@ -65,6 +68,7 @@ from ledger_node.regulator.node import (
     RegulatorConfig,
     RegulatorNode,
 )
+from ledger_node.regulator.pg_store import is_postgres_url, redact_url
 from ledger_node.tls import (
     CLIENT_KEYS,
     NO_CLIENT_TLS,
@@ -88,6 +92,7 @@ _SECTIONS: Final = {
     "tls": CLIENT_KEYS,
     "keys": {"sm2", "account", "retired_sm2"},
     "chain": {"deployment", "rpc_url"},
+    "store": {"url"},
 }
 
 
@@ -128,7 +133,7 @@ class RegulatorServeConfig:
     def store_takes_workers(self) -> bool:
         """Whether the store can take several ingest workers (several writer processes):
         a PostgreSQL store can; a SQLite file has one writer."""
-        return False
+        return self.regulator.store_url is not None
 
     def check_ingest_workers(self, workers: int) -> None:
         """Raise :class:`InvalidConfig` unless the store can take ``workers`` ingest worker
@@ -215,11 +220,17 @@ def load_regulator_config(path: Path) -> RegulatorServeConfig:
     check_bind(host, server_tls, allow_plaintext)
     client_tls = read_client_tls(config_table(document, "tls", _SECTIONS), base)
     settings = settings_from_table(http)
+    store_url = config_value("store", config_table(document, "store", _SECTIONS), "url", str)
+    if store_url is not None and not is_postgres_url(store_url):
+        raise InvalidConfig(f"store.url must be a postgresql:// URL, got "
+                            f"{redact_url(store_url)!r}")
+    store_file = config_value("regulator", regulator, "store", str,
+                              required=store_url is None)
     return RegulatorServeConfig(
         regulator=RegulatorConfig(
             name=config_value("regulator", regulator, "name", str, required=True),
-            store_path=base / config_value("regulator", regulator, "store", str, required=True),
-            page_size=page, follow_interval=interval, aml=aml),
+            store_path=None if store_file is None else base / store_file,
+            page_size=page, follow_interval=interval, aml=aml, store_url=store_url),
         platforms=urls,
         sm2_key=base / config_value("keys", keys, "sm2", str, required=True),
         account_key=base / config_value("keys", keys, "account", str, required=True),

@@ -82,6 +82,7 @@ from ledger_node.protocol.commitment import RecordOpening, verify_opening
 from ledger_node.protocol.disclosure import case_reference, open_disclosure_response
 from ledger_node.protocol.escrow import EscrowOpener, EscrowPayload, payload_mismatches
 from ledger_node.regulator.casefile import CASE_FILE_FORMAT, CaseFile, CaseReport, verify_case_file
+from ledger_node.regulator.open_store import open_regulator_store
 from ledger_node.regulator.store import (
     Fault,
     IndexedRecord,
@@ -191,10 +192,24 @@ class RegulatorConfig:
     """What a regulator node needs besides its chain, keys and platform endpoints."""
 
     name: str
-    store_path: Path
+    store_path: Path | None
+    """The SQLite store's file (used unless ``store_url`` is given)."""
     page_size: int = DEFAULT_PAGE
     follow_interval: float = 1.0
     aml: AmlConfig = field(default_factory=AmlConfig)
+    store_url: str | None = None
+    """A ``postgresql://`` URL: the store is that database instead of ``store_path``."""
+
+    def __post_init__(self) -> None:
+        if self.store_path is None and self.store_url is None:
+            raise ValueError("a regulator node needs a store: store_path or store_url")
+
+    @property
+    def store_location(self) -> Path | str:
+        """Where the store is: ``store_url`` if given, else ``store_path``."""
+        location = self.store_url if self.store_url is not None else self.store_path
+        assert location is not None
+        return location
     ingest: IngestShare | None = ALL_LOGS
     """The logs this process verifies and indexes; ``None`` for a process that ingests
     nothing (an API replica, ``--ingest off``, or a supervisor whose workers ingest). The
@@ -303,8 +318,9 @@ class RegulatorNode:
         self._sources: dict[str, list[LeafSource]] = {
             name: list(value) if isinstance(value, Sequence) else [value]
             for name, value in sources.items()}
-        self.store = RegulatorStore(config.store_path, regulator=config.name,
-                                    writer=config.store_writer)
+        self.store: RegulatorStore = open_regulator_store(config.store_location,
+                                                           regulator=config.name,
+                                                           writer=config.store_writer)
         self._trees: dict[bytes, MerkleLog] = {}
         self._trees_lock = threading.Lock()
         self._ingest_lock = threading.Lock()
@@ -328,7 +344,7 @@ class RegulatorNode:
     # ------------------------------------------------------------------ integrity
 
     def _log_name(self, state: LogState) -> str:
-        return f"{self.store.path} (log {state.platform}/{state.log_id.hex()})"
+        return f"{self.store.location} (log {state.platform}/{state.log_id.hex()})"
 
     def _open_tree(self, state: LogState, tree: MerkleLog | None = None) -> MerkleLog:
         """The tree of a followed log at open, built from the records' own data: each
@@ -438,7 +454,7 @@ class RegulatorNode:
         """``record`` if its leaf hash, recomputed from its commitment, escrow and tags, is
         the stored one and the tree holds it at its index; else :class:`LeafDamaged`."""
         tree = tree if tree is not None else self._tree(record.log_id)
-        state_name = f"{self.store.path} (log {record.platform}/{record.log_id.hex()})"
+        state_name = f"{self.store.location} (log {record.platform}/{record.log_id.hex()})"
         try:
             leaf = record.leaf
         except InvalidLeaf as exc:

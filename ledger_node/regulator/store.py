@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from ledger_node.errors import NodeStopped, StoreCorrupted
 from ledger_node.log.leaf import Leaf
@@ -93,8 +93,8 @@ CREATE TABLE cases (case_id BLOB PRIMARY KEY, case_key BLOB NOT NULL);
 """ + _ALERT_NUMBERS
 _UPGRADES: Final = {"1": _ALERT_NUMBERS}
 """Per schema version, the SQL that brings a store to the next version."""
-_LOG_COLUMNS: Final = "log_id, platform, platform_address, hash_name, verified_size, verified_root"
-_RECORD_COLUMNS: Final = (
+LOG_COLUMNS: Final = "log_id, platform, platform_address, hash_name, verified_size, verified_root"
+RECORD_COLUMNS: Final = (
     "log, idx, leaf_hash, commitment, escrow, match_tag, amount_tag, payer_key, payee_key, "
     "payer_kind, payee_kind, amount_fen, currency, time_us, channel, cross_border, cash, "
     "clearing_key")
@@ -239,6 +239,48 @@ def parse_evidence_ref(ref: str) -> tuple[str, bytes, int]:
     return platform, log_id, int(index)
 
 
+def record_row(log_number: int, leaf: IngestedLeaf) -> tuple[Any, ...]:
+    """The values of :data:`RECORD_COLUMNS` for ``leaf`` of the log numbered ``log_number``
+    (the payment's columns ``None`` when its escrow did not open). Both backends write
+    these; :func:`record_from_row` reads them back."""
+    p = leaf.payment
+    head = (log_number, leaf.index, leaf.leaf_hash, leaf.commitment, leaf.escrow,
+            leaf.match_tag, leaf.amount_tag)
+    if p is None:
+        return head + (None,) * 11
+    return head + (p.payer_key, p.payee_key, _KIND_CODE[p.payer_kind], _KIND_CODE[p.payee_kind],
+                   p.amount_fen, p.currency, _time_us(p.time), p.channel.value,
+                   bool(p.cross_border), bool(p.cash), p.clearing_key)
+
+
+def record_from_row(row: Sequence[Any], logs: dict[int, tuple[bytes, str]]) -> IndexedRecord:
+    """The record of a row of :data:`RECORD_COLUMNS`; ``logs`` maps each log number to its
+    ``(log_id, platform)``."""
+    (number, idx, leaf_hash, commitment, escrow, match_tag, amount_tag, payer, payee,
+     payer_kind, payee_kind, amount, currency, time_us, channel, cross_border, cash,
+     clearing) = row
+    log_id, platform = logs[int(number)]
+    payment = None
+    if payer is not None:
+        payment = EscrowPayload(
+            payer_key=bytes(payer), payee_key=bytes(payee),
+            payer_kind=_KIND_OF[payer_kind], payee_kind=_KIND_OF[payee_kind],
+            amount_fen=int(amount), currency=str(currency),
+            time=_EPOCH + timedelta(microseconds=int(time_us)),
+            channel=Channel(channel), cross_border=bool(cross_border), cash=bool(cash),
+            clearing_key=bytes(clearing),
+        )
+    return IndexedRecord(platform, log_id, int(idx), bytes(leaf_hash),
+                         bytes(commitment), bytes(escrow), _opt(match_tag), _opt(amount_tag),
+                         payment)
+
+
+def fault_from_row(row: Sequence[Any]) -> Fault:
+    """The fault of a ``faults`` row (its columns in table order)."""
+    return Fault(int(row[0]), float(row[1]), float(row[2]), str(row[3]), bytes(row[4]),
+                 int(row[5]), int(row[6]), str(row[7]), str(row[8]))
+
+
 def _opt(value: Any) -> bytes | None:
     return None if value is None else bytes(value)
 
@@ -251,7 +293,111 @@ def _time_us(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-class RegulatorStore:
+class RegulatorStore(Protocol):
+    """What the regulator node needs of its store, whichever backend holds it:
+    :class:`SqliteRegulatorStore` (the default, one file) or
+    :class:`~ledger_node.regulator.pg_store.PostgresRegulatorStore`;
+    :func:`~ledger_node.regulator.open_store.open_regulator_store` picks one. The same
+    behaviour suite runs over both (``tests/test_regulator*.py``, ``store_backend``)."""
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages (a path, or a URL without its password)."""
+
+    def close(self) -> None:
+        """Release every connection; later calls raise :class:`NodeStopped`."""
+
+    def follow_value(self, key: str, default: int = 0) -> int:
+        """A saved cursor (e.g. the last chain block scanned for checkpoints)."""
+
+    def save_anchors(self, anchors: Sequence[StoredAnchor], cursor: tuple[str, int]) -> None:
+        """Store checkpoints read from chain events and advance the scan cursor, together."""
+
+    def anchors(self, log_id: bytes, *, above: int = 0) -> list[StoredAnchor]:
+        """Checkpoints of ``log_id`` with a tree size above ``above``, smallest first."""
+
+    def anchor_at(self, log_id: bytes, tree_size: int) -> StoredAnchor | None:
+        """The checkpoint of ``log_id`` at ``tree_size``, if the chain has one."""
+
+    def all_anchors(self) -> list[StoredAnchor]:
+        """Every stored checkpoint, by log and size."""
+
+    def ensure_log(self, log_id: bytes, platform: str, platform_address: str,
+                   hash_name: str) -> LogState:
+        """Register a platform log (idempotent) and return its state."""
+
+    def log(self, log_id: bytes) -> LogState | None:
+        """The verification state of ``log_id``, or ``None`` if it is not followed."""
+
+    def logs(self) -> list[LogState]:
+        """Every followed log, by platform."""
+
+    def set_hash_name(self, log_id: bytes, hash_name: str) -> None:
+        """Record the hash a log uses."""
+
+    def append_verified(self, log_id: bytes, start: int, leaves: Sequence[IngestedLeaf],
+                        root: bytes) -> None:
+        """Write leaves ``start..start+len`` of ``log_id`` and its new verified size and
+        root in ONE transaction; :class:`StoreCorrupted` unless ``start`` is the stored
+        verified size (so no range is written twice or leaves a gap)."""
+
+    def leaf_hashes(self, log_id: bytes) -> Iterator[bytes]:
+        """The verified leaf hashes of ``log_id`` in index order."""
+
+    def records_of_identity(self, identity_key: bytes) -> list[IndexedRecord]:
+        """Every indexed record where ``identity_key`` is the payer or the payee, by time."""
+
+    def records_of_commitment(self, commitment: bytes) -> list[IndexedRecord]:
+        """The indexed record(s) with this commitment (normally one)."""
+
+    def record(self, log_id: bytes, index: int) -> IndexedRecord | None:
+        """Leaf ``index`` of ``log_id`` if it is verified and indexed."""
+
+    def records(self, log_id: bytes, start: int, stop: int) -> list[IndexedRecord]:
+        """The stored records of leaves ``start..stop-1`` of ``log_id`` in index order."""
+
+    def leaf_rows(self, log_id: bytes, start: int, stop: int
+                  ) -> list[tuple[int, bytes, bytes, bytes, bytes | None, bytes | None]]:
+        """``(index, leaf_hash, commitment, escrow, match_tag, amount_tag)`` of leaves
+        ``start..stop-1`` of ``log_id``, as stored."""
+
+    def record_count(self) -> int:
+        """How many verified leaves are indexed over all logs."""
+
+    def traced_payments(self) -> Iterator[TracedPayment]:
+        """Every readable indexed payment as AML input (streamed)."""
+
+    def record_fault(self, platform: str, log_id: bytes, start: int, end: int, kind: str,
+                     detail: str) -> None:
+        """Record a fault; the same (log, range, kind) again only updates ``last_seen``."""
+
+    def faults(self) -> list[Fault]:
+        """Every recorded fault, oldest first."""
+
+    def alert_numbers(self, keys: Sequence[str]) -> dict[str, int]:
+        """The lasting number of each alert key (new keys numbered in the order listed)."""
+
+    def alert_key(self, number: int) -> str | None:
+        """The key numbered ``number``, or ``None``."""
+
+    def case_key(self, case_id: bytes) -> bytes:
+        """The secret key of case ``case_id``, drawn at random the first time."""
+
+    def save_disclosure_request(self, request_id: int, platform: str, commitment: bytes,
+                                case_id: bytes, requested_tx: bytes) -> None:
+        """Remember a disclosure request this regulator logged on chain."""
+
+    def save_disclosure_opening(self, request_id: int, response: bytes, opening: str) -> None:
+        """Store a collected, verified answer."""
+
+    def disclosure(self, request_id: int) -> StoredDisclosure | None:
+        """A disclosure request this regulator made, or ``None``."""
+
+    def disclosures(self) -> list[StoredDisclosure]:
+        """Every disclosure request this regulator made, oldest first."""
+
+
+class SqliteRegulatorStore:
     """The regulator's SQLite store (see the module docstring). Thread-safe."""
 
     def __init__(self, path: Path, *, regulator: str, writer: bool = True) -> None:
@@ -291,6 +437,11 @@ class RegulatorStore:
     def path(self) -> Path:
         """The store's file."""
         return self._path
+
+    @property
+    def location(self) -> str:
+        """The store's file, for messages."""
+        return str(self._path)
 
     def _take_lock(self) -> int:
         """The one writer's exclusive lock on ``STORE.lock``; :class:`StoreLocked` if held."""
@@ -445,13 +596,13 @@ class RegulatorStore:
 
     def log(self, log_id: bytes) -> LogState | None:
         """The verification state of ``log_id``, or ``None`` if it is not followed."""
-        rows = self._query(f"SELECT {_LOG_COLUMNS} FROM logs WHERE log_id = ?", (log_id,))
+        rows = self._query(f"SELECT {LOG_COLUMNS} FROM logs WHERE log_id = ?", (log_id,))
         return LogState(*rows[0]) if rows else None
 
     def logs(self) -> list[LogState]:
         """Every followed log, by platform."""
         return [LogState(*row) for row in
-                self._query(f"SELECT {_LOG_COLUMNS} FROM logs ORDER BY platform, log_id")]
+                self._query(f"SELECT {LOG_COLUMNS} FROM logs ORDER BY platform, log_id")]
 
     def set_hash_name(self, log_id: bytes, hash_name: str) -> None:
         """Record the hash a log uses (learned from the platform node, checked by signature)."""
@@ -471,21 +622,9 @@ class RegulatorStore:
                                  f"{None if state is None else state.verified_size}, "
                                  f"cannot append at {start}")
         number = self._log_number(log_id)
-        rows: list[tuple[Any, ...]] = []
-        for leaf in leaves:
-            p = leaf.payment
-            if p is None:
-                rows.append((number, leaf.index, leaf.leaf_hash, leaf.commitment, leaf.escrow,
-                             leaf.match_tag, leaf.amount_tag,
-                             None, None, None, None, None, None, None, None, None, None, None))
-            else:
-                rows.append((number, leaf.index, leaf.leaf_hash, leaf.commitment, leaf.escrow,
-                             leaf.match_tag, leaf.amount_tag, p.payer_key, p.payee_key,
-                             _KIND_CODE[p.payer_kind], _KIND_CODE[p.payee_kind], p.amount_fen,
-                             p.currency, _time_us(p.time), p.channel.value,
-                             int(p.cross_border), int(p.cash), p.clearing_key))
+        rows = [record_row(number, leaf) for leaf in leaves]
         self._write([
-            (f"INSERT INTO records ({_RECORD_COLUMNS}) "
+            (f"INSERT INTO records ({RECORD_COLUMNS}) "
              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
              rows, True),
             ("UPDATE logs SET verified_size = ?, verified_root = ? WHERE log_id = ?",
@@ -511,25 +650,6 @@ class RegulatorStore:
             number = self._numbers[log_id] = int(rows[0][0])
         return number
 
-    def _record(self, row: Sequence[Any], logs: dict[int, tuple[bytes, str]]) -> IndexedRecord:
-        (number, idx, leaf_hash, commitment, escrow, match_tag, amount_tag, payer, payee,
-         payer_kind, payee_kind, amount, currency, time_us, channel, cross_border, cash,
-         clearing) = row
-        log_id, platform = logs[int(number)]
-        payment = None
-        if payer is not None:
-            payment = EscrowPayload(
-                payer_key=bytes(payer), payee_key=bytes(payee),
-                payer_kind=_KIND_OF[payer_kind], payee_kind=_KIND_OF[payee_kind],
-                amount_fen=int(amount), currency=str(currency),
-                time=_EPOCH + timedelta(microseconds=int(time_us)),
-                channel=Channel(channel), cross_border=bool(cross_border), cash=bool(cash),
-                clearing_key=bytes(clearing),
-            )
-        return IndexedRecord(platform, log_id, int(idx), bytes(leaf_hash),
-                             bytes(commitment), bytes(escrow), _opt(match_tag), _opt(amount_tag),
-                             payment)
-
     def _logs(self) -> dict[int, tuple[bytes, str]]:
         return {int(r[0]): (bytes(r[1]), str(r[2]))
                 for r in self._query("SELECT num, log_id, platform FROM logs")}
@@ -537,38 +657,38 @@ class RegulatorStore:
     def records_of_identity(self, identity_key: bytes) -> list[IndexedRecord]:
         """Every indexed record where ``identity_key`` is the payer or the payee, by time."""
         rows = self._query(
-            f"SELECT {_RECORD_COLUMNS} FROM records WHERE payer_key = ?1 UNION "
-            f"SELECT {_RECORD_COLUMNS} FROM records WHERE payee_key = ?1 "
+            f"SELECT {RECORD_COLUMNS} FROM records WHERE payer_key = ?1 UNION "
+            f"SELECT {RECORD_COLUMNS} FROM records WHERE payee_key = ?1 "
             "ORDER BY time_us, log, idx",
             (identity_key,))
         logs = self._logs()
-        return [self._record(row, logs) for row in rows]
+        return [record_from_row(row, logs) for row in rows]
 
     def records_of_commitment(self, commitment: bytes) -> list[IndexedRecord]:
         """The indexed record(s) with this commitment (normally one)."""
-        rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM records WHERE commitment = ? "
+        rows = self._query(f"SELECT {RECORD_COLUMNS} FROM records WHERE commitment = ? "
                            "ORDER BY log, idx",
                            (commitment,))
         logs = self._logs()
-        return [self._record(row, logs) for row in rows]
+        return [record_from_row(row, logs) for row in rows]
 
     def record(self, log_id: bytes, index: int) -> IndexedRecord | None:
         """Leaf ``index`` of ``log_id`` if it is verified and indexed."""
         if self.log(log_id) is None:
             return None
-        rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM records WHERE log = ? AND idx = ?",
+        rows = self._query(f"SELECT {RECORD_COLUMNS} FROM records WHERE log = ? AND idx = ?",
                            (self._log_number(log_id), index))
-        return self._record(rows[0], self._logs()) if rows else None
+        return record_from_row(rows[0], self._logs()) if rows else None
 
     def records(self, log_id: bytes, start: int, stop: int) -> list[IndexedRecord]:
         """The records of leaves ``start..stop-1`` of ``log_id`` in index order, unchecked
         (those that are verified and stored: fewer when ``stop`` passes the verified size)."""
         if self.log(log_id) is None or stop <= start:
             return []
-        rows = self._query(f"SELECT {_RECORD_COLUMNS} FROM records WHERE log = ? AND idx >= ? "
+        rows = self._query(f"SELECT {RECORD_COLUMNS} FROM records WHERE log = ? AND idx >= ? "
                            "AND idx < ? ORDER BY idx", (self._log_number(log_id), start, stop))
         logs = self._logs()
-        return [self._record(row, logs) for row in rows]
+        return [record_from_row(row, logs) for row in rows]
 
     def leaf_rows(self, log_id: bytes, start: int, stop: int
                   ) -> list[tuple[int, bytes, bytes, bytes, bytes | None, bytes | None]]:
@@ -591,10 +711,10 @@ class RegulatorStore:
         """Every readable indexed payment as AML input (streamed, for large indexes)."""
         logs = self._logs()
         db = self._reader()
-        cursor = db.execute(f"SELECT {_RECORD_COLUMNS} FROM records "
+        cursor = db.execute(f"SELECT {RECORD_COLUMNS} FROM records "
                             "WHERE payer_key IS NOT NULL")
         for row in cursor:
-            traced = self._record(row, logs).traced()
+            traced = record_from_row(row, logs).traced()
             assert traced is not None
             yield traced
 
@@ -612,9 +732,7 @@ class RegulatorStore:
 
     def faults(self) -> list[Fault]:
         """Every recorded fault, oldest first."""
-        return [Fault(int(r[0]), float(r[1]), float(r[2]), str(r[3]), bytes(r[4]), int(r[5]),
-                      int(r[6]), str(r[7]), str(r[8]))
-                for r in self._query("SELECT * FROM faults ORDER BY id")]
+        return [fault_from_row(r) for r in self._query("SELECT * FROM faults ORDER BY id")]
 
     # ------------------------------------------------------------------ alert numbers
 
@@ -682,15 +800,16 @@ class RegulatorStore:
     def disclosure(self, request_id: int) -> StoredDisclosure | None:
         """A disclosure request this regulator made, or ``None``."""
         rows = self._query("SELECT * FROM disclosures WHERE request_id = ?", (request_id,))
-        return _disclosure(rows[0]) if rows else None
+        return disclosure_from_row(rows[0]) if rows else None
 
     def disclosures(self) -> list[StoredDisclosure]:
         """Every disclosure request this regulator made, oldest first."""
-        return [_disclosure(r) for r in
+        return [disclosure_from_row(r) for r in
                 self._query("SELECT * FROM disclosures ORDER BY request_id")]
 
 
-def _disclosure(row: Sequence[Any]) -> StoredDisclosure:
+def disclosure_from_row(row: Sequence[Any]) -> StoredDisclosure:
+    """The disclosure of a ``disclosures`` row (its columns in table order)."""
     return StoredDisclosure(
         int(row[0]), str(row[1]), bytes(row[2]), bytes(row[3]), bytes(row[4]), float(row[5]),
         None if row[6] is None else bytes(row[6]), None if row[7] is None else str(row[7]),
