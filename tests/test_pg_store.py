@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ledger_node.demo.postgres_cluster import PostgresCluster
 from ledger_node.errors import InvalidConfig, StoreCorrupted, StoreUnavailable
 from ledger_node.regulator.config import load_regulator_config
 from ledger_node.regulator.open_store import open_regulator_store
@@ -24,7 +25,6 @@ from ledger_node.regulator.pg_store import (
     redact_url,
 )
 from ledger_node.regulator.store import IngestedLeaf, SqliteRegulatorStore
-from tests.postgres_cluster import PostgresCluster
 
 LOG = bytes(range(32))
 
