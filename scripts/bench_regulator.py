@@ -28,19 +28,24 @@ Figures, not assertions: copy the table into docs/performance.md with the machin
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import os
 import platform
 import random
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
 
 from api.regulator_server import worker_command
 from ledger_node.chain.adapter import LedgerChain, Member, Role
@@ -48,15 +53,27 @@ from ledger_node.client.sdk import PlatformClient
 from ledger_node.crypto import gmcrypto
 from ledger_node.crypto.hashes import sm3
 from ledger_node.demo.localsite import LocalSite
+from ledger_node.demo.postgres_cluster import PostgresCluster, start_cluster
 from ledger_node.demo.run import sample_records
-from ledger_node.log.leaf import Leaf
-from ledger_node.log.merkle import MerkleLog, hasher_for
+from ledger_node.log.leaf import Leaf, leaves_data
+from ledger_node.log.merkle import MerkleLog, hash_leaves, hasher_for
 from ledger_node.protocol.aml import PartyKind
-from ledger_node.protocol.escrow import EscrowOpener, EscrowPayload, EscrowSealer, identity_key
+from ledger_node.protocol.escrow import (
+    NO_CLEARING_KEY,
+    EscrowOpener,
+    EscrowPayload,
+    EscrowSealer,
+    identity_key,
+)
 from ledger_node.protocol.record import Channel
 from ledger_node.regulator.config import build_regulator, load_regulator_config
 from ledger_node.regulator.node import IngestShare, RegulatorConfig, RegulatorNode
-from ledger_node.regulator.store import IngestedLeaf, SqliteRegulatorStore, StoredAnchor
+from ledger_node.regulator.pg_store import PostgresRegulatorStore, is_postgres_url
+from ledger_node.regulator.store import (
+    RECORD_COLUMNS,
+    SqliteRegulatorStore,
+    StoredAnchor,
+)
 
 KINDS = (PartyKind.PERSON, PartyKind.INSTITUTION)
 
@@ -169,10 +186,7 @@ def ingest_once(site: LocalSite, store: StoreKind, workers: int, total: int,
                 sum(process_cpu_seconds(pid) for pid in site_pids),
                 None if server is None else tree_cpu_seconds(server))
 
-    watcher = SqliteRegulatorStore(location, regulator="pboc", writer=False) if (
-        store.kind == "sqlite") else None
-    count = (functools.partial(store.record_count, location) if watcher is None
-             else watcher.record_count)
+    count = store.verified(location)
     try:
         first_at, first_count, first_cpu = None, 0, cpu()
         deadline = time.monotonic() + 1800
@@ -191,8 +205,7 @@ def ingest_once(site: LocalSite, store: StoreKind, workers: int, total: int,
             time.sleep(0.05)
         ended, last_cpu = time.perf_counter(), cpu()
     finally:
-        if watcher is not None:
-            watcher.close()
+        store.close_watch()
         for process in processes:
             process.terminate()
         for process in processes:
@@ -207,34 +220,44 @@ def ingest_once(site: LocalSite, store: StoreKind, workers: int, total: int,
                         store.size(location) / total)
 
 
-def bench_ingest(store: StoreKind, worker_counts: list[int], logs: int, per_log: int
-                 ) -> list[IngestFigure]:
-    figures = []
+def bench_ingest(stores: list[StoreKind], worker_counts: list[int], logs: int, per_log: int
+                 ) -> dict[str, list[IngestFigure]]:
+    """Ingest the same site's logs into each store with each worker count."""
+    figures: dict[str, list[IngestFigure]] = {}
     # plain HTTP (LocalSite serves https by default): this measures the node, not TLS
     with tempfile.TemporaryDirectory() as tmp, LocalSite(Path(tmp), tls=False) as site:
         start_site_with_logs(site, logs, per_log)
         total = logs * per_log
-        for workers in worker_counts:
-            if workers > 1 and not store.takes_workers:
-                row(f"regulator ingest, {workers} workers ({store.name})",
-                    "refused: a SQLite store has one writer", "", "")
-                continue
-            print(f"ingest with {workers} worker(s) into {store.name} ...", file=sys.stderr)
-            figure = ingest_once(site, store, workers, total, f"ingest-{workers}")
-            figures.append(figure)
-            row(f"regulator ingest, {workers} worker process(es), {store.name}: fetch over "
-                f"HTTP, verify roots and signatures, decrypt, index, commit ({total:,} "
-                f"records, {logs} logs)", f"{figure.rate:,.0f} records/s")
-            server = ("n/a (SQLite runs in the workers)" if store.kind == "sqlite" else
-                      "not measured (an outside server)" if figure.store_cpu is None else
-                      f"{1e6 * figure.store_cpu / figure.records:,.0f} µs")
-            row(f"  CPU per record ({workers} worker(s)): workers; database server; "
-                "platform nodes and chain",
-                f"{1e6 * figure.worker_cpu / figure.records:,.0f} µs; {server}; "
-                f"{1e6 * figure.platform_cpu / figure.records:,.0f} µs")
-        if figures:
-            row(f"regulator store bytes per record after ingest ({store.name}; escrow kept "
-                "as evidence)", f"{figures[0].bytes_per_record:,.0f} B")
+        for store in stores:
+            mine = figures.setdefault(store.name, [])
+            for workers in worker_counts:
+                if workers > 1 and not store.takes_workers:
+                    row(f"regulator ingest, {workers} workers, {store.name}",
+                        "refused: a SQLite store has one writer", "", "")
+                    continue
+                print(f"ingest with {workers} worker(s) into {store.name} ...",
+                      file=sys.stderr)
+                figure = ingest_once(site, store, workers, total,
+                                     f"ingest-{store.kind}-{workers}")
+                mine.append(figure)
+                server = ("in the workers (SQLite)" if store.kind == "sqlite" else
+                          "not measured (an outside server)" if figure.store_cpu is None
+                          else f"{1e6 * figure.store_cpu / figure.records:,.0f} µs")
+                row(f"regulator ingest, {workers} worker process(es), {store.name}: fetch "
+                    f"over HTTP, verify roots and signatures, decrypt, index, commit "
+                    f"({total:,} records, {logs} logs)", f"{figure.rate:,.0f} records/s")
+                row(f"  CPU per record ({workers} worker(s), {store.name}): workers; "
+                    "database server; platform nodes and chain",
+                    f"{1e6 * figure.worker_cpu / figure.records:,.0f} µs; {server}; "
+                    f"{1e6 * figure.platform_cpu / figure.records:,.0f} µs")
+            if mine:
+                row(f"regulator store bytes per record after ingest ({store.name}; escrow "
+                    "kept as evidence)", f"{mine[0].bytes_per_record:,.0f} B")
+        best = {name: max(f.rate for f in found) for name, found in figures.items() if found}
+        if "PostgreSQL" in best and "SQLite" in best:
+            row("PostgreSQL ingest (best worker count) against SQLite's, same run",
+                f"{best['PostgreSQL']:,.0f} vs {best['SQLite']:,.0f} records/s",
+                "PostgreSQL faster", met(best["PostgreSQL"] > best["SQLite"]))
     return figures
 
 
@@ -291,32 +314,34 @@ def bench_trace(store: StoreKind, root: Path, count: int, queries: int) -> None:
     deployment = deployer.deploy([Member(deployer.address, Role.REGULATOR, "pboc",
                                          gmcrypto.generate_private_key().public_key().raw)],
                                  threshold=1)
-    regulator = RegulatorNode(RegulatorConfig("pboc", location),
+    regulator = RegulatorNode(store.regulator_config(location),
                               deployer.attach(deployment),
                               [gmcrypto.generate_private_key()], {})
     log_id = bytes(32)
     regulator.store.ensure_log(log_id, "unionpay", deployer.address, "sm3")
+    if isinstance(regulator.store, PostgresRegulatorStore):
+        regulator.store.ensure_partition(datetime.now(UTC).date())
     tree = MerkleLog(hasher_for("sm3"))
     escrow = bytes(261)
     print(f"filling a regulator store with {count:,} indexed records ...", file=sys.stderr)
     filled = time.perf_counter()
-    chunk = 20_000
+    chunk = 100_000
+    number = 1  # the first and only log of a fresh store
+    first_us = (start - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    size = hasher_for("sm3").digest_size
     for base in range(0, count, chunk):
-        leaves = []
-        for index in range(base, min(count, base + chunk)):
-            commitment = rng.randbytes(32)
-            payment = EscrowPayload(
-                payer_key=rng.choice(people), payee_key=rng.choice(merchants),
-                payer_kind=KINDS[0], payee_kind=KINDS[1],
-                amount_fen=rng.randrange(100, 10**6), currency="CNY",
-                time=start + timedelta(seconds=rng.randrange(86_400)),
-                channel=Channel.QR, cross_border=False, cash=False)
-            leaf = Leaf(commitment, escrow)
-            leaf_hash = tree.hasher.hash_leaf(leaf.leaf_data())
-            leaves.append(IngestedLeaf(index, leaf_hash, commitment, escrow, None, None,
-                                       payment))
-        tree.extend_leaf_hashes(leaf.leaf_hash for leaf in leaves)
-        regulator.store.append_verified(log_id, base, leaves, tree.root())
+        # the rows append_verified writes (record_row's columns), built directly in bulk
+        commitments = [rng.randbytes(32) for _ in range(min(chunk, count - base))]
+        hashes = hash_leaves(tree.hasher, leaves_data([Leaf(c, escrow) for c in commitments]))
+        leaf_hashes = [hashes[i:i + size] for i in range(0, len(hashes), size)]
+        rows = [(number, base + i, leaf_hash, commitment, escrow, None, None,
+                 rng.choice(people), rng.choice(merchants), 1, 2, rng.randrange(100, 10**6),
+                 "CNY", first_us + rng.randrange(86_400) * 1_000_000, Channel.QR.value,
+                 False, False, NO_CLEARING_KEY)
+                for i, (leaf_hash, commitment) in enumerate(zip(leaf_hashes, commitments,
+                                                                strict=True))]
+        tree.extend_leaf_hashes(leaf_hashes)
+        store.bulk_insert(location, number, rows, base + len(rows), tree.root())
     regulator.store.save_anchors([StoredAnchor(log_id, count, tree.root(), 0, b"\x30",
                                                b"\x00" * 32, 1, 0)], ("bench", 0))
     regulator._trees[log_id] = tree
@@ -340,56 +365,136 @@ def bench_trace(store: StoreKind, root: Path, count: int, queries: int) -> None:
         f"{store.size(location) / count:,.0f} B")
 
 
-@dataclass(frozen=True)
+@dataclass
 class StoreKind:
-    """The store a run measures: SQLite files, or databases on a PostgreSQL server."""
+    """The store a run measures: SQLite files, or databases on a PostgreSQL server (a
+    throwaway durable cluster this bench starts, or an outside server's URL)."""
 
     kind: str
+    server_url: str | None = None
+    cluster: PostgresCluster | None = None
+    made: int = 0
 
     @property
     def name(self) -> str:
-        return self.kind
+        return "SQLite" if self.kind == "sqlite" else "PostgreSQL"
 
     @property
     def takes_workers(self) -> bool:
         return self.kind != "sqlite"
 
-    def fresh(self, root: Path, label: str) -> Path:
-        """A new, empty store named ``label``."""
-        path = root / f"{label}.db"
-        for suffix in ("", "-wal", "-shm", ".lock"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return path
+    def fresh(self, root: Path, label: str) -> Path | str:
+        """A new, empty store named ``label``: a file under ``root``, or a new database."""
+        if self.kind == "sqlite":
+            path = root / f"{label}.db"
+            for suffix in ("", "-wal", "-shm", ".lock"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            return path
+        if self.cluster is not None:
+            return self.cluster.new_database()
+        assert self.server_url is not None
+        self.made += 1
+        name = f"jl_bench_{os.getpid()}_{self.made}"
+        with psycopg.connect(self.server_url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}".encode())
+        parts = urlsplit(self.server_url)
+        return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
 
-    def config(self, location: Path) -> dict[str, str]:
+    def config(self, location: Path | str) -> dict[str, str]:
         """``LocalSite.write_regulator_config``'s store argument for ``location``."""
-        return {"store": str(location)}
+        return {"store": str(location)} if self.kind == "sqlite" else {"store_url":
+                                                                         str(location)}
 
-    def size(self, location: Path) -> int:
-        """The store's bytes on disk (SQLite: the file and its WAL)."""
-        return sum(Path(f"{location}{suffix}").stat().st_size
-                   for suffix in ("", "-wal") if Path(f"{location}{suffix}").exists())
+    def regulator_config(self, location: Path | str) -> RegulatorConfig:
+        if self.kind == "sqlite":
+            return RegulatorConfig("pboc", Path(location))
+        return RegulatorConfig("pboc", None, store_url=str(location))
 
-    def record_count(self, location: Path) -> int:
-        raise NotImplementedError  # SQLite's is read through a replica's store
+    def size(self, location: Path | str) -> int:
+        """The store's bytes on disk: SQLite's file and WAL; PostgreSQL's tables (every
+        partition) with their indexes and TOAST (``pg_total_relation_size``), WAL not
+        counted."""
+        if self.kind == "sqlite":
+            return sum(Path(f"{location}{suffix}").stat().st_size
+                       for suffix in ("", "-wal") if Path(f"{location}{suffix}").exists())
+        with psycopg.connect(str(location)) as conn:
+            row = conn.execute(b"SELECT sum(pg_total_relation_size(oid)) FROM pg_class "
+                               b"WHERE relkind = 'r' AND relnamespace = "
+                               b"'public'::regnamespace").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def verified(self, location: Path | str) -> Callable[[], int]:
+        """A cheap count of the records committed (the sum of the logs' verified sizes,
+        which commit with their records), and a way to close what it holds."""
+        if self.kind == "sqlite":
+            store = SqliteRegulatorStore(Path(location), regulator="pboc", writer=False)
+            self._close = store.close
+            return lambda: sum(state.verified_size for state in store.logs())
+        conn = psycopg.connect(str(location), autocommit=True)
+        self._close = conn.close
+
+        def count() -> int:
+            row = conn.execute(b"SELECT coalesce(sum(verified_size), 0) FROM logs").fetchone()
+            return int(row[0]) if row is not None else 0
+        return count
+
+    def close_watch(self) -> None:
+        self._close()
 
     def server_pid(self) -> int | None:
         """The database server's process (its postmaster), if this bench started it."""
-        return None
+        return None if self.cluster is None else self.cluster.server_pid()
+
+    def bulk_insert(self, location: Path | str, number: int, rows: list[tuple[Any, ...]],
+                    size: int, root: bytes) -> None:
+        """Write synthetic indexed records for the trace, in bulk, with the log's new
+        verified size: SQLite ``executemany`` in one transaction; PostgreSQL ``COPY`` into
+        today's partition. The rows are :func:`record_row`'s; the index is what a trace
+        reads, however the rows got there."""
+        sql_columns = f"{RECORD_COLUMNS}"
+        if self.kind == "sqlite":
+            db = sqlite3.connect(Path(location), isolation_level=None)
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(f"INSERT INTO records ({sql_columns}) VALUES "
+                               f"({', '.join('?' * 18)})", rows)
+                db.execute("UPDATE logs SET verified_size = ?, verified_root = ? WHERE num = ?",
+                           (size, root, number))
+                db.execute("COMMIT")
+            finally:
+                db.close()
+            return
+        day = datetime.now(UTC).date()
+        with psycopg.connect(str(location)) as conn, conn.cursor() as cur:
+            with cur.copy(f"COPY records ({sql_columns}, day) FROM STDIN".encode()) as copy:
+                for values in rows:
+                    copy.write_row((*values, day))
+            cur.execute(b"UPDATE logs SET verified_size = %s, verified_root = %s "
+                        b"WHERE num = %s", (size, root, number))
 
 
-def parse_store(text: str) -> StoreKind:
-    if text == "sqlite":
-        return StoreKind("sqlite")
-    raise SystemExit(f"--store {text!r}: sqlite (PostgreSQL: not merged yet)")
+def parse_stores(text: str) -> list[StoreKind]:
+    stores = []
+    for item in text.split(","):
+        if item == "sqlite":
+            stores.append(StoreKind("sqlite"))
+        elif item == "postgresql":
+            stores.append(StoreKind("postgresql", cluster=start_cluster(durable=True)))
+        elif is_postgres_url(item):
+            stores.append(StoreKind("postgresql", server_url=item))
+        else:
+            raise SystemExit(f"--store {item!r}: sqlite, postgresql or a postgresql:// URL")
+    return stores
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--store", default="sqlite",
-                        help="sqlite, or postgresql (a throwaway cluster), or a postgresql:// "
-                        "URL of a server this bench may create databases on")
+                        help="comma-separated: sqlite, postgresql (a throwaway durable "
+                        "cluster), or a postgresql:// URL of a server this bench may create "
+                        "databases on (default sqlite; sqlite,postgresql compares them on "
+                        "the same run)")
     parser.add_argument("--workers", default="1,2,4",
                         help="ingest worker counts to measure, comma-separated (default 1,2,4)")
     parser.add_argument("--logs", type=int, default=4,
@@ -401,26 +506,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ingest", action="store_true", help="the trace only")
     parser.add_argument("--skip-trace", action="store_true", help="ingest only")
     args = parser.parse_args(argv)
-    store = parse_store(args.store)
+    stores = parse_stores(args.store)
     per_log = args.ingest_records or (2_000 if args.quick else 50_000)
     trace_records = args.records or (50_000 if args.quick else 1_000_000)
     worker_counts = [int(n) for n in args.workers.split(",")]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}; chain, platform nodes, regulator workers and the "
-          f"store's server on this machine; load average at start "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; store: {store.name}\n")
-    print("| measure | figure | goal | verdict |")
-    print("|---|---|---|---|")
-    if not args.quick:
-        bench_sm2_per_batch()
-    if not args.skip_ingest:
-        figures = bench_ingest(store, worker_counts, args.logs, per_log)
-        project(figures, store)
-    if not args.skip_trace:
-        with tempfile.TemporaryDirectory() as tmp:
-            bench_trace(store, Path(tmp), trace_records, 200 if args.quick else 1_000)
-    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    try:
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+              f"{platform.python_version()}; chain, platform nodes, regulator workers and "
+              f"the store's server on this machine; load average at start "
+              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; stores: "
+              f"{', '.join(s.name for s in stores)}\n")
+        print("| measure | figure | goal | verdict |")
+        print("|---|---|---|---|")
+        if not args.quick:
+            bench_sm2_per_batch()
+        if not args.skip_ingest:
+            figures = bench_ingest(stores, worker_counts, args.logs, per_log)
+            for store in stores:
+                project(figures.get(store.name, []), store)
+        if not args.skip_trace:
+            for store in stores:
+                with tempfile.TemporaryDirectory() as tmp:
+                    bench_trace(store, Path(tmp), trace_records, 200 if args.quick else 1_000)
+        print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    finally:
+        for store in stores:
+            if store.cluster is not None:
+                store.cluster.stop()
     return 0
 
 

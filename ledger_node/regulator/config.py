@@ -158,9 +158,11 @@ class RegulatorServeConfig:
 
 def regulator_config_toml(*, name: str, store: str, platforms: Mapping[str, Sequence[str]],
                           host: str, port: int, tls_lines: str, keys_dir: str,
-                          deployment: str, rpc_url: str, follow_interval: float) -> str:
+                          deployment: str, rpc_url: str, follow_interval: float,
+                          store_url: str | None = None) -> str:
     """The text of regulator ``name``'s node config, in the format
-    :func:`load_regulator_config` reads: its store, the ``platforms`` it follows (each
+    :func:`load_regulator_config` reads: its store (with ``store_url`` a PostgreSQL
+    database instead of the SQLite file ``store``), the ``platforms`` it follows (each
     platform's node URLs, one per log shard), address, TLS lines
     (:func:`~ledger_node.tls.tls_config_toml`, or ``""``), key files in ``keys_dir`` and
     chain. The one writer of this format (``jointledger init``, the local site)."""
@@ -174,7 +176,8 @@ def regulator_config_toml(*, name: str, store: str, platforms: Mapping[str, Sequ
             f"[keys]\nsm2 = {toml_string(f'{keys_dir}/{name}.sm2.pem')}\n"
             f"account = {toml_string(f'{keys_dir}/{name}.account.key')}\n\n"
             f"[chain]\ndeployment = {toml_string(deployment)}\n"
-            f"rpc_url = {toml_string(rpc_url)}\n")
+            f"rpc_url = {toml_string(rpc_url)}\n"
+            + ("" if store_url is None else f"\n[store]\nurl = {toml_string(store_url)}\n"))
 
 
 def load_regulator_config(path: Path) -> RegulatorServeConfig:

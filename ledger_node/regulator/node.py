@@ -737,30 +737,53 @@ class RegulatorNode:
     def bundle_for(self, record: IndexedRecord) -> ProofBundle:
         """The proof bundle of ``record`` at its log's verified checkpoint (from the chain),
         after the record passed its check (:class:`LeafDamaged` otherwise)."""
-        self._check_record(record)
-        state = self.store.log(record.log_id)
-        assert state is not None and state.verified_size > record.index
-        anchor = self.store.anchor_at(record.log_id, state.verified_size)
+        return self._bundle(record, *self._verified_checkpoint(record.log_id))
+
+    def _verified_checkpoint(self, log_id: bytes
+                             ) -> tuple[SignedCheckpoint, ChainAnchor, MerkleLog]:
+        """``log_id``'s checkpoint at its verified size, where it was anchored, and the tree
+        to prove against. The size is read before the tree, which is brought at least to
+        it (an ingest process may commit in between): the tree always holds the
+        checkpoint."""
+        state = self.store.log(log_id)
+        tree = self._tree(log_id)
+        assert state is not None and tree is not None and tree.size >= state.verified_size
+        anchor = self.store.anchor_at(log_id, state.verified_size)
         assert anchor is not None
-        checkpoint = Checkpoint(state.platform, record.log_id, anchor.tree_size, anchor.root,
+        checkpoint = Checkpoint(state.platform, log_id, anchor.tree_size, anchor.root,
                                 anchor.timestamp, state.hash_name)
+        return (SignedCheckpoint(checkpoint, anchor.signature),
+                ChainAnchor.of(self.chain.deployment, anchor.tx_hash, anchor.block_number),
+                tree)
+
+    def _bundle(self, record: IndexedRecord, checkpoint: SignedCheckpoint,
+                anchor: ChainAnchor, tree: MerkleLog) -> ProofBundle:
+        self._check_record(record, tree)
+        assert record.index < checkpoint.checkpoint.tree_size
         return build_bundle(
             LeafSummary(record.commitment, sm3(record.escrow), record.match_tag,
                         record.amount_tag),
-            record.index, SignedCheckpoint(checkpoint, anchor.signature),
-            ChainAnchor.of(self.chain.deployment, anchor.tx_hash, anchor.block_number),
-            log=self._tree(record.log_id),
-        )
+            record.index, checkpoint, anchor, log=tree)
+
+    def _traced(self, records: Iterable[IndexedRecord]) -> list[TracedRecord]:
+        """Each record with its bundle; each log's checkpoint read once (a trace's records
+        are on a few logs; two store reads per record were most of a trace's time on
+        PostgreSQL, where each read is a round trip)."""
+        at: dict[bytes, tuple[SignedCheckpoint, ChainAnchor, MerkleLog]] = {}
+        traced = []
+        for record in records:
+            if record.log_id not in at:
+                at[record.log_id] = self._verified_checkpoint(record.log_id)
+            traced.append(TracedRecord(record, self._bundle(record, *at[record.log_id])))
+        return traced
 
     def trace_identity(self, identity_key: bytes) -> list[TracedRecord]:
         """Every record, on every platform, where ``identity_key`` pays or is paid, by time."""
-        return [TracedRecord(r, self.bundle_for(r))
-                for r in self.store.records_of_identity(identity_key)]
+        return self._traced(self.store.records_of_identity(identity_key))
 
     def trace_commitment(self, commitment: bytes) -> list[TracedRecord]:
         """The record(s) with ``commitment`` (their payments name the identities)."""
-        return [TracedRecord(r, self.bundle_for(r))
-                for r in self.store.records_of_commitment(commitment)]
+        return self._traced(self.store.records_of_commitment(commitment))
 
     def record_by_ref(self, ref: str) -> IndexedRecord:
         """The indexed record an alert's evidence reference names."""
@@ -816,7 +839,7 @@ class RegulatorNode:
     def alert_evidence(self, alert: Alert) -> list[TracedRecord]:
         """The records an alert rests on, each with its proof bundle."""
         records = [self.record_by_ref(ref) for ref in alert.refs]
-        return [TracedRecord(r, self.bundle_for(r)) for r in records]
+        return self._traced(records)
 
     # ------------------------------------------------------------------ disclosures
 
