@@ -32,6 +32,7 @@ import math
 import os
 import platform
 import random
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -506,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ingest", action="store_true", help="the trace only")
     parser.add_argument("--skip-trace", action="store_true", help="ingest only")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds (the site's processes and the cluster are stopped in finally blocks)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stores = parse_stores(args.store)
     per_log = args.ingest_records or (2_000 if args.quick else 50_000)
     trace_records = args.records or (50_000 if args.quick else 1_000_000)

@@ -188,18 +188,20 @@ def test_a_replica_node_refuses_to_ingest(consortium: Consortium, tmp_path: Path
         replica.stop()
 
 
-def test_log_shares_are_disjoint_stable_and_cover_every_log() -> None:
-    ids = [bytes([n]) * 32 for n in range(64)]
+def test_log_shares_are_disjoint_even_and_cover_every_log() -> None:
+    numbers = range(1, 65)
     for workers in (1, 2, 4):
         shares = [IngestShare(k, workers) for k in range(workers)]
-        for log_id in ids:
-            assert [s.owns(log_id) for s in shares].count(True) == 1
-            assert log_share(log_id, workers) == log_share(bytes(log_id), workers)
-    assert all(ALL_LOGS.owns(i) for i in ids)
-    assert {log_share(i, 4) for i in ids} == {0, 1, 2, 3}
+        for number in numbers:
+            assert [s.owns(number) for s in shares].count(True) == 1
+            assert log_share(number, workers) == number % workers
+        assert {sum(s.owns(n) for n in numbers) for s in shares} == {64 // workers}
+    assert all(ALL_LOGS.owns(n) for n in numbers)
     for index, of in ((1, 1), (-1, 2), (0, 0)):
         with pytest.raises(ValueError):
             IngestShare(index, of)
+    with pytest.raises(ValueError):
+        log_share(1, 0)
 
 
 CONFIG = """

@@ -152,21 +152,22 @@ class HttpLeafSource:
         return self.client.disclosure_response(request_id)
 
 
-def log_share(log_id: bytes, shares: int) -> int:
-    """Which of ``shares`` ingest workers verifies and indexes log ``log_id`` (0-based).
-
-    Stable: it depends on the log id alone (its first 8 bytes, which are already a hash's),
-    so a restarted worker follows the same logs, and a log's records are only ever written
-    by one worker at a time.
-    """
+def log_share(log_number: int, shares: int) -> int:
+    """Which of ``shares`` ingest workers verifies and indexes the log the store numbers
+    ``log_number`` (0-based): round robin over the order the logs were first seen, so
+    ``shares`` workers get the logs evenly, and stable (a log's number never changes), so a
+    restarted worker follows the same logs and a log's records are only ever written by one
+    worker at a time. (Not by log id: hashing a few ids into a few shares is uneven; four
+    logs put three on one of two workers here.)"""
     if shares < 1:
         raise ValueError(f"shares must be at least 1, got {shares}")
-    return int.from_bytes(log_id[:8], "big") % shares
+    return log_number % shares
 
 
 @dataclass(frozen=True)
 class IngestShare:
-    """The logs one regulator process ingests: those with ``log_share(id, of) == index``."""
+    """The logs one regulator process ingests: those with
+    ``log_share(number, of) == index``."""
 
     index: int
     of: int
@@ -175,9 +176,9 @@ class IngestShare:
         if not 0 <= self.index < self.of:
             raise ValueError(f"ingest share {self.index} of {self.of} does not exist")
 
-    def owns(self, log_id: bytes) -> bool:
-        """Whether this share ingests ``log_id``."""
-        return log_share(log_id, self.of) == self.index
+    def owns(self, log_number: int) -> bool:
+        """Whether this share ingests the log numbered ``log_number`` in the store."""
+        return log_share(log_number, self.of) == self.index
 
     def __str__(self) -> str:
         return f"{self.index + 1}/{self.of}"
@@ -323,6 +324,7 @@ class RegulatorNode:
                                                            writer=config.store_writer)
         self._trees: dict[bytes, MerkleLog] = {}
         self._trees_lock = threading.Lock()
+        self._log_numbers: dict[bytes, int] = {}
         self._ingest_lock = threading.Lock()
         self._alerts: tuple[int, list[NumberedAlert]] | None = None
         self._stop = threading.Event()
@@ -424,7 +426,16 @@ class RegulatorNode:
     def _ingests(self, log_id: bytes) -> bool:
         """Whether this process verifies and indexes ``log_id`` itself (so its tree is the
         one ingest extends, not one read back from the store)."""
-        return self.config.ingest is not None and self.config.ingest.owns(log_id)
+        share = self.config.ingest
+        if share is None or share.of == 1:
+            return share is not None
+        number = self._log_numbers.get(log_id)
+        if number is None:
+            state = self.store.log(log_id)
+            if state is None:
+                return False
+            number = self._log_numbers[log_id] = state.number
+        return share.owns(number)
 
     def _tree(self, log_id: bytes) -> MerkleLog | None:
         """The verified tree of ``log_id`` to serve from, or ``None`` if it is not followed.
@@ -543,7 +554,7 @@ class RegulatorNode:
                 return 0
             added = 0
             for state in self.store.logs():
-                if share.owns(state.log_id):
+                if share.owns(state.number):
                     if state.log_id not in self._trees:  # a new log the supervisor stored
                         self._trees[state.log_id] = self._open_tree(state)
                     added += self._ingest_log(state)

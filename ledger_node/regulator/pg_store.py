@@ -562,4 +562,4 @@ def _anchor(row: Sequence[Any]) -> StoredAnchor:
 
 def _log_state(row: Sequence[Any]) -> LogState:
     return LogState(bytes(row[0]), str(row[1]), str(row[2]), str(row[3]), int(row[4]),
-                    _opt(row[5]))
+                    _opt(row[5]), int(row[6]))

@@ -93,7 +93,8 @@ CREATE TABLE cases (case_id BLOB PRIMARY KEY, case_key BLOB NOT NULL);
 """ + _ALERT_NUMBERS
 _UPGRADES: Final = {"1": _ALERT_NUMBERS}
 """Per schema version, the SQL that brings a store to the next version."""
-LOG_COLUMNS: Final = "log_id, platform, platform_address, hash_name, verified_size, verified_root"
+LOG_COLUMNS: Final = ("log_id, platform, platform_address, hash_name, verified_size, "
+                      "verified_root, num")
 RECORD_COLUMNS: Final = (
     "log, idx, leaf_hash, commitment, escrow, match_tag, amount_tag, payer_key, payee_key, "
     "payer_kind, payee_kind, amount_fen, currency, time_us, channel, cross_border, cash, "
@@ -112,6 +113,9 @@ class LogState:
     hash_name: str
     verified_size: int
     verified_root: bytes | None
+    number: int = 0
+    """The store's number for the log, given in the order logs were first seen (from 1):
+    how ingest workers share the logs out (round robin, and stable: it never changes)."""
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ serving process. Who does what:
   scan cursor, so the workers never race over a block range), and serves the API from the
   store like an API replica;
 * **worker k of N** (a child process, ``--ingest-worker k/N``) verifies and indexes only
-  the logs with :func:`~ledger_node.regulator.node.log_share` ``== k``: disjoint, stable
-  sets, read from the anchors the supervisor stored. It serves no HTTP.
+  the logs with :func:`~ledger_node.regulator.node.log_share` ``== k`` (round robin over
+  the store's log numbers): disjoint, stable sets, read from the anchors the supervisor
+  stored. It serves no HTTP.
 
 A worker that dies (killed, crashed) is reported on the supervisor's log with its exit
 status and started again after :data:`RESTART_DELAY_S`; it resumes at its logs' verified
