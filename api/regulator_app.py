@@ -49,7 +49,8 @@ def create_regulator_app(
     console_sessions: ConsoleSessions | None = None,
 ) -> FastAPI:
     """Build the app serving ``regulator``; ``authenticator`` defaults to chain membership,
-    ``console_sessions`` (the web console's logins) to a fresh in-memory store."""
+    ``console_sessions`` (the web console's logins) to the regulator's store, shared by
+    every API process of that store."""
     settings = settings if settings is not None else Settings()
     problems = ProblemFactory(settings.problem_base_uri)
     def member_on_chain(address: str) -> Member:
@@ -86,5 +87,6 @@ def create_regulator_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, problems=problems,
                        timeout_s=settings.body_timeout_s,
                        max_head_bytes=settings.max_header_bytes)
-    install_console(app, console_sessions if console_sessions is not None else ConsoleSessions())
+    install_console(app, console_sessions if console_sessions is not None
+                    else ConsoleSessions(regulator.console_table))
     return app

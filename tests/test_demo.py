@@ -9,18 +9,23 @@ unexpected alert or a failed check is shown to fail the run.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from ledger_node.cli.chain import run_chain
 from ledger_node.cli.main import main
 from ledger_node.demo.linkscan import Haystack
 from ledger_node.demo.localsite import free_port
+from ledger_node.demo.postgres_cluster import PostgresCluster
 from ledger_node.demo.report import (
     FOUND,
     NOT_BUILT,
@@ -198,6 +203,29 @@ def test_the_demo_runs_on_an_external_chain(tmp_path: Path, anvil_url: str,
     assert case["alerts"] == [] and len(case["records"]) == len(case["disclosures"]) == 1
     assert (out / "bundle.json").exists() and (out / "disclosure.json").exists()
     assert "**PASS**" in capsys.readouterr().out
+
+
+def test_the_demo_runs_with_the_regulator_store_on_postgresql(
+        tmp_path: Path, postgres_cluster: PostgresCluster) -> None:
+    """``jointledger demo --store postgresql://...`` as a real process: the whole story
+    passes with the regulator node's store in PostgreSQL (its records are there)."""
+    scenario = tmp_path / "small.yaml"
+    scenario.write_text(SMALL, encoding="utf-8")
+    url = postgres_cluster.new_database()
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "ledger_node.cli", "demo", "--scenario", str(scenario),
+         "--out", str(out), "--store", url], capture_output=True, text=True, timeout=600,
+        cwd=tmp_path, env=os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["passed"] and report["settings"]["regulator store"] == url
+    assert "[store]" in (out / "site" / "pboc-regulator.toml").read_text()
+    assert not (out / "site" / "pboc-regulator.db").exists()
+    with psycopg.connect(url) as conn:
+        held = conn.execute("SELECT count(*) FROM records").fetchone()
+    assert held is not None and held[0] == sum(int(n.replace(",", "")) for n in
+                                                report["settings"]["records"].values())
 
 
 # ---------------------------------------------------------------------- the report logic
@@ -440,6 +468,8 @@ def test_unreadable_scenario_files_are_rejected(
     (["--payments", "0"], "--payments: must be at least 1, got 0"),
     (["--payments", "-5"], "--payments: must be at least 1, got -5"),
     (["--payments", "20"], "--payments: 20 is fewer than the 21 payments of the planted cases"),
+    (["--store", "mysql://pboc:s3cret@db/x"], "--store must be a postgresql:// URL, got "
+                                              "'mysql://pboc:***@db/x'"),
 ])
 def test_bad_options_are_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                   args: list[str], named: str) -> None:

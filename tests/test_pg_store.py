@@ -8,13 +8,17 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from api.console_session import ConsoleSessions
+from ledger_node.chain.adapter import Role
 from ledger_node.demo.postgres_cluster import PostgresCluster
-from ledger_node.errors import InvalidConfig, StoreCorrupted, StoreUnavailable
+from ledger_node.errors import InvalidConfig, StoreCorrupted, StoreUnavailable, Unauthenticated
+from ledger_node.protocol.auth import AuthenticatedMember
 from ledger_node.regulator.config import load_regulator_config
 from ledger_node.regulator.open_store import open_regulator_store
 from ledger_node.regulator.pg_store import (
@@ -211,3 +215,71 @@ def test_store_url_in_the_config(tmp_path: Path) -> None:
         load_regulator_config(_config(tmp_path, ""))
     with pytest.raises(InvalidConfig, match=r"store.url must be a postgresql:// URL.*\*\*\*"):
         load_regulator_config(_config(tmp_path, '[store]\nurl = "mysql://u:pw@h/db"'))
+
+
+def test_a_console_login_made_through_one_api_process_is_found_by_another(
+        store: PostgresRegulatorStore, url: str) -> None:
+    other = PostgresRegulatorStore(url, regulator="pboc")  # a second API process
+    try:
+        one, two = ConsoleSessions(store), ConsoleSessions(other)
+        member = AuthenticatedMember("0xabc", Role.REGULATOR, "pboc")
+        token = one.issue_token(member)
+        session_id, session = two.exchange(token)
+        assert session.member == member
+        with pytest.raises(Unauthenticated):
+            one.exchange(token)  # spent, whichever process is asked
+        assert one.session(session_id) == session
+        assert one.counts() == (0, 1)
+        assert two.end(session_id) and one.session(session_id) is None
+    finally:
+        other.close()
+
+
+def test_console_tables_are_bounded_on_both_backends(url: str, tmp_path: Path) -> None:
+    member = AuthenticatedMember("0xabc", Role.REGULATOR, "pboc")
+    for location in (url, tmp_path / "r.db"):
+        table = open_regulator_store(location, regulator="pboc")
+        try:
+            sessions = ConsoleSessions(table, clock=lambda: 100.0, max_tokens=2)
+            first, second, third = (sessions.issue_token(member) for _ in range(3))
+            assert sessions.counts() == (2, 0)
+            with pytest.raises(Unauthenticated):
+                sessions.exchange(first)  # the oldest went when the third came
+            sessions.exchange(third)
+            sessions.exchange(second)
+        finally:
+            table.close()
+
+
+def test_a_day_detaches_and_attaches_back_as_docs_storage_md_says(
+        store: PostgresRegulatorStore, url: str) -> None:
+    store.ensure_log(LOG, "unionpay", "0xabc", "sm3")
+    store.append_verified(LOG, 0, _leaves(0, 3), b"r" * 32)
+    day = _today()
+    name = partition_name(day)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE records DETACH PARTITION {name} CONCURRENTLY".encode())
+        assert store.record_count() == 0 and store.partitions() == []
+        archived = conn.execute(f"SELECT count(*) FROM {name}".encode()).fetchone()
+        assert archived == (3,)  # a plain table now, to dump or move
+        conn.execute(f"ALTER TABLE records ATTACH PARTITION {name} FOR VALUES FROM "
+                     f"('{day}') TO ('{day + timedelta(days=1)}')".encode())
+    assert store.record_count() == 3
+    assert [r.index for r in store.records(LOG, 0, 10)] == [0, 1, 2]
+
+
+def test_a_lost_server_connection_is_store_unavailable_then_recovers(
+        store: PostgresRegulatorStore, url: str, postgres_cluster: PostgresCluster) -> None:
+    store.ensure_log(LOG, "unionpay", "0xabc", "sm3")
+    database = url.rsplit("/", 1)[1]
+    with psycopg.connect(postgres_cluster.url(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = %s", (database,))
+    outcomes = []
+    for _ in range(3):  # the pool may hold a dead connection or two; then it reconnects
+        try:
+            outcomes.append(store.logs()[0].platform)
+        except StoreUnavailable as exc:
+            assert "terminat" in str(exc) or "closed" in str(exc) or "connection" in str(exc)
+            outcomes.append("unavailable")
+    assert outcomes[0] == "unavailable" and outcomes[-1] == "unionpay", outcomes

@@ -354,6 +354,7 @@ def test_a_version_1_store_is_upgraded_and_numbers_alerts_from_1(tmp_path: Path)
     SqliteRegulatorStore(path, regulator="pboc").close()
     with sqlite3.connect(path) as db:  # as version 1 made it
         db.execute("DROP TABLE alert_numbers")
+        db.execute("DROP TABLE console_sessions")
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     db.close()
     store = SqliteRegulatorStore(path, regulator="pboc")
@@ -366,7 +367,35 @@ def test_a_version_1_store_is_upgraded_and_numbers_alerts_from_1(tmp_path: Path)
     with sqlite3.connect(path) as db:
         version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     db.close()
-    assert version == (str(SCHEMA_VERSION),) == ("2",)
+    assert version == (str(SCHEMA_VERSION),) == ("3",)
+
+
+def test_a_version_2_store_gains_the_console_sessions_table(tmp_path: Path) -> None:
+    """Console logins moved from process memory into the store (schema 3), so a request
+    landing on another API process of the store finds the session."""
+    from api.console_session import ConsoleSessions
+    from ledger_node.chain.adapter import Role
+    from ledger_node.protocol.auth import AuthenticatedMember
+    from ledger_node.regulator.store import SqliteRegulatorStore
+
+    path = tmp_path / "r.db"
+    SqliteRegulatorStore(path, regulator="pboc").close()
+    with sqlite3.connect(path) as db:  # as version 2 made it
+        db.execute("DROP TABLE console_sessions")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.close()
+    store = SqliteRegulatorStore(path, regulator="pboc")
+    member = AuthenticatedMember("0xabc", Role.REGULATOR, "pboc")
+    try:
+        session_id, _ = ConsoleSessions(store).exchange(ConsoleSessions(store).issue_token(member))
+    finally:
+        store.close()
+    store = SqliteRegulatorStore(path, regulator="pboc")  # a restart logs nobody out
+    try:
+        found = ConsoleSessions(store).session(session_id)
+        assert found is not None and found.member == member
+    finally:
+        store.close()
 
 
 def test_store_of_another_regulator_is_refused(site: Site, tmp_path: Path) -> None:

@@ -59,6 +59,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="scenario file, YAML or JSON (docs/scenario.md)")
     demo.add_argument("--rpc-url", help="run on this JSON-RPC development chain (e.g. anvil) "
                       "instead of starting the embedded one")
+    demo.add_argument("--store", metavar="URL",
+                      help="keep the regulator's store in this empty PostgreSQL database "
+                      "(postgresql://...) instead of a SQLite file (docs/storage.md)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"),
                       help="output directory, replaced on each run (default out/demo)")
 
@@ -603,6 +606,22 @@ def _add_site_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
                       help="the first node's port; the others follow it (default 8701)")
     init.add_argument("--force", action="store_true",
                       help="write into a non-empty DIR (existing member keys are kept)")
+    regulator_store = commands.add_parser(
+        "regulator-store", help="a regulator's store: copy a SQLite store into PostgreSQL")
+    store_actions = regulator_store.add_subparsers(dest="store_action", required=True,
+                                                   metavar="ACTION")
+    copy = store_actions.add_parser(
+        "copy", help="copy a SQLite regulator store into an empty PostgreSQL database",
+        description="Copy every table of the regulator's SQLite store (stop its node first: "
+        "its lock is taken) into the empty PostgreSQL database at --to, in one transaction, "
+        "and compare every table's row count. Progress on stderr. Exit status 0 when copied, "
+        "1 when refused or failed (nothing committed), 2 for a bad --to (docs/storage.md).")
+    copy.add_argument("--from", dest="source", type=Path, required=True, metavar="STORE",
+                      help="the SQLite store file (regulator.store of the node's config)")
+    copy.add_argument("--to", dest="target", required=True, metavar="URL",
+                      help="postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE (the password "
+                      "is never printed)")
+
     up = commands.add_parser(
         "up", help="start a consortium directory's chain and nodes in the foreground",
         description="Start every process of DIR's run file in order (the chain, then the "
@@ -714,7 +733,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     try:
         plan = prepare_demo(args.out, scenario_file=args.scenario, payments=args.payments,
-                            seed=args.seed, rpc_url=args.rpc_url, started=started)
+                            seed=args.seed, rpc_url=args.rpc_url, started=started,
+                            store_url=args.store)
     except (InvalidScenario, InvalidConfig) as exc:
         print(f"jointledger demo: {exc}", file=sys.stderr)
         return 2
@@ -934,6 +954,10 @@ def main(argv: list[str] | None = None) -> int:
             return _regulator_command(args)
         if args.command in ("governance", "disclose-field"):
             return _governance_or_disclose_field(args)
+        if args.command == "regulator-store":
+            from ledger_node.cli.regulator_store import run_copy
+
+            return run_copy(args.source, args.target)
         if args.command in ("init", "up", "status"):
             return _site_command(args)
         if args.command == "fsck":

@@ -62,11 +62,15 @@ class LocalSite:
     """Keys, chain process and node processes of one consortium under ``root``."""
 
     def __init__(self, root: Path, members: Sequence[tuple[str, str]] = DEFAULT_MEMBERS,
-                 threshold: int = 2, *, tls: bool = True) -> None:
+                 threshold: int = 2, *, tls: bool = True,
+                 regulator_store_url: str | None = None) -> None:
         """Create key files for ``members`` (name, role) and the consortium file; with
         ``tls`` a CA for the run and certificates for every member's node, the chain server
-        and the site's own clients (see the module docstring)."""
+        and the site's own clients (see the module docstring). With
+        ``regulator_store_url`` the regulator's store is that PostgreSQL database instead of
+        a SQLite file in ``root``."""
         self.root = root
+        self.regulator_store_url = regulator_store_url
         self.tls = tls
         self.members = tuple(members)
         root.mkdir(parents=True, exist_ok=True)
@@ -256,7 +260,8 @@ class LocalSite:
             platforms={p: self._shard_url_list(p, url) for p, url in followed.items()},
             host="127.0.0.1", port=port, tls_lines=self._tls_toml(name), keys_dir="keys",
             deployment="deployment.json", rpc_url=self.rpc_url,
-            follow_interval=follow_interval, store_url=store_url))
+            follow_interval=follow_interval,
+            store_url=store_url if store_url is not None else self.regulator_store_url))
         url = f"{self.scheme}://127.0.0.1:{port}"
         self.node_urls[name] = url
         return ["serve", "--role", "regulator", "--name", name, "--config", config.name], url
@@ -299,6 +304,13 @@ class LocalSite:
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def kill_process(self, key: str) -> None:
+        """SIGKILL one process (``"chain"`` or a node name): no shutdown, as in a crash."""
+        process = self._processes.pop(key, None)
+        if process is not None and process.poll() is None:
             process.kill()
             process.wait()
 

@@ -98,6 +98,7 @@ from ledger_node.protocol.reconciliation import DEFAULT_GRACE, Window
 from ledger_node.protocol.record import Channel, PaymentRecord
 from ledger_node.regulator.casefile import parse_case_file, render_case_report, verify_case_file
 from ledger_node.regulator.node import node_audience
+from ledger_node.regulator.pg_store import is_postgres_url, redact_url
 from ledger_node.tls import NO_CLIENT_TLS, ClientTls
 
 Echo = Callable[[str], None]
@@ -138,6 +139,8 @@ class DemoPlan:
     rpc_url: str | None
     generated_s: float
     started: float
+    store_url: str | None = None
+    """The regulator's store on PostgreSQL (``--store``), or ``None`` for its SQLite file."""
 
 
 def demo_spec(scenario_file: Path | None = None, *, payments: int | None = None,
@@ -193,7 +196,8 @@ def _plain(value: object) -> object:
 
 def prepare_demo(out: Path, *, scenario_file: Path | None = None, payments: int | None = None,
                  seed: int | None = None, rpc_url: str | None = None,
-                 echo: Echo = _stderr, started: float | None = None) -> DemoPlan:
+                 echo: Echo = _stderr, started: float | None = None,
+                 store_url: str | None = None) -> DemoPlan:
     """Build the spec, generate the scenario and empty the output directory.
 
     ``started`` (a :func:`time.perf_counter` value, default now) is when the run's clock
@@ -204,6 +208,8 @@ def prepare_demo(out: Path, *, scenario_file: Path | None = None, payments: int 
     anything is written or started.
     """
     started = time.perf_counter() if started is None else started
+    if store_url is not None and not is_postgres_url(store_url):
+        raise InvalidConfig(f"--store must be a postgresql:// URL, got {redact_url(store_url)!r}")
     generating = time.perf_counter()
     spec = demo_spec(scenario_file, payments=payments, seed=seed)
     scenario = generate_scenario(spec)
@@ -215,7 +221,7 @@ def prepare_demo(out: Path, *, scenario_file: Path | None = None, payments: int 
          f"identities; {len(scenario.planted)} planted cases ({generated:.1f} s, "
          f"{records / generated:,.0f} records/s)")
     return DemoPlan(out, scenario, str(scenario_file) if scenario_file else "default",
-                    rpc_url, generated, started)
+                    rpc_url, generated, started, store_url)
 
 
 def _prepare_out(out: Path) -> None:
@@ -277,6 +283,8 @@ class _Demo:
             "people": self.spec.people, "merchants": self.spec.merchants,
             "platforms": list(self.platforms), "records": records,
             "chain": plan.rpc_url or "embedded (jointledger chain, stored in site/chain.db)",
+            "regulator store": (redact_url(plan.store_url) if plan.store_url else
+                                "SQLite (site/pboc-regulator.db)"),
             "out": str(plan.out)})
         self.report.phases.append(Phase("scenario", plan.generated_s,
                                         f"{self.total:,} records generated"))
@@ -313,7 +321,8 @@ class _Demo:
         _write_json(self.out / "scenario.json", self._scenario_document())
         _write_json(self.out / "scenario-spec.json", spec_document(self.spec))
         members = [*((p, "platform") for p in self.platforms), (REGULATOR, "regulator")]
-        with LocalSite(self.out / "site", members) as site:
+        with LocalSite(self.out / "site", members,
+                       regulator_store_url=self.plan.store_url) as site:
             self.site = site
             self.clients: dict[str, PlatformClient] = {}
             self.chains: dict[str, LedgerChain] = {}

@@ -165,7 +165,8 @@ def regulator_config_toml(*, name: str, store: str, platforms: Mapping[str, Sequ
     database instead of the SQLite file ``store``), the ``platforms`` it follows (each
     platform's node URLs, one per log shard), address, TLS lines
     (:func:`~ledger_node.tls.tls_config_toml`, or ``""``), key files in ``keys_dir`` and
-    chain. The one writer of this format (``jointledger init``, the local site)."""
+    chain (``[store] url`` when ``store_url`` is given). The one writer of this format
+    (``jointledger init``, the local site)."""
     followed = "".join(
         f"{platform} = " + (toml_string(urls[0]) if len(urls) == 1 else
                             "[" + ", ".join(toml_string(url) for url in urls) + "]") + "\n"

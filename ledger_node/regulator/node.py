@@ -84,6 +84,7 @@ from ledger_node.protocol.escrow import EscrowOpener, EscrowPayload, payload_mis
 from ledger_node.regulator.casefile import CASE_FILE_FORMAT, CaseFile, CaseReport, verify_case_file
 from ledger_node.regulator.open_store import open_regulator_store
 from ledger_node.regulator.store import (
+    ConsoleTable,
     Fault,
     IndexedRecord,
     IngestedLeaf,
@@ -342,6 +343,12 @@ class RegulatorNode:
         except BaseException:
             self.store.close()
             raise
+
+    @property
+    def console_table(self) -> ConsoleTable:
+        """Where the web console's logins live: this node's store (shared by every API
+        process of it)."""
+        return self.store
 
     # ------------------------------------------------------------------ integrity
 

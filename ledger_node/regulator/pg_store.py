@@ -39,6 +39,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -51,12 +52,14 @@ from ledger_node.protocol.aml import TracedPayment
 from ledger_node.regulator.store import (
     LOG_COLUMNS,
     RECORD_COLUMNS,
+    ConsoleEntry,
     Fault,
     IndexedRecord,
     IngestedLeaf,
     LogState,
     StoredAnchor,
     StoredDisclosure,
+    console_entry,
     disclosure_from_row,
     fault_from_row,
     record_from_row,
@@ -119,11 +122,20 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         first_raised DOUBLE PRECISION NOT NULL
     );
     """,
+    # 2: the web console's login tokens and sessions, shared by every API process.
+    """
+    CREATE TABLE console_sessions (
+        digest BYTEA PRIMARY KEY, kind TEXT NOT NULL, address TEXT NOT NULL,
+        role SMALLINT NOT NULL, name TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
+        seq BIGINT GENERATED ALWAYS AS IDENTITY
+    );
+    CREATE INDEX console_sessions_expiry ON console_sessions (kind, expires_at);
+    """,
 )
 """Migration ``n`` (1-based) brings the schema from version ``n-1`` to ``n``."""
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 _TABLES: Final = ("meta", "logs", "records", "checkpoints", "faults", "disclosures", "follow",
-                  "cases", "alert_numbers")
+                  "cases", "alert_numbers", "console_sessions")
 
 
 def is_postgres_url(location: object) -> bool:
@@ -260,17 +272,25 @@ class PostgresRegulatorStore:
         if self._closed:
             raise NodeStopped(f"regulator store {self.location} is closed")
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+        """A cursor in one transaction of a pooled connection (committed when the block
+        ends, rolled back on an error); a lost or unreachable server is
+        :class:`StoreUnavailable`."""
         self._check_open()
         try:
-            with self._pool.connection() as conn:
-                return conn.execute(sql.encode(), params).fetchall()
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield cur
         except PoolTimeout as exc:
             raise StoreUnavailable(f"regulator store {self.location}: no connection: "
                                    f"{exc}") from exc
         except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"regulator store {self.location}: read failed: "
-                                   f"{exc}") from exc
+            raise StoreUnavailable(f"regulator store {self.location}: "
+                                   f"{str(exc).replace(self._url, self.location)}") from exc
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._transaction() as cur:
+            return cur.execute(sql.encode(), params).fetchall()
 
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         """Rows of ``sql`` through a server-side cursor (for whole-log reads)."""
@@ -297,8 +317,7 @@ class PostgresRegulatorStore:
 
     def save_anchors(self, anchors: Sequence[StoredAnchor], cursor: tuple[str, int]) -> None:
         """Store checkpoints read from chain events and advance the scan cursor, together."""
-        self._check_open()
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        with self._transaction() as cur:
             cur.executemany(
                 b"INSERT INTO checkpoints VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
                 b"ON CONFLICT DO NOTHING",
@@ -358,11 +377,10 @@ class PostgresRegulatorStore:
         with self._days_lock:
             if day in self._days:
                 return
-            self._check_open()
             name = partition_name(day)
-            with self._pool.connection() as conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_PARTITION,))
-                conn.execute(
+            with self._transaction() as cur:
+                cur.execute(b"SELECT pg_advisory_xact_lock(%s)", (_LOCK_PARTITION,))
+                cur.execute(
                     f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF records FOR VALUES "
                     f"FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')"
                     .encode())
@@ -376,10 +394,9 @@ class PostgresRegulatorStore:
         :class:`StoreCorrupted` and nothing is written: a range is never written twice (by
         this process or another) or leaves a gap.
         """
-        self._check_open()
         day = _today()
         self.ensure_partition(day)
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        with self._transaction() as cur:
             row = cur.execute(b"SELECT num, verified_size FROM logs WHERE log_id = %s "
                               b"FOR UPDATE", (log_id,)).fetchone()
             if row is None or int(row[1]) != start:
@@ -507,7 +524,7 @@ class PostgresRegulatorStore:
         new = [k for k in wanted if k not in known]
         if new:
             now = time.time()
-            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            with self._transaction() as cur:
                 cur.execute(b"SELECT pg_advisory_xact_lock(%s)", (_LOCK_ALERTS,))
                 # Under the lock: numbered meanwhile by another process? Then not again
                 # (an insert that conflicted would still use up a sequence number).
@@ -560,6 +577,43 @@ class PostgresRegulatorStore:
         """Every disclosure request this regulator made, oldest first."""
         return [disclosure_from_row(r) for r in
                 self._query("SELECT * FROM disclosures ORDER BY request_id")]
+
+    # ------------------------------------------------------------------ console sessions
+
+    def console_put(self, kind: str, digest: bytes, entry: ConsoleEntry, *, now: float,
+                    limit: int) -> None:
+        """See :meth:`~ledger_node.regulator.store.ConsoleTable.console_put`."""
+        with self._transaction() as cur:
+            cur.execute(b"DELETE FROM console_sessions WHERE kind = %s AND expires_at <= %s",
+                        (kind, now))
+            cur.execute(b"DELETE FROM console_sessions WHERE digest IN (SELECT digest FROM "
+                        b"console_sessions WHERE kind = %s ORDER BY expires_at DESC, seq DESC "
+                        b"OFFSET %s)", (kind, max(limit - 1, 0)))
+            cur.execute(b"INSERT INTO console_sessions (digest, kind, address, role, name, "
+                        b"expires_at) VALUES (%s, %s, %s, %s, %s, %s) "
+                        b"ON CONFLICT (digest) DO UPDATE SET kind = excluded.kind, "
+                        b"address = excluded.address, role = excluded.role, "
+                        b"name = excluded.name, expires_at = excluded.expires_at",
+                        (digest, kind, entry.address, entry.role, entry.name,
+                         entry.expires_at))
+
+    def console_take(self, kind: str, digest: bytes) -> ConsoleEntry | None:
+        """See :meth:`~ledger_node.regulator.store.ConsoleTable.console_take`."""
+        rows = self._query("DELETE FROM console_sessions WHERE digest = %s AND kind = %s "
+                           "RETURNING address, role, name, expires_at", (digest, kind))
+        return console_entry(rows[0]) if rows else None
+
+    def console_get(self, kind: str, digest: bytes) -> ConsoleEntry | None:
+        """See :meth:`~ledger_node.regulator.store.ConsoleTable.console_get`."""
+        rows = self._query("SELECT address, role, name, expires_at FROM console_sessions "
+                           "WHERE digest = %s AND kind = %s", (digest, kind))
+        return console_entry(rows[0]) if rows else None
+
+    def console_counts(self) -> tuple[int, int]:
+        """See :meth:`~ledger_node.regulator.store.ConsoleTable.console_counts`."""
+        counts = {str(k): int(n) for k, n in self._query(
+            "SELECT kind, COUNT(*) FROM console_sessions GROUP BY kind")}
+        return counts.get("token", 0), counts.get("session", 0)
 
 
 def _opt(value: Any) -> bytes | None:

@@ -42,8 +42,9 @@ from ledger_node.protocol.escrow import EscrowPayload
 from ledger_node.protocol.record import Channel
 from ledger_node.sqlite_readers import ThreadReaders, take_writer_lock
 
-SCHEMA_VERSION: Final = 2
-"""Version 2 added ``alert_numbers``; a version 1 store is upgraded when opened."""
+SCHEMA_VERSION: Final = 3
+"""Version 2 added ``alert_numbers``, version 3 ``console_sessions``; an older store is
+upgraded when opened."""
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _KIND_CODE: Final = {PartyKind.PERSON: 1, PartyKind.INSTITUTION: 2}
 _KIND_OF: Final = {code: kind for kind, code in _KIND_CODE.items()}
@@ -52,6 +53,13 @@ _ALERT_NUMBERS: Final = """
 CREATE TABLE alert_numbers (
     id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, first_raised REAL NOT NULL
 );
+"""
+_CONSOLE_SESSIONS: Final = """
+CREATE TABLE console_sessions (
+    digest BLOB PRIMARY KEY, kind TEXT NOT NULL, address TEXT NOT NULL, role INTEGER NOT NULL,
+    name TEXT NOT NULL, expires_at REAL NOT NULL
+);
+CREATE INDEX console_sessions_expiry ON console_sessions (kind, expires_at);
 """
 _SCHEMA: Final = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,8 +98,8 @@ CREATE TABLE disclosures (
 );
 CREATE TABLE follow (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE cases (case_id BLOB PRIMARY KEY, case_key BLOB NOT NULL);
-""" + _ALERT_NUMBERS
-_UPGRADES: Final = {"1": _ALERT_NUMBERS}
+""" + _ALERT_NUMBERS + _CONSOLE_SESSIONS
+_UPGRADES: Final = {"1": _ALERT_NUMBERS, "2": _CONSOLE_SESSIONS}
 """Per schema version, the SQL that brings a store to the next version."""
 LOG_COLUMNS: Final = ("log_id, platform, platform_address, hash_name, verified_size, "
                       "verified_root, num")
@@ -100,7 +108,7 @@ RECORD_COLUMNS: Final = (
     "payer_kind, payee_kind, amount_fen, currency, time_us, channel, cross_border, cash, "
     "clearing_key")
 _TABLES: Final = ("meta", "logs", "records", "checkpoints", "faults", "disclosures", "follow",
-                  "cases", "alert_numbers")
+                  "cases", "alert_numbers", "console_sessions")
 
 
 @dataclass(frozen=True)
@@ -229,6 +237,40 @@ class StoredDisclosure:
                 "tx_hash": "0x" + self.requested_tx.hex()}
 
 
+@dataclass(frozen=True)
+class ConsoleEntry:
+    """A console login token's or session's holder, as the store keeps it (by the SHA-256
+    digest of the secret: the secret itself is never stored)."""
+
+    address: str
+    role: int
+    """The member's :class:`~ledger_node.chain.adapter.Role` value at login."""
+    name: str
+    expires_at: float
+    """Wall-clock seconds (every API process of one store shares that clock)."""
+
+
+class ConsoleTable(Protocol):
+    """Where the web console's login tokens (``kind`` ``"token"``) and sessions
+    (``"session"``) live: in the regulator's store, so a request landing on any API process
+    of that store finds them (:mod:`api.console_session` holds the rules)."""
+
+    def console_put(self, kind: str, digest: bytes, entry: ConsoleEntry, *, now: float,
+                    limit: int) -> None:
+        """Keep ``entry`` under ``digest``; entries of ``kind`` expired at ``now`` go, and
+        the soonest-expiring go while ``limit`` would be passed."""
+
+    def console_take(self, kind: str, digest: bytes) -> ConsoleEntry | None:
+        """Remove and return the entry (at most one caller ever gets it: a token is spent
+        once), or ``None``."""
+
+    def console_get(self, kind: str, digest: bytes) -> ConsoleEntry | None:
+        """The entry, or ``None``."""
+
+    def console_counts(self) -> tuple[int, int]:
+        """How many tokens and sessions are held (expired ones included until swept)."""
+
+
 def evidence_ref(platform: str, log_id: bytes, index: int) -> str:
     """The reference of leaf ``index`` of ``log_id``: ``platform/<log id hex>/<index>``."""
     return f"{platform}/{log_id.hex()}/{index}"
@@ -297,7 +339,7 @@ def _time_us(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-class RegulatorStore(Protocol):
+class RegulatorStore(ConsoleTable, Protocol):
     """What the regulator node needs of its store, whichever backend holds it:
     :class:`SqliteRegulatorStore` (the default, one file) or
     :class:`~ledger_node.regulator.pg_store.PostgresRegulatorStore`;
@@ -810,6 +852,50 @@ class SqliteRegulatorStore:
         """Every disclosure request this regulator made, oldest first."""
         return [disclosure_from_row(r) for r in
                 self._query("SELECT * FROM disclosures ORDER BY request_id")]
+
+    # ------------------------------------------------------------------ console sessions
+
+    def console_put(self, kind: str, digest: bytes, entry: ConsoleEntry, *, now: float,
+                    limit: int) -> None:
+        """See :meth:`ConsoleTable.console_put`."""
+        self._write([
+            ("DELETE FROM console_sessions WHERE kind = ? AND expires_at <= ?", (kind, now),
+             False),
+            ("DELETE FROM console_sessions WHERE digest IN (SELECT digest FROM "
+             "console_sessions WHERE kind = ? ORDER BY expires_at DESC, rowid DESC "
+             "LIMIT -1 OFFSET ?)",
+             (kind, max(limit - 1, 0)), False),
+            ("INSERT OR REPLACE INTO console_sessions (digest, kind, address, role, name, "
+             "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+             (digest, kind, entry.address, entry.role, entry.name, entry.expires_at), False),
+        ])
+
+    def console_take(self, kind: str, digest: bytes) -> ConsoleEntry | None:
+        """See :meth:`ConsoleTable.console_take`."""
+        if self._closed:
+            raise NodeStopped(f"regulator store {self._path} is closed")
+        with self._lock:
+            rows = self._db.execute(
+                "DELETE FROM console_sessions WHERE digest = ? AND kind = ? "
+                "RETURNING address, role, name, expires_at", (digest, kind)).fetchall()
+        return console_entry(rows[0]) if rows else None
+
+    def console_get(self, kind: str, digest: bytes) -> ConsoleEntry | None:
+        """See :meth:`ConsoleTable.console_get`."""
+        rows = self._query("SELECT address, role, name, expires_at FROM console_sessions "
+                           "WHERE digest = ? AND kind = ?", (digest, kind))
+        return console_entry(rows[0]) if rows else None
+
+    def console_counts(self) -> tuple[int, int]:
+        """See :meth:`ConsoleTable.console_counts`."""
+        counts = dict(self._query("SELECT kind, COUNT(*) FROM console_sessions GROUP BY kind"))
+        return int(counts.get("token", 0)), int(counts.get("session", 0))
+
+
+def console_entry(row: Sequence[Any]) -> ConsoleEntry:
+    """The entry of a ``(address, role, name, expires_at)`` row."""
+    return ConsoleEntry(str(row[0]), int(row[1]), str(row[2]), float(row[3]))
+
 
 
 def disclosure_from_row(row: Sequence[Any]) -> StoredDisclosure:
