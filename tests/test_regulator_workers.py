@@ -7,7 +7,7 @@
   supervisor and leave every log's records ``0..size-1`` exactly once, the same rows as a
   single process wrote, and the same alerts, each raised once;
 * API replicas (``--ingest off``) serve trace and alerts from the database while the
-  workers fill it.
+  workers fill it, and a console session made on one replica is used on the other.
 """
 
 from __future__ import annotations
@@ -20,13 +20,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
 from ledger_node.client.sdk import PlatformClient, RegulatorClient
 from ledger_node.demo.localsite import LocalSite
 from ledger_node.demo.postgres_cluster import PostgresCluster
+from ledger_node.protocol.auth import sign_request
 from ledger_node.protocol.record import Channel
+from ledger_node.regulator.node import node_audience
 from tests.regulator_support import PERSON_TO_MERCHANT, payment
 
 LOGS = (("unionpay", 0), ("wechatpay", 0), ("unionpay", 1), ("wechatpay", 1))
@@ -201,6 +204,33 @@ def test_workers_killed_at_any_point_resume_without_loss_or_duplication(
         site.stop_process("pboc-killed")
 
 
+def console_session_moves_between(site: LocalSite, first: str, second: str) -> None:
+    """A console login made on replica ``first`` is spent on ``second``, and the session
+    cookie it gives works on both (as when a load balancer sends a browser's requests to
+    either); logging out on one ends it on both."""
+    pboc = site.keys("pboc")
+    path = "/v1/console/sessions"
+    answer = httpx.post(first + path, headers=sign_request(
+        pboc.sm2_key, pboc.address, "POST", path, b"", audience=node_audience("pboc")))
+    assert answer.status_code == 201, answer.text
+    token = str(answer.json()["login_path"]).split("#login=", 1)[1]
+    console = {"X-JL-Console": "1", "content-type": "application/json"}
+    opened = httpx.post(second + "/console/api/session", json={"token": token},
+                        headers=console)
+    assert opened.status_code == 200, opened.text
+    cookie = {"jl_console": opened.cookies["jl_console"]}
+    for url in (first, second):
+        viewer = httpx.get(url + "/console/api/session", cookies=cookie).json()
+        assert viewer["role"] == "regulator" and viewer["name"] == "pboc", viewer
+        assert httpx.get(url + "/console/api/alerts", cookies=cookie).status_code == 200
+    again = httpx.post(first + "/console/api/session", json={"token": token}, headers=console)
+    assert again.status_code == 401, "a login token is spent once, on any replica"
+    assert httpx.delete(first + "/console/api/session", cookies=cookie,
+                        headers={"X-JL-Console": "1"}).status_code == 204
+    viewer = httpx.get(second + "/console/api/session", cookies=cookie).json()
+    assert viewer["role"] == "auditor", "logged out on one replica, still in on the other"
+
+
 def test_replicas_serve_from_postgresql_while_workers_ingest(
         site: LocalSite, single: tuple[str, str], postgres_cluster: PostgresCluster) -> None:
     database = postgres_cluster.new_database()
@@ -226,6 +256,7 @@ def test_replicas_serve_from_postgresql_while_workers_ingest(
         assert alert_keys(client_of(site, ingest)) == alert_keys(client_of(site, single[1]))
         numbered = alert_keys(client_of(site, ingest), ids=True)
         assert [alert_keys(client_of(site, url), ids=True) for url in replicas] == [numbered] * 2
+        console_session_moves_between(site, replicas[0], replicas[1])
     finally:
         for key in ("pboc-replica1", "pboc-replica2", "pboc-ingest"):
             site.stop_process(key)
