@@ -5,7 +5,6 @@ The config file and the node it describes are :mod:`ledger_node.regulator.config
 from __future__ import annotations
 
 import functools
-import os
 import signal
 import sys
 import threading
@@ -25,7 +24,7 @@ from ledger_node.regulator.config import (
     load_regulator_config,
 )
 from ledger_node.regulator.node import IngestShare
-from ledger_node.regulator.workers import IngestSupervisor, parent_alive
+from ledger_node.regulator.workers import IngestSupervisor, supervisor_alive
 from ledger_node.tls import url_scheme
 
 
@@ -116,14 +115,12 @@ def run_ingest_worker(path: Path, share: IngestShare, *, name: str | None = None
     config = _load(path, name).with_process_role(ingest=share, follow_chain=False)
     regulator = build_regulator(config, rpc_url=rpc_url)
     stop = threading.Event()
-    parent = os.getppid()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     regulator.start()
     try:
-        while not stop.wait(1.0):
-            if not parent_alive(parent):
-                break
+        while supervisor_alive() and not stop.wait(1.0):
+            pass
     finally:
         regulator.stop()
         for sig, handler in previous.items():

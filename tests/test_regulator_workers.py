@@ -260,3 +260,20 @@ def test_replicas_serve_from_postgresql_while_workers_ingest(
     finally:
         for key in ("pboc-replica1", "pboc-replica2", "pboc-ingest"):
             site.stop_process(key)
+
+
+def test_workers_stop_with_their_supervisor_even_when_it_is_killed(
+        site: LocalSite, postgres_cluster: PostgresCluster) -> None:
+    database = postgres_cluster.new_database()
+    site.start_regulator_process("pboc-orphans", config_for(site, database, "orphans.toml",
+                                                            100), "--workers", "2")
+    supervisor = site.process_ids()["pboc-orphans"]
+    workers = children(supervisor)
+    assert len(workers) == 2
+    os.kill(supervisor, signal.SIGKILL)
+    site.stop_process("pboc-orphans")  # reaps it
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in
+              Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its supervisor"
+        time.sleep(0.2)

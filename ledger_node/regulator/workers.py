@@ -35,6 +35,9 @@ from ledger_node.regulator.node import IngestShare
 
 log = logging.getLogger(__name__)
 
+SUPERVISOR_ENV: Final = "JL_INGEST_SUPERVISOR"
+"""The environment variable that gives a worker its supervisor's process id (read before
+anything else can go wrong: a supervisor killed while the worker starts up is noticed)."""
 RESTART_DELAY_S: Final = 1.0
 """How long a dead worker stays down before it is started again (no busy restart loop)."""
 STOP_TIMEOUT_S: Final = 30.0
@@ -91,7 +94,8 @@ class IngestSupervisor:
         self._thread.start()
 
     def _spawn(self, worker: _Worker) -> None:
-        worker.process = subprocess.Popen(list(self._command(worker.share)))
+        worker.process = subprocess.Popen(list(self._command(worker.share)),
+                                          env={**os.environ, SUPERVISOR_ENV: str(os.getpid())})
         worker.down_since = None
         log.info("ingest worker %s started (process %d)", worker.share, worker.process.pid)
 
@@ -149,11 +153,13 @@ class IngestSupervisor:
                 worker.process = None
 
 
-def parent_alive(parent: int) -> bool:
-    """Whether the supervisor that started this worker still runs (a worker whose parent
-    died is re-parented, so its parent process id changes)."""
-    return os.getppid() == parent
+def supervisor_alive() -> bool:
+    """Whether the supervisor that started this worker still runs: its process id, given in
+    :data:`SUPERVISOR_ENV`, is still this process's parent (a worker whose parent died is
+    re-parented). ``True`` for a process no supervisor started."""
+    given = os.environ.get(SUPERVISOR_ENV)
+    return given is None or not given.isdigit() or os.getppid() == int(given)
 
 
-__all__ = ["RESTART_DELAY_S", "STOP_TIMEOUT_S", "IngestSupervisor", "WorkerStatus",
-           "parent_alive"]
+__all__ = ["RESTART_DELAY_S", "STOP_TIMEOUT_S", "SUPERVISOR_ENV", "IngestSupervisor",
+           "WorkerStatus", "supervisor_alive"]
