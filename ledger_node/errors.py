@@ -173,8 +173,9 @@ class StoreLocked(LedgerError):
 
 
 class IngestOff(LedgerError):
-    """A follow-and-ingest round was asked of a regulator process that does not ingest: an
-    API replica (``--ingest off``) or a supervisor whose workers ingest."""
+    """A follow-and-ingest round was asked of a regulator process that follows nothing: an
+    API replica (``--ingest off``). (A supervisor's round follows the chain; its workers
+    ingest on their own.)"""
 
 
 class StoreRepairRefused(LedgerError):
