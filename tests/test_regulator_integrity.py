@@ -36,6 +36,7 @@ from ledger_node.protocol.auth import sign_request
 from ledger_node.protocol.bundle import verify_bundle
 from ledger_node.regulator.node import RegulatorNode, node_audience
 from tests.api_support import Consortium
+from tests.postgres_cluster import PostgresCluster
 from tests.regulator_support import (
     PERSON_TO_MERCHANT,
     payment,
@@ -370,3 +371,26 @@ def test_the_documented_recovery_with_real_processes(tmp_path: Path) -> None:
         site.start_node("unionpay", seal_interval=0.05)
         health = httpx.get(f"{site.node_urls['unionpay']}/v1/health", verify=verify).json()
         assert health["store_size"] == 60 and health["status"] == "ok"
+
+
+def test_a_damaged_postgresql_store_does_not_start_and_fsck_names_the_leaf(
+    consortium: Consortium, tmp_path: Path, log: Log, postgres_cluster: PostgresCluster,
+) -> None:
+    """The open check and fsck work through the store interface: on PostgreSQL too."""
+    import psycopg
+
+    url = postgres_cluster.new_database()
+    log.submit(6)
+    regulator = regulator_for(consortium, url, {"unionpay": log.node})
+    regulator.sync()
+    regulator.stop()
+    lines: list[str] = []
+    assert run_regulator_fsck(url, "pboc", chain=consortium.chain, echo=lines.append) == 0
+    assert lines[-1] == "clean"
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE records SET leaf_hash = %s WHERE idx = 4", (b"\x04" * 32,))
+    with pytest.raises(LeafDamaged, match="leaf 4 is damaged"):
+        regulator_for(consortium, url, {"unionpay": log.node})
+    lines.clear()
+    assert run_regulator_fsck(url, "pboc", chain=consortium.chain, echo=lines.append) == 1
+    assert any("leaf 4: damaged" in line for line in lines), lines

@@ -39,7 +39,7 @@ def test_the_regulator_resumes_after_a_sigkill(tmp_path: Path,
                                                regulator_stores: StoreLocations) -> None:
     location = regulator_stores(tmp_path, "pboc-regulator.db")
     url = location if isinstance(location, str) else None
-    with LocalSite(tmp_path, regulator_store_url=url) as site:
+    with LocalSite(tmp_path, tls=False, regulator_store_url=url) as site:  # TLS: elsewhere
         site.start_chain()
         urls = site.start_nodes(["unionpay"], "pboc", seal_interval=0.05, follow_interval=0.1)
         keys, pboc = site.keys("unionpay"), site.keys("pboc")

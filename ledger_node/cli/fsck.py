@@ -40,7 +40,7 @@ from ledger_node.platform.integrity import (
 from ledger_node.platform.repair import RepairPlan, apply_repair, plan_repair
 from ledger_node.platform.store import SQLiteStore
 from ledger_node.regulator import integrity as regulator_integrity
-from ledger_node.regulator.store import SqliteRegulatorStore
+from ledger_node.regulator.open_store import open_regulator_store
 
 __all__ = ["EXIT_CLEAN", "EXIT_DAMAGED", "EXIT_UNUSABLE", "run_platform_fsck",
            "run_regulator_fsck", "store_identity"]
@@ -204,11 +204,12 @@ def _check(store: SQLiteStore, hasher: Hasher, history: Sequence[AnchoredCheckpo
     return report
 
 
-def run_regulator_fsck(path: Path, name: str, *, chain: LedgerChain | None = None,
+def run_regulator_fsck(path: Path | str, name: str, *, chain: LedgerChain | None = None,
                        echo: Echo = print) -> int:
-    """Check the regulator store at ``path`` (made for regulator ``name``); see the module
-    docstring. Returns the exit status."""
-    store = SqliteRegulatorStore(path, regulator=name)
+    """Check the regulator store at ``path`` (a SQLite file or a ``postgresql://`` URL, made
+    for regulator ``name``); see the module docstring. Returns the exit status."""
+    store = open_regulator_store(path, regulator=name)
+    path = store.location  # never a password
     try:
         history = ({state.log_id: chain.checkpoints(state.log_id) for state in store.logs()}
                    if chain is not None else None)

@@ -819,7 +819,7 @@ def _fsck(args: argparse.Namespace) -> int:
     from ledger_node.chain.rpc_server import DEFAULT_CHAIN_URL
     from ledger_node.cli.fsck import EXIT_UNUSABLE, run_platform_fsck, run_regulator_fsck
     from ledger_node.client.sdk import NodeClient, RegulatorCopyClient
-    from ledger_node.errors import InvalidConfig
+    from ledger_node.errors import InvalidConfig, StoreUnavailable
     from ledger_node.tls import NO_CLIENT_TLS
 
     def unusable(message: str) -> int:
@@ -831,14 +831,12 @@ def _fsck(args: argparse.Namespace) -> int:
             from ledger_node.regulator.config import load_regulator_config
 
             reg = load_regulator_config(args.config) if args.config else None
-            if args.store is None and reg is not None and reg.regulator.store_url is not None:
-                return unusable("the config's store is on PostgreSQL; fsck checks SQLite "
-                                "stores only (copy it, or give STORE)")
-            store = args.store or (reg.regulator.store_path if reg else None)
+            store: Path | str | None = args.store or (reg.regulator.store_location
+                                                       if reg else None)
             name = args.name or (reg.regulator.name if reg else None)
             if store is None or name is None:
                 return unusable("give STORE and --name, or --config")
-            if not store.is_file():
+            if isinstance(store, Path) and not store.is_file():
                 return unusable(f"no store at {store}")
             deployment = args.deployment or (reg.deployment if reg else None)
             rpc_url = args.rpc_url or (reg.rpc_url or DEFAULT_CHAIN_URL if reg else None)
@@ -874,7 +872,7 @@ def _fsck(args: argparse.Namespace) -> int:
                                             node_audience(name), tls=tls)
         return run_platform_fsck(store, chain=chain, keys=keys, regulator=regulator,
                                  rebuild_levels=args.rebuild_levels)
-    except InvalidConfig as exc:
+    except (InvalidConfig, StoreUnavailable) as exc:
         return unusable(str(exc))
 
 
