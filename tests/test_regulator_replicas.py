@@ -277,3 +277,61 @@ def test_processes_numbering_the_same_new_alerts_at_once_skip_no_number(tmp_path
         assert writer.alert_numbers(["0-0", "new"]) == {"0-0": 1, "new": 4 * rounds + 1}
     finally:
         writer.close()
+
+
+@pytest.mark.parametrize("damage", ["changed", "replaced"])
+def test_a_replica_checks_what_the_ingest_process_committed_before_serving_it(
+        consortium: Consortium, tmp_path: Path, damage: str) -> None:
+    """A replica's tree follows the store: new records are rehashed and the new roots
+    checked before anything of the log is served; a record damaged after its commit stops
+    the log, on every later request too: ``changed`` (its leaf hash no longer matches its
+    data: LeafDamaged naming it) or ``replaced`` (another record with a matching leaf
+    hash: the anchored root is not reproduced, TreeMismatch). Regression (replaced): the
+    replica kept the tree it had extended before the root check failed, and served the
+    log's older records from it on the next request."""
+    import sqlite3
+
+    from ledger_node.errors import LeafDamaged, TreeMismatch
+    from ledger_node.log.leaf import Leaf
+    from ledger_node.log.merkle import MerkleLog, hasher_for
+    from ledger_node.regulator.store import IngestedLeaf, StoredAnchor, evidence_ref
+
+    path, log_id, escrow = tmp_path / "r.db", bytes(range(32)), bytes(261)
+    writer = SqliteRegulatorStore(path, regulator="pboc")
+    writer.ensure_log(log_id, "unionpay", consortium.unionpay.account.address, "sm3")
+    tree = MerkleLog(hasher_for("sm3"))
+
+    def commit(first: int, count: int) -> None:
+        leaves = []
+        for index in range(first, first + count):
+            commitment = index.to_bytes(32, "big")
+            leaf_hash = tree.hasher.hash_leaf(Leaf(commitment, escrow).leaf_data())
+            leaves.append(IngestedLeaf(index, leaf_hash, commitment, escrow, None, None, None))
+        tree.extend_leaf_hashes(leaf.leaf_hash for leaf in leaves)
+        writer.append_verified(log_id, first, leaves, tree.root())
+        writer.save_anchors([StoredAnchor(log_id, tree.size, tree.root(), 0, b"\x30",
+                                          bytes(32), 1, 0)], ("test", 0))
+
+    commit(0, 10)
+    replica = RegulatorNode(RegulatorConfig("pboc", path, ingest=None, follow_chain=False),
+                            consortium.chain, [consortium.pboc.sm2_key], {})
+    try:
+        ref = evidence_ref("unionpay", log_id, 3)
+        assert replica.record_by_ref(ref).index == 3
+        commit(10, 10)  # the ingest process goes on
+        assert replica.record_by_ref(evidence_ref("unionpay", log_id, 12)).index == 12
+        commit(20, 10)
+        other = bytes(31) + b"\xff"
+        with sqlite3.connect(path) as db:  # damaged after its commit, before it is served
+            db.execute("UPDATE records SET commitment = ? WHERE idx = 25", (other,))
+            if damage == "replaced":
+                db.execute("UPDATE records SET leaf_hash = ? WHERE idx = 25", (
+                    tree.hasher.hash_leaf(Leaf(other, escrow).leaf_data()),))
+        for index in (22, 3):  # the new part, then an old record: the log is stopped
+            with pytest.raises(LeafDamaged if damage == "changed" else TreeMismatch) as bad:
+                replica.record_by_ref(evidence_ref("unionpay", log_id, index))
+            if damage == "changed":
+                assert isinstance(bad.value, LeafDamaged) and bad.value.index == 25
+    finally:
+        replica.stop()
+        writer.close()

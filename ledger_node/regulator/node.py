@@ -462,8 +462,18 @@ class RegulatorNode:
             if state is None:
                 return tree
             if tree is None or tree.size < state.verified_size:
+                since = 0 if tree is None else tree.size
+                self._trees.pop(log_id, None)  # not served from until the new part is checked
                 tree = self._open_tree(state, tree)
-                self._check_tree(state, tree)
+                # the roots up to ``since`` were checked before: only the new ones now (a
+                # log anchors every sealed batch, so a large log has thousands); on any
+                # mismatch the whole check names the first bad leaf
+                new = [(a.tree_size, a.root) for a in self.store.anchors(log_id, above=since)
+                       if a.tree_size <= state.verified_size]
+                if state.verified_root is not None:
+                    new.append((state.verified_size, state.verified_root))
+                if not all(tree.root(at) == root for at, root in new):
+                    self._check_tree(state, tree)
                 self._trees[log_id] = tree
             return tree
 
