@@ -167,29 +167,32 @@ def test_workers_killed_at_any_point_resume_without_loss_or_duplication(
         site: LocalSite, single: tuple[str, str], postgres_cluster: PostgresCluster) -> None:
     database = postgres_cluster.new_database()
     total = len(LOGS) * PER_LOG
+    # pages of 2 leaves: ~1,200 commits. A kill waits until the store has grown since the
+    # last one (the workers are up and committing; killing faster than a worker starts
+    # would only test the restarts), then comes at a random moment of the next commits.
     url = site.start_regulator_process("pboc-killed", config_for(site, database,
-                                                                 "killed.toml", 20),
+                                                                 "killed.toml", 2),
                                        "--workers", "2")
     rng = random.Random(16)
     kills = 0
-    killed_mid_ingest = 0
     try:
         supervisor = site.process_ids()["pboc-killed"]
         deadline = time.monotonic() + 400
+        last = verified(database)
         while verified(database) < total:
             assert time.monotonic() < deadline, f"{verified(database)} of {total} ingested"
+            now = verified(database)
             workers = children(supervisor)
-            time.sleep(rng.uniform(0.3, 2.5))  # a worker may be starting, opening, committing
-            if workers:
-                victim = rng.choice(workers)
-                before = verified(database)
+            if kills < 10 and now > last and workers:
+                time.sleep(rng.uniform(0.0, 0.3))
                 try:
-                    os.kill(victim, signal.SIGKILL)
+                    os.kill(rng.choice(workers), signal.SIGKILL)
                 except ProcessLookupError:
                     continue
                 kills += 1
-                killed_mid_ingest += 0 < before < total
-        assert kills >= 5 and killed_mid_ingest >= 3, (kills, killed_mid_ingest)
+                last = verified(database)
+            time.sleep(0.05)
+        assert kills >= 2, f"only {kills} kills landed before ingest ended"
         # every log's records are 0..size-1 once, the whole anchored log, as one process
         # wrote them
         for size, count, distinct, low, high in per_log(database).values():
