@@ -64,7 +64,7 @@ ensure_browser() {
 }
 
 # The regulator store's PostgreSQL tests start a throwaway cluster with initdb and pg_ctl
-# (tests/postgres_cluster.py). As root (CI) a missing PostgreSQL is installed from Debian; the
+# (ledger_node/demo/postgres_cluster.py). As root (CI) a missing PostgreSQL is installed from Debian; the
 # test command then requires it (JL_REQUIRE_POSTGRES=1: missing, those tests fail, never skip).
 ensure_postgres() {
   if [ -n "${PG_BIN:-}" ] || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then

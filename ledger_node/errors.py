@@ -172,6 +172,12 @@ class StoreLocked(LedgerError):
     """Another opener (a running node, an fsck) holds the store: one writer per store."""
 
 
+class IngestOff(LedgerError):
+    """A follow-and-ingest round was asked of a regulator process that follows nothing: an
+    API replica (``--ingest off``). (A supervisor's round follows the chain; its workers
+    ingest on their own.)"""
+
+
 class StoreRepairRefused(LedgerError):
     """``jointledger fsck --repair-from`` cannot restore a row: no good copy of it exists
     (the regulator has not verified it, or what it serves does not give the anchored root)."""

@@ -22,9 +22,14 @@ import pytest
 from hypothesis import settings
 
 from ledger_node.chain.adapter import LedgerChain
+from ledger_node.demo.postgres_cluster import (
+    REQUIRE_ENV,
+    PostgresCluster,
+    StoreLocations,
+    start_cluster,
+)
 from ledger_node.platform.node import PlatformNode
 from tests.api_support import Consortium, make_consortium, make_node
-from tests.postgres_cluster import REQUIRE_ENV, PostgresCluster, StoreLocations, start_cluster
 
 # Properties are checked for correctness, not speed: on a loaded 2-core machine a pure
 # example can take longer than hypothesis's default 200 ms deadline (speed is measured by
@@ -126,7 +131,7 @@ def node(consortium: Consortium, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PostgresCluster]:
-    """A throwaway PostgreSQL cluster for the session (tests/postgres_cluster.py).
+    """A throwaway PostgreSQL cluster for the session (ledger_node/demo/postgres_cluster.py).
 
     Without PostgreSQL installed: skipped with the reason, or failed when
     ``JL_REQUIRE_POSTGRES=1`` (the test command and CI set it).

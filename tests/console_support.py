@@ -30,6 +30,7 @@ from api.regulator_app import create_regulator_app
 from api.serving import uvicorn_config
 from ledger_node.chain.adapter import LedgerChain
 from ledger_node.client.sdk import PlatformClient, SubmittedRecord
+from ledger_node.demo.postgres_cluster import StoreLocations
 from ledger_node.demo.run import Party
 from ledger_node.http_settings import Settings
 from ledger_node.platform.node import PlatformNode
@@ -38,7 +39,6 @@ from ledger_node.protocol.escrow import identity_key
 from ledger_node.protocol.record import PaymentRecord
 from ledger_node.regulator.node import RegulatorNode, node_audience
 from tests.api_support import Consortium, make_consortium
-from tests.postgres_cluster import StoreLocations
 from tests.regulator_support import (
     PERSON_TO_MERCHANT,
     T0,

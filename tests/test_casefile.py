@@ -28,6 +28,7 @@ from ledger_node.cli.main import main
 from ledger_node.client.sdk import PlatformClient, SubmittedRecord
 from ledger_node.crypto import gmcrypto
 from ledger_node.crypto.hashes import sm3
+from ledger_node.demo.postgres_cluster import StoreLocations
 from ledger_node.errors import InvalidCaseFile
 from ledger_node.protocol.checks import CheckStatus
 from ledger_node.protocol.commitment import new_salt, record_commitment
@@ -41,7 +42,6 @@ from ledger_node.regulator.casefile import (
 )
 from ledger_node.regulator.node import CollectedDisclosure, RegulatorNode
 from tests.api_support import Consortium, make_consortium
-from tests.postgres_cluster import StoreLocations
 from tests.regulator_support import (
     PERSON_TO_MERCHANT,
     T0,

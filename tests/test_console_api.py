@@ -30,6 +30,7 @@ from ledger_node.cli.console import (
     run_console_login,
 )
 from ledger_node.crypto.keyfiles import MemberKeys, write_member_keys
+from ledger_node.demo.postgres_cluster import StoreLocations
 from ledger_node.demo.run import Party, new_party
 from ledger_node.errors import InvalidConfig
 from ledger_node.http_settings import Settings
@@ -43,7 +44,6 @@ from tests.console_support import (
     serve_in_thread,
     signed_console_login,
 )
-from tests.postgres_cluster import StoreLocations
 
 CSRF = {"X-JL-Console": "1"}
 

@@ -25,6 +25,7 @@ from ledger_node.cli.chain import run_chain
 from ledger_node.cli.main import main
 from ledger_node.demo.linkscan import Haystack
 from ledger_node.demo.localsite import free_port
+from ledger_node.demo.postgres_cluster import PostgresCluster
 from ledger_node.demo.report import (
     FOUND,
     NOT_BUILT,
@@ -62,7 +63,6 @@ from ledger_node.errors import InvalidConfig, InvalidScenario
 from ledger_node.protocol.aml import Alert
 from ledger_node.protocol.escrow import identity_key
 from ledger_node.protocol.pairwise import Side
-from tests.postgres_cluster import PostgresCluster
 
 SMALL = "payments: 1500\nseed: 3\npeople: 300\nmerchants: 40\n"
 

@@ -16,6 +16,7 @@ import pytest
 
 from api.console_session import ConsoleSessions
 from ledger_node.chain.adapter import Role
+from ledger_node.demo.postgres_cluster import PostgresCluster
 from ledger_node.errors import InvalidConfig, StoreCorrupted, StoreUnavailable, Unauthenticated
 from ledger_node.protocol.auth import AuthenticatedMember
 from ledger_node.regulator.config import load_regulator_config
@@ -28,7 +29,6 @@ from ledger_node.regulator.pg_store import (
     redact_url,
 )
 from ledger_node.regulator.store import IngestedLeaf, SqliteRegulatorStore
-from tests.postgres_cluster import PostgresCluster
 
 LOG = bytes(range(32))
 

@@ -19,6 +19,7 @@ import pytest
 from ledger_node.chain.adapter import LedgerChain
 from ledger_node.client.sdk import SubmittedRecord, registered_regulator_key
 from ledger_node.crypto.gmcrypto import SM2PublicKey, generate_private_key
+from ledger_node.demo.postgres_cluster import StoreLocations
 from ledger_node.errors import DisclosureRejected, LeafDamaged, UnknownAlert, UnknownLeaf
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.aml import PartyKind
@@ -38,7 +39,6 @@ from ledger_node.regulator.node import (
 )
 from ledger_node.regulator.store import parse_evidence_ref
 from tests.api_support import make_consortium
-from tests.postgres_cluster import StoreLocations
 from tests.regulator_support import (
     PERSON_TO_MERCHANT,
     T0,

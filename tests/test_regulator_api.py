@@ -13,13 +13,13 @@ from fastapi.testclient import TestClient
 from api.regulator_app import create_regulator_app
 from ledger_node.chain.adapter import LedgerChain
 from ledger_node.crypto import gmcrypto
+from ledger_node.demo.postgres_cluster import StoreLocations
 from ledger_node.demo.run import Party
 from ledger_node.platform.node import PlatformNode
 from ledger_node.protocol.auth import sign_request
 from ledger_node.protocol.escrow import identity_key
 from ledger_node.regulator.node import RegulatorNode, node_audience
 from tests.api_support import Consortium, make_consortium
-from tests.postgres_cluster import StoreLocations
 from tests.regulator_support import (
     PERSON_TO_MERCHANT,
     T0,

@@ -23,6 +23,7 @@ from api.regulator_app import create_regulator_app
 from ledger_node.cli.fsck import run_platform_fsck, run_regulator_fsck
 from ledger_node.client.sdk import RegulatorCopyClient
 from ledger_node.crypto.keyfiles import MemberKeys
+from ledger_node.demo.postgres_cluster import PostgresCluster
 from ledger_node.demo.run import Party
 from ledger_node.errors import (
     BatchEvidenceLost,
@@ -36,7 +37,6 @@ from ledger_node.protocol.auth import sign_request
 from ledger_node.protocol.bundle import verify_bundle
 from ledger_node.regulator.node import RegulatorNode, node_audience
 from tests.api_support import Consortium
-from tests.postgres_cluster import PostgresCluster
 from tests.regulator_support import (
     PERSON_TO_MERCHANT,
     payment,

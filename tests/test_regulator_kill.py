@@ -12,9 +12,9 @@ import httpx
 
 from ledger_node.client.sdk import PlatformClient
 from ledger_node.demo.localsite import LocalSite
+from ledger_node.demo.postgres_cluster import StoreLocations
 from ledger_node.protocol.escrow import identity_key
 from ledger_node.regulator.open_store import open_regulator_store
-from tests.postgres_cluster import StoreLocations
 from tests.regulator_support import PERSON_TO_MERCHANT, payment
 
 

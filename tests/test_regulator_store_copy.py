@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from ledger_node.cli.main import main
+from ledger_node.demo.postgres_cluster import PostgresCluster
 from ledger_node.protocol.aml import PartyKind
 from ledger_node.protocol.escrow import EscrowPayload, identity_key
 from ledger_node.protocol.record import Channel
@@ -25,7 +26,6 @@ from ledger_node.regulator.store import (
     SqliteRegulatorStore,
     StoredAnchor,
 )
-from tests.postgres_cluster import PostgresCluster
 
 LOG = bytes(range(32))
 

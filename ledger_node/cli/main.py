@@ -125,6 +125,19 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--name", required=True, help="member name; must match the config")
     serve.add_argument("--config", type=Path, required=True, help="node config file (TOML)")
     serve.add_argument("--rpc-url", help="JSON-RPC URL of the chain (overrides the config)")
+    serve.add_argument("--port", type=int,
+                       help="TCP port (overrides the config's [http] port: several regulator "
+                       "API replicas on one machine)")
+    serve.add_argument("--ingest", choices=["on", "off"], default="on",
+                       help="regulator: off runs an API replica that serves trace, alerts and "
+                       "the console from the store another process fills, following nothing "
+                       "(default on)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="regulator: ingest with N worker processes, each following a "
+                       "disjoint set of logs, this process following the chain and "
+                       "restarting a dead worker (N > 1 needs a PostgreSQL store; default 1: "
+                       "this process ingests)")
+    serve.add_argument("--ingest-worker", metavar="K/N", help=argparse.SUPPRESS)
 
     submit = commands.add_parser(
         "submit",
@@ -1031,6 +1044,26 @@ def _explained(args: argparse.Namespace, exc: LedgerError) -> tuple[int, str]:
     return EXIT_REFUSED, f"{type(exc).__name__}: {exc}"
 
 
+def _serve_regulator(args: argparse.Namespace) -> int:
+    """``serve --role regulator``: the node, an API replica, or one ingest worker."""
+    from api.regulator_server import run_ingest_worker, serve_regulator_file
+    from ledger_node.errors import InvalidConfig
+    from ledger_node.regulator.node import IngestShare
+
+    if args.ingest_worker:
+        index, _, of = str(args.ingest_worker).partition("/")
+        try:
+            share = IngestShare(int(index), int(of))
+        except ValueError:
+            raise InvalidConfig(f"--ingest-worker {args.ingest_worker!r}: expected K/N, "
+                                "0 <= K < N") from None
+        run_ingest_worker(args.config, share, name=args.name, rpc_url=args.rpc_url)
+        return 0
+    serve_regulator_file(args.config, name=args.name, rpc_url=args.rpc_url,
+                         ingest=args.ingest == "on", workers=args.workers, port=args.port)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     args = _build_parser().parse_args(argv)
@@ -1049,12 +1082,16 @@ def main(argv: list[str] | None = None) -> int:
                              limits=limits_from_options(args),
                              tls=_chain_tls(args), allow_plaintext=args.allow_plaintext)
         if args.command == "serve" and args.role == "regulator":
-            from api.regulator_server import serve_regulator_file
-
-            serve_regulator_file(args.config, name=args.name, rpc_url=args.rpc_url)
-            return 0
+            return _serve_regulator(args)
         if args.command == "serve":
             from api.server import serve_platform_file
+            from ledger_node.errors import InvalidConfig
+
+            if args.ingest != "on" or args.workers != 1 or args.ingest_worker:
+                raise InvalidConfig("--ingest and --workers are the regulator's options")
+            if args.port is not None:
+                raise InvalidConfig("--port is the regulator's option (a platform node's "
+                                    "port is its config's: its log's clients reach it there)")
 
             serve_platform_file(args.config, name=args.name, rpc_url=args.rpc_url)
             return 0

@@ -36,7 +36,7 @@ from ledger_node.chain.consortium import (
 from ledger_node.crypto.keyfiles import MemberKeys, key_paths, load_member_keys, new_member_keys
 from ledger_node.demo.certs import issue, new_ca
 from ledger_node.platform.config import platform_config_toml
-from ledger_node.regulator.config import regulator_config_toml
+from ledger_node.regulator.config import load_regulator_config, regulator_config_toml
 from ledger_node.tls import NO_CLIENT_TLS, ClientTls, tls_config_toml
 
 DEFAULT_MEMBERS: Sequence[tuple[str, str]] = (
@@ -171,6 +171,18 @@ class LocalSite:
         self._start(name, args, ready=lambda: self.healthy(url))
         return url
 
+    def start_regulator_replica(self, name: str = "pboc", replica: int = 1) -> str:
+        """Start an API replica of regulator ``name`` (``jointledger serve --role regulator
+        --ingest off --port P`` on the config :meth:`start_regulator` wrote, sharing its
+        store); return its URL. Its process key is ``NAME-replicaN``."""
+        port = free_port()
+        url = f"{self.scheme}://127.0.0.1:{port}"
+        self._start(f"{name}-replica{replica}",
+                    ["serve", "--role", "regulator", "--name", name, "--config",
+                     f"{name}-regulator.toml", "--ingest", "off", "--port", str(port)],
+                    ready=lambda: self.healthy(url))
+        return url
+
     def start_nodes(self, platforms: Sequence[str], regulator: str | None = None, *,
                     seal_interval: float = 0.2, seal_size: int = 10_000,
                     follow_interval: float = 0.2) -> dict[str, str]:
@@ -204,19 +216,52 @@ class LocalSite:
         self.shard_urls.setdefault(name, {})[shard] = url
         return ["serve", "--role", "platform", "--name", name, "--config", config.name], url
 
+    def write_regulator_config(self, name: str = "pboc", *, follow_interval: float = 0.2,
+                               platforms: Sequence[str] | None = None,
+                               store: str | None = None, store_url: str | None = None,
+                               file: str | None = None) -> Path:
+        """Write a config of regulator ``name`` following the started platform nodes (or
+        ``platforms``), every shard of each, with its store in ``store`` (default
+        ``NAME-regulator.db``) or the PostgreSQL database ``store_url``; return the file
+        (default ``NAME-regulator.toml``). Its processes are started by the caller
+        (:meth:`start_regulator_process`; benches: ingest workers on a fresh store)."""
+        config = self.root / (file or f"{name}-regulator.toml")
+        self._regulator_config(name, follow_interval, platforms, store=store,
+                               store_url=store_url, config=config)
+        return config
+
+    def start_regulator_process(self, key: str, config: Path, *options: str) -> str:
+        """Start ``jointledger serve --role regulator`` on ``config`` with ``options``
+        (``--ingest off``, ``--workers N``) on a port of its own, as process ``key``;
+        return its URL once it answers."""
+        port = free_port()
+        url = f"{self.scheme}://127.0.0.1:{port}"
+        name = load_regulator_config(config).regulator.name
+        self._start(key, ["serve", "--role", "regulator", "--name", name, "--config",
+                          str(config), "--port", str(port), *options],
+                    ready=lambda: self.healthy(url))
+        return url
+
+    def process_ids(self) -> dict[str, int]:
+        """The process id of each running process, by key (``"chain"``, node names)."""
+        return {key: p.pid for key, p in self._processes.items() if p.poll() is None}
+
     def _regulator_config(self, name: str, follow_interval: float,
-                          platforms: Sequence[str] | None) -> tuple[list[str], str]:
+                          platforms: Sequence[str] | None, *, store: str | None = None,
+                          store_url: str | None = None,
+                          config: Path | None = None) -> tuple[list[str], str]:
         """Write regulator ``name``'s config; its serve arguments and URL."""
         port = free_port()
-        config = self.root / f"{name}-regulator.toml"
-        followed = self.node_urls if platforms is None else {
-            p: self.node_urls[p] for p in platforms}
+        config = config or self.root / f"{name}-regulator.toml"
+        followed = {p: u for p, u in self.node_urls.items() if p != name} if (
+            platforms is None) else {p: self.node_urls[p] for p in platforms}
         config.write_text(regulator_config_toml(
-            name=name, store=f"{name}-regulator.db",
+            name=name, store=store or f"{name}-regulator.db",
             platforms={p: self._shard_url_list(p, url) for p, url in followed.items()},
             host="127.0.0.1", port=port, tls_lines=self._tls_toml(name), keys_dir="keys",
             deployment="deployment.json", rpc_url=self.rpc_url,
-            follow_interval=follow_interval, store_url=self.regulator_store_url))
+            follow_interval=follow_interval,
+            store_url=store_url if store_url is not None else self.regulator_store_url))
         url = f"{self.scheme}://127.0.0.1:{port}"
         self.node_urls[name] = url
         return ["serve", "--role", "regulator", "--name", name, "--config", config.name], url

@@ -47,7 +47,7 @@ Every mistake raises :class:`~ledger_node.errors.InvalidConfig` naming the key.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -63,6 +63,7 @@ from ledger_node.protocol.aml import AmlConfig
 from ledger_node.regulator.node import (
     DEFAULT_PAGE,
     HttpLeafSource,
+    IngestShare,
     LeafSource,
     RegulatorConfig,
     RegulatorNode,
@@ -128,17 +129,44 @@ class RegulatorServeConfig:
         """Where a client on this machine reaches the node (``https`` with TLS)."""
         return f"{url_scheme(self.server_tls)}://{local_host(self.host)}:{self.port}"
 
+    @property
+    def store_takes_workers(self) -> bool:
+        """Whether the store can take several ingest workers (several writer processes):
+        a PostgreSQL store can; a SQLite file has one writer."""
+        return self.regulator.store_url is not None
+
+    def check_ingest_workers(self, workers: int) -> None:
+        """Raise :class:`InvalidConfig` unless the store can take ``workers`` ingest worker
+        processes: several need a PostgreSQL store."""
+        if workers > 1 and not self.store_takes_workers:
+            raise InvalidConfig(
+                f"{workers} ingest workers need a PostgreSQL store: the SQLite store "
+                f"{self.regulator.store_path} has one writer (run one ingest process, "
+                "--workers 1, and serve more with --ingest off replicas)")
+
+    def with_process_role(self, *, ingest: IngestShare | None, follow_chain: bool
+                          ) -> RegulatorServeConfig:
+        """This config for one process of a regulator run as several (docs/deploy.md
+        "The regulator's processes"): the logs it ingests (``None``: none) and whether it
+        follows the chain. Raises :class:`InvalidConfig` for a share of several workers
+        on a store that takes one (:meth:`check_ingest_workers`)."""
+        if ingest is not None:
+            self.check_ingest_workers(ingest.of)
+        return replace(self, regulator=replace(self.regulator, ingest=ingest,
+                                               follow_chain=follow_chain))
+
 
 def regulator_config_toml(*, name: str, store: str, platforms: Mapping[str, Sequence[str]],
                           host: str, port: int, tls_lines: str, keys_dir: str,
                           deployment: str, rpc_url: str, follow_interval: float,
                           store_url: str | None = None) -> str:
     """The text of regulator ``name``'s node config, in the format
-    :func:`load_regulator_config` reads: its store, the ``platforms`` it follows (each
+    :func:`load_regulator_config` reads: its store (with ``store_url`` a PostgreSQL
+    database instead of the SQLite file ``store``), the ``platforms`` it follows (each
     platform's node URLs, one per log shard), address, TLS lines
     (:func:`~ledger_node.tls.tls_config_toml`, or ``""``), key files in ``keys_dir`` and
-    chain; with ``store_url`` the store is that PostgreSQL database (``[store] url``). The
-    one writer of this format (``jointledger init``, the local site)."""
+    chain (``[store] url`` when ``store_url`` is given). The one writer of this format
+    (``jointledger init``, the local site)."""
     followed = "".join(
         f"{platform} = " + (toml_string(urls[0]) if len(urls) == 1 else
                             "[" + ", ".join(toml_string(url) for url in urls) + "]") + "\n"

@@ -60,6 +60,7 @@ from ledger_node.crypto.hashes import sm3
 from ledger_node.errors import (
     DisclosureRejected,
     EscrowError,
+    IngestOff,
     InvalidLeaf,
     InvalidOpening,
     LeafDamaged,
@@ -152,6 +153,42 @@ class HttpLeafSource:
         return self.client.disclosure_response(request_id)
 
 
+def log_share(log_number: int, shares: int) -> int:
+    """Which of ``shares`` ingest workers verifies and indexes the log the store numbers
+    ``log_number`` (0-based): round robin over the order the logs were first seen, so
+    ``shares`` workers get the logs evenly, and stable (a log's number never changes), so a
+    restarted worker follows the same logs and a log's records are only ever written by one
+    worker at a time. (Not by log id: hashing a few ids into a few shares is uneven; four
+    logs put three on one of two workers here.)"""
+    if shares < 1:
+        raise ValueError(f"shares must be at least 1, got {shares}")
+    return log_number % shares
+
+
+@dataclass(frozen=True)
+class IngestShare:
+    """The logs one regulator process ingests: those with
+    ``log_share(number, of) == index``."""
+
+    index: int
+    of: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.of:
+            raise ValueError(f"ingest share {self.index} of {self.of} does not exist")
+
+    def owns(self, log_number: int) -> bool:
+        """Whether this share ingests the log numbered ``log_number`` in the store."""
+        return log_share(log_number, self.of) == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index + 1}/{self.of}"
+
+
+ALL_LOGS: Final = IngestShare(0, 1)
+"""The one process ingests every log (SQLite; or PostgreSQL with one worker)."""
+
+
 @dataclass(frozen=True)
 class RegulatorConfig:
     """What a regulator node needs besides its chain, keys and platform endpoints."""
@@ -175,6 +212,19 @@ class RegulatorConfig:
         location = self.store_url if self.store_url is not None else self.store_path
         assert location is not None
         return location
+    ingest: IngestShare | None = ALL_LOGS
+    """The logs this process verifies and indexes; ``None`` for a process that ingests
+    nothing (an API replica, ``--ingest off``, or a supervisor whose workers ingest). The
+    trees of logs it does not ingest are read from the store as others commit to it."""
+    follow_chain: bool = True
+    """Whether this process reads anchored checkpoints and new logs from the chain into the
+    store. Exactly one process per store does: the single node, or the supervisor of
+    ingest workers; API replicas and workers read what it stored."""
+
+    @property
+    def store_writer(self) -> bool:
+        """Whether this process opens the store as its one writer (holding its lock)."""
+        return self.ingest is not None or self.follow_chain
 
 
 @dataclass(frozen=True)
@@ -271,8 +321,11 @@ class RegulatorNode:
             name: list(value) if isinstance(value, Sequence) else [value]
             for name, value in sources.items()}
         self.store: RegulatorStore = open_regulator_store(config.store_location,
-                                                           regulator=config.name)
+                                                           regulator=config.name,
+                                                           writer=config.store_writer)
         self._trees: dict[bytes, MerkleLog] = {}
+        self._trees_lock = threading.Lock()
+        self._log_numbers: dict[bytes, int] = {}
         self._ingest_lock = threading.Lock()
         self._alerts: tuple[int, list[NumberedAlert]] | None = None
         self._stop = threading.Event()
@@ -281,6 +334,9 @@ class RegulatorNode:
         self._platform_keys = RegisteredKeys(chain)
         try:
             for state in self.store.logs():
+                if self.config.ingest not in (None, ALL_LOGS) and not self._ingests(
+                        state.log_id):
+                    continue  # another worker's log: its tree is read when first served
                 tree = self._open_tree(state)
                 self._check_tree(state, tree)
                 self._trees[state.log_id] = tree
@@ -299,17 +355,18 @@ class RegulatorNode:
     def _log_name(self, state: LogState) -> str:
         return f"{self.store.location} (log {state.platform}/{state.log_id.hex()})"
 
-    def _open_tree(self, state: LogState) -> MerkleLog:
+    def _open_tree(self, state: LogState, tree: MerkleLog | None = None) -> MerkleLog:
         """The tree of a followed log at open, built from the records' own data: each
         record's leaf hash is recomputed from its commitment, escrow and tags (the escrow
         against the digest the anchored root binds) and must be the stored one
         (:class:`LeafDamaged` naming the first that is not; :class:`TreeMismatch` if records
-        are missing). O(n): one leaf encoding and two SM3 hashes per record."""
+        are missing). O(n): one leaf encoding and two SM3 hashes per record. Given ``tree``
+        (a prefix of the log) it is extended in place from its size to the verified size."""
         hasher = hasher_for(state.hash_name)
         name = self._log_name(state)
-        tree = MerkleLog(hasher)
+        tree = tree if tree is not None else MerkleLog(hasher)
         d = hasher.digest_size
-        for first in range(0, state.verified_size, MAX_PAGE):
+        for first in range(tree.size, state.verified_size, MAX_PAGE):
             stop = min(state.verified_size, first + MAX_PAGE)
             rows = self.store.leaf_rows(state.log_id, first, stop)
             if [row[0] for row in rows] != list(range(first, stop)):
@@ -373,11 +430,58 @@ class RegulatorNode:
                     return exc.index, exc.reason
         return None
 
+    def _ingests(self, log_id: bytes) -> bool:
+        """Whether this process verifies and indexes ``log_id`` itself (so its tree is the
+        one ingest extends, not one read back from the store)."""
+        share = self.config.ingest
+        if share is None or share.of == 1:
+            return share is not None
+        number = self._log_numbers.get(log_id)
+        if number is None:
+            state = self.store.log(log_id)
+            if state is None:
+                return False
+            number = self._log_numbers[log_id] = state.number
+        return share.owns(number)
+
+    def _tree(self, log_id: bytes) -> MerkleLog | None:
+        """The verified tree of ``log_id`` to serve from, or ``None`` if it is not followed.
+
+        A log another process ingests (this one is an API replica, a supervisor or another
+        log's worker) has its tree brought up to the verified size the store holds now:
+        the new records are checked as at open (leaf hashes recomputed, the verified root
+        and every anchored root reproduced), so a replica serves nothing it has not
+        checked. Records and verified size are committed together, so the size read first
+        never runs ahead of the records read after it.
+        """
+        if self._ingests(log_id):
+            return self._trees.get(log_id)
+        with self._trees_lock:
+            tree = self._trees.get(log_id)
+            state = self.store.log(log_id)
+            if state is None:
+                return tree
+            if tree is None or tree.size < state.verified_size:
+                since = 0 if tree is None else tree.size
+                self._trees.pop(log_id, None)  # not served from until the new part is checked
+                tree = self._open_tree(state, tree)
+                # the roots up to ``since`` were checked before: only the new ones now (a
+                # log anchors every sealed batch, so a large log has thousands); on any
+                # mismatch the whole check names the first bad leaf
+                new = [(a.tree_size, a.root) for a in self.store.anchors(log_id, above=since)
+                       if a.tree_size <= state.verified_size]
+                if state.verified_root is not None:
+                    new.append((state.verified_size, state.verified_root))
+                if not all(tree.root(at) == root for at, root in new):
+                    self._check_tree(state, tree)
+                self._trees[log_id] = tree
+            return tree
+
     def _check_record(self, record: IndexedRecord, tree: MerkleLog | None = None
                       ) -> IndexedRecord:
         """``record`` if its leaf hash, recomputed from its commitment, escrow and tags, is
         the stored one and the tree holds it at its index; else :class:`LeafDamaged`."""
-        tree = tree if tree is not None else self._trees.get(record.log_id)
+        tree = tree if tree is not None else self._tree(record.log_id)
         state_name = f"{self.store.location} (log {record.platform}/{record.log_id.hex()})"
         try:
             leaf = record.leaf
@@ -415,8 +519,9 @@ class RegulatorNode:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Follow the chain and ingest in a background thread every ``follow_interval`` s."""
-        if self._thread is not None:
+        """Follow the chain and ingest in a background thread every ``follow_interval`` s
+        (what this process's config gives it to do: nothing for an API replica)."""
+        if self._thread is not None or not self.config.store_writer:
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self._follow_loop, name="regulator-follow",
@@ -450,10 +555,27 @@ class RegulatorNode:
     # ------------------------------------------------------------------ follow + ingest
 
     def sync(self) -> int:
-        """Read new checkpoints from the chain, then ingest every log; return leaves added."""
+        """Read new checkpoints from the chain, then ingest this process's logs (every log,
+        unless it is one of several ingest workers); return leaves added.
+
+        Raises :class:`IngestOff` in a process that does neither (an API replica).
+        """
+        if not self.config.store_writer:
+            raise IngestOff(f"regulator {self.config.name}: this process serves the store "
+                            "only (--ingest off); its ingest process follows the logs")
         with self._ingest_lock:
-            self.follow_chain()
-            return sum(self._ingest_log(state) for state in self.store.logs())
+            if self.config.follow_chain:
+                self.follow_chain()
+            share = self.config.ingest
+            if share is None:
+                return 0
+            added = 0
+            for state in self.store.logs():
+                if share.owns(state.number):
+                    if state.log_id not in self._trees:  # a new log the supervisor stored
+                        self._trees[state.log_id] = self._open_tree(state)
+                    added += self._ingest_log(state)
+            return added
 
     def follow_chain(self) -> int:
         """Store the checkpoints anchored since the last scan; return how many were new."""
@@ -473,7 +595,8 @@ class RegulatorNode:
                 owner = str(event.args["platform"])
                 member = self.chain.member(owner)
                 self.store.ensure_log(log_id, member.name, owner, "sm3")
-                self._trees[log_id] = MerkleLog(hasher_for("sm3"))
+                if self._ingests(log_id):
+                    self._trees[log_id] = MerkleLog(hasher_for("sm3"))
             if event.block_number not in times:
                 times[event.block_number] = self.chain.block_time(event.block_number)
             assert event.tx_hash is not None
@@ -642,30 +765,53 @@ class RegulatorNode:
     def bundle_for(self, record: IndexedRecord) -> ProofBundle:
         """The proof bundle of ``record`` at its log's verified checkpoint (from the chain),
         after the record passed its check (:class:`LeafDamaged` otherwise)."""
-        self._check_record(record)
-        state = self.store.log(record.log_id)
-        assert state is not None and state.verified_size > record.index
-        anchor = self.store.anchor_at(record.log_id, state.verified_size)
+        return self._bundle(record, *self._verified_checkpoint(record.log_id))
+
+    def _verified_checkpoint(self, log_id: bytes
+                             ) -> tuple[SignedCheckpoint, ChainAnchor, MerkleLog]:
+        """``log_id``'s checkpoint at its verified size, where it was anchored, and the tree
+        to prove against. The size is read before the tree, which is brought at least to
+        it (an ingest process may commit in between): the tree always holds the
+        checkpoint."""
+        state = self.store.log(log_id)
+        tree = self._tree(log_id)
+        assert state is not None and tree is not None and tree.size >= state.verified_size
+        anchor = self.store.anchor_at(log_id, state.verified_size)
         assert anchor is not None
-        checkpoint = Checkpoint(state.platform, record.log_id, anchor.tree_size, anchor.root,
+        checkpoint = Checkpoint(state.platform, log_id, anchor.tree_size, anchor.root,
                                 anchor.timestamp, state.hash_name)
+        return (SignedCheckpoint(checkpoint, anchor.signature),
+                ChainAnchor.of(self.chain.deployment, anchor.tx_hash, anchor.block_number),
+                tree)
+
+    def _bundle(self, record: IndexedRecord, checkpoint: SignedCheckpoint,
+                anchor: ChainAnchor, tree: MerkleLog) -> ProofBundle:
+        self._check_record(record, tree)
+        assert record.index < checkpoint.checkpoint.tree_size
         return build_bundle(
             LeafSummary(record.commitment, sm3(record.escrow), record.match_tag,
                         record.amount_tag),
-            record.index, SignedCheckpoint(checkpoint, anchor.signature),
-            ChainAnchor.of(self.chain.deployment, anchor.tx_hash, anchor.block_number),
-            log=self._trees[record.log_id],
-        )
+            record.index, checkpoint, anchor, log=tree)
+
+    def _traced(self, records: Iterable[IndexedRecord]) -> list[TracedRecord]:
+        """Each record with its bundle; each log's checkpoint read once (a trace's records
+        are on a few logs; two store reads per record were most of a trace's time on
+        PostgreSQL, where each read is a round trip)."""
+        at: dict[bytes, tuple[SignedCheckpoint, ChainAnchor, MerkleLog]] = {}
+        traced = []
+        for record in records:
+            if record.log_id not in at:
+                at[record.log_id] = self._verified_checkpoint(record.log_id)
+            traced.append(TracedRecord(record, self._bundle(record, *at[record.log_id])))
+        return traced
 
     def trace_identity(self, identity_key: bytes) -> list[TracedRecord]:
         """Every record, on every platform, where ``identity_key`` pays or is paid, by time."""
-        return [TracedRecord(r, self.bundle_for(r))
-                for r in self.store.records_of_identity(identity_key)]
+        return self._traced(self.store.records_of_identity(identity_key))
 
     def trace_commitment(self, commitment: bytes) -> list[TracedRecord]:
         """The record(s) with ``commitment`` (their payments name the identities)."""
-        return [TracedRecord(r, self.bundle_for(r))
-                for r in self.store.records_of_commitment(commitment)]
+        return self._traced(self.store.records_of_commitment(commitment))
 
     def record_by_ref(self, ref: str) -> IndexedRecord:
         """The indexed record an alert's evidence reference names."""
@@ -721,7 +867,7 @@ class RegulatorNode:
     def alert_evidence(self, alert: Alert) -> list[TracedRecord]:
         """The records an alert rests on, each with its proof bundle."""
         records = [self.record_by_ref(ref) for ref in alert.refs]
-        return [TracedRecord(r, self.bundle_for(r)) for r in records]
+        return self._traced(records)
 
     # ------------------------------------------------------------------ disclosures
 
@@ -859,6 +1005,7 @@ class RegulatorNode:
                                 regulator_keys=self._keys if open_escrows else ())
 
 __all__ = [
+    "ALL_LOGS",
     "FAULT_BAD_SIGNATURE",
     "FAULT_ESCROW",
     "FAULT_ESCROW_MISMATCH",
@@ -868,6 +1015,7 @@ __all__ = [
     "FAULT_WITHHELD",
     "CollectedDisclosure",
     "HttpLeafSource",
+    "IngestShare",
     "LeafSource",
     "LogProgress",
     "NumberedAlert",
@@ -875,4 +1023,5 @@ __all__ = [
     "RegulatorNode",
     "ServedLeaves",
     "TracedRecord",
+    "log_share",
 ]

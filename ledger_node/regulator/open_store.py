@@ -15,8 +15,12 @@ from ledger_node.regulator.store import RegulatorStore, SqliteRegulatorStore
 __all__ = ["open_regulator_store"]
 
 
-def open_regulator_store(location: Path | str, *, regulator: str) -> RegulatorStore:
+def open_regulator_store(location: Path | str, *, regulator: str,
+                         writer: bool = True) -> RegulatorStore:
     """Open (or create) the store at ``location`` for the regulator named ``regulator``.
+
+    ``writer=False`` opens it for an API replica: a SQLite file is then opened without its
+    writer lock and must exist (PostgreSQL has no such lock: every opener is alike).
 
     Raises what the backend's constructor raises: :class:`~ledger_node.errors.StoreCorrupted`
     for a store of another schema or regulator, :class:`~ledger_node.errors.StoreLocked` for
@@ -25,4 +29,4 @@ def open_regulator_store(location: Path | str, *, regulator: str) -> RegulatorSt
     """
     if is_postgres_url(location):
         return PostgresRegulatorStore(str(location), regulator=regulator)
-    return SqliteRegulatorStore(Path(location), regulator=regulator)
+    return SqliteRegulatorStore(Path(location), regulator=regulator, writer=writer)

@@ -11,7 +11,15 @@ written, and checks every record it reads before serving it.
 
 One writer: an open store holds an exclusive ``flock`` on ``STORE.lock`` beside it, so a
 second regulator node (or ``jointledger fsck --role regulator``) on a live store is refused
-with :class:`~ledger_node.errors.StoreLocked`.
+with :class:`~ledger_node.errors.StoreLocked`. An API replica (``jointledger serve --role
+regulator --ingest off``) opens the store with ``writer=False``: it takes no lock and never
+ingests, so it runs beside the writer on the same file. What SQLite gives it (WAL): its
+reads never block the writer nor wait for it, and each read sees the last committed
+transaction; the few rows a replica does write (alert numbers, case keys, disclosure
+requests) are short ``BEGIN IMMEDIATE`` transactions that wait their turn behind the
+writer's (``busy_timeout``), so every process on the machine shares one file safely. Not
+across machines: SQLite's WAL needs shared memory, so replicas on other machines need
+the PostgreSQL store.
 """
 
 from __future__ import annotations
@@ -93,7 +101,8 @@ CREATE TABLE cases (case_id BLOB PRIMARY KEY, case_key BLOB NOT NULL);
 """ + _ALERT_NUMBERS + _CONSOLE_SESSIONS
 _UPGRADES: Final = {"1": _ALERT_NUMBERS, "2": _CONSOLE_SESSIONS}
 """Per schema version, the SQL that brings a store to the next version."""
-LOG_COLUMNS: Final = "log_id, platform, platform_address, hash_name, verified_size, verified_root"
+LOG_COLUMNS: Final = ("log_id, platform, platform_address, hash_name, verified_size, "
+                      "verified_root, num")
 RECORD_COLUMNS: Final = (
     "log, idx, leaf_hash, commitment, escrow, match_tag, amount_tag, payer_key, payee_key, "
     "payer_kind, payee_kind, amount_fen, currency, time_us, channel, cross_border, cash, "
@@ -112,6 +121,9 @@ class LogState:
     hash_name: str
     verified_size: int
     verified_root: bytes | None
+    number: int = 0
+    """The store's number for the log, given in the order logs were first seen (from 1):
+    how ingest workers share the logs out (round robin, and stable: it never changes)."""
 
 
 @dataclass(frozen=True)
@@ -434,18 +446,28 @@ class RegulatorStore(ConsoleTable, Protocol):
 class SqliteRegulatorStore:
     """The regulator's SQLite store (see the module docstring). Thread-safe."""
 
-    def __init__(self, path: Path, *, regulator: str) -> None:
+    def __init__(self, path: Path, *, regulator: str, writer: bool = True) -> None:
         """Open (or create) the store at ``path`` for the regulator named ``regulator``.
 
+        ``writer=False`` opens it for an API replica: no writer lock is taken (the ingest
+        process holds it), and the store must exist already, made and brought to this schema
+        by the ingest process (:class:`StoreCorrupted` otherwise).
+
         Raises :class:`StoreCorrupted` for a damaged file, another schema, or a store made
-        for another regulator.
+        for another regulator; :class:`~ledger_node.errors.StoreLocked` if another writer
+        has it.
         """
         self._path = Path(path)
         self._lock = threading.Lock()
         self._readers = ThreadReaders(self._path)
         self._closed = False
         self._numbers: dict[bytes, int] = {}
-        self._lock_fd: int | None = self._take_lock()
+        self.writer = writer
+        """Whether this opener is the store's one writer (holding ``STORE.lock``)."""
+        if not writer and not self._path.is_file():
+            raise StoreCorrupted(f"regulator store {self._path} does not exist: an API replica "
+                                 "serves a store its ingest process made; start that first")
+        self._lock_fd: int | None = self._take_lock() if writer else None
         try:
             self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
             self._open_checked(regulator)
@@ -488,6 +510,9 @@ class SqliteRegulatorStore:
                                  f"{'; '.join(problems[:5])}")
         tables = {str(r[0]) for r in
                   db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables and not self.writer:
+            raise StoreCorrupted(f"regulator store {self._path} is empty: an API replica "
+                                 "serves a store its ingest process made; start that first")
         if not tables:
             safe = regulator.replace("'", "")
             db.executescript(
@@ -496,7 +521,7 @@ class SqliteRegulatorStore:
                 f"INSERT INTO meta VALUES ('regulator', '{safe}');COMMIT;"
             )
             return
-        if "meta" in tables:
+        if "meta" in tables and self.writer:
             self._upgrade(tables)
         missing = sorted(set(_TABLES) - tables)
         if missing:
@@ -765,9 +790,13 @@ class SqliteRegulatorStore:
         known = self._numbers_of(wanted)
         new = [k for k in wanted if k not in known]
         if new:
+            # Another process (an API replica) may number the same keys between the read
+            # above and this write: insert only what is absent inside the write transaction.
+            # Not INSERT OR IGNORE: each row it ignores burns an AUTOINCREMENT number.
             now = time.time()
-            self._write([("INSERT OR IGNORE INTO alert_numbers (key, first_raised) "
-                          "VALUES (?, ?)", [(k, now) for k in new], True)])
+            self._write([("INSERT INTO alert_numbers (key, first_raised) SELECT ?1, ?2 "
+                          "WHERE NOT EXISTS (SELECT 1 FROM alert_numbers WHERE key = ?1)",
+                          [(k, now) for k in new], True)])
             known.update(self._numbers_of(new))
         return known
 

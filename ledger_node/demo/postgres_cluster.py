@@ -1,6 +1,8 @@
-"""A throwaway PostgreSQL cluster for the tests: ``initdb`` and ``pg_ctl`` in a temporary
-folder, listening on 127.0.0.1 on a random free port, trust authentication on 127.0.0.1
-only, stopped (``pg_ctl stop -m fast``) and removed at the end.
+"""A throwaway PostgreSQL cluster for the tests and the benches: ``initdb`` and ``pg_ctl``
+in a temporary folder, listening on 127.0.0.1 on a random free port, trust authentication
+on 127.0.0.1 only, stopped (``pg_ctl stop -m fast``) and removed at the end. The tests'
+cluster does not fsync (speed); a bench's is ``durable`` (fsync on, as a deployment runs
+it, so its figures compare with SQLite's ``synchronous=FULL``).
 
 Run as root, the server runs as the ``postgres`` user (PostgreSQL refuses root) through
 ``runuser``; otherwise as the current user. Each test gets its own database, created from
@@ -55,6 +57,8 @@ class PostgresCluster:
     folder: Path
     port: int
     user: str
+    durable: bool = False
+    """Whether the server fsyncs its commits (``fsync=on``: benches) or not (tests)."""
     _databases: int = 0
 
     @property
@@ -82,8 +86,10 @@ class PostgresCluster:
         (self.data / "pg_hba.conf").write_text(
             "local all all trust\nhost all all 127.0.0.1/32 trust\n")
         options = (f"-c listen_addresses=127.0.0.1 -p {self.port} "
-                   f"-c unix_socket_directories={self.folder} -c fsync=off "
-                   "-c max_connections=200 -c shared_buffers=32MB")
+                   f"-c unix_socket_directories={self.folder} "
+                   + ("-c shared_buffers=256MB " if self.durable else
+                      "-c fsync=off -c shared_buffers=32MB ")
+                   + "-c max_connections=200")
         done = self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l",
                          str(self.folder / "server.log"), "-w", "-t",
                          str(_START_TIMEOUT_S), "start")
@@ -91,6 +97,14 @@ class PostgresCluster:
             log = (self.folder / "server.log")
             raise RuntimeError(f"pg_ctl start failed: {done.stdout}{done.stderr}"
                                f"{log.read_text() if log.exists() else ''}")
+
+    def server_pid(self) -> int | None:
+        """The server's process id (its postmaster), from ``postmaster.pid``; ``None`` if
+        it is not running."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
 
     def stop(self) -> None:
         """``pg_ctl stop -m fast``, then remove the folder."""
@@ -108,8 +122,9 @@ class PostgresCluster:
         return self.url(name)
 
 
-def start_cluster() -> PostgresCluster:
-    """A started cluster; ``FileNotFoundError`` when PostgreSQL is not installed."""
+def start_cluster(*, durable: bool = False) -> PostgresCluster:
+    """A started cluster (``durable``: fsync on); ``FileNotFoundError`` when PostgreSQL is
+    not installed."""
     bin_dir = find_bin_dir()
     if bin_dir is None:
         raise FileNotFoundError("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/"
@@ -121,7 +136,7 @@ def start_cluster() -> PostgresCluster:
         entry = pwd.getpwnam(user)
         os.chown(folder, entry.pw_uid, entry.pw_gid)
     folder.chmod(0o700)
-    cluster = PostgresCluster(bin_dir, folder, _free_port(), user)
+    cluster = PostgresCluster(bin_dir, folder, _free_port(), user, durable)
     try:
         cluster.start()
     except BaseException:
