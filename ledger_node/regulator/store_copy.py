@@ -32,7 +32,7 @@ PROGRESS_EVERY: Final = 100_000
 """Rows between two progress lines of a long table."""
 
 _TABLES: Final[tuple[tuple[str, str], ...]] = (
-    ("logs", f"num, {LOG_COLUMNS}"),
+    ("logs", LOG_COLUMNS),  # num (the identity) included
     ("records", RECORD_COLUMNS),
     ("checkpoints", "log_id, tree_size, root, timestamp, signature, tx_hash, block_number, "
                     "block_time"),
