@@ -53,15 +53,12 @@ from ledger_node.regulator.store import (
     LOG_COLUMNS,
     RECORD_COLUMNS,
     ConsoleEntry,
-    Fault,
     IndexedRecord,
     IngestedLeaf,
     LogState,
+    SharedReads,
     StoredAnchor,
-    StoredDisclosure,
     console_entry,
-    disclosure_from_row,
-    fault_from_row,
     record_from_row,
     record_row,
 )
@@ -173,7 +170,7 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-class PostgresRegulatorStore:
+class PostgresRegulatorStore(SharedReads):
     """The regulator's store in a PostgreSQL database (see the module docstring).
     Thread-safe, and safe to open from several processes at once."""
 
@@ -289,8 +286,9 @@ class PostgresRegulatorStore:
                                    f"{str(exc).replace(self._url, self.location)}") from exc
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of ``sql``, with psycopg's ``%s`` or the shared reads' ``?`` placeholders."""
         with self._transaction() as cur:
-            return cur.execute(sql.encode(), params).fetchall()
+            return cur.execute(sql.replace("?", "%s").encode(), params).fetchall()
 
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         """Rows of ``sql`` through a server-side cursor (for whole-log reads)."""
@@ -309,11 +307,6 @@ class PostgresRegulatorStore:
         self._pool.close()
 
     # ------------------------------------------------------------------ follow state
-
-    def follow_value(self, key: str, default: int = 0) -> int:
-        """A saved cursor (e.g. the last chain block scanned for checkpoints)."""
-        rows = self._query("SELECT value FROM follow WHERE key = %s", (key,))
-        return int(rows[0][0]) if rows else default
 
     def save_anchors(self, anchors: Sequence[StoredAnchor], cursor: tuple[str, int]) -> None:
         """Store checkpoints read from chain events and advance the scan cursor, together."""
@@ -424,19 +417,6 @@ class PostgresRegulatorStore:
 
     # ------------------------------------------------------------------ records
 
-    def _log_number(self, log_id: bytes) -> int:
-        number = self._numbers.get(log_id)
-        if number is None:
-            rows = self._query("SELECT num FROM logs WHERE log_id = %s", (log_id,))
-            if not rows:
-                raise StoreCorrupted(f"regulator store: log {log_id.hex()} is not followed")
-            number = self._numbers[log_id] = int(rows[0][0])
-        return number
-
-    def _logs(self) -> dict[int, tuple[bytes, str]]:
-        return {int(r[0]): (bytes(r[1]), str(r[2]))
-                for r in self._query("SELECT num, log_id, platform FROM logs")}
-
     def records_of_identity(self, identity_key: bytes) -> list[IndexedRecord]:
         """Every indexed record where ``identity_key`` is the payer or the payee, by time."""
         rows = self._query(
@@ -452,14 +432,6 @@ class PostgresRegulatorStore:
                            "ORDER BY log, idx", (commitment,))
         logs = self._logs()
         return [record_from_row(row, logs) for row in rows]
-
-    def record(self, log_id: bytes, index: int) -> IndexedRecord | None:
-        """Leaf ``index`` of ``log_id`` if it is verified and indexed."""
-        if self.log(log_id) is None:
-            return None
-        rows = self._query(f"SELECT {RECORD_COLUMNS} FROM records WHERE log = %s AND idx = %s",
-                           (self._log_number(log_id), index))
-        return record_from_row(rows[0], self._logs()) if rows else None
 
     def records(self, log_id: bytes, start: int, stop: int) -> list[IndexedRecord]:
         """The records of leaves ``start..stop-1`` of ``log_id`` in index order, unchecked."""
@@ -483,10 +455,6 @@ class PostgresRegulatorStore:
         return [(int(i), bytes(h), bytes(c), bytes(e), _opt(m), _opt(a))
                 for i, h, c, e, m, a in rows]
 
-    def record_count(self) -> int:
-        """How many verified leaves are indexed over all logs."""
-        return int(self._query("SELECT COUNT(*) FROM records")[0][0])
-
     def traced_payments(self) -> Iterator[TracedPayment]:
         """Every readable indexed payment as AML input (streamed, for large indexes)."""
         logs = self._logs()
@@ -508,10 +476,6 @@ class PostgresRegulatorStore:
             'ON CONFLICT (log_id, start, "end", kind) '
             "DO UPDATE SET last_seen = excluded.last_seen, detail = excluded.detail "
             "RETURNING id", (now, now, platform, log_id, start, end, kind, detail))
-
-    def faults(self) -> list[Fault]:
-        """Every recorded fault, oldest first."""
-        return [fault_from_row(r) for r in self._query("SELECT * FROM faults ORDER BY id")]
 
     # ------------------------------------------------------------------ alert numbers
 
@@ -540,11 +504,6 @@ class PostgresRegulatorStore:
         return {str(k): int(n) for k, n in self._query(
             "SELECT key, id FROM alert_numbers WHERE key = ANY(%s)", (list(keys),))}
 
-    def alert_key(self, number: int) -> str | None:
-        """The key numbered ``number``, or ``None`` if no alert ever had that number."""
-        rows = self._query("SELECT key FROM alert_numbers WHERE id = %s", (number,))
-        return str(rows[0][0]) if rows else None
-
     # ------------------------------------------------------------------ disclosures
 
     def case_key(self, case_id: bytes) -> bytes:
@@ -567,16 +526,6 @@ class PostgresRegulatorStore:
         self._query("UPDATE disclosures SET response = %s, opening = %s, verified_at = %s "
                     "WHERE request_id = %s RETURNING 1",
                     (response, opening, time.time(), request_id))
-
-    def disclosure(self, request_id: int) -> StoredDisclosure | None:
-        """A disclosure request this regulator made, or ``None``."""
-        rows = self._query("SELECT * FROM disclosures WHERE request_id = %s", (request_id,))
-        return disclosure_from_row(rows[0]) if rows else None
-
-    def disclosures(self) -> list[StoredDisclosure]:
-        """Every disclosure request this regulator made, oldest first."""
-        return [disclosure_from_row(r) for r in
-                self._query("SELECT * FROM disclosures ORDER BY request_id")]
 
     # ------------------------------------------------------------------ console sessions
 

@@ -443,7 +443,71 @@ class RegulatorStore(ConsoleTable, Protocol):
         """Every disclosure request this regulator made, oldest first."""
 
 
-class SqliteRegulatorStore:
+class SharedReads:
+    """The reads both backends answer with the same SQL, written once here with ``?``
+    placeholders: SQLite takes them as they are, the PostgreSQL store's ``_query`` turns
+    them into psycopg's ``%s``."""
+
+    _numbers: dict[bytes, int]
+    """Log id to the store's log number, filled as logs are looked up."""
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def log(self, log_id: bytes) -> LogState | None:
+        raise NotImplementedError
+
+    def follow_value(self, key: str, default: int = 0) -> int:
+        """A saved cursor (e.g. the last chain block scanned for checkpoints)."""
+        rows = self._query("SELECT value FROM follow WHERE key = ?", (key,))
+        return int(rows[0][0]) if rows else default
+
+    def _log_number(self, log_id: bytes) -> int:
+        number = self._numbers.get(log_id)
+        if number is None:
+            rows = self._query("SELECT num FROM logs WHERE log_id = ?", (log_id,))
+            if not rows:
+                raise StoreCorrupted(f"regulator store: log {log_id.hex()} is not followed")
+            number = self._numbers[log_id] = int(rows[0][0])
+        return number
+
+    def _logs(self) -> dict[int, tuple[bytes, str]]:
+        return {int(r[0]): (bytes(r[1]), str(r[2]))
+                for r in self._query("SELECT num, log_id, platform FROM logs")}
+
+    def record(self, log_id: bytes, index: int) -> IndexedRecord | None:
+        """Leaf ``index`` of ``log_id`` if it is verified and indexed."""
+        if self.log(log_id) is None:
+            return None
+        rows = self._query(f"SELECT {RECORD_COLUMNS} FROM records WHERE log = ? AND idx = ?",
+                           (self._log_number(log_id), index))
+        return record_from_row(rows[0], self._logs()) if rows else None
+
+    def record_count(self) -> int:
+        """How many verified leaves are indexed over all logs."""
+        return int(self._query("SELECT COUNT(*) FROM records")[0][0])
+
+    def faults(self) -> list[Fault]:
+        """Every recorded fault, oldest first."""
+        return [fault_from_row(r) for r in self._query("SELECT * FROM faults ORDER BY id")]
+
+    def alert_key(self, number: int) -> str | None:
+        """The key numbered ``number``, or ``None`` if no alert ever had that number."""
+        rows = self._query("SELECT key FROM alert_numbers WHERE id = ?", (number,))
+        return str(rows[0][0]) if rows else None
+
+    def disclosure(self, request_id: int) -> StoredDisclosure | None:
+        """A disclosure request this regulator made, or ``None``."""
+        rows = self._query("SELECT * FROM disclosures WHERE request_id = ?", (request_id,))
+        return disclosure_from_row(rows[0]) if rows else None
+
+    def disclosures(self) -> list[StoredDisclosure]:
+        """Every disclosure request this regulator made, oldest first."""
+        return [disclosure_from_row(r) for r in
+                self._query("SELECT * FROM disclosures ORDER BY request_id")]
+
+
+class SqliteRegulatorStore(SharedReads):
     """The regulator's SQLite store (see the module docstring). Thread-safe."""
 
     def __init__(self, path: Path, *, regulator: str, writer: bool = True) -> None:
@@ -596,11 +660,6 @@ class SqliteRegulatorStore:
 
     # ------------------------------------------------------------------ follow state
 
-    def follow_value(self, key: str, default: int = 0) -> int:
-        """A saved cursor (e.g. the last chain block scanned for checkpoints)."""
-        rows = self._query("SELECT value FROM follow WHERE key = ?", (key,))
-        return int(rows[0][0]) if rows else default
-
     def save_anchors(self, anchors: Sequence[StoredAnchor], cursor: tuple[str, int]) -> None:
         """Store checkpoints read from chain events and advance the scan cursor, together."""
         self._write([
@@ -687,19 +746,6 @@ class SqliteRegulatorStore:
 
     # ------------------------------------------------------------------ records
 
-    def _log_number(self, log_id: bytes) -> int:
-        number = self._numbers.get(log_id)
-        if number is None:
-            rows = self._query("SELECT num FROM logs WHERE log_id = ?", (log_id,))
-            if not rows:
-                raise StoreCorrupted(f"regulator store: log {log_id.hex()} is not followed")
-            number = self._numbers[log_id] = int(rows[0][0])
-        return number
-
-    def _logs(self) -> dict[int, tuple[bytes, str]]:
-        return {int(r[0]): (bytes(r[1]), str(r[2]))
-                for r in self._query("SELECT num, log_id, platform FROM logs")}
-
     def records_of_identity(self, identity_key: bytes) -> list[IndexedRecord]:
         """Every indexed record where ``identity_key`` is the payer or the payee, by time."""
         rows = self._query(
@@ -717,14 +763,6 @@ class SqliteRegulatorStore:
                            (commitment,))
         logs = self._logs()
         return [record_from_row(row, logs) for row in rows]
-
-    def record(self, log_id: bytes, index: int) -> IndexedRecord | None:
-        """Leaf ``index`` of ``log_id`` if it is verified and indexed."""
-        if self.log(log_id) is None:
-            return None
-        rows = self._query(f"SELECT {RECORD_COLUMNS} FROM records WHERE log = ? AND idx = ?",
-                           (self._log_number(log_id), index))
-        return record_from_row(rows[0], self._logs()) if rows else None
 
     def records(self, log_id: bytes, start: int, stop: int) -> list[IndexedRecord]:
         """The records of leaves ``start..stop-1`` of ``log_id`` in index order, unchecked
@@ -749,10 +787,6 @@ class SqliteRegulatorStore:
         return [(int(i), bytes(h), bytes(c), bytes(e), _opt(m), _opt(a))
                 for i, h, c, e, m, a in rows]
 
-    def record_count(self) -> int:
-        """How many verified leaves are indexed over all logs."""
-        return int(self._query("SELECT COUNT(*) FROM records")[0][0])
-
     def traced_payments(self) -> Iterator[TracedPayment]:
         """Every readable indexed payment as AML input (streamed, for large indexes)."""
         logs = self._logs()
@@ -775,10 +809,6 @@ class SqliteRegulatorStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (log_id, start, end, kind) "
             "DO UPDATE SET last_seen = excluded.last_seen, detail = excluded.detail",
             (now, now, platform, log_id, start, end, kind, detail), False)])
-
-    def faults(self) -> list[Fault]:
-        """Every recorded fault, oldest first."""
-        return [fault_from_row(r) for r in self._query("SELECT * FROM faults ORDER BY id")]
 
     # ------------------------------------------------------------------ alert numbers
 
@@ -809,11 +839,6 @@ class SqliteRegulatorStore:
                 f"SELECT key, id FROM alert_numbers WHERE key IN ({marks})", chunk))
         return found
 
-    def alert_key(self, number: int) -> str | None:
-        """The key numbered ``number``, or ``None`` if no alert ever had that number."""
-        rows = self._query("SELECT key FROM alert_numbers WHERE id = ?", (number,))
-        return str(rows[0][0]) if rows else None
-
     # ------------------------------------------------------------------ disclosures
 
     def case_key(self, case_id: bytes) -> bytes:
@@ -842,16 +867,6 @@ class SqliteRegulatorStore:
         self._write([("UPDATE disclosures SET response = ?, opening = ?, verified_at = ? "
                       "WHERE request_id = ?", (response, opening, time.time(), request_id),
                       False)])
-
-    def disclosure(self, request_id: int) -> StoredDisclosure | None:
-        """A disclosure request this regulator made, or ``None``."""
-        rows = self._query("SELECT * FROM disclosures WHERE request_id = ?", (request_id,))
-        return disclosure_from_row(rows[0]) if rows else None
-
-    def disclosures(self) -> list[StoredDisclosure]:
-        """Every disclosure request this regulator made, oldest first."""
-        return [disclosure_from_row(r) for r in
-                self._query("SELECT * FROM disclosures ORDER BY request_id")]
 
     # ------------------------------------------------------------------ console sessions
 
