@@ -229,9 +229,11 @@ def test_several_workers_are_refused_on_a_sqlite_store(tmp_path: Path) -> None:
     done = subprocess.run([*CLI, "serve", "--role", "regulator", "--name", "pboc",
                            "--config", "pboc-regulator.toml", "--workers", "2"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1
-    assert "2 ingest workers need a PostgreSQL store" in done.stderr
-    assert "has one writer" in done.stderr
+    assert done.returncode == 2  # unusable input: a config error (docs/config.md)
+    assert "--workers 2: 2 ingest workers need a PostgreSQL store" in done.stderr
+    assert "has one writer. Try: --workers 1" in done.stderr
+    assert '[store] url = "postgresql://..."' in done.stderr
+    assert "expected the regulator node's config" not in done.stderr  # the config is fine
     for args, message in (
             (["--ingest", "off", "--workers", "2"], "not to an --ingest off replica"),
             (["--workers", "0"], "--workers must be at least 1"),
@@ -239,7 +241,7 @@ def test_several_workers_are_refused_on_a_sqlite_store(tmp_path: Path) -> None:
         done = subprocess.run([*CLI, "serve", "--role", "regulator", "--name", "pboc",
                                "--config", "pboc-regulator.toml", *args],
                               cwd=tmp_path, capture_output=True, text=True, timeout=60)
-        assert done.returncode == 1 and message in done.stderr, done.stderr
+        assert done.returncode == 2 and message in done.stderr, done.stderr
     with pytest.raises(InvalidConfig):
         from ledger_node.regulator.config import load_regulator_config
 

@@ -1018,7 +1018,8 @@ def _explained(args: argparse.Namespace, exc: LedgerError) -> tuple[int, str]:
                                    "--name as the config names it, or that member's own "
                                    "--config")
         if detail.startswith("--"):  # an option, not the config file
-            return EXIT_UNUSABLE, f"{detail}. Try: jointledger {args.command} --help"
+            return EXIT_UNUSABLE, (detail if "Try:" in detail
+                                   else f"{detail}. Try: jointledger {args.command} --help")
         role = getattr(args, "role", None)
         expected: ConfigKind = _CONFIG_OF.get(args.command) or (
             "regulator" if role == "regulator" else "platform")

@@ -140,9 +140,10 @@ class RegulatorServeConfig:
         processes: several need a PostgreSQL store."""
         if workers > 1 and not self.store_takes_workers:
             raise InvalidConfig(
-                f"{workers} ingest workers need a PostgreSQL store: the SQLite store "
-                f"{self.regulator.store_path} has one writer (run one ingest process, "
-                "--workers 1, and serve more with --ingest off replicas)")
+                f"--workers {workers}: {workers} ingest workers need a PostgreSQL store, but "
+                f"the SQLite store {self.regulator.store_path} has one writer. Try: "
+                "--workers 1 (and serve more with --ingest off replicas), or "
+                '[store] url = "postgresql://..." in the config (docs/storage.md)')
 
     def with_process_role(self, *, ingest: IngestShare | None, follow_chain: bool
                           ) -> RegulatorServeConfig:
