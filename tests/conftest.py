@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,7 @@ import pytest
 from hypothesis import settings
 
 from ledger_node.chain.adapter import LedgerChain
+from ledger_node.demo.localsite import free_ports
 from ledger_node.demo.postgres_cluster import (
     REQUIRE_ENV,
     PostgresCluster,
@@ -45,10 +45,8 @@ ANVIL_START_TIMEOUT_S = 20.0
 
 
 def _free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port free on 127.0.0.1 (below the ephemeral range: see ``free_ports``)."""
+    return free_ports(1)
 
 
 def _answers(url: str) -> bool:

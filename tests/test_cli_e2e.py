@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 
 from ledger_node.client.sdk import RegulatorClient
 from ledger_node.crypto.keyfiles import MemberKeys, load_member_keys
+from ledger_node.demo.localsite import free_ports
 from ledger_node.demo.run import sample_records
 from ledger_node.log.checkpoint import log_id_for
 from ledger_node.log.leaf import Leaf
@@ -35,9 +35,8 @@ KINDS = {"payer_kind": "person", "payee_kind": "institution"}  # the demo's name
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port free on 127.0.0.1 (below the ephemeral range: see ``free_ports``)."""
+    return free_ports(1)
 
 
 def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:

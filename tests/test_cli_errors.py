@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from ledger_node.chain.consortium import DEV_FUNDING_WEI, deploy_consortium, loa
 from ledger_node.chain.rpc_server import ChainServer
 from ledger_node.cli.advice import unreachable_advice
 from ledger_node.cli.main import main
+from ledger_node.demo.localsite import free_ports
 from ledger_node.demo.run import sample_records
 from ledger_node.log.checkpoint import log_id_for
 from ledger_node.protocol.commitment import RecordOpening, new_salt, record_commitment
@@ -45,9 +45,8 @@ class Site:
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port free on 127.0.0.1 (below the ephemeral range: see ``free_ports``)."""
+    return free_ports(1)
 
 
 def _receipts(path: Path, platform: str, count: int, *, tamper: bool = False) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from ledger_node.chain.adapter import ETH_TESTER_FAUCET_KEY, Deployment, LedgerC
 from ledger_node.chain.contracts import load_artifact
 from ledger_node.chain.rpc_server import MAX_BATCH, ChainServer
 from ledger_node.cli.chain import run_chain
+from ledger_node.demo.localsite import free_ports
 from ledger_node.demo.run import Party, new_party
 from ledger_node.errors import ChainError, ContractRevert
 from ledger_node.jsonlimits import json_nested_deeper_than
@@ -123,9 +123,8 @@ def b32(label: str) -> bytes:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port free on 127.0.0.1 (below the ephemeral range: see ``free_ports``)."""
+    return free_ports(1)
 
 
 # ---------------------------------------------------------------------- LedgerChain over HTTP

@@ -5,9 +5,7 @@ stopped with SIGINT; and the refusals with their messages."""
 from __future__ import annotations
 
 import json
-import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,27 +19,14 @@ from ledger_node.chain.adapter import Role
 from ledger_node.chain.consortium import load_consortium
 from ledger_node.cli.main import main
 from ledger_node.cli.sitedir import read_run_file
+from ledger_node.demo.localsite import free_ports
 from ledger_node.platform.config import load_serve_config
 from ledger_node.regulator.config import load_regulator_config
 
 
 def _free_ports(count: int) -> int:
     """The first of ``count`` consecutive TCP ports free on 127.0.0.1 right now."""
-    for _ in range(200):
-        base = random.randint(20_000, 60_000 - count)
-        try:
-            probes = []
-            for port in range(base, base + count):
-                probe = socket.socket()
-                probes.append(probe)
-                probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-    raise AssertionError("no free port range")
+    return free_ports(count)
 
 
 def test_init_lays_out_a_consortium_whose_files_all_load(tmp_path: Path,

@@ -10,15 +10,15 @@ verify`` of the case file) must say ``VALID``.
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from ledger_node.demo.localsite import free_ports
 
 TUTORIAL = Path(__file__).resolve().parent.parent / "docs" / "tutorial.md"
 PORTS = ("8545", "8701", "8702", "8703")
@@ -33,21 +33,7 @@ def sh_blocks(text: str) -> list[str]:
 
 def _free_ports(count: int) -> int:
     """The first of ``count`` consecutive TCP ports free on 127.0.0.1 right now."""
-    for _ in range(200):
-        base = random.randint(20_000, 60_000 - count)
-        probes: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                probe = socket.socket()
-                probes.append(probe)
-                probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-    raise AssertionError("no free port range")
+    return free_ports(count)
 
 
 def _with_ports(block: str, base: int) -> str:

@@ -16,6 +16,7 @@ what a client of the site needs. Without it everything is plain HTTP on 127.0.0.
 from __future__ import annotations
 
 import functools
+import random
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Final
 
 import httpx
 
@@ -51,11 +53,42 @@ class SiteError(RuntimeError):
     """A site process failed to start; the message carries its output."""
 
 
+_EPHEMERAL_RANGE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT: Final = 10_000
+
+
+def free_ports(count: int = 1) -> int:
+    """The first of ``count`` consecutive TCP ports free on 127.0.0.1 right now.
+
+    Chosen at random below the kernel's ephemeral range: a port from ``bind(0)`` is one the
+    kernel also hands to outgoing connections, so any client may take it between this probe
+    and the server's own bind (parallel test workers made that happen: "address already in
+    use"). Below the range only another caller's random pick can collide."""
+    try:
+        ephemeral_low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32_768
+    high = ephemeral_low if ephemeral_low > _LOWEST_PORT + 1_000 else 65_536  # exclusive
+    for _ in range(200):
+        base = random.randint(_LOWEST_PORT, high - count)
+        probes: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise OSError(f"no {count} consecutive free TCP ports on 127.0.0.1 found")
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port free on 127.0.0.1 right now (see :func:`free_ports`)."""
+    return free_ports(1)
 
 
 class LocalSite:

@@ -18,13 +18,14 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from ledger_node.demo.localsite import free_port
 
 REQUIRE_ENV: Final = "JL_REQUIRE_POSTGRES"
 _START_TIMEOUT_S: Final = 60
@@ -41,12 +42,6 @@ def find_bin_dir() -> Path | None:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -136,7 +131,7 @@ def start_cluster(*, durable: bool = False) -> PostgresCluster:
         entry = pwd.getpwnam(user)
         os.chown(folder, entry.pw_uid, entry.pw_gid)
     folder.chmod(0o700)
-    cluster = PostgresCluster(bin_dir, folder, _free_port(), user, durable)
+    cluster = PostgresCluster(bin_dir, folder, free_port(), user, durable)
     try:
         cluster.start()
     except BaseException:
