@@ -48,7 +48,6 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ledger_node.errors import NodeStopped, StoreCorrupted, StoreUnavailable
-from ledger_node.protocol.aml import TracedPayment
 from ledger_node.regulator.store import (
     LOG_COLUMNS,
     RECORD_COLUMNS,
@@ -291,12 +290,13 @@ class PostgresRegulatorStore(SharedReads):
             return cur.execute(sql.replace("?", "%s").encode(), params).fetchall()
 
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
-        """Rows of ``sql`` through a server-side cursor (for whole-log reads)."""
+        """Rows of ``sql`` (``%s`` or the shared reads' ``?`` placeholders) through a
+        server-side cursor (for whole-log reads)."""
         self._check_open()
         with self._pool.connection() as conn, conn.transaction(), \
                 conn.cursor(name=f"stream_{secrets.token_hex(4)}") as cursor:
             cursor.itersize = 10_000
-            cursor.execute(sql.encode(), params)
+            cursor.execute(sql.replace("?", "%s").encode(), params)
             yield from cursor
 
     def close(self) -> None:
@@ -408,13 +408,6 @@ class PostgresRegulatorStore(SharedReads):
             cur.execute(b"UPDATE logs SET verified_size = %s, verified_root = %s "
                         b"WHERE num = %s", (start + len(leaves), root, number))
 
-    def leaf_hashes(self, log_id: bytes) -> Iterator[bytes]:
-        """The verified leaf hashes of ``log_id`` in index order (to rebuild its tree)."""
-        number = self._log_number(log_id)
-        for (leaf_hash,) in self._stream("SELECT leaf_hash FROM records WHERE log = %s "
-                                         "ORDER BY idx", (number,)):
-            yield bytes(leaf_hash)
-
     # ------------------------------------------------------------------ records
 
     def records_of_identity(self, identity_key: bytes) -> list[IndexedRecord]:
@@ -454,15 +447,6 @@ class PostgresRegulatorStore(SharedReads):
                            "ORDER BY idx", (self._log_number(log_id), start, stop))
         return [(int(i), bytes(h), bytes(c), bytes(e), _opt(m), _opt(a))
                 for i, h, c, e, m, a in rows]
-
-    def traced_payments(self) -> Iterator[TracedPayment]:
-        """Every readable indexed payment as AML input (streamed, for large indexes)."""
-        logs = self._logs()
-        for row in self._stream(f"SELECT {RECORD_COLUMNS} FROM records "
-                                "WHERE payer_key IS NOT NULL", ()):
-            traced = record_from_row(row, logs).traced()
-            assert traced is not None
-            yield traced
 
     # ------------------------------------------------------------------ faults
 

@@ -445,8 +445,8 @@ class RegulatorStore(ConsoleTable, Protocol):
 
 class SharedReads:
     """The reads both backends answer with the same SQL, written once here with ``?``
-    placeholders: SQLite takes them as they are, the PostgreSQL store's ``_query`` turns
-    them into psycopg's ``%s``."""
+    placeholders: SQLite takes them as they are, the PostgreSQL store's ``_query`` and
+    ``_stream`` turn them into psycopg's ``%s``."""
 
     _numbers: dict[bytes, int]
     """Log id to the store's log number, filled as logs are looked up."""
@@ -456,6 +456,24 @@ class SharedReads:
 
     def log(self, log_id: bytes) -> LogState | None:
         raise NotImplementedError
+
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def leaf_hashes(self, log_id: bytes) -> Iterator[bytes]:
+        """The verified leaf hashes of ``log_id`` in index order (to rebuild its tree)."""
+        for (leaf_hash,) in self._stream("SELECT leaf_hash FROM records WHERE log = ? "
+                                         "ORDER BY idx", (self._log_number(log_id),)):
+            yield bytes(leaf_hash)
+
+    def traced_payments(self) -> Iterator[TracedPayment]:
+        """Every readable indexed payment as AML input (streamed, for large indexes)."""
+        logs = self._logs()
+        for row in self._stream(f"SELECT {RECORD_COLUMNS} FROM records "
+                                "WHERE payer_key IS NOT NULL", ()):
+            traced = record_from_row(row, logs).traced()
+            assert traced is not None
+            yield traced
 
     def follow_value(self, key: str, default: int = 0) -> int:
         """A saved cursor (e.g. the last chain block scanned for checkpoints)."""
@@ -629,6 +647,10 @@ class SqliteRegulatorStore(SharedReads):
         except sqlite3.DatabaseError as exc:
             raise StoreCorrupted(f"regulator store {self._path}: read failed: {exc}") from exc
 
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``sql`` as the cursor yields them (for whole-log reads)."""
+        yield from self._reader().execute(sql, params)
+
     def _write(self, statements: Iterable[tuple[str, Sequence[Any] | Iterable[Sequence[Any]],
                                                bool]]) -> None:
         """Run ``(sql, params, many)`` statements in one immediate transaction."""
@@ -736,14 +758,6 @@ class SqliteRegulatorStore(SharedReads):
              (start + len(leaves), root, log_id), False),
         ])
 
-    def leaf_hashes(self, log_id: bytes) -> Iterator[bytes]:
-        """The verified leaf hashes of ``log_id`` in index order (to rebuild its tree)."""
-        db = self._reader()
-        cursor = db.execute("SELECT leaf_hash FROM records WHERE log = ? ORDER BY idx",
-                            (self._log_number(log_id),))
-        for (leaf_hash,) in cursor:
-            yield bytes(leaf_hash)
-
     # ------------------------------------------------------------------ records
 
     def records_of_identity(self, identity_key: bytes) -> list[IndexedRecord]:
@@ -786,17 +800,6 @@ class SqliteRegulatorStore(SharedReads):
                            (self._log_number(log_id), start, stop))
         return [(int(i), bytes(h), bytes(c), bytes(e), _opt(m), _opt(a))
                 for i, h, c, e, m, a in rows]
-
-    def traced_payments(self) -> Iterator[TracedPayment]:
-        """Every readable indexed payment as AML input (streamed, for large indexes)."""
-        logs = self._logs()
-        db = self._reader()
-        cursor = db.execute(f"SELECT {RECORD_COLUMNS} FROM records "
-                            "WHERE payer_key IS NOT NULL")
-        for row in cursor:
-            traced = record_from_row(row, logs).traced()
-            assert traced is not None
-            yield traced
 
     # ------------------------------------------------------------------ faults
 
